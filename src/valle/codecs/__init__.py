@@ -1,0 +1,63 @@
+"""Neural audio codecs behind one interface, built by name.
+
+`build_codec("encodec", bandwidth_kbps=6, weights="random")` takes exactly the keys of a
+`configs/codec/*.yaml` file, so `build_codec(**cfg.codec)` builds the configured codec.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+from valle.codecs.base import Codec, CodecInfo
+
+__all__ = ["Codec", "CodecInfo", "build_codec", "codec_class", "describe_codec", "CODECS"]
+
+# name → "module:Class", imported on demand, so `import valle.codecs` does not pay for dac, audiotools
+# or vocos. A new codec (e.g. the offline "mel" one) is one more line here.
+CODECS: dict[str, str] = {
+    "encodec": "valle.codecs.encodec:EncodecCodec",
+    "vocos": "valle.codecs.vocos:VocosCodec",
+    "dac": "valle.codecs.dac:DacCodec",
+}
+
+
+def codec_class(name: str) -> type[Codec]:
+    """The class registered under `name`, or an error listing the known names."""
+    if name not in CODECS:
+        raise ValueError(f"unknown codec {name!r}; set codec.name to one of {', '.join(sorted(CODECS))}")
+    module, _, cls = CODECS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def build_codec(name: str, **kwargs: Any) -> Codec:
+    """Build a codec by name.
+
+    Args:
+        name: a key of `CODECS` ("encodec", "vocos", "dac").
+        **kwargs: that codec's constructor arguments, e.g. `bandwidth_kbps=6, weights="pretrained"`.
+
+    Raises:
+        ValueError: unknown name, or a setting the codec does not take (the message lists those it does).
+    """
+    cls = codec_class(name)
+    _check_settings(name, cls, kwargs)
+    return cls(**kwargs)
+
+
+def describe_codec(name: str, **kwargs: Any) -> CodecInfo:
+    """What `build_codec(name, **kwargs)` would describe, without building it or fetching weights.
+
+    Used where only the codec's description matters, e.g. importing already-encoded data.
+    """
+    cls = codec_class(name)
+    _check_settings(name, cls, kwargs)
+    return cls.describe(**kwargs)
+
+
+def _check_settings(name: str, cls: type[Codec], kwargs: dict) -> None:
+    accepted = [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs")]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ValueError(f"codec {name!r} has no setting {', '.join(unknown)}; it takes {', '.join(accepted)}")

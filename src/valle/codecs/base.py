@@ -1,0 +1,169 @@
+"""The one codec interface: waveform ↔ residual-vector-quantized codes.
+
+Every codec (EnCodec, Vocos, DAC, ...) subclasses `Codec` and implements two batched primitives,
+`_encode_padded` and `_decode_padded`; this base class does the rest once: mixing to mono,
+resampling, padding a batch, and trimming each item back to its own length.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from valle.audio import prepare_waveform
+
+
+@dataclass(frozen=True)
+class CodecInfo:
+    """What a model must know about the codec its codes came from (saved in shards and checkpoints)."""
+
+    name: str
+    sample_rate: int
+    frame_rate: float  # frames per second
+    n_levels: int
+    codebook_size: int
+    variant: str = ""  # e.g. "6kbps" for EnCodec or "44khz" for DAC
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CodecInfo:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+    def check_compatible(self, other: CodecInfo, what: str = "this data") -> None:
+        """Raise when codes made by `other` cannot be used where `self` is expected."""
+        mine = (self.name, self.sample_rate, self.n_levels, self.codebook_size)
+        theirs = (other.name, other.sample_rate, other.n_levels, other.codebook_size)
+        if mine != theirs:
+            raise ValueError(
+                f"{what} was made with codec {other.name!r} ({other.variant or '-'}, {other.n_levels} levels, "
+                f"{other.sample_rate} Hz) but codec {self.name!r} ({self.variant or '-'}, {self.n_levels} levels, "
+                f"{self.sample_rate} Hz) was configured; use the same codec settings for both"
+            )
+
+
+class Codec(nn.Module, abc.ABC):
+    """A neural audio codec behind one interface.
+
+    Subclasses set `info` and implement `_encode_padded` / `_decode_padded` on padded batches.
+    """
+
+    info: CodecInfo
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def sample_rate(self) -> int:
+        return self.info.sample_rate
+
+    @property
+    def frame_rate(self) -> float:
+        return self.info.frame_rate
+
+    @property
+    def n_levels(self) -> int:
+        return self.info.n_levels
+
+    @property
+    def codebook_size(self) -> int:
+        return self.info.codebook_size
+
+    @property
+    def hop_length(self) -> int:
+        """Samples per frame at the codec's sample rate."""
+        return round(self.sample_rate / self.frame_rate)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def train(self, mode: bool = True) -> Codec:
+        """Stay in eval mode whatever `mode` asks.
+
+        A codec is a frozen tool. A parent's `.train()` (Lightning calls it every epoch) must not switch it to
+        training behaviour: DAC's quantizer, for one, then drops levels at random.
+        """
+        return super().train(False)
+
+    def n_frames(self, n_samples: int) -> int:
+        """Frames the codec produces for `n_samples` samples at its own rate: ceil(samples / hop)."""
+        return math.ceil(n_samples / self.hop_length)
+
+    @staticmethod
+    @abc.abstractmethod
+    def describe(**settings) -> CodecInfo:
+        """The CodecInfo a codec built with these settings has, without building it."""
+
+    @abc.abstractmethod
+    def _encode_padded(self, wav: torch.Tensor) -> torch.Tensor:
+        """wav [B, 1, S] float at `sample_rate`, S a multiple of the hop → codes [B, L, S / hop] int64."""
+
+    @abc.abstractmethod
+    def _decode_padded(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes [B, L, T] int64 → wav [B, 1, T * hop] float at `sample_rate`."""
+
+    @torch.inference_mode()
+    def encode(self, wav: torch.Tensor, sample_rate: int) -> torch.Tensor:
+        """Encode one waveform.
+
+        Args:
+            wav: [samples] or [channels, samples] float, any rate and channel count.
+            sample_rate: rate of `wav` in Hz.
+
+        Returns:
+            codes: LongTensor [n_levels, frames], frames = ceil(samples at codec rate / hop).
+        """
+        codes, _ = self.encode_batch([wav], sample_rate)
+        return codes[0]
+
+    @torch.inference_mode()
+    def encode_batch(self, wavs: Sequence[torch.Tensor], sample_rate: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode several waveforms of different lengths in one pass.
+
+        Args:
+            wavs: each [samples] or [channels, samples], all at `sample_rate`.
+            sample_rate: rate of the inputs in Hz.
+
+        Returns:
+            (codes [B, n_levels, T_max] int64 padded with 0, frames [B] int64 valid frames per item).
+        """
+        mono = [prepare_waveform(w, sample_rate, self.sample_rate) for w in wavs]
+        frames = torch.tensor([self.n_frames(w.numel()) for w in mono], dtype=torch.long)
+        batch = torch.zeros(len(mono), 1, int(frames.max()) * self.hop_length, device=self.device)
+        for i, w in enumerate(mono):
+            batch[i, 0, : w.numel()] = w.to(self.device)
+        codes = self._encode_padded(batch).long()
+        for i, n in enumerate(frames.tolist()):
+            codes[i, :, n:] = 0
+        return codes[:, :, : int(frames.max())].cpu(), frames
+
+    @torch.inference_mode()
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes [n_levels, frames] → wav [frames * hop] float at `sample_rate`."""
+        return self.decode_batch(codes[None], torch.tensor([codes.shape[-1]]))[0]
+
+    @torch.inference_mode()
+    def decode_batch(self, codes: torch.Tensor, frames: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """codes [B, n_levels, T] (+ valid frames [B]) → list of wavs, each trimmed to frames * hop samples."""
+        self._check_codes(codes)
+        wav = self._decode_padded(codes.to(self.device).long())[:, 0].float().cpu()
+        lengths = frames.tolist() if frames is not None else [codes.shape[-1]] * codes.shape[0]
+        return [wav[i, : n * self.hop_length] for i, n in enumerate(lengths)]
+
+    def _check_codes(self, codes: torch.Tensor) -> None:
+        if codes.dim() != 3 or codes.shape[1] != self.n_levels:
+            raise ValueError(
+                f"codec {self.name!r} expects codes shaped [batch, {self.n_levels} levels, frames], "
+                f"got {tuple(codes.shape)}"
+            )
+        if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.codebook_size):
+            raise ValueError(f"codec {self.name!r}: codes must lie in [0, {self.codebook_size}); "
+                             f"got [{int(codes.min())}, {int(codes.max())}]")

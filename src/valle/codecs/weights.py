@@ -1,0 +1,153 @@
+"""Where a codec's weights come from: the official download, a local file, or a random init.
+
+Every codec takes one `weights` setting with three kinds of value:
+
+- ``"pretrained"``: the released weights, fetched by the library's own mechanism (torch.hub, the Hugging
+  Face hub, ``dac.utils.download``) and cached where that library caches them;
+- ``"random"``: the same architecture, randomly initialised from a fixed seed, so two processes build the same
+  codec; it logs a warning, because its codes and audio mean nothing until it is trained;
+- a path to a local file: for machines without internet access.
+
+A failed download is an error that names the two ways out; it never falls back to random weights, which
+would silently turn a dataset into noise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import TypeVar
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+PRETRAINED = "pretrained"
+RANDOM = "random"
+RANDOM_SEED = 0
+
+Weights = str | os.PathLike  # "pretrained", "random" or a local file
+T = TypeVar("T")
+
+
+class WeightsError(RuntimeError):
+    """Weights that cannot be fetched or do not fit the codec; the message names the fix."""
+
+
+def resolve_weights(weights: Weights, setting: str = "codec.weights") -> str | Path:
+    """Classify a `weights` setting.
+
+    Args:
+        weights: ``"pretrained"``, ``"random"`` or a path to a local file (``~`` is expanded).
+        setting: the config key the value came from, named in errors (e.g. ``codec.encodec_weights``).
+
+    Returns:
+        ``"pretrained"``, ``"random"``, or the `Path` of an existing file.
+
+    Raises:
+        FileNotFoundError: `weights` is a path and no file is there.
+        TypeError: `weights` is neither a string nor a path.
+    """
+    if not isinstance(weights, str | os.PathLike):
+        raise TypeError(f"{setting} must be 'pretrained', 'random' or a file path, got {weights!r}")
+    if isinstance(weights, str) and weights in (PRETRAINED, RANDOM):
+        return weights
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{setting}={str(weights)!r}: no such file ({path.resolve()}); pass an existing weights file, "
+            f"'{PRETRAINED}' to download the released weights, or '{RANDOM}' for an untrained codec"
+        )
+    return path
+
+
+def warn_random(codec: str, setting: str = "codec.weights") -> None:
+    """Log that a codec runs on random weights (its codes and audio are noise until it is trained)."""
+    log.warning(
+        "codec %r uses random weights (%s=random): its codes and decoded audio are noise unless it is "
+        "trained; set %s=pretrained or a local weights file for real audio",
+        codec,
+        setting,
+        setting,
+    )
+
+
+def download(fetch: Callable[[], T], what: str, setting: str = "codec.weights") -> T:
+    """Run a library's own download, turning any failure into an error that names the fix.
+
+    Args:
+        fetch: calls the library (e.g. ``lambda: hf_hub_download(...)``) and returns its result.
+        what: what is fetched, for the message (e.g. "EnCodec 24 kHz weights").
+        setting: the config key to name in the message.
+
+    Raises:
+        WeightsError: the download (or reading what it fetched) failed; chained to the original error.
+    """
+    try:
+        return fetch()
+    except Exception as error:  # urllib, requests and huggingface_hub each raise their own types
+        raise WeightsError(
+            f"could not download the pretrained {what} ({type(error).__name__}: {error}); "
+            f"pass a local file with {setting}=/path/to/file, or {setting}={RANDOM} for an untrained codec "
+            f"(its output is noise)"
+        ) from error
+
+
+def load_state_dict(path: Path, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Read a state dict from a file, safely (``weights_only=True``).
+
+    Args:
+        path: a ``torch.save`` file holding a state dict, or a checkpoint with one under ``"state_dict"``.
+        prefix: keep only the keys that start with it, with the prefix removed (e.g. the EnCodec part
+            ``"feature_extractor.encodec."`` of a Vocos state dict).
+
+    Raises:
+        WeightsError: the file is not a state dict, or holds no key with `prefix`.
+    """
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise WeightsError(f"{path}: not a weights file torch.load reads safely ({error})") from error
+    if isinstance(data, Mapping) and isinstance(data.get("state_dict"), Mapping):
+        data = data["state_dict"]
+    if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise WeightsError(
+            f"{path}: expected a state dict (parameter name → tensor), got {type(data).__name__}"
+        )
+    state = {k[len(prefix) :]: v for k, v in data.items() if k.startswith(prefix)}
+    if not state:
+        raise WeightsError(f"{path}: no parameter starts with {prefix!r}")
+    return state
+
+
+def load_into(module: nn.Module, state: Mapping[str, torch.Tensor], path: Path, what: str) -> None:
+    """Load a state dict strictly, so a wrong file fails instead of leaving parameters random.
+
+    Raises:
+        WeightsError: names the file, what it should hold, and a few missing or unexpected keys.
+    """
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        missing = sorted(set(module.state_dict()) - set(state))
+        unexpected = sorted(set(state) - set(module.state_dict()))
+        raise WeightsError(
+            f"{path} does not hold {what} weights: {len(missing)} missing keys {missing[:3]}, "
+            f"{len(unexpected)} unexpected keys {unexpected[:3]} ({str(error).splitlines()[0]}); "
+            f"point the setting at the right file"
+        ) from error
+
+
+@contextlib.contextmanager
+def seeded(seed: int = RANDOM_SEED) -> Iterator[None]:
+    """Draw from a fixed seed inside the block, leaving the caller's (CPU) random state as it was.
+
+    Random codecs are built in here, so codes written by one process decode the same in another.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield

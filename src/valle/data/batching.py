@@ -1,0 +1,89 @@
+"""Dynamic batching: length buckets and a token budget per batch, so padding stays low."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+
+def bucket_boundaries(lengths: Sequence[int], n_buckets: int) -> list[int]:
+    """Upper length bounds that split `lengths` into `n_buckets` groups of about equal count."""
+    if n_buckets <= 1 or not lengths:
+        return []
+    quantiles = np.quantile(np.asarray(lengths), np.linspace(0, 1, n_buckets + 1)[1:-1])
+    return sorted({int(q) for q in quantiles})
+
+
+def batch_by_tokens(items: Iterable, length: Callable[[object], int], boundaries: Sequence[int],
+                    max_tokens: int, max_batch_size: int) -> Iterator[list]:
+    """Group items of similar length into batches whose padded size stays within `max_tokens`.
+
+    Each item goes to the bucket of its length; a bucket is emitted as a batch as soon as one more
+    item would push `count × longest` over `max_tokens` (or the count over `max_batch_size`). An
+    item longer than `max_tokens` on its own forms a batch of one. The leftovers are emitted at the
+    end, shortest buckets first.
+    """
+    buckets: list[list] = [[] for _ in range(len(boundaries) + 1)]
+    longest = [0] * len(buckets)
+    for item in items:
+        n = length(item)
+        b = bisect.bisect_left(boundaries, n)
+        if buckets[b] and ((len(buckets[b]) + 1) * max(longest[b], n) > max_tokens
+                           or len(buckets[b]) >= max_batch_size):
+            yield buckets[b]
+            buckets[b], longest[b] = [], 0
+        buckets[b].append(item)
+        longest[b] = max(longest[b], n)
+    yield from (bucket for bucket in buckets if bucket)
+
+
+def pad_1d(sequences: Sequence[torch.Tensor], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """[N_i] tensors → ([B, N_max] padded with `pad`, lengths [B])."""
+    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
+    out = torch.full((len(sequences), int(lengths.max())), pad, dtype=torch.long)
+    for i, s in enumerate(sequences):
+        out[i, : len(s)] = s
+    return out, lengths
+
+
+def pad_codes(codes: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """[L, T_i] tensors → ([B, L, T_max] padded with 0, frames [B])."""
+    lengths = torch.tensor([c.shape[1] for c in codes], dtype=torch.long)
+    out = torch.zeros(len(codes), codes[0].shape[0], int(lengths.max()), dtype=torch.long)
+    for i, c in enumerate(codes):
+        out[i, :, : c.shape[1]] = c
+    return out, lengths
+
+
+def collate(items: Sequence[dict], pad_id: int) -> dict:
+    """Items (text ids, prompt codes, response codes) → one padded batch.
+
+    Returns:
+        dict with `text` [B, N] (pad `pad_id`), `text_lengths` [B], `prompt` [B, L, Tp],
+        `prompt_lengths` [B], `codes` [B, L, T], `code_lengths` [B], `keys`, `prompt_keys`,
+        `speakers`, `languages` (lists), and `n_tokens` / `n_padded_tokens` (ints): the real and the
+        padded size of the concatenated [text; prompt; response] sequences, for the padding fraction.
+    """
+    text, text_lengths = pad_1d([item["text"] for item in items], pad_id)
+    prompt, prompt_lengths = pad_codes([item["prompt"] for item in items])
+    codes, code_lengths = pad_codes([item["codes"] for item in items])
+    totals = text_lengths + prompt_lengths + code_lengths
+    return {
+        "text": text, "text_lengths": text_lengths, "prompt": prompt, "prompt_lengths": prompt_lengths,
+        "codes": codes, "code_lengths": code_lengths,
+        "keys": [item["key"] for item in items], "prompt_keys": [item["prompt_key"] for item in items],
+        "speakers": [item["speaker"] for item in items], "languages": [item["language"] for item in items],
+        "n_tokens": int(totals.sum()), "n_padded_tokens": int(totals.max()) * len(items),
+    }
+
+
+def padding_fraction(batches: Iterable[dict]) -> float:
+    """Share of padded positions over many batches: 1 - real tokens / padded tokens."""
+    real = padded = 0
+    for batch in batches:
+        real += batch["n_tokens"]
+        padded += batch["n_padded_tokens"]
+    return 1.0 - real / padded if padded else 0.0

@@ -1,0 +1,139 @@
+"""Corpus readers: a folder on disk → `Utterance` records, sorted by key.
+
+Layouts:
+- `libritts`: `{subset}/{speaker}/{chapter}/{id}.wav` with `{id}.normalized.txt` (else `{id}.original.txt`).
+- `ljspeech`: `metadata.csv` (`id|text|normalized text`) and `wavs/{id}.wav`; one speaker.
+- `folder`: `{group}/{speaker}/{id}.{wav,flac,ogg,mp3}` with `{id}.txt` beside each file.
+- `seed`: the seed project's encoded files, see `valle.data.seed_import`.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from valle.data.records import Utterance, make_key
+
+log = logging.getLogger(__name__)
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+
+
+class MissingTranscript(Exception):
+    """An audio file without its transcript; prepare lists these as skipped."""
+
+    def __init__(self, audio_path: Path, expected: str):
+        super().__init__(f"{audio_path}: no transcript (expected {expected})")
+        self.audio_path = audio_path
+
+
+ReaderResult = Iterator["Utterance | MissingTranscript"]
+
+
+def _audio_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+
+
+def _read_text(path: Path) -> str:
+    return path.read_text(encoding="utf-8").strip()
+
+
+def read_folder(root: Path, language: str) -> ReaderResult:
+    """`{group}/{speaker}/{id}.wav` + `{id}.txt`; shallower trees use the root's name as group/speaker."""
+    for audio in _audio_files(root):
+        parts = audio.relative_to(root).parts
+        speaker = parts[-2] if len(parts) >= 2 else root.name
+        group = parts[-3] if len(parts) >= 3 else root.name
+        text_path = audio.with_suffix(".txt")
+        if not text_path.is_file():
+            yield MissingTranscript(audio, text_path.name)
+            continue
+        yield Utterance(key=make_key(group, speaker, audio.stem), speaker=speaker, group=group,
+                        text=_read_text(text_path), language=language, audio_path=audio)
+
+
+def read_libritts(root: Path, language: str) -> ReaderResult:
+    """LibriTTS / LibriTTS-R: speaker from the file name `{speaker}_{chapter}_{...}`, group = subset."""
+    for audio in _audio_files(root):
+        stem = audio.name.split(".")[0]
+        parts = audio.relative_to(root).parts
+        group = parts[0] if len(parts) >= 4 else root.name
+        speaker = stem.split("_")[0]
+        candidates = [audio.with_name(f"{stem}.normalized.txt"), audio.with_name(f"{stem}.original.txt")]
+        text_path = next((c for c in candidates if c.is_file()), None)
+        if text_path is None:
+            yield MissingTranscript(audio, candidates[0].name)
+            continue
+        yield Utterance(key=make_key(group, speaker, stem), speaker=speaker, group=group,
+                        text=_read_text(text_path), language=language, audio_path=audio)
+
+
+def read_ljspeech(root: Path, language: str) -> ReaderResult:
+    """LJSpeech: `metadata.csv` rows `id|text|normalized`; the normalized text is used when present."""
+    metadata = root / "metadata.csv"
+    if not metadata.is_file():
+        raise FileNotFoundError(f"{metadata}: missing; an LJSpeech-layout corpus has metadata.csv "
+                                "with lines `id|text|normalized text` and the audio in wavs/")
+    speaker = root.name
+    with metadata.open(encoding="utf-8", newline="") as handle:
+        rows = sorted(csv.reader(handle, delimiter="|", quoting=csv.QUOTE_NONE))
+    for row in rows:
+        if not row or not row[0].strip():
+            continue
+        utterance_id = row[0].strip()
+        text = (row[2] if len(row) > 2 and row[2].strip() else row[1] if len(row) > 1 else "").strip()
+        audio = next((root / "wavs" / f"{utterance_id}{s}" for s in AUDIO_SUFFIXES
+                      if (root / "wavs" / f"{utterance_id}{s}").is_file()), root / "wavs" / f"{utterance_id}.wav")
+        yield Utterance(key=make_key("ljspeech", speaker, utterance_id), speaker=speaker, group="ljspeech",
+                        text=text, language=language, audio_path=audio)
+
+
+def _read_seed(root: Path, language: str) -> ReaderResult:
+    from valle.data.seed_import import read_seed
+
+    yield from read_seed(root, language)
+
+
+READERS: dict[str, Callable[[Path, str], ReaderResult]] = {
+    "folder": read_folder,
+    "libritts": read_libritts,
+    "ljspeech": read_ljspeech,
+    "seed": _read_seed,
+}
+
+
+def read_corpus(layout: str, root: str | Path, language: str) -> tuple[list[Utterance], list[MissingTranscript]]:
+    """Read a corpus folder.
+
+    Args:
+        layout: one of `READERS` ("folder", "libritts", "ljspeech", "seed").
+        root: the corpus folder.
+        language: espeak-ng language for every utterance (the seed's files may carry their own).
+
+    Returns:
+        (utterances sorted by key, audio files that had no transcript).
+
+    Raises:
+        ValueError: unknown layout, an empty corpus, or a key used twice.
+    """
+    if layout not in READERS:
+        raise ValueError(f"unknown layout {layout!r}; choose one of {sorted(READERS)}")
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"input={root}: no such folder")
+    utterances: list[Utterance] = []
+    missing: list[MissingTranscript] = []
+    for item in READERS[layout](root, language):
+        (missing if isinstance(item, MissingTranscript) else utterances).append(item)
+    if not utterances and not missing:
+        raise ValueError(f"input={root}: no audio found for layout={layout!r}; "
+                         f"check the layout (choices: {sorted(READERS)}) and the folder")
+    utterances.sort(key=lambda u: u.key)
+    duplicates = sorted(k for k, n in Counter(u.key for u in utterances).items() if n > 1)
+    if duplicates:
+        raise ValueError(f"input={root}: the key {duplicates[0]!r} names two utterances; "
+                         "utterance ids must be unique within a speaker")
+    return utterances, missing

@@ -1,0 +1,170 @@
+"""ValleDataModule: streams the shards `prepare` wrote, with prompts, buckets and a validation split."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning as L
+
+from valle.data.batching import bucket_boundaries
+from valle.data.index import IndexRow, ShardIndex
+from valle.data.prompts import PromptConfig
+from valle.data.stream import EpochDataLoader, ErrorCounter, ShardStream, StreamSettings, expand_shards
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DataConfig:
+    """The `data` config group (configs/data/*.yaml)."""
+
+    root: str = "???"  # the folder prepare.py wrote (holds index.json)
+    shards: str | None = None  # other shard sources (glob, brace list, pipe:, URL); names must match the index
+    max_tokens: int = 6000  # per batch: (text + prompt + response) × batch size, padding included
+    max_batch_size: int = 64
+    n_buckets: int = 8
+    shuffle_buffer: int = 512
+    num_workers: int = 2
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    val_speakers: int = 1  # speakers held out entirely
+    val_utterances: int = 8  # utterances held out from the training speakers
+    batches_per_epoch: int | None = None  # set for fixed-length epochs over resampled shards (multi-node)
+    seed: int = 0
+
+
+@dataclass
+class Split:
+    val_speakers: list[str]
+    val_keys: frozenset[str]  # held-out speakers' utterances and held-out utterances
+
+
+def make_split(index: ShardIndex, val_speakers: int, val_utterances: int, seed: int) -> Split:
+    """Deterministic validation split: whole speakers, then single utterances of other speakers.
+
+    Speakers with fewer than three utterances never give one up, so each training speaker keeps at
+    least two (one to train on, one to prompt with).
+    """
+    rng = random.Random(seed)
+    speakers = index.by_speaker()
+    names = sorted(speakers)
+    if val_speakers >= len(names) and val_speakers > 0:
+        raise ValueError(f"data.val_speakers={val_speakers} but the index has {len(names)} speakers; "
+                         "training needs at least one: lower data.val_speakers")
+    held_out = sorted(rng.sample(names, val_speakers))
+    keys = {row.key for name in held_out for row in speakers[name]}
+    donors = [name for name in names if name not in held_out and len(speakers[name]) >= 3]
+    rng.shuffle(donors)
+    pools = {name: rng.sample(speakers[name], len(speakers[name]) - 2) for name in donors}
+    while val_utterances > 0 and any(pools.values()):
+        for name in donors:
+            if pools[name] and val_utterances > 0:
+                keys.add(pools[name].pop().key)
+                val_utterances -= 1
+    return Split(val_speakers=held_out, val_keys=frozenset(keys))
+
+
+def sequence_length(row: IndexRow, prompt: PromptConfig, frame_rate: float) -> int:
+    """Expected [text; prompt; response] length of a sample, for bucketing."""
+    text = row.n_phonemes + 3  # bos, language, eos
+    if prompt.mode == "prefix":
+        return text + row.frames
+    return text + row.frames + round((prompt.min_seconds + prompt.max_seconds) / 2 * frame_rate)
+
+
+class ValleDataModule(L.LightningDataModule):
+    """Batches of text ids, prompt codes and response codes, streamed from webdataset shards.
+
+    Args:
+        config: a `DataConfig` (or the same keys as a dict/DictConfig).
+    """
+
+    def __init__(self, config: DataConfig | dict):
+        super().__init__()
+        if not isinstance(config, DataConfig):
+            config = DataConfig(**{**config, "prompt": PromptConfig(**dict(config.get("prompt") or {}))})
+        self.config = config
+        self.index: ShardIndex | None = None
+        self.split: Split | None = None
+        self.errors = ErrorCounter()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.index is not None:
+            return
+        index = ShardIndex.load(self.config.root)
+        if not index.samples:
+            raise ValueError(f"data.root={self.config.root}: the index lists no samples (everything was "
+                             "skipped in prepare? see its summary); nothing to train on")
+        self.index = index
+        self.split = make_split(index, self.config.val_speakers, self.config.val_utterances, self.config.seed)
+        log.info("data: %d utterances, %d speakers, %.2f h; validation: %d utterances (%d held-out speakers)",
+                 len(index.samples), len(index.by_speaker()), index.hours(), len(self.split.val_keys),
+                 len(self.split.val_speakers))
+
+    @property
+    def symbols(self):
+        self.setup()
+        return self.index.symbols
+
+    @property
+    def codec_info(self):
+        self.setup()
+        return self.index.codec
+
+    def _urls(self, names: set[str] | None = None) -> list[str]:
+        """Shard URLs, optionally only those whose file name is in `names`."""
+        urls = expand_shards(self.config.shards) if self.config.shards else self.index.shard_paths()
+        if not urls:
+            raise ValueError(f"data.shards={self.config.shards!r} matches no shard")
+        return [u for u in urls if names is None or Path(u.split("?")[0]).name in names]
+
+    def _settings(self, rows: list[IndexRow], **overrides) -> StreamSettings:
+        c = self.config
+        lengths = [sequence_length(r, c.prompt, self.index.codec.frame_rate) for r in rows]
+        return StreamSettings(urls=self._urls(), symbols=self.index.symbols, frame_rate=self.index.codec.frame_rate,
+                              prompt=c.prompt, max_tokens=c.max_tokens, max_batch_size=c.max_batch_size,
+                              boundaries=bucket_boundaries(lengths, c.n_buckets), seed=c.seed, **overrides)
+
+    def train_stream(self) -> ShardStream:
+        self.setup()
+        c, val_keys = self.config, self.split.val_keys
+        rows = [r for r in self.index.samples if r.key not in val_keys]
+        if not rows:
+            raise ValueError("every utterance went to validation; lower data.val_speakers / data.val_utterances")
+        per_worker = None
+        if c.batches_per_epoch is not None:
+            per_worker = math.ceil(c.batches_per_epoch / max(1, c.num_workers))
+        settings = self._settings(rows, shuffle_buffer=c.shuffle_buffer, exclude=val_keys,
+                                  resampled=c.batches_per_epoch is not None, batches_per_worker=per_worker)
+        self._warn_if_uneven(len(settings.urls))
+        return ShardStream(settings, self.errors)
+
+    def val_stream(self) -> ShardStream:
+        self.setup()
+        val_keys = self.split.val_keys
+        rows = [r for r in self.index.samples if r.key in val_keys]
+        settings = self._settings(rows, keep=val_keys)
+        settings.urls = self._urls({r.shard for r in rows})
+        return ShardStream(settings, self.errors)
+
+    def _warn_if_uneven(self, n_shards: int) -> None:
+        world = self.trainer.world_size if self.trainer is not None else 1
+        readers = world * max(1, self.config.num_workers)
+        if self.config.batches_per_epoch is None and n_shards % readers:
+            log.warning("%d shards over %d ranks × %d workers: readers get unequal shares; with several ranks "
+                        "set data.batches_per_epoch for equal, resampled epochs", n_shards, world,
+                        max(1, self.config.num_workers))
+
+    def _loader(self, stream: ShardStream) -> EpochDataLoader:
+        workers = self.config.num_workers
+        return EpochDataLoader(stream, batch_size=None, num_workers=workers, persistent_workers=False,
+                               multiprocessing_context="fork" if workers > 0 else None)
+
+    def train_dataloader(self) -> EpochDataLoader:
+        return self._loader(self.train_stream())
+
+    def val_dataloader(self) -> EpochDataLoader:
+        return self._loader(self.val_stream())

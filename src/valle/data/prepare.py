@@ -1,0 +1,354 @@
+"""Corpus → webdataset shards + index: batched codec encoding, worker processes, resumable, splittable.
+
+The run is planned first: utterances (sorted by key, so each speaker's utterances sit together)
+are packed into shards of bounded size from their durations alone. The plan is deterministic, so
+`part=i/n` jobs of a cluster array agree on it and take every n-th shard, and a rerun skips every
+shard whose manifest exists. A shard is written under a temporary name and renamed when complete;
+its manifest (`shard-NNNNNN.json`) follows, and marks it done. Whichever run finds every manifest
+present writes `index.json` (symbol map, codec, one row per sample) and prints the summary.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import soundfile as sf
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from valle.audio import AudioError, load_for_codec
+from valle.codecs.base import Codec, CodecInfo
+from valle.data.corpora import read_corpus
+from valle.data.index import INDEX_NAME, IndexRow, ShardIndex
+from valle.data.records import Utterance
+from valle.data.shards import SHARD_FORMAT_VERSION, SHARD_PATTERN, ShardSample, write_shard
+from valle.text.phonemize import TextError, check_language, phonemize_batch
+from valle.text.symbols import SymbolMap
+from valle.utils.io import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+PLAN_NAME = "plan.json"
+# Bytes a sample costs beyond its codes: tar headers (512 B per member), npy header, text and json.
+_SAMPLE_OVERHEAD_BYTES = 4096
+
+
+@dataclass
+class PrepareSettings:
+    """What `prepare` needs besides the corpus and the codec (the `prepare.yaml` keys)."""
+
+    layout: str
+    input: str
+    output: str
+    language: str = "en-us"
+    part: str = "0/1"  # "i/n": this job takes shards i, i+n, i+2n, ...
+    num_workers: int = 2  # processes that read and resample audio
+    batch_seconds: float = 60.0  # audio per codec batch
+    device: str = "cpu"
+    max_shard_mb: float = 256.0
+    min_seconds: float = 0.5
+    max_seconds: float = 30.0
+    silence_dbfs: float = -60.0
+    symbols: str | None = None  # a fixed symbol map (e.g. a pretrained model's); unknown symbols → unk
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why one utterance was left out; prepare lists these in the summary and the index."""
+
+    reason: str  # a short category, counted in the summary ("bad audio", "empty transcript", ...)
+    detail: str
+
+
+@dataclass
+class PrepareResult:
+    output: Path
+    shards_written: int
+    shards_skipped_done: int
+    shards_pending: int  # planned shards other parts have not finished yet
+    index: ShardIndex | None = None
+    skipped: list[dict] = field(default_factory=list)
+
+
+def parse_part(part: str) -> tuple[int, int]:
+    """'i/n' → (i, n), with 0 <= i < n."""
+    try:
+        i, n = (int(x) for x in str(part).split("/"))
+    except ValueError:
+        raise ValueError(f"part={part!r}: expected 'i/n', e.g. part=0/4 for the first of four jobs") from None
+    if not 0 <= i < n:
+        raise ValueError(f"part={part!r}: need 0 <= i < n")
+    return i, n
+
+
+# ----------------------------------------------------------------------------------------------- planning
+def utterance_seconds(utterance: Utterance) -> float:
+    """Duration from the file header (no decoding) or the imported record; raises AudioError."""
+    if utterance.duration is not None:
+        return utterance.duration
+    try:
+        info = sf.info(str(utterance.audio_path))
+    except Exception as error:
+        raise AudioError(f"{utterance.audio_path}: unreadable audio ({error})") from error
+    return info.frames / info.samplerate
+
+
+def plan_shards(utterances: Sequence[Utterance], codec: CodecInfo, settings: PrepareSettings
+                ) -> tuple[list[list[Utterance]], list[dict]]:
+    """Pack utterances, in key order, into shards of at most `max_shard_mb`; skip bad lengths."""
+    budget = settings.max_shard_mb * 2**20
+    shards: list[list[Utterance]] = [[]]
+    skipped: list[dict] = []
+    used = 0.0
+    for utterance in utterances:
+        try:
+            seconds = utterance_seconds(utterance)
+        except AudioError as error:
+            skipped.append(_skip(utterance, "unreadable", str(error)))
+            continue
+        if not settings.min_seconds <= seconds <= settings.max_seconds:
+            reason = "too short" if seconds < settings.min_seconds else "too long"
+            skipped.append(_skip(utterance, reason, f"{seconds:.2f} s"))
+            continue
+        utterance.duration = seconds
+        size = 2 * codec.n_levels * math.ceil(seconds * codec.frame_rate) + _SAMPLE_OVERHEAD_BYTES
+        if shards[-1] and used + size > budget:
+            shards.append([])
+            used = 0.0
+        shards[-1].append(utterance)
+        used += size
+    return [s for s in shards if s], skipped
+
+
+def _skip(utterance: Utterance, reason: str, detail: str) -> dict:
+    return {"key": utterance.key, "path": str(utterance.audio_path or utterance.extra.get("source", "")),
+            "reason": reason, "detail": detail}
+
+
+def _check_plan(output: Path, shards: list[list[Utterance]]) -> None:
+    """The first run records its plan; later runs (other parts, resumes) must agree with it."""
+    plan = {"format_version": SHARD_FORMAT_VERSION, "shards": [[u.key for u in s] for s in shards]}
+    path = output / PLAN_NAME
+    if path.is_file():
+        if json.loads(path.read_text(encoding="utf-8")) != plan:
+            raise ValueError(f"{path}: this output folder was prepared from another corpus or with other "
+                             "settings (max_shard_mb, min/max_seconds); use a new output folder or delete it")
+        return
+    atomic_write_json(path, plan)
+
+
+# ------------------------------------------------------------------------------------------ one shard
+class _AudioLoader(Dataset):
+    """Reads, mixes and resamples audio in worker processes; errors come back as strings."""
+
+    def __init__(self, utterances: Sequence[Utterance], sample_rate: int, silence_dbfs: float):
+        self.utterances, self.sample_rate, self.silence_dbfs = utterances, sample_rate, silence_dbfs
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | Problem]:
+        try:
+            return i, load_for_codec(self.utterances[i].audio_path, self.sample_rate, self.silence_dbfs)
+        except AudioError as error:
+            return i, Problem("bad audio", str(error))
+
+
+def _batches_by_seconds(utterances: Sequence[Utterance], batch_seconds: float) -> list[list[int]]:
+    """Index batches of similar length (less padding) holding about `batch_seconds` of audio each."""
+    order = sorted(range(len(utterances)), key=lambda i: utterances[i].duration or 0.0)
+    batches: list[list[int]] = [[]]
+    total = 0.0
+    for i in order:
+        if batches[-1] and total + (utterances[i].duration or 0.0) > batch_seconds:
+            batches.append([])
+            total = 0.0
+        batches[-1].append(i)
+        total += utterances[i].duration or 0.0
+    return [b for b in batches if b]
+
+
+def _encode_audio(utterances: Sequence[Utterance], codec: Codec, settings: PrepareSettings,
+                  progress: tqdm) -> Iterator[tuple[int, object]]:
+    """Yield (index, codes int16 [L, T]) or (index, Problem) for every utterance."""
+    loader = DataLoader(_AudioLoader(utterances, codec.sample_rate, settings.silence_dbfs),
+                        batch_sampler=_batches_by_seconds(utterances, settings.batch_seconds),
+                        num_workers=settings.num_workers, collate_fn=list)
+    for batch in loader:
+        good = [(i, wav) for i, wav in batch if not isinstance(wav, Problem)]
+        yield from ((i, wav) for i, wav in batch if isinstance(wav, Problem))
+        if good:
+            codes, frames = codec.encode_batch([wav for _, wav in good], codec.sample_rate)
+            for row, (i, _) in enumerate(good):
+                yield i, codes[row, :, : frames[row]].numpy().astype("int16")
+        progress.update(len(batch))
+
+
+def _phonemize(utterances: Sequence[Utterance]) -> dict[int, list[str] | Problem]:
+    """Symbols per utterance index (or a Problem), one espeak call per language."""
+    result: dict[int, list[str] | Problem] = {}
+    by_language: dict[str, list[int]] = {}
+    for i, utterance in enumerate(utterances):
+        if utterance.phonemes is not None:
+            result[i] = utterance.phonemes
+        elif not utterance.text.strip():
+            result[i] = Problem("empty transcript", f"{utterance.audio_path}: the transcript is empty")
+        else:
+            by_language.setdefault(utterance.language, []).append(i)
+    for language, indices in by_language.items():
+        try:
+            symbols = phonemize_batch([utterances[i].text for i in indices], language)
+        except TextError:  # a text with no letters; phonemize one by one to find it
+            symbols = [_phonemize_one(utterances[i]) for i in indices]
+        result.update(zip(indices, symbols, strict=True))
+    return result
+
+
+def _phonemize_one(utterance: Utterance) -> list[str] | Problem:
+    try:
+        return phonemize_batch([utterance.text], utterance.language)[0]
+    except TextError as error:
+        return Problem("empty transcript", f"{utterance.audio_path}: {error}")
+
+
+def _sample(utterance: Utterance, codes, symbols: list[str], codec: CodecInfo) -> ShardSample:
+    meta = {"speaker": utterance.speaker, "group": utterance.group, "language": utterance.language,
+            "duration": round(codes.shape[1] / codec.frame_rate, 4), "sample_rate": codec.sample_rate,
+            "codec": codec.name, "frames": int(codes.shape[1]), "format_version": SHARD_FORMAT_VERSION,
+            **utterance.extra}
+    return ShardSample(key=utterance.key, codes=codes, symbols=symbols, text=utterance.text, meta=meta)
+
+
+def prepare_shard(shard_name: str, utterances: Sequence[Utterance], codec: Codec | None, info: CodecInfo,
+                  settings: PrepareSettings, progress: tqdm) -> dict:
+    """Encode, phonemize and write one shard; return its manifest (rows, skipped, symbols seen)."""
+    symbols = _phonemize(utterances)
+    if any(u.codes is None for u in utterances):
+        if codec is None:
+            raise ValueError("this corpus holds audio, so prepare needs a codec model to encode it")
+        encoded = dict(_encode_audio(utterances, codec, settings, progress))
+    else:
+        encoded = {i: u.codes for i, u in enumerate(utterances)}
+        progress.update(len(utterances))
+    samples, skipped = [], []
+    for i, utterance in enumerate(utterances):
+        problem = next((x for x in (encoded[i], symbols[i]) if isinstance(x, Problem)), None)
+        if problem is not None:
+            skipped.append(_skip(utterance, problem.reason, problem.detail))
+            continue
+        samples.append(_sample(utterance, encoded[i], symbols[i], info))
+    size = write_shard(Path(settings.output) / shard_name, samples)
+    rows = [IndexRow(key=s.key, shard=shard_name, speaker=s.speaker, group=s.meta["group"],
+                     language=s.language, frames=s.meta["frames"], n_phonemes=len(s.symbols),
+                     duration=s.meta["duration"]) for s in samples]
+    return {"name": shard_name, "bytes": size, "rows": [vars(r) for r in rows], "skipped": skipped,
+            "symbols": sorted({x for s in samples for x in s.symbols})}
+
+
+# ------------------------------------------------------------------------------------------ the run
+def _manifest_path(output: Path, shard_name: str) -> Path:
+    return output / shard_name.replace(".tar", ".json")
+
+
+def prepare(settings: PrepareSettings, codec: Codec | None, info: CodecInfo) -> PrepareResult:
+    """Run (or resume) one part of a preparation; write the index when every part is done.
+
+    Args:
+        settings: corpus, output, part and limits.
+        codec: the codec to encode audio with; None when the corpus is already encoded (layout=seed).
+        info: the codec's description (codec.info, or the configured codec for imports).
+    """
+    output = Path(settings.output)
+    output.mkdir(parents=True, exist_ok=True)
+    part, n_parts = parse_part(settings.part)
+    utterances, missing = read_corpus(settings.layout, settings.input, settings.language)
+    for language in sorted({u.language for u in utterances}):
+        check_language(language)
+    _check_imported_codes(utterances, info)
+    shards, skipped = plan_shards(utterances, info, settings)
+    skipped += [{"key": "", "path": str(m.audio_path), "reason": "missing transcript", "detail": str(m)}
+                for m in missing]
+    _check_plan(output, shards)
+    names = [SHARD_PATTERN.format(i) for i in range(len(shards))]
+    mine = [i for i in range(len(shards)) if i % n_parts == part]
+    todo = [i for i in mine if not _manifest_path(output, names[i]).is_file()]
+    log.info("part %d/%d: %d of %d shards to write (%d already done)", part, n_parts, len(todo), len(mine),
+             len(mine) - len(todo))
+    started = time.time()
+    with tqdm(total=sum(len(shards[i]) for i in todo), unit="utt", desc="prepare", dynamic_ncols=True) as bar:
+        for i in todo:
+            manifest = prepare_shard(names[i], shards[i], codec, info, settings, bar)
+            atomic_write_json(_manifest_path(output, names[i]), manifest)
+    log.info("wrote %d shards in %.1f s", len(todo), time.time() - started)
+    pending = [n for n in names if not _manifest_path(output, n).is_file()]
+    index = None if pending else write_index(output, names, info, skipped, settings.symbols)
+    return PrepareResult(output=output, shards_written=len(todo), shards_skipped_done=len(mine) - len(todo),
+                         shards_pending=len(pending), index=index, skipped=skipped)
+
+
+# Codes an importer says came from codec X can be used under these configured codec names.
+_SAME_CODES = {"encodec": {"encodec", "vocos"}, "dac": {"dac"}}
+
+
+def _check_imported_codes(utterances: Sequence[Utterance], info: CodecInfo) -> None:
+    """Imported codes must come from the configured codec, with the configured level count."""
+    hints = {u.extra.get("codec_hint") for u in utterances if u.codes is not None} - {None}
+    for hint in hints:
+        if info.name not in _SAME_CODES.get(hint, {hint}):
+            raise ValueError(f"the imported files hold {hint} codes but codec={info.name} is configured; "
+                             f"pass codec={hint} (and its settings) to prepare")
+    levels = {u.codes.shape[0] for u in utterances if u.codes is not None}
+    if levels and levels != {info.n_levels}:
+        raise ValueError(f"the imported codes have {sorted(levels)} levels but codec {info.name!r} is "
+                         f"configured with {info.n_levels}; set the codec to match the data (e.g. "
+                         "codec.bandwidth_kbps for EnCodec, codec.n_levels for DAC)")
+
+
+def write_index(output: Path, names: Sequence[str], info: CodecInfo, skipped: list[dict],
+                fixed_symbols: str | None) -> ShardIndex:
+    """Merge every shard manifest into `index.json` with the symbol map and the codec description."""
+    manifests = [json.loads(_manifest_path(output, n).read_text(encoding="utf-8")) for n in names]
+    rows = [IndexRow(**row) for m in manifests for row in m["rows"]]
+    languages = sorted({row.language for row in rows})
+    if fixed_symbols:
+        symbols = SymbolMap.load(fixed_symbols)
+        unknown = sorted({x for m in manifests for x in m["symbols"]} - set(symbols.symbols))
+        if unknown:
+            log.warning("%d phoneme symbols are not in %s and will read as <unk>: %s", len(unknown),
+                        fixed_symbols, " ".join(unknown[:20]))
+    else:
+        symbols = SymbolMap.build([m["symbols"] for m in manifests], languages)
+    index = ShardIndex(codec=info, symbols=symbols,
+                       shards=[{"name": m["name"], "samples": len(m["rows"]), "bytes": m["bytes"]} for m in manifests],
+                       samples=rows, skipped=skipped + [s for m in manifests for s in m["skipped"]], root=output)
+    index.save(output)
+    symbols.save(output / "symbols.json")
+    return index
+
+
+def summarize(result: PrepareResult) -> str:
+    """A human summary: hours, speakers, skipped files and why."""
+    lines = [f"output: {result.output}",
+             f"shards: {result.shards_written} written, {result.shards_skipped_done} already done, "
+             f"{result.shards_pending} pending in other parts"]
+    if result.index is not None:
+        index = result.index
+        lines += [f"index: {result.output / INDEX_NAME}",
+                  f"utterances: {len(index.samples)}, speakers: {len(index.by_speaker())}, "
+                  f"hours: {index.hours():.3f}, symbols: {len(index.symbols)}"]
+        skipped = index.skipped
+    else:
+        skipped = result.skipped
+        lines.append("index: not written yet (other parts still running); rerun any part after they finish")
+    reasons = Counter(s["reason"] for s in skipped)
+    lines.append(f"skipped: {len(skipped)}" + "".join(f"\n  {n} {reason}" for reason, n in reasons.most_common()))
+    lines += [f"    {s['path']}: {s['detail']}" for s in skipped[:20]]
+    return "\n".join(lines)

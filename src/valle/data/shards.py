@@ -1,0 +1,82 @@
+"""The shard sample schema: what one utterance looks like inside a webdataset tar.
+
+Member names are `{group}/{speaker}/{id}.{field}`:
+- `codes.npy`      int16 [levels, frames]
+- `phonemes.json`  {"symbols": [...]} — symbols, not ids: ids come from the index's symbol map, so
+                   shards never need rewriting when maps are merged or extended
+- `txt`            the original text
+- `json`           speaker, group, language, duration (s), sample_rate, codec, frames, format version
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import webdataset as wds
+
+from valle.utils.io import temporary_sibling
+
+SHARD_FORMAT_VERSION = 1
+SHARD_PATTERN = "shard-{:06d}.tar"
+
+
+@dataclass
+class ShardSample:
+    """One decoded sample, as the DataModule sees it."""
+
+    key: str
+    codes: np.ndarray  # int16 [levels, frames]
+    symbols: list[str]
+    text: str
+    meta: dict
+
+    @property
+    def speaker(self) -> str:
+        return self.meta["speaker"]
+
+    @property
+    def language(self) -> str:
+        return self.meta["language"]
+
+    def to_wds(self) -> dict:
+        """The dict TarWriter stores (it encodes by extension: npy, json, txt)."""
+        return {"__key__": self.key, "codes.npy": self.codes.astype(np.int16), "txt": self.text,
+                "phonemes.json": {"symbols": self.symbols}, "json": self.meta}
+
+
+def decode_sample(raw: dict) -> ShardSample:
+    """A raw webdataset sample (member name → bytes) → ShardSample; raises ValueError on a bad sample."""
+    try:
+        codes = np.load(io.BytesIO(raw["codes.npy"]), allow_pickle=False)
+        meta = json.loads(raw["json"])
+        symbols = json.loads(raw["phonemes.json"])["symbols"]
+        text = raw["txt"].decode("utf-8")
+    except (KeyError, ValueError, OSError) as error:
+        where = f"{raw.get('__url__', '?')}:{raw.get('__key__', '?')}"
+        raise ValueError(f"{where}: malformed shard sample ({error!r}); re-run prepare for this shard") from error
+    if codes.ndim != 2:
+        raise ValueError(f"{raw.get('__key__')}: codes must be [levels, frames], got shape {codes.shape}")
+    return ShardSample(key=raw["__key__"], codes=codes, symbols=symbols, text=text, meta=meta)
+
+
+def write_shard(path: str | Path, samples: Iterable[ShardSample]) -> int:
+    """Write samples to a tar shard atomically (temporary name, renamed when complete).
+
+    Returns:
+        the shard's size in bytes.
+    """
+    path = Path(path)
+    tmp = temporary_sibling(path)
+    with wds.TarWriter(str(tmp)) as writer:
+        for sample in samples:
+            writer.write(sample.to_wds())
+    with open(tmp, "rb") as handle:  # the rename must not overtake the data on a crash
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    return path.stat().st_size

@@ -1,0 +1,54 @@
+"""Shared fixtures: a small multi-speaker corpus spoken by espeak-ng, and shards prepared from it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from valle.codecs import build_codec
+from valle.corpus import build_corpus, espeak_voices
+from valle.data.prepare import PrepareSettings, prepare
+
+REAL_SPEECH = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real-speech"
+TINY_VOICES = ["en-us+m3", "en-us+f2", "en-gb+m1"]
+
+
+def real_speech_dir() -> Path:
+    """The four LJ Speech recordings beside the repository (../shared/fixtures/real-speech)."""
+    if not REAL_SPEECH.is_dir():
+        pytest.skip(f"{REAL_SPEECH} is missing")
+    return REAL_SPEECH
+
+
+@pytest.fixture(scope="session")
+def tiny_codec():
+    """EnCodec's real architecture at random init, 1.5 kbps (2 levels) to keep shards small."""
+    return build_codec("encodec", bandwidth_kbps=1.5, weights="random").eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """3 espeak-ng voices × 5 sentences in the `{group}/{speaker}/{id}.wav` + `.txt` layout."""
+    return build_corpus(tmp_path_factory.mktemp("corpus"), espeak_voices(TINY_VOICES), n_sentences=5)
+
+
+def prepare_settings(input_dir: Path, output: Path, **overrides) -> PrepareSettings:
+    defaults = dict(layout="folder", input=str(input_dir), output=str(output), num_workers=0,
+                    batch_seconds=20.0, max_shard_mb=0.02)
+    return PrepareSettings(**{**defaults, **overrides})
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(tiny_corpus, tiny_codec, tmp_path_factory) -> Path:
+    """Shards (about four utterances each) prepared from `tiny_corpus`."""
+    output = tmp_path_factory.mktemp("shards")
+    prepare(prepare_settings(tiny_corpus, output), tiny_codec, tiny_codec.info)
+    return output
+
+
+@pytest.fixture
+def shards_copy(tiny_shards, tmp_path) -> Path:
+    """A private copy of `tiny_shards` that a test may damage."""
+    return Path(shutil.copytree(tiny_shards, tmp_path / "shards"))

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import real_speech_dir
+from valle.data.corpora import read_corpus
+
+
+def ljspeech_layout(root: Path) -> Path:
+    """The real-speech fixtures arranged as LJSpeech: metadata.csv + wavs/."""
+    source = real_speech_dir()
+    (root / "wavs").mkdir(parents=True)
+    lines = []
+    for wav in sorted(source.glob("*.wav")):
+        shutil.copy(wav, root / "wavs" / wav.name)
+        text = wav.with_suffix(".txt").read_text(encoding="utf-8").strip()
+        lines.append(f"{wav.stem}|{text}|{text}")
+    (root / "metadata.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def test_folder_layout_reads_group_speaker_and_transcript(tiny_corpus):
+    utterances, missing = read_corpus("folder", tiny_corpus, "en-us")
+    assert not missing and len(utterances) == 15
+    first = utterances[0]
+    assert first.key == f"{first.group}/{first.speaker}/{first.audio_path.stem}"
+    assert first.group == "builtin" and first.speaker.startswith("espeak-")
+    assert first.text == first.audio_path.with_suffix(".txt").read_text().strip()
+    assert [u.key for u in utterances] == sorted(u.key for u in utterances)
+
+
+def test_ljspeech_layout_reads_metadata_csv(tmp_path):
+    utterances, missing = read_corpus("ljspeech", ljspeech_layout(tmp_path / "LJSpeech"), "en-us")
+    assert len(utterances) == 4 and not missing
+    assert {u.speaker for u in utterances} == {"LJSpeech"}
+    assert all(u.audio_path.is_file() for u in utterances)
+    assert utterances[0].text == (real_speech_dir() / "LJ049-0108.txt").read_text().strip()
+
+
+def test_libritts_layout_prefers_normalized_text(tmp_path):
+    source = real_speech_dir() / "LJ049-0124.wav"
+    chapter = tmp_path / "train-clean-100" / "84" / "121123"
+    chapter.mkdir(parents=True)
+    shutil.copy(source, chapter / "84_121123_000007_000001.wav")
+    (chapter / "84_121123_000007_000001.normalized.txt").write_text("Normalized text.")
+    (chapter / "84_121123_000007_000001.original.txt").write_text("Original TEXT.")
+    utterances, _ = read_corpus("libritts", tmp_path, "en-us")
+    assert [(u.key, u.speaker, u.text) for u in utterances] == [
+        ("train-clean-100/84/84_121123_000007_000001", "84", "Normalized text.")]
+
+
+def test_audio_without_transcript_is_reported_not_fatal(tmp_path, tiny_corpus):
+    corpus = Path(shutil.copytree(tiny_corpus, tmp_path / "c"))
+    victim = sorted(corpus.rglob("*.txt"))[0]
+    victim.unlink()
+    utterances, missing = read_corpus("folder", corpus, "en-us")
+    assert len(utterances) == 14
+    assert [m.audio_path for m in missing] == [victim.with_suffix(".wav")]
+
+
+def test_bad_layout_and_missing_folder_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="unknown layout 'vctk'; choose one of"):
+        read_corpus("vctk", tmp_path, "en-us")
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        read_corpus("folder", tmp_path / "nope", "en-us")
+    with pytest.raises(FileNotFoundError, match="metadata.csv"):
+        read_corpus("ljspeech", tmp_path, "en-us")

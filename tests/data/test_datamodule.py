@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import random
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.data.test_prepare import read_all
+from valle.data.batching import batch_by_tokens, bucket_boundaries, padding_fraction
+from valle.data.datamodule import DataConfig, ValleDataModule
+from valle.data.index import ShardIndex
+from valle.data.prompts import PromptConfig
+
+
+def datamodule(root: Path, **overrides) -> ValleDataModule:
+    defaults = dict(root=str(root), num_workers=0, max_tokens=3000, val_speakers=1, val_utterances=2,
+                    shuffle_buffer=8, prompt=PromptConfig(min_seconds=0.5, max_seconds=1.0))
+    dm = ValleDataModule(DataConfig(**{**defaults, **overrides}))
+    dm.setup()
+    return dm
+
+
+def epoch_keys(loader) -> list[str]:
+    return [key for batch in loader for key in batch["keys"]]
+
+
+def test_batches_are_padded_and_carry_prompts(tiny_shards):
+    dm = datamodule(tiny_shards)
+    batch = next(iter(dm.train_dataloader()))
+    b = len(batch["keys"])
+    levels = dm.codec_info.n_levels
+    assert batch["text"].shape[0] == b and batch["codes"].shape[:2] == (b, levels)
+    assert batch["prompt"].shape[:2] == (b, levels)
+    for i in range(b):
+        n, t, p = (int(batch[k][i]) for k in ("text_lengths", "code_lengths", "prompt_lengths"))
+        assert batch["text"][i, 0] == dm.symbols.id("<bos>") and batch["text"][i, n - 1] == dm.symbols.id("<eos>")
+        assert (batch["text"][i, n:] == dm.symbols.pad_id).all()
+        assert (batch["codes"][i, :, t:] == 0).all() and 0 < p <= round(1.0 * dm.codec_info.frame_rate)
+    assert batch["n_padded_tokens"] >= batch["n_tokens"] > 0
+
+
+def test_prompt_is_another_utterance_of_the_same_speaker(tiny_shards):
+    dm = datamodule(tiny_shards)
+    stored = read_all(tiny_shards)
+    for batch in dm.train_dataloader():
+        for i, (key, prompt_key) in enumerate(zip(batch["keys"], batch["prompt_keys"], strict=True)):
+            assert prompt_key != key and prompt_key.rsplit("/", 1)[0] == key.rsplit("/", 1)[0]
+            p = int(batch["prompt_lengths"][i])
+            crop = batch["prompt"][i, :, :p].numpy()
+            source = stored[prompt_key].codes.astype(np.int64)
+            assert any((source[:, s:s + p] == crop).all() for s in range(source.shape[1] - p + 1))
+            t = int(batch["code_lengths"][i])
+            np.testing.assert_array_equal(batch["codes"][i, :, :t].numpy(), stored[key].codes)
+
+
+def test_prefix_mode_splits_one_utterance_into_prompt_and_target(tiny_shards):
+    dm = datamodule(tiny_shards, prompt=PromptConfig(mode="prefix", min_seconds=0.5, max_seconds=1.0))
+    stored = read_all(tiny_shards)
+    batch = next(iter(dm.train_dataloader()))
+    for i, key in enumerate(batch["keys"]):
+        p, t = int(batch["prompt_lengths"][i]), int(batch["code_lengths"][i])
+        joined = np.concatenate([batch["prompt"][i, :, :p].numpy(), batch["codes"][i, :, :t].numpy()], axis=1)
+        np.testing.assert_array_equal(joined, stored[key].codes)
+        assert batch["prompt_keys"][i] == key
+
+
+def test_validation_split_is_disjoint_and_holds_out_a_whole_speaker(tiny_shards):
+    dm = datamodule(tiny_shards)
+    train = epoch_keys(dm.train_dataloader())
+    val = epoch_keys(dm.val_dataloader())
+    assert sorted(val) == sorted(dm.split.val_keys) and not set(train) & set(val)
+    assert len(train) + len(val) == 15
+    held_out = dm.split.val_speakers[0]
+    assert not any(held_out in key for key in train)
+    assert sum(held_out in key for key in val) == 5 and len(val) == 7
+
+
+def test_each_epoch_reads_every_training_sample_once_and_reshuffles(tiny_shards):
+    loader = datamodule(tiny_shards, num_workers=2).train_dataloader()
+    first, second = epoch_keys(loader), epoch_keys(loader)
+    assert Counter(first) == Counter(second) and max(Counter(first).values()) == 1
+    assert len(first) == 15 - 7  # 5 utterances of the held-out speaker and 2 held-out ones
+    assert first != second
+
+
+def test_token_budget_holds_and_buckets_cut_padding(tiny_shards):
+    dm = datamodule(tiny_shards, max_tokens=1200, val_speakers=0, val_utterances=0)
+    batches = list(dm.train_dataloader())
+    assert all(b["n_padded_tokens"] <= 1200 or len(b["keys"]) == 1 for b in batches)
+    rng = random.Random(0)
+    lengths = [rng.randint(50, 1000) for _ in range(2000)]
+    as_batches = lambda bounds: [{"n_tokens": sum(b), "n_padded_tokens": max(b) * len(b)}  # noqa: E731
+                                 for b in batch_by_tokens(lengths, int, bounds, 4000, 64)]
+    bucketed = padding_fraction(as_batches(bucket_boundaries(lengths, 8)))
+    single = padding_fraction(as_batches([]))
+    assert bucketed < 0.1 < single
+
+
+def test_fixed_length_resampled_epochs(tiny_shards):
+    dm = datamodule(tiny_shards, batches_per_epoch=5, max_tokens=600)
+    assert len(list(dm.train_dataloader())) == 5
+
+
+def test_corrupt_shard_is_skipped_with_a_warning_and_counted(shards_copy, caplog):
+    index = ShardIndex.load(shards_copy)
+    victim = shards_copy / index.shards[1]["name"]
+    victim.write_bytes(victim.read_bytes()[:700] + b"\x00garbage" * 50)
+    dm = datamodule(shards_copy, val_speakers=0, val_utterances=0)
+    keys = epoch_keys(dm.train_dataloader())
+    lost = {r.key for r in index.samples if r.shard == victim.name}
+    assert set(keys) <= {r.key for r in index.samples} - lost | {sorted(lost)[0]}
+    assert len(keys) >= 15 - len(lost)
+    assert dm.errors.count >= 1 and victim.name in caplog.text
+
+
+def test_empty_index_and_too_many_validation_speakers_are_refused(shards_copy):
+    with pytest.raises(ValueError, match="val_speakers=3 but the index has 3 speakers"):
+        datamodule(shards_copy, val_speakers=3)
+    index = ShardIndex.load(shards_copy)
+    index.samples = []
+    index.save(shards_copy)
+    with pytest.raises(ValueError, match="lists no samples"):
+        datamodule(shards_copy)
+    with pytest.raises(FileNotFoundError, match="run `python prepare.py"):
+        datamodule(shards_copy / "nowhere")

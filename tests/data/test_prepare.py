@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import math
+import shutil
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import webdataset as wds
+
+from tests.conftest import prepare_settings
+from tests.data.test_corpora import ljspeech_layout
+from valle.data.index import ShardIndex
+from valle.data.prepare import prepare, summarize
+from valle.data.shards import decode_sample
+
+
+def read_all(shards: Path) -> dict:
+    index = ShardIndex.load(shards)
+    samples = wds.WebDataset(index.shard_paths(), shardshuffle=False, empty_check=False)
+    return {s.key: s for s in map(decode_sample, samples)}
+
+
+def test_index_matches_the_audio(tiny_corpus, tiny_shards, tiny_codec):
+    index = ShardIndex.load(tiny_shards)
+    assert len(index.samples) == 15 and len(index.shards) > 1
+    assert index.codec == tiny_codec.info
+    samples = read_all(tiny_shards)
+    assert sorted(samples) == sorted(row.key for row in index.samples)
+    for row in index.samples:
+        wav = tiny_corpus / row.group / row.speaker / (row.key.rsplit("/", 1)[1] + ".wav")
+        info = sf.info(str(wav))
+        seconds = info.frames / info.samplerate
+        expected_frames = math.ceil(round(seconds * tiny_codec.sample_rate) / tiny_codec.hop_length)
+        assert abs(row.frames - expected_frames) <= 1
+        assert abs(row.duration - seconds) < 0.03
+        sample = samples[row.key]
+        assert sample.codes.dtype == np.int16 and sample.codes.shape == (tiny_codec.n_levels, row.frames)
+        assert sample.text == wav.with_suffix(".txt").read_text().strip()
+        assert len(sample.symbols) == row.n_phonemes
+        assert all(s in index.symbols for s in sample.symbols)
+
+
+def test_shard_codes_equal_the_codec_encoding_of_the_file(tiny_corpus, tiny_shards, tiny_codec):
+    row = ShardIndex.load(tiny_shards).samples[0]
+    wav, rate = sf.read(str(tiny_corpus / row.group / row.speaker / (row.key.rsplit("/", 1)[1] + ".wav")),
+                        dtype="float32")
+    import torch
+
+    direct = tiny_codec.encode(torch.from_numpy(wav), rate).numpy()
+    stored = read_all(tiny_shards)[row.key].codes
+    # prepare encodes batches of up to `batch_seconds`; a larger batch takes other float kernels, and
+    # a frame lying almost exactly between two codebook entries can flip (about 1 code in 1000).
+    assert stored.shape == direct.shape
+    assert (stored == direct).mean() > 0.99
+
+
+def test_shards_keep_each_speakers_utterances_together(tiny_shards):
+    rows = ShardIndex.load(tiny_shards).samples
+    assert [r.key for r in rows] == sorted(r.key for r in rows)
+    for shard in {r.shard for r in rows}:
+        names = [m for m in tarfile.open(Path(tiny_shards) / shard).getnames() if m.endswith(".json")
+                 and not m.endswith(".phonemes.json")]
+        assert names == sorted(names)
+
+
+def test_rerun_skips_finished_shards_and_redoes_only_missing_ones(shards_copy, tiny_corpus, tiny_codec):
+    before = {p.name: p.stat().st_mtime_ns for p in shards_copy.glob("shard-*.tar")}
+    again = prepare(prepare_settings(tiny_corpus, shards_copy), tiny_codec, tiny_codec.info)
+    assert again.shards_written == 0 and again.shards_skipped_done == len(before)
+    # An interrupted run: shard 1 never got its manifest, and a temporary file lies around.
+    (shards_copy / "shard-000001.json").unlink()
+    (shards_copy / ".shard-000001.tar.999.tmp").write_bytes(b"half a shard")
+    resumed = prepare(prepare_settings(tiny_corpus, shards_copy), tiny_codec, tiny_codec.info)
+    assert resumed.shards_written == 1
+    after = {p.name: p.stat().st_mtime_ns for p in shards_copy.glob("shard-*.tar")}
+    assert [n for n in before if before[n] != after[n]] == ["shard-000001.tar"]
+    assert len(resumed.index.samples) == 15
+
+
+def test_parts_split_the_shards_and_the_last_one_writes_the_index(tiny_corpus, tiny_codec, tmp_path):
+    first = prepare(prepare_settings(tiny_corpus, tmp_path, part="0/2"), tiny_codec, tiny_codec.info)
+    assert first.index is None and first.shards_pending > 0
+    assert not (tmp_path / "index.json").exists()
+    second = prepare(prepare_settings(tiny_corpus, tmp_path, part="1/2"), tiny_codec, tiny_codec.info)
+    assert second.shards_pending == 0 and second.index is not None
+    assert first.shards_written + second.shards_written == len(second.index.shards)
+    assert len(second.index.samples) == 15
+
+
+def test_a_changed_corpus_cannot_reuse_an_output_folder(shards_copy, tiny_corpus, tiny_codec, tmp_path):
+    corpus = Path(shutil.copytree(tiny_corpus, tmp_path / "c"))
+    next(corpus.rglob("*.wav")).unlink()
+    with pytest.raises(ValueError, match="prepared from another corpus"):
+        prepare(prepare_settings(corpus, shards_copy), tiny_codec, tiny_codec.info)
+
+
+def test_bad_inputs_are_skipped_and_listed(tiny_corpus, tiny_codec, tmp_path):
+    corpus = Path(shutil.copytree(tiny_corpus, tmp_path / "c"))
+    speaker = next(p for p in (corpus / "builtin").iterdir())
+    rate = 22050
+    cases = {
+        "silent": (np.zeros(rate * 2, dtype=np.float32), "Silence here."),
+        "short": (np.random.default_rng(0).uniform(-0.5, 0.5, rate // 10).astype(np.float32), "Too short."),
+        "long": (np.random.default_rng(0).uniform(-0.5, 0.5, rate * 40).astype(np.float32), "Too long."),
+        "notext": (np.random.default_rng(0).uniform(-0.5, 0.5, rate).astype(np.float32), "..."),
+    }
+    for name, (wav, text) in cases.items():
+        sf.write(str(speaker / f"{name}.wav"), wav, rate)
+        (speaker / f"{name}.txt").write_text(text)
+    (speaker / "garbage.wav").write_bytes(b"not audio at all")
+    (speaker / "garbage.txt").write_text("Garbage in.")
+    sf.write(str(speaker / "orphan.wav"), cases["notext"][0], rate)  # no transcript
+
+    result = prepare(prepare_settings(corpus, tmp_path / "out"), tiny_codec, tiny_codec.info)
+    reasons = {Path(s["path"]).stem: s["reason"] for s in result.index.skipped}
+    assert reasons == {"silent": "bad audio", "short": "too short", "long": "too long",
+                       "notext": "empty transcript", "garbage": "unreadable", "orphan": "missing transcript"}
+    assert len(result.index.samples) == 15
+    summary = summarize(result)
+    assert "skipped: 6" in summary and "orphan.wav" in summary and "silent audio" in summary
+
+
+def test_real_speech_in_ljspeech_layout(tiny_codec, tmp_path):
+    corpus = ljspeech_layout(tmp_path / "LJSpeech")
+    result = prepare(prepare_settings(corpus, tmp_path / "out", layout="ljspeech", max_shard_mb=64),
+                     tiny_codec, tiny_codec.info)
+    index = result.index
+    assert len(index.shards) == 1 and len(index.samples) == 4
+    durations = {row.key.rsplit("/", 1)[1]: row.duration for row in index.samples}
+    assert durations["LJ049-0124"] == pytest.approx(3.44, abs=0.02)
+    assert durations["LJ049-0110"] == pytest.approx(9.12, abs=0.02)
+    assert 0.0 < index.hours() < 0.01
+
+
+def test_unknown_language_stops_before_any_work(tiny_corpus, tiny_codec, tmp_path):
+    with pytest.raises(ValueError, match="unknown language 'english'"):
+        prepare(prepare_settings(tiny_corpus, tmp_path, language="english"), tiny_codec, tiny_codec.info)
+    assert not list(tmp_path.glob("shard-*"))

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from valle.text import SymbolMap, TextError, phonemize, phonemize_batch
+from valle.text.symbols import SPECIALS
+
+
+def test_phonemize_keeps_stress_punctuation_and_word_boundaries():
+    symbols = phonemize("Hello, world!", "en-us")
+    assert "," in symbols and symbols[-1] == "!"
+    assert " " in symbols  # the word separator
+    assert any(s.startswith("ˈ") for s in symbols)  # primary stress stays on its vowel
+    assert "".join(symbols).replace(" ", "").replace(",", "").replace("!", "") == "həlˈoʊwˈɜːld"
+
+
+def test_phonemize_other_languages_use_their_own_phones():
+    german = phonemize("Guten Tag", "de")
+    english = phonemize("Guten Tag", "en-us")
+    assert german != english and "ɡ" in german
+
+
+def test_batch_equals_one_by_one():
+    texts = ["The birch canoe slid on the smooth planks.", "Two blue fish swam in the tank."]
+    assert phonemize_batch(texts) == [phonemize(t) for t in texts]
+
+
+@pytest.mark.parametrize("text", ["", "   ", "...", "\n"])
+def test_empty_text_is_refused(text):
+    with pytest.raises(TextError, match="empty text"):
+        phonemize(text)
+
+
+def test_unknown_language_names_the_nearest():
+    with pytest.raises(TextError, match="did you mean en-us"):
+        phonemize("hello", "en-uss")
+
+
+def test_symbol_map_reserves_ids_in_spec_order():
+    symbol_map = SymbolMap.build([["b", "a"], ["c", " "]], ["fr-fr", "en-us"])
+    assert symbol_map.symbols[: len(SPECIALS)] == list(SPECIALS)
+    assert symbol_map.pad_id == 0
+    assert symbol_map.symbols[5:7] == ["<lang:en-us>", "<lang:fr-fr>"]
+    assert symbol_map.symbols[7:] == [" ", "a", "b", "c"]
+
+
+def test_encode_wraps_in_bos_language_eos_and_counts_unknowns():
+    symbol_map = SymbolMap.build([["a", "b"]], ["en-us"])
+    unknown: Counter = Counter()
+    ids = symbol_map.encode(["a", "x", "b", "x"], "en-us", unknown)
+    assert symbol_map.decode(ids) == ["<bos>", "<lang:en-us>", "a", "<unk>", "b", "<unk>", "<eos>"]
+    assert unknown == {"x": 2}
+
+
+def test_encode_refuses_a_language_the_map_lacks():
+    with pytest.raises(KeyError, match="language 'de' is not in this symbol map"):
+        SymbolMap.build([["a"]], ["en-us"]).encode(["a"], "de")
+
+
+def test_symbol_map_round_trips_through_json(tmp_path):
+    symbol_map = SymbolMap.build([phonemize("A quick test, with punctuation.")], ["en-us"])
+    symbol_map.save(tmp_path / "symbols.json")
+    loaded = SymbolMap.load(tmp_path / "symbols.json")
+    assert loaded == symbol_map and loaded.symbols == symbol_map.symbols
+    assert loaded.fingerprint() == symbol_map.fingerprint()
+
+
+def test_symbol_map_with_other_version_or_edited_ids_is_refused(tmp_path):
+    data = SymbolMap.build([["a", "b"]], ["en-us"]).to_dict()
+    with pytest.raises(ValueError, match="version 2"):
+        SymbolMap.from_dict({**data, "version": 2})
+    with pytest.raises(ValueError, match="inconsistent"):
+        SymbolMap.from_dict({**data, "symbols": data["symbols"][::-1]})
