@@ -125,3 +125,20 @@ def test_empty_index_and_too_many_validation_speakers_are_refused(shards_copy):
         datamodule(shards_copy)
     with pytest.raises(FileNotFoundError, match="run `python prepare.py"):
         datamodule(shards_copy / "nowhere")
+
+
+def test_shards_from_globs_brace_lists_and_pipes(tiny_shards):
+    names = sorted(p.name for p in Path(tiny_shards).glob("shard-*.tar"))
+    last = names[-1].removeprefix("shard-").removesuffix(".tar")
+    sources = [f"{tiny_shards}/shard-*.tar", f"{tiny_shards}/shard-{{000000..{last}}}.tar",
+               f"pipe:cat {tiny_shards}/shard-{{000000..{last}}}.tar"]
+    expected = {r.key for r in ShardIndex.load(tiny_shards).samples}
+    for source in sources:
+        dm = datamodule(tiny_shards, shards=source, val_speakers=0, val_utterances=0)
+        assert set(epoch_keys(dm.train_dataloader())) == expected, source
+
+
+def test_shards_override_that_matches_nothing_is_an_error(tiny_shards):
+    dm = datamodule(tiny_shards, shards=f"{tiny_shards}/nothing-*.tar")
+    with pytest.raises(ValueError, match="matches no shard"):
+        dm.train_dataloader()

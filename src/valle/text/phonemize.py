@@ -52,9 +52,13 @@ def _backend(language: str):
     from phonemizer.backend import EspeakBackend
 
     check_language(language)
+    # phonemizer warns about every batch whose word count changed (punctuation, numbers read out);
+    # that is expected here, so its logger only passes errors on.
+    quiet = logging.getLogger("valle.text.espeak")
+    quiet.setLevel(logging.ERROR)
     return EspeakBackend(language, preserve_punctuation=True, punctuation_marks=PUNCTUATION,
                          with_stress=True, language_switch="remove-flags", words_mismatch="ignore",
-                         logger=logging.getLogger("phonemizer"))
+                         logger=quiet)
 
 
 def phonemize(text: str, language: str = "en-us") -> list[str]:

@@ -1,0 +1,1 @@
+"""The network: embeddings, backbones and the VALL-E model. Never imports `lightning`."""

@@ -1,0 +1,220 @@
+"""Our own pre-norm decoder-only transformer (nanoGPT-sized, with rotary positions and a KV cache).
+
+Each block is `x + attn(norm(x))` then `x + ff(norm(x))`; a final norm closes the stack. Attention is
+`torch.nn.functional.scaled_dot_product_attention` with a boolean mask from `attention_mask`, the rule
+`forward` and `step` share, which is what makes incremental decoding match the full forward.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from valle.models.backbones.base import (
+    Backbone,
+    BackboneOutput,
+    ContextWindow,
+    attention_mask,
+    padded_positions,
+)
+from valle.models.cache import KVCache
+
+Rotary = tuple[Tensor, Tensor]  # (cos, sin), each [B, 1, T, head_dim]
+KVSlots = tuple[Tensor, Tensor, Tensor]  # (keys [B, H, S, Dh], values [B, H, S, Dh], slots [B, T])
+
+
+def rotary(positions: Tensor, head_dim: int, base: float = 10000.0) -> Rotary:
+    """cos and sin of the rotary angles for absolute `positions` [B, T] (GPT-NeoX half-split layout)."""
+    inv_freq = base ** (
+        -torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim
+    )
+    angles = positions[..., None].float() * inv_freq  # [B, T, Dh/2]
+    angles = torch.cat([angles, angles], dim=-1)[:, None]  # [B, 1, T, Dh]
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: Tensor, rope: Rotary) -> Tensor:
+    """Rotate x [B, H, T, Dh] by the angles of its positions."""
+    cos, sin = rope
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return (x.float() * cos + rotated.float() * sin).to(x.dtype)
+
+
+def sinusoidal(positions: Tensor, d_model: int) -> Tensor:
+    """Absolute sinusoidal embeddings [B, T, D] of `positions` [B, T] (Vaswani et al.)."""
+    inv_freq = torch.exp(
+        torch.arange(0, d_model, 2, device=positions.device, dtype=torch.float32)
+        * (-math.log(10000.0) / d_model)
+    )
+    angles = positions[..., None].float() * inv_freq
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+def make_norm(kind: str, d_model: int) -> nn.Module:
+    if kind == "rmsnorm":
+        return nn.RMSNorm(d_model, eps=1e-6)
+    if kind == "layernorm":
+        return nn.LayerNorm(d_model)
+    raise ValueError(f"unknown norm {kind!r}; use 'rmsnorm' or 'layernorm'")
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention that can read and write a KV cache."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
+        self.n_heads = n_heads
+        self.dropout = dropout
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
+        self.out = nn.Linear(d_model, d_model, bias=False)
+
+    def forward(self, x: Tensor, rope: Rotary | None, mask: Tensor, kv: KVSlots | None = None) -> Tensor:
+        """x [B, T, D], mask [B, T, S] bool → [B, T, D]; with `kv`, keys/values go to the cache slots first."""
+        batch, length, d_model = x.shape
+        q, k, v = self.qkv(x).view(batch, length, 3, self.n_heads, -1).permute(2, 0, 3, 1, 4)
+        if rope is not None:
+            q, k = apply_rotary(q, rope), apply_rotary(k, rope)
+        if kv is not None:
+            keys, values, slots = kv
+            index = slots[:, None, :, None].expand_as(k)
+            keys.scatter_(2, index, k)
+            values.scatter_(2, index, v)
+            k, v = keys, values
+        dropout = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None], dropout_p=dropout)
+        return self.out(y.transpose(1, 2).reshape(batch, length, d_model))
+
+
+class FeedForward(nn.Module):
+    """SwiGLU (`silu(x W1) * x W3`, then W2) or a GELU MLP; hidden width ff_mult * d_model either way."""
+
+    def __init__(self, d_model: int, ff_mult: float, kind: str) -> None:
+        super().__init__()
+        if kind not in ("swiglu", "gelu"):
+            raise ValueError(f"unknown feed-forward {kind!r}; use 'swiglu' or 'gelu'")
+        hidden = int(ff_mult * d_model)
+        self.gated = kind == "swiglu"
+        self.up = nn.Linear(d_model, 2 * hidden if self.gated else hidden, bias=False)
+        self.down = nn.Linear(hidden, d_model, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.gated:
+            gate, up = self.up(x).chunk(2, dim=-1)
+            return self.down(F.silu(gate) * up)
+        return self.down(F.gelu(self.up(x)))
+
+
+class Block(nn.Module):
+    """One pre-norm transformer layer."""
+
+    def __init__(
+        self, d_model: int, n_heads: int, ff_mult: float, dropout: float, ff: str, norm: str
+    ) -> None:
+        super().__init__()
+        self.attn_norm = make_norm(norm, d_model)
+        self.attn = Attention(d_model, n_heads, dropout)
+        self.ff_norm = make_norm(norm, d_model)
+        self.ff = FeedForward(d_model, ff_mult, ff)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, rope: Rotary | None, mask: Tensor, kv: KVSlots | None = None) -> Tensor:
+        x = x + self.dropout(self.attn(self.attn_norm(x), rope, mask, kv))
+        return x + self.dropout(self.ff(self.ff_norm(x)))
+
+
+class TransformerBackbone(Backbone):
+    """Pre-norm decoder-only transformer with rotary (default) or sinusoidal absolute positions.
+
+    Args:
+        d_model: width D.
+        n_heads: attention heads; D must be divisible by it.
+        n_layers: blocks.
+        ff_mult: feed-forward hidden width as a multiple of D.
+        dropout: on attention weights and on each residual branch (training only).
+        positions: "rotary" (on queries and keys, per layer) or "sinusoidal" (added to the input).
+        ff: "swiglu" or "gelu".
+        norm: "rmsnorm" or "layernorm".
+    """
+
+    def __init__(
+        self,
+        d_model: int = 512,
+        n_heads: int = 8,
+        n_layers: int = 12,
+        ff_mult: float = 4.0,
+        dropout: float = 0.1,
+        positions: str = "rotary",
+        ff: str = "swiglu",
+        norm: str = "rmsnorm",
+    ) -> None:
+        super().__init__()
+        if positions not in ("rotary", "sinusoidal"):
+            raise ValueError(f"unknown positions {positions!r}; use 'rotary' or 'sinusoidal'")
+        self.d_model = d_model
+        self.n_heads = n_heads
+        self.positions = positions
+        self.blocks = nn.ModuleList(
+            Block(d_model, n_heads, ff_mult, dropout, ff, norm) for _ in range(n_layers)
+        )
+        self.norm = make_norm(norm, d_model)
+
+    def forward(
+        self,
+        x: Tensor,
+        lengths: Tensor,
+        causal: bool,
+        prefix_lengths: Tensor | None = None,
+        window: ContextWindow | None = None,
+    ) -> BackboneOutput:
+        """See `Backbone.forward`. x [B, T, D], lengths [B] → hidden [B, T, D], aux_loss 0."""
+        positions, key_positions = padded_positions(lengths, x.shape[1])
+        mask = attention_mask(positions, key_positions, causal, prefix_lengths, window)
+        h, rope = self._inputs(x, positions)
+        for block in self.blocks:
+            h = block(h, rope, mask)
+        return BackboneOutput(self.norm(h), x.new_zeros(()))
+
+    def new_cache(
+        self,
+        batch_size: int,
+        max_length: int,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        window: ContextWindow | None = None,
+    ) -> KVCache:
+        """See `Backbone.new_cache`; device and dtype default to the parameters'."""
+        param = next(self.parameters())
+        head_dim = self.d_model // self.n_heads
+        shape = (len(self.blocks), batch_size, self.n_heads, max_length, head_dim)
+        return KVCache.empty(shape, device or param.device, dtype or param.dtype, window)
+
+    def step(
+        self,
+        x: Tensor,
+        cache: KVCache,
+        lengths: Tensor | None = None,
+        prefix_lengths: Tensor | None = None,
+    ) -> Tensor:
+        """See `Backbone.step`. x [B, t, D] right-padded → hidden [B, t, D] of the new positions."""
+        batch, length, _ = x.shape
+        if lengths is None:
+            lengths = torch.full((batch,), length, dtype=torch.long, device=x.device)
+        slots = cache.reserve(length)
+        positions = cache.commit(slots, lengths)
+        mask = attention_mask(positions, cache.positions, True, prefix_lengths, cache.window)
+        h, rope = self._inputs(x, positions)
+        for i, block in enumerate(self.blocks):
+            h = block(h, rope, mask, (cache.keys[i], cache.values[i], slots))
+        return self.norm(h)
+
+    def _inputs(self, x: Tensor, positions: Tensor) -> tuple[Tensor, Rotary | None]:
+        """The first block's input and the rotary angles for `positions` [B, T]."""
+        if self.positions == "sinusoidal":
+            return x + sinusoidal(positions, self.d_model).to(x.dtype), None
+        return x, rotary(positions, self.d_model // self.n_heads)

@@ -1,0 +1,129 @@
+"""Incremental decoding state: a preallocated key/value cache with per-row write pointers.
+
+Slots are filled left to right, `used[b]` of them per row; `positions[b, j]` is the absolute position
+held by slot j (-1 when empty). Slots and positions coincide until a context window evicts old slots:
+then the survivors are moved to the front and keep their absolute positions, so rotary keys already in
+the cache stay valid (nothing is re-rotated).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+from torch import Tensor
+
+from valle.models.backbones.base import ContextWindow
+
+
+@dataclass
+class KVCache:
+    """Keys and values of every layer for a batch of rows being decoded.
+
+    Attributes:
+        keys: [L, B, H, S, Dh] rotated keys, S = capacity in positions per row.
+        values: [L, B, H, S, Dh].
+        positions: [B, S] int64 absolute position of each slot, -1 when empty.
+        used: [B] int64 slots in use per row (always the first `used[b]`).
+        next_position: [B] int64 absolute position the row's next token gets.
+        window: optional `max_ar_context` rule; see `ContextWindow`.
+    """
+
+    keys: Tensor
+    values: Tensor
+    positions: Tensor
+    used: Tensor
+    next_position: Tensor
+    window: ContextWindow | None = None
+
+    @classmethod
+    def empty(
+        cls,
+        shape: tuple[int, int, int, int, int],
+        device: torch.device | str | None,
+        dtype: torch.dtype | None,
+        window: ContextWindow | None = None,
+    ) -> KVCache:
+        """A cache with nothing in it.
+
+        Args:
+            shape: (layers, batch, heads, capacity, head_dim).
+            device: where the tensors live.
+            dtype: of keys and values (the model's compute dtype).
+            window: optional context window; its prefix_lengths must be on `device`.
+        """
+        _, batch, _, capacity, _ = shape
+        # zeros, not empty: an unused slot's value is multiplied by a zero attention weight, and 0 * NaN
+        # from uninitialised memory would be NaN.
+        keys = torch.zeros(shape, device=device, dtype=dtype)
+        index = torch.zeros(batch, dtype=torch.long, device=device)
+        positions = torch.full((batch, capacity), -1, dtype=torch.long, device=device)
+        return cls(keys, torch.zeros_like(keys), positions, index, index.clone(), window)
+
+    @property
+    def capacity(self) -> int:
+        return self.positions.shape[1]
+
+    def clone(self) -> KVCache:
+        """An independent copy: decoding on from both gives the same outputs (beam search, retries)."""
+        return replace(
+            self,
+            keys=self.keys.clone(),
+            values=self.values.clone(),
+            positions=self.positions.clone(),
+            used=self.used.clone(),
+            next_position=self.next_position.clone(),
+        )
+
+    def reserve(self, n: int) -> Tensor:
+        """Slots [B, n] for each row's next n positions, evicting out-of-window slots if room runs out.
+
+        Raises:
+            ValueError: the cache cannot hold n more positions.
+        """
+        if int(self.used.max()) + n > self.capacity and self.window is not None:
+            self.evict()
+        if int(self.used.max()) + n > self.capacity:
+            raise ValueError(
+                f"the KV cache holds {self.capacity} positions per row and a row already uses "
+                f"{int(self.used.max())}; {n} more do not fit. Create it with a larger max_length "
+                "(or set a max_ar_context window)"
+            )
+        return self.used[:, None] + torch.arange(n, device=self.used.device)
+
+    def commit(self, slots: Tensor, lengths: Tensor) -> Tensor:
+        """Record the positions of newly written slots; returns their positions [B, n].
+
+        Args:
+            slots: [B, n] from `reserve`.
+            lengths: [B] how many of the n are real; the others stay empty (-1) and get overwritten later.
+        """
+        offsets = torch.arange(slots.shape[1], device=slots.device)
+        new_positions = self.next_position[:, None] + offsets
+        real = offsets < lengths[:, None]
+        self.positions.scatter_(1, slots, torch.where(real, new_positions, -1))
+        self.used += lengths
+        self.next_position += lengths
+        return new_positions
+
+    def evict(self) -> None:
+        """Drop slots that no later query can see under the window and move the rest to the front.
+
+        Later queries sit at positions >= next_position, so a response slot older than
+        next_position - window.size + 1 is out of every future window. One gather per call; `reserve`
+        calls it only when the cache is full, so its cost spreads over many steps.
+        """
+        if self.window is None:
+            return
+        pos = self.positions
+        kept_prefix = pos < self.window.prefix_lengths[:, None]
+        recent = pos > self.next_position[:, None] - self.window.size
+        keep = (pos >= 0) & (kept_prefix | recent)
+        # A stable sort on "dropped" brings kept slots to the front in their original order.
+        order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)
+        index = order[None, :, None, :, None].expand_as(self.keys)
+        self.keys = self.keys.gather(3, index)
+        self.values = self.values.gather(3, index)
+        self.used = keep.sum(dim=1)
+        kept_sorted = keep.gather(1, order)
+        self.positions = torch.where(kept_sorted, pos.gather(1, order), -1)
