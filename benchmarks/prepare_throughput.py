@@ -1,8 +1,8 @@
 """Throughput of `prepare`: utterances and audio seconds encoded per wall-clock second.
 
-Compares, in one run on the same corpus (the built-in espeak-ng corpus):
-  baseline  one utterance per codec call, audio read in the main process
-  batched   `batch_seconds` of similar-length audio per codec call, audio read by `num_workers` processes
+Compares, in one run on the same corpus (the built-in espeak-ng corpus), one utterance per codec call
+(the baseline) against `batch_seconds` of similar-length audio per call, each with the audio read in
+the main process or by `num_workers` processes.
 
     .venv/bin/python benchmarks/prepare_throughput.py --codec encodec --voices 6 --sentences 8
 
@@ -50,13 +50,16 @@ def main() -> None:
     print(f"codec {codec.info.name} {codec.info.variant}, torch threads {torch.get_num_threads()}")
     run(codec, corpus, work / "warmup", args.batch_seconds, 0)  # first-call costs (allocator, kernels)
     rows = {"baseline (1 utt/call, 0 workers)": run(codec, corpus, work / "a", 0.0, 0),
+            f"1 utt/call, {args.num_workers} workers": run(codec, corpus, work / "b", 0.0, args.num_workers),
+            f"batched ({args.batch_seconds:g} s/call, 0 workers)": run(codec, corpus, work / "c", args.batch_seconds, 0),
             f"batched ({args.batch_seconds:g} s/call, {args.num_workers} workers)":
-                run(codec, corpus, work / "b", args.batch_seconds, args.num_workers)}
+                run(codec, corpus, work / "d", args.batch_seconds, args.num_workers)}
     print(f"{'setting':<40} {'utt':>5} {'audio s':>8} {'wall s':>7} {'utt/s':>7} {'audio s/s':>9}")
     for name, (wall, n, audio) in rows.items():
         print(f"{name:<40} {n:>5} {audio:>8.1f} {wall:>7.2f} {n / wall:>7.2f} {audio / wall:>9.2f}")
-    (base, _, _), (batched, _, _) = rows.values()
-    print(f"speed-up batched / baseline: {base / batched:.2f}x")
+    base = next(iter(rows.values()))[0]
+    for name, (wall, _, _) in list(rows.items())[1:]:
+        print(f"speed-up of {name} over the baseline: {base / wall:.2f}x")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,9 @@ def main(argv: list[str] | None = None) -> None:
     # No codec weights can be downloaded offline: the demo encodes with EnCodec at random init
     # until the offline `mel` codec lands; the codes are real codes of a real (untrained) codec.
     codec = build_codec("encodec", bandwidth_kbps=6, weights="random").eval()
-    settings = PrepareSettings(layout="folder", input=str(corpus), output=str(out / "shards"), num_workers=1)
+    # On CPU one utterance per codec call, read in this process, is fastest (docs/benchmarks.md).
+    settings = PrepareSettings(layout="folder", input=str(corpus), output=str(out / "shards"), num_workers=0,
+                               batch_seconds=0)
     print("[2/2] shards:\n" + summarize(prepare(settings, codec, codec.info)))
 
 

@@ -24,8 +24,28 @@ TINY: dict[str, tuple[str, dict]] = {
         "transformer",
         {"positions": "sinusoidal", "ff": "gelu", "norm": "layernorm"},
     ),
+    "retnet": ("retnet", {}),
+    "retnet-moe-top1": ("retnet", {"moe_freq": 1, "moe_expert_count": 2, "moe_top1_expert": True}),
 }
 CASES = list(TINY)
+
+# registered name → contract parts it cannot honour → why. Such a backbone raises a ValueError for them
+# (`test_unsupported_options_raise`), and the contract tests of those parts skip with the reason.
+UNSUPPORTED: dict[str, dict[str, str]] = {
+    "retnet": {
+        "bidirectional": "retention is causal by construction; the NAR runs on a transformer",
+        "prefix_lm": "retention is causal by construction; no bidirectional prefix",
+        "window": "a constant-size recurrent state has no positions to evict",
+    },
+}
+
+
+def require(case: str, feature: str) -> None:
+    """Skip the calling test when the case's backbone does not implement `feature` (see UNSUPPORTED)."""
+    name = TINY[case][0]
+    reason = UNSUPPORTED.get(name, {}).get(feature)
+    if reason:
+        pytest.skip(f"{name}: {reason}")
 
 
 def make_backbone(case: str) -> Backbone:
@@ -64,6 +84,8 @@ def decode(backbone: Backbone, x: torch.Tensor, prefix: torch.Tensor, cache, pre
 @pytest.mark.parametrize("case", CASES)
 @torch.no_grad()
 def test_incremental_matches_full_forward(case: str, prefix_lm: bool) -> None:
+    if prefix_lm:
+        require(case, "prefix_lm")
     backbone = make_backbone(case)
     prefix = torch.tensor([5, 8, 3])
     steps = 6
@@ -104,6 +126,7 @@ def changed_positions(backbone: Backbone, x: torch.Tensor, at: int, **kwargs) ->
 @pytest.mark.parametrize("case", CASES)
 @torch.no_grad()
 def test_prefix_lm_mask_is_bidirectional_inside_the_prefix_only(case: str) -> None:
+    require(case, "prefix_lm")
     backbone = make_backbone(case)
     x = torch.randn(1, 8, D_MODEL)
     prefix = torch.tensor([4])
@@ -118,6 +141,7 @@ def test_prefix_lm_mask_is_bidirectional_inside_the_prefix_only(case: str) -> No
 @pytest.mark.parametrize("case", CASES)
 @torch.no_grad()
 def test_bidirectional_output_depends_on_later_positions(case: str) -> None:
+    require(case, "bidirectional")
     backbone = make_backbone(case)
     x = torch.randn(1, 6, D_MODEL)
     assert changed_positions(backbone, x, 5, causal=False) == list(range(6))
@@ -127,6 +151,8 @@ def test_bidirectional_output_depends_on_later_positions(case: str) -> None:
 @pytest.mark.parametrize("case", CASES)
 @torch.no_grad()
 def test_padding_never_leaks(case: str, causal: bool) -> None:
+    if not causal:
+        require(case, "bidirectional")
     backbone = make_backbone(case)
     x = torch.randn(2, 9, D_MODEL)
     lengths = torch.tensor([6, 9])
@@ -144,6 +170,7 @@ def test_padding_never_leaks(case: str, causal: bool) -> None:
 def test_context_window_decoding_matches_windowed_forward(case: str) -> None:
     """With max_ar_context N, each step equals a full forward in which every query sees the prefix plus
     its N most recent positions (absolute positions kept), although the cache is too small to keep more."""
+    require(case, "window")
     backbone = make_backbone(case)
     prefix = torch.tensor([4, 6, 2])
     steps, size = 10, 3
@@ -189,6 +216,32 @@ def test_full_cache_raises_with_a_fix(case: str) -> None:
     backbone.step(torch.randn(1, 4, D_MODEL), cache)
     with pytest.raises(ValueError, match="max_length"):
         backbone.step(torch.randn(1, 1, D_MODEL), cache)
+
+
+UNSUPPORTED_CASES = [case for case in CASES if UNSUPPORTED.get(TINY[case][0])]
+
+
+@pytest.mark.parametrize("case", UNSUPPORTED_CASES)
+@torch.no_grad()
+def test_unsupported_options_raise(case: str) -> None:
+    """What a backbone cannot do fails loudly, on both paths, instead of silently computing something else."""
+    backbone = make_backbone(case)
+    unsupported = UNSUPPORTED[TINY[case][0]]
+    x, lengths, prefix = torch.randn(2, 5, D_MODEL), torch.tensor([5, 3]), torch.tensor([2, 2])
+    if "bidirectional" in unsupported:
+        with pytest.raises(ValueError, match="transformer"):
+            backbone(x, lengths, causal=False)
+    if "prefix_lm" in unsupported:
+        with pytest.raises(ValueError, match="prefix_lengths"):
+            backbone(x, lengths, causal=True, prefix_lengths=prefix)
+        with pytest.raises(ValueError, match="prefix_lengths"):
+            backbone.step(x, backbone.new_cache(2, 8), lengths=lengths, prefix_lengths=prefix)
+    if "window" in unsupported:
+        window = ContextWindow(size=2, prefix_lengths=prefix)
+        with pytest.raises(ValueError, match="ContextWindow"):
+            backbone(x, lengths, causal=True, window=window)
+        with pytest.raises(ValueError, match="ContextWindow"):
+            backbone.new_cache(2, 8, window=window)
 
 
 def test_every_registered_backbone_has_a_tiny_case() -> None:

@@ -90,6 +90,7 @@ class ValleDataModule(L.LightningDataModule):
         self.index: ShardIndex | None = None
         self.split: Split | None = None
         self.errors = ErrorCounter()
+        self._resume: dict | None = None  # where a restored run left the training stream
 
     def setup(self, stage: str | None = None) -> None:
         if self.index is not None:
@@ -164,7 +165,22 @@ class ValleDataModule(L.LightningDataModule):
                                multiprocessing_context="fork" if workers > 0 else None)
 
     def train_dataloader(self) -> EpochDataLoader:
-        return self._loader(self.train_stream())
+        loader = self._loader(self.train_stream())
+        if self._resume:  # continue the interrupted epoch at the batch after the last one trained on
+            loader.dataset.epoch = self._resume["epoch"]
+            loader.skip_batches = self._resume["batches"]
+            self._resume = None
+        return loader
+
+    def state_dict(self) -> dict:
+        """Saved in checkpoints: the epoch and how many of its batches were trained on."""
+        if self.trainer is None:
+            return {}
+        progress = self.trainer.fit_loop.epoch_loop.batch_progress.current
+        return {"epoch": self.trainer.current_epoch, "batches": progress.processed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._resume = dict(state) if state else None
 
     def val_dataloader(self) -> EpochDataLoader:
         return self._loader(self.val_stream())

@@ -61,6 +61,14 @@ class ErrorCounter:
     def count(self) -> int:
         return int(self._count.value)
 
+    # Spawned processes (ddp_spawn) receive a copy by pickling, which shared memory refuses: they
+    # start from the count so far and count on their own.
+    def __getstate__(self) -> dict:
+        return {"count": self.count}
+
+    def __setstate__(self, state: dict) -> None:
+        self._count = multiprocessing.get_context("fork").Value("i", state["count"])
+
 
 @dataclass
 class StreamSettings:
@@ -142,8 +150,19 @@ class ShardStream(IterableDataset):
 
 class EpochDataLoader(torch.utils.data.DataLoader):
     """Advances the stream's epoch before each pass, so the shard order and seeds change per epoch
-    (workers receive a fresh copy of the dataset at every pass)."""
+    (workers receive a fresh copy of the dataset at every pass).
+
+    `skip_batches` drops that many batches at the start of the next pass only: how a resumed run
+    continues mid-epoch where it stopped. The stream is deterministic given (seed, epoch), so the
+    batches after the skipped ones are exactly those the interrupted run would have seen next.
+    """
+
+    skip_batches: int = 0
 
     def __iter__(self):
         self.dataset.epoch += 1
-        return super().__iter__()
+        skip, self.skip_batches = self.skip_batches, 0
+        iterator = super().__iter__()
+        for _ in range(skip):
+            next(iterator, None)
+        return iterator

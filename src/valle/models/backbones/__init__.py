@@ -18,6 +18,7 @@ __all__ = ["BACKBONES", "Backbone", "BackboneOutput", "ContextWindow", "attentio
 # load only when it is built. A new backbone is one more line here.
 BACKBONES: dict[str, str] = {
     "transformer": "valle.models.backbones.transformer:TransformerBackbone",
+    "retnet": "valle.models.backbones.retnet:RetNetBackbone",
 }
 
 

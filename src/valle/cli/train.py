@@ -1,0 +1,76 @@
+"""`train.py`: a composed config → a fitted ValleModule in `runs/${experiment_name}` (resumable)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from valle.checkpoints import check_compatible, load_model_weights, read_checkpoint_meta
+from valle.data.datamodule import DataConfig, ValleDataModule
+from valle.models.config import ValleConfig
+from valle.training.module import TrainingConfig, ValleModule
+from valle.training.optim import OptimConfig
+
+log = logging.getLogger(__name__)
+
+
+def typed(schema: type, node: DictConfig | None):
+    """Validate a config node against its dataclass: a typo is a ConfigKeyError, not a silent new key."""
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node or {}))
+
+
+def build_datamodule(cfg: DictConfig) -> ValleDataModule:
+    dm = ValleDataModule(typed(DataConfig, cfg.data))
+    dm.setup()
+    if cfg.get("codec") and cfg.codec != dm.codec_info.name:
+        raise ValueError(f"this experiment trains on {cfg.codec} codes but data.root={cfg.data.root} holds "
+                         f"{dm.codec_info.name} codes; prepare the data with codec={cfg.codec} or pick another "
+                         "experiment")
+    return dm
+
+
+def build_module(cfg: DictConfig, dm: ValleDataModule) -> ValleModule:
+    model = typed(ValleConfig, cfg.model).with_data(len(dm.symbols), dm.codec_info.n_levels,
+                                                    dm.codec_info.codebook_size)
+    return ValleModule(model=model.to_dict(), symbols=dm.symbols.to_dict(), codec=dm.codec_info.to_dict(),
+                       optim=asdict(typed(OptimConfig, cfg.optim)), training={**asdict(typed(TrainingConfig, cfg.training)), "seed": cfg.seed},
+                       lora=OmegaConf.to_container(cfg.lora) if cfg.get("lora") else None,
+                       init_from=str(cfg.init_from) if cfg.get("init_from") else None)
+
+
+def resume_path(cfg: DictConfig, run_dir: Path) -> str | None:
+    """`ckpt_path` when given, else the run directory's last.ckpt (a rerun continues where it stopped)."""
+    if cfg.get("ckpt_path"):
+        return str(cfg.ckpt_path)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    return str(last) if last.is_file() else None
+
+
+def run(cfg: DictConfig) -> float | None:
+    """Train; returns the last validation loss (what a Hydra sweeper minimises)."""
+    run_dir = Path(cfg.run_dir)
+    L.seed_everything(cfg.seed, workers=True)
+    dm = build_datamodule(cfg)
+    module = build_module(cfg, dm)
+    ckpt_path = resume_path(cfg, run_dir)
+    if ckpt_path:
+        check_compatible(read_checkpoint_meta(ckpt_path), module.hparams, what=f"checkpoint {ckpt_path}")
+        log.info("resuming from %s", ckpt_path)
+    if cfg.get("init_from") and (not ckpt_path or module.hparams.lora):
+        load_model_weights(module, cfg.init_from)  # a LoRA checkpoint holds only adapters: reload the base
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer.fit(module, dm, ckpt_path=ckpt_path)
+    if trainer.is_global_zero:
+        print(f"run directory: {run_dir}\ncheckpoints: {run_dir / 'checkpoints'}\n"
+              f"metrics: {run_dir / 'csv'}  (plot: python -m valle.plot {run_dir})")
+    val_loss = trainer.callback_metrics.get("val/loss")
+    return float(val_loss) if isinstance(val_loss, torch.Tensor) else math.nan

@@ -1,0 +1,109 @@
+"""Checkpoint → one portable file, and back to a model without Lightning or Hydra (SPEC §6).
+
+    python -m valle.export ckpt=runs/tiny_cpu/checkpoints/last.ckpt out=model.pt [dtype=fp16]
+
+The file is `{"format": "valle", "version": 1, "model": state_dict, "config": ValleConfig dict,
+"codec": CodecInfo dict, "symbols": SymbolMap dict, "stats": {...}}`, readable with
+`torch.load(weights_only=True)`. LoRA adapters are merged into the weights; with the EMA callback,
+the checkpoint's weights already are the averaged ones.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from valle.checkpoints import EXPORT_FORMAT, describe_file, load_file, model_state_dict
+from valle.codecs.base import CodecInfo
+from valle.models.config import ValleConfig
+from valle.models.lora import LoRAConfig, apply_lora, merge_lora
+from valle.models.valle import Valle
+from valle.text.symbols import SymbolMap
+from valle.utils.io import temporary_sibling
+
+EXPORT_VERSION = 1
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass
+class LoadedModel:
+    """What `load` returns: the model in eval mode and everything needed to use it."""
+
+    model: Valle
+    config: ValleConfig
+    symbols: SymbolMap
+    codec: CodecInfo
+    stats: dict
+
+
+def _merged_lora_state(data: dict, meta: dict) -> dict[str, torch.Tensor]:
+    """A LoRA checkpoint holds adapters only: rebuild base + adapters, then fold them together."""
+    hparams = data["hyper_parameters"]
+    model = Valle(ValleConfig.from_dict(meta["model"]))
+    base = model_state_dict(load_file(hparams["init_from"]))
+    model.load_state_dict(base)
+    apply_lora(model, LoRAConfig(**hparams["lora"]))
+    missing, unexpected = model.load_state_dict(model_state_dict(data), strict=False)
+    if unexpected or any("lora_" in k for k in missing):
+        raise ValueError(f"the checkpoint's adapters do not fit lora={hparams['lora']} (missing "
+                         f"{[k for k in missing if 'lora_' in k][:3]}, unexpected {unexpected[:3]})")
+    return merge_lora(model).state_dict()
+
+
+def export_checkpoint(ckpt: str | Path, out: str | Path, dtype: str = "fp32") -> Path:
+    """Write the release file for a Lightning checkpoint (or re-save an export in another dtype).
+
+    Raises:
+        ValueError: unknown dtype, or a file that is not a valle checkpoint.
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype={dtype!r}: choose one of {sorted(DTYPES)}")
+    data = load_file(ckpt)
+    meta = describe_file(data, ckpt)
+    lora = data.get("hyper_parameters", {}).get("lora")
+    state = _merged_lora_state(data, meta) if lora else model_state_dict(data)
+    state = {k: v.to(DTYPES[dtype]) if v.is_floating_point() else v for k, v in state.items()}
+    payload = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "model": state, "config": meta["model"],
+               "codec": meta["codec"], "symbols": meta["symbols"], "stats": meta["stats"], "dtype": dtype}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_sibling(out)
+    torch.save(payload, tmp)
+    os.replace(tmp, out)
+    return out
+
+
+def load(path: str | Path, map_location: str | torch.device = "cpu") -> LoadedModel:
+    """Rebuild the model of an export (or a Lightning checkpoint) with no Lightning or Hydra import.
+
+    Returns:
+        LoadedModel with the model in eval mode, in float32 on `map_location`.
+    """
+    data = load_file(path)
+    meta = describe_file(data, path)
+    if data.get("format") == EXPORT_FORMAT and data.get("version") != EXPORT_VERSION:
+        raise ValueError(f"{path}: export version {data.get('version')} is not supported "
+                         f"(this valle reads version {EXPORT_VERSION})")
+    config = ValleConfig.from_dict(meta["model"])
+    model = Valle(config)
+    state = _merged_lora_state(data, meta) if data.get("hyper_parameters", {}).get("lora") else model_state_dict(data)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    return LoadedModel(model.to(map_location).eval(), config, SymbolMap.from_dict(meta["symbols"]),
+                       CodecInfo.from_dict(meta["codec"]), dict(meta["stats"]))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m valle.export ckpt=PATH out=PATH [dtype=fp32|fp16|bf16]`."""
+    args = dict(arg.split("=", 1) for arg in (sys.argv[1:] if argv is None else argv) if "=" in arg)
+    if "ckpt" not in args or "out" not in args:
+        raise SystemExit("usage: python -m valle.export ckpt=PATH out=PATH [dtype=fp32|fp16|bf16]")
+    out = export_checkpoint(args["ckpt"], args["out"], args.get("dtype", "fp32"))
+    print(f"exported {args['ckpt']} → {out} ({out.stat().st_size / 2**20:.1f} MiB)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""Input embeddings (SPEC §3): text ids, prompt codes summed over levels, response codes, level index."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class Embeddings(nn.Module):
+    """Every table one model stack needs.
+
+    Codes of level l are looked up at row `l * codebook_size + code` of one shared table per use
+    (prompt, response), so all levels embed in one gather instead of L.
+    """
+
+    def __init__(self, n_text_tokens: int, n_levels: int, codebook_size: int, d_model: int) -> None:
+        super().__init__()
+        self.n_levels, self.codebook_size = n_levels, codebook_size
+        self.text = nn.Embedding(n_text_tokens, d_model)
+        self.prompt = nn.Embedding(n_levels * codebook_size, d_model)
+        self.response = nn.Embedding(n_levels * codebook_size, d_model)
+        self.level = nn.Embedding(n_levels, d_model)
+        self.separator = nn.Parameter(torch.randn(d_model) * 0.02)
+        self.start = nn.Parameter(torch.randn(d_model) * 0.02)  # the AR's input before its first code
+        self.register_buffer("offsets", torch.arange(n_levels) * codebook_size, persistent=False)
+
+    def embed_prompt(self, prompt: Tensor) -> Tensor:
+        """prompt [B, L, T] codes → [B, T, D], every frame the sum of its levels' embeddings."""
+        return self.prompt(prompt + self.offsets[None, :, None]).sum(dim=1)
+
+    def embed_levels_below(self, codes: Tensor, levels: Tensor) -> Tensor:
+        """codes [B, L, T], levels [B] → [B, T, D]: row b sums the embeddings of its levels < levels[b]."""
+        below = torch.arange(self.n_levels, device=codes.device)[None, :] < levels[:, None]  # [B, L]
+        embedded = self.response(codes + self.offsets[None, :, None])  # [B, L, T, D]
+        return (embedded * below[:, :, None, None].to(embedded.dtype)).sum(dim=1)
+
+    def embed_level0(self, codes: Tensor) -> Tensor:
+        """Level-0 codes [B, T] → [B, T, D] (the AR's response input)."""
+        return self.response(codes)

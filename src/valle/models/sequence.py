@@ -1,0 +1,121 @@
+"""The one place that lays out model inputs, for training and for decoding alike (SPEC §3).
+
+Each row is `[text ; sep ; prompt ; sep ; response]`, packed without gaps and right-padded, with the
+level embedding of the level being predicted added at every position.
+
+- AR (level 0): response = `[start, E(R0[0]), ..., E(R0[T-1])]`, targets `R0[0..T-1], stop`.
+  For decoding, the prefix is the same layout with only `[start]` as response, and each step feeds
+  `E(code) + E_level[0]` (`ar_step_input`).
+- NAR (level k): response = `Σ_{l<k} E_l(R[l])`, targets `R[k]`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from valle.models.embeddings import Embeddings
+
+IGNORE = -100  # targets at positions without a loss
+
+
+@dataclass
+class Packed:
+    """A batch of packed sequences."""
+
+    x: Tensor  # [B, S, D]
+    lengths: Tensor  # [B] valid positions per row
+    prefix_lengths: Tensor  # [B] positions of text ; sep ; prompt ; sep (the response starts here)
+    targets: Tensor | None  # [B, S] int64, IGNORE except at response positions
+
+
+def pack(segments: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor, list[Tensor]]:
+    """Concatenate right-padded segments row by row without gaps.
+
+    Args:
+        segments: (values [B, T_k, ...], lengths [B]) pairs, in sequence order.
+
+    Returns:
+        (packed [B, S, ...] zero-padded, lengths [B], start offset of each segment [B]).
+    """
+    batch = segments[0][0].shape[0]
+    device = segments[0][0].device
+    offsets, total = [], torch.zeros(batch, dtype=torch.long, device=device)
+    for _, lengths in segments:
+        offsets.append(total)
+        total = total + lengths
+    size = int(total.max())
+    first = segments[0][0]
+    out = first.new_zeros((batch, size + 1, *first.shape[2:]))  # column `size` swallows padding writes
+    for (values, lengths), start in zip(segments, offsets, strict=True):
+        steps = torch.arange(values.shape[1], device=device)[None, :]
+        index = torch.where(steps < lengths[:, None], start[:, None] + steps, size)
+        index = index.view(*index.shape, *([1] * (values.dim() - 2))).expand_as(values)
+        out.scatter_(1, index, values)
+    return out[:, :size], total, offsets
+
+
+def _prefix_segments(emb: Embeddings, text: Tensor, text_lengths: Tensor, prompt: Tensor,
+                     prompt_lengths: Tensor) -> list[tuple[Tensor, Tensor]]:
+    batch = text.shape[0]
+    ones = torch.ones(batch, dtype=torch.long, device=text.device)
+    sep = emb.separator.expand(batch, 1, -1)
+    return [(emb.text(text), text_lengths), (sep, ones), (emb.embed_prompt(prompt), prompt_lengths), (sep, ones)]
+
+
+def _add_level(emb: Embeddings, packed: Tensor, levels: Tensor) -> Tensor:
+    return packed + emb.level(levels)[:, None, :]
+
+
+def build_ar(emb: Embeddings, text: Tensor, text_lengths: Tensor, prompt: Tensor, prompt_lengths: Tensor,
+             codes: Tensor | None = None, code_lengths: Tensor | None = None, stop_token: int = 0) -> Packed:
+    """AR inputs (and targets when `codes` is given) for level 0.
+
+    Args:
+        text: [B, N] ids; prompt: [B, L, Tp] codes; codes: [B, L, T] target codes (None when decoding:
+            the response is then only the start vector, and the next output is the first code).
+        *_lengths: [B] valid lengths.
+        stop_token: the id of the stop target (the codebook size).
+    """
+    batch = text.shape[0]
+    start = emb.start.expand(batch, 1, -1)
+    if codes is None:
+        response, response_lengths = start, torch.ones(batch, dtype=torch.long, device=text.device)
+    else:
+        response = torch.cat([start, emb.embed_level0(codes[:, 0])], dim=1)
+        response_lengths = code_lengths + 1
+    segments = _prefix_segments(emb, text, text_lengths, prompt, prompt_lengths)
+    x, lengths, offsets = pack([*segments, (response, response_lengths)])
+    x = _add_level(emb, x, torch.zeros(batch, dtype=torch.long, device=text.device))
+    targets = None
+    if codes is not None:
+        stop = torch.full((batch, 1), stop_token, dtype=torch.long, device=codes.device)
+        level0 = torch.cat([codes[:, 0], stop], dim=1)
+        level0 = level0.scatter(1, code_lengths[:, None], stop)  # stop right after each row's last code
+        targets = _response_targets(level0, response_lengths, offsets[-1], x.shape[1])
+    return Packed(x, lengths, offsets[-1], targets)
+
+
+def build_nar(emb: Embeddings, text: Tensor, text_lengths: Tensor, prompt: Tensor, prompt_lengths: Tensor,
+              codes: Tensor, code_lengths: Tensor, levels: Tensor, with_targets: bool = True) -> Packed:
+    """NAR inputs for level `levels[b]` of each row (>= 1): the response sums the levels below it."""
+    response = emb.embed_levels_below(codes, levels)
+    segments = _prefix_segments(emb, text, text_lengths, prompt, prompt_lengths)
+    x, lengths, offsets = pack([*segments, (response, code_lengths)])
+    x = _add_level(emb, x, levels)
+    targets = None
+    if with_targets:
+        wanted = codes.gather(1, levels[:, None, None].expand(-1, 1, codes.shape[2]))[:, 0]  # [B, T]
+        targets = _response_targets(wanted, code_lengths, offsets[-1], x.shape[1])
+    return Packed(x, lengths, offsets[-1], targets)
+
+
+def _response_targets(values: Tensor, lengths: Tensor, start: Tensor, size: int) -> Tensor:
+    """Place `values` [B, T] at positions start[b] .. start[b] + lengths[b] of a [B, size] row of IGNORE."""
+    out = torch.full((values.shape[0], size + 1), IGNORE, dtype=torch.long, device=values.device)
+    steps = torch.arange(values.shape[1], device=values.device)[None, :]
+    index = torch.where(steps < lengths[:, None], start[:, None] + steps, size)  # padding → dropped column
+    out.scatter_(1, index, values)
+    return out[:, :size]

@@ -1,0 +1,129 @@
+"""Valle: the AR and NAR codec language models as one nn.Module (no sampling, no Lightning)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from valle.models.backbones import Backbone, build_backbone
+from valle.models.config import BackboneConfig, ValleConfig
+from valle.models.embeddings import Embeddings
+from valle.models.sequence import IGNORE, Packed, build_ar, build_nar
+
+
+class Heads(nn.Module):
+    """Output projections: one per level (default) or one shared; V + 1 outputs (the last is stop)."""
+
+    def __init__(self, n_heads: int, d_model: int, codebook_size: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(n_heads, codebook_size + 1, d_model) * d_model**-0.5)
+        self.bias = nn.Parameter(torch.zeros(n_heads, codebook_size + 1))
+
+    def forward(self, hidden: Tensor, level: int) -> Tensor:
+        """hidden [..., D] → logits [..., V + 1] of `level`'s head (the shared one when there is one)."""
+        k = min(level, self.weight.shape[0] - 1)
+        return hidden @ self.weight[k].t() + self.bias[k]
+
+
+class Stack(nn.Module):
+    """Embeddings, a backbone and heads: a complete model for the AR, the NAR, or both when shared."""
+
+    def __init__(self, config: ValleConfig, backbone: BackboneConfig) -> None:
+        super().__init__()
+        s = config.scale
+        self.embeddings = Embeddings(config.n_text_tokens, config.n_levels, config.codebook_size, s.d_model)
+        self.backbone: Backbone = build_backbone(backbone.name, d_model=s.d_model, n_heads=s.n_heads,
+                                                 n_layers=s.n_layers, ff_mult=s.ff_mult, dropout=backbone.dropout,
+                                                 **backbone.options)
+        self.heads = Heads(1 if config.shared_head else config.n_levels, s.d_model, config.codebook_size)
+
+
+@dataclass
+class LevelOutput:
+    """Logits and targets at the response positions of the rows trained on one level."""
+
+    level: int
+    logits: Tensor  # [n_tokens, V + 1] (for NAR levels the stop logit is -inf)
+    targets: Tensor  # [n_tokens]
+
+
+@dataclass
+class TrainOutput:
+    levels: list[LevelOutput]
+    aux_loss: Tensor  # scalar: mixture-of-experts balancing loss
+
+
+class Valle(nn.Module):
+    """VALL-E: an AR over RVQ level 0 and a NAR over levels 1..L-1 (SPEC §3).
+
+    Args:
+        config: a ValleConfig with the data's sizes filled in (`config.with_data(...)`).
+    """
+
+    def __init__(self, config: ValleConfig) -> None:
+        super().__init__()
+        if config.n_text_tokens <= 0:
+            raise ValueError("ValleConfig.n_text_tokens is 0: fill the data's sizes with config.with_data(...)")
+        self.config = config
+        self.ar = Stack(config, config.backbone)
+        self.nar_stack = None if config.shared else Stack(config, config.nar_backbone or config.backbone)
+
+    @property
+    def nar(self) -> Stack:
+        return self.nar_stack if self.nar_stack is not None else self.ar
+
+    # ---------------------------------------------------------------------------------------- training
+    def ar_packed(self, batch: dict) -> Packed:
+        return build_ar(self.ar.embeddings, batch["text"], batch["text_lengths"], batch["prompt"],
+                        batch["prompt_lengths"], batch["codes"], batch["code_lengths"], self.config.stop_token)
+
+    def nar_packed(self, batch: dict, levels: Tensor) -> Packed:
+        return build_nar(self.nar.embeddings, batch["text"], batch["text_lengths"], batch["prompt"],
+                         batch["prompt_lengths"], batch["codes"], batch["code_lengths"], levels)
+
+    def forward(self, batch: dict, levels: Tensor) -> TrainOutput:
+        """Teacher-forced logits for every row at its level.
+
+        Args:
+            batch: a collated batch (`valle.data.batching.collate`), tensors on the model's device.
+            levels: [B] int64, the RVQ level each row is trained on (0 = AR).
+
+        Returns:
+            per-level logits and targets at response positions, and the auxiliary loss.
+        """
+        outputs, aux = [], torch.zeros((), device=levels.device)
+        ar_rows = (levels == 0).nonzero().squeeze(1)
+        if len(ar_rows):
+            packed = self.ar_packed(_rows(batch, ar_rows))
+            h = self.ar.backbone(packed.x, packed.lengths, causal=True,
+                                 prefix_lengths=packed.prefix_lengths if self.config.prefix_lm else None)
+            outputs.append(_level_output(self.ar.heads, h.hidden, packed.targets, 0, mask_stop=False))
+            aux = aux + h.aux_loss
+        nar_rows = (levels > 0).nonzero().squeeze(1)
+        if len(nar_rows):
+            packed = self.nar_packed(_rows(batch, nar_rows), levels[nar_rows])
+            h = self.nar.backbone(packed.x, packed.lengths, causal=False)
+            aux = aux + h.aux_loss
+            row_levels = levels[nar_rows]
+            for level in sorted(set(row_levels.tolist())):
+                targets = torch.where((row_levels == level)[:, None], packed.targets, IGNORE)
+                outputs.append(_level_output(self.nar.heads, h.hidden, targets, level, mask_stop=True))
+        return TrainOutput(outputs, aux)
+
+
+def _rows(batch: dict, rows: Tensor) -> dict:
+    keys = ("text", "text_lengths", "prompt", "prompt_lengths", "codes", "code_lengths")
+    if len(rows) == batch["text"].shape[0]:
+        return {k: batch[k] for k in keys}
+    return {k: batch[k].index_select(0, rows) for k in keys}
+
+
+def _level_output(heads: Heads, hidden: Tensor, targets: Tensor, level: int, mask_stop: bool) -> LevelOutput:
+    """Logits only where there is a target: the heads are the largest matmul, so skip the rest."""
+    where = targets != IGNORE
+    logits = heads(hidden[where], level)
+    if mask_stop:  # the NAR never predicts stop
+        logits = logits.index_fill(-1, torch.tensor([logits.shape[-1] - 1], device=logits.device), float("-inf"))
+    return LevelOutput(level, logits, targets[where])

@@ -1,0 +1,85 @@
+"""Training curves from a run's CSV log: `python -m valle.plot runs/NAME` writes PNGs beside it.
+
+Figures: `loss.png` (train and validation loss per level), `accuracy.png` (validation top-1 and
+top-10 accuracy per level) and `lr.png` (learning rate), in `RUN_DIR/plots/`.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def metrics_files(run_dir: str | Path) -> list[Path]:
+    """A run's CSV logs, one per launch (`csv/version_N/metrics.csv`), oldest first."""
+    files = Path(run_dir).glob("csv/version_*/metrics.csv")
+    return sorted(files, key=lambda p: int(p.parent.name.removeprefix("version_")))
+
+
+def read_metrics(run_dir: str | Path) -> dict[str, list[tuple[int, float]]]:
+    """All launches' metrics → {metric: [(step, value), ...]} by step; a resumed launch's values win."""
+    merged: dict[str, dict[int, float]] = defaultdict(dict)
+    for path in metrics_files(run_dir):
+        with open(path, newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                step = int(float(row.get("step") or 0))
+                for name, value in row.items():
+                    if name not in ("step", "epoch") and value not in ("", None):
+                        merged[name][step] = float(value)
+    return {name: sorted(values.items()) for name, values in merged.items()}
+
+
+def _figure(series: dict, names: list[str], title: str, path: Path, log_y: bool = False) -> Path | None:
+    names = [n for n in names if series.get(n)]
+    if not names:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for name in names:
+        steps, values = zip(*series[name], strict=True)
+        ax.plot(steps, values, label=name, marker="." if len(steps) < 30 else None)
+    ax.set(title=title, xlabel="step")
+    if log_y:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_run(run_dir: str | Path) -> list[Path]:
+    """Write the run's figures; returns their paths."""
+    run_dir = Path(run_dir)
+    if not metrics_files(run_dir):
+        raise FileNotFoundError(f"{run_dir}/csv: no CSV log; is it a valle run directory (logger=default)?")
+    series = read_metrics(run_dir)
+    out = run_dir / "plots"
+    out.mkdir(exist_ok=True)
+    names = sorted(series)
+    figures = [
+        _figure(series, [n for n in names if "/loss" in n], "loss", out / "loss.png", log_y=True),
+        _figure(series, [n for n in names if n.startswith("val/") and ("acc" in n or "top10" in n)],
+                "validation accuracy", out / "accuracy.png"),
+        _figure(series, [n for n in names if n.startswith("lr")], "learning rate", out / "lr.png"),
+    ]
+    return [f for f in figures if f is not None]
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        raise SystemExit("usage: python -m valle.plot RUN_DIR")
+    for path in plot_run(args[0]):
+        print(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Training with Lightning: the LightningModule, its callbacks and weight averaging (EMA)."""

@@ -1,0 +1,148 @@
+"""ValleModule: the LightningModule that trains `Valle` (SPEC §3, "Training step")."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from valle.models.config import ValleConfig
+from valle.models.lora import LoRAConfig, apply_lora, lora_state_dict
+from valle.models.valle import TrainOutput, Valle
+from valle.training.optim import OptimConfig, build_optimizer
+
+
+@dataclass
+class TrainingConfig:
+    """The `training` config keys: what each step learns."""
+
+    level_p: list[float] | None = None  # probability of training each level; default uniform over 0..L-1
+    label_smoothing: float = 0.0
+    aux_loss_weight: float = 0.01  # mixture-of-experts balancing loss
+    seed: int = 0  # levels are drawn from (seed, step), so a resumed run draws what it would have
+
+
+def level_distribution(config: TrainingConfig, n_levels: int) -> Tensor:
+    """[L] probabilities of each level (SPEC: level 0 with 1/L, the others uniform by default)."""
+    if config.level_p is None:
+        return torch.full((n_levels,), 1.0 / n_levels)
+    p = torch.tensor(config.level_p, dtype=torch.float)
+    if len(p) != n_levels or (p < 0).any() or p.sum() <= 0:
+        raise ValueError(f"training.level_p must hold {n_levels} non-negative weights (one per level), "
+                         f"got {config.level_p}")
+    return p / p.sum()
+
+
+class ValleModule(L.LightningModule):
+    """Trains the AR and NAR of `Valle` with teacher forcing.
+
+    Built from plain dicts (saved by `save_hyperparameters`), so `ValleModule.load_from_checkpoint(path)`
+    needs no training config: the checkpoint describes its model, symbols and codec.
+
+    Args:
+        model: `ValleConfig` as a dict, with the data's sizes filled in.
+        symbols: the symbol map (`SymbolMap.to_dict()`).
+        codec: the codec description (`CodecInfo.to_dict()`).
+        optim: `OptimConfig` as a dict.
+        training: `TrainingConfig` as a dict.
+    """
+
+    def __init__(self, model: dict, symbols: dict, codec: dict, optim: dict | None = None,
+                 training: dict | None = None, lora: dict | None = None, init_from: str | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.config = ValleConfig.from_dict(model)
+        self.optim_config = OptimConfig(**(optim or {}))
+        self.training_config = TrainingConfig(**(training or {}))
+        self.model = Valle(self.config)
+        if lora:
+            if not init_from:
+                raise ValueError("lora.* adapts a trained model: set init_from=<checkpoint or export> too")
+            apply_lora(self.model, LoRAConfig(**lora))
+            # Checkpoints hold only the adapters; the frozen base comes from `init_from` on every load.
+            self.strict_loading = False
+        self.register_buffer("level_p", level_distribution(self.training_config, self.config.n_levels),
+                             persistent=False)
+        self.metrics = nn.ModuleDict({
+            f"{split}_{name}_l{level}": MulticlassAccuracy(self.config.codebook_size + 1, top_k=k, average="micro")
+            for split in ("train", "val") for name, k in (("acc", 1), ("top10", 10))
+            for level in range(self.config.n_levels)})
+        self.stats = {"steps": 0, "samples": 0, "tokens": 0, "longest_seconds": 0.0, "train_seconds": 0.0}
+        self._step_started = 0.0
+
+    # ------------------------------------------------------------------------------------------- steps
+    def sample_levels(self, batch_size: int) -> Tensor:
+        """The level each row trains on, drawn from a generator seeded by (seed, step, rank)."""
+        generator = torch.Generator().manual_seed(
+            self.training_config.seed * 1_000_003 + int(self.global_step) * 1009 + self.global_rank)
+        return torch.multinomial(self.level_p.cpu(), batch_size, replacement=True, generator=generator).to(self.device)
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        self._step_started = time.perf_counter()
+        output = self.model(batch, self.sample_levels(batch["text"].shape[0]))
+        loss = self._loss_and_log(output, "train", batch)
+        self._count(batch)
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        self.stats["train_seconds"] += time.perf_counter() - self._step_started
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        # Every level of every row, so each level's metrics see the whole validation set.
+        batch_size = batch["text"].shape[0]
+        for level in range(self.config.n_levels):
+            levels = torch.full((batch_size,), level, dtype=torch.long, device=self.device)
+            self._loss_and_log(self.model(batch, levels), "val", batch, prefix_total=level == 0)
+
+    def _loss_and_log(self, output: TrainOutput, split: str, batch: dict, prefix_total: bool = True) -> Tensor:
+        total, count = 0.0, 0
+        for out in output.levels:
+            loss_sum = F.cross_entropy(out.logits.float(), out.targets, reduction="sum",
+                                       label_smoothing=self.training_config.label_smoothing)
+            n = out.targets.numel()
+            total, count = total + loss_sum, count + n
+            self.log(f"{split}/loss_l{out.level}", loss_sum / n, batch_size=n, sync_dist=split == "val")
+            for name in ("acc", "top10"):
+                metric = self.metrics[f"{split}_{name}_l{out.level}"]
+                metric(out.logits.detach(), out.targets)
+                self.log(f"{split}/{name}_l{out.level}", metric, batch_size=n)
+        loss = total / max(count, 1) + self.training_config.aux_loss_weight * output.aux_loss
+        if split == "train" or prefix_total:
+            batch_size = batch["text"].shape[0]
+            self.log(f"{split}/loss", loss, prog_bar=True, batch_size=batch_size, sync_dist=split == "val")
+            if output.aux_loss.requires_grad or output.aux_loss.item():
+                self.log(f"{split}/aux_loss", output.aux_loss, batch_size=batch_size)
+            self.log(f"{split}/padding", 1 - batch["n_tokens"] / max(batch["n_padded_tokens"], 1),
+                     batch_size=batch_size)
+        return loss
+
+    def _count(self, batch: dict) -> None:
+        self.stats["steps"] = int(self.global_step) + 1
+        self.stats["samples"] += int(batch["text"].shape[0])
+        self.stats["tokens"] += int(batch["code_lengths"].sum()) * self.config.n_levels
+        frames = int(batch["code_lengths"].max()) + int(batch["prompt_lengths"].max())
+        self.stats["longest_seconds"] = max(self.stats["longest_seconds"], frames / self.hparams.codec["frame_rate"])
+
+    # -------------------------------------------------------------------------------- optimizer, state
+    def configure_optimizers(self) -> dict:
+        total = self.trainer.max_steps if self.trainer.max_steps > 0 else self.trainer.estimated_stepping_batches
+        return build_optimizer(self.model, self.optim_config, int(total))
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["valle_stats"] = dict(self.stats)
+        if self.hparams.lora:
+            adapters = {f"model.{k}" for k in lora_state_dict(self.model)}
+            checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in adapters}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.stats.update(checkpoint.get("valle_stats", {}))
+
+    def describe(self) -> dict:
+        """Model, optimisation and training settings as plain data (for logs and exports)."""
+        return {"model": self.config.to_dict(), "optim": asdict(self.optim_config),
+                "training": asdict(self.training_config)}

@@ -1,0 +1,109 @@
+"""train.py through Hydra: composition of every preset, a real run, resume, sweeps."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError
+
+from valle.cli.train import typed
+from valle.models.config import ValleConfig
+from valle.plot import plot_run, read_metrics
+
+ROOT = Path(__file__).resolve().parents[2]
+EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+TRAINERS = sorted(p.stem for p in (ROOT / "configs" / "trainer").glob("*.yaml"))
+
+
+def compose_train(*overrides: str):
+    os.environ.setdefault("VALLE_ROOT", str(ROOT))
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        return compose("train", overrides=["data.root=/data", "run_dir=/tmp/valle-compose", *overrides])
+
+
+def train_py(cwd: Path, *overrides: str) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, str(ROOT / "train.py"), *overrides], cwd=cwd, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
+def train_losses(run_dir: Path) -> dict[int, float]:
+    return dict(read_metrics(run_dir)["train/loss"])
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_into_valid_configs(experiment):
+    cfg = compose_train(f"experiment={experiment}")
+    assert "experiment" not in cfg, "an experiment file lacks `# @package _global_`"
+    assert cfg.experiment_name == experiment
+    model = typed(ValleConfig, cfg.model)
+    assert model.scale.d_model % model.scale.n_heads == 0
+    strategy = cfg.trainer.get("strategy")
+    if isinstance(strategy, dict) or OmegaConf.is_dict(strategy):
+        instantiate(strategy)
+
+
+@pytest.mark.parametrize("trainer", TRAINERS)
+def test_every_trainer_preset_instantiates_its_strategy(trainer):
+    cfg = compose_train(f"trainer={trainer}")
+    strategy = cfg.trainer.get("strategy")
+    if OmegaConf.is_dict(strategy):
+        name = type(instantiate(strategy)).__name__
+        assert name == {"deepspeed_stage_2": "DeepSpeedStrategy", "fsdp": "FSDPStrategy"}[trainer]
+    if cfg.trainer.accelerator in ("auto", "cpu"):
+        instantiate(cfg.trainer, logger=False)
+
+
+def test_experiments_live_only_in_conf_and_are_found_through_the_search_path():
+    assert not (ROOT / "configs" / "experiment").exists()
+    assert sorted(p.name for p in (ROOT / "conf").iterdir()) == ["experiment"]
+    cfg = compose_train("experiment=retnet_dac")
+    assert cfg.model.backbone.name == "retnet" and cfg.codec == "dac"
+
+
+def test_typos_fail_at_start_up():
+    with pytest.raises(ConfigKeyError):
+        typed(ValleConfig, compose_train("+model.scale.d_modle=512").model)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_shards, tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("straight")
+    train_py(cwd, "experiment=tiny_cpu", f"data.root={tiny_shards}", "trainer.max_steps=6",
+             "trainer.val_check_interval=3", "trainer.limit_val_batches=1", "trainer.log_every_n_steps=1")
+    return cwd / "runs" / "tiny_cpu"
+
+
+def test_train_py_writes_checkpoints_logs_and_plots(uninterrupted):
+    checkpoints = sorted(p.name for p in (uninterrupted / "checkpoints").glob("*.ckpt"))
+    assert "last.ckpt" in checkpoints and len(checkpoints) == 3
+    assert (uninterrupted / "tensorboard").is_dir() and len(train_losses(uninterrupted)) == 6
+    assert {p.name for p in plot_run(uninterrupted)} == {"loss.png", "accuracy.png", "lr.png"}
+
+
+def test_rerun_resumes_and_continues_exactly_like_an_uninterrupted_run(uninterrupted, tiny_shards, tmp_path):
+    args = ["experiment=tiny_cpu", f"data.root={tiny_shards}", "trainer.val_check_interval=3",
+            "trainer.limit_val_batches=1", "trainer.log_every_n_steps=1"]
+    train_py(tmp_path, *args, "trainer.max_steps=3")  # "killed" after its step-3 checkpoint
+    resumed = train_py(tmp_path, *args, "trainer.max_steps=6")
+    assert "resuming from" in resumed.stderr + resumed.stdout
+    straight, interrupted = train_losses(uninterrupted), train_losses(tmp_path / "runs" / "tiny_cpu")
+    assert sorted(interrupted) == list(range(6))
+    for step in range(6):
+        assert interrupted[step] == pytest.approx(straight[step], abs=1e-4), step
+
+
+@pytest.mark.slow
+def test_multirun_sweep_gives_each_job_its_own_run_dir(tiny_shards, tmp_path):
+    train_py(tmp_path, "-m", "experiment=tiny_cpu", f"data.root={tiny_shards}", "debug=fdr",
+             "model.scale.d_model=32,64")
+    for job in ("0", "1"):
+        assert (tmp_path / "multirun" / "tiny_cpu" / job / "checkpoints" / "last.ckpt").is_file()

@@ -1,0 +1,19 @@
+"""python train.py experiment=retnet_dac data.root=SHARDS — see docs/training.md."""
+
+import os
+from pathlib import Path
+
+import hydra
+
+os.environ.setdefault("VALLE_ROOT", str(Path(__file__).resolve().parent))
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="train")
+def main(cfg) -> float | None:
+    from valle.cli.train import run
+
+    return run(cfg)
+
+
+if __name__ == "__main__":
+    main()
