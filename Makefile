@@ -21,6 +21,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	# DeepSpeed ships as source only and its build imports torch: build it against the venv's torch.
+	$(PY) -m pip install --quiet wheel && $(PY) -m pip install --quiet --no-build-isolation 'deepspeed>=0.14'
 	touch $(STAMP)
 
 system-deps: ## Debian packages: espeak-ng (phonemes), festival voices and sox (built-in corpus)

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from valle.checkpoints import check_compatible, load_model_weights, read_checkpoint_meta
 from valle.data.datamodule import DataConfig, ValleDataModule
 from valle.models.config import ValleConfig
+from valle.models.lora import LoRAConfig
 from valle.training.module import TrainingConfig, ValleModule
 from valle.training.optim import OptimConfig
 
@@ -41,7 +42,7 @@ def build_module(cfg: DictConfig, dm: ValleDataModule) -> ValleModule:
                                                     dm.codec_info.codebook_size)
     return ValleModule(model=model.to_dict(), symbols=dm.symbols.to_dict(), codec=dm.codec_info.to_dict(),
                        optim=asdict(typed(OptimConfig, cfg.optim)), training={**asdict(typed(TrainingConfig, cfg.training)), "seed": cfg.seed},
-                       lora=OmegaConf.to_container(cfg.lora) if cfg.get("lora") else None,
+                       lora=asdict(typed(LoRAConfig, cfg.lora)) if cfg.get("lora") else None,
                        init_from=str(cfg.init_from) if cfg.get("init_from") else None)
 
 

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.training.conftest import cpu_trainer, tiny_datamodule, tiny_module
+from valle.checkpoints import load_model_weights
+from valle.codecs.base import CodecInfo
+from valle.export import export_checkpoint, load
+from valle.text.symbols import SymbolMap
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_shards, tmp_path_factory):
+    """A tiny module trained a few steps, and its checkpoint."""
+    tmp = tmp_path_factory.mktemp("trained")
+    dm = tiny_datamodule(tiny_shards)
+    module = tiny_module(dm)
+    trainer = cpu_trainer(tmp, max_steps=4)
+    trainer.fit(module, dm)
+    trainer.save_checkpoint(tmp / "model.ckpt")
+    return module.eval(), tmp / "model.ckpt", next(iter(dm.val_dataloader()))
+
+
+def logits(model, batch, level):
+    with torch.no_grad():
+        [out] = model(batch, torch.full((len(batch["keys"]),), level)).levels
+    return out.logits
+
+
+def test_export_then_load_gives_identical_logits_without_lightning(trained, tmp_path):
+    module, ckpt, batch = trained
+    out = export_checkpoint(ckpt, tmp_path / "model.pt")
+    loaded = load(out)
+    for level in range(module.config.n_levels):
+        assert torch.equal(logits(module.model, batch, level), logits(loaded.model, batch, level))
+    assert loaded.symbols == SymbolMap.from_dict(module.hparams.symbols)
+    assert loaded.codec == CodecInfo.from_dict(module.hparams.codec)
+    assert loaded.stats["steps"] == 4 and loaded.stats["tokens"] > 0 and loaded.stats["longest_seconds"] > 0
+    raw = torch.load(out, weights_only=True)
+    assert raw["format"] == "valle" and raw["version"] == 1
+    code = f"import sys, valle; valle.load({str(out)!r}); assert 'lightning' not in sys.modules and 'hydra' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_fp16_export_is_half_the_size_and_close(trained, tmp_path):
+    module, ckpt, batch = trained
+    fp32 = export_checkpoint(ckpt, tmp_path / "fp32.pt")
+    fp16 = export_checkpoint(ckpt, tmp_path / "fp16.pt", dtype="fp16")
+    assert fp16.stat().st_size < 0.6 * fp32.stat().st_size
+    torch.testing.assert_close(logits(load(fp16).model, batch, 0), logits(module.model, batch, 0), atol=0.05, rtol=0.05)
+    with pytest.raises(ValueError, match="dtype='int8'"):
+        export_checkpoint(ckpt, tmp_path / "x.pt", dtype="int8")
+
+
+def test_weights_for_another_codec_or_symbol_map_are_refused(trained, tiny_shards):
+    module, ckpt, _ = trained
+    other_codec = tiny_module(tiny_datamodule(tiny_shards))
+    other_codec.hparams.codec = {**other_codec.hparams.codec, "name": "dac", "n_levels": 9, "sample_rate": 44100}
+    with pytest.raises(ValueError, match="codec 'encodec'.*but codec 'dac'"):
+        load_model_weights(other_codec, ckpt)
+    other_symbols = tiny_module(tiny_datamodule(tiny_shards))
+    symbols = SymbolMap.from_dict(other_symbols.hparams.symbols).extended(["ʘ"], [])
+    other_symbols.hparams.symbols = symbols.to_dict()
+    with pytest.raises(ValueError, match="another symbol map.*symbols it lacks: ʘ"):
+        load_model_weights(other_symbols, ckpt)
+
+
+def test_lora_fine_tune_saves_adapters_only_and_merges_on_export(trained, tiny_shards, tmp_path):
+    base, ckpt, batch = trained
+    dm = tiny_datamodule(tiny_shards)
+    module = tiny_module(dm, lora={"rank": 4, "alpha": 8.0}, init_from=str(ckpt))
+    load_model_weights(module, ckpt)
+    trainable = [n for n, p in module.model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    trainer = cpu_trainer(tmp_path, max_steps=3)
+    trainer.fit(module, dm)
+    trainer.save_checkpoint(tmp_path / "lora.ckpt")
+    saved = torch.load(tmp_path / "lora.ckpt", weights_only=True)["state_dict"]
+    assert saved and all("lora_" in k for k in saved)
+    exported = load(export_checkpoint(tmp_path / "lora.ckpt", tmp_path / "merged.pt"))
+    assert not any("lora_" in k for k in exported.model.state_dict())
+    module.eval()
+    torch.testing.assert_close(logits(exported.model, batch, 0), logits(module.model, batch, 0), atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(logits(exported.model, batch, 0), logits(base.model, batch, 0))
+
+
+def test_lora_without_a_base_model_is_refused(tiny_shards):
+    with pytest.raises(ValueError, match="set init_from"):
+        tiny_module(tiny_datamodule(tiny_shards), lora={"rank": 4})
