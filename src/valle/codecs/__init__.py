@@ -12,7 +12,7 @@ from typing import Any
 
 from valle.codecs.base import Codec, CodecInfo
 
-__all__ = ["Codec", "CodecInfo", "build_codec", "codec_class", "describe_codec", "CODECS"]
+__all__ = ["Codec", "CodecInfo", "build_codec", "codec_class", "codec_for", "describe_codec", "CODECS"]
 
 # name → "module:Class", imported on demand, so `import valle.codecs` does not pay for dac, audiotools
 # or vocos. A new codec (e.g. the offline "mel" one) is one more line here.
@@ -61,3 +61,21 @@ def _check_settings(name: str, cls: type[Codec], kwargs: dict) -> None:
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
         raise ValueError(f"codec {name!r} has no setting {', '.join(unknown)}; it takes {', '.join(accepted)}")
+
+
+def codec_for(info: CodecInfo, weights: str = "pretrained", name: str | None = None) -> Codec:
+    """Build the codec a model's codes came from (its `CodecInfo`), e.g. to decode its output.
+
+    Args:
+        info: the model's codec description.
+        weights: "pretrained", "random" or a local file (see docs/codecs.md).
+        name: decode with another codec of the same codes ("vocos" for EnCodec codes).
+    """
+    name = name or info.name
+    if info.name in ("encodec", "vocos"):
+        settings: dict[str, Any] = {"bandwidth_kbps": float(info.variant.removesuffix("kbps"))}
+    else:
+        settings = {"model_type": info.variant, "n_levels": info.n_levels}
+    codec = build_codec(name, weights=weights, **settings)
+    codec.info.check_compatible(info, "the model")
+    return codec

@@ -37,9 +37,13 @@ class CodecInfo:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
     def check_compatible(self, other: CodecInfo, what: str = "this data") -> None:
-        """Raise when codes made by `other` cannot be used where `self` is expected."""
-        mine = (self.name, self.sample_rate, self.n_levels, self.codebook_size)
-        theirs = (other.name, other.sample_rate, other.n_levels, other.codebook_size)
+        """Raise when codes made by `other` cannot be used where `self` is expected.
+
+        Vocos decodes EnCodec's codes, so the two names count as one codec here.
+        """
+        family = {"vocos": "encodec"}
+        mine = (family.get(self.name, self.name), self.sample_rate, self.n_levels, self.codebook_size)
+        theirs = (family.get(other.name, other.name), other.sample_rate, other.n_levels, other.codebook_size)
         if mine != theirs:
             raise ValueError(
                 f"{what} was made with codec {other.name!r} ({other.variant or '-'}, {other.n_levels} levels, "

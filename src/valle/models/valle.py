@@ -113,6 +113,35 @@ class Valle(nn.Module):
         return TrainOutput(outputs, aux)
 
 
+    # ---------------------------------------------------------------------------------------- decoding
+    def ar_prefix(self, text: Tensor, text_lengths: Tensor, prompt: Tensor, prompt_lengths: Tensor) -> Packed:
+        """The AR's input before its first code: `[text ; sep ; prompt ; sep ; start]` (as in training)."""
+        return build_ar(self.ar.embeddings, text, text_lengths, prompt, prompt_lengths, None, None,
+                        self.config.stop_token)
+
+    def ar_step_input(self, codes: Tensor) -> Tensor:
+        """Level-0 codes [B] just decoded → the next AR input [B, 1, D] (as `build_ar` embeds them)."""
+        emb = self.ar.embeddings
+        safe = codes.clamp(max=self.config.codebook_size - 1)  # a finished row's stop id: its output is unused
+        return (emb.embed_level0(safe) + emb.level.weight[0])[:, None, :]
+
+    def ar_logits(self, hidden: Tensor) -> Tensor:
+        """AR hidden states [..., D] → logits [..., V + 1] over level-0 codes and stop."""
+        return self.ar.heads(hidden, 0)
+
+    def nar_logits(self, text: Tensor, text_lengths: Tensor, prompt: Tensor, prompt_lengths: Tensor,
+                   codes: Tensor, code_lengths: Tensor, level: int) -> Tensor:
+        """Logits [B, T, V] of level `level` for every response frame, given levels < `level` of `codes`."""
+        levels = torch.full((codes.shape[0],), level, dtype=torch.long, device=codes.device)
+        packed = build_nar(self.nar.embeddings, text, text_lengths, prompt, prompt_lengths, codes, code_lengths,
+                           levels, with_targets=False)
+        hidden = self.nar.backbone(packed.x, packed.lengths, causal=False).hidden
+        frames = torch.arange(codes.shape[2], device=codes.device)[None, :]
+        index = (packed.prefix_lengths[:, None] + frames).clamp(max=hidden.shape[1] - 1)
+        response = hidden.gather(1, index[:, :, None].expand(-1, -1, hidden.shape[2]))
+        return self.nar.heads(response, level)[..., : self.config.codebook_size]
+
+
 def _rows(batch: dict, rows: Tensor) -> dict:
     keys = ("text", "text_lengths", "prompt", "prompt_lengths", "codes", "code_lengths")
     if len(rows) == batch["text"].shape[0]:

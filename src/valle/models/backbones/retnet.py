@@ -227,6 +227,11 @@ class RetNetCache:
         layers = [{name: t.clone() for name, t in state.items()} for state in self.layers]
         return replace(self, layers=layers, next_position=self.next_position.clone())
 
+    def reorder(self, index: Tensor) -> RetNetCache:
+        """The cache of rows `index` [B'] (beam search: each new beam continues its parent's row)."""
+        layers = [{name: t.index_select(0, index) for name, t in state.items()} for state in self.layers]
+        return replace(self, layers=layers, next_position=self.next_position.index_select(0, index))
+
     def check_room(self, n: int) -> None:
         """Raise if some row would pass `max_length` with n more positions."""
         reached = int(self.next_position.max()) + n

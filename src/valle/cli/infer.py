@@ -1,0 +1,61 @@
+"""`infer.py`: a composed config → wav files (and codes) for one text or a file of texts."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from valle.audio import write_wav
+from valle.codecs import codec_for
+from valle.export import load
+from valle.sampling.pipeline import SamplerConfig
+from valle.sampling.prompt import load_prompt
+from valle.sampling.synthesize import Synthesis, Synthesizer
+
+log = logging.getLogger(__name__)
+
+
+def read_requests(cfg: DictConfig) -> list[tuple[str, str | None]]:
+    """(text, prompt or None) pairs from `text=` or from the lines of `texts=FILE`."""
+    if bool(cfg.text) == bool(cfg.texts):
+        raise ValueError("give exactly one of text=\"...\" or texts=FILE (one utterance per line)")
+    if cfg.text:
+        return [(str(cfg.text), None)]
+    path = Path(cfg.texts)
+    if not path.is_file():
+        raise FileNotFoundError(f"texts={path}: no such file")
+    requests = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            text, _, prompt = line.partition("|")
+            requests.append((text.strip(), prompt.strip() or None))
+    if not requests:
+        raise ValueError(f"texts={path}: the file holds no text")
+    return requests
+
+
+def write_outputs(results: list[Synthesis], cfg: DictConfig) -> list[Path]:
+    paths = [Path(cfg.out)] if cfg.text else [Path(cfg.out_dir) / f"{i:04d}.wav" for i in range(len(results))]
+    for path, result in zip(paths, results, strict=True):
+        write_wav(path, result.wav, result.sample_rate)
+        if cfg.save_codes:
+            np.save(path.with_suffix(".npy"), result.codes.numpy().astype(np.int16))
+        print(f"{path}  ({result.wav.numel() / result.sample_rate:.2f} s){'  [hit max_ar_steps]' if result.hit_limit else ''}")
+    return paths
+
+
+def run(cfg: DictConfig) -> list[Path]:
+    sampler = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SamplerConfig), cfg.sampler))
+    requests = read_requests(cfg)
+    if any(p is None for _, p in requests) and not cfg.prompt:
+        raise ValueError("no prompt: pass prompt=ref.wav (or a voice .npz), or end each line of texts= with |prompt")
+    loaded = load(cfg.ckpt, cfg.device)
+    codec = codec_for(loaded.codec, cfg.codec.weights, cfg.codec.name)
+    synthesizer = Synthesizer(loaded, codec, cfg.device)
+    prompts = [load_prompt(p or cfg.prompt, codec, cfg.prompt_seconds, cfg.prompt_text) for _, p in requests]
+    results = synthesizer.synthesize([t for t, _ in requests], prompts, cfg.language, sampler, cfg.long_text,
+                                     cfg.prompt_seconds, progress=True)
+    return write_outputs(results, cfg)

@@ -1,0 +1,5 @@
+"""Decoding: pure logit processors, the sampler pipeline and beam search (SPEC §4)."""
+
+from valle.sampling.pipeline import ArSampler, NarSampler, SamplerConfig, make_generator
+
+__all__ = ["ArSampler", "NarSampler", "SamplerConfig", "make_generator"]

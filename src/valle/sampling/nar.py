@@ -1,0 +1,37 @@
+"""The NAR level loop: one full forward per level 1..L-1, for the whole batch at once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from valle.models.valle import Valle
+from valle.sampling.pipeline import NarSampler
+
+
+@torch.inference_mode()
+def decode_nar(model: Valle, text: Tensor, text_lengths: Tensor, prompt: Tensor, prompt_lengths: Tensor,
+               level0: Tensor, lengths: Tensor, sampler: NarSampler, generator: torch.Generator | None = None,
+               on_level: Callable[[int], None] | None = None) -> Tensor:
+    """Fill levels 1..L-1 given level 0.
+
+    Args:
+        level0: [B, T] level-0 codes; lengths: [B] valid frames per row.
+        sampler: logits [N, V] → codes [N] (the NAR sampler: argmax at temperature 0).
+
+    Returns:
+        codes [B, L, T] (0 past each row's length).
+    """
+    batch, frames = level0.shape
+    codes = torch.zeros(batch, model.config.n_levels, frames, dtype=torch.long, device=level0.device)
+    codes[:, 0] = level0
+    valid = torch.arange(frames, device=level0.device)[None, :] < lengths[:, None]
+    for level in range(1, model.config.n_levels):
+        logits = model.nar_logits(text, text_lengths, prompt, prompt_lengths, codes, lengths, level)
+        sampled = sampler(logits, generator=generator)
+        codes[:, level] = torch.where(valid, sampled, 0)
+        if on_level is not None:
+            on_level(level)
+    return codes

@@ -1,0 +1,293 @@
+"""The sampler pipeline: `SamplerConfig` (the `sampler` Hydra group) → AR and NAR samplers.
+
+This module is the only place the order of SPEC §4 is set:
+
+1. repetition penalty (AR)      2. length penalty (AR)      3. temperature / dynamic temperature
+4. top-k, then top-p            5. sample, greedy (T = 0) or mirostat v2      6. RAS (AR)
+
+Beam search replaces steps 3 to 6: `ArSampler.beam_log_probs` gives steps 1 and 2 as
+log-probabilities and `valle.sampling.beam` chooses the beams.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from valle.sampling import processors as P
+
+
+@dataclass
+class SamplerConfig:
+    """Decoding settings (the `sampler` group); see configs/sampler/default.yaml for each key.
+
+    Raises:
+        ValueError: on construction, listing every inconsistent setting and how to fix it.
+    """
+
+    ar_temperature: float = 1.0  # 0 = greedy
+    nar_temperature: float = 0.0  # 0 = greedy (argmax), the VALL-E default for the NAR
+    min_ar_temperature: float | None = None  # set: dynamic temperature in [min, ar_temperature]
+    min_nar_temperature: float | None = None
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # 1 = off
+    repetition_penalty: float = 1.0  # 1 = off
+    repetition_penalty_decay: float = 1.0  # 1 = the same penalty at every distance
+    length_penalty: float = 0.0  # alpha; > 0 longer outputs, < 0 shorter
+    mirostat_tau: float = 0.0  # target surprise in bits; 0 = off
+    mirostat_eta: float = 0.1
+    beam_width: int = 1  # 1 = no beam search
+    ras_window: int = 0  # K; 0 = RAS off
+    ras_threshold: float = 0.1  # t_r
+    max_ar_steps: int | None = None  # None = max_ar_steps_per_phoneme * text length
+    max_ar_steps_per_phoneme: float = 20.0
+    max_ar_context: int | None = None  # keep only the last N response tokens in the context
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        problems = self._problems()
+        if problems:
+            raise ValueError("invalid sampler config:\n  - " + "\n  - ".join(problems))
+
+    def _problems(self) -> list[str]:
+        out = []
+        for name in ("ar", "nar"):
+            t, min_t = getattr(self, f"{name}_temperature"), getattr(self, f"min_{name}_temperature")
+            if t < 0:
+                out.append(f"{name}_temperature={t} must be >= 0 (0 = greedy)")
+            if min_t is not None and not 0 <= min_t <= t:
+                out.append(f"min_{name}_temperature={min_t} must lie in [0, {name}_temperature={t}]")
+            if min_t is not None and t == 0:
+                out.append(f"min_{name}_temperature is set but {name}_temperature=0 means greedy; "
+                           f"set {name}_temperature > 0 or min_{name}_temperature=null")
+        if self.top_k < 0:
+            out.append(f"top_k={self.top_k} must be >= 0 (0 = off)")
+        if not 0 < self.top_p <= 1:
+            out.append(f"top_p={self.top_p} must lie in (0, 1] (1 = off)")
+        if self.repetition_penalty < 1:
+            out.append(f"repetition_penalty={self.repetition_penalty} must be >= 1 (1 = off)")
+        if not 0 <= self.repetition_penalty_decay <= 1:
+            out.append(f"repetition_penalty_decay={self.repetition_penalty_decay} must lie in [0, 1]")
+        out += self._sampling_problems()
+        for key in ("max_ar_steps", "max_ar_context"):
+            if getattr(self, key) is not None and getattr(self, key) < 1:
+                out.append(f"{key}={getattr(self, key)} must be >= 1 or null")
+        if self.max_ar_steps_per_phoneme <= 0:
+            out.append(f"max_ar_steps_per_phoneme={self.max_ar_steps_per_phoneme} must be > 0")
+        return out
+
+    def _sampling_problems(self) -> list[str]:
+        out = []
+        if self.mirostat_tau < 0 or (self.mirostat_tau > 0 and self.mirostat_eta <= 0):
+            out.append(f"mirostat needs tau >= 0 and eta > 0, got tau={self.mirostat_tau}, "
+                       f"eta={self.mirostat_eta}")
+        if self.ras_window < 0 or not 0 <= self.ras_threshold <= 1:
+            out.append(f"ras_window={self.ras_window} must be >= 0 and ras_threshold="
+                       f"{self.ras_threshold} in [0, 1]")
+        if self.beam_width < 1:
+            out.append(f"beam_width={self.beam_width} must be >= 1 (1 = no beam search)")
+        greedy = self.ar_temperature == 0
+        if self.mirostat_tau > 0 and greedy:
+            out.append("mirostat samples, but ar_temperature=0 means greedy; set ar_temperature > 0")
+        if self.ras_window > 0 and greedy:
+            out.append("RAS resamples from the tempered distribution, but ar_temperature=0 means "
+                       "greedy; set ar_temperature > 0 or ras_window=0")
+        if self.beam_width > 1:
+            clashes = [f"{k}={getattr(self, k)}" for k, off in
+                       (("mirostat_tau", 0.0), ("ras_window", 0), ("top_k", 0), ("top_p", 1.0))
+                       if getattr(self, k) != off]
+            if clashes:
+                out.append(f"beam search (beam_width={self.beam_width}) scores the full distribution "
+                           f"and cannot be combined with {', '.join(clashes)}; drop them or set "
+                           f"beam_width=1")
+        return out
+
+    def ar_step_limit(self, n_phonemes: int | Tensor) -> int | Tensor:
+        """The AR step guard: `max_ar_steps`, or `max_ar_steps_per_phoneme` per text token.
+
+        20 frames per phoneme is about 2.5 times a typical phoneme's duration (80-100 ms) at the
+        75-86 Hz frame rates of EnCodec and DAC, so it never cuts real speech short but stops a
+        model that fails to emit the stop token.
+
+        Args:
+            n_phonemes: text length, an int or a [B] tensor.
+
+        Returns:
+            Maximum number of AR steps, of the same kind as `n_phonemes`.
+        """
+        if self.max_ar_steps is not None:
+            if isinstance(n_phonemes, Tensor):
+                return torch.full_like(n_phonemes, self.max_ar_steps)
+            return self.max_ar_steps
+        if isinstance(n_phonemes, Tensor):
+            return torch.ceil(n_phonemes * self.max_ar_steps_per_phoneme).long()
+        return math.ceil(n_phonemes * self.max_ar_steps_per_phoneme)
+
+
+def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator | None:
+    """A seeded generator on `device`, or None (torch's global generator) when seed is None."""
+    if seed is None:
+        return None
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    return generator
+
+
+def _temper(logits: Tensor, t: float, min_t: float | None) -> Tensor:
+    """Step 3 (for T > 0): dynamic temperature when `min_t` is set, else a fixed one."""
+    if min_t is not None:
+        return P.dynamic_temperature(logits, min_t, t)
+    return P.temperature(logits, t)
+
+
+def _truncate(logits: Tensor, k: int, p: float) -> Tensor:
+    """Step 4: top-k, then top-p (each a no-op when off)."""
+    return P.top_p(P.top_k(logits, k), p)
+
+
+@dataclass
+class SamplerState:
+    """Per-sequence sampler state kept across AR steps (held by the AR loop, not the sampler).
+
+    Attributes:
+        mirostat: per-row mu when mirostat is on, else None.
+    """
+
+    mirostat: P.MirostatState | None = None
+
+
+class ArSampler:
+    """Chooses the next level-0 token of each row from the AR logits (SPEC §4, steps 1-6).
+
+    Args:
+        cfg: the sampler settings.
+        stop_token: id of the stop token in the AR vocabulary.
+    """
+
+    def __init__(self, cfg: SamplerConfig, stop_token: int) -> None:
+        self.cfg = cfg
+        self.stop_token = stop_token
+
+    def new_state(self, batch: int, device: torch.device | str = "cpu") -> SamplerState:
+        """Fresh state for a batch of `batch` sequences."""
+        if self.cfg.mirostat_tau > 0:
+            return SamplerState(P.MirostatState.initial(batch, self.cfg.mirostat_tau, device))
+        return SamplerState()
+
+    def penalise(self, logits: Tensor, history: Tensor, step: int | Tensor) -> Tensor:
+        """Steps 1 and 2: repetition penalty, then length penalty.
+
+        Args:
+            logits: [B, V] float.
+            history: [B, T] int64 tokens so far, `processors.EMPTY` for none.
+            step: steps decoded so far, an int or a [B] tensor.
+        """
+        cfg = self.cfg
+        if cfg.repetition_penalty != 1.0:
+            logits = P.repetition_penalty(logits, history, cfg.repetition_penalty,
+                                          cfg.repetition_penalty_decay)
+        if cfg.length_penalty != 0.0:
+            logits = P.length_penalty(logits, self.stop_token, step, cfg.length_penalty)
+        return logits
+
+    def __call__(
+        self,
+        logits: Tensor,
+        history: Tensor,
+        step: int | Tensor,
+        generator: torch.Generator | None = None,
+        state: SamplerState | None = None,
+    ) -> Tensor:
+        """Steps 1 to 6 on one AR step's logits.
+
+        Args:
+            logits: [B, V] float.
+            history: [B, T] int64 response tokens so far (newest last), `processors.EMPTY` for none.
+            step: steps decoded so far, an int or a [B] tensor.
+            generator: source of randomness (see `make_generator`).
+            state: from `new_state`; required with mirostat, updated in place.
+
+        Returns:
+            [B] int64 tokens.
+
+        Raises:
+            ValueError: with beam search (use `beam_log_probs`) or mirostat without a state.
+        """
+        cfg = self.cfg
+        if cfg.beam_width > 1:
+            raise ValueError("beam_width > 1: score beams with beam_log_probs() and "
+                             "valle.sampling.beam.beam_step(), not ArSampler.__call__")
+        logits = self.penalise(logits, history, step)  # 1, 2
+        if cfg.ar_temperature == 0:
+            return P.greedy(logits)  # 3-5: argmax; truncation cannot change it, RAS is refused
+        full = _temper(logits, cfg.ar_temperature, cfg.min_ar_temperature)  # 3
+        logits = _truncate(full, cfg.top_k, cfg.top_p)  # 4
+        if cfg.mirostat_tau > 0:  # 5
+            if state is None or state.mirostat is None:
+                raise ValueError("mirostat keeps a per-row state: pass state=sampler.new_state(batch)")
+            tokens = P.mirostat_sample(logits, state.mirostat, cfg.mirostat_tau, cfg.mirostat_eta,
+                                       generator)
+        else:
+            tokens = P.sample(logits, generator)
+        if cfg.ras_window > 0:  # 6
+            tokens = P.repetition_aware(tokens, full, history, cfg.ras_window, cfg.ras_threshold,
+                                        generator)
+        return tokens
+
+    def beam_log_probs(self, logits: Tensor, history: Tensor, step: int | Tensor) -> Tensor:
+        """Log-probabilities for beam search: steps 1 and 2, then log-softmax (no temperature).
+
+        Args:
+            logits: [N, V] float, one row per live beam (N = B * W).
+            history: [N, T] int64 tokens of each beam.
+            step: steps decoded so far.
+
+        Returns:
+            [N, V] float32 log-probabilities.
+        """
+        return torch.log_softmax(self.penalise(logits, history, step).float(), dim=-1)
+
+
+class NarSampler:
+    """Chooses the codes of one NAR level: steps 3 to 5 with the NAR temperature.
+
+    The NAR predicts a whole level in parallel from a vocabulary without the stop token, so there is
+    no history of earlier steps to penalise, no length and no per-step feedback: repetition and
+    length penalties, mirostat and RAS do not apply. top-k and top-p do, when the NAR samples.
+
+    Args:
+        cfg: the sampler settings.
+    """
+
+    def __init__(self, cfg: SamplerConfig) -> None:
+        self.cfg = cfg
+
+    def __call__(
+        self,
+        logits: Tensor,
+        history: Tensor | None = None,
+        step: int | Tensor = 0,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Codes for every position of the level.
+
+        Args:
+            logits: [..., V] float, e.g. [B, T, V] for a whole response.
+            history: unused; accepted so both samplers share one call signature.
+            step: unused; as `history`.
+            generator: source of randomness.
+
+        Returns:
+            [...] int64 codes (the leading shape of `logits`).
+        """
+        cfg = self.cfg
+        flat = logits.reshape(-1, logits.shape[-1])
+        if cfg.nar_temperature == 0:
+            tokens = P.greedy(flat)
+        else:
+            tempered = _temper(flat, cfg.nar_temperature, cfg.min_nar_temperature)
+            tokens = P.sample(_truncate(tempered, cfg.top_k, cfg.top_p), generator)
+        return tokens.reshape(logits.shape[:-1])

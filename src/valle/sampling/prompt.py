@@ -1,0 +1,85 @@
+"""Acoustic prompts: a reference recording (any format) or a saved voice preset → codes [L, Tp]."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from valle.audio import AudioError, prepare_waveform, read_audio
+from valle.codecs.base import Codec, CodecInfo
+from valle.utils.io import temporary_sibling
+
+VOICE_SUFFIX = ".npz"
+
+
+@dataclass
+class Prompt:
+    codes: torch.Tensor  # [L, Tp] int64
+    text: str | None = None  # its transcript: given, the model continues the prompt (continuation mode)
+    source: str = ""
+
+
+def trim_silence(wav: torch.Tensor, sample_rate: int, threshold_db: float = -40.0) -> torch.Tensor:
+    """Drop leading and trailing 10 ms frames quieter than `threshold_db` below the peak."""
+    hop = max(1, sample_rate // 100)
+    frames = wav[: len(wav) // hop * hop].view(-1, hop)
+    if frames.numel() == 0:
+        return wav
+    rms = frames.pow(2).mean(dim=1).sqrt()
+    loud = (20 * torch.log10(rms / wav.abs().max().clamp(min=1e-9) + 1e-12) > threshold_db).nonzero()
+    if len(loud) == 0:
+        return wav[:0]
+    return wav[int(loud[0]) * hop: (int(loud[-1]) + 1) * hop]
+
+
+def load_prompt(path: str | Path, codec: Codec, prompt_seconds: float | None = 3.0, text: str | None = None,
+                min_seconds: float = 0.5, trim: bool = True) -> Prompt:
+    """Read a prompt: audio (mixed to mono, resampled, silence trimmed, cropped) or a voice preset.
+
+    Raises:
+        AudioError: missing, unreadable, silent or too short (the message names the file and the fix).
+        ValueError: a voice preset made with another codec.
+    """
+    path = Path(path)
+    if path.suffix == VOICE_SUFFIX:
+        return load_voice(path, codec.info, text)
+    wav, rate = read_audio(path)
+    wav = prepare_waveform(wav, rate, codec.sample_rate)
+    if trim:
+        wav = trim_silence(wav, codec.sample_rate)
+    if wav.numel() == 0 or float(wav.abs().max()) < 1e-3:
+        raise AudioError(f"prompt={path}: the recording is silent; give a recording of the voice to imitate")
+    seconds = wav.numel() / codec.sample_rate
+    if seconds < min_seconds:
+        raise AudioError(f"prompt={path}: only {seconds:.2f} s of speech after trimming silence; give at "
+                         f"least {min_seconds:g} s (3 s or more works best)")
+    if prompt_seconds:
+        wav = wav[: int(prompt_seconds * codec.sample_rate)]
+    return Prompt(codec.encode(wav, codec.sample_rate), text, str(path))
+
+
+def save_voice(path: str | Path, prompt: Prompt, info: CodecInfo) -> Path:
+    """A voice preset: the prompt's codes, transcript and codec, so later runs skip encoding."""
+    path = Path(path)
+    if path.suffix != VOICE_SUFFIX:
+        raise ValueError(f"out={path}: a voice preset is a {VOICE_SUFFIX} file")
+    tmp = temporary_sibling(path)
+    with open(tmp, "wb") as handle:  # a handle: np.savez would append ".npz" to a temporary name
+        np.savez(handle, codes=prompt.codes.numpy().astype(np.int16), text=np.array(prompt.text or ""),
+                 codec=np.array(repr(info.to_dict())), source=np.array(prompt.source))
+    os.replace(tmp, path)
+    return path
+
+
+def load_voice(path: Path, info: CodecInfo, text: str | None = None) -> Prompt:
+    import ast
+
+    with np.load(path, allow_pickle=False) as data:
+        saved = CodecInfo.from_dict(ast.literal_eval(str(data["codec"])))
+        info.check_compatible(saved, f"voice preset {path}")
+        stored_text = str(data["text"]) or None
+        return Prompt(torch.from_numpy(data["codes"].astype(np.int64)), text or stored_text, str(data["source"]))

@@ -1,0 +1,169 @@
+"""Text + prompt → speech: the one inference path (CLI, Python API, notebook, demo).
+
+    import valle
+    loaded = valle.load("model.pt")
+    results = valle.synthesize(loaded, ["Hello there."], ["ref.wav"], ar_temperature=0.8, top_p=0.9)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from valle.codecs import codec_for
+from valle.codecs.base import Codec
+from valle.data.batching import pad_1d, pad_codes
+from valle.export import LoadedModel
+from valle.sampling.ar import decode_ar, decode_ar_beam
+from valle.sampling.nar import decode_nar
+from valle.sampling.pipeline import ArSampler, NarSampler, SamplerConfig, make_generator
+from valle.sampling.prompt import Prompt, load_prompt
+from valle.text.phonemize import TextError, phonemize
+from valle.text.split import split_sentences
+
+log = logging.getLogger(__name__)
+LONG_TEXT_MODES = ("fixed", "sliding")
+
+
+@dataclass
+class Synthesis:
+    """One synthesized utterance."""
+
+    text: str
+    codes: torch.Tensor  # [L, T]
+    wav: torch.Tensor  # [samples] at `sample_rate`
+    sample_rate: int
+    hit_limit: bool  # some sentence reached max_ar_steps without a stop token
+
+
+class Synthesizer:
+    """A loaded model with its codec, ready to speak.
+
+    Args:
+        loaded: from `valle.load`.
+        codec: the codec to decode with (default: the model's, built with `codec_weights`).
+        device: where the model and codec run.
+    """
+
+    def __init__(self, loaded: LoadedModel, codec: Codec | None = None, device: str = "cpu",
+                 codec_weights: str = "pretrained") -> None:
+        self.loaded = loaded
+        self.model = loaded.model.to(device).eval()
+        self.codec = (codec or codec_for(loaded.codec, codec_weights)).to(device).eval()
+        loaded.codec.check_compatible(self.codec.info, "the decoding codec")
+        self.device = device
+
+    def text_ids(self, text: str, language: str) -> torch.Tensor:
+        """Text → [bos, <lang>, phonemes..., eos] ids with the model's symbol map."""
+        unknown: Counter = Counter()
+        ids = self.loaded.symbols.encode(phonemize(text, language), language, unknown)
+        if unknown:
+            log.warning("%d phoneme(s) unknown to the model read as <unk>: %s", sum(unknown.values()),
+                        " ".join(unknown))
+        return torch.tensor(ids, dtype=torch.long)
+
+    def prompt(self, source: str | Path | Prompt, prompt_seconds: float | None = 3.0,
+               text: str | None = None) -> Prompt:
+        return source if isinstance(source, Prompt) else load_prompt(source, self.codec, prompt_seconds, text)
+
+    def generate(self, texts: Sequence[str], prompts: Sequence[Prompt], language: str, config: SamplerConfig,
+                 progress: bool = False) -> list[tuple[torch.Tensor, bool]]:
+        """One AR + NAR pass for a batch of (text, prompt) pairs → (codes [L, T], hit_limit) each."""
+        ids = [self.text_ids(f"{p.text} {t}" if p.text else t, language) for t, p in zip(texts, prompts, strict=True)]
+        text, text_lengths = (x.to(self.device) for x in pad_1d(ids, self.loaded.symbols.pad_id))
+        prompt, prompt_lengths = (x.to(self.device) for x in pad_codes([p.codes for p in prompts]))
+        limits = config.ar_step_limit(text_lengths)
+        generator = make_generator(config.seed, self.device)
+        sampler = ArSampler(config, self.model.config.stop_token)
+        bar = tqdm(total=int(limits.max()), desc="AR", unit="step", disable=not progress, leave=False)
+        if config.beam_width > 1:
+            ar = decode_ar_beam(self.model, text, text_lengths, prompt, prompt_lengths, sampler, int(limits.max()),
+                                config.max_ar_context, lambda _: bar.update())
+        else:
+            ar = decode_ar(self.model, text, text_lengths, prompt, prompt_lengths, sampler, int(limits.max()),
+                           config.max_ar_context, generator, lambda _: bar.update(), limits)
+        bar.close()
+        if bool(ar.hit_limit.any()):
+            log.warning("%d of %d utterance(s) reached max_ar_steps without a stop token (raise "
+                        "sampler.max_ar_steps, or check the prompt and text)", int(ar.hit_limit.sum()), len(texts))
+        codes = decode_nar(self.model, text, text_lengths, prompt, prompt_lengths, ar.codes, ar.lengths,
+                           NarSampler(config), generator)
+        return [(codes[b, :, : int(n)].cpu(), bool(ar.hit_limit[b])) for b, n in enumerate(ar.lengths)]
+
+    def synthesize(self, texts: Sequence[str], prompts: Sequence[str | Path | Prompt], language: str = "en-us",
+                   config: SamplerConfig | None = None, long_text: str = "fixed", prompt_seconds: float | None = 3.0,
+                   progress: bool = False) -> list[Synthesis]:
+        """Speak each text in the voice of its prompt.
+
+        Args:
+            texts: one string per utterance; long ones are split into sentences.
+            prompts: one per text (or one for all): audio files, voice presets (.npz) or `Prompt`s.
+            language: espeak-ng language of the texts.
+            config: sampler settings (defaults: `SamplerConfig()`).
+            long_text: "fixed" (every sentence gets the same prompt) or "sliding" (each sentence is
+                prompted by the end of the previous one's output).
+
+        Raises:
+            TextError: empty text or unknown language; AudioError: a bad prompt.
+        """
+        config = config or SamplerConfig()
+        if long_text not in LONG_TEXT_MODES:
+            raise ValueError(f"long_text={long_text!r}: choose one of {LONG_TEXT_MODES}")
+        if len(prompts) == 1 and len(texts) > 1:
+            prompts = list(prompts) * len(texts)
+        if len(prompts) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(prompts)} prompts; give one prompt, or one per text")
+        loaded_prompts = [self.prompt(p, prompt_seconds) for p in prompts]
+        sentences = [split_sentences(t) for t in texts]
+        for text, parts in zip(texts, sentences, strict=True):
+            if not parts:
+                raise TextError(f"empty text {text!r}: nothing to say")
+        pieces = (self._fixed if long_text == "fixed" else self._sliding)(sentences, loaded_prompts, language, config,
+                                                                          prompt_seconds, progress)
+        return [self._finish(text, parts) for text, parts in zip(texts, pieces, strict=True)]
+
+    def _fixed(self, sentences, prompts, language, config, prompt_seconds, progress):
+        flat = [(s, p) for parts, p in zip(sentences, prompts, strict=True) for s in parts]
+        out = iter(self.generate([s for s, _ in flat], [p for _, p in flat], language, config, progress))
+        return [[next(out) for _ in parts] for parts in sentences]
+
+    def _sliding(self, sentences, prompts, language, config, prompt_seconds, progress):
+        pieces: list[list] = [[] for _ in sentences]
+        current = list(prompts)
+        for i in range(max(len(parts) for parts in sentences)):
+            rows = [r for r, parts in enumerate(sentences) if i < len(parts)]
+            outputs = self.generate([sentences[r][i] for r in rows], [current[r] for r in rows], language, config,
+                                    progress)
+            for r, (codes, hit) in zip(rows, outputs, strict=True):
+                pieces[r].append((codes, hit))
+                frames = int((prompt_seconds or 3.0) * self.codec.frame_rate)
+                current[r] = Prompt(codes[:, -frames:], None, "previous sentence")
+        return pieces
+
+    def _finish(self, text: str, parts: list[tuple[torch.Tensor, bool]]) -> Synthesis:
+        codes = torch.cat([c for c, _ in parts], dim=1)
+        seconds = codes.shape[1] / self.codec.frame_rate
+        longest = self.loaded.stats.get("longest_seconds")
+        if longest and max(c.shape[1] for c, _ in parts) / self.codec.frame_rate > longest:
+            log.warning("an output sentence is longer (%.1f s) than the longest utterance seen in training "
+                        "(%.1f s); quality may drop: split the text further", seconds, longest)
+        wav = self.codec.decode(codes.to(self.device)).cpu() if codes.shape[1] else torch.zeros(0)
+        return Synthesis(text, codes, wav, self.codec.sample_rate, any(h for _, h in parts))
+
+
+def synthesize(model: LoadedModel, texts: Sequence[str], prompts: Sequence[str | Path | Prompt],
+               language: str = "en-us", codec_weights: str = "pretrained", device: str = "cpu",
+               **sampler: object) -> list[Synthesis]:
+    """`valle.synthesize(model, texts, prompts, **sampler)`: sampler keys are `SamplerConfig`'s."""
+    known = {f.name for f in fields(SamplerConfig)}
+    unknown = sorted(set(sampler) - known)
+    if unknown:
+        raise TypeError(f"unknown sampler setting(s) {unknown}; known: {sorted(known)}")
+    config = replace(SamplerConfig(), **sampler)
+    return Synthesizer(model, device=device, codec_weights=codec_weights).synthesize(texts, prompts, language, config)

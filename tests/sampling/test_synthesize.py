@@ -1,0 +1,108 @@
+"""The inference path with a random tiny model: shapes, modes, prompts and their errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from tests.conftest import real_speech_dir
+from valle.audio import AudioError
+from valle.export import LoadedModel
+from valle.models.config import ValleConfig
+from valle.models.valle import Valle
+from valle.sampling.pipeline import SamplerConfig
+from valle.sampling.prompt import Prompt, load_prompt, save_voice, trim_silence
+from valle.sampling.synthesize import Synthesizer
+from valle.text import SymbolMap, phonemize
+from valle.text.split import split_sentences
+
+
+@pytest.fixture(scope="module")
+def synthesizer(tiny_codec):
+    symbols = SymbolMap.build([phonemize("The quick brown fox jumps over the lazy dog, twice!")], ["en-us"])
+    torch.manual_seed(0)
+    model = Valle(ValleConfig.tiny().with_data(len(symbols), tiny_codec.n_levels, tiny_codec.codebook_size))
+    loaded = LoadedModel(model.eval(), model.config, symbols, tiny_codec.info, {"longest_seconds": 1.0})
+    return Synthesizer(loaded, tiny_codec)
+
+
+def test_outputs_have_codec_shapes_and_stop_within_the_guard(synthesizer):
+    config = SamplerConfig(max_ar_steps=40, seed=0)
+    prompt = Prompt(torch.randint(0, 1024, (2, 50)))
+    [result] = synthesizer.synthesize(["The lazy dog."], [prompt], config=config)
+    frames = result.codes.shape[1]
+    assert result.codes.shape[0] == 2 and 0 < frames <= 40
+    assert result.wav.numel() == frames * 320 and result.sample_rate == 24000
+
+
+def test_seeded_sampling_is_reproducible(synthesizer):
+    prompt = Prompt(torch.randint(0, 1024, (2, 50)))
+    config = SamplerConfig(max_ar_steps=30, seed=7, top_p=0.9)
+    first = synthesizer.synthesize(["The quick fox."], [prompt], config=config)[0].codes
+    again = synthesizer.synthesize(["The quick fox."], [prompt], config=config)[0].codes
+    assert torch.equal(first, again)
+
+
+@pytest.mark.parametrize("mode", ["fixed", "sliding"])
+def test_long_text_is_split_and_joined(synthesizer, mode):
+    prompt = Prompt(torch.randint(0, 1024, (2, 50)))
+    config = SamplerConfig(max_ar_steps=20, seed=0)
+    [result] = synthesizer.synthesize(["The lazy dog. The brown fox!"], [prompt], config=config, long_text=mode)
+    single = [synthesizer.synthesize([s], [prompt], config=config)[0].codes.shape[1]
+              for s in ("The lazy dog.", "The brown fox!")]
+    if mode == "fixed":
+        assert result.codes.shape[1] == sum(single)
+    else:
+        assert result.codes.shape[1] > 0
+
+
+def test_prompt_audio_is_trimmed_cropped_and_encoded(tiny_codec, tmp_path):
+    wav, rate = sf.read(str(real_speech_dir() / "LJ049-0108.wav"), dtype="float32")
+    padded = np.concatenate([np.zeros(rate), wav, np.zeros(rate)])
+    sf.write(str(tmp_path / "p.flac"), np.stack([padded, padded], axis=1), rate)  # stereo flac, silence around
+    prompt = load_prompt(tmp_path / "p.flac", tiny_codec, prompt_seconds=3.0, text="its words")
+    assert prompt.codes.shape == (2, 225) and prompt.text == "its words"
+    trimmed = trim_silence(torch.from_numpy(padded), rate)
+    assert len(trimmed) < len(padded) - rate
+
+
+def test_voice_presets_round_trip_and_check_the_codec(tiny_codec, tmp_path):
+    from valle.codecs import describe_codec
+
+    prompt = Prompt(torch.randint(0, 1024, (2, 30)), "hello", "ref.wav")
+    path = save_voice(tmp_path / "v.npz", prompt, tiny_codec.info)
+    loaded = load_prompt(path, tiny_codec)
+    assert torch.equal(loaded.codes, prompt.codes) and loaded.text == "hello"
+    with pytest.raises(ValueError, match="voice preset .* was made with codec 'encodec'.*'dac'"):
+        from valle.sampling.prompt import load_voice
+
+        load_voice(path, describe_codec("dac", n_levels=2))
+
+
+def test_bad_prompts_are_clear_errors(tiny_codec, tmp_path):
+    sf.write(str(tmp_path / "silent.wav"), np.zeros(24000, dtype=np.float32), 24000)
+    sf.write(str(tmp_path / "short.wav"), np.random.default_rng(0).uniform(-0.5, 0.5, 2400).astype(np.float32), 24000)
+    with pytest.raises(AudioError, match="no such audio file"):
+        load_prompt(tmp_path / "missing.wav", tiny_codec)
+    with pytest.raises(AudioError, match="silent"):
+        load_prompt(tmp_path / "silent.wav", tiny_codec)
+    with pytest.raises(AudioError, match="only 0.10 s of speech"):
+        load_prompt(tmp_path / "short.wav", tiny_codec)
+
+
+def test_mismatched_counts_and_empty_text_are_refused(synthesizer):
+    prompt = Prompt(torch.randint(0, 1024, (2, 10)))
+    with pytest.raises(ValueError, match="2 texts but 3 prompts"):
+        synthesizer.synthesize(["a b", "c d"], [prompt] * 3)
+    from valle.text import TextError
+
+    with pytest.raises(TextError, match="empty text"):
+        synthesizer.synthesize(["  "], [prompt])
+
+
+def test_split_sentences():
+    assert split_sentences('Hi there! How are you? "Fine." Bye') == ["Hi there!", "How are you?", '"Fine."', "Bye"]
+    long = ", ".join(["word"] * 80)
+    assert all(len(piece) <= 200 for piece in split_sentences(long))
