@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from tests.cli.test_train_cli import ROOT
+from valle.cli.infer import read_requests
+from valle.sampling.pipeline import SamplerConfig
+
+
+def compose_infer(*overrides: str):
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        return compose("infer", overrides=list(overrides))
+
+
+@pytest.mark.parametrize("sampler", sorted(p.stem for p in (ROOT / "configs" / "sampler").glob("*.yaml")))
+def test_every_sampler_preset_is_a_valid_sampler_config(sampler):
+    cfg = compose_infer("ckpt=m.pt", "text=hi", f"sampler={sampler}")
+    OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SamplerConfig), cfg.sampler))
+
+
+def test_texts_file_with_per_line_prompts(tmp_path):
+    lines = tmp_path / "lines.txt"
+    lines.write_text("First line.|a.wav\n\nSecond line.\n", encoding="utf-8")
+    cfg = compose_infer("ckpt=m.pt", f"texts={lines}")
+    assert read_requests(cfg) == [("First line.", "a.wav"), ("Second line.", None)]
+
+
+def test_text_and_texts_are_exclusive_and_ckpt_is_required(tmp_path):
+    with pytest.raises(ValueError, match="exactly one of"):
+        read_requests(compose_infer("ckpt=m.pt"))
+    with pytest.raises(ValueError, match="exactly one of"):
+        read_requests(compose_infer("ckpt=m.pt", "text=hi", f"texts={tmp_path}"))
+    cfg = compose_infer("text=hi")
+    with pytest.raises(Exception, match="ckpt"):
+        OmegaConf.to_container(cfg, throw_on_missing=True)
