@@ -1,0 +1,234 @@
+"""AR decoding speed: recompute-everything against incremental decoding against a bare one-token forward.
+
+    .venv/bin/python benchmarks/ar_decode.py --presets tiny small --lengths 75 375 750 --repeats 3
+
+For each preset and response length N (random weights, batch 1, a text of 40 ids, a 3 s prompt of
+225 frames with 8 levels of 1024 codes), prints tokens/s and the real-time factor (RTF: seconds of
+compute per second of audio, 75 codes = 1 s of EnCodec audio) of:
+
+  (a) recompute: every step runs the full causal forward over the whole sequence so far (`build_ar`
+      with the codes so far) and takes the last position's logits. Its cost grows with the step, so
+      by default it is timed at every `--recompute-stride`-th step length and the per-step times in
+      between are linearly interpolated and summed ("estimated from K timed steps"); stride 1 times
+      every step.
+  (b) incremental: `valle.sampling.ar.decode_ar` (prefill, then one token per step with the cache),
+      with a greedy sampler whose stop logit is masked, so every run is exactly N steps.
+  (c) floor: `backbone.step` + `ar_logits` for one token on a warm cache of the same capacity,
+      averaged over N steps (no sampler, no bookkeeping).
+
+Times are the median of `--repeats` runs after one warm-up run (recompute step lengths: of
+`--recompute-repeats`). (b)/(a) is the speed-up of
+incremental decoding over recompute (a's time / b's time); (c)/(b) is the floor's per-step time over
+b's per-step time excluding the prefill (1.0 = no overhead beyond the forward itself).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+from torch import Tensor
+
+from valle.models.config import BackboneConfig, ValleConfig
+from valle.models.sequence import build_ar
+from valle.models.valle import Valle
+from valle.sampling.ar import _start, decode_ar
+
+FRAMES_PER_SECOND = 75  # EnCodec 24 kHz
+N_TEXT_TOKENS, N_LEVELS, CODEBOOK = 100, 8, 1024
+TEXT_IDS, PROMPT_FRAMES = 40, 225
+
+
+def build_model(preset: str, backbone: str) -> Valle:
+    if backbone == "transformer":
+        config = getattr(ValleConfig, preset)()
+    else:
+        config = getattr(ValleConfig, preset)(shared=False, backbone=BackboneConfig("retnet", 0.0),
+                                              nar_backbone=BackboneConfig("transformer", 0.0))
+    torch.manual_seed(0)
+    return Valle(config.with_data(N_TEXT_TOKENS, N_LEVELS, CODEBOOK)).eval()
+
+
+def inputs() -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    g = torch.Generator().manual_seed(1)
+    text = torch.randint(0, N_TEXT_TOKENS, (1, TEXT_IDS), generator=g)
+    prompt = torch.randint(0, CODEBOOK, (1, N_LEVELS, PROMPT_FRAMES), generator=g)
+    return text, torch.tensor([TEXT_IDS]), prompt, torch.tensor([PROMPT_FRAMES])
+
+
+class GreedyNoStop:
+    """Argmax over the codes only (the stop logit is masked): a run is exactly max_steps long.
+
+    Has the `ArSampler` call shape (`new_state`, then `sampler(logits, history, step, generator, state)`).
+    """
+
+    def new_state(self, batch: int, device: torch.device | str = "cpu") -> None:
+        return None
+
+    def __call__(self, logits: Tensor, history: Tensor, step: int, generator: torch.Generator | None = None,
+                 state: object = None) -> Tensor:
+        return logits[:, :-1].argmax(dim=-1)
+
+
+greedy_no_stop = GreedyNoStop()
+
+
+def median_time(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+# ------------------------------------------------------------------------------------------ (a) recompute
+def recompute_step(model: Valle, data: tuple, codes: Tensor) -> Tensor:
+    """One recompute-everything step: full causal forward over prefix + `codes` [1, t], next code [1]."""
+    text, text_lengths, prompt, prompt_lengths = data
+    t = codes.shape[1]
+    full = torch.zeros(1, N_LEVELS, t, dtype=torch.long)
+    full[:, 0] = codes
+    packed = build_ar(model.ar.embeddings, text, text_lengths, prompt, prompt_lengths, full,
+                      torch.tensor([t]), model.config.stop_token)
+    # The response is [start, E(c_0), ..., E(c_{t-1})]: the last position predicts code t.
+    hidden = model.ar.backbone(packed.x, packed.lengths, causal=True).hidden
+    return greedy_no_stop(model.ar_logits(hidden[:, -1]), codes, t, None)
+
+
+@torch.inference_mode()
+def recompute_full(model: Valle, data: tuple, steps: int) -> Tensor:
+    codes = torch.zeros(1, 0, dtype=torch.long)
+    for _ in range(steps):
+        codes = torch.cat([codes, recompute_step(model, data, codes)[:, None]], dim=1)
+    return codes
+
+
+@torch.inference_mode()
+def recompute_estimate(model: Valle, data: tuple, steps: int, stride: int, repeats: int,
+                       timed_cache: dict[int, float]) -> tuple[float, int]:
+    """Sum of per-step times over steps 0..steps-1, timed at every stride-th length and interpolated.
+
+    `timed_cache` keeps the per-length times of this model, so longer runs reuse the shorter ones'.
+    """
+    timed = sorted(set(range(0, steps, stride)) | {steps - 1})
+    for t in timed:
+        if t not in timed_cache:
+            codes = torch.randint(0, CODEBOOK, (1, t), generator=torch.Generator().manual_seed(t))
+            timed_cache[t] = median_time(lambda c=codes: recompute_step(model, data, c), repeats)
+    total = 0.0
+    for lo, hi in zip(timed, timed[1:], strict=False):  # steps lo .. hi-1, linear between timed lengths
+        for t in range(lo, hi):
+            total += timed_cache[lo] + (timed_cache[hi] - timed_cache[lo]) * (t - lo) / (hi - lo)
+    return total + timed_cache[timed[-1]], len(timed)
+
+
+# ------------------------------------------------------------------------------------------ (b), (c)
+@torch.inference_mode()
+def incremental(model: Valle, data: tuple, steps: int) -> Tensor:
+    return decode_ar(model, *data, sampler=greedy_no_stop, max_steps=steps).codes
+
+
+@torch.inference_mode()
+def prefill(model: Valle, data: tuple, steps: int) -> None:
+    _start(model, *data, steps, None)
+
+
+@torch.inference_mode()
+def bare_steps(model: Valle, data: tuple, steps: int, repeats: int) -> float:
+    """Mean seconds of backbone.step + ar_logits for one token, over `steps` steps on a fresh cache."""
+    x = model.ar_step_input(torch.tensor([7]))
+    backbone = model.ar.backbone
+
+    def run() -> float:
+        cache, _ = _start(model, *data, steps, None)
+        start = time.perf_counter()
+        for _ in range(steps):
+            model.ar_logits(backbone.step(x, cache)[:, 0])
+        return (time.perf_counter() - start) / steps
+
+    run()
+    return statistics.median(run() for _ in range(repeats))
+
+
+@dataclass
+class Row:
+    preset: str
+    backbone: str
+    steps: int
+    a_seconds: float | None = None
+    a_timed: int = 0  # steps timed for the estimate; == steps when every step was timed
+    b_seconds: float | None = None
+    b_prefill: float | None = None
+    c_step: float | None = None
+
+    def line(self) -> str:
+        n = self.steps
+        rtf = lambda s: s / (n / FRAMES_PER_SECOND)  # noqa: E731
+        parts = [f"{self.preset:5s} {self.backbone:11s} N={n:4d}"]
+        if self.a_seconds is not None:
+            label = "all steps timed" if self.a_timed >= n else f"estimated from {self.a_timed} timed steps"
+            parts.append(f"(a) {self.a_seconds:8.2f} s {n / self.a_seconds:7.1f} tok/s "
+                         f"RTF {rtf(self.a_seconds):7.3f} [{label}]")
+        b_step = None
+        if self.b_seconds is not None:
+            b_step = (self.b_seconds - self.b_prefill) / n
+            parts.append(f"(b) {self.b_seconds:7.3f} s {n / self.b_seconds:7.1f} tok/s RTF {rtf(self.b_seconds):6.3f} "
+                         f"(prefill {self.b_prefill * 1e3:.1f} ms, {b_step * 1e3:.2f} ms/step)")
+        if self.c_step is not None:
+            parts.append(f"(c) {self.c_step * 1e3:.2f} ms/step {1 / self.c_step:7.1f} tok/s")
+        ratios = []
+        if self.a_seconds is not None and self.b_seconds is not None:
+            ratios.append(f"(b)/(a) {self.a_seconds / self.b_seconds:6.1f}x")
+        if self.c_step is not None and b_step is not None:
+            ratios.append(f"(c)/(b) {self.c_step / b_step:.2f}")
+        return " | ".join(parts + ([" ".join(ratios)] if ratios else []))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--presets", nargs="+", default=["tiny", "small"], choices=["tiny", "small", "base"])
+    parser.add_argument("--lengths", nargs="+", type=int, default=[75, 375, 750])
+    parser.add_argument("--backbone", default="transformer", choices=["transformer", "retnet"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--recompute-stride", type=int, default=25,
+                        help="time recompute at every k-th step length and interpolate (1: time every step)")
+    parser.add_argument("--recompute-repeats", type=int, default=1,
+                        help="timed runs per recompute step length (after one warm-up each)")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--parts", nargs="+", default=["a", "b", "c"], choices=["a", "b", "c"],
+                        help="which measurements to make")
+    args = parser.parse_args()
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = inputs()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch 1, text {TEXT_IDS} ids, "
+          f"prompt {PROMPT_FRAMES} frames x {N_LEVELS} levels; medians of {args.repeats} runs")
+    for preset in args.presets:
+        model = build_model(preset, args.backbone)
+        params = sum(p.numel() for p in model.ar.parameters()) / 1e6
+        print(f"{preset}: AR stack {params:.1f} M parameters ({args.backbone})")
+        timed_cache: dict[int, float] = {}
+        for n in args.lengths:
+            row = Row(preset, args.backbone, n)
+            if "a" in args.parts and args.recompute_stride <= 1:
+                row.a_seconds, row.a_timed = median_time(partial(recompute_full, model, data, n), args.repeats), n
+            elif "a" in args.parts:
+                row.a_seconds, row.a_timed = recompute_estimate(model, data, n, args.recompute_stride,
+                                                                args.recompute_repeats, timed_cache)
+            if "b" in args.parts:
+                row.b_seconds = median_time(partial(incremental, model, data, n), args.repeats)
+                row.b_prefill = median_time(partial(prefill, model, data, n), args.repeats)
+            if "c" in args.parts:
+                row.c_step = bare_steps(model, data, n, args.repeats)
+            print(row.line(), flush=True)
+
+if __name__ == "__main__":
+    main()
