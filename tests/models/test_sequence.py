@@ -53,3 +53,14 @@ def test_nar_logits_match_the_training_forward():
                                   batch["codes"], batch["code_lengths"], level=2)
     expected = torch.cat([logits[b, : int(n)] for b, n in enumerate(batch["code_lengths"])])
     torch.testing.assert_close(expected, out.logits[:, :16], atol=1e-5, rtol=1e-5)
+
+
+def test_prefix_targets_are_the_next_text_id_and_the_next_prompt_code():
+    from valle.models.sequence import IGNORE, prefix_targets
+
+    batch = random_batch()
+    text_t, prompt_t = prefix_targets(batch["text"], batch["text_lengths"], batch["prompt"], batch["prompt_lengths"], 30)
+    n, tp = int(batch["text_lengths"][0]), int(batch["prompt_lengths"][0])
+    assert text_t[0, : n - 1].tolist() == batch["text"][0, 1:n].tolist() and (text_t[0, n - 1:] == IGNORE).all()
+    assert prompt_t[0, n + 1: n + tp].tolist() == batch["prompt"][0, 0, 1:tp].tolist()
+    assert (prompt_t[0, : n + 1] == IGNORE).all() and (prompt_t[0, n + tp:] == IGNORE).all()

@@ -101,3 +101,13 @@ def test_level_distribution_default_skew_and_errors():
     assert torch.allclose(level_distribution(TrainingConfig(level_p=[2, 1, 1]), 3), torch.tensor([0.5, 0.25, 0.25]))
     with pytest.raises(ValueError, match="must hold 4 non-negative weights"):
         level_distribution(TrainingConfig(level_p=[1, 1]), 4)
+
+
+def test_text_and_prompt_losses_are_added_only_when_weighted(tiny_dm, tmp_path):
+    trainer = cpu_trainer(tmp_path, max_steps=2)
+    trainer.fit(tiny_module(tiny_dm, training={"level_p": [1.0, 0.0], "text_loss_weight": 0.1,
+                                               "prompt_loss_weight": 0.1}), tiny_dm)
+    assert {"train/loss_text", "train/loss_prompt"} <= set(trainer.callback_metrics)
+    plain = cpu_trainer(tmp_path, max_steps=2)
+    plain.fit(tiny_module(tiny_dm, training={"level_p": [1.0, 0.0]}), tiny_dm)
+    assert "train/loss_text" not in plain.callback_metrics

@@ -94,7 +94,7 @@ def build_ar(emb: Embeddings, text: Tensor, text_lengths: Tensor, prompt: Tensor
         stop = torch.full((batch, 1), stop_token, dtype=torch.long, device=codes.device)
         level0 = torch.cat([codes[:, 0], stop], dim=1)
         level0 = level0.scatter(1, code_lengths[:, None], stop)  # stop right after each row's last code
-        targets = _response_targets(level0, response_lengths, offsets[-1], x.shape[1])
+        targets = place_targets(level0, response_lengths, offsets[-1], x.shape[1])
     return Packed(x, lengths, offsets[-1], targets)
 
 
@@ -108,11 +108,20 @@ def build_nar(emb: Embeddings, text: Tensor, text_lengths: Tensor, prompt: Tenso
     targets = None
     if with_targets:
         wanted = codes.gather(1, levels[:, None, None].expand(-1, 1, codes.shape[2]))[:, 0]  # [B, T]
-        targets = _response_targets(wanted, code_lengths, offsets[-1], x.shape[1])
+        targets = place_targets(wanted, code_lengths, offsets[-1], x.shape[1])
     return Packed(x, lengths, offsets[-1], targets)
 
 
-def _response_targets(values: Tensor, lengths: Tensor, start: Tensor, size: int) -> Tensor:
+def prefix_targets(text: Tensor, text_lengths: Tensor, prompt: Tensor, prompt_lengths: Tensor,
+                   size: int) -> tuple[Tensor, Tensor]:
+    """Optional AR targets on the prefix: the next text id at text positions, the next prompt frame's
+    level-0 code at prompt positions (each [B, size], IGNORE elsewhere)."""
+    text_targets = place_targets(text[:, 1:], (text_lengths - 1).clamp(min=0), torch.zeros_like(text_lengths), size)
+    prompt_targets = place_targets(prompt[:, 0, 1:], (prompt_lengths - 1).clamp(min=0), text_lengths + 1, size)
+    return text_targets, prompt_targets
+
+
+def place_targets(values: Tensor, lengths: Tensor, start: Tensor, size: int) -> Tensor:
     """Place `values` [B, T] at positions start[b] .. start[b] + lengths[b] of a [B, size] row of IGNORE."""
     out = torch.full((values.shape[0], size + 1), IGNORE, dtype=torch.long, device=values.device)
     steps = torch.arange(values.shape[1], device=values.device)[None, :]

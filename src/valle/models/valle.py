@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from valle.models.backbones import Backbone, build_backbone
 from valle.models.config import BackboneConfig, ValleConfig
 from valle.models.embeddings import Embeddings
-from valle.models.sequence import IGNORE, Packed, build_ar, build_nar
+from valle.models.sequence import IGNORE, Packed, build_ar, build_nar, prefix_targets
 
 
 class Heads(nn.Module):
@@ -53,6 +53,8 @@ class LevelOutput:
 class TrainOutput:
     levels: list[LevelOutput]
     aux_loss: Tensor  # scalar: mixture-of-experts balancing loss
+    text: LevelOutput | None = None  # AR next-text-id predictions on the text (with prefix_losses)
+    prompt: LevelOutput | None = None  # AR next-frame level-0 predictions on the prompt (with prefix_losses)
 
 
 class Valle(nn.Module):
@@ -83,12 +85,14 @@ class Valle(nn.Module):
         return build_nar(self.nar.embeddings, batch["text"], batch["text_lengths"], batch["prompt"],
                          batch["prompt_lengths"], batch["codes"], batch["code_lengths"], levels)
 
-    def forward(self, batch: dict, levels: Tensor) -> TrainOutput:
+    def forward(self, batch: dict, levels: Tensor, prefix_losses: bool = False) -> TrainOutput:
         """Teacher-forced logits for every row at its level.
 
         Args:
             batch: a collated batch (`valle.data.batching.collate`), tensors on the model's device.
             levels: [B] int64, the RVQ level each row is trained on (0 = AR).
+            prefix_losses: also return the AR rows' predictions on their text (next id, through the
+                tied text embedding) and prompt (next frame's level-0 code) for the optional losses.
 
         Returns:
             per-level logits and targets at response positions, and the auxiliary loss.
@@ -101,6 +105,8 @@ class Valle(nn.Module):
                                  prefix_lengths=packed.prefix_lengths if self.config.prefix_lm else None)
             outputs.append(_level_output(self.ar.heads, h.hidden, packed.targets, 0, mask_stop=False))
             aux = aux + h.aux_loss
+            if prefix_losses:
+                text_out, prompt_out = self._prefix_outputs(_rows(batch, ar_rows), h.hidden)
         nar_rows = (levels > 0).nonzero().squeeze(1)
         if len(nar_rows):
             packed = self.nar_packed(_rows(batch, nar_rows), levels[nar_rows])
@@ -110,7 +116,19 @@ class Valle(nn.Module):
             for level in sorted(set(row_levels.tolist())):
                 targets = torch.where((row_levels == level)[:, None], packed.targets, IGNORE)
                 outputs.append(_level_output(self.nar.heads, h.hidden, targets, level, mask_stop=True))
+        if prefix_losses and len(ar_rows):
+            return TrainOutput(outputs, aux, text_out, prompt_out)
         return TrainOutput(outputs, aux)
+
+    def _prefix_outputs(self, rows: dict, hidden: Tensor) -> tuple[LevelOutput, LevelOutput]:
+        text_targets, prompt_targets = prefix_targets(rows["text"], rows["text_lengths"], rows["prompt"],
+                                                      rows["prompt_lengths"], hidden.shape[1])
+        where = text_targets != IGNORE
+        text_logits = hidden[where] @ self.ar.embeddings.text.weight.t()  # tied: no extra parameters
+        text = LevelOutput(-1, text_logits, text_targets[where])
+        where = prompt_targets != IGNORE
+        prompt_logits = self.ar.heads(hidden[where], 0)[:, : self.config.codebook_size]
+        return text, LevelOutput(0, prompt_logits, prompt_targets[where])
 
 
     # ---------------------------------------------------------------------------------------- decoding

@@ -92,8 +92,11 @@ class Synthesizer:
         if bool(ar.hit_limit.any()):
             log.warning("%d of %d utterance(s) reached max_ar_steps without a stop token (raise "
                         "sampler.max_ar_steps, or check the prompt and text)", int(ar.hit_limit.sum()), len(texts))
+        levels = tqdm(total=self.model.config.n_levels - 1, desc="NAR", unit="level", disable=not progress,
+                      leave=False)
         codes = decode_nar(self.model, text, text_lengths, prompt, prompt_lengths, ar.codes, ar.lengths,
-                           NarSampler(config), generator)
+                           NarSampler(config), generator, lambda _: levels.update())
+        levels.close()
         return [(codes[b, :, : int(n)].cpu(), bool(ar.hit_limit[b])) for b, n in enumerate(ar.lengths)]
 
     def synthesize(self, texts: Sequence[str], prompts: Sequence[str | Path | Prompt], language: str = "en-us",

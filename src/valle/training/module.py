@@ -24,6 +24,8 @@ class TrainingConfig:
     level_p: list[float] | None = None  # probability of training each level; default uniform over 0..L-1
     label_smoothing: float = 0.0
     aux_loss_weight: float = 0.01  # mixture-of-experts balancing loss
+    text_loss_weight: float = 0.0  # AR: predict the next text id on the text positions too
+    prompt_loss_weight: float = 0.0  # AR: predict the next prompt frame's level-0 code on the prompt
     seed: int = 0  # levels are drawn from (seed, step), so a resumed run draws what it would have
 
 
@@ -84,8 +86,10 @@ class ValleModule(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         self._step_started = time.perf_counter()
-        output = self.model(batch, self.sample_levels(batch["text"].shape[0]))
-        loss = self._loss_and_log(output, "train", batch)
+        tc = self.training_config
+        prefix = tc.text_loss_weight > 0 or tc.prompt_loss_weight > 0
+        output = self.model(batch, self.sample_levels(batch["text"].shape[0]), prefix_losses=prefix)
+        loss = self._loss_and_log(output, "train", batch) + self._prefix_loss(output)
         self._count(batch)
         return loss
 
@@ -120,6 +124,17 @@ class ValleModule(L.LightningModule):
             self.log(f"{split}/padding", 1 - batch["n_tokens"] / max(batch["n_padded_tokens"], 1),
                      batch_size=batch_size)
         return loss
+
+    def _prefix_loss(self, output: TrainOutput) -> Tensor | float:
+        """The optional, small-weighted AR losses on the text and prompt positions."""
+        total = 0.0
+        for name, part, weight in (("text", output.text, self.training_config.text_loss_weight),
+                                   ("prompt", output.prompt, self.training_config.prompt_loss_weight)):
+            if part is not None and weight > 0 and part.targets.numel():
+                loss = F.cross_entropy(part.logits.float(), part.targets)
+                self.log(f"train/loss_{name}", loss, batch_size=part.targets.numel())
+                total = total + weight * loss
+        return total
 
     def _count(self, batch: dict) -> None:
         self.stats["steps"] = int(self.global_step) + 1

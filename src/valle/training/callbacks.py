@@ -1,0 +1,76 @@
+"""SampleAudio: after validation, speak a few validation texts and log the audio and spectrograms."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from valle.audio import write_wav  # noqa: E402
+from valle.codecs import codec_for  # noqa: E402
+from valle.codecs.base import CodecInfo  # noqa: E402
+from valle.sampling.ar import decode_ar  # noqa: E402
+from valle.sampling.nar import decode_nar  # noqa: E402
+from valle.sampling.pipeline import ArSampler, NarSampler, SamplerConfig  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+
+class SampleAudio(L.Callback):
+    """Synthesize `n_samples` rows of the first validation batch (their own prompts, greedy decoding),
+    write them to `RUN_DIR/samples/stepN/` and log audio and spectrograms to TensorBoard.
+
+    Args:
+        n_samples: rows to speak.
+        codec_weights: the codec's weights for decoding ("pretrained", "random" or a file).
+        max_seconds: AR step limit per sample.
+    """
+
+    def __init__(self, n_samples: int = 2, codec_weights: str = "pretrained", max_seconds: float = 10.0) -> None:
+        self.n_samples, self.codec_weights, self.max_seconds = n_samples, codec_weights, max_seconds
+        self._batch: dict | None = None
+        self._codec = None
+
+    def on_validation_batch_start(self, trainer, module, batch, batch_idx, dataloader_idx=0) -> None:
+        if batch_idx == 0:
+            self._batch = batch
+
+    @torch.inference_mode()
+    def on_validation_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero or self._batch is None:
+            return
+        info = CodecInfo.from_dict(module.hparams.codec)
+        self._codec = self._codec or codec_for(info, self.codec_weights).to(module.device).eval()
+        batch = {k: v[: self.n_samples] if torch.is_tensor(v) or isinstance(v, list) else v
+                 for k, v in self._batch.items()}
+        codes, lengths = self._speak(module.model, batch, info)
+        folder = Path(trainer.default_root_dir) / "samples" / f"step{trainer.global_step:07d}"
+        for i, key in enumerate(batch["keys"]):
+            wav = self._codec.decode(codes[i, :, : int(lengths[i])]).cpu() if int(lengths[i]) else torch.zeros(1)
+            write_wav(folder / f"{key.replace('/', '_')}.wav", wav, info.sample_rate)
+            self._log(trainer, f"val_samples/{i}", wav, info.sample_rate)
+        log.info("validation samples: %s", folder)
+
+    def _speak(self, model, batch: dict, info: CodecInfo) -> tuple[torch.Tensor, torch.Tensor]:
+        config = SamplerConfig(ar_temperature=0.0, max_ar_steps=max(1, int(self.max_seconds * info.frame_rate)))
+        args = (batch["text"], batch["text_lengths"], batch["prompt"], batch["prompt_lengths"])
+        ar = decode_ar(model, *args, ArSampler(config, model.config.stop_token), config.max_ar_steps)
+        return decode_nar(model, *args, ar.codes, ar.lengths, NarSampler(config)), ar.lengths
+
+    @staticmethod
+    def _log(trainer: L.Trainer, tag: str, wav: torch.Tensor, sample_rate: int) -> None:
+        for logger in trainer.loggers:
+            experiment = getattr(logger, "experiment", None)
+            if hasattr(experiment, "add_audio"):  # TensorBoard
+                experiment.add_audio(tag, wav[None], trainer.global_step, sample_rate)
+                fig, ax = plt.subplots(figsize=(6, 2.5))
+                ax.specgram(wav.numpy(), Fs=sample_rate, NFFT=1024, noverlap=768)
+                ax.set(xlabel="s", ylabel="Hz")
+                experiment.add_figure(f"{tag}_spectrogram", fig, trainer.global_step)
+                plt.close(fig)
