@@ -107,3 +107,26 @@ def test_multirun_sweep_gives_each_job_its_own_run_dir(tiny_shards, tmp_path):
              "model.scale.d_model=32,64")
     for job in ("0", "1"):
         assert (tmp_path / "multirun" / "tiny_cpu" / job / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.slow
+def test_kill_9_after_a_checkpoint_then_rerun_continues_the_run(uninterrupted, tiny_shards, tmp_path):
+    import signal
+    import time
+
+    args = [sys.executable, str(ROOT / "train.py"), "experiment=tiny_cpu", f"data.root={tiny_shards}",
+            "trainer.val_check_interval=3", "trainer.limit_val_batches=1", "trainer.log_every_n_steps=1"]
+    process = subprocess.Popen([*args, "trainer.max_steps=200"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    checkpoints = tmp_path / "runs" / "tiny_cpu" / "checkpoints"
+    deadline = time.time() + 300
+    while not list(checkpoints.glob("step0000003*.ckpt")) and time.time() < deadline and process.poll() is None:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert (checkpoints / "last.ckpt").is_file()
+    resumed = train_py(tmp_path, *args[2:], "trainer.max_steps=6")
+    assert "resuming from" in resumed.stderr + resumed.stdout
+    straight, killed = train_losses(uninterrupted), train_losses(tmp_path / "runs" / "tiny_cpu")
+    for step in range(6):
+        assert killed[step] == pytest.approx(straight[step], abs=1e-4), step
