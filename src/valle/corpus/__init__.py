@@ -7,6 +7,7 @@ reads. Deterministic: the same voices and sentences give the same files.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -14,33 +15,80 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from valle.corpus.sentences import SENTENCES
-from valle.utils.io import atomic_write_text, temporary_sibling
+from valle.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
 # espeak-ng voice variants: different pitch and formants give distinct (if robotic) speakers.
 ESPEAK_VOICES = ["en-us+m3", "en-us+f2", "en-gb+m1", "en-gb+f4", "en-us+m7", "en-029+f3"]
+# Debian's festival voices (festvox-kallpc16k, festvox-kdlpc16k, festvox-us-slt-hts): ASR reads them well.
+FESTIVAL_VOICES = ["kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts"]
+# (pitch in cents, speed) variants: sox `speed` shifts pitch and formants together, so each variant
+# sounds like another speaker rather than the same one sped up.
+VARIANTS = [(0, 1.0), (250, 1.0), (-250, 1.0), (0, 1.07), (0, 0.94)]
 
 
 @dataclass(frozen=True)
 class Voice:
+    """A speaker of the built-in corpus: an engine's voice plus an optional sox transformation."""
+
     speaker: str  # folder name, e.g. "espeak-en-us-m3"
-    espeak: str  # espeak-ng voice, e.g. "en-us+m3"
-    words_per_minute: int = 165
+    name: str  # the engine's voice: "en-us+m3" (espeak-ng) or "kal_diphone" (festival)
+    engine: str = "espeak"  # "espeak" | "festival"
+    pitch_cents: int = 0
+    speed: float = 1.0
+    words_per_minute: int = 165  # espeak-ng only
 
 
 def espeak_voices(names: Sequence[str] = ESPEAK_VOICES) -> list[Voice]:
-    return [Voice(speaker="espeak-" + name.replace("+", "-"), espeak=name) for name in names]
+    return [Voice(speaker="espeak-" + name.replace("+", "-"), name=name) for name in names]
 
 
-def synthesize_espeak(text: str, voice: Voice, path: Path) -> None:
-    """One sentence → a 22.05 kHz wav, written atomically."""
-    if shutil.which("espeak-ng") is None:
-        raise RuntimeError("espeak-ng was not found; install it: `apt-get install espeak-ng`")
-    tmp = temporary_sibling(path)
-    subprocess.run(["espeak-ng", "-v", voice.espeak, "-s", str(voice.words_per_minute), "-w", str(tmp), text],
-                   check=True, capture_output=True)
-    tmp.replace(path)
+def festival_voices(names: Sequence[str] = FESTIVAL_VOICES,
+                    variants: Sequence[tuple[int, float]] = VARIANTS) -> list[Voice]:
+    """Every festival voice in every (pitch, speed) variant: len(names) × len(variants) speakers."""
+    return [Voice(speaker=f"festival-{name.split('_')[0] if 'cmu' not in name else 'slt'}-p{pitch:+d}-s{speed:g}",
+                  name=name, engine="festival", pitch_cents=pitch, speed=speed)
+            for name in names for pitch, speed in variants]
+
+
+def _require(program: str, package: str) -> None:
+    if shutil.which(program) is None:
+        raise RuntimeError(f"{program} was not found; install it: `apt-get install {package}` (make setup does)")
+
+
+def _speak(text: str, voice: Voice, path: Path) -> None:
+    if voice.engine == "espeak":
+        _require("espeak-ng", "espeak-ng")
+        command = ["espeak-ng", "-v", voice.name, "-s", str(voice.words_per_minute), "-w", str(path), text]
+        subprocess.run(command, check=True, capture_output=True)
+    elif voice.engine == "festival":
+        _require("text2wave", "festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts")
+        subprocess.run(["text2wave", "-eval", f"(voice_{voice.name})", "-o", str(path)], input=text.encode(),
+                       check=True, capture_output=True)
+    else:
+        raise ValueError(f"unknown engine {voice.engine!r}; use 'espeak' or 'festival'")
+
+
+def synthesize_voice(text: str, voice: Voice, path: Path) -> None:
+    """One sentence in `voice` → a wav at `path`, written atomically (engine, then sox pitch/speed)."""
+    # Temporary names keep the .wav suffix: sox and espeak-ng pick the file format from it.
+    raw = path.with_name(f".{path.stem}.{os.getpid()}.raw.wav")
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.part.wav")
+    try:
+        _speak(text, voice, raw)
+        if voice.pitch_cents or voice.speed != 1.0:
+            _require("sox", "sox")
+            effects = (["pitch", str(voice.pitch_cents)] if voice.pitch_cents else []) + \
+                      (["speed", f"{voice.speed:g}"] if voice.speed != 1.0 else [])
+            subprocess.run(["sox", str(raw), str(tmp), *effects], check=True, capture_output=True)
+            raw.unlink()
+        else:
+            raw.replace(tmp)
+        tmp.replace(path)
+    finally:
+        raw.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
 
 
 def build_corpus(root: str | Path, voices: Sequence[Voice] | None = None, n_sentences: int = 8,
@@ -61,7 +109,7 @@ def build_corpus(root: str | Path, voices: Sequence[Voice] | None = None, n_sent
             index = (first_sentence + v * 3 + n) % len(SENTENCES)
             stem = f"{voice.speaker}_{index:04d}"
             if not (folder / f"{stem}.wav").is_file():
-                synthesize_espeak(SENTENCES[index], voice, folder / f"{stem}.wav")
+                synthesize_voice(SENTENCES[index], voice, folder / f"{stem}.wav")
             atomic_write_text(folder / f"{stem}.txt", SENTENCES[index] + "\n")
     log.info("built-in corpus at %s", root)
     return root

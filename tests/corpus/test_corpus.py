@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import soundfile as sf
+
+from valle.corpus import Voice, build_corpus, espeak_voices, festival_voices
+from valle.data.corpora import read_corpus
+
+
+def seconds(path) -> float:
+    info = sf.info(str(path))
+    return info.frames / info.samplerate
+
+
+def test_festival_variants_are_distinct_speakers_with_shifted_speech(tmp_path):
+    voices = [Voice("plain", "kal_diphone", "festival"), Voice("faster", "kal_diphone", "festival", speed=1.2),
+              Voice("higher", "kal_diphone", "festival", pitch_cents=300)]
+    root = build_corpus(tmp_path, voices, n_sentences=1)
+    plain, faster, higher = (next((root / "builtin" / v.speaker).glob("*.wav")) for v in voices)
+    assert seconds(faster) < 0.9 * seconds(plain)  # sox speed shortens (and raises pitch and formants)
+    assert abs(seconds(higher) - seconds(plain)) < 0.05  # sox pitch keeps the duration
+    assert len(festival_voices()) == 15 and len({v.speaker for v in festival_voices()}) == 15
+
+
+def test_build_corpus_is_deterministic_and_resumable(tmp_path):
+    voices = espeak_voices(["en-us+m3", "en-gb+f4"])
+    first = build_corpus(tmp_path / "a", voices, n_sentences=3)
+    second = build_corpus(tmp_path / "b", voices, n_sentences=3)
+    files = sorted(p.relative_to(first) for p in first.rglob("*.wav"))
+    assert files == sorted(p.relative_to(second) for p in second.rglob("*.wav")) and len(files) == 6
+    assert all((first / f).read_bytes() == (second / f).read_bytes() for f in files)
+    victim = first / files[0]
+    victim.unlink()
+    build_corpus(tmp_path / "a", voices, n_sentences=3)  # an interrupted build finishes
+    assert victim.is_file()
+    utterances, missing = read_corpus("folder", first, "en-us")
+    assert len(utterances) == 6 and not missing
