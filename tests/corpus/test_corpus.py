@@ -34,3 +34,14 @@ def test_build_corpus_is_deterministic_and_resumable(tmp_path):
     assert victim.is_file()
     utterances, missing = read_corpus("folder", first, "en-us")
     assert len(utterances) == 6 and not missing
+
+
+def test_sentence_set_is_large_varied_and_deterministic():
+    from valle.corpus.sentences import SENTENCES, all_sentences
+    from valle.text import phonemize_batch
+
+    sentences = all_sentences(400)
+    assert len(set(sentences)) == 400 and sentences[: len(SENTENCES)] == SENTENCES
+    assert sentences == all_sentences(400)
+    phones = {p for symbols in phonemize_batch(sentences) for p in symbols}
+    assert len(phones) > 60  # a wide phoneme inventory (stressed variants included)

@@ -42,3 +42,39 @@ SENTENCES = [
     "What joy there is in living!",
     "Would you like a cup of warm milk?",
 ]
+
+# Word lists for generated sentences: common words with a wide spread of English phonemes
+# (fricatives, affricates, clusters, diphthongs), combined by a fixed seed into simple sentences.
+_ADJECTIVES = ["quiet", "bright", "heavy", "young", "tired", "clever", "yellow", "frozen", "gentle", "rough",
+               "shiny", "thick", "brave", "sharp", "pleasant", "crooked", "smooth", "joyful", "dusty", "warm"]
+_NOUNS = ["farmer", "teacher", "kitten", "sailor", "judge", "builder", "child", "thief", "pilot", "choir",
+          "dragon", "neighbour", "fisherman", "singer", "queen", "shepherd", "giraffe", "doctor", "chef", "zebra"]
+_VERBS = ["carried", "watched", "pushed", "painted", "measured", "fixed", "chased", "thanked", "visited",
+          "borrowed", "washed", "followed", "judged", "treasured", "shouted at", "climbed over", "forgot",
+          "rescued", "sketched", "weighed"]
+_OBJECTS = ["a wooden box", "the old bridge", "three silver coins", "a jar of honey", "the garden gate",
+            "a broken watch", "the village church", "a pile of leather shoes", "the orange boat", "a huge shadow",
+            "the thirsty horse", "a bag of cherries", "the frozen pond", "a stack of books", "the purple tent"]
+_ENDINGS = ["before dawn", "after the storm", "near the harbour", "on Thursday", "without a sound",
+            "in the kitchen", "beside the fountain", "during the show", "at the edge of town", "with great care"]
+
+
+def generated_sentences(n: int, seed: int = 0) -> list[str]:
+    """`n` distinct sentences, the same for the same seed (no two share all their parts)."""
+    import random
+
+    rng = random.Random(seed)
+    seen: set[str] = set()
+    out: list[str] = []
+    while len(out) < n:
+        sentence = (f"The {rng.choice(_ADJECTIVES)} {rng.choice(_NOUNS)} {rng.choice(_VERBS)} "
+                    f"{rng.choice(_OBJECTS)} {rng.choice(_ENDINGS)}.")
+        if sentence not in seen:
+            seen.add(sentence)
+            out.append(sentence)
+    return out
+
+
+def all_sentences(n: int = 400, seed: int = 0) -> list[str]:
+    """The hand-written sentences first, then generated ones up to `n`."""
+    return SENTENCES[:n] + generated_sentences(max(0, n - len(SENTENCES)), seed)
