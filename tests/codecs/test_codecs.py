@@ -330,7 +330,7 @@ def test_bad_settings_raise_clear_errors(encodec):
         DacCodec(model_type="44khz", n_levels=10, weights="random")
     with pytest.raises(ValueError, match="model_type to one of 44khz, 24khz, 16khz"):
         DacCodec(model_type="48khz", weights="random")
-    with pytest.raises(ValueError, match="unknown codec 'soundstream'.*dac, encodec, vocos"):
+    with pytest.raises(ValueError, match="unknown codec 'soundstream'.*dac, encodec, mel, vocos"):
         build_codec("soundstream")
     with pytest.raises(ValueError, match="no setting model_type; it takes bandwidth_kbps, weights"):
         build_codec("encodec", model_type="44khz", weights="random")

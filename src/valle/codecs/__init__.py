@@ -20,6 +20,7 @@ CODECS: dict[str, str] = {
     "encodec": "valle.codecs.encodec:EncodecCodec",
     "vocos": "valle.codecs.vocos:VocosCodec",
     "dac": "valle.codecs.dac:DacCodec",
+    "mel": "valle.codecs.mel:MelCodec",
 }
 
 
@@ -74,6 +75,8 @@ def codec_for(info: CodecInfo, weights: str = "pretrained", name: str | None = N
     name = name or info.name
     if info.name in ("encodec", "vocos"):
         settings: dict[str, Any] = {"bandwidth_kbps": float(info.variant.removesuffix("kbps"))}
+    elif info.name == "mel":
+        settings = codec_class("mel").settings_for(info)  # type: ignore[attr-defined]
     else:
         settings = {"model_type": info.variant, "n_levels": info.n_levels}
     codec = build_codec(name, weights=weights, **settings)
