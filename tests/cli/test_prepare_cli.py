@@ -52,3 +52,21 @@ def test_prepare_py_exits_non_zero_on_a_bad_layout(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "prepare.py"), f"input={tmp_path}", f"output={tmp_path}/o",
                              "layout=vctk", "codec.weights=random"], capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and "unknown layout 'vctk'" in result.stderr
+
+
+def test_mel_codec_fits_its_codebooks_beside_the_shards_once(tiny_corpus, tmp_path):
+    out = tmp_path / "shards"
+    args = [sys.executable, str(ROOT / "prepare.py"), f"input={tiny_corpus}", f"output={out}", "codec=mel",
+            "codec.codebook_size=64", "num_workers=0"]
+    first = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    codebooks = out / "codebooks.pt"
+    index = json.loads((out / "index.json").read_text())
+    assert codebooks.is_file() and index["codec"]["name"] == "mel" and index["codec"]["n_levels"] == 4
+    stamp = codebooks.stat().st_mtime_ns
+    again = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert again.returncode == 0 and codebooks.stat().st_mtime_ns == stamp
+    from valle.codecs import build_codec
+
+    codec = build_codec("mel", codebook_size=64, weights=str(codebooks))  # what inference decodes with
+    assert codec.info.codebook_size == 64

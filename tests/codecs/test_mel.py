@@ -191,6 +191,8 @@ def test_describe_config_and_codec_for_agree(small_books, tmp_path):
         info.variant,
     ) == ("mel", 24_000, 50.0, 2, 256, "80mel-480hop")
     cfg = OmegaConf.to_container(OmegaConf.load(CONFIG))
+    assert cfg["weights"] == "fit"  # prepare.py fits the codebooks on the corpus (tests/cli)
+    cfg["weights"] = "random"
     assert build_codec(**cfg).info == describe_codec(**cfg) == MelCodec().info
     path = save_codebooks(tmp_path / "codebooks.pt", small_books)
     built = MelCodec(weights=path, **SMALL)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from valle.audio import AudioError, load_for_codec
 from valle.codecs import build_codec, describe_codec
+from valle.data.corpora import read_corpus
 from valle.data.prepare import PrepareResult, PrepareSettings, prepare, summarize
 
 log = logging.getLogger(__name__)
@@ -21,9 +24,41 @@ def settings_from_config(cfg: DictConfig) -> PrepareSettings:
     return PrepareSettings(**OmegaConf.to_container(OmegaConf.merge(schema, keys)))
 
 
+MEL_CODEBOOKS = "codebooks.pt"
+MEL_FIT_UTTERANCES = 400  # evenly spaced over the corpus: enough frames for 256-entry codebooks
+
+
+def fit_mel_codebooks_for(settings: PrepareSettings, codec_kwargs: dict) -> Path:
+    """`codec=mel codec.weights=fit`: fit the codebooks on the corpus once, beside the shards.
+
+    A rerun (or another part) reuses the file, so every shard is encoded with the same codebooks.
+    """
+    from valle.codecs.mel import fit_mel_codebooks, save_codebooks
+
+    path = Path(settings.output) / MEL_CODEBOOKS
+    if path.is_file():
+        return path
+    utterances, _ = read_corpus(settings.layout, settings.input, settings.language)
+    step = max(1, len(utterances) // MEL_FIT_UTTERANCES)
+    wavs = []
+    for utterance in utterances[::step]:
+        try:
+            wavs.append(load_for_codec(utterance.audio_path, codec_kwargs["sample_rate"], settings.silence_dbfs))
+        except AudioError as error:
+            log.warning("not fitting on %s", error)
+    if not wavs:
+        raise ValueError(f"input={settings.input}: no readable audio to fit the mel codebooks on")
+    keys = ("sample_rate", "hop_length", "n_mels", "n_fft", "n_levels", "codebook_size")
+    log.info("fitting mel codebooks on %d utterances", len(wavs))
+    save_codebooks(path, fit_mel_codebooks(wavs, **{k: codec_kwargs[k] for k in keys}, init="random"))
+    return path
+
+
 def run(cfg: DictConfig) -> PrepareResult:
     settings = settings_from_config(cfg)
     codec_kwargs = OmegaConf.to_container(cfg.codec, resolve=True)
+    if codec_kwargs["name"] == "mel" and codec_kwargs.get("weights") == "fit":
+        codec_kwargs["weights"] = str(fit_mel_codebooks_for(settings, codec_kwargs))
     if settings.layout == "seed":  # already encoded: only the codec's description is needed
         codec, info = None, describe_codec(**codec_kwargs)
     else:
