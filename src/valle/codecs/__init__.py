@@ -6,11 +6,10 @@
 
 from __future__ import annotations
 
-import importlib
-import inspect
 from typing import Any
 
 from valle.codecs.base import Codec, CodecInfo
+from valle.utils.registry import check_settings, lookup
 
 __all__ = ["Codec", "CodecInfo", "build_codec", "codec_class", "codec_for", "describe_codec", "CODECS"]
 
@@ -26,10 +25,7 @@ CODECS: dict[str, str] = {
 
 def codec_class(name: str) -> type[Codec]:
     """The class registered under `name`, or an error listing the known names."""
-    if name not in CODECS:
-        raise ValueError(f"unknown codec {name!r}; set codec.name to one of {', '.join(sorted(CODECS))}")
-    module, _, cls = CODECS[name].partition(":")
-    return getattr(importlib.import_module(module), cls)
+    return lookup(CODECS, name, "codec", "codec.name")
 
 
 def build_codec(name: str, **kwargs: Any) -> Codec:
@@ -43,7 +39,7 @@ def build_codec(name: str, **kwargs: Any) -> Codec:
         ValueError: unknown name, or a setting the codec does not take (the message lists those it does).
     """
     cls = codec_class(name)
-    _check_settings(name, cls, kwargs)
+    check_settings(cls, kwargs, f"codec {name!r}")
     return cls(**kwargs)
 
 
@@ -53,15 +49,9 @@ def describe_codec(name: str, **kwargs: Any) -> CodecInfo:
     Used where only the codec's description matters, e.g. importing already-encoded data.
     """
     cls = codec_class(name)
-    _check_settings(name, cls, kwargs)
+    check_settings(cls, kwargs, f"codec {name!r}")
     return cls.describe(**kwargs)
 
-
-def _check_settings(name: str, cls: type[Codec], kwargs: dict) -> None:
-    accepted = [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs")]
-    unknown = sorted(set(kwargs) - set(accepted))
-    if unknown:
-        raise ValueError(f"codec {name!r} has no setting {', '.join(unknown)}; it takes {', '.join(accepted)}")
 
 
 def codec_for(info: CodecInfo, weights: str = "pretrained", name: str | None = None) -> Codec:

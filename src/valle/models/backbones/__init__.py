@@ -6,11 +6,10 @@
 
 from __future__ import annotations
 
-import importlib
-import inspect
 from typing import Any
 
 from valle.models.backbones.base import Backbone, BackboneOutput, ContextWindow, attention_mask
+from valle.utils.registry import check_settings, lookup
 
 __all__ = ["BACKBONES", "Backbone", "BackboneOutput", "ContextWindow", "attention_mask", "build_backbone"]
 
@@ -24,12 +23,7 @@ BACKBONES: dict[str, str] = {
 
 def backbone_class(name: str) -> type[Backbone]:
     """The class registered under `name`, or an error listing the known names."""
-    if name not in BACKBONES:
-        raise ValueError(
-            f"unknown backbone {name!r}; set model.backbone.name to one of {', '.join(sorted(BACKBONES))}"
-        )
-    module, _, cls = BACKBONES[name].partition(":")
-    return getattr(importlib.import_module(module), cls)
+    return lookup(BACKBONES, name, "backbone", "model.backbone.name")
 
 
 def build_backbone(name: str, **kwargs: Any) -> Backbone:
@@ -43,10 +37,5 @@ def build_backbone(name: str, **kwargs: Any) -> Backbone:
         ValueError: unknown name, or a setting the backbone does not take (the message lists those it does).
     """
     cls = backbone_class(name)
-    accepted = [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs")]
-    unknown = sorted(set(kwargs) - set(accepted))
-    if unknown:
-        raise ValueError(
-            f"backbone {name!r} has no setting {', '.join(unknown)}; it takes {', '.join(accepted)}"
-        )
+    check_settings(cls, kwargs, f"backbone {name!r}")
     return cls(**kwargs)
