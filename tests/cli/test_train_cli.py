@@ -8,12 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError
 
-from valle.cli.train import typed
+from valle.cli.train import complete, resume_path, typed
 from valle.models.config import ValleConfig
 from valle.plot import plot_run, read_metrics
 
@@ -120,13 +121,23 @@ def test_kill_9_after_a_checkpoint_then_rerun_continues_the_run(uninterrupted, t
                                stderr=subprocess.DEVNULL)
     checkpoints = tmp_path / "runs" / "tiny_cpu" / "checkpoints"
     deadline = time.time() + 300
-    while not list(checkpoints.glob("step0000003*.ckpt")) and time.time() < deadline and process.poll() is None:
-        time.sleep(0.1)
-    process.send_signal(signal.SIGKILL)
+    while not complete(checkpoints / "last.ckpt") and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)  # wherever it is: maybe in the middle of the next checkpoint
     process.wait()
-    assert (checkpoints / "last.ckpt").is_file()
     resumed = train_py(tmp_path, *args[2:], "trainer.max_steps=6")
     assert "resuming from" in resumed.stderr + resumed.stdout
     straight, killed = train_losses(uninterrupted), train_losses(tmp_path / "runs" / "tiny_cpu")
     for step in range(6):
         assert killed[step] == pytest.approx(straight[step], abs=1e-4), step
+
+
+def test_resume_skips_a_checkpoint_cut_short_by_a_kill(tmp_path):
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    good = folder / "step0000003-loss1.000.ckpt"
+    torch.save({"x": torch.zeros(3)}, good)
+    (folder / "last.ckpt").write_bytes(good.read_bytes()[:-200])  # killed mid-write
+    cfg = OmegaConf.create({"ckpt_path": None})
+    assert not complete(folder / "last.ckpt") and resume_path(cfg, tmp_path) == str(good)
+    assert resume_path(cfg, tmp_path / "nothing") is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import zipfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -46,12 +47,29 @@ def build_module(cfg: DictConfig, dm: ValleDataModule) -> ValleModule:
                        init_from=str(cfg.init_from) if cfg.get("init_from") else None)
 
 
+def complete(path: Path) -> bool:
+    """A checkpoint is a zip whose directory is written last: a file cut short by a kill has none."""
+    try:
+        with zipfile.ZipFile(path):
+            return True
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
 def resume_path(cfg: DictConfig, run_dir: Path) -> str | None:
-    """`ckpt_path` when given, else the run directory's last.ckpt (a rerun continues where it stopped)."""
+    """`ckpt_path` when given, else the run directory's newest complete checkpoint, last.ckpt first
+    (a rerun continues where it stopped, even when a kill cut the last write short)."""
     if cfg.get("ckpt_path"):
         return str(cfg.ckpt_path)
-    last = run_dir / "checkpoints" / "last.ckpt"
-    return str(last) if last.is_file() else None
+    folder = run_dir / "checkpoints"
+    others = sorted((p for p in folder.glob("*.ckpt") if p.name != "last.ckpt"), key=lambda p: p.stat().st_mtime,
+                    reverse=True)
+    for candidate in [folder / "last.ckpt", *others]:
+        if candidate.is_file():
+            if complete(candidate):
+                return str(candidate)
+            log.warning("skipping %s: incomplete (the run was killed while writing it)", candidate)
+    return None
 
 
 def run(cfg: DictConfig) -> float | None:
