@@ -15,16 +15,20 @@ compute per second of audio, 75 codes = 1 s of EnCodec audio) of:
       with a greedy sampler whose stop logit is masked, so every run is exactly N steps.
   (c) floor: `backbone.step` + `ar_logits` for one token on a warm cache of the same capacity,
       averaged over N steps (no sampler, no bookkeeping).
+  (d) (b) with int8 weights in every linear layer (`valle.models.quantize`, infer.py `quantize=int8`;
+      CPU only). Not the same model numerically: compare its speed, not its tokens.
 
 Times are the median of `--repeats` runs after one warm-up run (recompute step lengths: of
 `--recompute-repeats`). (b)/(a) is the speed-up of
 incremental decoding over recompute (a's time / b's time); (c)/(b) is the floor's per-step time over
-b's per-step time excluding the prefill (1.0 = no overhead beyond the forward itself).
+b's per-step time excluding the prefill (1.0 = no overhead beyond the forward itself); (d)/(b) is
+int8's speed-up over fp32 incremental decoding (b's time / d's time).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import time
 from collections.abc import Callable
@@ -34,6 +38,7 @@ from functools import partial
 import torch
 from torch import Tensor
 
+from valle.models.quantize import quantize
 from valle.models.config import BackboneConfig, ValleConfig
 from valle.models.sequence import build_ar
 from valle.models.valle import Valle
@@ -167,6 +172,7 @@ class Row:
     b_seconds: float | None = None
     b_prefill: float | None = None
     c_step: float | None = None
+    d_seconds: float | None = None
 
     def line(self) -> str:
         n = self.steps
@@ -183,7 +189,12 @@ class Row:
                          f"(prefill {self.b_prefill * 1e3:.1f} ms, {b_step * 1e3:.2f} ms/step)")
         if self.c_step is not None:
             parts.append(f"(c) {self.c_step * 1e3:.2f} ms/step {1 / self.c_step:7.1f} tok/s")
+        if self.d_seconds is not None:
+            parts.append(f"(d) int8 {self.d_seconds:7.3f} s {n / self.d_seconds:7.1f} tok/s "
+                         f"RTF {rtf(self.d_seconds):6.3f}")
         ratios = []
+        if self.d_seconds is not None and self.b_seconds is not None:
+            ratios.append(f"(d)/(b) {self.b_seconds / self.d_seconds:.2f}x")
         if self.a_seconds is not None and self.b_seconds is not None:
             ratios.append(f"(b)/(a) {self.a_seconds / self.b_seconds:6.1f}x")
         if self.c_step is not None and b_step is not None:
@@ -202,7 +213,7 @@ def main() -> None:
     parser.add_argument("--recompute-repeats", type=int, default=1,
                         help="timed runs per recompute step length (after one warm-up each)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    parser.add_argument("--parts", nargs="+", default=["a", "b", "c"], choices=["a", "b", "c"],
+    parser.add_argument("--parts", nargs="+", default=["a", "b", "c"], choices=["a", "b", "c", "d"],
                         help="which measurements to make")
     args = parser.parse_args()
 
@@ -215,6 +226,7 @@ def main() -> None:
         model = build_model(preset, args.backbone)
         params = sum(p.numel() for p in model.ar.parameters()) / 1e6
         print(f"{preset}: AR stack {params:.1f} M parameters ({args.backbone})")
+        int8 = quantize(copy.deepcopy(model), "int8") if "d" in args.parts else None
         timed_cache: dict[int, float] = {}
         for n in args.lengths:
             row = Row(preset, args.backbone, n)
@@ -228,7 +240,10 @@ def main() -> None:
                 row.b_prefill = median_time(partial(prefill, model, data, n), args.repeats)
             if "c" in args.parts:
                 row.c_step = bare_steps(model, data, n, args.repeats)
+            if int8 is not None:
+                row.d_seconds = median_time(partial(incremental, int8, data, n), args.repeats)
             print(row.line(), flush=True)
+
 
 if __name__ == "__main__":
     main()

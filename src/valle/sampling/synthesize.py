@@ -20,6 +20,7 @@ from valle.codecs import codec_for
 from valle.codecs.base import Codec
 from valle.data.batching import pad_1d, pad_codes
 from valle.export import LoadedModel
+from valle.models.quantize import quantize as quantize_model
 from valle.sampling.ar import decode_ar, decode_ar_beam
 from valle.sampling.nar import decode_nar
 from valle.sampling.pipeline import ArSampler, NarSampler, SamplerConfig, make_generator
@@ -49,12 +50,14 @@ class Synthesizer:
         loaded: from `valle.load`.
         codec: the codec to decode with (default: the model's, built with `codec_weights`).
         device: where the model and codec run.
+        quantize: "int8" runs the model's linear layers with int8 weights (CPU only, faster, slightly
+            different tokens; see `valle.models.quantize`); None keeps the weights as loaded.
     """
 
     def __init__(self, loaded: LoadedModel, codec: Codec | None = None, device: str = "cpu",
-                 codec_weights: str = "pretrained") -> None:
+                 codec_weights: str = "pretrained", quantize: str | None = None) -> None:
         self.loaded = loaded
-        self.model = loaded.model.to(device).eval()
+        self.model = quantize_model(loaded.model.to(device).eval(), quantize)
         self.codec = (codec or codec_for(loaded.codec, codec_weights)).to(device).eval()
         loaded.codec.check_compatible(self.codec.info, "the decoding codec")
         self.device = device

@@ -75,7 +75,10 @@ class Attention(nn.Module):
         self.out = nn.Linear(d_model, d_model, bias=False)
 
     def forward(self, x: Tensor, rope: Rotary | None, mask: Tensor, kv: KVSlots | None = None) -> Tensor:
-        """x [B, T, D], mask [B, T, S] bool → [B, T, D]; with `kv`, keys/values go to the cache slots first."""
+        """x [B, T, D], mask [B, T, S] (bool, or an additive float bias) → [B, T, D].
+
+        With `kv`, the new keys/values are written to the cache slots first and attention reads the cache.
+        """
         batch, length, d_model = x.shape
         q, k, v = self.qkv(x).view(batch, length, 3, self.n_heads, -1).permute(2, 0, 3, 1, 4)
         if rope is not None:
@@ -207,10 +210,15 @@ class TransformerBackbone(Backbone):
             lengths = torch.full((batch,), length, dtype=torch.long, device=x.device)
         slots = cache.reserve(length)
         positions = cache.commit(slots, lengths)
-        mask = attention_mask(positions, cache.positions, True, prefix_lengths, cache.window)
+        # Attend only to the slots filled so far, not the whole preallocated capacity: on a one-token
+        # step the attention over empty slots costs as much as a small model's matmuls. The mask is
+        # turned into an additive bias once here, not by every layer's attention call.
+        filled = int(cache.used.max())
+        mask = attention_mask(positions, cache.positions[:, :filled], True, prefix_lengths, cache.window)
+        bias = torch.zeros(mask.shape, dtype=cache.keys.dtype, device=x.device).masked_fill_(~mask, float("-inf"))
         h, rope = self._inputs(x, positions)
         for i, block in enumerate(self.blocks):
-            h = block(h, rope, mask, (cache.keys[i], cache.values[i], slots))
+            h = block(h, rope, bias, (cache.keys[i][:, :, :filled], cache.values[i][:, :, :filled], slots))
         return self.norm(h)
 
     def _inputs(self, x: Tensor, positions: Tensor) -> tuple[Tensor, Rotary | None]:
