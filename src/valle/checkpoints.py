@@ -29,15 +29,15 @@ def load_file(path: str | Path) -> dict:
 
 
 def describe_file(data: dict, path: str | Path = "") -> dict:
-    """{"model", "symbols", "codec", "stats"} of a loaded Lightning checkpoint or export."""
+    """{"model", "symbols", "codec", "stats", "codec_state"} of a loaded Lightning checkpoint or export."""
     if data.get("format") == EXPORT_FORMAT:
         return {"model": data["config"], "symbols": data["symbols"], "codec": data["codec"],
-                "stats": data.get("stats", {})}
+                "stats": data.get("stats", {}), "codec_state": data.get("codec_state")}
     hparams = data.get("hyper_parameters")
     if not hparams or "model" not in hparams:
         raise ValueError(f"{path}: not a valle checkpoint (no model hyper-parameters inside)")
     return {"model": hparams["model"], "symbols": hparams["symbols"], "codec": hparams["codec"],
-            "stats": data.get("valle_stats", {})}
+            "stats": data.get("valle_stats", {}), "codec_state": data.get("codec_state")}
 
 
 def read_checkpoint_meta(path: str | Path) -> dict:

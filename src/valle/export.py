@@ -38,6 +38,7 @@ class LoadedModel:
     symbols: SymbolMap
     codec: CodecInfo
     stats: dict
+    codec_state: dict | None = None  # codec weights carried with the model (mel codebooks); else None
 
 
 def _merged_lora_state(data: dict, meta: dict) -> dict[str, torch.Tensor]:
@@ -68,7 +69,8 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, dtype: str = "fp32") ->
     state = _merged_lora_state(data, meta) if lora else model_state_dict(data)
     state = {k: v.to(DTYPES[dtype]) if v.is_floating_point() else v for k, v in state.items()}
     payload = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "model": state, "config": meta["model"],
-               "codec": meta["codec"], "symbols": meta["symbols"], "stats": meta["stats"], "dtype": dtype}
+               "codec": meta["codec"], "symbols": meta["symbols"], "stats": meta["stats"], "dtype": dtype,
+               "codec_state": meta["codec_state"]}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_sibling(out)
@@ -93,7 +95,7 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> LoadedMo
     state = _merged_lora_state(data, meta) if data.get("hyper_parameters", {}).get("lora") else model_state_dict(data)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return LoadedModel(model.to(map_location).eval(), config, SymbolMap.from_dict(meta["symbols"]),
-                       CodecInfo.from_dict(meta["codec"]), dict(meta["stats"]))
+                       CodecInfo.from_dict(meta["codec"]), dict(meta["stats"]), meta["codec_state"])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,7 +24,8 @@ def main(argv: list[str] | None = None) -> None:
                          "[ckpt=MODEL | codec=NAME] [codec.weights=pretrained|random|PATH] [prompt_seconds=3]")
     weights = options.get("codec.weights", "pretrained")
     if "ckpt" in options:
-        codec = codec_for(CodecInfo.from_dict(read_checkpoint_meta(options["ckpt"])["codec"]), weights)
+        meta = read_checkpoint_meta(options["ckpt"])
+        codec = codec_for(CodecInfo.from_dict(meta["codec"]), weights, state=meta["codec_state"])
     else:
         codec = build_codec(options.get("codec", "encodec"), weights=weights)
     seconds = float(options.get("prompt_seconds", 3.0))

@@ -91,3 +91,34 @@ def test_lora_fine_tune_saves_adapters_only_and_merges_on_export(trained, tiny_s
 def test_lora_without_a_base_model_is_refused(tiny_shards):
     with pytest.raises(ValueError, match="set init_from"):
         tiny_module(tiny_datamodule(tiny_shards), lora={"rank": 4})
+
+
+def test_mel_models_carry_their_codebooks_into_checkpoints_and_exports(tiny_corpus, tmp_path):
+    """Nobody can download mel codebooks: the checkpoint and the export carry the ones the data used."""
+    from tests.conftest import prepare_settings
+    from valle.audio import load_for_codec
+    from valle.codecs import build_codec, carried_state, codec_for
+    from valle.codecs.mel import CODEBOOKS_FILE, fit_mel_codebooks, save_codebooks
+    from valle.codecs.weights import WeightsError
+    from valle.data.prepare import prepare
+
+    shards = tmp_path / "shards"
+    with pytest.raises(FileNotFoundError, match=CODEBOOKS_FILE):
+        carried_state(build_codec("mel", codebook_size=16, weights="random").info, shards)
+    wavs = [load_for_codec(p, 24_000) for p in sorted(tiny_corpus.rglob("*.wav"))[:4]]
+    books = fit_mel_codebooks(wavs, codebook_size=16, n_iter=3, init="random")
+    codec = build_codec("mel", codebook_size=16, weights=str(save_codebooks(shards / CODEBOOKS_FILE, books)))
+    prepare(prepare_settings(tiny_corpus, shards), codec, codec.info)
+    dm = tiny_datamodule(shards)
+    module = tiny_module(dm, codec_state=carried_state(dm.codec_info, shards))
+    cpu_trainer(tmp_path, max_steps=1).fit(module, dm)
+    module.trainer.save_checkpoint(tmp_path / "model.ckpt")
+    assert "codec_state" not in module.hparams  # tensors stay out of hparams.yaml
+
+    for path in (tmp_path / "model.ckpt", export_checkpoint(tmp_path / "model.ckpt", tmp_path / "model.pt")):
+        loaded = load(path)
+        decoder = codec_for(loaded.codec, state=loaded.codec_state)  # weights="pretrained": the carried ones
+        assert torch.equal(decoder.codebooks, books.codebooks) and torch.equal(decoder.mean, books.mean)
+        assert torch.equal(decoder.encode(wavs[0], 24_000), codec.encode(wavs[0], 24_000))
+    with pytest.raises(WeightsError, match="no released codebooks"):
+        codec_for(loaded.codec)  # a model file without them has nothing to decode with

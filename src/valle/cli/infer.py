@@ -53,7 +53,7 @@ def run(cfg: DictConfig) -> list[Path]:
     if any(p is None for _, p in requests) and not cfg.prompt:
         raise ValueError("no prompt: pass prompt=ref.wav (or a voice .npz), or end each line of texts= with |prompt")
     loaded = load(cfg.ckpt, cfg.device)
-    codec = codec_for(loaded.codec, cfg.codec.weights, cfg.codec.name)
+    codec = codec_for(loaded.codec, cfg.codec.weights, cfg.codec.name, loaded.codec_state)
     synthesizer = Synthesizer(loaded, codec, cfg.device, quantize=cfg.quantize)
     prompts = [load_prompt(p or cfg.prompt, codec, cfg.prompt_seconds, cfg.prompt_text) for _, p in requests]
     results = synthesizer.synthesize([t for t, _ in requests], prompts, cfg.language, sampler, cfg.long_text,

@@ -24,7 +24,6 @@ def settings_from_config(cfg: DictConfig) -> PrepareSettings:
     return PrepareSettings(**OmegaConf.to_container(OmegaConf.merge(schema, keys)))
 
 
-MEL_CODEBOOKS = "codebooks.pt"
 MEL_FIT_UTTERANCES = 400  # evenly spaced over the corpus: enough frames for 256-entry codebooks
 
 
@@ -33,9 +32,9 @@ def fit_mel_codebooks_for(settings: PrepareSettings, codec_kwargs: dict) -> Path
 
     A rerun (or another part) reuses the file, so every shard is encoded with the same codebooks.
     """
-    from valle.codecs.mel import fit_mel_codebooks, save_codebooks
+    from valle.codecs.mel import CODEBOOKS_FILE, fit_mel_codebooks, save_codebooks
 
-    path = Path(settings.output) / MEL_CODEBOOKS
+    path = Path(settings.output) / CODEBOOKS_FILE
     if path.is_file():
         return path
     utterances, _ = read_corpus(settings.layout, settings.input, settings.language)

@@ -13,6 +13,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from valle.codecs import carried_state
 from valle.checkpoints import check_compatible, load_model_weights, read_checkpoint_meta
 from valle.data.datamodule import DataConfig, ValleDataModule
 from valle.models.config import ValleConfig
@@ -44,7 +45,8 @@ def build_module(cfg: DictConfig, dm: ValleDataModule) -> ValleModule:
     return ValleModule(model=model.to_dict(), symbols=dm.symbols.to_dict(), codec=dm.codec_info.to_dict(),
                        optim=asdict(typed(OptimConfig, cfg.optim)), training={**asdict(typed(TrainingConfig, cfg.training)), "seed": cfg.seed},
                        lora=asdict(typed(LoRAConfig, cfg.lora)) if cfg.get("lora") else None,
-                       init_from=str(cfg.init_from) if cfg.get("init_from") else None)
+                       init_from=str(cfg.init_from) if cfg.get("init_from") else None,
+                       codec_state=carried_state(dm.codec_info, cfg.data.root))
 
 
 def complete(path: Path) -> bool:

@@ -6,12 +6,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from valle.codecs.base import Codec, CodecInfo
 from valle.utils.registry import check_settings, lookup
 
-__all__ = ["Codec", "CodecInfo", "build_codec", "codec_class", "codec_for", "describe_codec", "CODECS"]
+__all__ = ["Codec", "CodecInfo", "build_codec", "carried_state", "codec_class", "codec_for", "describe_codec",
+           "CODECS"]
 
 # name → "module:Class", imported on demand, so `import valle.codecs` does not pay for dac, audiotools
 # or vocos. A new codec (e.g. the offline "mel" one) is one more line here.
@@ -54,21 +56,50 @@ def describe_codec(name: str, **kwargs: Any) -> CodecInfo:
 
 
 
-def codec_for(info: CodecInfo, weights: str = "pretrained", name: str | None = None) -> Codec:
+def carried_state(info: CodecInfo, data_root: str | Path) -> dict | None:
+    """The codec weights a model must carry because nobody can download them: the mel codec's codebooks.
+
+    prepare.py fits them on the corpus and writes them beside the shards (`data_root`); training puts them
+    into every checkpoint, and exports keep them, so a model file decodes its own codes anywhere.
+    Returns None for the codecs with released weights.
+
+    Raises:
+        FileNotFoundError: mel codes in `data_root` without the codebooks file they were encoded with.
+    """
+    if info.name != "mel":
+        return None
+    from valle.codecs.mel import CODEBOOKS_FILE, load_codebooks
+
+    path = Path(data_root) / CODEBOOKS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"data.root={data_root} holds mel codes but not {CODEBOOKS_FILE}, the codebooks "
+                                "they were encoded with; copy it from prepare.py's output folder")
+    return load_codebooks(path).state()
+
+
+def codec_for(info: CodecInfo, weights: str = "pretrained", name: str | None = None,
+              state: dict | None = None) -> Codec:
     """Build the codec a model's codes came from (its `CodecInfo`), e.g. to decode its output.
 
     Args:
         info: the model's codec description.
-        weights: "pretrained", "random" or a local file (see docs/codecs.md).
+        weights: "pretrained", "random" or a local file (see docs/codecs.md). For the mel codec,
+            "pretrained" means the codebooks the model file carries (`state`).
         name: decode with another codec of the same codes ("vocos" for EnCodec codes).
+        state: the codec weights a model file carries (`LoadedModel.codec_state`, see `carried_state`).
     """
     name = name or info.name
+    codec_weights: Any = weights
     if info.name in ("encodec", "vocos"):
         settings: dict[str, Any] = {"bandwidth_kbps": float(info.variant.removesuffix("kbps"))}
     elif info.name == "mel":
+        from valle.codecs.mel import MelCodebooks
+
         settings = codec_class("mel").settings_for(info)  # type: ignore[attr-defined]
+        if weights == "pretrained" and state is not None:
+            codec_weights = MelCodebooks.from_state(state, "the model file's codebooks")
     else:
         settings = {"model_type": info.variant, "n_levels": info.n_levels}
-    codec = build_codec(name, weights=weights, **settings)
+    codec = build_codec(name, weights=codec_weights, **settings)
     codec.info.check_compatible(info, "the model")
     return codec

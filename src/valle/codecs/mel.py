@@ -37,6 +37,7 @@ MAX_CODEBOOK_SIZE = 2**15  # codes are stored as int16 on disk
 # The file's settings that must equal the codec's (n_levels and codebook_size come from the tensor's shape).
 INITS = ("kmeans++", "random")  # k-means initialisations
 FILE_SETTINGS = ("sample_rate", "hop_length", "n_mels", "n_fft", "n_levels", "codebook_size")
+CODEBOOKS_FILE = "codebooks.pt"  # prepare.py writes it beside the shards it encodes with them
 
 
 @dataclass
@@ -69,6 +70,34 @@ class MelCodebooks:
         """The codec settings these codebooks fit: the keys of `FILE_SETTINGS`."""
         return {key: int(getattr(self, key)) for key in FILE_SETTINGS}
 
+    def state(self) -> dict:
+        """Plain tensors and ints (what the codebooks file holds; checkpoints and exports carry it too)."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "settings": self.settings(),
+            "codebooks": self.codebooks.detach().float().cpu().contiguous(),
+            "mean": self.mean.detach().float().cpu().contiguous(),
+            "std": self.std.detach().float().cpu().contiguous(),
+        }
+
+    @classmethod
+    def from_state(cls, data: dict, source: str) -> MelCodebooks:
+        """Codebooks from `state()`'s dict; `source` (a file, "the model file") is named in errors.
+
+        Raises:
+            WeightsError: not a mel codebooks state, or another format version.
+        """
+        try:
+            settings = {key: int(data["settings"][key]) for key in ("sample_rate", "hop_length", "n_mels", "n_fft")}
+            books = cls(data["codebooks"].float(), data["mean"].float(), data["std"].float(), **settings)
+        except Exception as error:
+            raise WeightsError(f"{source}: not a mel codebooks file ({type(error).__name__}: {error}); "
+                               "write them with save_codebooks") from error
+        if data.get("format_version") != FORMAT_VERSION:
+            raise WeightsError(f"{source}: mel codebooks format {data.get('format_version')}, "
+                               f"expected {FORMAT_VERSION}")
+        return books
+
 
 def save_codebooks(path: str | os.PathLike, codebooks: MelCodebooks) -> Path:
     """Write codebooks to `path` atomically (a temporary name, then a rename), creating its folder.
@@ -77,15 +106,8 @@ def save_codebooks(path: str | os.PathLike, codebooks: MelCodebooks) -> Path:
     """
     path = Path(path).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = {
-        "format_version": FORMAT_VERSION,
-        "settings": codebooks.settings(),
-        "codebooks": codebooks.codebooks.detach().float().cpu().contiguous(),
-        "mean": codebooks.mean.detach().float().cpu().contiguous(),
-        "std": codebooks.std.detach().float().cpu().contiguous(),
-    }
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(data, tmp)
+    torch.save(codebooks.state(), tmp)
     os.replace(tmp, path)
     return path
 
@@ -105,21 +127,11 @@ def load_codebooks(path: str | os.PathLike) -> MelCodebooks:
         )
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-        settings = {
-            key: int(data["settings"][key]) for key in ("sample_rate", "hop_length", "n_mels", "n_fft")
-        }
-        codebooks = MelCodebooks(
-            data["codebooks"].float(), data["mean"].float(), data["std"].float(), **settings
-        )
     except Exception as error:
         raise WeightsError(
             f"{path}: not a mel codebooks file ({type(error).__name__}: {error}); write one with save_codebooks"
         ) from error
-    if data.get("format_version") != FORMAT_VERSION:
-        raise WeightsError(
-            f"{path}: mel codebooks format {data.get('format_version')}, expected {FORMAT_VERSION}"
-        )
-    return codebooks
+    return MelCodebooks.from_state(data, str(path))
 
 
 def check_settings(

@@ -58,7 +58,7 @@ class Synthesizer:
                  codec_weights: str = "pretrained", quantize: str | None = None) -> None:
         self.loaded = loaded
         self.model = quantize_model(loaded.model.to(device).eval(), quantize)
-        self.codec = (codec or codec_for(loaded.codec, codec_weights)).to(device).eval()
+        self.codec = (codec or codec_for(loaded.codec, codec_weights, state=loaded.codec_state)).to(device).eval()
         loaded.codec.check_compatible(self.codec.info, "the decoding codec")
         self.device = device
 

@@ -46,7 +46,7 @@ class SampleAudio(L.Callback):
         if trainer.sanity_checking or not trainer.is_global_zero or self._batch is None:
             return
         info = CodecInfo.from_dict(module.hparams.codec)
-        self._codec = self._codec or codec_for(info, self.codec_weights).to(module.device).eval()
+        self._codec = self._codec or codec_for(info, self.codec_weights, state=getattr(module, "codec_state", None)).to(module.device).eval()
         batch = {k: v[: self.n_samples] if torch.is_tensor(v) or isinstance(v, list) else v
                  for k, v in self._batch.items()}
         codes, lengths = self._speak(module.model, batch, info)

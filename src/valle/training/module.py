@@ -52,12 +52,16 @@ class ValleModule(L.LightningModule):
         codec: the codec description (`CodecInfo.to_dict()`).
         optim: `OptimConfig` as a dict.
         training: `TrainingConfig` as a dict.
+        codec_state: codec weights the model must carry (the mel codec's codebooks, see
+            `valle.codecs.carried_state`); saved in every checkpoint, not in the hyper-parameters.
     """
 
     def __init__(self, model: dict, symbols: dict, codec: dict, optim: dict | None = None,
-                 training: dict | None = None, lora: dict | None = None, init_from: str | None = None) -> None:
+                 training: dict | None = None, lora: dict | None = None, init_from: str | None = None,
+                 codec_state: dict | None = None) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["codec_state"])
+        self.codec_state = codec_state
         self.config = ValleConfig.from_dict(model)
         self.optim_config = OptimConfig(**(optim or {}))
         self.training_config = TrainingConfig(**(training or {}))
@@ -150,12 +154,15 @@ class ValleModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["valle_stats"] = dict(self.stats)
+        if self.codec_state is not None:
+            checkpoint["codec_state"] = self.codec_state
         if self.hparams.lora:
             adapters = {f"model.{k}" for k in lora_state_dict(self.model)}
             checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in adapters}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.stats.update(checkpoint.get("valle_stats", {}))
+        self.codec_state = checkpoint.get("codec_state", self.codec_state)
 
     def describe(self) -> dict:
         """Model, optimisation and training settings as plain data (for logs and exports)."""
