@@ -1,90 +1,312 @@
-"""`make demo`: the main job on the built-in corpus, offline.
+"""`make demo`: the main job on the built-in corpus, offline, scored like the VALL-E paper.
 
-Stages, each reusing what a previous run finished (a rerun is quick):
-  1. corpus   espeak-ng speakers read the built-in sentences (valle.corpus)
-  2. shards   prepare.py's work: phonemes + codec codes → webdataset shards + index
-  3. train    train.py experiment=tiny_cpu on those shards (resumes from its last checkpoint)
-  4. export   the last checkpoint → one portable file
-  5. speak    held-out voices' prompts → the held-out sentences, as wavs
+    python -m valle.demo [out=outputs/demo] [size=full|ci] [minutes=15] [steps=N] [stage=all|NAME]
 
-No codec weights can be downloaded offline, so the demo encodes and decodes with EnCodec's real
-architecture at random init: every stage runs for real, but the audio is noise until the offline
-`mel` codec lands (issue: the offline main job).
+Stages (each reuses what a previous run finished, so a rerun is quick and `stage=NAME` reruns one):
+  1. corpus    festival voices and their sox pitch/tempo variants read the built-in sentences; three
+               voices and the last 40 sentences are held out of training (valle.corpus)
+  2. shards    prepare.py's work with the offline `mel` codec: its codebooks are fit on the corpus
+  3. train     train.py experiment=demo for a time budget (resumes from its last checkpoint)
+  4. export    the last checkpoint → one portable file (it carries the mel codebooks)
+  5. speak     every held-out voice says held-out sentences: cross-utterance (a 3 s prompt from another
+               recording of that voice) and continuation (the recording's own first seconds)
+  6. evaluate  ground truth, codec resynthesis and both model modes scored with pocketsphinx (WER, CER)
+               and resemblyzer (SIM) → report.md, report.json and PNG plots
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from valle.codecs import build_codec
-from valle.corpus import build_corpus, espeak_voices
-from valle.data.prepare import PrepareSettings, prepare, summarize
+import torch
+
+from valle.corpus import FESTIVAL_VOICES, Voice, build_corpus, festival_voices
+from valle.corpus.sentences import all_sentences
 
 ROOT = Path(__file__).resolve().parents[2]
-TRAIN_VOICES = ["en-us+m3", "en-us+f2", "en-gb+m1", "en-gb+f4"]
-HELD_OUT_VOICES = ["en-us+m7", "en-029+f3"]
+STAGES = ("corpus", "shards", "train", "export", "speak", "evaluate")
+N_SENTENCES, N_HELD_OUT_SENTENCES = 400, 40  # the last 40 are never spoken in training
+# One variant of each festival voice is held out: the model has heard that voice, never at that pitch/tempo.
+HELD_OUT = {("kal_diphone", 250, 1.0), ("ked_diphone", -250, 1.0), ("cmu_us_slt_arctic_hts", 0, 1.07)}
+MEL = dict(sample_rate=24_000, hop_length=480, n_mels=80, n_fft=1024, n_levels=4)  # 50 frames/s
+PROMPT_SECONDS = 3.0
+ROWS = ("ground truth", "resynthesis", "continuation", "cross-utterance")
+
+
+@dataclass(frozen=True)
+class DemoSize:
+    """How much of everything: `full` is `make demo`, `ci` the shortened run the tests make."""
+
+    train_sentences: int  # per training voice
+    held_out_sentences: int  # per held-out voice (each is a target, and a prompt for its neighbour)
+    codebook_size: int
+    minutes: float  # training time budget (the other stages take about 8 minutes on 2 CPU cores)
+    max_steps: int
+    max_ar_steps_per_phoneme: float  # the runaway guard: an undertrained model may never say stop
+
+
+SIZES = {
+    "full": DemoSize(train_sentences=40, held_out_sentences=6, codebook_size=256, minutes=20.0, max_steps=100_000,
+                     max_ar_steps_per_phoneme=12.0),
+    "ci": DemoSize(train_sentences=5, held_out_sentences=2, codebook_size=32, minutes=2.0, max_steps=6,
+                   max_ar_steps_per_phoneme=3.0),
+}
 
 
 def stage(n: int, name: str, detail: object) -> None:
-    print(f"[{n}/5] {name}: {detail}", flush=True)
+    print(f"[{n}/{len(STAGES)}] {name}: {detail}", flush=True)
 
 
-def train(shards: Path, run_dir: Path, steps: int) -> Path:
-    """Compose train.py's config for the tiny_cpu experiment and run it (resuming if possible)."""
+def voices() -> tuple[list[Voice], list[Voice]]:
+    """(training voices, held-out voices) of the built-in festival corpus."""
+    every = festival_voices(FESTIVAL_VOICES)
+    held = [v for v in every if (v.name, v.pitch_cents, v.speed) in HELD_OUT]
+    return [v for v in every if v not in held], held
+
+
+# ------------------------------------------------------------------------------------------- stages
+def make_corpus(out: Path, size: DemoSize) -> Path:
+    train, held = voices()
+    sentences = all_sentences(N_SENTENCES)
+    n_train = N_SENTENCES - N_HELD_OUT_SENTENCES
+    corpus = out / "corpus"
+    build_corpus(corpus, train, size.train_sentences, sentences=sentences[:n_train],
+                 spread=n_train // len(train), jobs=os.cpu_count() or 1, progress=True)
+    build_corpus(corpus, held, size.held_out_sentences, group="held_out", sentences=sentences[n_train:],
+                 spread=size.held_out_sentences, jobs=os.cpu_count() or 1, progress=True)
+    return corpus
+
+
+def make_shards(out: Path, size: DemoSize) -> str:
+    """prepare.py layout=folder codec=mel codec.weights=fit on the training voices."""
+    from valle.cli.prepare import fit_mel_codebooks_for
+    from valle.codecs import build_codec
+    from valle.data.prepare import PrepareSettings, prepare, summarize
+
+    settings = PrepareSettings(layout="folder", input=str(out / "corpus" / "builtin"), output=str(out / "shards"),
+                               num_workers=0, batch_seconds=0)
+    codec_kwargs = {**MEL, "codebook_size": size.codebook_size}
+    codebooks = fit_mel_codebooks_for(settings, codec_kwargs)
+    codec = build_codec("mel", **codec_kwargs, weights=str(codebooks)).eval()
+    return summarize(prepare(settings, codec, codec.info))
+
+
+def train(out: Path, size: DemoSize, minutes: float, steps: int) -> Path:
+    """Compose train.py's config for the demo experiment and run it (resuming if possible)."""
     from hydra import compose, initialize_config_dir
 
     from valle.cli.train import run
 
     os.environ.setdefault("VALLE_ROOT", str(ROOT))
+    seconds = int(minutes * 60)
+    budget = f"00:{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+    overrides = ["experiment=demo", f"data.root={out / 'shards'}", f"run_dir={out / 'run'}",
+                 f"trainer.max_steps={steps}", f"trainer.max_time={budget}"]
+    if size is SIZES["ci"]:
+        overrides += ["trainer.val_check_interval=3", "data.val_utterances=2", "model.scale.d_model=64",
+                      "model.scale.n_layers=2"]
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose("train", overrides=["experiment=tiny_cpu", f"data.root={shards}", f"run_dir={run_dir}",
-                                          f"trainer.max_steps={steps}", "+trainer.enable_progress_bar=false"])
+        cfg = compose("train", overrides=overrides)
     run(cfg)
-    return run_dir / "checkpoints" / "last.ckpt"
+    return out / "run" / "checkpoints" / "last.ckpt"
 
 
-def speak(model_path: Path, corpus: Path, out: Path) -> list[Path]:
-    """Each held-out voice reads a sentence, prompted by another of its recordings."""
+def export(out: Path) -> Path:
+    from valle.export import export_checkpoint
+
+    checkpoint, model = out / "run" / "checkpoints" / "last.ckpt", out / "model.pt"
+    if model.is_file() and model.stat().st_mtime >= checkpoint.stat().st_mtime:
+        return model  # already exported from this checkpoint
+    return export_checkpoint(checkpoint, model)
+
+
+@dataclass
+class Item:
+    """One held-out recording and the files the speak stage made for it (paths relative to `out`)."""
+
+    key: str
+    speaker: str
+    text: str
+    truth: str  # the recording
+    prompt: str  # cross-utterance prompt: the first seconds of another recording of the same voice
+    prompt_key: str
+    continuation_frames: int  # frames of the recording's own codes given as the continuation prompt
+    outputs: dict[str, str]  # row → wav
+
+
+def held_out_items(out: Path) -> list[tuple[str, Path, Path]]:
+    """(speaker, wav, prompt wav) for every held-out recording; the prompt is the speaker's next one."""
+    items = []
+    for folder in sorted((out / "corpus" / "held_out").iterdir()):
+        wavs = sorted(folder.glob("*.wav"))
+        items += [(folder.name, wav, wavs[(i + 1) % len(wavs)]) for i, wav in enumerate(wavs)]
+    return items
+
+
+@torch.inference_mode()
+def speak(out: Path, size: DemoSize) -> list[Item]:
+    """Synthesize every held-out recording's text in both modes; writes samples/ and its manifest."""
     import valle
-    from valle.audio import write_wav
+    from valle.audio import load_for_codec, write_wav
+    from valle.sampling.pipeline import SamplerConfig
+    from valle.sampling.prompt import Prompt, load_prompt, trim_silence
+    from valle.sampling.synthesize import Synthesizer
 
-    model = valle.load(model_path)
-    written = []
-    for voice in espeak_voices(HELD_OUT_VOICES):
-        recordings = sorted((corpus / "held_out" / voice.speaker).glob("*.wav"))
-        text = recordings[1].with_suffix(".txt").read_text().strip()
-        [speech] = valle.synthesize(model, [text], [recordings[0]], codec_weights="random", seed=0,
-                                    ar_temperature=0.8, top_p=0.9, max_ar_steps=600)
-        path = out / f"{voice.speaker}.wav"
-        write_wav(path, speech.wav, speech.sample_rate)
-        written.append(path)
-    return written
+    synthesizer = Synthesizer(valle.load(out / "model.pt"))
+    codec, rate = synthesizer.codec, synthesizer.codec.sample_rate
+    config = SamplerConfig(seed=0, ar_temperature=0.8, top_p=0.9,
+                           max_ar_steps_per_phoneme=size.max_ar_steps_per_phoneme)
+    samples = out / "samples"
+    items, cross, continuation = [], [], []
+    for speaker, wav_path, prompt_path in held_out_items(out):
+        key = wav_path.stem
+        truth_codes = codec.encode(load_for_codec(wav_path, rate), rate)
+        # Continuation: the recording's own first seconds (at most half of it), the whole transcript.
+        frames = min(round(PROMPT_SECONDS * codec.frame_rate), truth_codes.shape[1] // 2)
+        text = wav_path.with_suffix(".txt").read_text().strip()
+        cross.append(load_prompt(prompt_path, codec, PROMPT_SECONDS))
+        continuation.append(Prompt(truth_codes[:, :frames], source=f"{key} (first {frames} frames)"))
+        rows = {"resynthesis": f"samples/resynthesis/{key}.wav", "continuation": f"samples/continuation/{key}.wav",
+                "cross-utterance": f"samples/cross-utterance/{key}.wav"}
+        write_wav(out / rows["resynthesis"], codec.decode(truth_codes), rate)
+        # The prompt as the model got it: the other recording, trimmed and cropped, before the codec.
+        prompt_wav = f"samples/prompts/{key}.wav"
+        trimmed = trim_silence(load_for_codec(prompt_path, rate), rate)
+        write_wav(out / prompt_wav, trimmed[: int(PROMPT_SECONDS * rate)], rate)
+        items.append(Item(key, speaker, text, str(wav_path.relative_to(out)), prompt_wav, prompt_path.stem, frames,
+                          rows))
+    texts = [item.text for item in items]
+    for row, prompts in (("cross-utterance", cross), ("continuation", continuation)):
+        started = time.perf_counter()
+        results = synthesizer.synthesize(texts, prompts, "en-us", config, prompt_seconds=None, progress=True)
+        for item, prompt, result in zip(items, prompts, results, strict=True):
+            codes = torch.cat([prompt.codes, result.codes], dim=1) if row == "continuation" else result.codes
+            write_wav(out / item.outputs[row], codec.decode(codes), rate)
+        log.info("%s: %d utterances in %.1f s", row, len(items), time.perf_counter() - started)
+    manifest = samples / "manifest.json"
+    manifest.write_text(json.dumps([asdict(i) for i in items], indent=2))
+    return items
+
+
+def evaluate(out: Path) -> tuple[Path, str]:
+    """Score the four rows; write report.md, report.json and the plots."""
+    from valle.audio import read_audio
+    from valle.evaluate.asr import PocketSphinxASR
+    from valle.evaluate.report import EvalItem, evaluate_rows, format_markdown, to_json
+    from valle.evaluate.sim import SpeakerEncoder
+
+    items = [Item(**i) for i in json.loads((out / "samples" / "manifest.json").read_text())]
+    audio = {}
+
+    def read(path: str) -> tuple[torch.Tensor, int]:
+        if path not in audio:
+            audio[path] = read_audio(out / path)
+        return audio[path]
+
+    rows: dict[str, list[EvalItem]] = {row: [] for row in ROWS}
+    for item in items:
+        truth, truth_rate = read(item.truth)
+        prompt, prompt_rate = read(item.prompt)
+        others = [read(i.truth) for i in items if i.speaker != item.speaker]
+        for row in ROWS:
+            wav, rate = read(item.outputs[row]) if row in item.outputs else (truth, truth_rate)
+            rows[row].append(EvalItem(item.key, item.text, wav, rate, prompt, None if row == "ground truth" else truth,
+                                      prompt_rate, truth_rate, others=others))
+    scores = evaluate_rows(rows, asr=PocketSphinxASR(), encoder=SpeakerEncoder())
+    (out / "report.json").write_text(to_json(scores))
+    plots = make_plots(out, items[0])
+    report = out / "report.md"
+    table = format_markdown(scores)
+    report.write_text(render_report(out, table, plots, items))
+    return report, table
+
+
+def make_plots(out: Path, item: Item) -> list[Path]:
+    """Training curves, and spectrograms of one held-out item's prompt, ground truth and outputs."""
+    from valle.plot import plot_run, plot_spectrograms
+
+    curves = plot_run(out / "run", out / "plots")
+    spectrograms = plot_spectrograms({name: out / path for name, path in
+                                      [("prompt", item.prompt), ("ground truth", item.truth),
+                                       *[(row, item.outputs[row]) for row in ROWS[1:]]]},
+                                     out / "plots" / "spectrograms.png", title=f"{item.key}: {item.text}")
+    return [*curves, spectrograms]
+
+
+def render_report(out: Path, table: str, plots: list[Path], items: list[Item]) -> str:
+    from valle.checkpoints import read_checkpoint_meta
+
+    meta = read_checkpoint_meta(out / "model.pt")
+    stats, scale = meta["stats"], meta["model"]["scale"]
+    params = sum(v.numel() for v in torch.load(out / "model.pt", weights_only=True)["model"].values()) / 1e6
+    training = (f"{stats.get('steps', 0)} steps in {stats.get('train_seconds', 0) / 60:.1f} min, "
+                f"{stats.get('samples', 0)} samples; d_model {scale['d_model']}, {scale['n_layers']} layers, "
+                f"{params:.1f} M parameters")
+    images = "\n".join(f"![{p.stem}]({p.relative_to(out)})" for p in plots)
+    speakers = sorted({i.speaker for i in items})
+    return f"""# valle demo report
+
+Held-out voices ({len(speakers)}: {", ".join(speakers)}) say held-out sentences (never in training):
+{len(items)} utterances per row. Rows as in the VALL-E paper:
+
+- **ground truth**: the festival recordings;
+- **resynthesis**: the recordings through the mel codec (encode, decode), the ceiling for the model;
+- **continuation**: the recording's first {PROMPT_SECONDS:g} s (at most half of it) as the prompt and the whole
+  transcript as text; scored on prompt + continuation, decoded together;
+- **cross-utterance**: a {PROMPT_SECONDS:g} s prompt from another recording of the same voice, and the target
+  sentence.
+
+WER/CER: pocketsphinx (its bundled English model) after text normalisation. SIM: cosine of resemblyzer
+speaker embeddings, against the prompt, the ground truth, and (*other voices*) the recordings of the
+other held-out voices. The goal: the model's WER within 2× of resynthesis, and SIM (prompt) above SIM
+(other voices).
+
+{table}
+Training: {training}.
+
+{images}
+"""
+
+
+log = logging.getLogger("valle.demo")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("options", nargs="*", help="out=DIR (default outputs/demo), steps=N (default 200)")
+    parser.add_argument("options", nargs="*", help="out=DIR size=full|ci minutes=M steps=N stage=NAME|all")
     options = dict(o.split("=", 1) for o in parser.parse_args(argv).options)
-    out, steps = Path(options.get("out", "outputs/demo")).resolve(), int(options.get("steps", 200))
+    unknown = set(options) - {"out", "size", "minutes", "steps", "stage"}
+    if unknown:
+        raise SystemExit(f"unknown option(s) {sorted(unknown)}; see python -m valle.demo --help")
+    out = Path(options.get("out", "outputs/demo")).resolve()
+    size = SIZES[options.get("size", "full")]
+    minutes, steps = float(options.get("minutes", size.minutes)), int(options.get("steps", size.max_steps))
+    only = options.get("stage", "all")
+    if only != "all" and only not in STAGES:
+        raise SystemExit(f"stage={only}: choose all or one of {', '.join(STAGES)}")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    corpus = build_corpus(out / "corpus", espeak_voices(TRAIN_VOICES), n_sentences=10)
-    build_corpus(out / "corpus", espeak_voices(HELD_OUT_VOICES), n_sentences=2, group="held_out", first_sentence=30)
-    stage(1, "corpus", f"{corpus} ({sum(1 for _ in corpus.rglob('*.wav'))} wavs)")
-    codec = build_codec("encodec", bandwidth_kbps=6, weights="random").eval()
-    # On CPU one utterance per codec call, read in this process, is fastest (docs/benchmarks.md).
-    settings = PrepareSettings(layout="folder", input=str(corpus / "builtin"), output=str(out / "shards"),
-                               num_workers=0, batch_seconds=0)
-    stage(2, "shards", "\n" + summarize(prepare(settings, codec, codec.info)))
-    checkpoint = train(out / "shards", out / "run", steps)
-    stage(3, "train", checkpoint)
-    from valle.export import export_checkpoint
-
-    model_path = export_checkpoint(checkpoint, out / "model.pt")
-    stage(4, "export", model_path)
-    stage(5, "speak", ", ".join(str(p) for p in speak(model_path, out / "corpus", out / "samples")))
+    out.mkdir(parents=True, exist_ok=True)
+    run = lambda name: only in ("all", name)  # noqa: E731
+    if run("corpus"):
+        corpus = make_corpus(out, size)
+        stage(1, "corpus", f"{corpus} ({sum(1 for _ in corpus.rglob('*.wav'))} wavs)")
+    if run("shards"):
+        stage(2, "shards", "\n" + make_shards(out, size))
+    if run("train"):
+        stage(3, "train", train(out, size, minutes, steps))
+    if run("export"):
+        stage(4, "export", export(out))
+    if run("speak"):
+        stage(5, "speak", f"{len(speak(out, size))} held-out utterances × 3 rows in {out / 'samples'}")
+    if run("evaluate"):
+        report, table = evaluate(out)
+        stage(6, "evaluate", f"{report}\n\n{table}")
 
 
 if __name__ == "__main__":

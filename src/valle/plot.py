@@ -1,7 +1,8 @@
 """Training curves from a run's CSV log: `python -m valle.plot runs/NAME` writes PNGs beside it.
 
 Figures: `loss.png` (train and validation loss per level), `accuracy.png` (validation top-1 and
-top-10 accuracy per level) and `lr.png` (learning rate), in `RUN_DIR/plots/`.
+top-10 accuracy per level) and `lr.png` (learning rate), in `RUN_DIR/plots/`. `plot_spectrograms`
+draws recordings side by side (the demo report's prompt / ground truth / output figure).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import csv
 import sys
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib
@@ -55,14 +57,14 @@ def _figure(series: dict, names: list[str], title: str, path: Path, log_y: bool 
     return path
 
 
-def plot_run(run_dir: str | Path) -> list[Path]:
-    """Write the run's figures; returns their paths."""
+def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
+    """Write the run's figures to `out` (default RUN_DIR/plots); returns their paths."""
     run_dir = Path(run_dir)
     if not metrics_files(run_dir):
         raise FileNotFoundError(f"{run_dir}/csv: no CSV log; is it a valle run directory (logger=default)?")
     series = read_metrics(run_dir)
-    out = run_dir / "plots"
-    out.mkdir(exist_ok=True)
+    out = Path(out) if out is not None else run_dir / "plots"
+    out.mkdir(parents=True, exist_ok=True)
     names = sorted(series)
     figures = [
         _figure(series, [n for n in names if "/loss" in n], "loss", out / "loss.png", log_y=True),
@@ -71,6 +73,38 @@ def plot_run(run_dir: str | Path) -> list[Path]:
         _figure(series, [n for n in names if n.startswith("lr")], "learning rate", out / "lr.png"),
     ]
     return [f for f in figures if f is not None]
+
+
+def plot_spectrograms(wavs: Mapping[str, str | Path], path: str | Path, title: str = "") -> Path:
+    """Log-mel spectrograms of several recordings, one panel each on a shared time axis, as a PNG."""
+    import torch
+    import torchaudio
+
+    from valle.audio import prepare_waveform, read_audio
+
+    rate = 16_000
+    mel = torchaudio.transforms.MelSpectrogram(rate, n_fft=1024, hop_length=160, n_mels=80)
+    images = {}
+    for name, source in wavs.items():
+        wav, source_rate = read_audio(source)
+        images[name] = torch.log10(mel(prepare_waveform(wav, source_rate, rate)) + 1e-5).numpy()
+    seconds = max(image.shape[-1] for image in images.values()) * 160 / rate
+    fig, axes = plt.subplots(len(images), 1, figsize=(9, 1.8 * len(images)), squeeze=False)
+    for ax, (name, image) in zip(axes[:, 0], images.items(), strict=True):
+        ax.imshow(image, origin="lower", aspect="auto", cmap="magma",
+                  extent=(0, image.shape[-1] * 160 / rate, 0, image.shape[0]))
+        ax.set_xlim(0, seconds)
+        ax.set_ylabel(name, fontsize=8)
+        ax.set_yticks([])
+    axes[-1, 0].set_xlabel("seconds")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -66,6 +66,16 @@ def test_prefix_mode_splits_one_utterance_into_prompt_and_target(tiny_shards):
         assert batch["prompt_keys"][i] == key
 
 
+def test_prefix_share_mixes_prefix_and_sibling_prompts(tiny_shards):
+    prompt = PromptConfig(min_seconds=0.5, max_seconds=1.0, prefix_share=0.5)
+    keys = [(k, p) for batch in datamodule(tiny_shards, prompt=prompt).train_dataloader()
+            for k, p in zip(batch["keys"], batch["prompt_keys"], strict=True)]
+    own = sum(k == p for k, p in keys)
+    assert 0 < own < len(keys)  # 12 samples at 0.5 each: both kinds (all-one-kind odds: 2 in 4096)
+    with pytest.raises(ValueError, match="prefix_share"):
+        PromptConfig(prefix_share=1.5)
+
+
 def test_validation_split_is_disjoint_and_holds_out_a_whole_speaker(tiny_shards):
     dm = datamodule(tiny_shards)
     train = epoch_keys(dm.train_dataloader())

@@ -91,25 +91,45 @@ def synthesize_voice(text: str, voice: Voice, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _write_utterance(job: tuple[str, Voice, Path]) -> None:
+    """The wav, then its transcript: a transcript always has its audio beside it."""
+    text, voice, wav = job
+    if not wav.is_file():
+        synthesize_voice(text, voice, wav)
+    atomic_write_text(wav.with_suffix(".txt"), text + "\n")
+
+
 def build_corpus(root: str | Path, voices: Sequence[Voice] | None = None, n_sentences: int = 8,
-                 group: str = "builtin", first_sentence: int = 0) -> Path:
+                 group: str = "builtin", first_sentence: int = 0, sentences: Sequence[str] = SENTENCES,
+                 spread: int = 3, jobs: int = 1, progress: bool = False) -> Path:
     """Write `n_sentences` sentences for every voice under `root/{group}/{speaker}/`.
 
-    Each voice reads a different window of the sentence list (shifted by its position), so speakers do
-    not all say the same words. Existing files are kept: a rerun finishes an interrupted build.
+    Voice v reads `sentences[first_sentence + v * spread + n]` for n < n_sentences (wrapping around), so
+    speakers do not all say the same words. Existing files are kept: a rerun finishes an interrupted build.
+
+    Args:
+        jobs: synthesize this many files at once (each is a separate espeak-ng / festival process).
+        progress: show a progress bar.
 
     Returns:
         `root`, ready for `prepare.py layout=folder input=ROOT`.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm import tqdm
+
     root = Path(root)
+    todo = []
     for v, voice in enumerate(voices or espeak_voices()):
         folder = root / group / voice.speaker
         folder.mkdir(parents=True, exist_ok=True)
         for n in range(n_sentences):
-            index = (first_sentence + v * 3 + n) % len(SENTENCES)
+            index = (first_sentence + v * spread + n) % len(sentences)
             stem = f"{voice.speaker}_{index:04d}"
-            if not (folder / f"{stem}.wav").is_file():
-                synthesize_voice(SENTENCES[index], voice, folder / f"{stem}.wav")
-            atomic_write_text(folder / f"{stem}.txt", SENTENCES[index] + "\n")
+            todo.append((sentences[index], voice, folder / f"{stem}.wav"))
+    todo = [job for job in todo if not job[2].is_file() or not job[2].with_suffix(".txt").is_file()]
+    with ThreadPoolExecutor(max(1, jobs)) as pool:  # threads: the work is in the child processes
+        list(tqdm(pool.map(_write_utterance, todo), total=len(todo), unit="wav",
+                  desc=f"corpus/{group}", disable=not progress or not todo))
     log.info("built-in corpus at %s", root)
     return root

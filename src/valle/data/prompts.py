@@ -6,7 +6,8 @@ so a speaker's utterances arrive together in the stream; they are grouped before
 and each one borrows from a sibling. A speaker with a single utterance falls back to `prefix`.
 
 `prefix` (lifeiteng's prefix_mode 1): the first seconds of the utterance are the prompt and the
-model is trained on the rest, so prompt and target never overlap.
+model is trained on the rest, so prompt and target never overlap. The text is the whole transcript:
+this is VALL-E's continuation mode. `prefix_share` mixes the two in same_speaker mode.
 """
 
 from __future__ import annotations
@@ -31,10 +32,15 @@ class PromptConfig:
     max_seconds: float = 6.0
     max_prefix_fraction: float = 0.5  # prefix prompts take at most this share of the utterance
     max_group: int = 256  # utterances of one speaker held at once while choosing prompts
+    # same_speaker mode: this share of samples gets a prefix prompt instead, so one model learns both
+    # of VALL-E's inference modes (cross-utterance and continuation)
+    prefix_share: float = 0.0
 
     def __post_init__(self) -> None:
         if self.mode not in PROMPT_MODES:
             raise ValueError(f"data.prompt.mode={self.mode!r}: choose one of {PROMPT_MODES}")
+        if not 0.0 <= self.prefix_share <= 1.0:
+            raise ValueError(f"data.prompt.prefix_share={self.prefix_share}: must be between 0 and 1")
         if not 0 < self.min_seconds <= self.max_seconds:
             raise ValueError("data.prompt: need 0 < min_seconds <= max_seconds, got "
                              f"{self.min_seconds} and {self.max_seconds}")
@@ -73,7 +79,8 @@ def prompt_group(group: list[ShardSample], config: PromptConfig, frame_rate: flo
                  rng: random.Random) -> Iterator[PromptedSample]:
     """Prompts for one speaker's utterances, each from a different utterance of the group."""
     for i, sample in enumerate(group):
-        if config.mode == "prefix" or len(group) == 1:
+        # `prefix_share and` keeps the random stream of runs without it unchanged
+        if config.mode == "prefix" or len(group) == 1 or (config.prefix_share and rng.random() < config.prefix_share):
             yield _prefix_split(sample, config, frame_rate, rng)
         else:
             j = rng.randrange(len(group) - 1)

@@ -43,6 +43,8 @@ class EvalItem:
         sample_rate: of `audio`, and of the prompt and reference unless given below.
         prompt_audio: the acoustic prompt the output was conditioned on, if any.
         reference_audio: the ground-truth recording of `text`, if any.
+        others: recordings (waveform, rate) of *other* speakers: SIM (other voices) is the mean
+            similarity to them, the baseline SIM (prompt) must beat for the voice to count as cloned.
     """
 
     key: str
@@ -53,6 +55,7 @@ class EvalItem:
     reference_audio: torch.Tensor | None = None
     prompt_sample_rate: int | None = None
     reference_sample_rate: int | None = None
+    others: Sequence[tuple[torch.Tensor, int]] = ()
 
 
 @dataclass
@@ -63,6 +66,7 @@ class ItemScores:
     seconds: float
     sim_prompt: float | None = None
     sim_reference: float | None = None
+    sim_other: float | None = None
     duration_ratio: float | None = None
 
 
@@ -78,6 +82,7 @@ class RowScores:
     sim_reference: float | None
     duration_ratio: float | None
     items: list[ItemScores] = field(default_factory=list)
+    sim_other: float | None = None
 
 
 def _seconds(wav: torch.Tensor, sample_rate: int) -> float:
@@ -103,12 +108,19 @@ def score_item(item: EvalItem, asr: ASR | None, encoder: Embedder | None,
                         normalize(asr.transcribe(item.audio, item.sample_rate)) if asr else "",
                         _seconds(item.audio, item.sample_rate))
     if encoder is not None:
-        out = embed(item.audio, item.sample_rate)
+        try:
+            out = embed(item.audio, item.sample_rate)
+        except ValueError as error:  # silent or unvoiced output: no speaker to compare, a result in itself
+            log.warning("%s: no SIM (%s)", item.key, error)
+            encoder = None
+    if encoder is not None:
         if item.prompt_audio is not None:
             scores.sim_prompt = encoder.similarity(out, embed(item.prompt_audio, item.prompt_sample_rate))
         if item.reference_audio is not None:
             scores.sim_reference = encoder.similarity(
                 out, embed(item.reference_audio, item.reference_sample_rate))
+        if item.others:
+            scores.sim_other = fmean(encoder.similarity(out, embed(wav, rate)) for wav, rate in item.others)
     if item.reference_audio is not None:
         ref_seconds = _seconds(item.reference_audio, item.reference_sample_rate or item.sample_rate)
         scores.duration_ratio = scores.seconds / ref_seconds
@@ -142,7 +154,8 @@ def evaluate_rows(rows: Mapping[str, Sequence[EvalItem]], asr: ASR | None = None
             wer=wer(refs, hyps) if asr else None, cer=cer(refs, hyps) if asr else None,
             sim_prompt=_mean([s.sim_prompt for s in scored]),
             sim_reference=_mean([s.sim_reference for s in scored]),
-            duration_ratio=_mean([s.duration_ratio for s in scored]), items=scored))
+            duration_ratio=_mean([s.duration_ratio for s in scored]), items=scored,
+            sim_other=_mean([s.sim_other for s in scored])))
         log.info("%s: WER %s, SIM-prompt %s", name, results[-1].wer, results[-1].sim_prompt)
     return results
 
@@ -154,11 +167,14 @@ def format_markdown(rows: Sequence[RowScores]) -> str:
             return "–"
         return f"{100 * value:.1f}" if percent else f"{value:.3f}"
 
-    lines = ["| row | n | WER % | CER % | SIM (prompt) | SIM (ground truth) | duration ratio |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    others = any(r.sim_other is not None for r in rows)
+    lines = ["| row | n | WER % | CER % | SIM (prompt) | SIM (ground truth) |"
+             + (" SIM (other voices) |" if others else "") + " duration ratio |",
+             "|---|---:|---:|---:|---:|---:|" + ("---:|" if others else "") + "---:|"]
     for r in rows:
         lines.append(f"| {r.name} | {r.n_items} | {cell(r.wer, True)} | {cell(r.cer, True)} | "
-                     f"{cell(r.sim_prompt)} | {cell(r.sim_reference)} | {cell(r.duration_ratio)} |")
+                     f"{cell(r.sim_prompt)} | {cell(r.sim_reference)} |"
+                     + (f" {cell(r.sim_other)} |" if others else "") + f" {cell(r.duration_ratio)} |")
     return "\n".join(lines) + "\n"
 
 
