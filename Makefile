@@ -8,7 +8,7 @@ DEBIAN_PACKAGES := espeak-ng sox festival festvox-kallpc16k festvox-kdlpc16k fes
 # CI runs the slow end-to-end tests too; a developer's `make test` skips them (`make test-all` runs them).
 MARKS ?= $(if $(CI),not gpu,not slow and not gpu)
 DEMO_DIR ?= outputs/demo
-DEMO_STEPS ?= 200
+DEMO_MINUTES ?= 20
 
 .DEFAULT_GOAL := help
 .PHONY: help setup system-deps test test-all lint format demo experiments clean
@@ -47,7 +47,7 @@ format: setup
 	$(VENV)/bin/ruff format src tests benchmarks
 
 demo: setup ## the main job on the built-in corpus, offline (see README)
-	$(PY) -m valle.demo out=$(DEMO_DIR) steps=$(DEMO_STEPS)
+	$(PY) -m valle.demo out=$(DEMO_DIR) minutes=$(DEMO_MINUTES)
 
 experiments: ## list the experiment presets (python train.py experiment=NAME)
 	@ls conf/experiment | sed 's/\.yaml$$//'

@@ -17,12 +17,15 @@ compute per second of audio, 75 codes = 1 s of EnCodec audio) of:
       averaged over N steps (no sampler, no bookkeeping).
   (d) (b) with int8 weights in every linear layer (`valle.models.quantize`, infer.py `quantize=int8`;
       CPU only). Not the same model numerically: compare its speed, not its tokens.
+  (e) (b) with `fast=True`: each step one compiled static graph (`valle.sampling.compiled`; CUDA graphs
+      on a GPU). The warm-up run includes compilation; the timed runs do not. Its tokens are checked
+      against (b)'s.
 
 Times are the median of `--repeats` runs after one warm-up run (recompute step lengths: of
 `--recompute-repeats`). (b)/(a) is the speed-up of
 incremental decoding over recompute (a's time / b's time); (c)/(b) is the floor's per-step time over
 b's per-step time excluding the prefill (1.0 = no overhead beyond the forward itself); (d)/(b) is
-int8's speed-up over fp32 incremental decoding (b's time / d's time).
+int8's speed-up over fp32 incremental decoding (b's time / d's time); (e)/(b) the compiled step's.
 """
 
 from __future__ import annotations
@@ -136,8 +139,8 @@ def recompute_estimate(model: Valle, data: tuple, steps: int, stride: int, repea
 
 # ------------------------------------------------------------------------------------------ (b), (c)
 @torch.inference_mode()
-def incremental(model: Valle, data: tuple, steps: int) -> Tensor:
-    return decode_ar(model, *data, sampler=greedy_no_stop, max_steps=steps).codes
+def incremental(model: Valle, data: tuple, steps: int, fast: bool = False) -> Tensor:
+    return decode_ar(model, *data, sampler=greedy_no_stop, max_steps=steps, fast=fast).codes
 
 
 @torch.inference_mode()
@@ -173,6 +176,8 @@ class Row:
     b_prefill: float | None = None
     c_step: float | None = None
     d_seconds: float | None = None
+    e_seconds: float | None = None
+    e_same_tokens: bool | None = None
 
     def line(self) -> str:
         n = self.steps
@@ -192,7 +197,12 @@ class Row:
         if self.d_seconds is not None:
             parts.append(f"(d) int8 {self.d_seconds:7.3f} s {n / self.d_seconds:7.1f} tok/s "
                          f"RTF {rtf(self.d_seconds):6.3f}")
+        if self.e_seconds is not None:
+            parts.append(f"(e) compiled {self.e_seconds:7.3f} s {n / self.e_seconds:7.1f} tok/s "
+                         f"RTF {rtf(self.e_seconds):6.3f} (tokens {'==' if self.e_same_tokens else '!='} (b))")
         ratios = []
+        if self.e_seconds is not None and self.b_seconds is not None:
+            ratios.append(f"(e)/(b) {self.b_seconds / self.e_seconds:.2f}x")
         if self.d_seconds is not None and self.b_seconds is not None:
             ratios.append(f"(d)/(b) {self.b_seconds / self.d_seconds:.2f}x")
         if self.a_seconds is not None and self.b_seconds is not None:
@@ -213,7 +223,7 @@ def main() -> None:
     parser.add_argument("--recompute-repeats", type=int, default=1,
                         help="timed runs per recompute step length (after one warm-up each)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    parser.add_argument("--parts", nargs="+", default=["a", "b", "c"], choices=["a", "b", "c", "d"],
+    parser.add_argument("--parts", nargs="+", default=["a", "b", "c"], choices=["a", "b", "c", "d", "e"],
                         help="which measurements to make")
     args = parser.parse_args()
 
@@ -242,6 +252,9 @@ def main() -> None:
                 row.c_step = bare_steps(model, data, n, args.repeats)
             if int8 is not None:
                 row.d_seconds = median_time(partial(incremental, int8, data, n), args.repeats)
+            if "e" in args.parts:
+                row.e_seconds = median_time(partial(incremental, model, data, n, True), args.repeats)
+                row.e_same_tokens = torch.equal(incremental(model, data, n, True), incremental(model, data, n))
             print(row.line(), flush=True)
 
 

@@ -54,7 +54,7 @@ def run(cfg: DictConfig) -> list[Path]:
         raise ValueError("no prompt: pass prompt=ref.wav (or a voice .npz), or end each line of texts= with |prompt")
     loaded = load(cfg.ckpt, cfg.device)
     codec = codec_for(loaded.codec, cfg.codec.weights, cfg.codec.name, loaded.codec_state)
-    synthesizer = Synthesizer(loaded, codec, cfg.device, quantize=cfg.quantize)
+    synthesizer = Synthesizer(loaded, codec, cfg.device, quantize=cfg.quantize, compile=cfg.compile)
     prompts = [load_prompt(p or cfg.prompt, codec, cfg.prompt_seconds, cfg.prompt_text) for _, p in requests]
     results = synthesizer.synthesize([t for t, _ in requests], prompts, cfg.language, sampler, cfg.long_text,
                                      cfg.prompt_seconds, progress=True)

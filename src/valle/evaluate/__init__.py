@@ -6,8 +6,8 @@ package is cheap.
 
 from valle.evaluate.asr import PocketSphinxASR, WhisperASR
 from valle.evaluate.report import EvalItem, ItemScores, RowScores, evaluate_rows, format_markdown, to_json
-from valle.evaluate.sim import SpeakerEncoder
+from valle.evaluate.sim import SpeakerEncoder, WavLMVerifier
 from valle.evaluate.text import cer, normalize, wer
 
-__all__ = ["EvalItem", "ItemScores", "PocketSphinxASR", "RowScores", "SpeakerEncoder", "WhisperASR",
+__all__ = ["EvalItem", "ItemScores", "PocketSphinxASR", "RowScores", "SpeakerEncoder", "WavLMVerifier", "WhisperASR",
            "cer", "evaluate_rows", "format_markdown", "normalize", "to_json", "wer"]

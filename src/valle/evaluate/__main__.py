@@ -1,13 +1,14 @@
 """Score a folder of synthesised wavs against ground truth.
 
     python -m valle.evaluate hyp_dir=DIR ref_dir=DIR [prompt_dir=DIR] [out=report.md]
-                             [name=model] [whisper_model=PATH.pt]
+                             [name=model] [whisper_model=PATH.pt] [wavlm_model=DIR]
 
 Files are matched by stem: for every `hyp_dir/{stem}.wav` (or .flac) there must be
 `ref_dir/{stem}.wav` and its transcript `ref_dir/{stem}.txt`; `prompt_dir/{stem}.wav`, when given,
 is the prompt that output was conditioned on. Two rows are scored: "ground truth" (the reference
 recordings, against the prompts) and `name` (the outputs, against the prompts and the references).
-ASR is PocketSphinx unless `whisper_model` names a local openai-whisper checkpoint. The Markdown table
+ASR is PocketSphinx unless `whisper_model` names a local openai-whisper checkpoint; SIM is resemblyzer
+unless `wavlm_model` names a local WavLM x-vector folder (e.g. microsoft/wavlm-base-plus-sv, saved). The Markdown table
 goes to `out` and the full scores (per item) to the same path with `.json`.
 """
 
@@ -21,7 +22,7 @@ from valle.evaluate.report import EvalItem, evaluate_rows, format_markdown, to_j
 
 USAGE = __doc__.split("\n\n")[1]
 AUDIO_SUFFIXES = (".wav", ".flac")
-KEYS = {"hyp_dir", "ref_dir", "prompt_dir", "out", "name", "whisper_model"}
+KEYS = {"hyp_dir", "ref_dir", "prompt_dir", "out", "name", "whisper_model", "wavlm_model"}
 
 
 def parse_args(argv: list[str]) -> dict[str, str]:
@@ -63,12 +64,13 @@ def load_rows(hyp_dir: Path, ref_dir: Path, prompt_dir: Path | None, name: str) 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     from valle.evaluate.asr import PocketSphinxASR, WhisperASR
-    from valle.evaluate.sim import SpeakerEncoder
+    from valle.evaluate.sim import SpeakerEncoder, WavLMVerifier
 
     prompt_dir = Path(args["prompt_dir"]) if "prompt_dir" in args else None
     rows = load_rows(Path(args["hyp_dir"]), Path(args["ref_dir"]), prompt_dir, args.get("name", "model"))
     asr = WhisperASR(args["whisper_model"]) if "whisper_model" in args else PocketSphinxASR()
-    scores = evaluate_rows(rows, asr=asr, encoder=SpeakerEncoder())
+    encoder = WavLMVerifier(args["wavlm_model"]) if "wavlm_model" in args else SpeakerEncoder()
+    scores = evaluate_rows(rows, asr=asr, encoder=encoder)
     out = Path(args.get("out", "report.md"))
     out.parent.mkdir(parents=True, exist_ok=True)
     table = format_markdown(scores)

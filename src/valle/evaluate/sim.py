@@ -8,6 +8,8 @@ model, so SIM values are comparable between rows of one report but not with publ
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from valle.audio import prepare_waveform
@@ -55,3 +57,46 @@ class SpeakerEncoder:
     def wav_similarity(self, a: torch.Tensor, a_rate: int, b: torch.Tensor, b_rate: int) -> float:
         """Cosine similarity of two waveforms' speaker embeddings."""
         return self.similarity(self.embed(a, a_rate), self.embed(b, b_rate))
+
+
+class WavLMVerifier:
+    """A WavLM x-vector speaker verifier (e.g. microsoft/wavlm-base-plus-sv) from a local folder; never downloads.
+
+    Closer to the paper's WavLM-TDNN than resemblyzer. Same interface as `SpeakerEncoder`.
+
+    Args:
+        model_dir: a folder written by transformers' `save_pretrained` (config.json + weights), with or
+            without its `preprocessor_config.json` (without: zero-mean unit-variance input, the model card's).
+        device: torch device for the model.
+
+    Raises:
+        ImportError: transformers is not installed; FileNotFoundError: no model folder at `model_dir`.
+    """
+
+    def __init__(self, model_dir: str | Path, device: str = "cpu") -> None:
+        try:
+            from transformers import WavLMForXVector
+        except ImportError as error:
+            raise ImportError("WavLMVerifier needs `pip install transformers`") from error
+        if not (Path(model_dir) / "config.json").is_file():
+            raise FileNotFoundError(f"{model_dir}: no config.json; pass a local folder saved with save_pretrained "
+                                    "(model names are refused so that nothing is downloaded)")
+        self.model = WavLMForXVector.from_pretrained(str(model_dir), local_files_only=True).to(device).eval()
+        self.device = device
+
+    @torch.inference_mode()
+    def embed(self, wav: torch.Tensor, sample_rate: int) -> torch.Tensor:
+        """One utterance [channels, samples] or [samples] float → L2-normalised x-vector.
+
+        Raises:
+            ValueError: the audio is silent.
+        """
+        mono = prepare_waveform(wav.detach().cpu(), sample_rate, SIM_SAMPLE_RATE)
+        if mono.numel() == 0 or float(mono.abs().max()) < SILENCE_PEAK:
+            raise ValueError("silent audio; cannot embed a speaker")
+        normalised = (mono - mono.mean()) / (mono.std() + 1e-7)  # Wav2Vec2FeatureExtractor(do_normalize=True)
+        embedding = self.model(input_values=normalised[None].to(self.device)).embeddings[0].float().cpu()
+        return torch.nn.functional.normalize(embedding, dim=0)
+
+    similarity = SpeakerEncoder.similarity
+    wav_similarity = SpeakerEncoder.wav_similarity

@@ -28,13 +28,16 @@ class ArResult:
 
 
 def _start(model: Valle, text: Tensor, text_lengths: Tensor, prompt: Tensor, prompt_lengths: Tensor,
-           max_steps: int, max_context: int | None):
-    """Prefill: cache holding the prefix, and the logits [B, V + 1] of the first code."""
+           max_steps: int, max_context: int | None, capacity: Callable[[int], int] | None = None):
+    """Prefill: cache holding the prefix, and the logits [B, V + 1] of the first code.
+
+    `capacity` maps the positions needed to the cache size (the fast path rounds it up)."""
     packed = model.ar_prefix(text, text_lengths, prompt, prompt_lengths)
     window = ContextWindow(max_context, packed.lengths) if max_context else None
     room = (max_context + 1) if max_context else max_steps + 1
     backbone = model.ar.backbone
-    cache = backbone.new_cache(text.shape[0], int(packed.lengths.max()) + room, window=window)
+    needed = int(packed.lengths.max()) + room
+    cache = backbone.new_cache(text.shape[0], capacity(needed) if capacity else needed, window=window)
     prefix = packed.prefix_lengths if model.config.prefix_lm else None
     hidden = backbone.step(packed.x, cache, lengths=packed.lengths, prefix_lengths=prefix)
     last = hidden[torch.arange(text.shape[0], device=text.device), packed.lengths - 1]
@@ -45,7 +48,7 @@ def _start(model: Valle, text: Tensor, text_lengths: Tensor, prompt: Tensor, pro
 def decode_ar(model: Valle, text: Tensor, text_lengths: Tensor, prompt: Tensor, prompt_lengths: Tensor,
               sampler: ArSampler, max_steps: int, max_context: int | None = None,
               generator: torch.Generator | None = None, on_step: Callable[[int], None] | None = None,
-              row_limits: Tensor | None = None) -> ArResult:
+              row_limits: Tensor | None = None, fast: bool = False) -> ArResult:
     """Sample level-0 codes for a batch.
 
     Args:
@@ -56,9 +59,15 @@ def decode_ar(model: Valle, text: Tensor, text_lengths: Tensor, prompt: Tensor, 
         row_limits: [B] optional smaller per-row limits (e.g. a multiple of each text's length).
         max_context: keep only this many most recent response positions in context (`max_ar_context`).
         on_step: called after every step (progress bars).
+        fast: run each step through one compiled static graph (`valle.sampling.compiled`); the same
+            tokens, falling back to eager decoding with a log line where it cannot apply.
     """
+    from valle.sampling.compiled import fast_step, static_capacity
+
     batch, stop = text.shape[0], model.config.stop_token
-    cache, logits = _start(model, text, text_lengths, prompt, prompt_lengths, max_steps, max_context)
+    step_fn = fast_step(model, max_context) if fast else None
+    cache, logits = _start(model, text, text_lengths, prompt, prompt_lengths, max_steps, max_context,
+                           static_capacity if step_fn else None)
     history = torch.full((batch, max_steps), -1, dtype=torch.long, device=text.device)
     lengths = torch.full((batch,), max_steps, dtype=torch.long, device=text.device)
     finished = torch.zeros(batch, dtype=torch.bool, device=text.device)
@@ -77,8 +86,11 @@ def decode_ar(model: Valle, text: Tensor, text_lengths: Tensor, prompt: Tensor, 
             on_step(step)
         if bool(finished.all()):
             break
-        hidden = model.ar.backbone.step(model.ar_step_input(codes), cache)
-        logits = model.ar_logits(hidden[:, 0])
+        if step_fn is not None:
+            logits = step_fn(codes, cache)
+        else:
+            hidden = model.ar.backbone.step(model.ar_step_input(codes), cache)
+            logits = model.ar_logits(hidden[:, 0])
     width = int(lengths.max()) if batch else 0
     out = history[:, :width].clamp(min=0)
     return ArResult(out, lengths, hit_limit | ~finished)

@@ -52,11 +52,14 @@ class Synthesizer:
         device: where the model and codec run.
         quantize: "int8" runs the model's linear layers with int8 weights (CPU only, faster, slightly
             different tokens; see `valle.models.quantize`); None keeps the weights as loaded.
+        compile: decode AR steps through one compiled static graph (`valle.sampling.compiled`; the same
+            tokens; CUDA graphs on a GPU); falls back to eager decoding with a log line.
     """
 
     def __init__(self, loaded: LoadedModel, codec: Codec | None = None, device: str = "cpu",
-                 codec_weights: str = "pretrained", quantize: str | None = None) -> None:
+                 codec_weights: str = "pretrained", quantize: str | None = None, compile: bool = False) -> None:
         self.loaded = loaded
+        self.compile = compile
         self.model = quantize_model(loaded.model.to(device).eval(), quantize)
         self.codec = (codec or codec_for(loaded.codec, codec_weights, state=loaded.codec_state)).to(device).eval()
         loaded.codec.check_compatible(self.codec.info, "the decoding codec")
@@ -90,7 +93,7 @@ class Synthesizer:
                                 config.max_ar_context, lambda _: bar.update())
         else:
             ar = decode_ar(self.model, text, text_lengths, prompt, prompt_lengths, sampler, int(limits.max()),
-                           config.max_ar_context, generator, lambda _: bar.update(), limits)
+                           config.max_ar_context, generator, lambda _: bar.update(), limits, fast=self.compile)
         bar.close()
         if bool(ar.hit_limit.any()):
             log.warning("%d of %d utterance(s) reached max_ar_steps without a stop token (raise "

@@ -8,6 +8,7 @@ Each block is `x + attn(norm(x))` then `x + ff(norm(x))`; a final norm closes th
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -216,9 +217,34 @@ class TransformerBackbone(Backbone):
         filled = int(cache.used.max())
         mask = attention_mask(positions, cache.positions[:, :filled], True, prefix_lengths, cache.window)
         bias = torch.zeros(mask.shape, dtype=cache.keys.dtype, device=x.device).masked_fill_(~mask, float("-inf"))
+        keys, values = cache.keys[:, :, :, :filled].unbind(0), cache.values[:, :, :, :filled].unbind(0)
+        return self._through_blocks(x, positions, bias, keys, values, slots)
+
+    def static_step(self, x: Tensor, keys: Sequence[Tensor], values: Sequence[Tensor], positions: Tensor,
+                    slot: Tensor, position: Tensor) -> Tensor:
+        """One token per row with fixed shapes and no host sync: what `torch.compile` / CUDA graphs replay.
+
+        The same computation as `step` for one token, but over the whole preallocated capacity (empty
+        slots masked) and with the write slot and position given as tensors, so every call has the same
+        graph. Causal, no context window.
+
+        Args:
+            x: [B, 1, D] the new token's input.
+            keys, values: per layer [B, H, S, Dh] (a `KVCache`'s tensors unbound on dim 0); written at `slot`.
+            positions: [B, S] the cache's slot positions; `position` is written at `slot` (in place).
+            slot, position: [B] where each row's token goes and its absolute position. The caller
+                advances them (`KVCache.used`, `next_position`) after the call.
+        """
+        positions.scatter_(1, slot[:, None], position[:, None])
+        mask = attention_mask(position[:, None], positions, True)
+        return self._through_blocks(x, position[:, None], mask, keys, values, slot[:, None])
+
+    def _through_blocks(self, x: Tensor, positions: Tensor, mask: Tensor, keys: Sequence[Tensor],
+                        values: Sequence[Tensor], slots: Tensor) -> Tensor:
+        """The blocks and the final norm for new tokens at `positions`, reading and writing the cache."""
         h, rope = self._inputs(x, positions)
-        for i, block in enumerate(self.blocks):
-            h = block(h, rope, bias, (cache.keys[i][:, :, :filled], cache.values[i][:, :, :filled], slots))
+        for block, k, v in zip(self.blocks, keys, values, strict=True):
+            h = block(h, rope, mask, (k, v, slots))
         return self.norm(h)
 
     def _inputs(self, x: Tensor, positions: Tensor) -> tuple[Tensor, Rotary | None]:
