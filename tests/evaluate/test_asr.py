@@ -21,3 +21,7 @@ def test_pocketsphinx_reads_the_lj_speech_fixtures(asr, fixtures):
 
 def test_silence_transcribes_to_a_string(asr):
     assert isinstance(asr.transcribe(torch.zeros(8_000), 16_000), str)
+
+
+def test_empty_audio_says_nothing(asr):
+    assert asr.transcribe(torch.zeros(0), 16_000) == ""

@@ -47,9 +47,15 @@ class PocketSphinxASR:
         self.decoder = Decoder(samprate=ASR_SAMPLE_RATE, loglevel=loglevel, **config)
 
     def transcribe(self, wav: torch.Tensor, sample_rate: int) -> str:
-        """Recognise one utterance: wav [channels, samples] or [samples] float in [-1, 1] → lowercase text."""
+        """Recognise one utterance: wav [channels, samples] or [samples] float in [-1, 1] → lowercase text.
+
+        Empty audio (a model that stopped at once) says nothing: "".
+        """
+        pcm = to_int16_pcm(wav, sample_rate)
+        if len(pcm) == 0:
+            return ""
         self.decoder.start_utt()
-        self.decoder.process_raw(to_int16_pcm(wav, sample_rate), full_utt=True)
+        self.decoder.process_raw(pcm, full_utt=True)
         self.decoder.end_utt()
         hyp = self.decoder.hyp()
         return "" if hyp is None else hyp.hypstr

@@ -62,8 +62,9 @@ class FastStep:
         self.compiled = compile
 
     def __call__(self, codes: Tensor, cache: KVCache) -> Tensor:
-        args = (codes, list(cache.keys.unbind(0)), list(cache.values.unbind(0)), cache.positions, cache.used,
-                cache.next_position)
+        layers = range(cache.keys.shape[0])
+        args = (codes, [cache.keys[i] for i in layers], [cache.values[i] for i in layers], cache.positions,
+                cache.used, cache.next_position)
         try:
             logits = self.step(*args)
         except Exception as error:  # noqa: BLE001 - compilation happens on the first call; nothing was written

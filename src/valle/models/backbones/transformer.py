@@ -217,7 +217,8 @@ class TransformerBackbone(Backbone):
         filled = int(cache.used.max())
         mask = attention_mask(positions, cache.positions[:, :filled], True, prefix_lengths, cache.window)
         bias = torch.zeros(mask.shape, dtype=cache.keys.dtype, device=x.device).masked_fill_(~mask, float("-inf"))
-        keys, values = cache.keys[:, :, :, :filled].unbind(0), cache.values[:, :, :, :filled].unbind(0)
+        keys = [cache.keys[i, :, :, :filled] for i in range(len(self.blocks))]
+        values = [cache.values[i, :, :, :filled] for i in range(len(self.blocks))]
         return self._through_blocks(x, positions, bias, keys, values, slots)
 
     def static_step(self, x: Tensor, keys: Sequence[Tensor], values: Sequence[Tensor], positions: Tensor,
@@ -230,7 +231,7 @@ class TransformerBackbone(Backbone):
 
         Args:
             x: [B, 1, D] the new token's input.
-            keys, values: per layer [B, H, S, Dh] (a `KVCache`'s tensors unbound on dim 0); written at `slot`.
+            keys, values: per layer [B, H, S, Dh] (a `KVCache`'s tensors indexed by layer); written at `slot`.
             positions: [B, S] the cache's slot positions; `position` is written at `slot` (in place).
             slot, position: [B] where each row's token goes and its absolute position. The caller
                 advances them (`KVCache.used`, `next_position`) after the call.
