@@ -41,8 +41,8 @@ from functools import partial
 import torch
 from torch import Tensor
 
-from valle.models.quantize import quantize
 from valle.models.config import BackboneConfig, ValleConfig
+from valle.models.quantize import quantize
 from valle.models.sequence import build_ar
 from valle.models.valle import Valle
 from valle.sampling.ar import _start, decode_ar

@@ -13,8 +13,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from valle.codecs import carried_state
 from valle.checkpoints import check_compatible, load_model_weights, read_checkpoint_meta
+from valle.codecs import carried_state
 from valle.data.datamodule import DataConfig, ValleDataModule
 from valle.models.config import ValleConfig
 from valle.models.lora import LoRAConfig
