@@ -1,6 +1,6 @@
 """`make demo`: the main job on the built-in corpus, offline, scored like the VALL-E paper.
 
-    python -m valle.demo [out=outputs/demo] [size=full|ci] [minutes=15] [steps=N] [stage=all|NAME]
+    python -m valle.demo [out=outputs/demo] [size=full|ci] [minutes=20] [steps=N] [stage=all|NAME]
 
 Stages (each reuses what a previous run finished, so a rerun is quick and `stage=NAME` reruns one):
   1. corpus    festival voices and their sox pitch/tempo variants read the built-in sentences; three
@@ -285,6 +285,8 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         raise SystemExit(f"unknown option(s) {sorted(unknown)}; see python -m valle.demo --help")
     out = Path(options.get("out", "outputs/demo")).resolve()
+    if options.get("size", "full") not in SIZES:
+        raise SystemExit(f"size={options['size']}: choose one of {', '.join(SIZES)}")
     size = SIZES[options.get("size", "full")]
     minutes, steps = float(options.get("minutes", size.minutes)), int(options.get("steps", size.max_steps))
     only = options.get("stage", "all")
