@@ -29,6 +29,7 @@ import torch
 from valle.corpus import FESTIVAL_VOICES, Voice, build_corpus, festival_voices
 from valle.corpus.sentences import all_sentences
 
+log = logging.getLogger("valle.demo")  # not __name__: that is "__main__" under python -m
 ROOT = Path(__file__).resolve().parents[2]
 STAGES = ("corpus", "shards", "train", "export", "speak", "evaluate")
 N_SENTENCES, N_HELD_OUT_SENTENCES = 400, 40  # the last 40 are never spoken in training
@@ -272,9 +273,6 @@ Training: {training}.
 
 {images}
 """
-
-
-log = logging.getLogger("valle.demo")
 
 
 def main(argv: list[str] | None = None) -> None:
