@@ -81,21 +81,22 @@ def decode(backbone: Backbone, x: torch.Tensor, prefix: torch.Tensor, cache, pre
 
 
 @pytest.mark.parametrize("prefix_lm", [False, True], ids=["causal", "prefix_lm"])
+@pytest.mark.parametrize("prefix", [[5, 8, 3], [6]], ids=["batch", "one_row"])  # one row: the maskless step
 @pytest.mark.parametrize("case", CASES)
 @torch.no_grad()
-def test_incremental_matches_full_forward(case: str, prefix_lm: bool) -> None:
+def test_incremental_matches_full_forward(case: str, prefix_lm: bool, prefix: list[int]) -> None:
     if prefix_lm:
         require(case, "prefix_lm")
     backbone = make_backbone(case)
-    prefix = torch.tensor([5, 8, 3])
+    prefix = torch.tensor(prefix)
     steps = 6
     x, lengths = right_padded([torch.randn(int(p) + steps, D_MODEL) for p in prefix])
     full = backbone(x, lengths, causal=True, prefix_lengths=prefix if prefix_lm else None).hidden
 
-    cache = backbone.new_cache(3, int(prefix.max()) + steps, device="cpu", dtype=torch.float32)
+    cache = backbone.new_cache(len(prefix), int(prefix.max()) + steps, device="cpu", dtype=torch.float32)
     outputs = decode(backbone, x, prefix, cache, prefix_lm)
 
-    rows = torch.arange(3)
+    rows = torch.arange(len(prefix))
     for s, h in enumerate(outputs):
         expected = full[rows, prefix - 1 + s]
         assert (h - expected).abs().max() < TOL, f"step {s}"
