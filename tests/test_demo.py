@@ -8,6 +8,14 @@ import pytest
 from valle.demo import ROWS, STAGES, main
 
 
+@pytest.mark.parametrize("option, message", [("stage=bogus", "choose all or one of corpus"),
+                                             ("size=huge", "choose one of full, ci"),
+                                             ("steps_=3", "unknown option")])
+def test_bad_options_name_the_choices(tmp_path, option, message):
+    with pytest.raises(SystemExit, match=message):
+        main([f"out={tmp_path}", option])
+
+
 @pytest.mark.slow
 def test_shortened_demo_runs_every_stage_writes_its_files_and_scores_every_row(tmp_path, capsys):
     main([f"out={tmp_path}", "size=ci"])

@@ -156,7 +156,7 @@ def speak(out: Path, size: DemoSize) -> list[Item]:
     import valle
     from valle.audio import load_for_codec, write_wav
     from valle.sampling.pipeline import SamplerConfig
-    from valle.sampling.prompt import Prompt, load_prompt, trim_silence
+    from valle.sampling.prompt import Prompt, prompt_audio
     from valle.sampling.synthesize import Synthesizer
 
     synthesizer = Synthesizer(valle.load(out / "model.pt"))
@@ -171,15 +171,15 @@ def speak(out: Path, size: DemoSize) -> list[Item]:
         # Continuation: the recording's own first seconds (at most half of it), the whole transcript.
         frames = min(round(PROMPT_SECONDS * codec.frame_rate), truth_codes.shape[1] // 2)
         text = wav_path.with_suffix(".txt").read_text().strip()
-        cross.append(load_prompt(prompt_path, codec, PROMPT_SECONDS))
+        # Cross-utterance: another recording of the voice, trimmed and cropped as infer.py would.
+        prompt = prompt_audio(prompt_path, rate, PROMPT_SECONDS)
+        cross.append(Prompt(codec.encode(prompt, rate), source=str(prompt_path)))
         continuation.append(Prompt(truth_codes[:, :frames], source=f"{key} (first {frames} frames)"))
         rows = {"resynthesis": f"samples/resynthesis/{key}.wav", "continuation": f"samples/continuation/{key}.wav",
                 "cross-utterance": f"samples/cross-utterance/{key}.wav"}
         write_wav(out / rows["resynthesis"], codec.decode(truth_codes), rate)
-        # The prompt as the model got it: the other recording, trimmed and cropped, before the codec.
-        prompt_wav = f"samples/prompts/{key}.wav"
-        trimmed = trim_silence(load_for_codec(prompt_path, rate), rate)
-        write_wav(out / prompt_wav, trimmed[: int(PROMPT_SECONDS * rate)], rate)
+        prompt_wav = f"samples/prompts/{key}.wav"  # the prompt as the model got it, before the codec
+        write_wav(out / prompt_wav, prompt, rate)
         items.append(Item(key, speaker, text, str(wav_path.relative_to(out)), prompt_wav, prompt_path.stem, frames,
                           rows))
     texts = [item.text for item in items]
@@ -241,11 +241,12 @@ def make_plots(out: Path, item: Item) -> list[Path]:
 
 
 def render_report(out: Path, table: str, plots: list[Path], items: list[Item]) -> str:
-    from valle.checkpoints import read_checkpoint_meta
+    from valle.checkpoints import describe_file, load_file
 
-    meta = read_checkpoint_meta(out / "model.pt")
+    data = load_file(out / "model.pt")  # read once: the description and the weights' size
+    meta = describe_file(data, out / "model.pt")
     stats, scale = meta["stats"], meta["model"]["scale"]
-    params = sum(v.numel() for v in torch.load(out / "model.pt", weights_only=True)["model"].values()) / 1e6
+    params = sum(v.numel() for v in data["model"].values()) / 1e6
     training = (f"{stats.get('steps', 0)} steps in {stats.get('train_seconds', 0) / 60:.1f} min, "
                 f"{stats.get('samples', 0)} samples; d_model {scale['d_model']}, {scale['n_layers']} layers, "
                 f"{params:.1f} M parameters")

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from valle.models.backbones import ContextWindow
 from valle.models.valle import Valle
+from valle.sampling.compiled import fast_step, static_capacity
 from valle.sampling.pipeline import ArSampler
 
 
@@ -62,12 +63,11 @@ def decode_ar(model: Valle, text: Tensor, text_lengths: Tensor, prompt: Tensor, 
         fast: run each step through one compiled static graph (`valle.sampling.compiled`); the same
             tokens, falling back to eager decoding with a log line where it cannot apply.
     """
-    from valle.sampling.compiled import fast_step, static_capacity
-
     batch, stop = text.shape[0], model.config.stop_token
-    step_fn = fast_step(model, max_context) if fast else None
+    fast_path = fast_step(model, max_context) if fast else None
     cache, logits = _start(model, text, text_lengths, prompt, prompt_lengths, max_steps, max_context,
-                           static_capacity if step_fn else None)
+                           static_capacity if fast_path else None)
+    step_fn = fast_path.bind(cache) if fast_path else None
     history = torch.full((batch, max_steps), -1, dtype=torch.long, device=text.device)
     lengths = torch.full((batch,), max_steps, dtype=torch.long, device=text.device)
     finished = torch.zeros(batch, dtype=torch.bool, device=text.device)
@@ -87,7 +87,7 @@ def decode_ar(model: Valle, text: Tensor, text_lengths: Tensor, prompt: Tensor, 
         if bool(finished.all()):
             break
         if step_fn is not None:
-            logits = step_fn(codes, cache)
+            logits = step_fn(codes)
         else:
             hidden = model.ar.backbone.step(model.ar_step_input(codes), cache)
             logits = model.ar_logits(hidden[:, 0])

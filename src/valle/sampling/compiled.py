@@ -35,7 +35,7 @@ StepFn = Callable[..., Tensor]
 
 
 class FastStep:
-    """`(codes [B], cache) → logits [B, V + 1]` through one static graph; advances the cache by one token.
+    """`(codes [B], cache) → logits [B, V + 1]` through one static graph (see `bind`); advances the cache.
 
     Args:
         model: a Valle whose AR backbone is the transformer, in eval mode.
@@ -61,10 +61,14 @@ class FastStep:
             self.step = torch.compile(step, fullgraph=True, dynamic=False, mode=mode, backend=backend)
         self.compiled = compile
 
-    def __call__(self, codes: Tensor, cache: KVCache) -> Tensor:
+    def bind(self, cache: KVCache) -> Callable[[Tensor], Tensor]:
+        """`codes [B] → logits` on this cache; the per-layer views are made once, not every step."""
         layers = range(cache.keys.shape[0])
-        args = (codes, [cache.keys[i] for i in layers], [cache.values[i] for i in layers], cache.positions,
-                cache.used, cache.next_position)
+        keys, values = [cache.keys[i] for i in layers], [cache.values[i] for i in layers]
+        return lambda codes: self(codes, cache, keys, values)
+
+    def __call__(self, codes: Tensor, cache: KVCache, keys: list[Tensor], values: list[Tensor]) -> Tensor:
+        args = (codes, keys, values, cache.positions, cache.used, cache.next_position)
         try:
             logits = self.step(*args)
         except Exception as error:  # noqa: BLE001 - compilation happens on the first call; nothing was written

@@ -47,19 +47,28 @@ def load_prompt(path: str | Path, codec: Codec, prompt_seconds: float | None = 3
     path = Path(path)
     if path.suffix == VOICE_SUFFIX:
         return load_voice(path, codec.info, text)
+    wav = prompt_audio(path, codec.sample_rate, prompt_seconds, min_seconds, trim)
+    return Prompt(codec.encode(wav, codec.sample_rate), text, str(path))
+
+
+def prompt_audio(path: str | Path, sample_rate: int, prompt_seconds: float | None = 3.0, min_seconds: float = 0.5,
+                 trim: bool = True) -> torch.Tensor:
+    """The waveform [samples] a prompt file gives the model: mono, at `sample_rate`, trimmed, cropped.
+
+    Raises:
+        AudioError: missing, unreadable, silent or too short (the message names the file and the fix).
+    """
     wav, rate = read_audio(path)
-    wav = prepare_waveform(wav, rate, codec.sample_rate)
+    wav = prepare_waveform(wav, rate, sample_rate)
     if trim:
-        wav = trim_silence(wav, codec.sample_rate)
+        wav = trim_silence(wav, sample_rate)
     if wav.numel() == 0 or float(wav.abs().max()) < 1e-3:
         raise AudioError(f"prompt={path}: the recording is silent; give a recording of the voice to imitate")
-    seconds = wav.numel() / codec.sample_rate
+    seconds = wav.numel() / sample_rate
     if seconds < min_seconds:
         raise AudioError(f"prompt={path}: only {seconds:.2f} s of speech after trimming silence; give at "
                          f"least {min_seconds:g} s (3 s or more works best)")
-    if prompt_seconds:
-        wav = wav[: int(prompt_seconds * codec.sample_rate)]
-    return Prompt(codec.encode(wav, codec.sample_rate), text, str(path))
+    return wav[: int(prompt_seconds * sample_rate)] if prompt_seconds else wav
 
 
 def save_voice(path: str | Path, prompt: Prompt, info: CodecInfo) -> Path:
