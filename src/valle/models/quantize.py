@@ -1,43 +1,83 @@
-"""int8 weights for CPU inference: the linear layers run as dynamic-int8 matmuls (fbgemm).
+"""int8 weights for CPU inference: linear layers and output heads run as dynamic-int8 matmuls (fbgemm).
 
 A one-token decode step of a small model reads every weight once per token, so on a CPU it is bound
-by memory bandwidth: int8 weights read a quarter of the bytes of fp32. Activations are quantized per
-call (dynamic quantization), weights per output channel. The result is a different model numerically:
-on a random-weight tiny model the logits move by 6.7 % (relative L2) and greedy tokens differ from fp32
-ones where the top logits are close, so it
-is opt-in (`quantize=int8` in infer.py) and measured in `benchmarks/ar_decode.py`, part (d).
+by memory bandwidth: int8 weights read a quarter of the bytes of fp32. Weights are quantized per output
+channel, activations per call (dynamic quantization). The result is a different model numerically:
+on a random-weight tiny model the logits move by about 8 % (relative L2) and greedy tokens differ from
+fp32 ones where the top logits are close, so it is opt-in (`quantize=int8` in infer.py) and measured in
+`benchmarks/ar_decode.py`, part (d).
+
+The matmul is fbgemm's `fbgemm_linear_int8_weight_fp32_activation`, with the per-channel scales applied
+to its output. It computes what `torch.ops.quantized.linear_dynamic` does (the same activation and weight
+quantization) but without that op's per-call work around the kernel: 25-60 µs less per call on
+2 CPU cores, which is a third of a one-token step of `small` (docs/benchmarks.md). torch marks the entry
+point deprecated; it is present in the pinned torch 2.9.1.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor, nn
 
+from valle.models.valle import Heads
+
 MODES = ("int8",)
+
+# torch warns once per process that these entry points are deprecated; the pinned version has them.
+warnings.filterwarnings("ignore", message=r"fbgemm_\w+ is deprecated", category=UserWarning)
 
 
 class Int8Linear(nn.Module):
-    """An inference-only `nn.Linear` with int8 per-channel weights, prepacked for fbgemm."""
+    """An inference-only `x @ weight.T + bias` with int8 per-channel weights, prepacked for fbgemm.
 
-    def __init__(self, linear: nn.Linear) -> None:
+    Args:
+        weight: [out, in] float weights.
+        bias: [out] or None.
+    """
+
+    def __init__(self, weight: Tensor, bias: Tensor | None = None) -> None:
         super().__init__()
-        weight = linear.weight.detach().float().cpu()
-        scales = (weight.abs().amax(dim=1) / 127.0).clamp(min=1e-12).double()
-        zero_points = torch.zeros(weight.shape[0], dtype=torch.long)
-        q = torch.quantize_per_channel(weight, scales, zero_points, 0, torch.qint8)
-        bias = None if linear.bias is None else linear.bias.detach().float().cpu()
-        self.in_features, self.out_features = linear.in_features, linear.out_features
-        self._packed = torch.ops.quantized.linear_prepack(q, bias)
+        weight = weight.detach().float().cpu()
+        self.out_features, self.in_features = weight.shape
+        self._scales = (weight.abs().amax(dim=1) / 127.0).clamp(min=1e-12)
+        # Integer weights with unit scale for the kernel; the per-channel scales multiply its output.
+        self._weight = torch.round(weight / self._scales[:, None]).clamp(-127, 127).to(torch.int8)
+        self._column_sums = self._weight.sum(dim=1, dtype=torch.int32)  # the kernel's zero-point correction
+        self._packed = torch.fbgemm_pack_quantized_matrix(self._weight)
+        self._zeros = torch.zeros(self.out_features)
+        self._bias = None if bias is None else bias.detach().float().cpu()
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear) -> Int8Linear:
+        return cls(linear.weight, linear.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.ops.quantized.linear_dynamic(x, self._packed)
+        y = torch.fbgemm_linear_int8_weight_fp32_activation(
+            x, self._weight, self._packed, self._column_sums, 1.0, 0, self._zeros)
+        if self._bias is None:
+            return y.mul_(self._scales)
+        return torch.addcmul(self._bias, y, self._scales)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8"
 
 
+class Int8Heads(nn.Module):
+    """`Heads` (one output projection per level) with each level's projection an `Int8Linear`."""
+
+    def __init__(self, heads: Heads) -> None:
+        super().__init__()
+        self.levels = nn.ModuleList(Int8Linear(w, b) for w, b in zip(heads.weight, heads.bias, strict=True))
+
+    def forward(self, hidden: Tensor, level: int) -> Tensor:
+        """hidden [..., D] → logits [..., V + 1] of `level`'s head (the shared one when there is one)."""
+        return self.levels[min(level, len(self.levels) - 1)](hidden)
+
+
 def quantize(model: nn.Module, mode: str | None) -> nn.Module:
-    """Replace the model's `nn.Linear` layers in place (mode "int8"); None returns it unchanged.
+    """Replace the model's `nn.Linear` layers and `Heads` in place (mode "int8"); None returns it unchanged.
 
     Raises:
         ValueError: an unknown mode, or a model not on the CPU (these kernels are CPU-only).
@@ -53,13 +93,15 @@ def quantize(model: nn.Module, mode: str | None) -> nn.Module:
     if "fbgemm" not in torch.backends.quantized.supported_engines:
         raise ValueError(f"quantize={mode} needs torch's fbgemm engine, which this build lacks "
                          f"(engines: {torch.backends.quantized.supported_engines})")
-    _swap_linears(model.eval())
+    _swap(model.eval())
     return model
 
 
-def _swap_linears(module: nn.Module) -> None:
+def _swap(module: nn.Module) -> None:
     for name, child in module.named_children():
         if isinstance(child, nn.Linear):
-            setattr(module, name, Int8Linear(child))
+            setattr(module, name, Int8Linear.from_linear(child))
+        elif isinstance(child, Heads):
+            setattr(module, name, Int8Heads(child))
         else:
-            _swap_linears(child)
+            _swap(child)
