@@ -34,7 +34,7 @@ def test_int8_linear_computes_the_affine_map_within_int8_error():
     x = torch.randn(3, 5, 96)
     got, ref = Int8Linear.from_linear(linear)(x), linear(x).detach()
     assert got.shape == ref.shape
-    assert (got - ref).norm() < 0.08 * ref.norm()  # per-channel weights, per-call activations: 4.8 % here
+    assert (got - ref).norm() < 0.02 * ref.norm()  # 7-bit weights per channel, 8-bit activations: 0.5 % here
     no_bias = Int8Linear(linear.weight, None)(x)
     assert torch.allclose(got - no_bias, linear.bias.detach().expand_as(got), atol=1e-5)
 
@@ -51,10 +51,11 @@ def test_every_linear_and_head_is_swapped_and_logits_stay_close():
     with torch.inference_mode():
         ref, got = (m.ar_logits(m.ar.backbone(packed.x, packed.lengths, True).hidden)
                     for m, packed in ((m, m.ar_prefix(text, text_lengths, prompt, prompt_lengths)) for m in (model, q)))
-    # Per-channel int8 weights with per-call int8 activations: a relative error of a few percent
-    # (7.7 % on this random-weight model), every position's logits pointing the same way.
-    assert (got - ref).norm() < 0.15 * ref.norm()
-    assert torch.nn.functional.cosine_similarity(got, ref, dim=-1).min() > 0.98
+    # Per-channel int8 weights with per-call int8 activations: a relative error of about 1.6 % on this
+    # random-weight model (kernel saturation, which made it 7.7 %, is avoided), every position's
+    # logits pointing the same way.
+    assert (got - ref).norm() < 0.04 * ref.norm()
+    assert torch.nn.functional.cosine_similarity(got, ref, dim=-1).min() > 0.999
     assert (got - ref).abs().max() > 0  # it really is another computation
 
 

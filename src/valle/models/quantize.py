@@ -2,16 +2,17 @@
 
 A one-token decode step of a small model reads every weight once per token, so on a CPU it is bound
 by memory bandwidth: int8 weights read a quarter of the bytes of fp32. Weights are quantized per output
-channel, activations per call (dynamic quantization). The result is a different model numerically:
-on a random-weight tiny model the logits move by about 8 % (relative L2) and greedy tokens differ from
-fp32 ones where the top logits are close, so it is opt-in (`quantize=int8` in infer.py) and measured in
+channel, activations per call (dynamic quantization). The result is a different model numerically,
+if only slightly: on a random-weight tiny model the logits move by 1.6 % (relative L2) and greedy
+tokens can differ from fp32 ones where the top logits are closer than that, so it is opt-in
+(`quantize=int8` in infer.py) and measured in
 `benchmarks/ar_decode.py`, part (d).
 
-The matmul is fbgemm's `fbgemm_linear_int8_weight_fp32_activation`, with the per-channel scales applied
-to its output. It computes what `torch.ops.quantized.linear_dynamic` does (the same activation and weight
-quantization) but without that op's per-call work around the kernel: 25-60 µs less per call on
-2 CPU cores, which is a third of a one-token step of `small` (docs/benchmarks.md). torch marks the entry
-point deprecated; it is present in the pinned torch 2.9.1.
+The matmul is fbgemm's int8-weight kernel, called directly (`fbgemm_linear_int8_weight_fp32_activation`)
+with the per-channel scales applied to its output. `torch.ops.quantized.linear_dynamic` runs the same
+kernel with about 55 µs more work per call on 2 CPU cores (1.6-2.8x slower on the `small` preset's
+shapes, benchmarks/int8_linear.py), a sixth of a one-token step of `small`; and with 8-bit weights it
+saturates (see `WEIGHT_MAX`). torch marks the entry point deprecated; the pinned torch 2.9.1 has it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,13 @@ from torch import Tensor, nn
 from valle.models.valle import Heads
 
 MODES = ("int8",)
+
+# fbgemm's AVX2 kernel adds pairs of uint8 x int8 activation-weight products in int16 before widening
+# (CPUs without VNNI), which overflows with full-range weights: 2 * 255 * 127 > 32767. Weights in
+# [-63, 63] keep every pair in range. On the `small` layer shapes this takes the error against fp32
+# from 7-14 % (saturated, what `linear_dynamic` with 8-bit weights gives) to about 1 %
+# (benchmarks/int8_linear.py).
+WEIGHT_MAX = 63
 
 # torch warns once per process that these entry points are deprecated; the pinned version has them.
 warnings.filterwarnings("ignore", message=r"fbgemm_\w+ is deprecated", category=UserWarning)
@@ -41,9 +49,9 @@ class Int8Linear(nn.Module):
         super().__init__()
         weight = weight.detach().float().cpu()
         self.out_features, self.in_features = weight.shape
-        self._scales = (weight.abs().amax(dim=1) / 127.0).clamp(min=1e-12)
+        self._scales = (weight.abs().amax(dim=1) / WEIGHT_MAX).clamp(min=1e-12)
         # Integer weights with unit scale for the kernel; the per-channel scales multiply its output.
-        self._weight = torch.round(weight / self._scales[:, None]).clamp(-127, 127).to(torch.int8)
+        self._weight = torch.round(weight / self._scales[:, None]).clamp(-WEIGHT_MAX, WEIGHT_MAX).to(torch.int8)
         self._column_sums = self._weight.sum(dim=1, dtype=torch.int32)  # the kernel's zero-point correction
         self._packed = torch.fbgemm_pack_quantized_matrix(self._weight)
         self._zeros = torch.zeros(self.out_features)
