@@ -11,6 +11,7 @@ from tests.conftest import real_speech_dir
 from valle.audio import AudioError
 from valle.export import LoadedModel
 from valle.models.config import ValleConfig
+from valle.models.quantize import Int8Heads, Int8Linear
 from valle.models.valle import Valle
 from valle.sampling.pipeline import SamplerConfig
 from valle.sampling.prompt import Prompt, load_prompt, save_voice, trim_silence
@@ -35,6 +36,18 @@ def test_outputs_have_codec_shapes_and_stop_within_the_guard(synthesizer):
     frames = result.codes.shape[1]
     assert result.codes.shape[0] == 2 and 0 < frames <= 40
     assert result.wav.numel() == frames * 320 and result.sample_rate == 24000
+
+
+def test_int8_synthesis_runs_every_level_on_a_copy(synthesizer, tiny_codec):
+    int8 = Synthesizer(synthesizer.loaded, tiny_codec, quantize="int8")
+    assert any(isinstance(m, Int8Heads) for m in int8.model.modules())
+    assert not any(isinstance(m, (Int8Linear, Int8Heads)) for m in synthesizer.model.modules())
+    prompt = Prompt(torch.randint(0, 1024, (2, 50), generator=torch.Generator().manual_seed(0)))
+    config = SamplerConfig(max_ar_steps=30, seed=0)
+    [result] = int8.synthesize(["The lazy dog."], [prompt], config=config)
+    frames = result.codes.shape[1]
+    assert result.codes.shape[0] == 2 and 0 < frames <= 30 and int(result.codes.max()) < 1024
+    assert result.wav.numel() == frames * 320
 
 
 def test_seeded_sampling_is_reproducible(synthesizer):

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections import Counter
 from collections.abc import Sequence
@@ -50,8 +51,9 @@ class Synthesizer:
         loaded: from `valle.load`.
         codec: the codec to decode with (default: the model's, built with `codec_weights`).
         device: where the model and codec run.
-        quantize: "int8" runs the model's linear layers with int8 weights (CPU only, faster, slightly
-            different tokens; see `valle.models.quantize`); None keeps the weights as loaded.
+        quantize: "int8" runs the model's linear layers and heads with int8 weights (CPU only, faster,
+            slightly different tokens; see `valle.models.quantize`) on a copy, leaving `loaded.model`
+            as it was; None keeps the weights as loaded.
         compile: decode AR steps through one compiled static graph (`valle.sampling.compiled`; the same
             tokens; CUDA graphs on a GPU); falls back to eager decoding with a log line.
     """
@@ -60,7 +62,8 @@ class Synthesizer:
                  codec_weights: str = "pretrained", quantize: str | None = None, compile: bool = False) -> None:
         self.loaded = loaded
         self.compile = compile
-        self.model = quantize_model(loaded.model.to(device).eval(), quantize)
+        model = loaded.model.to(device).eval()
+        self.model = quantize_model(copy.deepcopy(model), quantize) if quantize else model
         self.codec = (codec or codec_for(loaded.codec, codec_weights, state=loaded.codec_state)).to(device).eval()
         loaded.codec.check_compatible(self.codec.info, "the decoding codec")
         self.device = device
