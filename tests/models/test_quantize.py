@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 
 import pytest
 import torch
@@ -64,6 +65,15 @@ def test_quantized_model_decodes_with_the_shared_sampler():
     result = decode_ar(q, *batch(), sampler=ArSampler(SamplerConfig(seed=0), q.config.stop_token), max_steps=20)
     assert result.codes.shape[0] == 2 and result.codes.shape[1] <= 20
     assert int(result.codes.max()) < 64
+
+
+def test_fast_decoding_of_int8_weights_stays_eager_with_a_log_line(caplog):
+    q = quantize(small_model(), "int8")
+    sampler = ArSampler(SamplerConfig(seed=0, ar_temperature=0.0), q.config.stop_token)
+    with caplog.at_level(logging.INFO, logger="valle.sampling.compiled"):
+        fast = decode_ar(q, *batch(), sampler=sampler, max_steps=20, fast=True)
+    assert "does not compile int8 weights" in caplog.text
+    assert torch.equal(fast.codes, decode_ar(q, *batch(), sampler=sampler, max_steps=20).codes)
 
 
 def test_none_is_a_no_op_and_unknown_modes_are_refused():

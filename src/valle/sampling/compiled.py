@@ -7,8 +7,8 @@ sampler pipeline included, is the eager loop's. The cache is the same preallocat
 the request and rounded up to `CAPACITY_STEP` positions so that requests of similar length reuse one
 compiled graph.
 
-When the fast path cannot run (a RetNet backbone, a `max_ar_context` window, a torch without a working
-compiler), `fast_step` logs why and returns None, and decoding stays eager.
+When the fast path cannot run (a RetNet backbone, a `max_ar_context` window, int8 weights, a torch
+without a working compiler), `fast_step` logs why and returns None, and decoding stays eager.
 
 Measured (docs/benchmarks.md): on 2 CPU cores the compiled step gives the eager step's tokens, 2.1× faster
 on `tiny` (per-op overhead fused away) and 1.03× on `small` (bound by reading the weights).
@@ -25,6 +25,7 @@ from torch import Tensor
 
 from valle.models.backbones.transformer import TransformerBackbone
 from valle.models.cache import KVCache
+from valle.models.quantize import Int8Linear
 from valle.models.valle import Valle
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,10 @@ def fast_step(model: Valle, max_context: int | None) -> FastStep | None:
         return None
     if max_context:
         log.info("fast decoding has no max_ar_context window; decoding eagerly")
+        return None
+    if any(isinstance(module, Int8Linear) for module in model.modules()):
+        # dynamo cannot trace fbgemm's int8 kernel, and wrapping it as an opaque op made the step slower
+        log.info("fast decoding does not compile int8 weights (quantize=int8); decoding eagerly")
         return None
     if model not in _steps:
         _steps[model] = FastStep(model)
