@@ -5,8 +5,7 @@ by memory bandwidth: int8 weights read a quarter of the bytes of fp32. Weights a
 channel, activations per call (dynamic quantization). The result is a different model numerically,
 if only slightly: on a random-weight tiny model the logits move by 1.6 % (relative L2) and greedy
 tokens can differ from fp32 ones where the top logits are closer than that, so it is opt-in
-(`quantize=int8` in infer.py) and measured in
-`benchmarks/ar_decode.py`, part (d).
+(`quantize=int8` in infer.py) and measured in `benchmarks/ar_decode.py`, part (d).
 
 The matmul is fbgemm's int8-weight kernel, called directly (`fbgemm_linear_int8_weight_fp32_activation`)
 with the per-channel scales applied to its output. `torch.ops.quantized.linear_dynamic` runs the same
