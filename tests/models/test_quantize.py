@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -74,6 +77,16 @@ def test_fast_decoding_of_int8_weights_stays_eager_with_a_log_line(caplog):
         fast = decode_ar(q, *batch(), sampler=sampler, max_steps=20, fast=True)
     assert "does not compile int8 weights" in caplog.text
     assert torch.equal(fast.codes, decode_ar(q, *batch(), sampler=sampler, max_steps=20).codes)
+
+
+def test_a_cpu_without_avx2_is_refused_with_the_fix():
+    # ATEN_CPU_CAPABILITY=default makes torch run its plain kernels, as on a CPU without AVX2.
+    script = ("import torch; from valle.models.quantize import quantize; "
+              "quantize(torch.nn.Sequential(torch.nn.Linear(4, 4)), 'int8')")
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "default"}
+    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0
+    assert "quantize=int8 needs an x86 CPU with AVX2" in run.stderr and "Use quantize=null" in run.stderr
 
 
 def test_none_is_a_no_op_and_unknown_modes_are_refused():

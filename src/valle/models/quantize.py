@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from valle.models.valle import Heads
 
 MODES = ("int8",)
+FBGEMM_CPUS = ("AVX2", "AVX512")  # torch.backends.cpu.get_cpu_capability() values fbgemm runs on
 
 # fbgemm's AVX2 kernel adds pairs of uint8 x int8 activation-weight products in int16 before widening
 # (CPUs without VNNI), which overflows with full-range weights: 2 * 255 * 127 > 32767. Weights in
@@ -87,7 +88,8 @@ def quantize(model: nn.Module, mode: str | None) -> nn.Module:
     """Replace the model's `nn.Linear` layers and `Heads` in place (mode "int8"); None returns it unchanged.
 
     Raises:
-        ValueError: an unknown mode, or a model not on the CPU (these kernels are CPU-only).
+        ValueError: an unknown mode, a model not on the CPU (these kernels are CPU-only), or a CPU
+            that fbgemm does not support.
     """
     if mode is None:
         return model
@@ -100,6 +102,10 @@ def quantize(model: nn.Module, mode: str | None) -> nn.Module:
     if "fbgemm" not in torch.backends.quantized.supported_engines:
         raise ValueError(f"quantize={mode} needs torch's fbgemm engine, which this build lacks "
                          f"(engines: {torch.backends.quantized.supported_engines})")
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability not in FBGEMM_CPUS:
+        raise ValueError(f"quantize={mode} needs an x86 CPU with AVX2 for fbgemm; this one runs torch's "
+                         f"{capability} kernels. Use quantize=null")
     _swap(model.eval())
     return model
 
