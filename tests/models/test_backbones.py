@@ -262,4 +262,3 @@ def test_models_import_without_lightning() -> None:
         "assert not [m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning')]"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
-
