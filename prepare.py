@@ -1,14 +1,19 @@
 """python prepare.py layout=libritts input=DIR output=DIR codec=encodec — see docs/data.md."""
 
 import os
+import sys
 from pathlib import Path
 
 import hydra
+
+from valle.cli.argv import PREPARE_VERBATIM_KEYS, verbatim_overrides
+from valle.errors import exit_on_user_error
 
 os.environ.setdefault("VALLE_ROOT", str(Path(__file__).resolve().parent))
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="prepare")
+@exit_on_user_error
 def main(cfg) -> None:
     from valle.cli.prepare import run
 
@@ -16,4 +21,5 @@ def main(cfg) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv[1:] = verbatim_overrides(sys.argv[1:], PREPARE_VERBATIM_KEYS)  # paths as typed
     main()

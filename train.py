@@ -5,10 +5,13 @@ from pathlib import Path
 
 import hydra
 
+from valle.errors import exit_on_user_error
+
 os.environ.setdefault("VALLE_ROOT", str(Path(__file__).resolve().parent))
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
+@exit_on_user_error
 def main(cfg) -> float | None:
     from valle.cli.train import run
 

@@ -9,8 +9,10 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
+from valle.errors import ConfigError
 
-class AudioError(ValueError):
+
+class AudioError(ConfigError):
     """Audio that cannot be used: unreadable, empty, silent, or of the wrong length."""
 
 

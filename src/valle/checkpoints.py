@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from valle.codecs.base import CodecInfo
+from valle.errors import ConfigError, MissingFileError
 from valle.text.symbols import SymbolMap
 
 EXPORT_FORMAT = "valle"
@@ -21,11 +22,11 @@ def load_file(path: str | Path) -> dict:
     """torch.load a checkpoint or export safely; a clear error when it is neither."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint or export file")
+        raise MissingFileError(f"{path}: no such checkpoint or export file")
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as error:  # pickle errors of many types: all mean "not our file"
-        raise ValueError(f"{path}: not a valle checkpoint or export ({error})") from error
+        raise ConfigError(f"{path}: not a valle checkpoint or export ({error})") from error
 
 
 def describe_file(data: dict, path: str | Path = "") -> dict:
@@ -35,7 +36,7 @@ def describe_file(data: dict, path: str | Path = "") -> dict:
                 "stats": data.get("stats", {}), "codec_state": data.get("codec_state")}
     hparams = data.get("hyper_parameters")
     if not hparams or "model" not in hparams:
-        raise ValueError(f"{path}: not a valle checkpoint (no model hyper-parameters inside)")
+        raise ConfigError(f"{path}: not a valle checkpoint (no model hyper-parameters inside)")
     return {"model": hparams["model"], "symbols": hparams["symbols"], "codec": hparams["codec"],
             "stats": data.get("valle_stats", {}), "codec_state": data.get("codec_state")}
 
@@ -64,10 +65,10 @@ def check_compatible(found: dict, expected: Any, what: str) -> None:
     old, new = SymbolMap.from_dict(found["symbols"]), SymbolMap.from_dict(expected["symbols"])
     if old.fingerprint() != new.fingerprint():
         missing = sorted(set(new.symbols) - set(old.symbols))[:10]
-        raise ValueError(f"{what} was trained with another symbol map ({len(old)} symbols, fingerprint "
-                         f"{old.fingerprint()}) than this data's ({len(new)} symbols, {new.fingerprint()}); "
-                         f"symbols it lacks: {' '.join(missing) or '-'}. Prepare the data with "
-                         "symbols=<the model's symbols.json> so ids match")
+        raise ConfigError(f"{what} was trained with another symbol map ({len(old)} symbols, fingerprint "
+                          f"{old.fingerprint()}) than this data's ({len(new)} symbols, {new.fingerprint()}); "
+                          f"symbols it lacks: {' '.join(missing) or '-'}. Prepare the data with "
+                          "symbols=<the model's symbols.json> so ids match")
 
 
 def load_model_weights(module: nn.Module, path: str | Path) -> None:
@@ -78,13 +79,13 @@ def load_model_weights(module: nn.Module, path: str | Path) -> None:
     try:
         missing, unexpected = module.model.load_state_dict(state, strict=False)
     except RuntimeError as error:  # size mismatches
-        raise ValueError(f"init_from={path}: its model has other sizes than this configuration ({error}); "
-                         "use the same model/scale and backbone settings as the run that made it") from error
+        raise ConfigError(f"init_from={path}: its model has other sizes than this configuration ({error}); "
+                          "use the same model/scale and backbone settings as the run that made it") from error
     base_missing = [k for k in missing if "lora_" not in k]  # fresh adapters are expected to be missing
     if base_missing or unexpected:
-        raise ValueError(f"init_from={path}: its model does not match this configuration (missing "
-                         f"{base_missing[:5]}, unexpected {unexpected[:5]}); use the same model/scale and "
-                         "backbone settings as the run that made it")
+        raise ConfigError(f"init_from={path}: its model does not match this configuration (missing "
+                          f"{base_missing[:5]}, unexpected {unexpected[:5]}); use the same model/scale and "
+                          "backbone settings as the run that made it")
 
 
 def _to_lora_names(state: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -9,9 +9,11 @@ Stages (each reuses what a previous run finished, so a rerun is quick and `stage
   3. train     train.py experiment=demo for a time budget (resumes from its last checkpoint)
   4. export    the last checkpoint → one portable file (it carries the mel codebooks)
   5. speak     every held-out voice says held-out sentences: cross-utterance (a 3 s prompt from another
-               recording of that voice) and continuation (the recording's own first seconds)
+               recording of that voice) and continuation (the recording's own first words, up to 3 s, cut
+               at a word boundary found by forced alignment; the model says the rest)
   6. evaluate  ground truth, codec resynthesis and both model modes scored with pocketsphinx (WER, CER)
-               and resemblyzer (SIM) → report.md, report.json and PNG plots
+               and resemblyzer (SIM) → report.md, report.json and PNG plots; the continuation row is
+               scored on what the model generated only
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,6 +31,9 @@ import torch
 
 from valle.corpus import FESTIVAL_VOICES, Voice, build_corpus, festival_voices
 from valle.corpus.sentences import all_sentences
+from valle.errors import exit_on_user_error
+from valle.evaluate.asr import WordTiming
+from valle.evaluate.report import EvalItem
 
 log = logging.getLogger("valle.demo")  # not __name__: that is "__main__" under python -m
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,8 +143,33 @@ class Item:
     truth: str  # the recording
     prompt: str  # cross-utterance prompt: the first seconds of another recording of the same voice
     prompt_key: str
-    continuation_frames: int  # frames of the recording's own codes given as the continuation prompt
-    outputs: dict[str, str]  # row → wav
+    continuation_seconds: float  # the continuation prompt: the recording's first seconds, up to a word boundary
+    continuation_text: str  # the words after them: what the continuation row must say
+    outputs: dict[str, str]  # row → wav (the continuation row: the generated part alone)
+
+
+def continuation_split(timings: list[WordTiming], text: str, max_seconds: float) -> tuple[float, str, str]:
+    """Cut a recording of `text` at a word boundary for a continuation prompt.
+
+    Args:
+        timings: where each word of `normalize(text)` is spoken (`PocketSphinxAligner.align`).
+        text: the transcript as written; it is cut between two of its whitespace-separated tokens.
+        max_seconds: the longest prompt wanted; the first boundary is taken when even that is later.
+
+    Returns:
+        (seconds of audio in the prompt, the prompt's transcript, the rest of the transcript).
+    """
+    from valle.evaluate.text import normalize
+
+    tokens = text.split()
+    words_before = [len(normalize(" ".join(tokens[:j])).split()) for j in range(len(tokens) + 1)]
+    # Token j starts a new word that is not the first or past the last: the next word's start is the cut.
+    cuts = [(timings[words_before[j]].start_seconds, j) for j in range(1, len(tokens))
+            if 0 < words_before[j] < len(timings) and words_before[j] > words_before[j - 1]]
+    if not cuts:
+        raise ValueError(f"{text!r}: no word boundary to cut at; it needs at least two words")
+    seconds, j = max((c for c in cuts if c[0] <= max_seconds), default=cuts[0])
+    return seconds, " ".join(tokens[:j]), " ".join(tokens[j:])
 
 
 def held_out_items(out: Path) -> list[tuple[str, Path, Path]]:
@@ -155,6 +186,7 @@ def speak(out: Path, size: DemoSize) -> list[Item]:
     """Synthesize every held-out recording's text in both modes; writes samples/ and its manifest."""
     import valle
     from valle.audio import load_for_codec, write_wav
+    from valle.evaluate.asr import PocketSphinxAligner
     from valle.sampling.pipeline import SamplerConfig
     from valle.sampling.prompt import Prompt, prompt_audio
     from valle.sampling.synthesize import Synthesizer
@@ -163,32 +195,35 @@ def speak(out: Path, size: DemoSize) -> list[Item]:
     codec, rate = synthesizer.codec, synthesizer.codec.sample_rate
     config = SamplerConfig(seed=0, ar_temperature=0.8, top_p=0.9,
                            max_ar_steps_per_phoneme=size.max_ar_steps_per_phoneme)
+    aligner = PocketSphinxAligner()
     samples = out / "samples"
     items, cross, continuation = [], [], []
     for speaker, wav_path, prompt_path in held_out_items(out):
-        key = wav_path.stem
-        truth_codes = codec.encode(load_for_codec(wav_path, rate), rate)
-        # Continuation: the recording's own first seconds (at most half of it), the whole transcript.
-        frames = min(round(PROMPT_SECONDS * codec.frame_rate), truth_codes.shape[1] // 2)
-        text = wav_path.with_suffix(".txt").read_text().strip()
+        key, text = wav_path.stem, wav_path.with_suffix(".txt").read_text().strip()
+        truth = load_for_codec(wav_path, rate)
+        truth_codes = codec.encode(truth, rate)
+        # Continuation: the recording's own first words (up to 3 s, at most half of it) and their
+        # transcript; the model says the rest of the text, which is all that is scored.
+        seconds, said, rest = continuation_split(aligner.align(truth, rate, text), text,
+                                                 min(PROMPT_SECONDS, truth.numel() / rate / 2))
+        frames = round(seconds * codec.frame_rate)
+        continuation.append(Prompt(truth_codes[:, :frames], said, f"{key} (first {frames} frames)"))
         # Cross-utterance: another recording of the voice, trimmed and cropped as infer.py would.
         prompt = prompt_audio(prompt_path, rate, PROMPT_SECONDS)
         cross.append(Prompt(codec.encode(prompt, rate), source=str(prompt_path)))
-        continuation.append(Prompt(truth_codes[:, :frames], source=f"{key} (first {frames} frames)"))
         rows = {"resynthesis": f"samples/resynthesis/{key}.wav", "continuation": f"samples/continuation/{key}.wav",
                 "cross-utterance": f"samples/cross-utterance/{key}.wav"}
         write_wav(out / rows["resynthesis"], codec.decode(truth_codes), rate)
         prompt_wav = f"samples/prompts/{key}.wav"  # the prompt as the model got it, before the codec
         write_wav(out / prompt_wav, prompt, rate)
-        items.append(Item(key, speaker, text, str(wav_path.relative_to(out)), prompt_wav, prompt_path.stem, frames,
-                          rows))
-    texts = [item.text for item in items]
+        items.append(Item(key, speaker, text, str(wav_path.relative_to(out)), prompt_wav, prompt_path.stem,
+                          frames / codec.frame_rate, rest, rows))
     for row, prompts in (("cross-utterance", cross), ("continuation", continuation)):
         started = time.perf_counter()
+        texts = [item.continuation_text if row == "continuation" else item.text for item in items]
         results = synthesizer.synthesize(texts, prompts, "en-us", config, prompt_seconds=None, progress=True)
-        for item, prompt, result in zip(items, prompts, results, strict=True):
-            codes = torch.cat([prompt.codes, result.codes], dim=1) if row == "continuation" else result.codes
-            write_wav(out / item.outputs[row], codec.decode(codes), rate)
+        for item, result in zip(items, results, strict=True):
+            write_wav(out / item.outputs[row], result.wav, rate)
         log.info("%s: %d utterances in %.1f s", row, len(items), time.perf_counter() - started)
     manifest = samples / "manifest.json"
     manifest.write_text(json.dumps([asdict(i) for i in items], indent=2))
@@ -199,7 +234,7 @@ def evaluate(out: Path) -> tuple[Path, str]:
     """Score the four rows; write report.md, report.json and the plots."""
     from valle.audio import read_audio
     from valle.evaluate.asr import PocketSphinxASR
-    from valle.evaluate.report import EvalItem, evaluate_rows, format_markdown, to_json
+    from valle.evaluate.report import evaluate_rows, format_markdown, to_json
     from valle.evaluate.sim import SpeakerEncoder
 
     items = [Item(**i) for i in json.loads((out / "samples" / "manifest.json").read_text())]
@@ -210,22 +245,39 @@ def evaluate(out: Path) -> tuple[Path, str]:
             audio[path] = read_audio(out / path)
         return audio[path]
 
-    rows: dict[str, list[EvalItem]] = {row: [] for row in ROWS}
-    for item in items:
-        truth, truth_rate = read(item.truth)
-        prompt, prompt_rate = read(item.prompt)
-        others = [read(i.truth) for i in items if i.speaker != item.speaker]
-        for row in ROWS:
-            wav, rate = read(item.outputs[row]) if row in item.outputs else (truth, truth_rate)
-            rows[row].append(EvalItem(item.key, item.text, wav, rate, prompt, None if row == "ground truth" else truth,
-                                      prompt_rate, truth_rate, others=others))
-    scores = evaluate_rows(rows, asr=PocketSphinxASR(), encoder=SpeakerEncoder())
+    scores = evaluate_rows(eval_rows(items, read), asr=PocketSphinxASR(), encoder=SpeakerEncoder())
     (out / "report.json").write_text(to_json(scores))
     plots = make_plots(out, items[0])
     report = out / "report.md"
     table = format_markdown(scores)
     report.write_text(render_report(out, table, plots, items))
     return report, table
+
+
+def eval_rows(items: list[Item], read: Callable[[str], tuple[torch.Tensor, int]]) -> dict[str, list[EvalItem]]:
+    """The four rows' items: each scored on what it says, against the prompt it was given.
+
+    - continuation: the generated audio alone against the rest of the transcript; SIM (prompt) against
+      the recording's first seconds it continued, SIM (ground truth) and duration against the rest of it;
+    - cross-utterance: against the other recording's prompt and the whole recording;
+    - ground truth and resynthesis had no prompt: their SIM (prompt) is against the cross-utterance
+      prompt (another recording of the voice), what a perfect clone would score.
+    """
+    rows: dict[str, list[EvalItem]] = {row: [] for row in ROWS}
+    for item in items:
+        truth, rate = read(item.truth)
+        prompt, prompt_rate = read(item.prompt)
+        others = [read(i.truth) for i in items if i.speaker != item.speaker]
+        cut = round(item.continuation_seconds * rate)
+        for row in ROWS:
+            wav, wav_rate = read(item.outputs[row]) if row in item.outputs else (truth, rate)
+            if row == "continuation":
+                rows[row].append(EvalItem(item.key, item.continuation_text, wav, wav_rate, truth[..., :cut],
+                                          truth[..., cut:], rate, rate, others=others))
+            else:
+                rows[row].append(EvalItem(item.key, item.text, wav, wav_rate, prompt,
+                                          None if row == "ground truth" else truth, prompt_rate, rate, others=others))
+    return rows
 
 
 def make_plots(out: Path, item: Item) -> list[Path]:
@@ -259,15 +311,17 @@ Held-out voices ({len(speakers)}: {", ".join(speakers)}) say held-out sentences 
 
 - **ground truth**: the festival recordings;
 - **resynthesis**: the recordings through the mel codec (encode, decode), the ceiling for the model;
-- **continuation**: the recording's first {PROMPT_SECONDS:g} s (at most half of it) as the prompt and the whole
-  transcript as text; scored on prompt + continuation, decoded together;
+- **continuation**: the recording's first words (up to {PROMPT_SECONDS:g} s and half of it, cut at a word boundary
+  found by forced alignment) and their transcript as the prompt; the model says the rest of the sentence,
+  and only what it generated is scored: against the rest of the transcript and the rest of the recording;
 - **cross-utterance**: a {PROMPT_SECONDS:g} s prompt from another recording of the same voice, and the target
   sentence.
 
 WER/CER: pocketsphinx (its bundled English model) after text normalisation. SIM: cosine of resemblyzer
-speaker embeddings, against the prompt, the ground truth, and (*other voices*) the recordings of the
-other held-out voices. The goal: the model's WER within 2× of resynthesis, and SIM (prompt) above SIM
-(other voices).
+speaker embeddings, against the prompt the row was given (continuation: the recording's first words;
+cross-utterance: the other recording; ground truth and resynthesis, which have none: the cross-utterance
+prompt), the ground truth, and (*other voices*) the recordings of the other held-out voices. The goal:
+the model's WER within 2× of resynthesis, and SIM (prompt) above SIM (other voices).
 
 {table}
 Training: {training}.
@@ -311,4 +365,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_user_error(main)()

@@ -19,6 +19,7 @@ import torch
 
 from valle.checkpoints import EXPORT_FORMAT, describe_file, load_file, model_state_dict
 from valle.codecs.base import CodecInfo
+from valle.errors import ConfigError, exit_on_user_error
 from valle.models.config import ValleConfig
 from valle.models.lora import LoRAConfig, apply_lora, merge_lora
 from valle.models.valle import Valle
@@ -50,8 +51,8 @@ def _merged_lora_state(data: dict, meta: dict) -> dict[str, torch.Tensor]:
     apply_lora(model, LoRAConfig(**hparams["lora"]))
     missing, unexpected = model.load_state_dict(model_state_dict(data), strict=False)
     if unexpected or any("lora_" in k for k in missing):
-        raise ValueError(f"the checkpoint's adapters do not fit lora={hparams['lora']} (missing "
-                         f"{[k for k in missing if 'lora_' in k][:3]}, unexpected {unexpected[:3]})")
+        raise ConfigError(f"the checkpoint's adapters do not fit lora={hparams['lora']} (missing "
+                          f"{[k for k in missing if 'lora_' in k][:3]}, unexpected {unexpected[:3]})")
     return merge_lora(model).state_dict()
 
 
@@ -62,7 +63,7 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, dtype: str = "fp32") ->
         ValueError: unknown dtype, or a file that is not a valle checkpoint.
     """
     if dtype not in DTYPES:
-        raise ValueError(f"dtype={dtype!r}: choose one of {sorted(DTYPES)}")
+        raise ConfigError(f"dtype={dtype!r}: choose one of {sorted(DTYPES)}")
     data = load_file(ckpt)
     meta = describe_file(data, ckpt)
     lora = data.get("hyper_parameters", {}).get("lora")
@@ -88,8 +89,8 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> LoadedMo
     data = load_file(path)
     meta = describe_file(data, path)
     if data.get("format") == EXPORT_FORMAT and data.get("version") != EXPORT_VERSION:
-        raise ValueError(f"{path}: export version {data.get('version')} is not supported "
-                         f"(this valle reads version {EXPORT_VERSION})")
+        raise ConfigError(f"{path}: export version {data.get('version')} is not supported "
+                          f"(this valle reads version {EXPORT_VERSION})")
     config = ValleConfig.from_dict(meta["model"])
     model = Valle(config)
     state = _merged_lora_state(data, meta) if data.get("hyper_parameters", {}).get("lora") else model_state_dict(data)
@@ -108,4 +109,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_user_error(main)()

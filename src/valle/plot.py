@@ -13,10 +13,11 @@ from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
 
-import matplotlib
+# Figures are built with `Figure` (no pyplot): they only go to files, so no backend is chosen,
+# and the caller's matplotlib backend is left as it was.
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only; no display needed
-import matplotlib.pyplot as plt  # noqa: E402
+from valle.errors import MissingFileError, exit_on_user_error
 
 
 def metrics_files(run_dir: str | Path) -> list[Path]:
@@ -42,7 +43,8 @@ def _figure(series: dict, names: list[str], title: str, path: Path, log_y: bool 
     names = [n for n in names if series.get(n)]
     if not names:
         return None
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig = Figure(figsize=(8, 4.5))
+    ax = fig.subplots()
     for name in names:
         steps, values = zip(*series[name], strict=True)
         ax.plot(steps, values, label=name, marker="." if len(steps) < 30 else None)
@@ -53,7 +55,6 @@ def _figure(series: dict, names: list[str], title: str, path: Path, log_y: bool 
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -61,7 +62,7 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
     """Write the run's figures to `out` (default RUN_DIR/plots); returns their paths."""
     run_dir = Path(run_dir)
     if not metrics_files(run_dir):
-        raise FileNotFoundError(f"{run_dir}/csv: no CSV log; is it a valle run directory (logger=default)?")
+        raise MissingFileError(f"{run_dir}/csv: no CSV log; is it a valle run directory (logger=default)?")
     series = read_metrics(run_dir)
     out = Path(out) if out is not None else run_dir / "plots"
     out.mkdir(parents=True, exist_ok=True)
@@ -89,7 +90,8 @@ def plot_spectrograms(wavs: Mapping[str, str | Path], path: str | Path, title: s
         wav, source_rate = read_audio(source)
         images[name] = torch.log10(mel(prepare_waveform(wav, source_rate, rate)) + 1e-5).numpy()
     seconds = max(image.shape[-1] for image in images.values()) * 160 / rate
-    fig, axes = plt.subplots(len(images), 1, figsize=(9, 1.8 * len(images)), squeeze=False)
+    fig = Figure(figsize=(9, 1.8 * len(images)))
+    axes = fig.subplots(len(images), 1, squeeze=False)
     for ax, (name, image) in zip(axes[:, 0], images.items(), strict=True):
         ax.imshow(image, origin="lower", aspect="auto", cmap="magma",
                   extent=(0, image.shape[-1] * 160 / rate, 0, image.shape[0]))
@@ -103,7 +105,6 @@ def plot_spectrograms(wavs: Mapping[str, str | Path], path: str | Path, title: s
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
@@ -116,4 +117,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_user_error(main)()

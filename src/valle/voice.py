@@ -11,6 +11,7 @@ import sys
 from valle.checkpoints import read_checkpoint_meta
 from valle.codecs import build_codec, codec_for
 from valle.codecs.base import CodecInfo
+from valle.errors import exit_on_user_error
 from valle.sampling.prompt import load_prompt, save_voice
 
 
@@ -22,12 +23,12 @@ def main(argv: list[str] | None = None) -> None:
     if "prompt" not in options or "out" not in options:
         raise SystemExit("usage: python -m valle.voice make prompt=REF.wav out=VOICE.npz [text=...] "
                          "[ckpt=MODEL | codec=NAME] [codec.weights=pretrained|random|PATH] [prompt_seconds=3]")
-    weights = options.get("codec.weights", "pretrained")
+    weights = options.get("codec.weights")  # None: a model's own codec weights
     if "ckpt" in options:
         meta = read_checkpoint_meta(options["ckpt"])
         codec = codec_for(CodecInfo.from_dict(meta["codec"]), weights, state=meta["codec_state"])
     else:
-        codec = build_codec(options.get("codec", "encodec"), weights=weights)
+        codec = build_codec(options.get("codec", "encodec"), weights=weights or "pretrained")
     seconds = float(options.get("prompt_seconds", 3.0))
     prompt = load_prompt(options["prompt"], codec, seconds, options.get("text"))
     path = save_voice(options["out"], prompt, codec.info)
@@ -36,4 +37,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_user_error(main)()

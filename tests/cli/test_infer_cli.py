@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import pytest
+import soundfile as sf
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from tests.cli.test_train_cli import ROOT
-from valle.cli.infer import read_requests
+from tests.conftest import real_speech_dir
+from valle.cli.argv import literal_override
+from valle.cli.infer import load_prompts, read_requests
 from valle.sampling.pipeline import SamplerConfig
 
 
@@ -35,3 +38,17 @@ def test_text_and_texts_are_exclusive_and_ckpt_is_required(tmp_path):
     cfg = compose_infer("text=hi")
     with pytest.raises(Exception, match="ckpt"):
         OmegaConf.to_container(cfg, throw_on_missing=True)
+
+
+def test_prompt_text_describes_prompt_alone_which_is_then_kept_whole(tiny_codec, tmp_path):
+    wav, rate = sf.read(str(real_speech_dir() / "LJ049-0108.wav"), dtype="float32")  # 9 s
+    transcript = (real_speech_dir() / "LJ049-0108.txt").read_text().strip()
+    for name in ("voice.wav", "other.wav"):
+        sf.write(str(tmp_path / name), wav, rate)
+    lines = tmp_path / "lines.txt"
+    lines.write_text(f"First line.\nSecond line.|{tmp_path / 'other.wav'}\n", encoding="utf-8")
+    cfg = compose_infer("ckpt=m.pt", f"texts={lines}", f"prompt={tmp_path / 'voice.wav'}",
+                        literal_override("prompt_text", transcript))
+    voice, other = load_prompts(read_requests(cfg), cfg, tiny_codec)
+    assert voice.text == transcript and voice.codes.shape[1] > 8 * tiny_codec.frame_rate  # continuation: all of it
+    assert other.text is None and other.codes.shape[1] == 3 * tiny_codec.frame_rate  # its own: cropped to 3 s

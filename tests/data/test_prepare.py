@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import tarfile
@@ -8,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 import webdataset as wds
 
 from tests.conftest import prepare_settings
 from tests.data.test_corpora import ljspeech_layout
+from valle.codecs import describe_codec
 from valle.data.index import ShardIndex
 from valle.data.prepare import prepare, summarize
 from valle.data.shards import decode_sample
@@ -139,3 +142,83 @@ def test_unknown_language_stops_before_any_work(tiny_corpus, tiny_codec, tmp_pat
     with pytest.raises(ValueError, match="unknown language 'english'"):
         prepare(prepare_settings(tiny_corpus, tmp_path, language="english"), tiny_codec, tiny_codec.info)
     assert not list(tmp_path.glob("shard-*"))
+
+
+# --- the codec a folder is prepared with (plan, manifests, index) ------------------------------------------
+
+
+def test_plan_manifests_and_index_record_the_codec_with_its_weights(tiny_shards, tiny_codec):
+    recorded = tiny_codec.info.to_dict()
+    assert recorded["weights"] == "random:seed=0"
+    assert json.loads((tiny_shards / "plan.json").read_text())["codec"] == recorded
+    for manifest in tiny_shards.glob("shard-*.json"):
+        assert json.loads(manifest.read_text())["codec"] == recorded
+    assert ShardIndex.load(tiny_shards).codec.weights == "random:seed=0"
+
+
+def test_resuming_with_other_codec_settings_or_weights_is_refused(shards_copy, tiny_corpus, tiny_codec, tmp_path):
+    index_before = (shards_copy / "index.json").read_bytes()
+    (shards_copy / "shard-000001.json").unlink()  # an interrupted run, resumed with another codec
+    other_weights = tmp_path / "encodec.th"
+    torch.save(tiny_codec.model.state_dict(), other_weights)
+    for info in (describe_codec("encodec", bandwidth_kbps=3, weights="random"),
+                 describe_codec("encodec", bandwidth_kbps=1.5, weights=str(other_weights))):
+        with pytest.raises(ValueError) as error:
+            prepare(prepare_settings(tiny_corpus, shards_copy), None, info)
+        message = str(error.value)
+        assert "plan.json: prepared with codec encodec 1.5kbps (2 levels, 24000 Hz, weights random:seed=0) " \
+               f"but this run uses {info.summary()}; rerun with the codec settings" in message
+        assert "\n" not in message
+    assert (shards_copy / "index.json").read_bytes() == index_before  # the index keeps its codec
+
+
+def test_a_part_with_another_codec_is_refused_by_the_manifests(shards_copy, tiny_corpus):
+    (shards_copy / "plan.json").unlink()  # even without the plan, each finished shard names its codec
+    (shards_copy / "shard-000001.json").unlink()
+    with pytest.raises(ValueError, match=r"shard-000000\.json: prepared with codec encodec 1\.5kbps .* but this "
+                                         r"run uses encodec 1\.5kbps \(2 levels, 24000 Hz, weights pretrained\)"):
+        prepare(prepare_settings(tiny_corpus, shards_copy, part="1/2"), None,
+                describe_codec("encodec", bandwidth_kbps=1.5, weights="pretrained"))
+    assert not (shards_copy / "plan.json").exists()  # a refused run leaves no plan that would refuse the next
+
+
+def test_folders_from_before_codecs_were_recorded_still_resume(shards_copy, tiny_corpus, tiny_codec, caplog):
+    for path in [shards_copy / "plan.json", *shards_copy.glob("shard-*.json")]:
+        data = json.loads(path.read_text())
+        data.pop("codec")
+        path.write_text(json.dumps(data))
+    result = prepare(prepare_settings(tiny_corpus, shards_copy), tiny_codec, tiny_codec.info)
+    assert result.shards_written == 0 and len(result.index.samples) == 15
+    assert "plan.json records no codec" in caplog.text
+
+
+# --- symbols a fixed symbol map lacks ----------------------------------------------------------------------
+
+
+def test_unknown_symbols_are_counted_per_shard_in_manifests_and_summary(tmp_path):
+    from tests.data.test_seed_import import _artifact, _codes, _write_seed_file
+    from valle.text.symbols import SymbolMap
+
+    texts = {"a": "Hello there.", "b": "A second sentence.", "c": "Third."}
+    for name, text in texts.items():
+        _write_seed_file(tmp_path / "seed" / "g" / "s" / f"{name}.enc", _artifact(_codes(frames=60), text=text))
+    SymbolMap(languages=["en-us"], phonemes=["h"]).save(tmp_path / "symbols.json")  # knows almost nothing
+    settings = prepare_settings(tmp_path / "seed", tmp_path / "out", layout="seed", max_shard_mb=0.006,
+                                symbols=str(tmp_path / "symbols.json"))
+
+    result = prepare(settings, None, describe_codec("encodec", weights="pretrained"))
+
+    index = result.index
+    assert len(index.shards) == 3  # one utterance each
+    summary = summarize(result)
+    for shard in index.shards:
+        [row] = [r for r in index.samples if r.shard == shard["name"]]
+        sample = read_all(tmp_path / "out")[row.key]
+        expected = sum(symbol != "h" for symbol in sample.symbols)
+        manifest = json.loads((tmp_path / "out" / shard["name"].replace(".tar", ".json")).read_text())
+        assert sum(manifest["unknown_symbols"].values()) == expected > 0
+        assert shard["unknown_symbols"] == manifest["unknown_symbols"]
+        assert f"  {shard['name']}: {expected} (" in summary
+    total = sum(sum(s["unknown_symbols"].values()) for s in index.shards)
+    assert f"unknown symbols (read as <unk> in training; prepare with a symbol map that has them, or without " \
+           f"symbols=): {total} in 3 shards" in summary

@@ -52,7 +52,7 @@ def _read(root: Path, language: str = "en-us") -> list[Utterance | MissingTransc
 
 
 def test_enc_with_full_metadata_imports_codes_text_and_duration(tmp_path):
-    codes = _codes()
+    codes = _codes(frames=150)  # 2 s at 75 Hz, as original_length says
     path = _write_seed_file(tmp_path / "LibriTTS" / "1034" / "1034_121119_000001.enc", {
         "codes": codes,
         "metadata": {"original_length": 48_000, "sample_rate": 24_000, "text": " Hello there. ",
@@ -69,7 +69,8 @@ def test_enc_with_full_metadata_imports_codes_text_and_duration(tmp_path):
     assert utterance.language == "en-us"  # the file's bare "en" agrees with, and yields to, "en-us"
     assert utterance.audio_path is None
     assert utterance.duration == pytest.approx(2.0)
-    assert utterance.extra == {"source": str(path), "codec_hint": "encodec", "sample_rate": 24_000}
+    assert utterance.extra == {"source": str(path), "codec_hint": "encodec", "sample_rate": 24_000,
+                               "original_length": 48_000}
     assert utterance.codes.dtype == np.int16
     np.testing.assert_array_equal(utterance.codes, codes[0])
 
@@ -96,7 +97,7 @@ def test_dac_file_keeps_its_dac_fields_as_json(tmp_path):
     dac_fields = {"input_db": [-23.5], "chunk_length": 86, "channels": 1, "padding": True,
                   "dac_version": "1.0.0"}
     assert {k: utterance.extra[k] for k in dac_fields} == dac_fields
-    assert utterance.duration == pytest.approx(1.0)
+    assert utterance.duration == pytest.approx(86 * 512 / 44_100)  # from the codes
     assert utterance.codes.shape == (9, 86)
     json.dumps(utterance.extra)  # it goes into the shard's json as it is
 
@@ -315,3 +316,43 @@ def test_prepare_imports_seed_files_into_shards_without_a_codec_model(tmp_path):
     with pytest.raises(ValueError, match=r"have \[8\] levels but codec 'encodec' is configured with 2"):
         prepare(PrepareSettings(**{**vars(settings), "output": str(tmp_path / "o3")}), None,
                 describe_codec("encodec", bandwidth_kbps=1.5))
+
+
+def test_durations_come_from_the_codes_whatever_original_length_says(tmp_path):
+    """The seed writes original_length in samples, in seconds (frames / 75), wrongly, or not at all."""
+    from valle.codecs import describe_codec
+    from valle.data.prepare import PrepareSettings, prepare, summarize
+
+    frames = 150  # 2 s at EnCodec's 75 Hz
+    lengths = {"samples": 48_000, "seconds": frames / 75, "bogus": 7, "missing": None}
+    for name, length in lengths.items():
+        metadata = {"text": f"The {name} case.", "sample_rate": 24_000, "language": "en"}
+        if length is not None:
+            metadata["original_length"] = length
+        _write_seed_file(tmp_path / "seed" / "g" / "s" / f"{name}.enc", _artifact(_codes(frames=frames), **metadata))
+    settings = PrepareSettings(layout="seed", input=str(tmp_path / "seed"), output=str(tmp_path / "out"),
+                               num_workers=0)
+
+    result = prepare(settings, None, describe_codec("encodec", weights="pretrained"))
+
+    assert sorted(row.key for row in result.index.samples) == [f"g/s/{name}" for name in sorted(lengths)]
+    assert {row.duration for row in result.index.samples} == {2.0}
+    assert [note["key"] for note in result.length_notes] == ["g/s/bogus"]
+    summary = summarize(result)
+    assert "stored lengths that disagree with the codes (durations taken from the codes): 1" in summary
+    assert "bogus.enc: original_length=7" in summary and "codes' 2.00 s" in summary
+
+
+def test_length_disagreement_reads_samples_at_either_rate_or_seconds():
+    from valle.data.seed_import import length_disagreement
+
+    def check(**extra):
+        return length_disagreement(extra, 2.0, 24_000)
+
+    assert check(original_length=32_000, sample_rate=16_000) is None  # samples of a 16 kHz input file
+    assert check(original_length=48_000, sample_rate=16_000) is None  # samples at the codec's rate
+    assert check(original_length=2.0, sample_rate=24_000) is None  # seconds
+    assert check(stored_duration=2.01) is None and check() is None
+    assert "disagrees with the codes' 2.00 s" in check(original_length=30_000, sample_rate=24_000)
+    assert "is not a length" in check(original_length="2 s")
+    assert "is not a length" in check(original_length=float("nan"))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -75,10 +78,33 @@ def test_prompt_audio_is_trimmed_cropped_and_encoded(tiny_codec, tmp_path):
     wav, rate = sf.read(str(real_speech_dir() / "LJ049-0108.wav"), dtype="float32")
     padded = np.concatenate([np.zeros(rate), wav, np.zeros(rate)])
     sf.write(str(tmp_path / "p.flac"), np.stack([padded, padded], axis=1), rate)  # stereo flac, silence around
-    prompt = load_prompt(tmp_path / "p.flac", tiny_codec, prompt_seconds=3.0, text="its words")
-    assert prompt.codes.shape == (2, 225) and prompt.text == "its words"
+    prompt = load_prompt(tmp_path / "p.flac", tiny_codec, prompt_seconds=3.0)
+    assert prompt.codes.shape == (2, 225) and prompt.text is None
     trimmed = trim_silence(torch.from_numpy(padded), rate)
     assert len(trimmed) < len(padded) - rate
+
+
+def test_a_prompt_with_its_transcript_keeps_all_the_speech_the_transcript_describes(tiny_codec, tmp_path, caplog):
+    wav, rate = sf.read(str(real_speech_dir() / "LJ049-0108.wav"), dtype="float32")  # 9 s
+    transcript = (real_speech_dir() / "LJ049-0108.txt").read_text().strip()
+    sf.write(str(tmp_path / "p.wav"), wav, rate)
+    prompt = load_prompt(tmp_path / "p.wav", tiny_codec, prompt_seconds=3.0, text=transcript)
+    speech_seconds = len(trim_silence(torch.from_numpy(wav), rate)) / rate
+    assert prompt.text == transcript and speech_seconds > 8
+    assert prompt.codes.shape[1] == pytest.approx(speech_seconds * tiny_codec.frame_rate, abs=2)  # not cropped to 3 s
+    assert "continuation mode" not in caplog.text
+    sf.write(str(tmp_path / "long.wav"), np.concatenate([wav, wav]), rate)  # 18 s: kept, with a warning
+    long = load_prompt(tmp_path / "long.wav", tiny_codec, prompt_seconds=3.0, text=f"{transcript} {transcript}")
+    assert long.codes.shape[1] > 2 * prompt.codes.shape[1] - 5 and "continuation mode" in caplog.text
+
+
+def test_the_callers_model_is_neither_switched_to_eval_nor_moved(synthesizer, tiny_codec):
+    model = copy.deepcopy(synthesizer.loaded.model).train()
+    speaking = Synthesizer(replace(synthesizer.loaded, model=model), tiny_codec)
+    assert model.training and speaking.model is not model and not speaking.model.training
+    assert torch.equal(next(speaking.model.parameters()), next(model.parameters()))
+    ready = Synthesizer(synthesizer.loaded, tiny_codec)  # on the device and in eval mode already: no copy
+    assert ready.model is synthesizer.loaded.model
 
 
 def test_voice_presets_round_trip_and_check_the_codec(tiny_codec, tmp_path):

@@ -55,7 +55,7 @@ def test_encode_wraps_in_bos_language_eos_and_counts_unknowns():
 
 
 def test_encode_refuses_a_language_the_map_lacks():
-    with pytest.raises(KeyError, match="language 'de' is not in this symbol map"):
+    with pytest.raises(ValueError, match="language 'de' is not in this symbol map"):
         SymbolMap.build([["a"]], ["en-us"]).encode(["a"], "de")
 
 

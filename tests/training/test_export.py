@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -122,3 +124,46 @@ def test_mel_models_carry_their_codebooks_into_checkpoints_and_exports(tiny_corp
         assert torch.equal(decoder.encode(wavs[0], 24_000), codec.encode(wavs[0], 24_000))
     with pytest.raises(WeightsError, match="no released codebooks"):
         codec_for(loaded.codec)  # a model file without them has nothing to decode with
+
+
+# --- the codec weights the training codes came from -------------------------------------------------------
+
+
+def compose_infer(*overrides: str):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[2] / "configs"), version_base="1.3"):
+        return compose("infer", overrides=list(overrides))
+
+
+def test_a_model_on_random_codec_codes_says_so_and_infer_decodes_with_that_codec(trained, tiny_corpus, tmp_path):
+    """Shards from a codec at random init → checkpoint and export record it → infer.py (no codec.weights=)
+    builds that codec rather than downloading the pretrained one, whose codes mean other sounds."""
+    from valle.cli.infer import run
+
+    module, ckpt, _ = trained
+    assert module.hparams.codec["weights"] == "random:seed=0"  # from the shards' index
+    export = export_checkpoint(ckpt, tmp_path / "model.pt")
+    assert load(ckpt).codec.weights == load(export).codec.weights == "random:seed=0"
+    prompt = sorted(tiny_corpus.rglob("*.wav"))[0]
+    args = [f"ckpt={export}", "text=Hello.", f"prompt={prompt}", f"out={tmp_path / 'out.wav'}",
+            "sampler.max_ar_steps=3"]
+    with mock.patch("torch.hub.load_state_dict_from_url", side_effect=AssertionError("downloaded")) as hub:
+        run(compose_infer(*args))
+        with pytest.raises(ValueError, match="made with codec weights random:seed=0 but weights pretrained were "
+                                             "configured.*codec.weights=random"):
+            run(compose_infer(*args, "codec.weights=pretrained"))
+    hub.assert_not_called()
+    assert (tmp_path / "out.wav").is_file()
+
+
+def test_files_that_record_no_codec_weights_still_load_as_unknown(trained, tmp_path):
+    _, ckpt, _ = trained
+    data = torch.load(ckpt, weights_only=True)
+    del data["hyper_parameters"]["codec"]["weights"]  # as checkpoints were written before
+    torch.save(data, tmp_path / "old.ckpt")
+    export = torch.load(export_checkpoint(ckpt, tmp_path / "model.pt"), weights_only=True)
+    del export["codec"]["weights"]
+    torch.save(export, tmp_path / "old.pt")
+    for path in (tmp_path / "old.ckpt", tmp_path / "old.pt"):
+        assert load(path).codec.weights == ""  # unknown: codec_for keeps the old default (pretrained), and logs it

@@ -10,9 +10,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from valle.audio import write_wav
 from valle.codecs import codec_for
+from valle.codecs.base import Codec
+from valle.errors import ConfigError, MissingFileError
 from valle.export import load
 from valle.sampling.pipeline import SamplerConfig
-from valle.sampling.prompt import load_prompt
+from valle.sampling.prompt import Prompt, load_prompt
 from valle.sampling.synthesize import Synthesis, Synthesizer
 
 log = logging.getLogger(__name__)
@@ -21,20 +23,30 @@ log = logging.getLogger(__name__)
 def read_requests(cfg: DictConfig) -> list[tuple[str, str | None]]:
     """(text, prompt or None) pairs from `text=` or from the lines of `texts=FILE`."""
     if bool(cfg.text) == bool(cfg.texts):
-        raise ValueError("give exactly one of text=\"...\" or texts=FILE (one utterance per line)")
+        raise ConfigError("give exactly one of text=\"...\" or texts=FILE (one utterance per line)")
     if cfg.text:
         return [(str(cfg.text), None)]
     path = Path(cfg.texts)
     if not path.is_file():
-        raise FileNotFoundError(f"texts={path}: no such file")
+        raise MissingFileError(f"texts={path}: no such file")
     requests = []
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip():
             text, _, prompt = line.partition("|")
             requests.append((text.strip(), prompt.strip() or None))
     if not requests:
-        raise ValueError(f"texts={path}: the file holds no text")
+        raise ConfigError(f"texts={path}: the file holds no text")
     return requests
+
+
+def load_prompts(requests: list[tuple[str, str | None]], cfg: DictConfig, codec: Codec) -> list[Prompt]:
+    """One prompt per request: its own (a `texts=` line's "|prompt.wav"), else `prompt=`.
+
+    `prompt_text` is the transcript of `prompt=` alone; with it, that prompt is kept whole (continuation
+    mode, see `load_prompt`). A line's own prompt has no transcript: cross-utterance mode, cropped.
+    """
+    return [load_prompt(p, codec, cfg.prompt_seconds) if p else
+            load_prompt(cfg.prompt, codec, cfg.prompt_seconds, cfg.prompt_text) for _, p in requests]
 
 
 def write_outputs(results: list[Synthesis], cfg: DictConfig) -> list[Path]:
@@ -51,11 +63,11 @@ def run(cfg: DictConfig) -> list[Path]:
     sampler = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SamplerConfig), cfg.sampler))
     requests = read_requests(cfg)
     if any(p is None for _, p in requests) and not cfg.prompt:
-        raise ValueError("no prompt: pass prompt=ref.wav (or a voice .npz), or end each line of texts= with |prompt")
+        raise ConfigError("no prompt: pass prompt=ref.wav (or a voice .npz), or end each line of texts= with |prompt")
     loaded = load(cfg.ckpt, cfg.device)
     codec = codec_for(loaded.codec, cfg.codec.weights, cfg.codec.name, loaded.codec_state)
     synthesizer = Synthesizer(loaded, codec, cfg.device, quantize=cfg.quantize, compile=cfg.compile)
-    prompts = [load_prompt(p or cfg.prompt, codec, cfg.prompt_seconds, cfg.prompt_text) for _, p in requests]
+    prompts = load_prompts(requests, cfg, codec)
     results = synthesizer.synthesize([t for t, _ in requests], prompts, cfg.language, sampler, cfg.long_text,
                                      cfg.prompt_seconds, progress=True)
     return write_outputs(results, cfg)

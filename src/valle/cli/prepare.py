@@ -12,6 +12,7 @@ from valle.audio import AudioError, load_for_codec
 from valle.codecs import build_codec, describe_codec
 from valle.data.corpora import read_corpus
 from valle.data.prepare import PrepareResult, PrepareSettings, prepare, summarize
+from valle.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def fit_mel_codebooks_for(settings: PrepareSettings, codec_kwargs: dict) -> Path
         except AudioError as error:
             log.warning("not fitting on %s", error)
     if not wavs:
-        raise ValueError(f"input={settings.input}: no readable audio to fit the mel codebooks on")
+        raise ConfigError(f"input={settings.input}: no readable audio to fit the mel codebooks on")
     keys = ("sample_rate", "hop_length", "n_mels", "n_fft", "n_levels", "codebook_size")
     log.info("fitting mel codebooks on %d utterances", len(wavs))
     save_codebooks(path, fit_mel_codebooks(wavs, **{k: codec_kwargs[k] for k in keys}, init="random"))

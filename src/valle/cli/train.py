@@ -14,8 +14,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from valle.checkpoints import check_compatible, load_model_weights, read_checkpoint_meta
+from valle.cli.logs import log_through_root_only
 from valle.codecs import carried_state
 from valle.data.datamodule import DataConfig, ValleDataModule
+from valle.errors import ConfigError
 from valle.models.config import ValleConfig
 from valle.models.lora import LoRAConfig
 from valle.training.module import TrainingConfig, ValleModule
@@ -33,9 +35,9 @@ def build_datamodule(cfg: DictConfig) -> ValleDataModule:
     dm = ValleDataModule(typed(DataConfig, cfg.data))
     dm.setup()
     if cfg.get("codec") and cfg.codec != dm.codec_info.name:
-        raise ValueError(f"this experiment trains on {cfg.codec} codes but data.root={cfg.data.root} holds "
-                         f"{dm.codec_info.name} codes; prepare the data with codec={cfg.codec} or pick another "
-                         "experiment")
+        raise ConfigError(f"this experiment trains on {cfg.codec} codes but data.root={cfg.data.root} holds "
+                          f"{dm.codec_info.name} codes; prepare the data with codec={cfg.codec} or pick another "
+                          "experiment")
     return dm
 
 
@@ -76,6 +78,7 @@ def resume_path(cfg: DictConfig, run_dir: Path) -> str | None:
 
 def run(cfg: DictConfig) -> float | None:
     """Train; returns the last validation loss (what a Hydra sweeper minimises)."""
+    log_through_root_only()
     run_dir = Path(cfg.run_dir)
     L.seed_everything(cfg.seed, workers=True)
     dm = build_datamodule(cfg)

@@ -6,14 +6,19 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from valle.codecs.base import Codec, CodecInfo
+from valle.codecs.weights import PRETRAINED, UNKNOWN_IDENTITY, WeightsError, setting_for_identity
+from valle.errors import MissingFileError
 from valle.utils.registry import check_settings, lookup
 
 __all__ = ["Codec", "CodecInfo", "build_codec", "carried_state", "codec_class", "codec_for", "describe_codec",
            "CODECS"]
+
+log = logging.getLogger(__name__)
 
 # name → "module:Class", imported on demand, so `import valle.codecs` does not pay for dac, audiotools
 # or vocos. A new codec (e.g. the offline "mel" one) is one more line here.
@@ -72,34 +77,59 @@ def carried_state(info: CodecInfo, data_root: str | Path) -> dict | None:
 
     path = Path(data_root) / CODEBOOKS_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"data.root={data_root} holds mel codes but not {CODEBOOKS_FILE}, the codebooks "
-                                "they were encoded with; copy it from prepare.py's output folder")
+        raise MissingFileError(f"data.root={data_root} holds mel codes but not {CODEBOOKS_FILE}, the codebooks "
+                               "they were encoded with; copy it from prepare.py's output folder")
     return load_codebooks(path).state()
 
 
-def codec_for(info: CodecInfo, weights: str = "pretrained", name: str | None = None,
+def codec_for(info: CodecInfo, weights: str | None = None, name: str | None = None,
               state: dict | None = None) -> Codec:
     """Build the codec a model's codes came from (its `CodecInfo`), e.g. to decode its output.
 
     Args:
-        info: the model's codec description.
-        weights: "pretrained", "random" or a local file (see docs/codecs.md). For the mel codec,
-            "pretrained" means the codebooks the model file carries (`state`).
+        info: the model's codec description, with the identity of the weights its training codes came from.
+        weights: None (default): the weights the model was trained with (`info.weights`); files that do not
+            record them (written before valle did) get "pretrained", as before, and a log line. Else
+            "pretrained", "random" or a local file (see docs/codecs.md), refused when they are not the
+            model's. For the mel codec, "pretrained" means the codebooks the model file carries (`state`).
         name: decode with another codec of the same codes ("vocos" for EnCodec codes).
         state: the codec weights a model file carries (`LoadedModel.codec_state`, see `carried_state`).
+
+    Raises:
+        ValueError: `weights` (or `name`) make other codes than the model's; checked before any download.
+        WeightsError: the model's weights came from a local file, and `weights` does not name one.
     """
     name = name or info.name
-    codec_weights: Any = weights
+    settings = _settings_for(info)
+    chosen = _weights_for(info, weights, state)
+    describe_codec(name, weights=chosen, **settings).check_compatible(info, "the model")
+    return build_codec(name, weights=chosen, **settings)
+
+
+def _settings_for(info: CodecInfo) -> dict[str, Any]:
+    """The constructor settings (weights aside) that give `info`."""
     if info.name in ("encodec", "vocos"):
-        settings: dict[str, Any] = {"bandwidth_kbps": float(info.variant.removesuffix("kbps"))}
-    elif info.name == "mel":
+        return {"bandwidth_kbps": float(info.variant.removesuffix("kbps"))}
+    if info.name == "mel":
+        return codec_class("mel").settings_for(info)  # type: ignore[attr-defined]
+    return {"model_type": info.variant, "n_levels": info.n_levels}
+
+
+def _weights_for(info: CodecInfo, weights: str | None, state: dict | None) -> Any:
+    """The `weights` argument to build with: the one asked for, else the model's own."""
+    if info.name == "mel" and state is not None and weights in (None, PRETRAINED):
         from valle.codecs.mel import MelCodebooks
 
-        settings = codec_class("mel").settings_for(info)  # type: ignore[attr-defined]
-        if weights == "pretrained" and state is not None:
-            codec_weights = MelCodebooks.from_state(state, "the model file's codebooks")
-    else:
-        settings = {"model_type": info.variant, "n_levels": info.n_levels}
-    codec = build_codec(name, weights=codec_weights, **settings)
-    codec.info.check_compatible(info, "the model")
-    return codec
+        return MelCodebooks.from_state(state, "the model file's codebooks")
+    if weights is not None:
+        return weights
+    if info.weights == UNKNOWN_IDENTITY:
+        log.info("the model file does not record which %s weights made its codes (written by an older valle); "
+                 "using codec.weights=%s as before: set codec.weights if it was trained on others", info.name,
+                 PRETRAINED)
+        return PRETRAINED
+    setting = setting_for_identity(info.weights)
+    if setting is None:
+        raise WeightsError(f"the model was trained on codes of {info.name} weights from a local file "
+                           f"({info.weights}); pass that file with codec.weights=/path/to/it")
+    return setting

@@ -16,6 +16,8 @@ import torch
 from torch import nn
 
 from valle.audio import prepare_waveform
+from valle.codecs.weights import UNKNOWN_IDENTITY, setting_for_identity, weights_conflict
+from valle.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,9 @@ class CodecInfo:
     n_levels: int
     codebook_size: int
     variant: str = ""  # e.g. "6kbps" for EnCodec or "44khz" for DAC
+    # Which weights made the codes (`valle.codecs.weights.weights_identity`): "pretrained", "random:seed=0" or
+    # "sha256:<16 hex>" of a local file; "" (unknown) in files written before it was recorded.
+    weights: str = UNKNOWN_IDENTITY
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -36,19 +41,31 @@ class CodecInfo:
     def from_dict(cls, data: dict) -> CodecInfo:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
+    def summary(self) -> str:
+        """One line for messages, e.g. "encodec 6kbps (8 levels, 24000 Hz, weights random:seed=0)"."""
+        return (f"{self.name} {self.variant or '-'} ({self.n_levels} levels, {self.sample_rate} Hz, "
+                f"weights {self.weights or 'unknown'})")
+
     def check_compatible(self, other: CodecInfo, what: str = "this data") -> None:
         """Raise when codes made by `other` cannot be used where `self` is expected.
 
-        Vocos decodes EnCodec's codes, so the two names count as one codec here.
+        Vocos decodes EnCodec's codes, so the two names count as one codec here. Weights count too: the same
+        code means another sound under other weights (see `weights_conflict` for what is let through).
         """
         family = {"vocos": "encodec"}
         mine = (family.get(self.name, self.name), self.sample_rate, self.n_levels, self.codebook_size)
         theirs = (family.get(other.name, other.name), other.sample_rate, other.n_levels, other.codebook_size)
         if mine != theirs:
-            raise ValueError(
+            raise ConfigError(
                 f"{what} was made with codec {other.name!r} ({other.variant or '-'}, {other.n_levels} levels, "
                 f"{other.sample_rate} Hz) but codec {self.name!r} ({self.variant or '-'}, {self.n_levels} levels, "
                 f"{self.sample_rate} Hz) was configured; use the same codec settings for both"
+            )
+        if weights_conflict(other.weights, self.weights):
+            raise ConfigError(
+                f"{what} was made with codec weights {other.weights} but weights {self.weights} were configured; "
+                f"its codes would mean other sounds: use the weights it was made with (codec.weights="
+                f"{setting_for_identity(other.weights) or 'the file with ' + other.weights})"
             )
 
 
@@ -106,6 +123,13 @@ class Codec(nn.Module, abc.ABC):
     def describe(**settings) -> CodecInfo:
         """The CodecInfo a codec built with these settings has, without building it."""
 
+    def _condition(self, wav: torch.Tensor) -> torch.Tensor:
+        """One mono waveform [samples] at `sample_rate` → what the encoder expects of it (e.g. a loudness).
+
+        Per item, before a batch is padded: a level measured on the padded batch would depend on its neighbours.
+        """
+        return wav
+
     @abc.abstractmethod
     def _encode_padded(self, wav: torch.Tensor) -> torch.Tensor:
         """wav [B, 1, S] float at `sample_rate`, S a multiple of the hop → codes [B, L, S / hop] int64."""
@@ -128,6 +152,21 @@ class Codec(nn.Module, abc.ABC):
         codes, _ = self.encode_batch([wav], sample_rate)
         return codes[0]
 
+    def padded_batch(self, wavs: Sequence[torch.Tensor], sample_rate: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch `encode_batch` encodes: each input mono at `sample_rate`, conditioned, zero-padded to whole frames.
+
+        Public so that tests can run the codec's encoder on exactly what its quantizer sees.
+
+        Returns:
+            (wav [B, 1, frames_max * hop] float on the codec's device, frames [B] int64 valid frames per item).
+        """
+        mono = [self._condition(prepare_waveform(w, sample_rate, self.sample_rate)) for w in wavs]
+        frames = torch.tensor([self.n_frames(w.numel()) for w in mono], dtype=torch.long)
+        batch = torch.zeros(len(mono), 1, int(frames.max()) * self.hop_length, device=self.device)
+        for i, w in enumerate(mono):
+            batch[i, 0, : w.numel()] = w.to(self.device)
+        return batch, frames
+
     @torch.inference_mode()
     def encode_batch(self, wavs: Sequence[torch.Tensor], sample_rate: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode several waveforms of different lengths in one pass.
@@ -139,11 +178,7 @@ class Codec(nn.Module, abc.ABC):
         Returns:
             (codes [B, n_levels, T_max] int64 padded with 0, frames [B] int64 valid frames per item).
         """
-        mono = [prepare_waveform(w, sample_rate, self.sample_rate) for w in wavs]
-        frames = torch.tensor([self.n_frames(w.numel()) for w in mono], dtype=torch.long)
-        batch = torch.zeros(len(mono), 1, int(frames.max()) * self.hop_length, device=self.device)
-        for i, w in enumerate(mono):
-            batch[i, 0, : w.numel()] = w.to(self.device)
+        batch, frames = self.padded_batch(wavs, sample_rate)
         codes = self._encode_padded(batch).long()
         for i, n in enumerate(frames.tolist()):
             codes[i, :, n:] = 0
@@ -164,10 +199,10 @@ class Codec(nn.Module, abc.ABC):
 
     def _check_codes(self, codes: torch.Tensor) -> None:
         if codes.dim() != 3 or codes.shape[1] != self.n_levels:
-            raise ValueError(
+            raise ConfigError(
                 f"codec {self.name!r} expects codes shaped [batch, {self.n_levels} levels, frames], "
                 f"got {tuple(codes.shape)}"
             )
         if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.codebook_size):
-            raise ValueError(f"codec {self.name!r}: codes must lie in [0, {self.codebook_size}); "
+            raise ConfigError(f"codec {self.name!r}: codes must lie in [0, {self.codebook_size}); "
                              f"got [{int(codes.min())}, {int(codes.max())}]")

@@ -3,7 +3,9 @@
 Three released models: 44.1 kHz (hop 512, about 86 frames per second, 9 levels), 24 kHz (hop 320, 75 Hz,
 32 levels) and 16 kHz (hop 320, 50 Hz, 12 levels), all with 1024-entry codebooks. Codes come from the
 model's own `encode` (its encoder and residual quantizer) and go back through `quantizer.from_codes` and
-the decoder, without the loudness normalisation and chunking of `compress`/`decompress`.
+the decoder. Each input is first brought to -16 LUFS, as DAC's `compress` does (and so the seed's `.dac`
+files): the codes then match imported seed data. There is no chunking, and decoding does not restore the
+input's loudness (`decompress` does, from the `input_db` it stored): decoded audio is at about -16 LUFS.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import dac
 import torch
+from audiotools import AudioSignal
 from torch import nn
 
 from valle.codecs.base import Codec, CodecInfo
@@ -26,9 +29,13 @@ from valle.codecs.weights import (
     resolve_weights,
     seeded,
     warn_random,
+    weights_identity,
 )
+from valle.errors import ConfigError
 
 CODEBOOK_SIZE = 1024
+# `compress`'s default `normalize_db`: the loudness (LUFS) DAC brings every input to before encoding.
+LOUDNESS_DB = -16.0
 
 
 @dataclass(frozen=True)
@@ -72,7 +79,7 @@ VARIANTS: dict[str, DacVariant] = {
 def get_variant(model_type: str) -> DacVariant:
     """The released model called `model_type`, or an error listing them."""
     if model_type not in VARIANTS:
-        raise ValueError(
+        raise ConfigError(
             f"unknown DAC model_type {model_type!r}; set codec.model_type to one of {', '.join(VARIANTS)}"
         )
     return VARIANTS[model_type]
@@ -84,7 +91,7 @@ def check_levels(n_levels: int | None, model_type: str) -> int:
     if n_levels is None:
         return available
     if not 1 <= int(n_levels) <= available:
-        raise ValueError(
+        raise ConfigError(
             f"DAC {model_type} has {available} codebooks; set codec.n_levels between 1 and "
             f"{available} (or null for all), not {n_levels}"
         )
@@ -136,6 +143,18 @@ def build_dac_model(model_type: str, weights: Weights) -> dac.DAC:
     return load_dac(Path(source), model_type).eval()
 
 
+def normalize_loudness(wav: torch.Tensor, sample_rate: int, loudness_db: float) -> torch.Tensor:
+    """wav [samples] → the same at `loudness_db` LUFS, scaled down if a sample then exceeds 1.
+
+    Exactly `compress`'s steps (audiotools' `normalize` and `ensure_max_of_audio`, the ITU-R BS.1770 meter
+    included), so an input is encoded as the seed's `.dac` files were.
+    """
+    signal = AudioSignal(wav.reshape(1, 1, -1).clone(), sample_rate)
+    signal.normalize(loudness_db)
+    signal.ensure_max_of_audio()
+    return signal.audio_data.reshape(-1)
+
+
 class DacCodec(Codec):
     """Descript Audio Codec: 44.1, 24 or 16 kHz, 1024-entry codebooks.
 
@@ -147,24 +166,36 @@ class DacCodec(Codec):
         model_type: "44khz" (default, 9 levels), "24khz" (32 levels) or "16khz" (12 levels).
         n_levels: keep only the first levels (at most the model's codebooks); None keeps all.
         weights: "pretrained", "random", or a local weights file for `model_type`.
+        normalize_db: the loudness (LUFS) each input is brought to before encoding, as `compress` does; None
+            encodes the input as it is (only to compare with the library's raw `encode`: such codes are not
+            what models trained on valle's or the seed's DAC data expect).
     """
 
     def __init__(
-        self, model_type: str = "44khz", n_levels: int | None = None, weights: Weights = PRETRAINED
+        self, model_type: str = "44khz", n_levels: int | None = None, weights: Weights = PRETRAINED, *,
+        normalize_db: float | None = LOUDNESS_DB,
     ) -> None:
         super().__init__()
-        self.info = self.describe(model_type, n_levels)  # before any download: a bad setting fails at once
+        # before any download: a bad setting fails at once
+        self.info = self.describe(model_type, n_levels, weights)
+        self.normalize_db = normalize_db
         self.model = build_dac_model(model_type, weights)
         self.requires_grad_(False)
 
     @staticmethod
-    def describe(model_type: str = "44khz", n_levels: int | None = None, weights: Weights = PRETRAINED) -> CodecInfo:
-        """The CodecInfo these settings give, without building the model (`weights` is not needed)."""
+    def describe(model_type: str = "44khz", n_levels: int | None = None, weights: Weights = PRETRAINED,
+                 **_: object) -> CodecInfo:
+        """The CodecInfo these settings give, without building the model or downloading its weights."""
         variant = get_variant(model_type)
         return CodecInfo(name="dac", sample_rate=variant.sample_rate,
                          frame_rate=variant.sample_rate / variant.hop_length,
                          n_levels=check_levels(n_levels, model_type), codebook_size=CODEBOOK_SIZE,
-                         variant=model_type)
+                         variant=model_type, weights=weights_identity(weights))
+
+    def _condition(self, wav: torch.Tensor) -> torch.Tensor:
+        if self.normalize_db is None:
+            return wav
+        return normalize_loudness(wav, self.sample_rate, self.normalize_db)
 
     def _encode_padded(self, wav: torch.Tensor) -> torch.Tensor:
         _, codes, *_ = self.model.encode(wav, n_quantizers=self.n_levels)

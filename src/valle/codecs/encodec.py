@@ -20,7 +20,9 @@ from valle.codecs.weights import (
     resolve_weights,
     seeded,
     warn_random,
+    weights_identity,
 )
+from valle.errors import ConfigError
 
 SAMPLE_RATE = 24_000
 FRAME_RATE = 75  # 24 000 Hz / hop 320
@@ -32,7 +34,7 @@ def check_bandwidth(bandwidth_kbps: float) -> float:
     """Return `bandwidth_kbps` as a float, or raise naming the valid settings."""
     if float(bandwidth_kbps) not in BANDWIDTHS_KBPS:
         choices = ", ".join(f"{b:g} ({levels_for_bandwidth(b)} levels)" for b in BANDWIDTHS_KBPS)
-        raise ValueError(
+        raise ConfigError(
             f"EnCodec 24 kHz has no {bandwidth_kbps} kbps setting; set bandwidth_kbps to one of {choices}"
         )
     return float(bandwidth_kbps)
@@ -111,18 +113,20 @@ class EncodecCodec(Codec):
         weights_setting: str = "codec.weights",
     ) -> None:
         super().__init__()
-        self.info = self.describe(bandwidth_kbps)  # before any download: a bad setting fails at once
+        # before any download: a bad setting fails at once
+        self.info = self.describe(bandwidth_kbps, weights, weights_setting=weights_setting)
         self.model = build_encodec_model(weights, weights_setting, weights_prefix)
         self.model.set_target_bandwidth(check_bandwidth(bandwidth_kbps))
         self.requires_grad_(False)
 
     @staticmethod
-    def describe(bandwidth_kbps: float = 6.0, weights: Weights = PRETRAINED, **_: object) -> CodecInfo:
-        """The CodecInfo these settings give, without building the model (`weights` is not needed)."""
+    def describe(bandwidth_kbps: float = 6.0, weights: Weights = PRETRAINED, weights_setting: str = "codec.weights",
+                 **_: object) -> CodecInfo:
+        """The CodecInfo these settings give, without building the model or downloading its weights."""
         bandwidth = check_bandwidth(bandwidth_kbps)
         return CodecInfo(name="encodec", sample_rate=SAMPLE_RATE, frame_rate=float(FRAME_RATE),
                          n_levels=levels_for_bandwidth(bandwidth), codebook_size=CODEBOOK_SIZE,
-                         variant=f"{bandwidth:g}kbps")
+                         variant=f"{bandwidth:g}kbps", weights=weights_identity(weights, weights_setting))
 
     def _encode_padded(self, wav: torch.Tensor) -> torch.Tensor:
         # One (codes, scale) pair: the 24 kHz model neither splits into segments nor normalises the volume.

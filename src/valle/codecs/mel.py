@@ -17,7 +17,7 @@ import logging
 import math
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,17 @@ from torch import nn
 
 from valle.audio import to_mono
 from valle.codecs.base import Codec, CodecInfo
-from valle.codecs.weights import PRETRAINED, RANDOM, Weights, WeightsError, seeded, warn_random
+from valle.codecs.weights import (
+    PRETRAINED,
+    RANDOM,
+    Weights,
+    WeightsError,
+    seeded,
+    tensors_identity,
+    warn_random,
+    weights_identity,
+)
+from valle.errors import ConfigError, MissingFileError
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +79,14 @@ class MelCodebooks:
     def settings(self) -> dict[str, int]:
         """The codec settings these codebooks fit: the keys of `FILE_SETTINGS`."""
         return {key: int(getattr(self, key)) for key in FILE_SETTINGS}
+
+    def identity(self) -> str:
+        """The weights identity of these codebooks (a hash of their values; see `CodecInfo.weights`).
+
+        Of the values, not of a file: a model carries its codebooks as tensors, and must match the data's.
+        """
+        state = self.state()
+        return tensors_identity({key: state[key] for key in ("codebooks", "mean", "std")})
 
     def state(self) -> dict:
         """Plain tensors and ints (what the codebooks file holds; checkpoints and exports carry it too)."""
@@ -121,7 +139,7 @@ def load_codebooks(path: str | os.PathLike) -> MelCodebooks:
     """
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"no mel codebooks file at {path.resolve()}; fit one with valle.codecs.mel.fit_mel_codebooks(wavs) "
             f"and write it with save_codebooks(path, codebooks), or set codec.weights=random for an untrained codec"
         )
@@ -139,16 +157,16 @@ def check_settings(
 ) -> None:
     """Raise, naming the setting, when the mel codec cannot be built with these values."""
     if sample_rate <= 0 or hop_length <= 0 or sample_rate % hop_length:
-        raise ValueError(
+        raise ConfigError(
             f"mel codec: hop_length={hop_length} must divide sample_rate={sample_rate} "
             f"(e.g. 320 → 75 Hz or 480 → 50 Hz at 24 kHz)"
         )
     if not 0 < hop_length <= n_fft:
-        raise ValueError(f"mel codec: hop_length={hop_length} must not exceed n_fft={n_fft}")
+        raise ConfigError(f"mel codec: hop_length={hop_length} must not exceed n_fft={n_fft}")
     if not 0 < n_mels <= n_fft // 2 + 1:
-        raise ValueError(f"mel codec: n_mels={n_mels} must lie in [1, n_fft / 2 + 1 = {n_fft // 2 + 1}]")
+        raise ConfigError(f"mel codec: n_mels={n_mels} must lie in [1, n_fft / 2 + 1 = {n_fft // 2 + 1}]")
     if n_levels < 1 or not 2 <= codebook_size <= MAX_CODEBOOK_SIZE:
-        raise ValueError(
+        raise ConfigError(
             f"mel codec: n_levels={n_levels} must be >= 1 and codebook_size={codebook_size} "
             f"in [2, {MAX_CODEBOOK_SIZE}] (codes are int16 on disk)"
         )
@@ -275,10 +293,11 @@ class MelCodec(Codec):
             n_levels=n_levels,
             codebook_size=codebook_size,
         )
-        self.info = self.describe(**settings)
+        self.info = self.describe(**settings)  # the settings are checked before any file is read
         self.griffin_lim_iters = griffin_lim_iters
         self.log_mel = LogMel(sample_rate, hop_length, n_mels, n_fft)
         books = codebooks_from(weights, settings, weights_setting)
+        self.info = replace(self.info, weights=codebooks_identity(weights, books))
         self.register_buffer("codebooks", books.codebooks.float())  # [L, K, n_mels]
         self.register_buffer("mean", books.mean.float())  # [n_mels]
         self.register_buffer("std", books.std.float())  # [n_mels]
@@ -291,9 +310,10 @@ class MelCodec(Codec):
         n_fft: int = 1024,
         n_levels: int = 4,
         codebook_size: int = 256,
+        weights: Weights | MelCodebooks = RANDOM,
         **_: Any,
     ) -> CodecInfo:
-        """The CodecInfo these settings give, without reading any codebooks."""
+        """The CodecInfo these settings give; reads the codebooks file `weights` names, if any, for its identity."""
         check_settings(sample_rate, hop_length, n_mels, n_fft, n_levels, codebook_size)
         return CodecInfo(
             name="mel",
@@ -302,6 +322,7 @@ class MelCodec(Codec):
             n_levels=n_levels,
             codebook_size=codebook_size,
             variant=f"{n_mels}mel-{hop_length}hop",
+            weights=codebooks_identity(weights),
         )
 
     @staticmethod
@@ -336,6 +357,18 @@ class MelCodec(Codec):
         return self.log_mel.invert(log_mel, self.griffin_lim_iters)[:, None]
 
 
+def codebooks_identity(weights: Weights | MelCodebooks, books: MelCodebooks | None = None) -> str:
+    """The weights identity of a `weights` setting: "random:seed=0", "pretrained", or the codebooks' hash.
+
+    `books`, when given, are the codebooks `weights` already gave (saves reading the file again).
+    """
+    if isinstance(weights, str) and weights in (RANDOM, PRETRAINED):
+        return weights_identity(weights)
+    if books is None:
+        books = weights if isinstance(weights, MelCodebooks) else load_codebooks(weights)
+    return books.identity()
+
+
 def codebooks_from(weights: Weights | MelCodebooks, settings: dict[str, int], setting: str) -> MelCodebooks:
     """The codebooks a `weights` setting names, checked against the codec's settings."""
     if isinstance(weights, MelCodebooks):
@@ -353,14 +386,14 @@ def codebooks_from(weights: Weights | MelCodebooks, settings: dict[str, int], se
         try:
             books = load_codebooks(weights)
         except FileNotFoundError as error:
-            raise FileNotFoundError(f"{setting}={str(weights)!r}: {error}") from None
+            raise MissingFileError(f"{setting}={str(weights)!r}: {error}") from None
     if books.settings() != settings:
         differ = ", ".join(
             f"{k}={books.settings()[k]} (configured {v})"
             for k, v in settings.items()
             if books.settings()[k] != v
         )
-        raise ValueError(
+        raise ConfigError(
             f"{setting}={weights if not isinstance(weights, MelCodebooks) else 'codebooks'} "
             f"was fit with other settings: {differ}; configure the codec as the file was fit, "
             f"or fit new codebooks with these settings"
@@ -412,7 +445,7 @@ def fit_mel_codebooks(
     """
     check_settings(sample_rate, hop_length, n_mels, n_fft, n_levels, codebook_size)
     if init not in INITS:
-        raise ValueError(f"fit_mel_codebooks: init={init!r}; use one of {', '.join(INITS)}")
+        raise ConfigError(f"fit_mel_codebooks: init={init!r}; use one of {', '.join(INITS)}")
     generator = torch.Generator().manual_seed(seed)
     frames = sample_frames(wavs, LogMel(sample_rate, hop_length, n_mels, n_fft), max_frames, generator)
     mean, std = frames.mean(0), frames.std(0).clamp_min(1e-3)  # a constant bin (silence) must not divide by 0
@@ -447,7 +480,7 @@ def sample_frames(
         if len(kept) > 2 * max_frames:  # trim now and then, not after every file
             kept, keys = _top(kept, keys, max_frames)
     if len(kept) == 0:
-        raise ValueError("fit_mel_codebooks: no audio given; pass at least one waveform")
+        raise ConfigError("fit_mel_codebooks: no audio given; pass at least one waveform")
     return _top(kept, keys, max_frames)[0]
 
 

@@ -32,6 +32,7 @@ from valle.codecs.weights import (
     seeded,
     warn_random,
 )
+from valle.errors import ConfigError
 
 REPO_ID = "charactr/vocos-encodec-24khz"
 FILENAME = "pytorch_model.bin"
@@ -46,7 +47,7 @@ def vocos_bandwidth_id(bandwidth_kbps: float) -> int:
     """Index of `bandwidth_kbps` in Vocos' bandwidth embedding; raises for bandwidths Vocos never saw."""
     bandwidth = check_bandwidth(bandwidth_kbps)
     if bandwidth not in VOCOS_BANDWIDTHS_KBPS:
-        raise ValueError(
+        raise ConfigError(
             f"Vocos ({REPO_ID}) was trained for 1.5, 3, 6 and 12 kbps (2, 4, 8, 16 levels), not "
             f"{bandwidth:g} kbps ({levels_for_bandwidth(bandwidth)} levels); set bandwidth_kbps to one of "
             f"those, or use codec=encodec to decode {levels_for_bandwidth(bandwidth)} levels"
@@ -160,14 +161,21 @@ class VocosCodec(Codec):
         # A buffer, so `.to(device)` moves it with the model; not saved: it follows from the settings.
         self.register_buffer("bandwidth_id", torch.tensor([bandwidth_id]), persistent=False)
         self.requires_grad_(False)
-        self.info = self.describe(bandwidth_kbps)
+        self.info = self.describe(bandwidth_kbps, weights, encodec_weights)
 
     @staticmethod
     def describe(bandwidth_kbps: float = 6.0, weights: Weights = PRETRAINED,
                  encodec_weights: Weights | None = None) -> CodecInfo:
-        """The CodecInfo these settings give, without building the model (`weights` is not needed)."""
+        """The CodecInfo these settings give, without building the model or downloading its weights.
+
+        Its weights identity is the encoder's: the EnCodec weights that make the codes.
+        """
         vocos_bandwidth_id(bandwidth_kbps)
-        return replace(EncodecCodec.describe(bandwidth_kbps), name="vocos")
+        if encodec_weights is not None:
+            encoder = EncodecCodec.describe(bandwidth_kbps, encodec_weights, "codec.encodec_weights")
+        else:
+            encoder = EncodecCodec.describe(bandwidth_kbps, weights)
+        return replace(encoder, name="vocos")
 
     def _encode_padded(self, wav: torch.Tensor) -> torch.Tensor:
         return self.encoder._encode_padded(wav)

@@ -10,11 +10,18 @@ Every codec takes one `weights` setting with three kinds of value:
 
 A failed download is an error that names the two ways out; it never falls back to random weights, which
 would silently turn a dataset into noise.
+
+The same codes mean different sounds under different weights, so every `CodecInfo` carries its weights'
+*identity* (`weights_identity`): ``"pretrained"``, ``"random:seed=0"`` or ``"sha256:<16 hex>"`` of a local file.
+prepare records it in its plan, manifests and index; checkpoints and exports inherit it from the index; infer
+builds the codec from it and refuses weights with another identity.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -24,17 +31,23 @@ from typing import TypeVar
 import torch
 from torch import nn
 
+from valle.errors import MissingFileError, SetupError
+
 log = logging.getLogger(__name__)
 
 PRETRAINED = "pretrained"
 RANDOM = "random"
 RANDOM_SEED = 0
 
+RANDOM_IDENTITY = f"{RANDOM}:seed={RANDOM_SEED}"
+UNKNOWN_IDENTITY = ""  # files written before identities were recorded
+FILE_IDENTITY_PREFIX = "sha256:"
+
 Weights = str | os.PathLike  # "pretrained", "random" or a local file
 T = TypeVar("T")
 
 
-class WeightsError(RuntimeError):
+class WeightsError(SetupError):
     """Weights that cannot be fetched or do not fit the codec; the message names the fix."""
 
 
@@ -58,7 +71,7 @@ def resolve_weights(weights: Weights, setting: str = "codec.weights") -> str | P
         return weights
     path = Path(weights).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{setting}={str(weights)!r}: no such file ({path.resolve()}); pass an existing weights file, "
             f"'{PRETRAINED}' to download the released weights, or '{RANDOM}' for an untrained codec"
         )
@@ -151,3 +164,73 @@ def seeded(seed: int = RANDOM_SEED) -> Iterator[None]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
+
+
+# --- identity: which weights made a set of codes ------------------------------------------------------
+
+
+def weights_identity(weights: Weights, setting: str = "codec.weights") -> str:
+    """The identity of the weights a `weights` setting names, without building or downloading anything.
+
+    Returns:
+        ``"pretrained"``, ``"random:seed=0"`` (`RANDOM_IDENTITY`), or ``"sha256:<16 hex>"`` of a local file's bytes.
+
+    Raises:
+        FileNotFoundError, TypeError: as `resolve_weights`.
+    """
+    source = resolve_weights(weights, setting)
+    if source == PRETRAINED:
+        return PRETRAINED
+    if source == RANDOM:
+        return RANDOM_IDENTITY
+    stat = Path(source).stat()
+    return _file_digest(str(Path(source).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    # Keyed by size and mtime too, so a file replaced in place is hashed again; weights files run to
+    # hundreds of MB and a codec describes itself several times while it is built.
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return FILE_IDENTITY_PREFIX + digest.hexdigest()[:16]
+
+
+def tensors_identity(tensors: Mapping[str, torch.Tensor]) -> str:
+    """``"sha256:<16 hex>"`` of named tensors' values: the identity of weights kept in memory, not in a file."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.flatten().view(torch.uint8).numpy().tobytes())  # any dtype, bf16 included
+    return FILE_IDENTITY_PREFIX + digest.hexdigest()[:16]
+
+
+def setting_for_identity(identity: str) -> str | None:
+    """The `weights` setting that rebuilds `identity`: "pretrained" or "random"; None for a file or unknown.
+
+    Only the user knows where a local file is, so a file's identity cannot be turned back into a setting.
+    """
+    if identity == PRETRAINED:
+        return PRETRAINED
+    if identity.startswith(RANDOM + ":"):
+        return RANDOM
+    return None
+
+
+def weights_conflict(recorded: str, used: str) -> bool:
+    """Whether codes made with `recorded` weights would mean something else under `used` ones.
+
+    Unknown identities (older files) never conflict. A local file against "pretrained" cannot be checked
+    offline (the file may well be the released weights, the documented way to run without a network):
+    that pair passes with a warning.
+    """
+    if UNKNOWN_IDENTITY in (recorded, used) or recorded == used:
+        return False
+    if {setting_for_identity(recorded), setting_for_identity(used)} == {PRETRAINED, None}:
+        log.warning("cannot check offline that the codec weights %s are the released ones (%s); make sure "
+                    "they are", used if used != PRETRAINED else recorded, PRETRAINED)
+        return False
+    return True

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from valle.corpus.sentences import SENTENCES
+from valle.errors import ConfigError, SetupError
 from valle.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ def festival_voices(names: Sequence[str] = FESTIVAL_VOICES,
 
 def _require(program: str, package: str) -> None:
     if shutil.which(program) is None:
-        raise RuntimeError(f"{program} was not found; install it: `apt-get install {package}` (make setup does)")
+        raise SetupError(f"{program} was not found; install it: `apt-get install {package}` (make setup does)")
 
 
 def _speak(text: str, voice: Voice, path: Path) -> None:
@@ -67,7 +68,7 @@ def _speak(text: str, voice: Voice, path: Path) -> None:
         subprocess.run(["text2wave", "-eval", f"(voice_{voice.name})", "-o", str(path)], input=text.encode(),
                        check=True, capture_output=True)
     else:
-        raise ValueError(f"unknown engine {voice.engine!r}; use 'espeak' or 'festival'")
+        raise ConfigError(f"unknown engine {voice.engine!r}; use 'espeak' or 'festival'")
 
 
 def synthesize_voice(text: str, voice: Voice, path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -40,6 +41,21 @@ def batch_by_tokens(items: Iterable, length: Callable[[object], int], boundaries
     yield from (bucket for bucket in buckets if bucket)
 
 
+def split_count(total: int, weights: Sequence[int]) -> list[int]:
+    """`total` split into whole shares proportional to `weights` (largest remainders first); shares
+    sum to `total`. With every weight 0, the first share takes it all."""
+    if not weights:
+        return []
+    if sum(weights) == 0:
+        return [total] + [0] * (len(weights) - 1)
+    exact = [total * w / sum(weights) for w in weights]
+    shares = [int(x) for x in exact]
+    by_remainder = sorted(range(len(weights)), key=lambda i: shares[i] - exact[i])
+    for i in by_remainder[: total - sum(shares)]:
+        shares[i] += 1
+    return shares
+
+
 def pad_1d(sequences: Sequence[torch.Tensor], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
     """[N_i] tensors → ([B, N_max] padded with `pad`, lengths [B])."""
     lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
@@ -64,19 +80,24 @@ def collate(items: Sequence[dict], pad_id: int) -> dict:
     Returns:
         dict with `text` [B, N] (pad `pad_id`), `text_lengths` [B], `prompt` [B, L, Tp],
         `prompt_lengths` [B], `codes` [B, L, T], `code_lengths` [B], `keys`, `prompt_keys`,
-        `speakers`, `languages` (lists), and `n_tokens` / `n_padded_tokens` (ints): the real and the
-        padded size of the concatenated [text; prompt; response] sequences, for the padding fraction.
+        `speakers`, `languages` (lists), `n_tokens` / `n_padded_tokens` (ints): the real and the
+        padded size of the concatenated [text; prompt; response] sequences, for the padding fraction,
+        and `unknown_symbols` ({symbol: count} of the items' symbols the map read as `<unk>`).
     """
     text, text_lengths = pad_1d([item["text"] for item in items], pad_id)
     prompt, prompt_lengths = pad_codes([item["prompt"] for item in items])
     codes, code_lengths = pad_codes([item["codes"] for item in items])
     totals = text_lengths + prompt_lengths + code_lengths
+    unknown: Counter = Counter()
+    for item in items:
+        unknown.update(item.get("unknown_symbols", {}))
     return {
         "text": text, "text_lengths": text_lengths, "prompt": prompt, "prompt_lengths": prompt_lengths,
         "codes": codes, "code_lengths": code_lengths,
         "keys": [item["key"] for item in items], "prompt_keys": [item["prompt_key"] for item in items],
         "speakers": [item["speaker"] for item in items], "languages": [item["language"] for item in items],
         "n_tokens": int(totals.sum()), "n_padded_tokens": int(totals.max()) * len(items),
+        "unknown_symbols": dict(unknown),
     }
 
 

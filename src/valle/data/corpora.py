@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from valle.data.records import Utterance, make_key
+from valle.errors import ConfigError, MissingFileError
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +76,8 @@ def read_ljspeech(root: Path, language: str) -> ReaderResult:
     """LJSpeech: `metadata.csv` rows `id|text|normalized`; the normalized text is used when present."""
     metadata = root / "metadata.csv"
     if not metadata.is_file():
-        raise FileNotFoundError(f"{metadata}: missing; an LJSpeech-layout corpus has metadata.csv "
-                                "with lines `id|text|normalized text` and the audio in wavs/")
+        raise MissingFileError(f"{metadata}: missing; an LJSpeech-layout corpus has metadata.csv "
+                               "with lines `id|text|normalized text` and the audio in wavs/")
     speaker = root.name
     with metadata.open(encoding="utf-8", newline="") as handle:
         rows = sorted(csv.reader(handle, delimiter="|", quoting=csv.QUOTE_NONE))
@@ -120,20 +121,20 @@ def read_corpus(layout: str, root: str | Path, language: str) -> tuple[list[Utte
         ValueError: unknown layout, an empty corpus, or a key used twice.
     """
     if layout not in READERS:
-        raise ValueError(f"unknown layout {layout!r}; choose one of {sorted(READERS)}")
+        raise ConfigError(f"unknown layout {layout!r}; choose one of {sorted(READERS)}")
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"input={root}: no such folder")
+        raise MissingFileError(f"input={root}: no such folder")
     utterances: list[Utterance] = []
     missing: list[MissingTranscript] = []
     for item in READERS[layout](root, language):
         (missing if isinstance(item, MissingTranscript) else utterances).append(item)
     if not utterances and not missing:
-        raise ValueError(f"input={root}: no audio found for layout={layout!r}; "
-                         f"check the layout (choices: {sorted(READERS)}) and the folder")
+        raise ConfigError(f"input={root}: no audio found for layout={layout!r}; "
+                          f"check the layout (choices: {sorted(READERS)}) and the folder")
     utterances.sort(key=lambda u: u.key)
     duplicates = sorted(k for k, n in Counter(u.key for u in utterances).items() if n > 1)
     if duplicates:
-        raise ValueError(f"input={root}: the key {duplicates[0]!r} names two utterances; "
-                         "utterance ids must be unique within a speaker")
+        raise ConfigError(f"input={root}: the key {duplicates[0]!r} names two utterances; "
+                          "utterance ids must be unique within a speaker")
     return utterances, missing

@@ -6,14 +6,23 @@ import logging
 import math
 import random
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import lightning as L
+from webdataset.utils import pytorch_worker_info
 
 from valle.data.batching import bucket_boundaries
 from valle.data.index import IndexRow, ShardIndex
-from valle.data.prompts import PromptConfig
-from valle.data.stream import EpochDataLoader, ErrorCounter, ShardStream, StreamSettings, expand_shards
+from valle.data.prompts import PromptConfig, single_utterance_speakers
+from valle.data.stream import (
+    EpochDataLoader,
+    ErrorCounter,
+    RankBalance,
+    ShardStream,
+    StreamSettings,
+    expand_shards,
+    shard_name,
+)
+from valle.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +61,8 @@ def make_split(index: ShardIndex, val_speakers: int, val_utterances: int, seed: 
     speakers = index.by_speaker()
     names = sorted(speakers)
     if val_speakers >= len(names) and val_speakers > 0:
-        raise ValueError(f"data.val_speakers={val_speakers} but the index has {len(names)} speakers; "
-                         "training needs at least one: lower data.val_speakers")
+        raise ConfigError(f"data.val_speakers={val_speakers} but the index has {len(names)} speakers; "
+                          "training needs at least one: lower data.val_speakers")
     held_out = sorted(rng.sample(names, val_speakers))
     keys = {row.key for name in held_out for row in speakers[name]}
     donors = [name for name in names if name not in held_out and len(speakers[name]) >= 3]
@@ -97,13 +106,25 @@ class ValleDataModule(L.LightningDataModule):
             return
         index = ShardIndex.load(self.config.root)
         if not index.samples:
-            raise ValueError(f"data.root={self.config.root}: the index lists no samples (everything was "
-                             "skipped in prepare? see its summary); nothing to train on")
+            raise ConfigError(f"data.root={self.config.root}: the index lists no samples (everything was "
+                              "skipped in prepare? see its summary); nothing to train on")
         self.index = index
         self.split = make_split(index, self.config.val_speakers, self.config.val_utterances, self.config.seed)
         log.info("data: %d utterances, %d speakers, %.2f h; validation: %d utterances (%d held-out speakers)",
                  len(index.samples), len(index.by_speaker()), index.hours(), len(self.split.val_keys),
                  len(self.split.val_speakers))
+        self._warn_single_utterance_speakers()
+
+    def _warn_single_utterance_speakers(self) -> None:
+        """Once per run: such speakers silently train continuation (prefix prompts) only."""
+        counts: dict[str, int] = {}
+        for row in self.index.samples:
+            if row.key not in self.split.val_keys:
+                counts[row.speaker] = counts.get(row.speaker, 0) + 1
+        n = single_utterance_speakers(counts, self.config.prompt)
+        if n:
+            log.warning("data: %d of %d training speakers have a single utterance: their samples get prefix "
+                        "prompts (the utterance's own start) instead of another utterance's", n, len(counts))
 
     @property
     def symbols(self):
@@ -119,45 +140,63 @@ class ValleDataModule(L.LightningDataModule):
         """Shard URLs, optionally only those whose file name is in `names`."""
         urls = expand_shards(self.config.shards) if self.config.shards else self.index.shard_paths()
         if not urls:
-            raise ValueError(f"data.shards={self.config.shards!r} matches no shard")
-        return [u for u in urls if names is None or Path(u.split("?")[0]).name in names]
+            raise ConfigError(f"data.shards={self.config.shards!r} matches no shard")
+        return [u for u in urls if names is None or shard_name(u) in names]
 
-    def _settings(self, rows: list[IndexRow], **overrides) -> StreamSettings:
+    def _settings(self, rows: list[IndexRow], validation: bool, **overrides) -> StreamSettings:
+        """Stream settings for the samples `rows` (their lengths set the buckets)."""
         c = self.config
         lengths = [sequence_length(r, c.prompt, self.index.codec.frame_rate) for r in rows]
         return StreamSettings(urls=self._urls(), symbols=self.index.symbols, frame_rate=self.index.codec.frame_rate,
                               prompt=c.prompt, max_tokens=c.max_tokens, max_batch_size=c.max_batch_size,
-                              boundaries=bucket_boundaries(lengths, c.n_buckets), seed=c.seed, **overrides)
+                              boundaries=bucket_boundaries(lengths, c.n_buckets), seed=c.seed,
+                              balance=RankBalance(self._rows_by_shard(), validation), **overrides)
+
+    def _rows_by_shard(self) -> dict[str, list[IndexRow]]:
+        """Every index row, by shard file name, in shard order: what ranks count batches from."""
+        rows: dict[str, list[IndexRow]] = {}
+        for row in self.index.samples:
+            rows.setdefault(row.shard, []).append(row)
+        return rows
+
+    def _world_size(self) -> int:
+        """Ranks of the run (the trainer's, else torch.distributed's, as the stream sees them)."""
+        return self.trainer.world_size if self.trainer is not None else pytorch_worker_info()[1]
 
     def train_stream(self) -> ShardStream:
         self.setup()
         c, val_keys = self.config, self.split.val_keys
         rows = [r for r in self.index.samples if r.key not in val_keys]
         if not rows:
-            raise ValueError("every utterance went to validation; lower data.val_speakers / data.val_utterances")
+            raise ConfigError("every utterance went to validation; lower data.val_speakers / data.val_utterances")
         per_worker = None
         if c.batches_per_epoch is not None:
             per_worker = math.ceil(c.batches_per_epoch / max(1, c.num_workers))
-        settings = self._settings(rows, shuffle_buffer=c.shuffle_buffer, exclude=val_keys,
+        settings = self._settings(rows, validation=False, shuffle_buffer=c.shuffle_buffer, exclude=val_keys,
                                   resampled=c.batches_per_epoch is not None, batches_per_worker=per_worker)
-        self._warn_if_uneven(len(settings.urls))
+        self._check_shards_per_rank(len(settings.urls))
         return ShardStream(settings, self.errors)
 
     def val_stream(self) -> ShardStream:
         self.setup()
         val_keys = self.split.val_keys
         rows = [r for r in self.index.samples if r.key in val_keys]
-        settings = self._settings(rows, keep=val_keys)
+        settings = self._settings(rows, validation=True, keep=val_keys, fixed_prompts=True)
         settings.urls = self._urls({r.shard for r in rows})
         return ShardStream(settings, self.errors)
 
-    def _warn_if_uneven(self, n_shards: int) -> None:
-        world = self.trainer.world_size if self.trainer is not None else 1
-        readers = world * max(1, self.config.num_workers)
-        if self.config.batches_per_epoch is None and n_shards % readers:
-            log.warning("%d shards over %d ranks × %d workers: readers get unequal shares; with several ranks "
-                        "set data.batches_per_epoch for equal, resampled epochs", n_shards, world,
-                        max(1, self.config.num_workers))
+    def _check_shards_per_rank(self, n_shards: int) -> None:
+        """Ranks split the training shards: each needs one; unequal shares cost samples each epoch."""
+        world = self._world_size()
+        if world == 1 or self.config.batches_per_epoch is not None:
+            return
+        if n_shards < world:
+            raise ConfigError(f"data: {n_shards} training shards for {world} ranks: every rank needs at least one; "
+                              "prepare smaller shards (prepare.py max_shard_mb=...) or set data.batches_per_epoch")
+        if n_shards % world:
+            log.warning("%d shards over %d ranks: ranks get unequal shares, and every rank stops each epoch at "
+                        "the smallest share's batch count (the rest wait for a later epoch); use a shard count "
+                        "divisible by the ranks, or data.batches_per_epoch", n_shards, world)
 
     def _loader(self, stream: ShardStream) -> EpochDataLoader:
         workers = self.config.num_workers

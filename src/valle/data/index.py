@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from valle.codecs.base import CodecInfo
+from valle.errors import ConfigError, MissingFileError
 from valle.text.symbols import SymbolMap
 from valle.utils.io import atomic_write_json
 
@@ -78,12 +79,12 @@ class ShardIndex:
         if path.is_dir():
             path = path / INDEX_NAME
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: no shard index; run `python prepare.py input=... output=...` "
-                                    "first, or point data.root at the folder it wrote")
+            raise MissingFileError(f"{path}: no shard index; run `python prepare.py input=... output=...` "
+                                   "first, or point data.root at the folder it wrote")
         data = json.loads(path.read_text(encoding="utf-8"))
         if data.get("format") != INDEX_FORMAT or data.get("version") != INDEX_VERSION:
-            raise ValueError(f"{path}: not a valle shard index of version {INDEX_VERSION} "
-                             f"(format={data.get('format')!r}, version={data.get('version')!r})")
+            raise ConfigError(f"{path}: not a valle shard index of version {INDEX_VERSION} "
+                              f"(format={data.get('format')!r}, version={data.get('version')!r})")
         return cls(codec=CodecInfo.from_dict(data["codec"]), symbols=SymbolMap.from_dict(data["symbols"]),
                    shards=data["shards"], samples=[IndexRow(**row) for row in data["samples"]],
                    skipped=data.get("skipped", []), root=path.parent)

@@ -6,6 +6,10 @@ are packed into shards of bounded size from their durations alone. The plan is d
 shard whose manifest exists. A shard is written under a temporary name and renamed when complete;
 its manifest (`shard-NNNNNN.json`) follows, and marks it done. Whichever run finds every manifest
 present writes `index.json` (symbol map, codec, one row per sample) and prints the summary.
+
+The plan and every manifest record the codec (name, settings, weights identity): a resumed run or
+another part with other codec settings is refused before it encodes anything, since codes of two
+codecs, or of one codec under two sets of weights, cannot share a model.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import soundfile as sf
@@ -26,10 +30,13 @@ from tqdm import tqdm
 
 from valle.audio import AudioError, load_for_codec
 from valle.codecs.base import Codec, CodecInfo
+from valle.codecs.weights import weights_conflict
 from valle.data.corpora import read_corpus
 from valle.data.index import INDEX_NAME, IndexRow, ShardIndex
 from valle.data.records import Utterance
+from valle.data.seed_import import length_disagreement
 from valle.data.shards import SHARD_FORMAT_VERSION, SHARD_PATTERN, ShardSample, write_shard
+from valle.errors import ConfigError
 from valle.text.phonemize import TextError, check_language, phonemize_batch
 from valle.text.symbols import SymbolMap
 from valle.utils.io import atomic_write_json
@@ -76,6 +83,10 @@ class PrepareResult:
     shards_pending: int  # planned shards other parts have not finished yet
     index: ShardIndex | None = None
     skipped: list[dict] = field(default_factory=list)
+    # Imported files whose stored length disagrees with their codes ({"key", "path", "detail"}).
+    length_notes: list[dict] = field(default_factory=list)
+    # Shards written by this run → {symbol: occurrences} of symbols the fixed symbol map lacks.
+    unknown_symbols: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def parse_part(part: str) -> tuple[int, int]:
@@ -83,15 +94,21 @@ def parse_part(part: str) -> tuple[int, int]:
     try:
         i, n = (int(x) for x in str(part).split("/"))
     except ValueError:
-        raise ValueError(f"part={part!r}: expected 'i/n', e.g. part=0/4 for the first of four jobs") from None
+        raise ConfigError(f"part={part!r}: expected 'i/n', e.g. part=0/4 for the first of four jobs") from None
     if not 0 <= i < n:
-        raise ValueError(f"part={part!r}: need 0 <= i < n")
+        raise ConfigError(f"part={part!r}: need 0 <= i < n")
     return i, n
 
 
 # ----------------------------------------------------------------------------------------------- planning
-def utterance_seconds(utterance: Utterance) -> float:
-    """Duration from the file header (no decoding) or the imported record; raises AudioError."""
+def utterance_seconds(utterance: Utterance, frame_rate: float) -> float:
+    """Duration from imported codes (frames / `frame_rate`), the record, or the file header; raises AudioError.
+
+    Imported codes are their own measure: the seed's stored lengths are unreliable (see
+    `valle.data.seed_import.length_disagreement`), and the configured codec's frame rate is the true one.
+    """
+    if utterance.codes is not None:
+        return utterance.codes.shape[1] / frame_rate
     if utterance.duration is not None:
         return utterance.duration
     try:
@@ -110,7 +127,7 @@ def plan_shards(utterances: Sequence[Utterance], codec: CodecInfo, settings: Pre
     used = 0.0
     for utterance in utterances:
         try:
-            seconds = utterance_seconds(utterance)
+            seconds = utterance_seconds(utterance, codec.frame_rate)
         except AudioError as error:
             skipped.append(_skip(utterance, "unreadable", str(error)))
             continue
@@ -133,16 +150,54 @@ def _skip(utterance: Utterance, reason: str, detail: str) -> dict:
             "reason": reason, "detail": detail}
 
 
-def _check_plan(output: Path, shards: list[list[Utterance]]) -> None:
-    """The first run records its plan; later runs (other parts, resumes) must agree with it."""
-    plan = {"format_version": SHARD_FORMAT_VERSION, "shards": [[u.key for u in s] for s in shards]}
+def length_notes(utterances: Sequence[Utterance], codec: CodecInfo) -> list[dict]:
+    """Imported utterances whose stored length disagrees with their codes (the codes' length is used)."""
+    notes = []
+    for utterance in utterances:
+        if utterance.codes is not None:
+            detail = length_disagreement(utterance.extra, utterance_seconds(utterance, codec.frame_rate),
+                                         codec.sample_rate)
+            if detail is not None:
+                notes.append({"key": utterance.key, "path": utterance.extra.get("source", ""), "detail": detail})
+    return notes
+
+
+def _check_plan(output: Path, shards: list[list[Utterance]], codec: CodecInfo) -> CodecInfo:
+    """The first run records its plan; later runs (other parts, resumes) must agree with it.
+
+    Returns:
+        the codec the folder is prepared with (the plan's; this run's when the plan is new or records none).
+    """
+    plan = {"format_version": SHARD_FORMAT_VERSION, "codec": codec.to_dict(),
+            "shards": [[u.key for u in s] for s in shards]}
     path = output / PLAN_NAME
-    if path.is_file():
-        if json.loads(path.read_text(encoding="utf-8")) != plan:
-            raise ValueError(f"{path}: this output folder was prepared from another corpus or with other "
-                             "settings (max_shard_mb, min/max_seconds); use a new output folder or delete it")
+    if not path.is_file():
+        atomic_write_json(path, plan)
+        return codec
+    recorded = json.loads(path.read_text(encoding="utf-8"))
+    if recorded.get("codec") is None:  # its shards' manifests record none either
+        log.warning("%s records no codec (an older valle wrote it); cannot check that its shards were made with "
+                    "%s", path, codec.summary())
+    check_codec(recorded.get("codec"), codec, path)
+    if any(recorded.get(key) != plan[key] for key in ("format_version", "shards")):
+        raise ConfigError(f"{path}: this output folder was prepared from another corpus or with other "
+                          "settings (max_shard_mb, min/max_seconds); use a new output folder or delete it")
+    return CodecInfo.from_dict(recorded["codec"]) if recorded.get("codec") else codec
+
+
+def check_codec(recorded: dict | None, codec: CodecInfo, path: Path) -> None:
+    """Refuse to add codes of `codec` to a folder whose plan or manifest `path` records another codec.
+
+    Raises:
+        ValueError: one line naming what is on disk, what this run uses, and the fix.
+    """
+    if recorded is None:  # written before valle recorded the codec: nothing to check against
         return
-    atomic_write_json(path, plan)
+    theirs = CodecInfo.from_dict(recorded)
+    if replace(theirs, weights="") != replace(codec, weights="") or weights_conflict(theirs.weights, codec.weights):
+        raise ConfigError(f"{path}: prepared with codec {theirs.summary()} but this run uses {codec.summary()}; "
+                          "rerun with the codec settings and codec.weights it was prepared with, or use a new "
+                          "output folder")
 
 
 # ------------------------------------------------------------------------------------------ one shard
@@ -228,12 +283,16 @@ def _sample(utterance: Utterance, codes, symbols: list[str], codec: CodecInfo) -
 
 
 def prepare_shard(shard_name: str, utterances: Sequence[Utterance], codec: Codec | None, info: CodecInfo,
-                  settings: PrepareSettings, progress: tqdm) -> dict:
-    """Encode, phonemize and write one shard; return its manifest (rows, skipped, symbols seen)."""
+                  settings: PrepareSettings, progress: tqdm, known: SymbolMap | None = None) -> dict:
+    """Encode, phonemize and write one shard; return its manifest.
+
+    The manifest holds the rows, the skipped utterances, the symbols seen, the codec, and the occurrences of
+    each symbol the fixed symbol map `known` lacks (they read as <unk> in training).
+    """
     symbols = _phonemize(utterances)
     if any(u.codes is None for u in utterances):
         if codec is None:
-            raise ValueError("this corpus holds audio, so prepare needs a codec model to encode it")
+            raise ConfigError("this corpus holds audio, so prepare needs a codec model to encode it")
         encoded = dict(_encode_audio(utterances, codec, settings, progress))
     else:
         encoded = {i: u.codes for i, u in enumerate(utterances)}
@@ -249,8 +308,18 @@ def prepare_shard(shard_name: str, utterances: Sequence[Utterance], codec: Codec
     rows = [IndexRow(key=s.key, shard=shard_name, speaker=s.speaker, group=s.meta["group"],
                      language=s.language, frames=s.meta["frames"], n_phonemes=len(s.symbols),
                      duration=s.meta["duration"]) for s in samples]
+    unknown = Counter(x for s in samples for x in s.symbols if known is not None and x not in known)
+    if unknown:
+        log.warning("%s: %d phoneme symbols are not in the fixed symbol map and will read as <unk>: %s",
+                    shard_name, sum(unknown.values()), _counts(unknown))
     return {"name": shard_name, "bytes": size, "rows": [vars(r) for r in rows], "skipped": skipped,
-            "symbols": sorted({x for s in samples for x in s.symbols})}
+            "symbols": sorted({x for s in samples for x in s.symbols}), "codec": info.to_dict(),
+            "unknown_symbols": dict(sorted(unknown.items()))}
+
+
+def _counts(counts: dict[str, int], limit: int = 10) -> str:
+    """"ʔ×5, x×2" for the most frequent entries."""
+    return ", ".join(f"{k}×{n}" for k, n in Counter(counts).most_common(limit))
 
 
 # ------------------------------------------------------------------------------------------ the run
@@ -276,22 +345,35 @@ def prepare(settings: PrepareSettings, codec: Codec | None, info: CodecInfo) -> 
     shards, skipped = plan_shards(utterances, info, settings)
     skipped += [{"key": "", "path": str(m.audio_path), "reason": "missing transcript", "detail": str(m)}
                 for m in missing]
-    _check_plan(output, shards)
     names = [SHARD_PATTERN.format(i) for i in range(len(shards))]
+    _check_manifests(output, names, info)  # before the plan: a refused run must not leave a plan behind
+    folder_codec = _check_plan(output, shards, info)
     mine = [i for i in range(len(shards)) if i % n_parts == part]
     todo = [i for i in mine if not _manifest_path(output, names[i]).is_file()]
     log.info("part %d/%d: %d of %d shards to write (%d already done)", part, n_parts, len(todo), len(mine),
              len(mine) - len(todo))
+    known = SymbolMap.load(settings.symbols) if settings.symbols else None
+    unknown: dict[str, dict[str, int]] = {}
     started = time.time()
     with tqdm(total=sum(len(shards[i]) for i in todo), unit="utt", desc="prepare", dynamic_ncols=True) as bar:
         for i in todo:
-            manifest = prepare_shard(names[i], shards[i], codec, info, settings, bar)
+            manifest = prepare_shard(names[i], shards[i], codec, info, settings, bar, known)
             atomic_write_json(_manifest_path(output, names[i]), manifest)
+            unknown[names[i]] = manifest["unknown_symbols"]
     log.info("wrote %d shards in %.1f s", len(todo), time.time() - started)
     pending = [n for n in names if not _manifest_path(output, n).is_file()]
-    index = None if pending else write_index(output, names, info, skipped, settings.symbols)
+    index = None if pending else write_index(output, names, folder_codec, skipped, settings.symbols)
     return PrepareResult(output=output, shards_written=len(todo), shards_skipped_done=len(mine) - len(todo),
-                         shards_pending=len(pending), index=index, skipped=skipped)
+                         shards_pending=len(pending), index=index, skipped=skipped,
+                         length_notes=length_notes(utterances, info), unknown_symbols=unknown)
+
+
+def _check_manifests(output: Path, names: Sequence[str], codec: CodecInfo) -> None:
+    """Every shard already written here must come from `codec` too (before this run encodes anything)."""
+    for name in names:
+        path = _manifest_path(output, name)
+        if path.is_file():
+            check_codec(json.loads(path.read_text(encoding="utf-8")).get("codec"), codec, path)
 
 
 # Codes an importer says came from codec X can be used under these configured codec names.
@@ -303,19 +385,25 @@ def _check_imported_codes(utterances: Sequence[Utterance], info: CodecInfo) -> N
     hints = {u.extra.get("codec_hint") for u in utterances if u.codes is not None} - {None}
     for hint in hints:
         if info.name not in _SAME_CODES.get(hint, {hint}):
-            raise ValueError(f"the imported files hold {hint} codes but codec={info.name} is configured; "
-                             f"pass codec={hint} (and its settings) to prepare")
+            raise ConfigError(f"the imported files hold {hint} codes but codec={info.name} is configured; "
+                              f"pass codec={hint} (and its settings) to prepare")
     levels = {u.codes.shape[0] for u in utterances if u.codes is not None}
     if levels and levels != {info.n_levels}:
-        raise ValueError(f"the imported codes have {sorted(levels)} levels but codec {info.name!r} is "
-                         f"configured with {info.n_levels}; set the codec to match the data (e.g. "
-                         "codec.bandwidth_kbps for EnCodec, codec.n_levels for DAC)")
+        raise ConfigError(f"the imported codes have {sorted(levels)} levels but codec {info.name!r} is "
+                          f"configured with {info.n_levels}; set the codec to match the data (e.g. "
+                          "codec.bandwidth_kbps for EnCodec, codec.n_levels for DAC)")
 
 
 def write_index(output: Path, names: Sequence[str], info: CodecInfo, skipped: list[dict],
                 fixed_symbols: str | None) -> ShardIndex:
-    """Merge every shard manifest into `index.json` with the symbol map and the codec description."""
+    """Merge every shard manifest into `index.json` with the symbol map and the codec description.
+
+    Raises:
+        ValueError: a manifest records another codec than `info` (written meanwhile by another run).
+    """
     manifests = [json.loads(_manifest_path(output, n).read_text(encoding="utf-8")) for n in names]
+    for name, manifest in zip(names, manifests, strict=True):
+        check_codec(manifest.get("codec"), info, _manifest_path(output, name))
     rows = [IndexRow(**row) for m in manifests for row in m["rows"]]
     languages = sorted({row.language for row in rows})
     if fixed_symbols:
@@ -326,9 +414,10 @@ def write_index(output: Path, names: Sequence[str], info: CodecInfo, skipped: li
                         fixed_symbols, " ".join(unknown[:20]))
     else:
         symbols = SymbolMap.build([m["symbols"] for m in manifests], languages)
-    index = ShardIndex(codec=info, symbols=symbols,
-                       shards=[{"name": m["name"], "samples": len(m["rows"]), "bytes": m["bytes"]} for m in manifests],
-                       samples=rows, skipped=skipped + [s for m in manifests for s in m["skipped"]], root=output)
+    shards = [{"name": m["name"], "samples": len(m["rows"]), "bytes": m["bytes"],
+               "unknown_symbols": m.get("unknown_symbols", {})} for m in manifests]
+    index = ShardIndex(codec=info, symbols=symbols, shards=shards, samples=rows,
+                       skipped=skipped + [s for m in manifests for s in m["skipped"]], root=output)
     index.save(output)
     symbols.save(output / "symbols.json")
     return index
@@ -351,4 +440,27 @@ def summarize(result: PrepareResult) -> str:
     reasons = Counter(s["reason"] for s in skipped)
     lines.append(f"skipped: {len(skipped)}" + "".join(f"\n  {n} {reason}" for reason, n in reasons.most_common()))
     lines += [f"    {s['path']}: {s['detail']}" for s in skipped[:20]]
-    return "\n".join(lines)
+    return "\n".join(lines + _unknown_symbol_lines(result) + _length_note_lines(result.length_notes))
+
+
+def _unknown_symbol_lines(result: PrepareResult) -> list[str]:
+    """Per shard, the symbols the fixed symbol map lacks (nothing when there are none)."""
+    if result.index is not None:
+        per_shard = {s["name"]: s.get("unknown_symbols", {}) for s in result.index.shards}
+    else:
+        per_shard = result.unknown_symbols
+    per_shard = {name: counts for name, counts in per_shard.items() if counts}
+    if not per_shard:
+        return []
+    total = sum(sum(counts.values()) for counts in per_shard.values())
+    lines = [f"unknown symbols (read as <unk> in training; prepare with a symbol map that has them, or "
+             f"without symbols=): {total} in {len(per_shard)} shards"]
+    return lines + [f"  {name}: {sum(counts.values())} ({_counts(counts)})" for name, counts in per_shard.items()]
+
+
+def _length_note_lines(notes: list[dict]) -> list[str]:
+    """Imported files whose stored length disagrees with their codes."""
+    if not notes:
+        return []
+    lines = [f"stored lengths that disagree with the codes (durations taken from the codes): {len(notes)}"]
+    return lines + [f"    {n['path'] or n['key']}: {n['detail']}" for n in notes[:20]]

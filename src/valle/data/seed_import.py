@@ -9,6 +9,11 @@ Two layouts, both chosen only through `layout=seed`:
   with the dataset `audio` (int16 [T, L]) and the attributes `text`, `phonemes`, `language`, `duration`.
   `type` is `training`, `validation` or `noise`; noise is skipped and the type kept as `extra["split"]`.
 
+Durations come from the codes (frames / frame rate), never from the stored lengths: the seed's scripts write
+`metadata.original_length` in samples in one place and in seconds (frames / 75) in another, and some files
+carry a wrong value. The stored length is kept (`extra["original_length"]`, `extra["stored_duration"]`) only
+as a cross-check, `length_disagreement`, whose findings prepare lists in its summary.
+
 The seed's own token ids (the HDF5 `text` dataset and the `symmap`) are ignored: valle phonemizes the text
 again with its own espeak front end, so every symbol comes from one tokenizer. Only an utterance that has
 phonemes but no text keeps the seed's phonemes, split into symbols by `split_phoneme_string`.
@@ -23,6 +28,7 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import pickle
 import re
 import unicodedata
@@ -35,6 +41,7 @@ import numpy as np
 
 from valle.data.corpora import MissingTranscript
 from valle.data.records import Utterance, make_key
+from valle.errors import ConfigError
 from valle.text.phonemize import WORD_SEPARATOR
 
 log = logging.getLogger(__name__)
@@ -46,6 +53,10 @@ H5_SUFFIXES = (".h5", ".hdf5")
 SKIPPED_SPLITS = ("noise",)  # background noise for the seed's augmentation: audio without a transcript
 DAC_FIELDS = ("input_db", "chunk_length", "channels", "padding", "dac_version")
 _SIDECAR_TEXT_SUFFIXES = (".normalized.txt", ".txt")
+# A stored length agrees with the codes within this fraction of the codes' duration, plus the slack below:
+# codes round the audio up to whole frames, and resampling moves the sample count by a few.
+LENGTH_TOLERANCE = 0.05
+LENGTH_SLACK_SECONDS = 0.05
 # espeak's language switches, e.g. "zˈɔnənkˌystə (en)ˈʌpdeɪt(de)"; the seed strips them on loading a file.
 _LANGUAGE_FLAG = re.compile(r"\([a-z]{2,3}(?:-[a-z0-9]+)?\)")
 _TIES = ("\u0361", "\u035c")  # a tie bar joins the next character too: t͡ʃ is one sound
@@ -119,9 +130,37 @@ def seed_codec_hint(utterances: Iterable[Utterance]) -> str | None:
             by_hint.setdefault(hint, str(utterance.extra.get("source", utterance.key)))
     if len(by_hint) > 1:
         examples = ", ".join(f"{hint} (e.g. {source})" for hint, source in sorted(by_hint.items()))
-        raise ValueError(f"the seed files mix codecs: {examples}; codes of two codecs cannot share one "
-                         "model, so import the files of one codec at a time")
+        raise ConfigError(f"the seed files mix codecs: {examples}; codes of two codecs cannot share one "
+                          "model, so import the files of one codec at a time")
     return next(iter(by_hint), None)
+
+
+def length_disagreement(extra: dict[str, Any], seconds: float, codec_sample_rate: int) -> str | None:
+    """Why an imported utterance's stored length disagrees with its codes' duration, or None when it agrees.
+
+    Args:
+        extra: the utterance's `extra` (`original_length`, `sample_rate`, or the HDF5 `stored_duration`).
+        seconds: the codes' duration (frames / frame rate).
+        codec_sample_rate: the codec's rate in Hz (the seed also counted samples at that rate).
+
+    `original_length` agrees when it matches read as samples (at the file's or the codec's rate) or as
+    seconds. A missing length has nothing to disagree with.
+    """
+    if "original_length" in extra:
+        name, value = "original_length", extra["original_length"]
+        rates = {r for r in (extra.get("sample_rate"), codec_sample_rate) if isinstance(r, int | float) and r > 0}
+        readings = [("seconds", 1.0)] + [(f"samples at {r:g} Hz", float(r)) for r in sorted(rates)]
+    elif "stored_duration" in extra:
+        name, value, readings = "duration", extra["stored_duration"], [("seconds", 1.0)]
+    else:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return f"{name}={value!r} is not a length; the codes hold {seconds:.2f} s"
+    tolerance = LENGTH_TOLERANCE * seconds + LENGTH_SLACK_SECONDS
+    if any(abs(value / divisor - seconds) <= tolerance for _, divisor in readings):
+        return None
+    read = ", ".join(f"{value / divisor:.2f} s as {how}" for how, divisor in readings)
+    return f"{name}={value:g} ({read}) disagrees with the codes' {seconds:.2f} s"
 
 
 def split_phoneme_string(phonemes: str) -> list[str]:
@@ -152,15 +191,15 @@ def _discover(root: Path) -> tuple[list[Path], list[Path]]:
     h5_files = sorted(p for p in root.iterdir() if p.suffix.lower() in H5_SUFFIXES and p.is_file())
     by_suffix = {p.suffix.lower(): p for p in pickles}
     if len(by_suffix) > 1:
-        raise ValueError(f"input={root} mixes EnCodec and DAC codes ({by_suffix['.enc']} and "
-                         f"{by_suffix['.dac']}); import the files of one codec at a time")
+        raise ConfigError(f"input={root} mixes EnCodec and DAC codes ({by_suffix['.enc']} and "
+                          f"{by_suffix['.dac']}); import the files of one codec at a time")
     if pickles and h5_files:
-        raise ValueError(f"input={root} holds both per-utterance files ({pickles[0]}, ...) and HDF5 "
-                         f"({h5_files[0].name}); the seed builds one from the other, so point input= at a "
-                         "folder with only one of them")
+        raise ConfigError(f"input={root} holds both per-utterance files ({pickles[0]}, ...) and HDF5 "
+                          f"({h5_files[0].name}); the seed builds one from the other, so point input= at a "
+                          "folder with only one of them")
     if not pickles and not h5_files:
-        raise ValueError(f"input={root}: no seed files found; layout=seed expects "
-                         "{group}/{speaker}/{id}.enc or .dac files, or *.h5 / *.hdf5 files at the top")
+        raise ConfigError(f"input={root}: no seed files found; layout=seed expects "
+                          "{group}/{speaker}/{id}.enc or .dac files, or *.h5 / *.hdf5 files at the top")
     return pickles, h5_files
 
 
@@ -231,8 +270,8 @@ def _read_pickle(source: _Source, language: str) -> Utterance | MissingTranscrip
     hint = CODEC_BY_SUFFIX[source.path.suffix.lower()]
     extra = {"source": source.origin, "codec_hint": hint,
              "sample_rate": _plain(metadata.get("sample_rate", DEFAULT_SAMPLE_RATE[hint]))}
-    extra.update({k: _plain(metadata[k]) for k in DAC_FIELDS if k in metadata})
-    duration = _duration(metadata, codes.shape[1], FRAME_RATE_HZ[hint])
+    extra.update({k: _plain(metadata[k]) for k in (*DAC_FIELDS, "original_length") if k in metadata})
+    duration = codes.shape[1] / FRAME_RATE_HZ[hint]
     language = _language(metadata.get("language"), language)
     return _utterance(source, codes, transcript, language, duration, extra)
 
@@ -249,7 +288,9 @@ def _read_h5(source: _Source, language: str) -> Utterance | MissingTranscript:
     extra: dict[str, Any] = {"source": source.origin, "codec_hint": hint, "split": source.split}
     if hint is not None or "sample_rate" in metadata:
         extra["sample_rate"] = metadata.get("sample_rate", DEFAULT_SAMPLE_RATE.get(hint or ""))
-    duration = _duration(metadata, codes.shape[1], FRAME_RATE_HZ[hint or "encodec"])
+    if "duration" in metadata:  # not "duration": the shard's json takes `extra` over its own keys
+        extra["stored_duration"] = metadata["duration"]
+    duration = codes.shape[1] / FRAME_RATE_HZ[hint or "encodec"]
     language = _language(metadata.get("language"), language)
     return _utterance(source, codes, transcript, language, duration, extra)
 
@@ -299,8 +340,8 @@ def _check_levels(first: dict[str, Any], utterance: Utterance) -> None:
     first.setdefault("levels", levels)
     first.setdefault("source", source)
     if levels != first["levels"]:
-        raise ValueError(f"file {source} has {levels} levels but {first['source']} has {first['levels']}; "
-                         "import one codec setting at a time")
+        raise ConfigError(f"file {source} has {levels} levels but {first['source']} has {first['levels']}; "
+                          "import one codec setting at a time")
 
 
 # --- metadata ----------------------------------------------------------------------------------------
@@ -333,19 +374,6 @@ def _sidecar_transcript(path: Path) -> tuple[str, list[str] | None] | None:
             raise _Rejected(f"{metadata_path.name} is not valid JSON ({error})") from error
         return _transcript(metadata) if isinstance(metadata, dict) else None
     return None
-
-
-def _duration(metadata: dict[str, Any], frames: int, frame_rate_hz: float) -> float:
-    """Seconds of audio: exact from the sample count when known, else the stored or the frame-based value.
-
-    The metadata's `sample_rate` is the input file's rate, not the codec's, so it never sets the frame rate.
-    """
-    length, sample_rate = metadata.get("original_length"), metadata.get("sample_rate")
-    if length and sample_rate:
-        return float(length) / float(sample_rate)
-    if metadata.get("duration"):
-        return float(metadata["duration"])
-    return frames / frame_rate_hz
 
 
 def _hint_from_frame_rate(frames: int, duration: Any) -> str | None:

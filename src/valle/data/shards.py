@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import webdataset as wds
 
-from valle.utils.io import temporary_sibling
+from valle.errors import ConfigError
+from valle.utils.io import atomic_output
 
 SHARD_FORMAT_VERSION = 1
 SHARD_PATTERN = "shard-{:06d}.tar"
@@ -59,9 +59,9 @@ def decode_sample(raw: dict) -> ShardSample:
         text = raw["txt"].decode("utf-8")
     except (KeyError, ValueError, OSError) as error:
         where = f"{raw.get('__url__', '?')}:{raw.get('__key__', '?')}"
-        raise ValueError(f"{where}: malformed shard sample ({error!r}); re-run prepare for this shard") from error
+        raise ConfigError(f"{where}: malformed shard sample ({error!r}); re-run prepare for this shard") from error
     if codes.ndim != 2:
-        raise ValueError(f"{raw.get('__key__')}: codes must be [levels, frames], got shape {codes.shape}")
+        raise ConfigError(f"{raw.get('__key__')}: codes must be [levels, frames], got shape {codes.shape}")
     return ShardSample(key=raw["__key__"], codes=codes, symbols=symbols, text=text, meta=meta)
 
 
@@ -72,11 +72,10 @@ def write_shard(path: str | Path, samples: Iterable[ShardSample]) -> int:
         the shard's size in bytes.
     """
     path = Path(path)
-    tmp = temporary_sibling(path)
-    with wds.TarWriter(str(tmp)) as writer:
-        for sample in samples:
-            writer.write(sample.to_wds())
-    with open(tmp, "rb") as handle:  # the rename must not overtake the data on a crash
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        # mtime=0 rather than the clock: the same samples give the same bytes, so a resumed run's
+        # shards equal an uninterrupted run's and can be checked byte for byte.
+        with wds.TarWriter(str(tmp), mtime=0) as writer:
+            for sample in samples:
+                writer.write(sample.to_wds())
     return path.stat().st_size

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from valle.audio import read_audio
+from valle.errors import MissingFileError, exit_on_user_error
 from valle.evaluate.report import EvalItem, evaluate_rows, format_markdown, to_json
 
 USAGE = __doc__.split("\n\n")[1]
@@ -41,8 +42,11 @@ def load_rows(hyp_dir: Path, ref_dir: Path, prompt_dir: Path | None, name: str) 
     """The "ground truth" and `name` rows, matched by file stem.
 
     Raises:
+        MissingFileError: no `hyp_dir` folder.
         SystemExit: no outputs, or an output without its reference wav / transcript (names the file).
     """
+    if not hyp_dir.is_dir():
+        raise MissingFileError(f"hyp_dir={hyp_dir}: no such folder")
     hyps = sorted(p for p in hyp_dir.iterdir() if p.suffix in AUDIO_SUFFIXES)
     if not hyps:
         raise SystemExit(f"{hyp_dir}: no .wav or .flac files to score")
@@ -81,4 +85,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(exit_on_user_error(main)(sys.argv[1:]))

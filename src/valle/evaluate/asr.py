@@ -6,20 +6,28 @@ clean read speech, where the paper's HuBERT-CTC gets about 2 %), so its numbers 
 each other and against the ground-truth row; they are not comparable with published tables.
 
 `WhisperASR` is an optional, stronger recogniser over a local `openai-whisper` checkpoint file.
+
+`PocketSphinxAligner` finds where each word of a known transcript is spoken (forced alignment), e.g.
+to cut a recording at a word boundary for a continuation prompt.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from valle.audio import prepare_waveform
+from valle.errors import ConfigError, MissingFileError
+from valle.evaluate.text import normalize
 
 log = logging.getLogger(__name__)
 
 ASR_SAMPLE_RATE = 16_000
+SPHINX_FRAMES_PER_SECOND = 100  # pocketsphinx's segment times are in 10 ms frames
 
 
 def to_int16_pcm(wav: torch.Tensor, sample_rate: int) -> bytes:
@@ -40,11 +48,7 @@ class PocketSphinxASR:
     """
 
     def __init__(self, loglevel: str = "FATAL", **config: str) -> None:
-        try:
-            from pocketsphinx import Decoder
-        except ImportError as error:
-            raise ImportError("PocketSphinxASR needs `pip install pocketsphinx>=5`") from error
-        self.decoder = Decoder(samprate=ASR_SAMPLE_RATE, loglevel=loglevel, **config)
+        self.decoder = _sphinx_decoder(loglevel, config)
 
     def transcribe(self, wav: torch.Tensor, sample_rate: int) -> str:
         """Recognise one utterance: wav [channels, samples] or [samples] float in [-1, 1] → lowercase text.
@@ -59,6 +63,63 @@ class PocketSphinxASR:
         self.decoder.end_utt()
         hyp = self.decoder.hyp()
         return "" if hyp is None else hyp.hypstr
+
+
+def _sphinx_decoder(loglevel: str, config: dict[str, str]):
+    try:
+        from pocketsphinx import Decoder
+    except ImportError as error:
+        raise ImportError("pocketsphinx is needed: `pip install pocketsphinx>=5`") from error
+    return Decoder(samprate=ASR_SAMPLE_RATE, loglevel=loglevel, **config)
+
+
+@dataclass(frozen=True)
+class WordTiming:
+    """Where one word of a transcript is spoken."""
+
+    word: str  # normalised, as `valle.evaluate.text.normalize` writes it
+    start_seconds: float
+    end_seconds: float
+
+
+class PocketSphinxAligner:
+    """Forced alignment with pocketsphinx's bundled en-us model: the words of a known transcript → times.
+
+    A decoder of its own (alignment mode would otherwise replace `PocketSphinxASR`'s language model).
+
+    Args:
+        loglevel: pocketsphinx's own log threshold.
+        **config: extra decoder options (e.g. `hmm=`, `dict=` for another language's model).
+    """
+
+    def __init__(self, loglevel: str = "FATAL", **config: str) -> None:
+        self.decoder = _sphinx_decoder(loglevel, config)
+
+    def align(self, wav: torch.Tensor, sample_rate: int, text: str) -> list[WordTiming]:
+        """Time every word of `text` in `wav` ([channels, samples] or [samples] float).
+
+        Returns:
+            One `WordTiming` per word of `normalize(text)`, in order (silences left out).
+
+        Raises:
+            ConfigError: a word that pocketsphinx's dictionary lacks, or audio it cannot align the text to.
+        """
+        words = normalize(text).split()
+        unknown = [w for w in words if self.decoder.lookup_word(w) is None]
+        if unknown or not words:
+            reason = f"words outside pocketsphinx's dictionary: {', '.join(unknown)}" if words else "no words"
+            raise ConfigError(f"cannot align {text!r}: {reason}")
+        self.decoder.set_align_text(" ".join(words))
+        self.decoder.start_utt()
+        self.decoder.process_raw(to_int16_pcm(wav, sample_rate), full_utt=True)
+        self.decoder.end_utt()
+        timings = [WordTiming(re.sub(r"\(\d+\)$", "", s.word), s.start_frame / SPHINX_FRAMES_PER_SECOND,
+                              (s.end_frame + 1) / SPHINX_FRAMES_PER_SECOND)
+                   for s in self.decoder.seg() if not s.word.startswith("<")]  # <s>, </s>, <sil>
+        if [t.word for t in timings] != words:
+            raise ConfigError(f"cannot align {text!r} to the audio: pocketsphinx found "
+                              f"{' '.join(t.word for t in timings) or 'nothing'}")
+        return timings
 
 
 class WhisperASR:
@@ -80,8 +141,8 @@ class WhisperASR:
         except ImportError as error:
             raise ImportError("WhisperASR needs `pip install openai-whisper`") from error
         if not Path(model_path).is_file():
-            raise FileNotFoundError(f"{model_path}: no whisper checkpoint there; pass a local .pt file "
-                                    "(model names are refused so that nothing is downloaded)")
+            raise MissingFileError(f"{model_path}: no whisper checkpoint there; pass a local .pt file "
+                                   "(model names are refused so that nothing is downloaded)")
         self.model = whisper.load_model(str(model_path), device=device)
         self.language = language
 

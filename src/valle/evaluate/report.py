@@ -5,6 +5,11 @@ A row is a named list of `EvalItem`s ("ground truth", "resynthesis", "continuati
 carries a prompt and/or the ground-truth recording, the speaker similarity to each is averaged over
 the row, and the duration ratio (output seconds / ground-truth seconds) tells whether a model
 rambles or truncates.
+
+Each item carries its own prompt and reference, so every row is compared with what it was given: a
+continuation item is the generated audio alone, its text the words after the prompt, its prompt the
+recording's first seconds it continued and its reference the rest of that recording
+(`valle.demo.eval_rows`); a cross-utterance item's prompt is the other recording it imitated.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from valle.audio import prepare_waveform
+from valle.errors import MissingFileError
 
 SIM_SAMPLE_RATE = 16_000  # resemblyzer's sampling rate
 SILENCE_PEAK = 1e-4  # -80 dBFS
@@ -79,8 +80,8 @@ class WavLMVerifier:
         except ImportError as error:
             raise ImportError("WavLMVerifier needs `pip install transformers`") from error
         if not (Path(model_dir) / "config.json").is_file():
-            raise FileNotFoundError(f"{model_dir}: no config.json; pass a local folder saved with save_pretrained "
-                                    "(model names are refused so that nothing is downloaded)")
+            raise MissingFileError(f"{model_dir}: no config.json; pass a local folder saved with save_pretrained "
+                                   "(model names are refused so that nothing is downloaded)")
         self.model = WavLMForXVector.from_pretrained(str(model_dir), local_files_only=True).to(device).eval()
         self.device = device
 

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import jiwer
 
+from valle.errors import ConfigError
+
 _ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
          "fifteen sixteen seventeen eighteen nineteen").split()
 _TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
@@ -52,12 +54,12 @@ def normalize(text: str) -> str:
 
 def _normalized(refs: Sequence[str], hyps: Sequence[str]) -> tuple[list[str], list[str]]:
     if len(refs) != len(hyps):
-        raise ValueError(f"{len(refs)} references but {len(hyps)} hypotheses; pass one of each per item")
+        raise ConfigError(f"{len(refs)} references but {len(hyps)} hypotheses; pass one of each per item")
     if not refs:
-        raise ValueError("no references to score")
+        raise ConfigError("no references to score")
     refs_n = [normalize(r) for r in refs]
     if not all(refs_n):
-        raise ValueError("a reference transcript is empty after normalisation; check the .txt files")
+        raise ConfigError("a reference transcript is empty after normalisation; check the .txt files")
     return refs_n, [normalize(h) for h in hyps]
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from valle.errors import ConfigError
+
 
 @dataclass
 class ScaleConfig:
@@ -51,10 +53,10 @@ class ValleConfig:
         if isinstance(self.scale, dict):
             self.scale = ScaleConfig(**self.scale)
         if self.scale.d_model % self.scale.n_heads:
-            raise ValueError(f"model.scale: d_model={self.scale.d_model} is not divisible by "
-                             f"n_heads={self.scale.n_heads}")
+            raise ConfigError(f"model.scale: d_model={self.scale.d_model} is not divisible by "
+                              f"n_heads={self.scale.n_heads}")
         if self.n_levels < 1:
-            raise ValueError(f"n_levels must be >= 1, got {self.n_levels}")
+            raise ConfigError(f"n_levels must be >= 1, got {self.n_levels}")
 
     @property
     def stop_token(self) -> int:

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from valle.errors import ConfigError
+
 # Attention and feed-forward projections of each backbone: ours (transformer) and torchscale's (RetNet,
 # whose MoE router `wg` is deliberately not a target). Names that a model lacks simply match nothing.
 TRANSFORMER_TARGETS = ["qkv", "out", "up", "down"]
@@ -55,11 +57,11 @@ class LoRAConfig:
 
     def __post_init__(self) -> None:
         if self.rank < 1:
-            raise ValueError(f"lora.rank must be >= 1, got {self.rank}")
+            raise ConfigError(f"lora.rank must be >= 1, got {self.rank}")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"lora.dropout must be in [0, 1), got {self.dropout}")
+            raise ConfigError(f"lora.dropout must be in [0, 1), got {self.dropout}")
         if not self.targets:
-            raise ValueError(f"lora.targets is empty; name the layers to adapt, e.g. {DEFAULT_TARGETS}")
+            raise ConfigError(f"lora.targets is empty; name the layers to adapt, e.g. {DEFAULT_TARGETS}")
 
 
 class LoRALinear(nn.Module):
@@ -141,7 +143,7 @@ def apply_lora(model: nn.Module, config: LoRAConfig) -> list[str]:
     chosen, linears = _matching_linears(model, config)
     if not chosen:
         where = f" under {config.modules}" if config.modules is not None else ""
-        raise ValueError(
+        raise ConfigError(
             f"LoRA matched no nn.Linear named {config.targets}{where}; set lora.targets/lora.modules to "
             f"layers that exist, e.g. {linears[:6] or 'none: the model has no nn.Linear layers'}"
         )
@@ -170,13 +172,13 @@ def load_lora_state_dict(model: nn.Module, state: dict[str, Tensor]) -> None:
     own = {f"{name}.{p}": getattr(m, p) for name, m in _lora_modules(model) for p in ADAPTER_PARAMS}
     missing, unexpected = sorted(own.keys() - state.keys()), sorted(state.keys() - own.keys())
     if missing or unexpected:
-        raise ValueError(
+        raise ConfigError(
             f"adapter state does not fit this model: missing {missing[:4]} ({len(missing)}), unexpected "
             f"{unexpected[:4]} ({len(unexpected)}); call apply_lora with the config the adapter was trained with"
         )
     for key, param in own.items():
         if state[key].shape != param.shape:
-            raise ValueError(
+            raise ConfigError(
                 f"adapter {key} has shape {tuple(state[key].shape)}, the model expects {tuple(param.shape)}; "
                 "was it trained with another lora.rank?"
             )

@@ -16,11 +16,14 @@ saturates (see `WEIGHT_MAX`). torch marks the entry point deprecated; the pinned
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
 
+from valle.errors import ConfigError
 from valle.models.valle import Heads
 
 MODES = ("int8",)
@@ -33,8 +36,17 @@ FBGEMM_CPUS = ("AVX2", "AVX512")  # torch.backends.cpu.get_cpu_capability() valu
 # (benchmarks/int8_linear.py).
 WEIGHT_MAX = 63
 
-# torch warns once per process that these entry points are deprecated; the pinned version has them.
-warnings.filterwarnings("ignore", message=r"fbgemm_\w+ is deprecated", category=UserWarning)
+
+@contextlib.contextmanager
+def _quiet_deprecation() -> Iterator[None]:
+    """Ignore torch's "fbgemm_... is deprecated" warnings inside the block; the pinned version has them.
+
+    torch gives each of them once per process (TORCH_WARN_ONCE): taken here, locally, at quantization
+    time, they leave no process-wide filter behind and the decode loop needs none.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"fbgemm_\w+ is deprecated", category=UserWarning)
+        yield
 
 
 class Int8Linear(nn.Module):
@@ -53,9 +65,11 @@ class Int8Linear(nn.Module):
         # Integer weights with unit scale for the kernel; the per-channel scales multiply its output.
         self._weight = torch.round(weight / self._scales[:, None]).clamp(-WEIGHT_MAX, WEIGHT_MAX).to(torch.int8)
         self._column_sums = self._weight.sum(dim=1, dtype=torch.int32)  # the kernel's zero-point correction
-        self._packed = torch.fbgemm_pack_quantized_matrix(self._weight)
         self._zeros = torch.zeros(self.out_features)
         self._bias = None if bias is None else bias.detach().float().cpu()
+        with _quiet_deprecation():
+            self._packed = torch.fbgemm_pack_quantized_matrix(self._weight)
+            self(torch.zeros(1, self.in_features))  # the kernel's first call is the one that warns
 
     @classmethod
     def from_linear(cls, linear: nn.Linear) -> Int8Linear:
@@ -94,18 +108,18 @@ def quantize(model: nn.Module, mode: str | None) -> nn.Module:
     if mode is None:
         return model
     if mode not in MODES:
-        raise ValueError(f"unknown quantize={mode!r}; use one of {', '.join(MODES)} or null")
+        raise ConfigError(f"unknown quantize={mode!r}; use one of {', '.join(MODES)} or null")
     device = next(model.parameters()).device
     if device.type != "cpu":
-        raise ValueError(f"quantize={mode} runs on the CPU only (fbgemm kernels); the model is on {device}. "
-                         "Use device=cpu, or quantize=null on a GPU")
+        raise ConfigError(f"quantize={mode} runs on the CPU only (fbgemm kernels); the model is on {device}. "
+                          "Use device=cpu, or quantize=null on a GPU")
     if "fbgemm" not in torch.backends.quantized.supported_engines:
-        raise ValueError(f"quantize={mode} needs torch's fbgemm engine, which this build lacks "
-                         f"(engines: {torch.backends.quantized.supported_engines})")
+        raise ConfigError(f"quantize={mode} needs torch's fbgemm engine, which this build lacks "
+                          f"(engines: {torch.backends.quantized.supported_engines})")
     capability = torch.backends.cpu.get_cpu_capability()
     if capability not in FBGEMM_CPUS:
-        raise ValueError(f"quantize={mode} needs an x86 CPU with AVX2 for fbgemm; this one runs torch's "
-                         f"{capability} kernels. Use quantize=null")
+        raise ConfigError(f"quantize={mode} needs an x86 CPU with AVX2 for fbgemm; this one runs torch's "
+                          f"{capability} kernels. Use quantize=null")
     _swap(model.eval())
     return model
 

@@ -45,7 +45,7 @@ class LevelOutput:
     """Logits and targets at the response positions of the rows trained on one level."""
 
     level: int
-    logits: Tensor  # [n_tokens, V + 1] (for NAR levels the stop logit is -inf)
+    logits: Tensor  # [n_tokens, V + 1] for the AR (the last is stop), [n_tokens, V] for NAR levels
     targets: Tensor  # [n_tokens]
 
 
@@ -103,7 +103,7 @@ class Valle(nn.Module):
             packed = self.ar_packed(_rows(batch, ar_rows))
             h = self.ar.backbone(packed.x, packed.lengths, causal=True,
                                  prefix_lengths=packed.prefix_lengths if self.config.prefix_lm else None)
-            outputs.append(_level_output(self.ar.heads, h.hidden, packed.targets, 0, mask_stop=False))
+            outputs.append(_level_output(self.ar.heads, h.hidden, packed.targets, 0, with_stop=True))
             aux = aux + h.aux_loss
             if prefix_losses:
                 text_out, prompt_out = self._prefix_outputs(_rows(batch, ar_rows), h.hidden)
@@ -115,7 +115,7 @@ class Valle(nn.Module):
             row_levels = levels[nar_rows]
             for level in sorted(set(row_levels.tolist())):
                 targets = torch.where((row_levels == level)[:, None], packed.targets, IGNORE)
-                outputs.append(_level_output(self.nar.heads, h.hidden, targets, level, mask_stop=True))
+                outputs.append(_level_output(self.nar.heads, h.hidden, targets, level, with_stop=False))
         if prefix_losses and len(ar_rows):
             return TrainOutput(outputs, aux, text_out, prompt_out)
         return TrainOutput(outputs, aux)
@@ -167,10 +167,14 @@ def _rows(batch: dict, rows: Tensor) -> dict:
     return {k: batch[k].index_select(0, rows) for k in keys}
 
 
-def _level_output(heads: Heads, hidden: Tensor, targets: Tensor, level: int, mask_stop: bool) -> LevelOutput:
-    """Logits only where there is a target: the heads are the largest matmul, so skip the rest."""
+def _level_output(heads: Heads, hidden: Tensor, targets: Tensor, level: int, with_stop: bool) -> LevelOutput:
+    """Logits only where there is a target: the heads are the largest matmul, so skip the rest.
+
+    The NAR never predicts stop, so its stop column is dropped rather than set to -inf: a -inf
+    logit makes label-smoothed cross-entropy (which averages over every class) infinite.
+    """
     where = targets != IGNORE
     logits = heads(hidden[where], level)
-    if mask_stop:  # the NAR never predicts stop
-        logits = logits.index_fill(-1, torch.tensor([logits.shape[-1] - 1], device=logits.device), float("-inf"))
+    if not with_stop:
+        logits = logits[:, :-1]
     return LevelOutput(level, logits, targets[where])

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from valle.errors import ConfigError
 from valle.sampling import processors as P
 
 
@@ -50,7 +51,7 @@ class SamplerConfig:
     def __post_init__(self) -> None:
         problems = self._problems()
         if problems:
-            raise ValueError("invalid sampler config:\n  - " + "\n  - ".join(problems))
+            raise ConfigError("invalid sampler config:\n  - " + "\n  - ".join(problems))
 
     def _problems(self) -> list[str]:
         out = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,9 +12,13 @@ import torch
 
 from valle.audio import AudioError, prepare_waveform, read_audio
 from valle.codecs.base import Codec, CodecInfo
+from valle.errors import ConfigError
 from valle.utils.io import temporary_sibling
 
+log = logging.getLogger(__name__)
+
 VOICE_SUFFIX = ".npz"
+LONG_CONTINUATION_SECONDS = 10.0  # a continuation prompt longer than this draws a warning
 
 
 @dataclass
@@ -40,6 +45,13 @@ def load_prompt(path: str | Path, codec: Codec, prompt_seconds: float | None = 3
                 min_seconds: float = 0.5, trim: bool = True) -> Prompt:
     """Read a prompt: audio (mixed to mono, resampled, silence trimmed, cropped) or a voice preset.
 
+    Args:
+        path: an audio file, or a voice preset (.npz).
+        codec: encodes the audio.
+        prompt_seconds: crop the audio to this many seconds (None: keep it all). Not applied with
+            `text`: a transcript describes the whole recording, and the model continues from its end.
+        text: the recording's transcript (continuation mode), or None (cross-utterance mode).
+
     Raises:
         AudioError: missing, unreadable, silent or too short (the message names the file and the fix).
         ValueError: a voice preset made with another codec.
@@ -47,7 +59,11 @@ def load_prompt(path: str | Path, codec: Codec, prompt_seconds: float | None = 3
     path = Path(path)
     if path.suffix == VOICE_SUFFIX:
         return load_voice(path, codec.info, text)
-    wav = prompt_audio(path, codec.sample_rate, prompt_seconds, min_seconds, trim)
+    wav = prompt_audio(path, codec.sample_rate, None if text else prompt_seconds, min_seconds, trim)
+    if text and wav.numel() > LONG_CONTINUATION_SECONDS * codec.sample_rate:
+        log.warning("prompt=%s: %.1f s with its transcript, all kept in continuation mode; models train on "
+                    "3-6 s prompts, so a long one may sound worse: cut the recording and its transcript "
+                    "to a sentence or two", path, wav.numel() / codec.sample_rate)
     return Prompt(codec.encode(wav, codec.sample_rate), text, str(path))
 
 
@@ -75,7 +91,7 @@ def save_voice(path: str | Path, prompt: Prompt, info: CodecInfo) -> Path:
     """A voice preset: the prompt's codes, transcript and codec, so later runs skip encoding."""
     path = Path(path)
     if path.suffix != VOICE_SUFFIX:
-        raise ValueError(f"out={path}: a voice preset is a {VOICE_SUFFIX} file")
+        raise ConfigError(f"out={path}: a voice preset is a {VOICE_SUFFIX} file")
     tmp = temporary_sibling(path)
     with open(tmp, "wb") as handle:  # a handle: np.savez would append ".npz" to a temporary name
         np.savez(handle, codes=prompt.codes.numpy().astype(np.int16), text=np.array(prompt.text or ""),

@@ -20,8 +20,10 @@ from tqdm import tqdm
 from valle.codecs import codec_for
 from valle.codecs.base import Codec
 from valle.data.batching import pad_1d, pad_codes
+from valle.errors import ConfigError
 from valle.export import LoadedModel
 from valle.models.quantize import quantize as quantize_model
+from valle.models.valle import Valle
 from valle.sampling.ar import decode_ar, decode_ar_beam
 from valle.sampling.nar import decode_nar
 from valle.sampling.pipeline import ArSampler, NarSampler, SamplerConfig, make_generator
@@ -44,13 +46,27 @@ class Synthesis:
     hit_limit: bool  # some sentence reached max_ar_steps without a stop token
 
 
+def decoding_model(model: Valle, device: str, quantize: str | None = None) -> Valle:
+    """`model` itself when it is ready to decode (on `device`, in eval mode, not to be quantized), else a
+    ready copy: a caller's model is never moved, switched to eval mode or quantized behind its back."""
+    target = torch.device(device)
+    on_device = all(p.device.type == target.type and target.index in (None, p.device.index)
+                    for p in model.parameters())
+    if on_device and not model.training and not quantize:
+        return model
+    ready = copy.deepcopy(model).to(device).eval()
+    return quantize_model(ready, quantize) if quantize else ready
+
+
 class Synthesizer:
     """A loaded model with its codec, ready to speak.
 
     Args:
         loaded: from `valle.load`.
-        codec: the codec to decode with (default: the model's, built with `codec_weights`).
-        device: where the model and codec run.
+        codec: the codec to decode with (default: the model's, built with `codec_weights`: None for the
+            weights it was trained with, see `valle.codecs.codec_for`).
+        device: where the model and codec run. `loaded.model` is never changed: when it is on another
+            device or in training mode, the synthesizer decodes with a copy (one more model in memory).
         quantize: "int8" runs the model's linear layers and heads with int8 weights (CPU only, faster,
             slightly different tokens; see `valle.models.quantize`) on a copy, leaving `loaded.model`
             as it was; None keeps the weights as loaded.
@@ -59,11 +75,10 @@ class Synthesizer:
     """
 
     def __init__(self, loaded: LoadedModel, codec: Codec | None = None, device: str = "cpu",
-                 codec_weights: str = "pretrained", quantize: str | None = None, compile: bool = False) -> None:
+                 codec_weights: str | None = None, quantize: str | None = None, compile: bool = False) -> None:
         self.loaded = loaded
         self.compile = compile
-        model = loaded.model.to(device).eval()
-        self.model = quantize_model(copy.deepcopy(model), quantize) if quantize else model
+        self.model = decoding_model(loaded.model, device, quantize)
         self.codec = (codec or codec_for(loaded.codec, codec_weights, state=loaded.codec_state)).to(device).eval()
         loaded.codec.check_compatible(self.codec.info, "the decoding codec")
         self.device = device
@@ -126,11 +141,11 @@ class Synthesizer:
         """
         config = config or SamplerConfig()
         if long_text not in LONG_TEXT_MODES:
-            raise ValueError(f"long_text={long_text!r}: choose one of {LONG_TEXT_MODES}")
+            raise ConfigError(f"long_text={long_text!r}: choose one of {LONG_TEXT_MODES}")
         if len(prompts) == 1 and len(texts) > 1:
             prompts = list(prompts) * len(texts)
         if len(prompts) != len(texts):
-            raise ValueError(f"{len(texts)} texts but {len(prompts)} prompts; give one prompt, or one per text")
+            raise ConfigError(f"{len(texts)} texts but {len(prompts)} prompts; give one prompt, or one per text")
         loaded_prompts = [self.prompt(p, prompt_seconds) for p in prompts]
         sentences = [split_sentences(t) for t in texts]
         for text, parts in zip(texts, sentences, strict=True):
@@ -170,7 +185,7 @@ class Synthesizer:
 
 
 def synthesize(model: LoadedModel, texts: Sequence[str], prompts: Sequence[str | Path | Prompt],
-               language: str = "en-us", codec_weights: str = "pretrained", device: str = "cpu",
+               language: str = "en-us", codec_weights: str | None = None, device: str = "cpu",
                **sampler: object) -> list[Synthesis]:
     """`valle.synthesize(model, texts, prompts, **sampler)`: sampler keys are `SamplerConfig`'s."""
     known = {f.name for f in fields(SamplerConfig)}

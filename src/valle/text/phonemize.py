@@ -12,6 +12,8 @@ import logging
 import re
 import shutil
 
+from valle.errors import ConfigError, SetupError
+
 log = logging.getLogger(__name__)
 
 WORD_SEPARATOR = " "
@@ -20,7 +22,7 @@ PUNCTUATION = ';:,.!?¡¿—…"«»“”()'
 _INSTALL_HINT = "install espeak-ng: `apt-get install espeak-ng` (Debian/Ubuntu) or `brew install espeak-ng` (macOS)"
 
 
-class TextError(ValueError):
+class TextError(ConfigError):
     """Text that cannot be phonemized: empty, or in a language espeak-ng does not know."""
 
 
@@ -30,11 +32,11 @@ def supported_languages() -> dict[str, str]:
     from phonemizer.backend import EspeakBackend
 
     if shutil.which("espeak-ng") is None and shutil.which("espeak") is None:
-        raise RuntimeError(f"espeak-ng was not found; {_INSTALL_HINT}")
+        raise SetupError(f"espeak-ng was not found; {_INSTALL_HINT}")
     try:
         return EspeakBackend.supported_languages()
     except RuntimeError as error:
-        raise RuntimeError(f"espeak-ng could not be loaded ({error}); {_INSTALL_HINT}") from error
+        raise SetupError(f"espeak-ng could not be loaded ({error}); {_INSTALL_HINT}") from error
 
 
 def check_language(language: str) -> None:
@@ -46,19 +48,30 @@ def check_language(language: str) -> None:
         raise TextError(f"unknown language {language!r} for espeak-ng; {hint}")
 
 
+class _Demoted(logging.LoggerAdapter):
+    """phonemizer's logger: its info and warnings go to DEBUG, its errors stay errors.
+
+    phonemizer warns about every batch whose word count changed (punctuation, numbers read out),
+    which is expected here. Demoting them in an adapter keeps them for a DEBUG log without changing
+    the level of any logger the application configures.
+    """
+
+    def info(self, msg: object, *args: object, **kwargs: object) -> None:
+        self.debug(msg, *args, **kwargs)  # type: ignore[arg-type]
+
+    def warning(self, msg: object, *args: object, **kwargs: object) -> None:
+        self.debug(msg, *args, **kwargs)  # type: ignore[arg-type]
+
+
 @functools.cache
 def _backend(language: str):
     # One backend per language and process: creating one loads espeak's data, which is slow.
     from phonemizer.backend import EspeakBackend
 
     check_language(language)
-    # phonemizer warns about every batch whose word count changed (punctuation, numbers read out);
-    # that is expected here, so its logger only passes errors on.
-    quiet = logging.getLogger("valle.text.espeak")
-    quiet.setLevel(logging.ERROR)
     return EspeakBackend(language, preserve_punctuation=True, punctuation_marks=PUNCTUATION,
                          with_stress=True, language_switch="remove-flags", words_mismatch="ignore",
-                         logger=quiet)
+                         logger=_Demoted(log))  # type: ignore[arg-type]  # duck-typed: phonemizer only logs
 
 
 def phonemize(text: str, language: str = "en-us") -> list[str]:

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from valle.errors import ConfigError
 from valle.utils.io import atomic_write_text
 
 FORMAT_VERSION = 1
@@ -39,8 +40,8 @@ class SymbolMap:
 
     def __post_init__(self) -> None:
         if self.version != FORMAT_VERSION:
-            raise ValueError(f"symbol map format version {self.version} is not supported "
-                             f"(this valle reads version {FORMAT_VERSION})")
+            raise ConfigError(f"symbol map format version {self.version} is not supported "
+                              f"(this valle reads version {FORMAT_VERSION})")
         self.languages = sorted(set(self.languages))
         self.phonemes = sorted(set(self.phonemes) - set(SPECIALS))
         self._ids = {symbol: i for i, symbol in enumerate(self.symbols)}
@@ -82,8 +83,8 @@ class SymbolMap:
     def language_id(self, language: str) -> int:
         token = language_token(language)
         if token not in self._ids:
-            raise KeyError(f"language {language!r} is not in this symbol map (it knows {self.languages}); "
-                           "prepare data in that language or use a model trained on it")
+            raise ConfigError(f"language {language!r} is not in this symbol map (it knows {self.languages}); "
+                              "prepare data in that language or use a model trained on it")
         return self._ids[token]
 
     def encode(self, phonemes: Sequence[str], language: str, unknown: Counter | None = None) -> list[int]:
@@ -114,8 +115,8 @@ class SymbolMap:
     def from_dict(cls, data: dict) -> SymbolMap:
         symbol_map = cls(languages=data["languages"], phonemes=data["phonemes"], version=data["version"])
         if "symbols" in data and data["symbols"] != symbol_map.symbols:
-            raise ValueError("symbol map is inconsistent: its 'symbols' list does not match its languages "
-                             "and phonemes; it was edited by hand or written by another tool")
+            raise ConfigError("symbol map is inconsistent: its 'symbols' list does not match its languages "
+                              "and phonemes; it was edited by hand or written by another tool")
         return symbol_map
 
     def save(self, path: str | Path) -> None:
@@ -127,4 +128,4 @@ class SymbolMap:
         try:
             return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, json.JSONDecodeError, KeyError) as error:
-            raise ValueError(f"{path}: not a valle symbol map ({error})") from error
+            raise ConfigError(f"{path}: not a valle symbol map ({error})") from error

@@ -6,18 +6,15 @@ import logging
 from pathlib import Path
 
 import lightning as L
-import matplotlib
+import torch
+from matplotlib.figure import Figure  # not pyplot, which would pick a backend for the process
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from valle.audio import write_wav  # noqa: E402
-from valle.codecs import codec_for  # noqa: E402
-from valle.codecs.base import CodecInfo  # noqa: E402
-from valle.sampling.ar import decode_ar  # noqa: E402
-from valle.sampling.nar import decode_nar  # noqa: E402
-from valle.sampling.pipeline import ArSampler, NarSampler, SamplerConfig  # noqa: E402
+from valle.audio import write_wav
+from valle.codecs import codec_for
+from valle.codecs.base import CodecInfo
+from valle.sampling.ar import decode_ar
+from valle.sampling.nar import decode_nar
+from valle.sampling.pipeline import ArSampler, NarSampler, SamplerConfig
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +25,12 @@ class SampleAudio(L.Callback):
 
     Args:
         n_samples: rows to speak.
-        codec_weights: the codec's weights for decoding ("pretrained", "random" or a file).
+        codec_weights: the codec's weights for decoding: None for those the data was encoded with, or
+            "pretrained", "random" or a file.
         max_seconds: AR step limit per sample.
     """
 
-    def __init__(self, n_samples: int = 2, codec_weights: str = "pretrained", max_seconds: float = 10.0) -> None:
+    def __init__(self, n_samples: int = 2, codec_weights: str | None = None, max_seconds: float = 10.0) -> None:
         self.n_samples, self.codec_weights, self.max_seconds = n_samples, codec_weights, max_seconds
         self._batch: dict | None = None
         self._codec = None
@@ -69,8 +67,8 @@ class SampleAudio(L.Callback):
             experiment = getattr(logger, "experiment", None)
             if hasattr(experiment, "add_audio"):  # TensorBoard
                 experiment.add_audio(tag, wav[None], trainer.global_step, sample_rate)
-                fig, ax = plt.subplots(figsize=(6, 2.5))
+                fig = Figure(figsize=(6, 2.5))
+                ax = fig.subplots()
                 ax.specgram(wav.numpy(), Fs=sample_rate, NFFT=1024, noverlap=768)
                 ax.set(xlabel="s", ylabel="Hz")
                 experiment.add_figure(f"{tag}_spectrogram", fig, trainer.global_step)
-                plt.close(fig)

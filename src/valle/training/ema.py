@@ -11,6 +11,8 @@ import torch
 from lightning.pytorch.callbacks import WeightAveraging
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
+from valle.errors import ConfigError
+
 
 class EMA(WeightAveraging):
     """Keep an EMA of the LightningModule's parameters (and floating-point buffers) during `fit`.
@@ -49,9 +51,9 @@ class EMA(WeightAveraging):
         use_buffers: bool = True,
     ) -> None:
         if not 0.0 <= decay <= 1.0:
-            raise ValueError(f"EMA decay must be in [0, 1], got {decay}")
+            raise ConfigError(f"EMA decay must be in [0, 1], got {decay}")
         if update_every_n_steps < 1 or start_step < 0:
-            raise ValueError(
+            raise ConfigError(
                 f"EMA needs update_every_n_steps >= 1 and start_step >= 0, got {update_every_n_steps} and {start_step}"
             )
         super().__init__(device=device, use_buffers=use_buffers, multi_avg_fn=get_ema_multi_avg_fn(decay))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 
 import lightning as L
@@ -11,10 +13,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from valle.errors import ConfigError
 from valle.models.config import ValleConfig
 from valle.models.lora import LoRAConfig, apply_lora, lora_state_dict
-from valle.models.valle import TrainOutput, Valle
+from valle.models.valle import LevelOutput, TrainOutput, Valle
 from valle.training.optim import OptimConfig, build_optimizer
+from valle.training.rng import capture_rng_state, gather_from_ranks, restore_rng_state
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -35,9 +41,18 @@ def level_distribution(config: TrainingConfig, n_levels: int) -> Tensor:
         return torch.full((n_levels,), 1.0 / n_levels)
     p = torch.tensor(config.level_p, dtype=torch.float)
     if len(p) != n_levels or (p < 0).any() or p.sum() <= 0:
-        raise ValueError(f"training.level_p must hold {n_levels} non-negative weights (one per level), "
-                         f"got {config.level_p}")
+        raise ConfigError(f"training.level_p must hold {n_levels} non-negative weights (one per level), "
+                          f"got {config.level_p}")
     return p / p.sum()
+
+
+def check_prefix_losses(model: ValleConfig, training: TrainingConfig) -> None:
+    """Refuse text/prompt losses over a bidirectional prefix: each position would see what it predicts."""
+    if model.prefix_lm and (training.text_loss_weight > 0 or training.prompt_loss_weight > 0):
+        raise ConfigError(f"model.prefix_lm=true with training.text_loss_weight={training.text_loss_weight} / "
+                          f"training.prompt_loss_weight={training.prompt_loss_weight}: the bidirectional prefix "
+                          "lets text and prompt positions see the tokens those losses predict; set "
+                          "model.prefix_lm=false or both weights to 0")
 
 
 class ValleModule(L.LightningModule):
@@ -65,21 +80,26 @@ class ValleModule(L.LightningModule):
         self.config = ValleConfig.from_dict(model)
         self.optim_config = OptimConfig(**(optim or {}))
         self.training_config = TrainingConfig(**(training or {}))
+        check_prefix_losses(self.config, self.training_config)
         self.model = Valle(self.config)
         if lora:
             if not init_from:
-                raise ValueError("lora.* adapts a trained model: set init_from=<checkpoint or export> too")
+                raise ConfigError("lora.* adapts a trained model: set init_from=<checkpoint or export> too")
             apply_lora(self.model, LoRAConfig(**lora))
             # Checkpoints hold only the adapters; the frozen base comes from `init_from` on every load.
             self.strict_loading = False
         self.register_buffer("level_p", level_distribution(self.training_config, self.config.n_levels),
                              persistent=False)
+        classes = lambda level: self.config.codebook_size + (level == 0)  # noqa: E731  (the AR's stop)
         self.metrics = nn.ModuleDict({
-            f"{split}_{name}_l{level}": MulticlassAccuracy(self.config.codebook_size + 1, top_k=k, average="micro")
+            f"{split}_{name}_l{level}": MulticlassAccuracy(classes(level), top_k=k, average="micro")
             for split in ("train", "val") for name, k in (("acc", 1), ("top10", 10))
             for level in range(self.config.n_levels)})
         self.stats = {"steps": 0, "samples": 0, "tokens": 0, "longest_seconds": 0.0, "train_seconds": 0.0}
         self._step_started = 0.0
+        self._val_sums: Tensor | None = None  # [L, 2]: cross-entropy sum and token count per level
+        self._rng_next_step: dict | None = None  # generator state the next training step starts from
+        self._unknown_symbols: Counter = Counter()  # read as <unk> this epoch
 
     # ------------------------------------------------------------------------------------------- steps
     def sample_levels(self, batch_size: int) -> Tensor:
@@ -88,46 +108,93 @@ class ValleModule(L.LightningModule):
             self.training_config.seed * 1_000_003 + int(self.global_step) * 1009 + self.global_rank)
         return torch.multinomial(self.level_p.cpu(), batch_size, replacement=True, generator=generator).to(self.device)
 
+    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+        # Each step starts from the generator state the previous one ended with (or the checkpoint's),
+        # so what runs between steps (validation, a fresh data iterator after a resume, sample audio)
+        # never changes the dropout masks: a resumed run draws exactly what the uninterrupted one did.
+        if self._rng_next_step is not None:
+            restore_rng_state(self._rng_next_step)
+
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         self._step_started = time.perf_counter()
         tc = self.training_config
         prefix = tc.text_loss_weight > 0 or tc.prompt_loss_weight > 0
         output = self.model(batch, self.sample_levels(batch["text"].shape[0]), prefix_losses=prefix)
-        loss = self._loss_and_log(output, "train", batch) + self._prefix_loss(output)
+        loss = self._train_loss(output, batch) + self._prefix_loss(output)
         self._count(batch)
+        self._rng_next_step = capture_rng_state()  # backward and the optimizer draw nothing
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
         self.stats["train_seconds"] += time.perf_counter() - self._step_started
+        self._unknown_symbols.update(batch.get("unknown_symbols", {}))
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        # Every level of every row, so each level's metrics see the whole validation set.
-        batch_size = batch["text"].shape[0]
-        for level in range(self.config.n_levels):
-            levels = torch.full((batch_size,), level, dtype=torch.long, device=self.device)
-            self._loss_and_log(self.model(batch, levels), "val", batch, prefix_total=level == 0)
+    def on_train_epoch_end(self) -> None:
+        if self._unknown_symbols:
+            top = ", ".join(f"{symbol!r} {n}" for symbol, n in self._unknown_symbols.most_common(10))
+            log.warning("epoch %d%s: %d phoneme symbols missing from the symbol map were read as <unk> "
+                        "(most frequent: %s); prepare the data without a fixed symbols= map, or extend it",
+                        self.current_epoch, f" (rank {self.global_rank})" if self.trainer.world_size > 1 else "",
+                        self._unknown_symbols.total(), top)
+        self._unknown_symbols.clear()
 
-    def _loss_and_log(self, output: TrainOutput, split: str, batch: dict, prefix_total: bool = True) -> Tensor:
+    def _train_loss(self, output: TrainOutput, batch: dict) -> Tensor:
+        """Mean cross-entropy over every trained token of the batch (+ the MoE balancing loss), logged."""
         total, count = 0.0, 0
         for out in output.levels:
             loss_sum = F.cross_entropy(out.logits.float(), out.targets, reduction="sum",
                                        label_smoothing=self.training_config.label_smoothing)
             n = out.targets.numel()
             total, count = total + loss_sum, count + n
-            self.log(f"{split}/loss_l{out.level}", loss_sum / n, batch_size=n, sync_dist=split == "val")
-            for name in ("acc", "top10"):
-                metric = self.metrics[f"{split}_{name}_l{out.level}"]
-                metric(out.logits.detach(), out.targets)
-                self.log(f"{split}/{name}_l{out.level}", metric, batch_size=n)
+            self.log(f"train/loss_l{out.level}", loss_sum / n, batch_size=n)
+            self._log_accuracy(out, "train")
         loss = total / max(count, 1) + self.training_config.aux_loss_weight * output.aux_loss
-        if split == "train" or prefix_total:
-            batch_size = batch["text"].shape[0]
-            self.log(f"{split}/loss", loss, prog_bar=True, batch_size=batch_size, sync_dist=split == "val")
-            if output.aux_loss.requires_grad or output.aux_loss.item():
-                self.log(f"{split}/aux_loss", output.aux_loss, batch_size=batch_size)
-            self.log(f"{split}/padding", 1 - batch["n_tokens"] / max(batch["n_padded_tokens"], 1),
-                     batch_size=batch_size)
+        batch_size = batch["text"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        if output.aux_loss.requires_grad or output.aux_loss.item():
+            self.log("train/aux_loss", output.aux_loss, batch_size=batch_size)
+        self._log_padding(batch, "train")
         return loss
+
+    def _log_accuracy(self, out: LevelOutput, split: str) -> None:
+        for name in ("acc", "top10"):
+            metric = self.metrics[f"{split}_{name}_l{out.level}"]
+            metric(out.logits.detach(), out.targets)
+            self.log(f"{split}/{name}_l{out.level}", metric, batch_size=out.targets.numel())
+
+    def _log_padding(self, batch: dict, split: str) -> None:
+        self.log(f"{split}/padding", 1 - batch["n_tokens"] / max(batch["n_padded_tokens"], 1),
+                 batch_size=batch["text"].shape[0])
+
+    # ------------------------------------------------------------------------------------ validation
+    def on_validation_epoch_start(self) -> None:
+        self._val_sums = torch.zeros(self.config.n_levels, 2, device=self.device)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        if batch.get("repeat"):  # padding that keeps every rank's batch count equal: already counted
+            return
+        # Every level of every row, so each level's metrics see the whole validation set. Plain
+        # cross-entropy (no label smoothing), so runs with different smoothing compare.
+        batch_size = batch["text"].shape[0]
+        for level in range(self.config.n_levels):
+            levels = torch.full((batch_size,), level, dtype=torch.long, device=self.device)
+            [out] = self.model(batch, levels).levels
+            loss_sum = F.cross_entropy(out.logits.float(), out.targets, reduction="sum")
+            self._val_sums[level] += torch.stack([loss_sum, loss_sum.new_tensor(out.targets.numel())])
+            self._log_accuracy(out, "val")
+        self._log_padding(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        """Per-level losses over the whole validation set (all ranks), the AR's, the NAR's, and the total
+        `val/loss` that checkpoints monitor: the levels weighted as training draws them (`level_p`)."""
+        sums = self.trainer.strategy.reduce(self._val_sums, reduce_op="sum")
+        losses = sums[:, 0] / sums[:, 1].clamp(min=1)
+        for level, loss in enumerate(losses):
+            self.log(f"val/loss_l{level}", loss)
+        self.log("val/loss_ar", losses[0])
+        if self.config.n_levels > 1:
+            self.log("val/loss_nar", losses[1:].mean())
+        self.log("val/loss", (self.level_p * losses).sum(), prog_bar=True)
 
     def _prefix_loss(self, output: TrainOutput) -> Tensor | float:
         """The optional, small-weighted AR losses on the text and prompt positions."""
@@ -154,6 +221,7 @@ class ValleModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["valle_stats"] = dict(self.stats)
+        checkpoint["rng_states"] = gather_from_ranks(self._rng_next_step or capture_rng_state())  # [rank]
         if self.codec_state is not None:
             checkpoint["codec_state"] = self.codec_state
         if self.hparams.lora:
@@ -163,6 +231,17 @@ class ValleModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.stats.update(checkpoint.get("valle_stats", {}))
         self.codec_state = checkpoint.get("codec_state", self.codec_state)
+        self._rng_next_step = self._own_rng_state(checkpoint.get("rng_states") or [])
+
+    def _own_rng_state(self, states: list[dict]) -> dict | None:
+        """This rank's saved generator state; restored at the next training step (`on_train_batch_start`)."""
+        if self.global_rank < len(states):
+            return states[self.global_rank]
+        if states:
+            log.warning("the checkpoint holds generator states of %d ranks, this run has more: rank %d "
+                        "continues from its seed, so its dropout masks differ from the interrupted run's",
+                        len(states), self.global_rank)
+        return None
 
     def describe(self) -> dict:
         """Model, optimisation and training settings as plain data (for logs and exports)."""

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from valle.errors import ConfigError
+
 SCHEDULES = ("cosine", "inverse_sqrt", "constant")
 
 
@@ -26,7 +28,7 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
-            raise ValueError(f"optim.schedule={self.schedule!r}: choose one of {SCHEDULES}")
+            raise ConfigError(f"optim.schedule={self.schedule!r}: choose one of {SCHEDULES}")
 
 
 def lr_factor(step: int, config: OptimConfig, total_steps: int) -> float:

@@ -12,11 +12,13 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
+from valle.errors import ConfigError
+
 
 def lookup(table: Mapping[str, str], name: str, kind: str, key: str) -> type:
     """The class registered under `name`; `kind` ("codec") and `key` ("codec.name") word the error."""
     if name not in table:
-        raise ValueError(f"unknown {kind} {name!r}; set {key} to one of {', '.join(sorted(table))}")
+        raise ConfigError(f"unknown {kind} {name!r}; set {key} to one of {', '.join(sorted(table))}")
     module, _, cls = table[name].partition(":")
     return getattr(importlib.import_module(module), cls)
 
@@ -26,4 +28,4 @@ def check_settings(cls: type, kwargs: Mapping[str, Any], label: str) -> None:
     accepted = [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs")]
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
-        raise ValueError(f"{label} has no setting {', '.join(unknown)}; it takes {', '.join(accepted)}")
+        raise ConfigError(f"{label} has no setting {', '.join(unknown)}; it takes {', '.join(accepted)}")

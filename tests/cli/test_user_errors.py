@@ -1,0 +1,91 @@
+"""A user's mistake prints one line and exits non-zero, from every entry point; a bug keeps its traceback."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.cli.conftest import run_entry_point
+from tests.conftest import real_speech_dir
+from valle.errors import ConfigError, exit_on_user_error
+
+HYDRA_HINT = "HYDRA_FULL_ERROR"
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    """Exit status 1, and stderr ends with `error: ...` naming every fragment; no traceback, no Hydra hint."""
+    assert result.returncode == 1, (result.returncode, result.stderr[-3000:])
+    assert "Traceback" not in result.stderr and HYDRA_HINT not in result.stderr, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and all(f in last for f in fragments), last
+
+
+@pytest.fixture
+def silent_wav(tmp_path):
+    path = tmp_path / "silent.wav"
+    sf.write(str(path), np.zeros(24_000, dtype=np.float32), 24_000)
+    return path
+
+
+def test_infer_py_names_a_missing_checkpoint_in_one_line_or_with_a_traceback_on_request(tmp_path):
+    args = ("infer.py", f"ckpt={tmp_path / 'nope.ckpt'}", "text=Hello, you.", "prompt=ref.wav")
+    assert_one_line_error(run_entry_point(*args, cwd=tmp_path), "nope.ckpt", "no such checkpoint")
+    full = run_entry_point(*args, cwd=tmp_path, full_error=True)
+    assert full.returncode != 0 and "Traceback" in full.stderr and "MissingFileError" in full.stderr
+
+
+def test_infer_py_user_mistakes_before_the_model_loads(tmp_path):
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    assert_one_line_error(run_entry_point("infer.py", f"ckpt={garbage}", "text=Hi.", "prompt=r.wav", cwd=tmp_path),
+                          "garbage.pt", "not a valle checkpoint")
+    assert_one_line_error(run_entry_point("infer.py", "text=Hi.", "prompt=r.wav", cwd=tmp_path), "ckpt is required")
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["prompt={silent}", "text=Hello."], ["silent.wav", "silent"]),
+    (["prompt={speech}", "text=  ..."], ["empty text"]),
+    (["prompt={speech}", "text=Hello.", "language=xx-nowhere"], ["unknown language 'xx-nowhere'"]),
+])
+def test_infer_py_bad_prompt_or_text_is_one_line(random_export, silent_wav, tmp_path, args, fragments):
+    speech = real_speech_dir() / "LJ049-0124.wav"
+    args = [a.format(silent=silent_wav, speech=speech) for a in args]
+    result = run_entry_point("infer.py", f"ckpt={random_export}", *args, f"out={tmp_path / 'o.wav'}", cwd=tmp_path)
+    assert_one_line_error(result, *fragments)
+
+
+def test_train_py_and_prepare_py_name_a_missing_folder(tmp_path):
+    assert_one_line_error(run_entry_point("train.py", "experiment=tiny_cpu", f"data.root={tmp_path / 'none'}",
+                                          cwd=tmp_path), "no shard index")
+    assert_one_line_error(run_entry_point("prepare.py", f"input={tmp_path / 'none'}", f"output={tmp_path / 'o'}",
+                                          "codec.weights=random", cwd=tmp_path), "input=", "no such folder")
+
+
+@pytest.mark.parametrize("command, fragments", [
+    (["valle.voice", "make", "prompt={silent}", "out={tmp}/v.npz", "codec.weights=random"], ["silent"]),
+    (["valle.plot", "{tmp}"], ["no CSV log"]),
+    (["valle.export", "ckpt={tmp}/none.ckpt", "out={tmp}/m.pt"], ["none.ckpt", "no such checkpoint"]),
+    (["valle.evaluate", "hyp_dir={tmp}/none", "ref_dir={tmp}"], ["hyp_dir=", "no such folder"]),
+    (["valle.demo", "out={tmp}", "stage=export"], ["last.ckpt", "no such checkpoint"]),
+])
+def test_python_m_commands_report_user_errors_in_one_line(silent_wav, tmp_path, command, fragments):
+    command = [c.format(silent=silent_wav, tmp=tmp_path) for c in command]
+    assert_one_line_error(run_entry_point(*command, cwd=tmp_path), *fragments)
+
+
+def test_the_wrapper_exits_on_user_errors_only(capsys, monkeypatch):
+    monkeypatch.delenv(HYDRA_HINT, raising=False)
+
+    def mistaken():
+        raise ConfigError("texts=a.txt: the file holds no text\n(one utterance per line)")
+
+    with pytest.raises(SystemExit) as exit_info:
+        exit_on_user_error(mistaken)()
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err == "error: texts=a.txt: the file holds no text (one utterance per line)\n"
+    with pytest.raises(ZeroDivisionError):  # a bug: its traceback is the useful part
+        exit_on_user_error(lambda: 1 / 0)()
+    monkeypatch.setenv(HYDRA_HINT, "1")
+    with pytest.raises(ConfigError):
+        exit_on_user_error(mistaken)()

@@ -1,0 +1,74 @@
+"""valle's command functions in child processes a test can `kill -9`, without paying Python's start-up each time.
+
+A fork server imports valle (and torch, Lightning, Hydra) once; each child forks from it, already
+warm, and runs `valle.cli.<x>.run(cfg)` on a composed config, as the `train.py`/`prepare.py` shims
+do. A child is a real process: SIGKILL stops it wherever it is, with no cleanup of any kind.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from multiprocessing.process import BaseProcess
+
+from omegaconf import DictConfig
+
+_SERVER = multiprocessing.get_context("forkserver")
+# The fork server starts clean (no OpenMP pool yet), so its children can run torch safely.
+_SERVER.set_forkserver_preload(["valle.cli.train", "valle.cli.prepare"])
+
+
+def _train(cfg: DictConfig) -> None:
+    from valle.cli.train import run
+
+    run(cfg)
+
+
+def _prepare(cfg: DictConfig) -> None:
+    from valle.cli.prepare import run
+
+    run(cfg)
+
+
+def _nothing(cfg: DictConfig | None) -> None:
+    pass
+
+
+COMMANDS = {"train": _train, "prepare": _prepare, "nothing": _nothing}
+
+
+def warm_up() -> None:
+    """Start the fork server (it imports valle once), so that timed runs measure the command alone."""
+    run_to_end("nothing", None)
+
+
+def start(command: str, cfg: DictConfig | None) -> BaseProcess:
+    """Start `valle.cli.<command>.run(cfg)` in a child process."""
+    process = _SERVER.Process(target=COMMANDS[command], args=(cfg,), daemon=True)
+    process.start()
+    return process
+
+
+def run_to_end(command: str, cfg: DictConfig | None, timeout_s: float = 300.0) -> float:
+    """Run a command in a child to completion; return its wall time in seconds."""
+    started = time.monotonic()
+    process = start(command, cfg)
+    process.join(timeout_s)
+    if process.is_alive():
+        process.kill()
+        raise AssertionError(f"{command} did not finish within {timeout_s:.0f} s")
+    assert process.exitcode == 0, f"{command} failed with exit code {process.exitcode}"
+    return time.monotonic() - started
+
+
+def kill_9_after(process: BaseProcess, seconds: float, started: float | None = None) -> bool:
+    """SIGKILL `process` `seconds` after `started` (default: now); False when it had ended before that."""
+    deadline = (started if started is not None else time.monotonic()) + seconds
+    process.join(max(0.0, deadline - time.monotonic()))
+    if not process.is_alive():
+        return False
+    os.kill(process.pid, signal.SIGKILL)
+    process.join()
+    return True

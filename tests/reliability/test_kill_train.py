@@ -1,0 +1,82 @@
+"""kill -9 during training at 5 seeded random moments, then the same command again.
+
+Each trial kills a fresh run at a moment drawn over the measured duration of an uninterrupted
+run, then reruns it. The rerun must resume from the newest complete checkpoint, never from one the
+kill cut short, continue the step count, and log the losses the uninterrupted run logged.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.cli.test_train_cli import compose_train, train_losses
+from tests.reliability.children import kill_9_after, run_to_end, start, warm_up
+from valle.cli.train import complete, resume_path
+from valle.plot import metrics_files
+
+TRIALS = 5
+MAX_STEPS = 10
+ARGS = ("experiment=tiny_cpu", f"trainer.max_steps={MAX_STEPS}", "trainer.val_check_interval=2",
+        "trainer.limit_val_batches=1", "trainer.log_every_n_steps=1", "+trainer.enable_progress_bar=false",
+        "+trainer.enable_model_summary=false")
+
+
+def train_cfg(shards: Path, run_dir: Path):
+    return compose_train(*ARGS, f"data.root={shards}", f"run_dir={run_dir}")
+
+
+def global_step(checkpoint: Path) -> int:
+    return int(torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+
+
+def last_launch_losses(run_dir: Path) -> dict[int, float]:
+    """train/loss by step, as logged by the newest launch only (a resumed run is a new launch)."""
+    with open(metrics_files(run_dir)[-1], newline="", encoding="utf-8") as handle:
+        return {int(row["step"]): float(row["train/loss"]) for row in csv.DictReader(handle) if row.get("train/loss")}
+
+
+@pytest.fixture(scope="module")
+def straight(tiny_shards, tmp_path_factory) -> tuple[dict[int, float], float]:
+    """The uninterrupted run: its losses by step and its duration in seconds."""
+    run_dir = tmp_path_factory.mktemp("straight") / "run"
+    warm_up()
+    seconds = run_to_end("train", train_cfg(tiny_shards, run_dir))
+    losses = train_losses(run_dir)
+    assert sorted(losses) == list(range(MAX_STEPS))
+    return losses, seconds
+
+
+def newest_complete_step(folder: Path) -> int:
+    """The largest step among the complete checkpoints in `folder` (0: none)."""
+    return max((global_step(p) for p in folder.glob("*.ckpt") if complete(p)), default=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trial", range(TRIALS))
+def test_kill_9_then_rerun_resumes_from_the_last_complete_checkpoint(trial, straight, tiny_shards, tmp_path):
+    losses, seconds = straight
+    kill_at = random.Random(f"train-kill-{trial}").uniform(0.1, 0.85) * seconds
+    cfg = train_cfg(tiny_shards, tmp_path / "run")
+    assert kill_9_after(start("train", cfg), kill_at), f"the run ended before the kill at {kill_at:.1f} s"
+
+    checkpoints = tmp_path / "run" / "checkpoints"
+    resumed_from = resume_path(cfg, tmp_path / "run")  # what the rerun will load
+    expected_step = newest_complete_step(checkpoints)
+    if resumed_from is None:
+        assert expected_step == 0
+    else:
+        assert complete(Path(resumed_from)) and global_step(Path(resumed_from)) == expected_step
+    torn = [p for p in checkpoints.glob("*.ckpt") if not complete(p)]
+    assert not torn, f"a kill left torn checkpoints: {torn}"
+
+    run_to_end("train", cfg)
+    resumed = last_launch_losses(tmp_path / "run")
+    assert sorted(resumed) == list(range(expected_step, MAX_STEPS)), "the step count does not continue"
+    for step, loss in resumed.items():
+        assert loss == pytest.approx(losses[step], abs=1e-4), f"step {step} after resuming at {expected_step}"
+    assert global_step(checkpoints / "last.ckpt") == MAX_STEPS
