@@ -3,7 +3,8 @@
     python -m valle.export ckpt=runs/tiny_cpu/checkpoints/last.ckpt out=model.pt [dtype=fp16]
 
 The file is `{"format": "valle", "version": 1, "model": state_dict, "config": ValleConfig dict,
-"codec": CodecInfo dict, "symbols": SymbolMap dict, "stats": {...}}`, readable with
+"codec": CodecInfo dict (with the identity of the codec weights the training codes came from, which
+inference builds by default), "symbols": SymbolMap dict, "stats": {...}}`, readable with
 `torch.load(weights_only=True)`. LoRA adapters are merged into the weights; with the EMA callback,
 the checkpoint's weights already are the averaged ones.
 """

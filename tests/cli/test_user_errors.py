@@ -35,6 +35,7 @@ def test_infer_py_names_a_missing_checkpoint_in_one_line_or_with_a_traceback_on_
     assert full.returncode != 0 and "Traceback" in full.stderr and "MissingFileError" in full.stderr
 
 
+@pytest.mark.slow
 def test_infer_py_user_mistakes_before_the_model_loads(tmp_path):
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
@@ -43,6 +44,7 @@ def test_infer_py_user_mistakes_before_the_model_loads(tmp_path):
     assert_one_line_error(run_entry_point("infer.py", "text=Hi.", "prompt=r.wav", cwd=tmp_path), "ckpt is required")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, fragments", [
     (["prompt={silent}", "text=Hello."], ["silent.wav", "silent"]),
     (["prompt={speech}", "text=  ..."], ["empty text"]),
@@ -55,6 +57,7 @@ def test_infer_py_bad_prompt_or_text_is_one_line(random_export, silent_wav, tmp_
     assert_one_line_error(result, *fragments)
 
 
+@pytest.mark.slow
 def test_train_py_and_prepare_py_name_a_missing_folder(tmp_path):
     assert_one_line_error(run_entry_point("train.py", "experiment=tiny_cpu", f"data.root={tmp_path / 'none'}",
                                           cwd=tmp_path), "no shard index")
@@ -62,6 +65,7 @@ def test_train_py_and_prepare_py_name_a_missing_folder(tmp_path):
                                           "codec.weights=random", cwd=tmp_path), "input=", "no such folder")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command, fragments", [
     (["valle.voice", "make", "prompt={silent}", "out={tmp}/v.npz", "codec.weights=random"], ["silent"]),
     (["valle.plot", "{tmp}"], ["no CSV log"]),

@@ -206,7 +206,9 @@ def test_cache_save_restore(case: str) -> None:
     first = backbone.step(token, cache)
     backbone.step(other, cache)  # moves the original on; the copy must not notice
     restored = backbone.step(token, saved)
-    assert torch.equal(first, restored)
+    # The copy's tensors live elsewhere in memory, where kernels may round otherwise: equal up to rounding
+    # (a copy that saw `other` would be off by far more).
+    assert (restored - first).abs().max() < TOL
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -35,7 +35,8 @@ def test_forward_is_torchscale_parallel_form() -> None:
     backbone = tiny().eval()
     x = torch.randn(2, 7, D_MODEL)
     expected, _ = plain_torchscale(backbone)(x, token_embeddings=x, features_only=True)
-    assert torch.equal(backbone(x, torch.tensor([7, 7]), causal=True).hidden, expected)
+    # The same computation in another module: equal up to the rounding of kernels on other memory.
+    torch.testing.assert_close(backbone(x, torch.tensor([7, 7]), causal=True).hidden, expected)
 
 
 @torch.no_grad()

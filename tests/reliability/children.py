@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import random
 import signal
 import time
+from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 
 from omegaconf import DictConfig
 
@@ -72,3 +75,40 @@ def kill_9_after(process: BaseProcess, seconds: float, started: float | None = N
     os.kill(process.pid, signal.SIGKILL)
     process.join()
     return True
+
+
+@dataclass(frozen=True)
+class KillPoint:
+    """Kill `delay_s` seconds after `anchor` (a file name) appears in the output folder, or after the start."""
+
+    anchor: str | None
+    delay_s: float
+
+
+def kill_points(folder: Path, started: float, n: int, seed: str, last: str) -> list[KillPoint]:
+    """`n` seeded random moments over the timeline of an uninterrupted run that wrote `folder`.
+
+    The timeline is the run's start (wall clock `started`) and each file's appearance (its mtime), up
+    to the file `last`. A point is an event drawn at random plus a random fraction of the gap to the
+    next event: a kill lands in the same phase of the work however fast the machine runs that day.
+    """
+    times = sorted((p.stat().st_mtime, p.name) for p in folder.iterdir() if p.is_file())
+    end = next(t for t, name in times if name == last)
+    events = [(started, None)] + [(t, name) for t, name in times if t < end] + [(end, last)]
+    rng = random.Random(seed)
+    points = []
+    for _ in range(n):
+        k = rng.randrange(len(events) - 1)
+        gap = events[k + 1][0] - events[k][0]
+        points.append(KillPoint(events[k][1], rng.random() * gap))
+    return points
+
+
+def kill_9_at(process: BaseProcess, folder: Path, point: KillPoint, timeout_s: float = 300.0) -> bool:
+    """SIGKILL `process` at `point`; False when it ended first."""
+    deadline = time.monotonic() + timeout_s
+    while point.anchor is not None and not (folder / point.anchor).exists():
+        if not process.is_alive() or time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return kill_9_after(process, point.delay_s)

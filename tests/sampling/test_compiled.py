@@ -7,11 +7,12 @@ import logging
 import pytest
 import torch
 
+from tests.helpers.decoding import RecordingSampler, assert_decodes_match_up_to_near_ties
 from valle.models.config import BackboneConfig, ValleConfig
 from valle.models.valle import Valle
 from valle.sampling.ar import decode_ar
 from valle.sampling.compiled import FastStep, fast_step, static_capacity
-from valle.sampling.pipeline import ArSampler, SamplerConfig
+from valle.sampling.pipeline import SamplerConfig
 
 
 def tiny_model(**overrides) -> Valle:
@@ -26,10 +27,12 @@ def batch():
     return text, torch.tensor([9, 6]), prompt, torch.tensor([12, 7])
 
 
-def decode(model, fast, **sampler):
-    config = SamplerConfig(**{"ar_temperature": 0.0, **sampler})
-    return decode_ar(model, *batch(), sampler=ArSampler(config, model.config.stop_token), max_steps=30,
-                     generator=torch.Generator().manual_seed(0), fast=fast)
+def decode(model, fast, **sampler) -> tuple:
+    """(ArResult, the RecordingSampler that saw every step): greedy unless `sampler` says otherwise."""
+    recorder = RecordingSampler(SamplerConfig(**{"ar_temperature": 0.0, **sampler}), model.config.stop_token)
+    generator = torch.Generator().manual_seed(0)
+    result = decode_ar(model, *batch(), sampler=recorder, max_steps=30, generator=generator, fast=fast)
+    return result, recorder
 
 
 def eager_static(model, monkeypatch):
@@ -44,9 +47,11 @@ def test_static_step_gives_the_eager_loops_tokens_and_stops(monkeypatch):
     model.ar.heads.bias.data[0, -1] = 2.5  # stop is likely: rows end at different steps
     eager_static(model, monkeypatch)
     for sampler in ({}, {"ar_temperature": 1.0, "top_p": 0.9, "seed": 3}):
-        expected, got = decode(model, False, **sampler), decode(model, True, **sampler)
-        assert torch.equal(got.lengths, expected.lengths) and torch.equal(got.codes, expected.codes)
-    assert len(set(expected.lengths.tolist())) == 2
+        expected = decode(model, False, **sampler)
+        # Another attention shape (a padded static cache): the same logits up to rounding, the same tokens
+        # up to near-ties (tests/helpers/decoding.py).
+        assert_decodes_match_up_to_near_ties(*expected, *decode(model, True, **sampler))
+    assert len(set(expected[0].lengths.tolist())) == 2
 
 
 def test_unsupported_setups_fall_back_with_a_log_line(caplog):
@@ -71,7 +76,7 @@ def test_a_failing_compiler_falls_back_to_eager_with_a_warning(monkeypatch, capl
     with caplog.at_level(logging.WARNING):
         got = decode(model, True)
     assert "decoding eagerly" in caplog.text and not step.compiled
-    assert torch.equal(got.codes, decode(model, False).codes)
+    assert_decodes_match_up_to_near_ties(*decode(model, False), *got)
 
 
 @pytest.mark.slow  # inductor compiles the step: about a minute on 2 CPU cores
@@ -79,4 +84,4 @@ def test_compiled_step_gives_the_eager_tokens():
     model = tiny_model()
     got = decode(model, True)
     assert fast_step(model, None).compiled, "compilation fell back to eager"
-    assert torch.equal(got.codes, decode(model, False).codes)
+    assert_decodes_match_up_to_near_ties(*decode(model, False), *got)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from tests.training.conftest import Repeat, cpu_trainer, tiny_datamodule, tiny_module
+from valle.errors import ConfigError
 from valle.models.config import BackboneConfig, ValleConfig
 from valle.training.module import TrainingConfig, ValleModule, level_distribution
 
@@ -74,14 +75,86 @@ def test_bf16_mixed_precision_trains_on_cpu(tiny_dm, tmp_path):
     assert math.isfinite(float(trainer.callback_metrics["train/loss"]))
 
 
-def test_validation_logs_every_level(tiny_dm, tmp_path):
+def test_validation_logs_every_level_and_a_total_over_the_ar_and_the_nar(tiny_dm, tmp_path):
     trainer = cpu_trainer(tmp_path, max_steps=2, limit_val_batches=2, val_check_interval=2,
                           check_val_every_n_epoch=None)
-    trainer.fit(tiny_module(tiny_dm), tiny_dm)
+    trainer.fit(tiny_module(tiny_dm, training={"level_p": [3.0, 1.0]}), tiny_dm)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     for level in range(tiny_dm.codec_info.n_levels):
         for name in ("loss", "acc", "top10"):
-            assert f"val/{name}_l{level}" in trainer.callback_metrics
-    assert "val/loss" in trainer.callback_metrics
+            assert f"val/{name}_l{level}" in metrics
+    assert metrics["val/loss_ar"] == metrics["val/loss_l0"] and metrics["val/loss_nar"] == metrics["val/loss_l1"]
+    # what checkpoints monitor: the levels weighted as training draws them, not the AR alone
+    assert metrics["val/loss"] == pytest.approx(0.75 * metrics["val/loss_l0"] + 0.25 * metrics["val/loss_l1"], rel=1e-6)
+    assert abs(metrics["val/loss"] - metrics["val/loss_ar"]) > 1e-4
+
+
+def test_two_validation_passes_use_the_same_prompts_and_give_the_same_losses(tiny_dm, tmp_path):
+    module = tiny_module(tiny_dm)
+    loader = tiny_dm.val_dataloader()  # one loader, as fit keeps it: each pass is a new epoch of it
+    trainer = cpu_trainer(tmp_path)
+    passes = [trainer.validate(module, loader, verbose=False)[0] for _ in range(2)]
+    assert passes[0].keys() == passes[1].keys() and "val/loss" in passes[0]
+    for name, value in passes[0].items():
+        assert passes[1][name] == pytest.approx(value, rel=1e-6), name
+
+
+def test_label_smoothing_keeps_the_nar_loss_finite_and_its_metrics_working(tiny_dm, tmp_path):
+    trainer = cpu_trainer(tmp_path, max_steps=2, limit_val_batches=1, val_check_interval=2,
+                          check_val_every_n_epoch=None)
+    trainer.fit(tiny_module(tiny_dm, training={"label_smoothing": 0.1, "level_p": [1.0, 1.0]}), tiny_dm)
+    metrics = trainer.callback_metrics
+    for name in ("train/loss", "train/loss_l1", "val/loss_l1", "val/acc_l1", "val/top10_l1", "val/loss"):
+        assert math.isfinite(float(metrics[name])), name
+    batch = next(iter(tiny_dm.train_dataloader()))
+    module = tiny_module(tiny_dm, training={"label_smoothing": 0.1})
+    output = module.model(batch, torch.ones(len(batch["keys"]), dtype=torch.long))  # every row on the NAR
+    [nar] = output.levels
+    assert nar.logits.shape[1] == tiny_dm.codec_info.codebook_size  # no stop class: the NAR never stops
+    assert math.isfinite(float(module._train_loss(output, batch)))
+
+
+def test_prefix_lm_with_text_or_prompt_losses_is_refused_at_start_up(tiny_dm):
+    for weights in ({"text_loss_weight": 0.1}, {"prompt_loss_weight": 0.1}):
+        with pytest.raises(ConfigError, match="model.prefix_lm=true") as error:
+            tiny_module(tiny_dm, ValleConfig.tiny(prefix_lm=True), training=weights)
+        assert "\n" not in str(error.value)
+    tiny_module(tiny_dm, ValleConfig.tiny(prefix_lm=True))  # without those losses it is fine
+    tiny_module(tiny_dm, training={"text_loss_weight": 0.1})  # and so is a causal prefix
+
+
+def test_resume_with_dropout_continues_with_the_same_losses(tiny_shards, tmp_path):
+    def run(max_steps: int, ckpt_path=None) -> list[float]:
+        dm = tiny_datamodule(tiny_shards)
+        module = tiny_module(dm, ValleConfig.tiny(backbone=BackboneConfig("transformer", 0.3)))
+        losses = LossRecorder()
+        trainer = cpu_trainer(tmp_path, max_steps=max_steps, limit_val_batches=1, val_check_interval=2,
+                              check_val_every_n_epoch=None, callbacks=[losses])
+        trainer.fit(module, dm, ckpt_path=ckpt_path)
+        if ckpt_path is None:
+            trainer.save_checkpoint(tmp_path / f"step{max_steps}.ckpt")
+        return losses.values
+
+    straight = run(4)
+    assert len(straight) == 4
+    run(2)  # stopped after its step-2 validation and checkpoint
+    resumed = run(4, ckpt_path=tmp_path / "step2.ckpt")
+    assert resumed == pytest.approx(straight[2:], rel=1e-6)
+
+
+def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
+    import random
+
+    import numpy as np
+
+    from valle.training.rng import capture_rng_state, restore_rng_state
+
+    torch.manual_seed(1), np.random.seed(2), random.seed(3)
+    torch.save({"rng": capture_rng_state()}, tmp_path / "state.pt")
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    restore_rng_state(torch.load(tmp_path / "state.pt", weights_only=True)["rng"])
+    again = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(expected[0], again[0]) and (expected[1] == again[1]).all() and expected[2] == again[2]
 
 
 def test_checkpoint_loads_without_training_config(tiny_dm, tmp_path):

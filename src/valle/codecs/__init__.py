@@ -130,6 +130,7 @@ def _weights_for(info: CodecInfo, weights: str | None, state: dict | None) -> An
         return PRETRAINED
     setting = setting_for_identity(info.weights)
     if setting is None:
-        raise WeightsError(f"the model was trained on codes of {info.name} weights from a local file "
-                           f"({info.weights}); pass that file with codec.weights=/path/to/it")
+        what = "mel codebooks the model file does not carry" if info.name == "mel" else "a local file"
+        raise WeightsError(f"the model was trained on codes of {info.name} weights from {what} ({info.weights}); "
+                           "pass that file with codec.weights=/path/to/it")
     return setting

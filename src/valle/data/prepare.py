@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from valle.audio import AudioError, load_for_codec
 from valle.codecs.base import Codec, CodecInfo
-from valle.codecs.weights import weights_conflict
+from valle.codecs.weights import UNKNOWN_IDENTITY, weights_conflict
 from valle.data.corpora import read_corpus
 from valle.data.index import INDEX_NAME, IndexRow, ShardIndex
 from valle.data.records import Utterance
@@ -194,7 +194,8 @@ def check_codec(recorded: dict | None, codec: CodecInfo, path: Path) -> None:
     if recorded is None:  # written before valle recorded the codec: nothing to check against
         return
     theirs = CodecInfo.from_dict(recorded)
-    if replace(theirs, weights="") != replace(codec, weights="") or weights_conflict(theirs.weights, codec.weights):
+    settings_differ = replace(theirs, weights=UNKNOWN_IDENTITY) != replace(codec, weights=UNKNOWN_IDENTITY)
+    if settings_differ or weights_conflict(theirs.weights, codec.weights):
         raise ConfigError(f"{path}: prepared with codec {theirs.summary()} but this run uses {codec.summary()}; "
                           "rerun with the codec settings and codec.weights it was prepared with, or use a new "
                           "output folder")
