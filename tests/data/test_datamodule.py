@@ -6,12 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from tests.data.test_prepare import read_all
-from valle.data.batching import batch_by_tokens, bucket_boundaries, padding_fraction
+from valle.data.batching import batch_by_tokens, bucket_boundaries, padding_fraction, split_count
 from valle.data.datamodule import DataConfig, ValleDataModule
 from valle.data.index import ShardIndex
 from valle.data.prompts import PromptConfig
+from valle.text.symbols import SymbolMap
 
 
 def datamodule(root: Path, **overrides) -> ValleDataModule:
@@ -152,3 +154,51 @@ def test_shards_override_that_matches_nothing_is_an_error(tiny_shards):
     dm = datamodule(tiny_shards, shards=f"{tiny_shards}/nothing-*.tar")
     with pytest.raises(ValueError, match="matches no shard"):
         dm.train_dataloader()
+
+
+def test_validation_passes_give_every_utterance_the_same_prompt(tiny_shards):
+    loader = datamodule(tiny_shards, num_workers=2).val_dataloader()  # fit keeps one loader for every pass
+    first, second = list(loader), list(loader)
+    assert [b["keys"] for b in first] == [b["keys"] for b in second]
+    assert [b["prompt_keys"] for b in first] == [b["prompt_keys"] for b in second]
+    for a, b in zip(first, second, strict=True):
+        assert torch.equal(a["prompt"], b["prompt"]) and torch.equal(a["codes"], b["codes"])
+
+
+def drop_symbol(shards: Path) -> str:
+    """Remove the most frequent phoneme from the index's symbol map (as a fixed `symbols=` map lacking it
+    would); returns it."""
+    counts = Counter(x for s in read_all(shards).values() for x in s.symbols if x != " ")
+    symbol = counts.most_common(1)[0][0]
+    index = ShardIndex.load(shards)
+    index.symbols = SymbolMap(languages=index.symbols.languages,
+                              phonemes=[p for p in index.symbols.phonemes if p != symbol])
+    index.save(shards)
+    return symbol
+
+
+def test_batches_count_the_symbols_read_as_unk(shards_copy):
+    symbol = drop_symbol(shards_copy)
+    occurrences = sum(s.symbols.count(symbol) for s in read_all(shards_copy).values())
+    dm = datamodule(shards_copy, val_speakers=0, val_utterances=0, num_workers=2)
+    batches = list(dm.train_dataloader())
+    assert sum(b["unknown_symbols"].get(symbol, 0) for b in batches) == occurrences > 0
+    assert all(set(b["unknown_symbols"]) == {symbol} for b in batches if b["unknown_symbols"])
+
+
+def test_speakers_with_a_single_utterance_are_counted_in_a_warning(shards_copy, caplog):
+    index = ShardIndex.load(shards_copy)
+    index.samples[0].speaker = "solo"  # the index now lists a speaker with one utterance
+    index.save(shards_copy)
+    with caplog.at_level("WARNING"):
+        datamodule(shards_copy, val_speakers=0, val_utterances=0)
+    assert "1 of 4 training speakers have a single utterance" in caplog.text
+    caplog.clear()
+    datamodule(shards_copy, val_speakers=0, val_utterances=0, prompt=PromptConfig(mode="prefix"))
+    assert "single utterance" not in caplog.text  # prefix prompts are what prefix mode asks for
+
+
+def test_split_count_is_proportional_and_sums_to_the_total():
+    assert split_count(10, [3, 1, 1]) == [6, 2, 2]
+    assert split_count(5, [1, 1]) in ([3, 2], [2, 3]) and sum(split_count(7, [5, 0, 2])) == 7
+    assert split_count(4, [0, 0]) == [4, 0] and split_count(0, [2, 3]) == [0, 0]

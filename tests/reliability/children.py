@@ -42,14 +42,24 @@ def _nothing(cfg: DictConfig | None) -> None:
 COMMANDS = {"train": _train, "prepare": _prepare, "nothing": _nothing}
 
 
+def _child(command: str, cfg: DictConfig | None, error_file: Path | None) -> None:
+    """The child's body: the command, with its error (type: message) written to `error_file` if it fails."""
+    try:
+        COMMANDS[command](cfg)
+    except Exception as error:
+        if error_file is not None:
+            error_file.write_text(f"{type(error).__name__}: {error}", encoding="utf-8")
+        raise
+
+
 def warm_up() -> None:
     """Start the fork server (it imports valle once), so that timed runs measure the command alone."""
     run_to_end("nothing", None)
 
 
-def start(command: str, cfg: DictConfig | None) -> BaseProcess:
-    """Start `valle.cli.<command>.run(cfg)` in a child process."""
-    process = _SERVER.Process(target=COMMANDS[command], args=(cfg,), daemon=True)
+def start(command: str, cfg: DictConfig | None, error_file: Path | None = None) -> BaseProcess:
+    """Start `valle.cli.<command>.run(cfg)` in a child process (its error, if any, goes to `error_file`)."""
+    process = _SERVER.Process(target=_child, args=(command, cfg, error_file), daemon=True)
     process.start()
     return process
 

@@ -14,20 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.cli.test_train_cli import compose_train, train_losses
-from tests.reliability.children import kill_9_after, run_to_end, start, warm_up
+from tests.reliability.children import kill_9_after, run_to_end, start
+from tests.reliability.conftest import MAX_STEPS, TRIALS, train_cfg
 from valle.cli.train import complete, resume_path
 from valle.plot import metrics_files
-
-TRIALS = 5
-MAX_STEPS = 10
-ARGS = ("experiment=tiny_cpu", f"trainer.max_steps={MAX_STEPS}", "trainer.val_check_interval=2",
-        "trainer.limit_val_batches=1", "trainer.log_every_n_steps=1", "+trainer.enable_progress_bar=false",
-        "+trainer.enable_model_summary=false")
-
-
-def train_cfg(shards: Path, run_dir: Path):
-    return compose_train(*ARGS, f"data.root={shards}", f"run_dir={run_dir}")
 
 
 def global_step(checkpoint: Path) -> int:
@@ -40,17 +30,6 @@ def last_launch_losses(run_dir: Path) -> dict[int, float]:
         return {int(row["step"]): float(row["train/loss"]) for row in csv.DictReader(handle) if row.get("train/loss")}
 
 
-@pytest.fixture(scope="module")
-def straight(tiny_shards, tmp_path_factory) -> tuple[dict[int, float], float]:
-    """The uninterrupted run: its losses by step and its duration in seconds."""
-    run_dir = tmp_path_factory.mktemp("straight") / "run"
-    warm_up()
-    seconds = run_to_end("train", train_cfg(tiny_shards, run_dir))
-    losses = train_losses(run_dir)
-    assert sorted(losses) == list(range(MAX_STEPS))
-    return losses, seconds
-
-
 def newest_complete_step(folder: Path) -> int:
     """The largest step among the complete checkpoints in `folder` (0: none)."""
     return max((global_step(p) for p in folder.glob("*.ckpt") if complete(p)), default=0)
@@ -58,8 +37,8 @@ def newest_complete_step(folder: Path) -> int:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("trial", range(TRIALS))
-def test_kill_9_then_rerun_resumes_from_the_last_complete_checkpoint(trial, straight, tiny_shards, tmp_path):
-    losses, seconds = straight
+def test_kill_9_then_rerun_resumes_from_the_last_complete_checkpoint(trial, trained_once, tiny_shards, tmp_path):
+    losses, seconds = trained_once
     kill_at = random.Random(f"train-kill-{trial}").uniform(0.1, 0.85) * seconds
     cfg = train_cfg(tiny_shards, tmp_path / "run")
     assert kill_9_after(start("train", cfg), kill_at), f"the run ended before the kill at {kill_at:.1f} s"

@@ -5,6 +5,7 @@ import math
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from tests.training.conftest import Repeat, cpu_trainer, tiny_datamodule, tiny_module
 from valle.errors import ConfigError
@@ -92,7 +93,7 @@ def test_validation_logs_every_level_and_a_total_over_the_ar_and_the_nar(tiny_dm
 def test_two_validation_passes_use_the_same_prompts_and_give_the_same_losses(tiny_dm, tmp_path):
     module = tiny_module(tiny_dm)
     loader = tiny_dm.val_dataloader()  # one loader, as fit keeps it: each pass is a new epoch of it
-    trainer = cpu_trainer(tmp_path)
+    trainer = cpu_trainer(tmp_path, limit_val_batches=1.0)
     passes = [trainer.validate(module, loader, verbose=False)[0] for _ in range(2)]
     assert passes[0].keys() == passes[1].keys() and "val/loss" in passes[0]
     for name, value in passes[0].items():
@@ -107,11 +108,10 @@ def test_label_smoothing_keeps_the_nar_loss_finite_and_its_metrics_working(tiny_
     for name in ("train/loss", "train/loss_l1", "val/loss_l1", "val/acc_l1", "val/top10_l1", "val/loss"):
         assert math.isfinite(float(metrics[name])), name
     batch = next(iter(tiny_dm.train_dataloader()))
-    module = tiny_module(tiny_dm, training={"label_smoothing": 0.1})
-    output = module.model(batch, torch.ones(len(batch["keys"]), dtype=torch.long))  # every row on the NAR
+    output = tiny_module(tiny_dm).model(batch, torch.ones(len(batch["keys"]), dtype=torch.long))  # every row on the NAR
     [nar] = output.levels
     assert nar.logits.shape[1] == tiny_dm.codec_info.codebook_size  # no stop class: the NAR never stops
-    assert math.isfinite(float(module._train_loss(output, batch)))
+    assert math.isfinite(float(torch.nn.functional.cross_entropy(nar.logits, nar.targets, label_smoothing=0.1)))
 
 
 def test_prefix_lm_with_text_or_prompt_losses_is_refused_at_start_up(tiny_dm):
@@ -124,21 +124,20 @@ def test_prefix_lm_with_text_or_prompt_losses_is_refused_at_start_up(tiny_dm):
 
 
 def test_resume_with_dropout_continues_with_the_same_losses(tiny_shards, tmp_path):
-    def run(max_steps: int, ckpt_path=None) -> list[float]:
+    def run(ckpt_path=None) -> list[float]:
+        L.seed_everything(0)  # as train.py does, before building the model
         dm = tiny_datamodule(tiny_shards)
         module = tiny_module(dm, ValleConfig.tiny(backbone=BackboneConfig("transformer", 0.3)))
         losses = LossRecorder()
-        trainer = cpu_trainer(tmp_path, max_steps=max_steps, limit_val_batches=1, val_check_interval=2,
-                              check_val_every_n_epoch=None, callbacks=[losses])
+        saver = ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=2, save_top_k=-1, filename="{step}")
+        trainer = cpu_trainer(tmp_path, max_steps=4, limit_val_batches=1, val_check_interval=2,
+                              check_val_every_n_epoch=None, enable_checkpointing=True, callbacks=[losses, saver])
         trainer.fit(module, dm, ckpt_path=ckpt_path)
-        if ckpt_path is None:
-            trainer.save_checkpoint(tmp_path / f"step{max_steps}.ckpt")
         return losses.values
 
-    straight = run(4)
-    assert len(straight) == 4
-    run(2)  # stopped after its step-2 validation and checkpoint
-    resumed = run(4, ckpt_path=tmp_path / "step2.ckpt")
+    straight = run()  # checkpoints after step 2 (then validates, which draws from the generators too)
+    resumed = run(ckpt_path=tmp_path / "step=2.ckpt")
+    assert len(straight) == 4 and len(resumed) == 2
     assert resumed == pytest.approx(straight[2:], rel=1e-6)
 
 

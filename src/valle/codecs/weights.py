@@ -230,7 +230,13 @@ def weights_conflict(recorded: str, used: str) -> bool:
     if UNKNOWN_IDENTITY in (recorded, used) or recorded == used:
         return False
     if {setting_for_identity(recorded), setting_for_identity(used)} == {PRETRAINED, None}:
-        log.warning("cannot check offline that the codec weights %s are the released ones (%s); make sure "
-                    "they are", used if used != PRETRAINED else recorded, PRETRAINED)
+        _warn_unverifiable(used if used != PRETRAINED else recorded)
         return False
     return True
+
+
+@functools.cache
+def _warn_unverifiable(file_identity: str) -> None:
+    # Once per file: prepare checks every shard manifest of a folder.
+    log.warning("cannot check offline that the codec weights %s are the released ones (%s); make sure they are",
+                file_identity, PRETRAINED)

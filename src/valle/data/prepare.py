@@ -39,7 +39,8 @@ from valle.data.shards import SHARD_FORMAT_VERSION, SHARD_PATTERN, ShardSample, 
 from valle.errors import ConfigError
 from valle.text.phonemize import TextError, check_language, phonemize_batch
 from valle.text.symbols import SymbolMap
-from valle.utils.io import atomic_write_json
+from valle.utils.io import atomic_write_json, remove_temporaries
+from valle.utils.lock import exclusive_lock
 
 log = logging.getLogger(__name__)
 
@@ -335,10 +336,23 @@ def prepare(settings: PrepareSettings, codec: Codec | None, info: CodecInfo) -> 
         settings: corpus, output, part and limits.
         codec: the codec to encode audio with; None when the corpus is already encoded (layout=seed).
         info: the codec's description (codec.info, or the configured codec for imports).
+
+    Raises:
+        InUseError: another process is preparing the same part of this output folder right now.
     """
     output = Path(settings.output)
     output.mkdir(parents=True, exist_ok=True)
     part, n_parts = parse_part(settings.part)
+    # One writer per part (parts of a job array share the folder): a second run of the same part is
+    # refused instead of doing the work twice; the kernel drops the lock when its holder dies.
+    with exclusive_lock(output / f".prepare-part-{part}-of-{n_parts}.lock", f"part {part}/{n_parts} of {output}"):
+        return _prepare_part(settings, codec, info, part, n_parts)
+
+
+def _prepare_part(settings: PrepareSettings, codec: Codec | None, info: CodecInfo, part: int,
+                  n_parts: int) -> PrepareResult:
+    """`prepare` under the part's lock."""
+    output = Path(settings.output)
     utterances, missing = read_corpus(settings.layout, settings.input, settings.language)
     for language in sorted({u.language for u in utterances}):
         check_language(language)
@@ -358,6 +372,8 @@ def prepare(settings: PrepareSettings, codec: Codec | None, info: CodecInfo) -> 
     started = time.time()
     with tqdm(total=sum(len(shards[i]) for i in todo), unit="utt", desc="prepare", dynamic_ncols=True) as bar:
         for i in todo:
+            for path in (output / names[i], _manifest_path(output, names[i])):
+                remove_temporaries(path)  # a killed run's; only this part writes these names
             manifest = prepare_shard(names[i], shards[i], codec, info, settings, bar, known)
             atomic_write_json(_manifest_path(output, names[i]), manifest)
             unknown[names[i]] = manifest["unknown_symbols"]

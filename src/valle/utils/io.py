@@ -34,6 +34,15 @@ def temporary_sibling(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
+def remove_temporaries(path: Path) -> None:
+    """Delete what interrupted writes of `path` left (`temporary_sibling`s of any process).
+
+    Only for a caller that alone writes `path` (for instance under `valle.utils.lock.exclusive_lock`).
+    """
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
 @contextmanager
 def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces `path`, on failure it is removed.
