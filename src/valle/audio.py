@@ -26,7 +26,7 @@ def read_audio(path: str | Path) -> tuple[torch.Tensor, int]:
         (wav, sample_rate) with wav a float32 tensor [channels, samples] in [-1, 1].
 
     Raises:
-        AudioError: the file is missing, unreadable or holds no samples; the message names it.
+        AudioError: the file is missing, unreadable, holds no samples or non-finite ones; the message names it.
     """
     path = Path(path)
     if not path.is_file():
@@ -37,6 +37,9 @@ def read_audio(path: str | Path) -> tuple[torch.Tensor, int]:
         raise AudioError(f"{path}: unreadable audio ({error}); convert it to wav or flac") from error
     if data.shape[0] == 0:
         raise AudioError(f"{path}: the file holds no samples")
+    if not np.isfinite(data).all():  # float files can hold NaN or inf; a codec would turn them into noise codes
+        raise AudioError(f"{path}: the file holds NaN or infinite samples (damaged, or a bad float conversion); "
+                         "re-export it as 16-bit PCM")
     return torch.from_numpy(np.ascontiguousarray(data.T)), int(sample_rate)
 
 

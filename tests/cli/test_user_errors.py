@@ -61,8 +61,10 @@ def test_infer_py_bad_prompt_or_text_is_one_line(random_export, silent_wav, tmp_
 def test_train_py_and_prepare_py_name_a_missing_folder(tmp_path):
     assert_one_line_error(run_entry_point("train.py", "experiment=tiny_cpu", f"data.root={tmp_path / 'none'}",
                                           cwd=tmp_path), "no shard index")
-    assert_one_line_error(run_entry_point("prepare.py", f"input={tmp_path / 'none'}", f"output={tmp_path / 'o'}",
+    output = tmp_path / "shards, it's (v=2) [new]"  # taken verbatim: Hydra's logs go into this very folder
+    assert_one_line_error(run_entry_point("prepare.py", f"input={tmp_path / 'none'}", f"output={output}",
                                           "codec.weights=random", cwd=tmp_path), "input=", "no such folder")
+    assert (output / "logs").is_dir()
 
 
 @pytest.mark.slow

@@ -190,7 +190,7 @@ def dac16() -> DacCodec:
     return DacCodec(model_type="16khz", n_levels=4, weights="random", normalize_db=None)
 
 
-def test_dac_codes_equal_dac_encode_and_compress(dac16):
+def test_dac_codes_match_dac_encode_and_compress_up_to_near_ties(dac16):
     codec = dac16
     wav = signal(0.3, 16_000)[:4777]
     x = wav.view(1, 1, -1)
@@ -497,7 +497,9 @@ def test_codec_for_refuses_other_weights_before_downloading(no_download, encodec
 
 def test_a_local_copy_of_the_released_weights_is_let_through_with_a_warning(encodec, tmp_path, caplog):
     from valle.codecs import codec_for, describe_codec
+    from valle.codecs.weights import _warn_unverifiable
 
+    _warn_unverifiable.cache_clear()  # it warns once per file and process
     torch.save(encodec.model.state_dict(), tmp_path / "encodec_24khz-d7cc33bc.th")
     with caplog.at_level(logging.WARNING, logger="valle.codecs.weights"):
         codec = codec_for(describe_codec("encodec", weights="pretrained"), str(tmp_path / "encodec_24khz-d7cc33bc.th"))

@@ -6,6 +6,9 @@ sentence as people write it (`text="Hello there, it's me."`) or a Lightning chec
 (`ckpt=epoch=3-step=100.ckpt`) then fails to parse or means something else. The root shims rewrite
 the values of the keys listed here into a quoted literal before Hydra sees them, so whatever the
 shell passed arrives in the config unchanged.
+
+One limit: Hydra resolves the name of its run directory once more when it configures its log file,
+so a `${` in prepare.py's `output` (its logs go under it) still reaches Hydra's resolver there.
 """
 
 from __future__ import annotations

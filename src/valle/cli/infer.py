@@ -16,6 +16,7 @@ from valle.export import load
 from valle.sampling.pipeline import SamplerConfig
 from valle.sampling.prompt import Prompt, load_prompt
 from valle.sampling.synthesize import Synthesis, Synthesizer
+from valle.utils.io import read_utf8
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ def read_requests(cfg: DictConfig) -> list[tuple[str, str | None]]:
     if not path.is_file():
         raise MissingFileError(f"texts={path}: no such file")
     requests = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in read_utf8(path, "texts=").splitlines():
         if line.strip():
             text, _, prompt = line.partition("|")
             requests.append((text.strip(), prompt.strip() or None))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from valle.data.records import Utterance, make_key
 from valle.errors import ConfigError, MissingFileError
+from valle.utils.io import read_utf8
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ def _audio_files(root: Path) -> list[Path]:
 
 
 def _read_text(path: Path) -> str:
-    return path.read_text(encoding="utf-8").strip()
+    return read_utf8(path).strip()
 
 
 def read_folder(root: Path, language: str) -> ReaderResult:

@@ -42,6 +42,7 @@ class DataConfig:
     val_speakers: int = 1  # speakers held out entirely
     val_utterances: int = 8  # utterances held out from the training speakers
     batches_per_epoch: int | None = None  # set for fixed-length epochs over resampled shards (multi-node)
+    max_skip_fraction: float = 0.05  # damaged samples are skipped; a pass losing more than this share stops
     seed: int = 0
 
 
@@ -150,6 +151,8 @@ class ValleDataModule(L.LightningDataModule):
         return StreamSettings(urls=self._urls(), symbols=self.index.symbols, frame_rate=self.index.codec.frame_rate,
                               prompt=c.prompt, max_tokens=c.max_tokens, max_batch_size=c.max_batch_size,
                               boundaries=bucket_boundaries(lengths, c.n_buckets), seed=c.seed,
+                              max_skip_fraction=c.max_skip_fraction, n_levels=self.index.codec.n_levels,
+                              codebook_size=self.index.codec.codebook_size,
                               balance=RankBalance(self._rows_by_shard(), validation), **overrides)
 
     def _rows_by_shard(self) -> dict[str, list[IndexRow]]:

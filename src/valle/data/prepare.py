@@ -163,8 +163,8 @@ def length_notes(utterances: Sequence[Utterance], codec: CodecInfo) -> list[dict
     return notes
 
 
-def _check_plan(output: Path, shards: list[list[Utterance]], codec: CodecInfo) -> CodecInfo:
-    """The first run records its plan; later runs (other parts, resumes) must agree with it.
+def _check_plan(output: Path, shards: list[list[Utterance]], codec: CodecInfo, names: Sequence[str]) -> CodecInfo:
+    """The first run records its plan; later runs (other parts, resumes) must agree with it and its shards.
 
     Returns:
         the codec the folder is prepared with (the plan's; this run's when the plan is new or records none).
@@ -173,6 +173,7 @@ def _check_plan(output: Path, shards: list[list[Utterance]], codec: CodecInfo) -
             "shards": [[u.key for u in s] for s in shards]}
     path = output / PLAN_NAME
     if not path.is_file():
+        _check_manifests(output, names, codec)  # before writing: a refused run must leave no plan behind
         atomic_write_json(path, plan)
         return codec
     recorded = json.loads(path.read_text(encoding="utf-8"))
@@ -183,6 +184,7 @@ def _check_plan(output: Path, shards: list[list[Utterance]], codec: CodecInfo) -
     if any(recorded.get(key) != plan[key] for key in ("format_version", "shards")):
         raise ConfigError(f"{path}: this output folder was prepared from another corpus or with other "
                           "settings (max_shard_mb, min/max_seconds); use a new output folder or delete it")
+    _check_manifests(output, names, codec)
     return CodecInfo.from_dict(recorded["codec"]) if recorded.get("codec") else codec
 
 
@@ -361,8 +363,7 @@ def _prepare_part(settings: PrepareSettings, codec: Codec | None, info: CodecInf
     skipped += [{"key": "", "path": str(m.audio_path), "reason": "missing transcript", "detail": str(m)}
                 for m in missing]
     names = [SHARD_PATTERN.format(i) for i in range(len(shards))]
-    _check_manifests(output, names, info)  # before the plan: a refused run must not leave a plan behind
-    folder_codec = _check_plan(output, shards, info)
+    folder_codec = _check_plan(output, shards, info, names)
     mine = [i for i in range(len(shards)) if i % n_parts == part]
     todo = [i for i in mine if not _manifest_path(output, names[i]).is_file()]
     log.info("part %d/%d: %d of %d shards to write (%d already done)", part, n_parts, len(todo), len(mine),

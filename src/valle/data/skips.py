@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -44,14 +44,17 @@ class SkipTally:
 
     def __init__(self, listed: Mapping[str, int], max_fraction: float, shard_name=lambda url: Path(url).name):
         self.listed, self.max_fraction, self.shard_name = listed, max_fraction, shard_name
-        self.open: list[str] = []  # URLs whose samples may still arrive, in reading order
+        self.open: dict[str, int] = {}  # URL → times opened, for shards whose samples may still arrive, in order
         self.delivered: Counter = Counter()
         self.failed: Counter = Counter()
         self.expected = 0
         self.skipped = 0
 
-    def opened(self, url: str) -> None:
-        self.open.append(url)
+    def opening(self, urls: Iterable[dict]) -> Iterator[dict]:
+        """Pass webdataset's `{"url": ...}` items through, noting each shard as it is opened."""
+        for item in urls:
+            self.open[item["url"]] = self.open.get(item["url"], 0) + 1  # resampled: maybe twice in a row
+            yield item
 
     def delivered_one(self, url: str) -> None:
         self._settle_before(url)
@@ -73,14 +76,14 @@ class SkipTally:
     def _settle_before(self, url: str) -> None:
         # Shards are read one after the other: a sample from `url` means every shard opened before it is done.
         if url in self.open:
-            for earlier in self.open[: self.open.index(url)]:
+            for earlier in list(self.open)[: list(self.open).index(url)]:
                 self._settle(earlier)
 
     def _settle(self, url: str) -> None:
-        self.open.remove(url)
+        times = self.open.pop(url)
         name = self.shard_name(url)
         delivered, failed = self.delivered.pop(url, 0), self.failed.pop(url, 0)
-        listed = self.listed.get(name, delivered + failed)
+        listed = self.listed[name] * times if name in self.listed else delivered + failed
         lost = max(listed - delivered, failed)
         self.expected += max(listed, delivered + failed)
         if lost:

@@ -28,6 +28,7 @@ from valle.data.batching import batch_by_tokens, collate, split_count
 from valle.data.index import IndexRow
 from valle.data.prompts import PromptConfig, PromptedSample, attach_prompts
 from valle.data.shards import ShardSample, decode_sample
+from valle.data.skips import SkipTally, check_codes
 from valle.text.symbols import SymbolMap
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,9 @@ class StreamSettings:
     keep: frozenset[str] | None = None  # keys emitted (the validation split, for validation)
     fixed_prompts: bool = False  # each sample's prompt drawn from (seed, key): the same on every pass
     balance: RankBalance | None = None  # with several ranks: equal batch counts (ignored on one)
+    max_skip_fraction: float = 1.0  # a pass that cannot read more of its listed samples stops with an error
+    n_levels: int | None = None  # the codec's: codes of another shape are skipped as damaged
+    codebook_size: int | None = None  # the codec's: codes outside [0, codebook_size) are skipped as damaged
     seed: int = 0
 
 
@@ -178,12 +182,22 @@ class ShardStream(IterableDataset):
             yield {"url": url}
 
     def _samples(self, rng: random.Random) -> Iterator[ShardSample]:
-        raw = wds.tarfile_to_samples(handler=self.errors)(self._shard_urls(rng))
+        s = self.settings
+        listed = {name: len(rows) for name, rows in s.balance.rows.items()} if s.balance else {}
+        tally = SkipTally(listed, s.max_skip_fraction, shard_name)
+        raw = wds.tarfile_to_samples(handler=self.errors)(tally.opening(self._shard_urls(rng)))
         for sample in raw:
+            url = sample.get("__url__", "")
             try:
-                yield decode_sample(sample)
+                decoded = decode_sample(sample)
+                check_codes(decoded.codes, s.n_levels, s.codebook_size, f"{url}:{decoded.key}")
             except ValueError as error:
                 self.errors(error)
+                tally.failed_one(url)
+                continue
+            tally.delivered_one(url)
+            yield decoded
+        tally.finish()
 
     def _prompted(self, samples: Iterator[ShardSample], rng: random.Random, rank: int,
                   world_size: int) -> Iterator[PromptedSample]:

@@ -96,6 +96,8 @@ def phonemize_batch(texts: list[str], language: str = "en-us") -> list[list[str]
     for text in texts:
         if not text or not re.search(r"\w", text):
             raise TextError(f"empty text {text!r}: nothing to phonemize; give the utterance a transcript")
+        if re.search("[\udc80-\udcff]", text):  # how Python decodes bytes that are not UTF-8 (command lines)
+            raise TextError(f"text {text!r} holds bytes that are not UTF-8 (shown as \\udcXX); pass UTF-8 text")
     from phonemizer.separator import Separator
 
     separator = Separator(phone=_PHONE_SEPARATOR, word=WORD_SEPARATOR, syllable="")

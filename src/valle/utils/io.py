@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from valle.errors import UserError
+from valle.errors import ConfigError, UserError
 
 # A full disk and an exhausted quota: both are fixed by freeing space, not by changing valle's input.
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
@@ -27,6 +27,15 @@ _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 class DiskFullError(UserError, OSError):
     """No space left where valle writes; the file being written is named, and what was there before stays."""
+
+
+def read_utf8(path: str | Path, field: str = "") -> str:
+    """A text file's content; a file in another encoding is a one-line error naming it (and `field=`)."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{field}{path}: not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset "
+                          f"{error.start}); re-save it as UTF-8") from None
 
 
 def temporary_sibling(path: Path) -> Path:
