@@ -11,7 +11,6 @@ the checkpoint's weights already are the averaged ones.
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from valle.models.config import ValleConfig
 from valle.models.lora import LoRAConfig, apply_lora, merge_lora
 from valle.models.valle import Valle
 from valle.text.symbols import SymbolMap
-from valle.utils.io import temporary_sibling
+from valle.utils.io import atomic_torch_save
 
 EXPORT_VERSION = 1
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -74,10 +73,7 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, dtype: str = "fp32") ->
                "codec": meta["codec"], "symbols": meta["symbols"], "stats": meta["stats"], "dtype": dtype,
                "codec_state": meta["codec_state"]}
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_sibling(out)
-    torch.save(payload, tmp)
-    os.replace(tmp, out)
+    atomic_torch_save(payload, out)  # a full disk: a one-line error, and no half-written file
     return out
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from datetime import timedelta
+
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.strategies import DDPStrategy
 
 from tests.training.conftest import tiny_datamodule, tiny_module
 
@@ -31,3 +35,41 @@ def test_two_process_ddp_on_cpu_finishes_and_ranks_agree(tiny_shards, tmp_path):
     for key in ranks[0]:
         assert torch.equal(ranks[0][key], ranks[1][key]), key
     assert any(not torch.equal(initial[k], ranks[0][k]) for k in initial)
+
+
+class CountBatches(L.Callback):
+    """Per rank and epoch: training and validation batches seen; written to `rank{N}.json` at the end."""
+
+    def __init__(self, folder):
+        self.folder, self.train, self.val = folder, [], []
+
+    def on_train_epoch_start(self, trainer, module):
+        self.train.append(0)
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self.train[-1] += 1
+
+    def on_validation_epoch_start(self, trainer, module):
+        self.val.append(0)
+
+    def on_validation_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0):
+        self.val[-1] += 1
+
+    def on_fit_end(self, trainer, module):
+        (self.folder / f"rank{trainer.global_rank}.json").write_text(json.dumps([self.train, self.val]))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_ddp_with_shards_that_do_not_divide_evenly_finishes_with_equal_batch_counts(tiny_shards, tmp_path):
+    # three shards for two ranks: before ranks agreed on a count, the one with fewer batches ended its
+    # epoch and validated while the other still trained, and the run hung
+    dm = tiny_datamodule(tiny_shards, shards=f"{tiny_shards}/shard-00000[0-2].tar", max_tokens=1200,
+                         num_workers=2)
+    trainer = L.Trainer(accelerator="cpu", devices=2, max_epochs=2, logger=False, enable_checkpointing=False,
+                        strategy=DDPStrategy(start_method="fork", timeout=timedelta(seconds=120)),
+                        enable_progress_bar=False, num_sanity_val_steps=0, callbacks=[CountBatches(tmp_path)],
+                        default_root_dir=str(tmp_path))
+    trainer.fit(tiny_module(dm), dm)  # a hang becomes a gloo timeout error, not a blocked test
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0] == ranks[1] and len(ranks[0][0]) == 2 and all(ranks[0][0]) and all(ranks[0][1])

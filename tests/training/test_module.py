@@ -183,3 +183,17 @@ def test_text_and_prompt_losses_are_added_only_when_weighted(tiny_dm, tmp_path):
     plain = cpu_trainer(tmp_path, max_steps=2)
     plain.fit(tiny_module(tiny_dm, training={"level_p": [1.0, 0.0]}), tiny_dm)
     assert "train/loss_text" not in plain.callback_metrics
+
+
+def test_symbols_read_as_unk_are_reported_once_per_epoch_with_the_top_ones(shards_copy, tmp_path, caplog):
+    from tests.data.test_datamodule import drop_symbol
+    from tests.data.test_prepare import read_all
+
+    symbol = drop_symbol(shards_copy)
+    dm = tiny_datamodule(shards_copy)
+    expected = sum(s.symbols.count(symbol) for k, s in read_all(shards_copy).items() if k not in dm.split.val_keys)
+    with caplog.at_level("WARNING", logger="valle.training.module"):
+        cpu_trainer(tmp_path, max_steps=-1, max_epochs=2).fit(tiny_module(dm), dm)
+    reports = [r.getMessage() for r in caplog.records if "read as <unk>" in r.getMessage()]
+    assert len(reports) == 2, reports
+    assert all(f"{expected} phoneme symbols" in m and f"{symbol!r} {expected}" in m for m in reports)
