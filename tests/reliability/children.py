@@ -95,12 +95,14 @@ class KillPoint:
     delay_s: float
 
 
-def kill_points(folder: Path, started: float, n: int, seed: str, last: str) -> list[KillPoint]:
+def kill_points(folder: Path, started: float, n: int, seed: str, last: str, by: str = "event") -> list[KillPoint]:
     """`n` seeded random moments over the timeline of an uninterrupted run that wrote `folder`.
 
-    The timeline is the run's start (wall clock `started`) and each file's appearance (its mtime), up
-    to the file `last`. A point is an event drawn at random plus a random fraction of the gap to the
-    next event: a kill lands in the same phase of the work however fast the machine runs that day.
+    The timeline is the run's start (wall clock `started`) and each file's appearance in `folder`
+    (its mtime), up to the file `last`. A point is a moment drawn uniformly over the time (`by="time"`)
+    or an event drawn uniformly plus a random share of the gap to the next one (`by="event"`: every
+    shard of a prepare run as likely as a long set-up phase), anchored on the last event before it:
+    a kill lands in the same phase of the work however fast the machine runs that day.
     """
     times = sorted((p.stat().st_mtime, p.name) for p in folder.iterdir() if p.is_file())
     end = next(t for t, name in times if name == last)
@@ -108,14 +110,18 @@ def kill_points(folder: Path, started: float, n: int, seed: str, last: str) -> l
     rng = random.Random(seed)
     points = []
     for _ in range(n):
-        k = rng.randrange(len(events) - 1)
-        gap = events[k + 1][0] - events[k][0]
-        points.append(KillPoint(events[k][1], rng.random() * gap))
+        if by == "event":
+            k = rng.randrange(len(events) - 1)
+            moment = events[k][0] + rng.random() * (events[k + 1][0] - events[k][0])
+        else:
+            moment = rng.uniform(started, end)
+            k = max(i for i, (t, _) in enumerate(events[:-1]) if t <= moment)
+        points.append(KillPoint(events[k][1], moment - events[k][0]))
     return points
 
 
 def kill_9_at(process: BaseProcess, folder: Path, point: KillPoint, timeout_s: float = 300.0) -> bool:
-    """SIGKILL `process` at `point`; False when it ended first."""
+    """SIGKILL `process` at `point` (its anchor looked for in `folder`); False when it ended first."""
     deadline = time.monotonic() + timeout_s
     while point.anchor is not None and not (folder / point.anchor).exists():
         if not process.is_alive() or time.monotonic() > deadline:

@@ -12,6 +12,7 @@ from tests.cli.test_train_cli import compose_train, train_losses
 from tests.reliability.children import kill_points, run_to_end, warm_up
 
 TRIALS = 5  # kill -9 trials per command
+CSV_LOG = "csv/version_0"  # the first launch's CSV log, inside the run directory
 MAX_STEPS = 10
 TRAIN_ARGS = ("experiment=tiny_cpu", f"trainer.max_steps={MAX_STEPS}", "trainer.val_check_interval=2",
               "trainer.limit_val_batches=1", "trainer.log_every_n_steps=1", "+trainer.enable_progress_bar=false",
@@ -47,11 +48,16 @@ def prepared_once(tiny_corpus, tmp_path_factory) -> tuple[dict[str, bytes], list
 
 
 @pytest.fixture(scope="session")
-def trained_once(tiny_shards, tmp_path_factory) -> tuple[dict[int, float], float]:
-    """An uninterrupted training run: its losses by step and its duration in seconds."""
+def trained_once(tiny_shards, tmp_path_factory) -> tuple[dict[int, float], list]:
+    """An uninterrupted training run: its losses by step, and TRIALS kill points drawn over its time.
+
+    The timeline is the CSV log's folder: `hparams.yaml` appears when fitting starts, `metrics.csv`
+    when it ends (the log is written at the end of so short a run).
+    """
     run_dir = tmp_path_factory.mktemp("trained_once") / "run"
     warm_up()
-    seconds = run_to_end("train", train_cfg(tiny_shards, run_dir))
+    started = time.time()
+    run_to_end("train", train_cfg(tiny_shards, run_dir))
     losses = train_losses(run_dir)
     assert sorted(losses) == list(range(MAX_STEPS))
-    return losses, seconds
+    return losses, kill_points(run_dir / CSV_LOG, started, TRIALS, seed="train", last="metrics.csv", by="time")

@@ -1,21 +1,22 @@
 """kill -9 during training at 5 seeded random moments, then the same command again.
 
-Each trial kills a fresh run at a moment drawn over the measured duration of an uninterrupted
-run, then reruns it. The rerun must resume from the newest complete checkpoint, never from one the
+Each trial kills a fresh run at a moment drawn over the timeline of an uninterrupted run (anchored
+on the start of fitting), then reruns it. The rerun must resume from the newest complete checkpoint, never from one the
 kill cut short, continue the step count, and log the losses the uninterrupted run logged.
 """
 
 from __future__ import annotations
 
 import csv
-import random
+import os
 from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
-from tests.reliability.children import kill_9_after, run_to_end, start
-from tests.reliability.conftest import MAX_STEPS, TRIALS, train_cfg
+from tests.reliability.children import kill_9_at, run_to_end, start
+from tests.reliability.conftest import CSV_LOG, MAX_STEPS, TRIALS, train_cfg
 from valle.cli.train import complete, resume_path
 from valle.plot import metrics_files
 
@@ -38,10 +39,9 @@ def newest_complete_step(folder: Path) -> int:
 @pytest.mark.slow
 @pytest.mark.parametrize("trial", range(TRIALS))
 def test_kill_9_then_rerun_resumes_from_the_last_complete_checkpoint(trial, trained_once, tiny_shards, tmp_path):
-    losses, seconds = trained_once
-    kill_at = random.Random(f"train-kill-{trial}").uniform(0.1, 0.85) * seconds
+    losses, points = trained_once
     cfg = train_cfg(tiny_shards, tmp_path / "run")
-    assert kill_9_after(start("train", cfg), kill_at), f"the run ended before the kill at {kill_at:.1f} s"
+    assert kill_9_at(start("train", cfg), tmp_path / "run" / CSV_LOG, points[trial]), f"it ended before {points[trial]}"
 
     checkpoints = tmp_path / "run" / "checkpoints"
     resumed_from = resume_path(cfg, tmp_path / "run")  # what the rerun will load
@@ -52,6 +52,7 @@ def test_kill_9_then_rerun_resumes_from_the_last_complete_checkpoint(trial, trai
         assert complete(Path(resumed_from)) and global_step(Path(resumed_from)) == expected_step
     torn = [p for p in checkpoints.glob("*.ckpt") if not complete(p)]
     assert not torn, f"a kill left torn checkpoints: {torn}"
+    print(f"trial {trial}: killed at {points[trial]}; resuming from step {expected_step}")
 
     run_to_end("train", cfg)
     resumed = last_launch_losses(tmp_path / "run")
@@ -59,3 +60,14 @@ def test_kill_9_then_rerun_resumes_from_the_last_complete_checkpoint(trial, trai
     for step, loss in resumed.items():
         assert loss == pytest.approx(losses[step], abs=1e-4), f"step {step} after resuming at {expected_step}"
     assert global_step(checkpoints / "last.ckpt") == MAX_STEPS
+
+
+def test_resume_takes_a_newer_step_checkpoint_over_a_last_ckpt_a_step_behind(tmp_path):
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    torch.save({"global_step": 2}, folder / "last.ckpt")
+    newer = folder / "step0000004-loss1.000.ckpt"
+    torch.save({"global_step": 4}, newer)  # killed after this step's top-k file, before its last.ckpt
+    os.utime(folder / "last.ckpt", ns=(1_000_000_000, 1_000_000_000))
+    os.utime(newer, ns=(2_000_000_000, 2_000_000_000))
+    assert resume_path(OmegaConf.create({"ckpt_path": None}), tmp_path) == str(newer)

@@ -24,8 +24,8 @@ class SaveRankWeights(L.Callback):
 @pytest.mark.slow
 def test_two_process_ddp_on_cpu_finishes_and_ranks_agree(tiny_shards, tmp_path):
     dm = tiny_datamodule(tiny_shards, batches_per_epoch=2, max_tokens=1200)  # equal, resampled epochs per rank
-    trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp_fork", max_steps=3, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, limit_val_batches=0,
+    trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp_fork_find_unused_parameters_true", max_steps=3,
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False, limit_val_batches=0,
                         callbacks=[SaveRankWeights(tmp_path)], default_root_dir=str(tmp_path))
     module = tiny_module(dm)
     initial = {k: v.clone() for k, v in module.model.state_dict().items()}
@@ -67,7 +67,8 @@ def test_ddp_with_shards_that_do_not_divide_evenly_finishes_with_equal_batch_cou
     dm = tiny_datamodule(tiny_shards, shards=f"{tiny_shards}/shard-00000[0-2].tar", max_tokens=1200,
                          num_workers=2)
     trainer = L.Trainer(accelerator="cpu", devices=2, max_epochs=2, logger=False, enable_checkpointing=False,
-                        strategy=DDPStrategy(start_method="fork", timeout=timedelta(seconds=120)),
+                        strategy=DDPStrategy(start_method="fork", find_unused_parameters=True,
+                                             timeout=timedelta(seconds=120)),
                         enable_progress_bar=False, num_sanity_val_steps=0, callbacks=[CountBatches(tmp_path)],
                         default_root_dir=str(tmp_path))
     trainer.fit(tiny_module(dm), dm)  # a hang becomes a gloo timeout error, not a blocked test

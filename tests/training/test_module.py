@@ -197,3 +197,19 @@ def test_symbols_read_as_unk_are_reported_once_per_epoch_with_the_top_ones(shard
     reports = [r.getMessage() for r in caplog.records if "read as <unk>" in r.getMessage()]
     assert len(reports) == 2, reports
     assert all(f"{expected} phoneme symbols" in m and f"{symbol!r} {expected}" in m for m in reports)
+
+
+def test_ddp_that_expects_every_parameter_in_every_step_is_refused(tmp_path):
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from valle.training.module import check_ddp_finds_unused_parameters
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/rendezvous", rank=0, world_size=1)
+    try:
+        with pytest.raises(ConfigError, match="trainer.strategy=ddp_find_unused_parameters_true"):
+            check_ddp_finds_unused_parameters(DistributedDataParallel(torch.nn.Linear(2, 2)))
+        check_ddp_finds_unused_parameters(DistributedDataParallel(torch.nn.Linear(2, 2), find_unused_parameters=True))
+        check_ddp_finds_unused_parameters(torch.nn.Linear(2, 2))  # one process: nothing to check
+    finally:
+        dist.destroy_process_group()

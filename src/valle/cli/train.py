@@ -61,14 +61,18 @@ def complete(path: Path) -> bool:
 
 
 def resume_path(cfg: DictConfig, run_dir: Path) -> str | None:
-    """`ckpt_path` when given, else the run directory's newest complete checkpoint, last.ckpt first
-    (a rerun continues where it stopped, even when a kill cut the last write short)."""
+    """`ckpt_path` when given, else the run directory's newest complete checkpoint (a rerun continues
+    where it stopped, even when a kill cut the last write short).
+
+    Newest by time, last.ckpt included: a kill between a step's top-k file and its last.ckpt leaves
+    last.ckpt a step behind.
+    """
     if cfg.get("ckpt_path"):
         return str(cfg.ckpt_path)
     folder = run_dir / "checkpoints"
-    others = sorted((p for p in folder.glob("*.ckpt") if p.name != "last.ckpt"), key=lambda p: p.stat().st_mtime,
-                    reverse=True)
-    for candidate in [folder / "last.ckpt", *others]:
+    candidates = sorted(folder.glob("*.ckpt"), key=lambda p: (p.stat().st_mtime_ns, p.name == "last.ckpt"),
+                        reverse=True)
+    for candidate in candidates:
         if candidate.is_file():
             if complete(candidate):
                 return str(candidate)
@@ -77,7 +81,8 @@ def resume_path(cfg: DictConfig, run_dir: Path) -> str | None:
 
 
 def run(cfg: DictConfig) -> float | None:
-    """Train; returns the last validation loss (what a Hydra sweeper minimises)."""
+    """Train; returns the last `val/loss`, the total over every level that checkpoints monitor too
+    (what a Hydra sweeper minimises)."""
     log_through_root_only()
     run_dir = Path(cfg.run_dir)
     L.seed_everything(cfg.seed, workers=True)

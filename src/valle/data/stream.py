@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import webdataset as wds
 from torch.utils.data import IterableDataset
@@ -103,10 +102,21 @@ class RankBalance:
     validation: bool = False
 
 
+class _Frames:
+    """Stands in for codes [levels, frames]: the shape and column slices of one, without the data."""
+
+    __slots__ = ("shape",)
+
+    def __init__(self, frames: int) -> None:
+        self.shape = (1, frames)
+
+    def __getitem__(self, index: tuple[slice, slice]) -> _Frames:
+        return _Frames(len(range(*index[1].indices(self.shape[1]))))
+
+
 def _stand_in(row: IndexRow) -> ShardSample:
-    """A sample with the row's frames and symbol count, and no data (the codes take no memory)."""
-    codes = np.broadcast_to(np.zeros((), dtype=np.int16), (1, row.frames))
-    return ShardSample(key=row.key, codes=codes, symbols=[""] * row.n_phonemes, text="",
+    """A sample with the row's frames and symbol count, and no data, for counting batches."""
+    return ShardSample(key=row.key, codes=_Frames(row.frames), symbols=[""] * row.n_phonemes, text="",
                        meta={"speaker": row.speaker, "language": row.language})
 
 

@@ -11,6 +11,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from torchmetrics.classification import MulticlassAccuracy
 
 from valle.errors import ConfigError
@@ -53,6 +54,16 @@ def check_prefix_losses(model: ValleConfig, training: TrainingConfig) -> None:
                           f"training.prompt_loss_weight={training.prompt_loss_weight}: the bidirectional prefix "
                           "lets text and prompt positions see the tokens those losses predict; set "
                           "model.prefix_lm=false or both weights to 0")
+
+
+def check_ddp_finds_unused_parameters(wrapped: nn.Module | None) -> None:
+    """Refuse DDP that expects every parameter in every step: this model leaves some out (a step whose
+    rows all train the NAR never uses the AR's start vector; split AR and NAR stacks skip a whole
+    stack), and DDP then waits forever for their gradients."""
+    if isinstance(wrapped, DistributedDataParallel) and not wrapped.find_unused_parameters:
+        raise ConfigError("trainer.strategy: DDP with find_unused_parameters=False hangs on this model (each "
+                          "row trains one level, so some steps leave parameters unused); use "
+                          "trainer.strategy=ddp_find_unused_parameters_true (the trainer=ddp preset does)")
 
 
 class ValleModule(L.LightningModule):
@@ -100,6 +111,9 @@ class ValleModule(L.LightningModule):
         self._val_sums: Tensor | None = None  # [L, 2]: cross-entropy sum and token count per level
         self._rng_next_step: dict | None = None  # generator state the next training step starts from
         self._unknown_symbols: Counter = Counter()  # read as <unk> this epoch
+
+    def on_fit_start(self) -> None:
+        check_ddp_finds_unused_parameters(self.trainer.strategy.model)
 
     # ------------------------------------------------------------------------------------------- steps
     def sample_levels(self, batch_size: int) -> Tensor:
@@ -188,13 +202,17 @@ class ValleModule(L.LightningModule):
         """Per-level losses over the whole validation set (all ranks), the AR's, the NAR's, and the total
         `val/loss` that checkpoints monitor: the levels weighted as training draws them (`level_p`)."""
         sums = self.trainer.strategy.reduce(self._val_sums, reduce_op="sum")
-        losses = sums[:, 0] / sums[:, 1].clamp(min=1)
+        if not sums[:, 1].all():  # no validation samples: no loss, rather than a "best" of 0
+            return
+        losses = sums[:, 0] / sums[:, 1]
+        total = float((self.level_p * losses).sum())
+        losses = losses.tolist()  # plain numbers: already summed over ranks, nothing left to sync
         for level, loss in enumerate(losses):
             self.log(f"val/loss_l{level}", loss)
         self.log("val/loss_ar", losses[0])
         if self.config.n_levels > 1:
-            self.log("val/loss_nar", losses[1:].mean())
-        self.log("val/loss", (self.level_p * losses).sum(), prog_bar=True)
+            self.log("val/loss_nar", sum(losses[1:]) / len(losses[1:]))
+        self.log("val/loss", total, prog_bar=True)
 
     def _prefix_loss(self, output: TrainOutput) -> Tensor | float:
         """The optional, small-weighted AR losses on the text and prompt positions."""
