@@ -6,13 +6,22 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from valle.codecs import build_codec
 from valle.corpus import build_corpus, espeak_voices
 from valle.data.prepare import PrepareSettings, prepare
+from valle.models.quantize import FBGEMM_CPUS
 
 REAL_SPEECH = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real-speech"
 TINY_VOICES = ["en-us+m3", "en-us+f2", "en-gb+m1"]
+
+# quantize="int8" refuses a CPU whose kernels fbgemm cannot run on (no AVX2, or ATEN_CPU_CAPABILITY=default);
+# tests of int8 numerics skip there, and tests/models/test_quantize.py checks the refusal itself.
+needs_int8_kernels = pytest.mark.skipif(
+    torch.backends.cpu.get_cpu_capability() not in FBGEMM_CPUS,
+    reason=f"int8 needs fbgemm's AVX2 kernels; torch runs {torch.backends.cpu.get_cpu_capability()} ones here",
+)
 
 
 def real_speech_dir() -> Path:

@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from tests.conftest import needs_int8_kernels
 from tests.helpers.decoding import RecordingSampler, assert_decodes_match_up_to_near_ties
 from valle.models.config import ValleConfig
 from valle.models.quantize import Int8Heads, Int8Linear, quantize
@@ -44,6 +45,7 @@ def test_int8_linear_computes_the_affine_map_within_int8_error():
     assert torch.allclose(got - no_bias, linear.bias.detach().expand_as(got), atol=1e-5)
 
 
+@needs_int8_kernels
 def test_every_linear_and_head_is_swapped_and_logits_stay_close():
     model = small_model()
     q = quantize(copy.deepcopy(model), "int8")
@@ -64,6 +66,7 @@ def test_every_linear_and_head_is_swapped_and_logits_stay_close():
     assert (got - ref).abs().max() > 0  # it really is another computation
 
 
+@needs_int8_kernels
 def test_quantized_model_decodes_with_the_shared_sampler():
     q = quantize(small_model(), "int8")
     result = decode_ar(q, *batch(), sampler=ArSampler(SamplerConfig(seed=0), q.config.stop_token), max_steps=20)
@@ -71,6 +74,7 @@ def test_quantized_model_decodes_with_the_shared_sampler():
     assert int(result.codes.max()) < 64
 
 
+@needs_int8_kernels
 def test_fast_decoding_of_int8_weights_stays_eager_with_a_log_line(caplog):
     q = quantize(small_model(), "int8")
     config = SamplerConfig(seed=0, ar_temperature=0.0)

@@ -76,10 +76,9 @@ def run_to_end(command: str, cfg: DictConfig | None, timeout_s: float = 300.0) -
     return time.monotonic() - started
 
 
-def kill_9_after(process: BaseProcess, seconds: float, started: float | None = None) -> bool:
-    """SIGKILL `process` `seconds` after `started` (default: now); False when it had ended before that."""
-    deadline = (started if started is not None else time.monotonic()) + seconds
-    process.join(max(0.0, deadline - time.monotonic()))
+def kill_9_after(process: BaseProcess, seconds: float) -> bool:
+    """SIGKILL `process` `seconds` from now; False when it had ended before that."""
+    process.join(seconds)
     if not process.is_alive():
         return False
     os.kill(process.pid, signal.SIGKILL)

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from tests.conftest import real_speech_dir
+from tests.conftest import needs_int8_kernels, real_speech_dir
 from valle.audio import AudioError
 from valle.export import LoadedModel
 from valle.models.config import ValleConfig
@@ -41,6 +41,7 @@ def test_outputs_have_codec_shapes_and_stop_within_the_guard(synthesizer):
     assert result.wav.numel() == frames * 320 and result.sample_rate == 24000
 
 
+@needs_int8_kernels
 def test_int8_synthesis_runs_every_level_on_a_copy(synthesizer, tiny_codec):
     int8 = Synthesizer(synthesizer.loaded, tiny_codec, quantize="int8")
     assert any(isinstance(m, Int8Heads) for m in int8.model.modules())

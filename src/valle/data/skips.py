@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +42,8 @@ class SkipTally:
         shard_name: URL → shard file name.
     """
 
-    def __init__(self, listed: Mapping[str, int], max_fraction: float, shard_name=lambda url: Path(url).name):
+    def __init__(self, listed: Mapping[str, int], max_fraction: float,
+                 shard_name: Callable[[str], str] = lambda url: Path(url).name) -> None:
         self.listed, self.max_fraction, self.shard_name = listed, max_fraction, shard_name
         self.open: dict[str, int] = {}  # URL → times opened, for shards whose samples may still arrive, in order
         self.delivered: Counter = Counter()

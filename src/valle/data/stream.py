@@ -115,7 +115,8 @@ class _Frames:
 
 
 def _stand_in(row: IndexRow) -> ShardSample:
-    """A sample with the row's frames and symbol count, and no data, for counting batches."""
+    """A sample with the row's frames and symbol count, and no data, for counting batches (the prompt
+    choice reads only the codes' shape and column slices, so `_Frames` serves as codes)."""
     return ShardSample(key=row.key, codes=_Frames(row.frames), symbols=[""] * row.n_phonemes, text="",
                        meta={"speaker": row.speaker, "language": row.language})
 
