@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import prepare_settings
 from tests.reliability.children import kill_9_at, run_to_end, start
 from tests.reliability.conftest import TRIALS, finished_files, prepare_cfg
+from valle.data.prepare import prepare
 
 
 def samples_in(shard: Path) -> int:
@@ -49,3 +51,12 @@ def test_kill_9_then_rerun_gives_the_uninterrupted_runs_bytes(trial, prepared_on
     assert sorted(again) == sorted(files)
     assert [name for name in files if again[name] != files[name]] == []
     assert not list(tmp_path.glob(".*.tmp")), "the rerun left the killed run's temporary files"
+
+
+def test_a_rerun_deletes_the_temporary_files_a_kill_left(shards_copy, tiny_corpus, tiny_codec):
+    (shards_copy / "shard-000001.json").unlink()  # killed while writing shard 1, or the index
+    stale = [shards_copy / f".{name}.99999.tmp" for name in ("shard-000001.tar", "index.json", "symbols.json")]
+    for path in stale:
+        path.write_bytes(b"half a file")
+    prepare(prepare_settings(tiny_corpus, shards_copy), tiny_codec, tiny_codec.info)
+    assert [path.name for path in stale if path.exists()] == []

@@ -45,6 +45,7 @@ from valle.utils.lock import exclusive_lock
 log = logging.getLogger(__name__)
 
 PLAN_NAME = "plan.json"
+SYMBOLS_NAME = "symbols.json"
 # Bytes a sample costs beyond its codes: tar headers (512 B per member), npy header, text and json.
 _SAMPLE_OVERHEAD_BYTES = 4096
 
@@ -380,7 +381,7 @@ def _prepare_part(settings: PrepareSettings, codec: Codec | None, info: CodecInf
             unknown[names[i]] = manifest["unknown_symbols"]
     log.info("wrote %d shards in %.1f s", len(todo), time.time() - started)
     pending = [n for n in names if not _manifest_path(output, n).is_file()]
-    index = None if pending else write_index(output, names, folder_codec, skipped, settings.symbols)
+    index = None if pending else _write_index_once(output, names, folder_codec, skipped, settings.symbols)
     return PrepareResult(output=output, shards_written=len(todo), shards_skipped_done=len(mine) - len(todo),
                          shards_pending=len(pending), index=index, skipped=skipped,
                          length_notes=length_notes(utterances, info), unknown_symbols=unknown)
@@ -412,6 +413,16 @@ def _check_imported_codes(utterances: Sequence[Utterance], info: CodecInfo) -> N
                           "codec.bandwidth_kbps for EnCodec, codec.n_levels for DAC)")
 
 
+def _write_index_once(output: Path, names: Sequence[str], info: CodecInfo, skipped: list[dict],
+                      fixed_symbols: str | None) -> ShardIndex:
+    """`write_index` by one part at a time (parts finishing together wait for each other), after
+    deleting what a killed writer left: the index is any part's to write, so only its lock makes that safe."""
+    with exclusive_lock(output / ".prepare-index.lock", f"the index of {output}", wait=True):
+        for name in (INDEX_NAME, SYMBOLS_NAME):
+            remove_temporaries(output / name)
+        return write_index(output, names, info, skipped, fixed_symbols)
+
+
 def write_index(output: Path, names: Sequence[str], info: CodecInfo, skipped: list[dict],
                 fixed_symbols: str | None) -> ShardIndex:
     """Merge every shard manifest into `index.json` with the symbol map and the codec description.
@@ -437,7 +448,7 @@ def write_index(output: Path, names: Sequence[str], info: CodecInfo, skipped: li
     index = ShardIndex(codec=info, symbols=symbols, shards=shards, samples=rows,
                        skipped=skipped + [s for m in manifests for s in m["skipped"]], root=output)
     index.save(output)
-    symbols.save(output / "symbols.json")
+    symbols.save(output / SYMBOLS_NAME)
     return index
 
 

@@ -17,7 +17,7 @@ class InUseError(UserError, RuntimeError):
 
 
 @contextmanager
-def exclusive_lock(path: str | Path, what: str) -> Iterator[None]:
+def exclusive_lock(path: str | Path, what: str, wait: bool = False) -> Iterator[None]:
     """Hold an exclusive lock on `path` (created when missing) for the duration of the block.
 
     The lock is `flock`'s, which the kernel releases when its holder exits however it exits: a
@@ -26,15 +26,16 @@ def exclusive_lock(path: str | Path, what: str) -> Iterator[None]:
     Args:
         path: the lock file.
         what: what the lock guards, as named in the error ("part 0/1 of output=/data/shards").
+        wait: wait for the holder to release it (a short task) instead of refusing.
 
     Raises:
-        InUseError: another process holds the lock; the message names it.
+        InUseError: another process holds the lock (and `wait` is false); the message names it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+", encoding="utf-8") as handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
