@@ -41,7 +41,7 @@ VARIANTS = {
 # (measured with the gradient: 7.3 frames at 44.1 kHz, 7.8 at 16 kHz). In a batch, a shorter item sees
 # the batch's zero padding there instead of its own edge (zero padding inside each convolution), so its
 # last 8 frames may get other codes than when encoded alone (with random weights, 1 to 3 of them do).
-# EnCodec (and so Vocos) is causal: batch and single encodes agree exactly.
+# EnCodec (and so Vocos) is causal: batch and single encodes agree on every frame (up to near-ties).
 DAC_LOOKAHEAD_FRAMES = 8
 
 

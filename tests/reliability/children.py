@@ -12,6 +12,7 @@ import os
 import random
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -88,41 +89,66 @@ def kill_9_after(process: BaseProcess, seconds: float) -> bool:
 
 @dataclass(frozen=True)
 class KillPoint:
-    """Kill `delay_s` seconds after `anchor` (a file name) appears in the output folder, or after the start."""
+    """Kill `delay_s` seconds after a file matching `anchor` (a glob under the watched folder) appears,
+    or after the start (`anchor` None)."""
 
     anchor: str | None
     delay_s: float
 
 
-def kill_points(folder: Path, started: float, n: int, seed: str, last: str, by: str = "event") -> list[KillPoint]:
-    """`n` seeded random moments over the timeline of an uninterrupted run that wrote `folder`.
+Timeline = list[tuple[float, "str | None"]]  # (wall-clock time, anchor): the start (None), then files
 
-    The timeline is the run's start (wall clock `started`) and each file's appearance in `folder`
-    (its mtime), up to the file `last`. A point is a moment drawn uniformly over the time (`by="time"`)
-    or an event drawn uniformly plus a random share of the gap to the next one (`by="event"`: every
-    shard of a prepare run as likely as a long set-up phase), anchored on the last event before it:
-    a kill lands in the same phase of the work however fast the machine runs that day.
-    """
+
+def timeline_from_mtimes(folder: Path, started: float, last: str) -> Timeline:
+    """A finished run's timeline from its files' mtimes: for a folder whose files are never deleted."""
     times = sorted((p.stat().st_mtime, p.name) for p in folder.iterdir() if p.is_file())
     end = next(t for t, name in times if name == last)
-    events = [(started, None)] + [(t, name) for t, name in times if t < end] + [(end, last)]
+    return [(started, None)] + [(t, name) for t, name in times if t < end] + [(end, last)]
+
+
+def run_watching(command: str, cfg: DictConfig, folder: Path, anchor: Callable[[str], str | None],
+                 timeout_s: float = 300.0) -> Timeline:
+    """Run a command to completion, noting when each file under `folder` first appears.
+
+    `anchor` maps a file's path (relative to `folder`) to the glob a trial waits for, or None to
+    ignore the file (names that differ from run to run). For folders whose files come and go. The
+    timeline ends at the last file: what follows it (closing down) is no place to aim a kill at.
+    """
+    started = time.time()
+    process = start(command, cfg)
+    seen: dict[str, float] = {}
+    while process.is_alive() and time.time() - started < timeout_s:
+        for path in folder.rglob("*") if folder.is_dir() else ():
+            name = anchor(str(path.relative_to(folder)))
+            if name is not None and name not in seen:
+                seen[name] = time.time()
+        time.sleep(0.005)
+    process.join(1.0)
+    assert process.exitcode == 0, f"{command} failed with exit code {process.exitcode}"
+    return [(started, None)] + sorted((t, name) for name, t in seen.items())
+
+
+def kill_points(timeline: Timeline, n: int, seed: str) -> list[KillPoint]:
+    """`n` seeded random moments over an uninterrupted run's timeline.
+
+    A point is an event plus a random share of the gap to the next event, anchored on that event: a
+    kill lands in the same phase of the work however fast the machine runs that day. Events are
+    drawn by strata (point i from the i-th n-th of the events), so the points spread over the whole
+    run, and every shard or checkpoint is as likely as a long set-up phase.
+    """
     rng = random.Random(seed)
+    gaps = len(timeline) - 1
     points = []
-    for _ in range(n):
-        if by == "event":
-            k = rng.randrange(len(events) - 1)
-            moment = events[k][0] + rng.random() * (events[k + 1][0] - events[k][0])
-        else:
-            moment = rng.uniform(started, end)
-            k = max(i for i, (t, _) in enumerate(events[:-1]) if t <= moment)
-        points.append(KillPoint(events[k][1], moment - events[k][0]))
+    for i in range(n):
+        k = rng.randrange(i * gaps // n, max((i + 1) * gaps // n, i * gaps // n + 1))
+        points.append(KillPoint(timeline[k][1], rng.random() * (timeline[k + 1][0] - timeline[k][0])))
     return points
 
 
 def kill_9_at(process: BaseProcess, folder: Path, point: KillPoint, timeout_s: float = 300.0) -> bool:
-    """SIGKILL `process` at `point` (its anchor looked for in `folder`); False when it ended first."""
+    """SIGKILL `process` at `point` (its anchor looked for under `folder`); False when it ended first."""
     deadline = time.monotonic() + timeout_s
-    while point.anchor is not None and not (folder / point.anchor).exists():
+    while point.anchor is not None and next(folder.glob(point.anchor), None) is None:
         if not process.is_alive() or time.monotonic() > deadline:
             return False
         time.sleep(0.005)

@@ -9,7 +9,7 @@ import pytest
 
 from tests.cli.test_prepare_cli import compose_prepare
 from tests.cli.test_train_cli import compose_train, train_losses
-from tests.reliability.children import kill_points, run_to_end, warm_up
+from tests.reliability.children import kill_points, run_to_end, run_watching, timeline_from_mtimes, warm_up
 
 TRIALS = 5  # kill -9 trials per command
 CSV_LOG = "csv/version_0"  # the first launch's CSV log, inside the run directory
@@ -44,20 +44,25 @@ def prepared_once(tiny_corpus, tmp_path_factory) -> tuple[dict[str, bytes], list
     run_to_end("prepare", prepare_cfg(tiny_corpus, output))
     files = finished_files(output)
     assert "index.json" in files and len([n for n in files if n.endswith(".tar")]) > 5
-    return files, kill_points(output, started, TRIALS, seed="prepare", last="index.json")
+    return files, kill_points(timeline_from_mtimes(output, started, last="index.json"), TRIALS, seed="prepare")
+
+
+def training_anchor(path: str) -> str | None:
+    """The glob a trial waits for: the start of fitting, each checkpoint (its name without the loss)."""
+    if path == f"{CSV_LOG}/hparams.yaml":
+        return path
+    if path.startswith("checkpoints/") and path.endswith(".ckpt"):
+        return path.split("-loss")[0] + ("*" if "-loss" in path else "")
+    return None
 
 
 @pytest.fixture(scope="session")
 def trained_once(tiny_shards, tmp_path_factory) -> tuple[dict[int, float], list]:
-    """An uninterrupted training run: its losses by step, and TRIALS kill points drawn over its time.
-
-    The timeline is the CSV log's folder: `hparams.yaml` appears when fitting starts, `metrics.csv`
-    when it ends (the log is written at the end of so short a run).
-    """
+    """An uninterrupted training run: its losses by step, and TRIALS kill points drawn over its timeline
+    (its start, the start of fitting, each checkpoint's appearance, its end)."""
     run_dir = tmp_path_factory.mktemp("trained_once") / "run"
     warm_up()
-    started = time.time()
-    run_to_end("train", train_cfg(tiny_shards, run_dir))
+    timeline = run_watching("train", train_cfg(tiny_shards, run_dir), run_dir, training_anchor)
     losses = train_losses(run_dir)
     assert sorted(losses) == list(range(MAX_STEPS))
-    return losses, kill_points(run_dir / CSV_LOG, started, TRIALS, seed="train", last="metrics.csv", by="time")
+    return losses, kill_points(timeline, TRIALS, seed="train")

@@ -1,7 +1,7 @@
 """kill -9 during training at 5 seeded random moments, then the same command again.
 
-Each trial kills a fresh run at a moment drawn over the timeline of an uninterrupted run (anchored
-on the start of fitting), then reruns it. The rerun must resume from the newest complete checkpoint, never from one the
+Each trial kills a fresh run at a moment drawn over the timeline of an uninterrupted run (its start,
+the start of fitting, each checkpoint's appearance), then reruns it. The rerun must resume from the newest complete checkpoint, never from one the
 kill cut short, continue the step count, and log the losses the uninterrupted run logged.
 """
 
@@ -16,7 +16,7 @@ import torch
 from omegaconf import OmegaConf
 
 from tests.reliability.children import kill_9_at, run_to_end, start
-from tests.reliability.conftest import CSV_LOG, MAX_STEPS, TRIALS, train_cfg
+from tests.reliability.conftest import MAX_STEPS, TRIALS, train_cfg
 from valle.cli.train import complete, resume_path
 from valle.plot import metrics_files
 
@@ -41,7 +41,7 @@ def newest_complete_step(folder: Path) -> int:
 def test_kill_9_then_rerun_resumes_from_the_last_complete_checkpoint(trial, trained_once, tiny_shards, tmp_path):
     losses, points = trained_once
     cfg = train_cfg(tiny_shards, tmp_path / "run")
-    assert kill_9_at(start("train", cfg), tmp_path / "run" / CSV_LOG, points[trial]), f"it ended before {points[trial]}"
+    assert kill_9_at(start("train", cfg), tmp_path / "run", points[trial]), f"it ended before {points[trial]}"
 
     checkpoints = tmp_path / "run" / "checkpoints"
     resumed_from = resume_path(cfg, tmp_path / "run")  # what the rerun will load
