@@ -90,10 +90,11 @@ def kill_9_after(process: BaseProcess, seconds: float) -> bool:
 @dataclass(frozen=True)
 class KillPoint:
     """Kill `delay_s` seconds after a file matching `anchor` (a glob under the watched folder) appears,
-    or after the start (`anchor` None)."""
+    or after the start (`anchor` None); the anchor appeared `anchor_s` after the start in the reference run."""
 
     anchor: str | None
     delay_s: float
+    anchor_s: float = 0.0
 
 
 Timeline = list[tuple[float, "str | None"]]  # (wall-clock time, anchor): the start (None), then files
@@ -141,15 +142,21 @@ def kill_points(timeline: Timeline, n: int, seed: str) -> list[KillPoint]:
     points = []
     for i in range(n):
         k = rng.randrange(i * gaps // n, max((i + 1) * gaps // n, i * gaps // n + 1))
-        points.append(KillPoint(timeline[k][1], rng.random() * (timeline[k + 1][0] - timeline[k][0])))
+        gap = timeline[k + 1][0] - timeline[k][0]
+        points.append(KillPoint(timeline[k][1], rng.random() * gap, timeline[k][0] - timeline[0][0]))
     return points
 
 
 def kill_9_at(process: BaseProcess, folder: Path, point: KillPoint, timeout_s: float = 300.0) -> bool:
-    """SIGKILL `process` at `point` (its anchor looked for under `folder`); False when it ended first."""
-    deadline = time.monotonic() + timeout_s
+    """SIGKILL `process` at `point` (its anchor looked for under `folder`); False when it ended first.
+
+    The delay after the anchor is scaled by how fast this run reached the anchor compared with the
+    reference run: a busy machine slows both parts alike.
+    """
+    started = time.monotonic()
     while point.anchor is not None and next(folder.glob(point.anchor), None) is None:
-        if not process.is_alive() or time.monotonic() > deadline:
+        if not process.is_alive() or time.monotonic() - started > timeout_s:
             return False
         time.sleep(0.005)
-    return kill_9_after(process, point.delay_s)
+    pace = (time.monotonic() - started) / point.anchor_s if point.anchor_s > 0.5 else 1.0
+    return kill_9_after(process, point.delay_s * pace)
