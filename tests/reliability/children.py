@@ -132,16 +132,17 @@ def run_watching(command: str, cfg: DictConfig, folder: Path, anchor: Callable[[
 def kill_points(timeline: Timeline, n: int, seed: str) -> list[KillPoint]:
     """`n` seeded random moments over an uninterrupted run's timeline.
 
-    A point is an event plus a random share of the gap to the next event, anchored on that event: a
-    kill lands in the same phase of the work however fast the machine runs that day. Events are
-    drawn by strata (point i from the i-th n-th of the events), so the points spread over the whole
-    run, and every shard or checkpoint is as likely as a long set-up phase.
+    A point is a file's appearance plus a random share of the gap to the next one, anchored on that
+    file: a kill lands in the same phase of the work however fast the machine runs that day. Files
+    are drawn by strata (point i from the i-th n-th of them), so the points spread over the whole
+    run, and every shard or checkpoint is as likely as a long set-up phase. Before the first file
+    nothing is on disk (a kill there leaves a fresh start), and nothing anchors a point there.
     """
     rng = random.Random(seed)
-    gaps = len(timeline) - 1
+    gaps = len(timeline) - 2  # from the first file on
     points = []
     for i in range(n):
-        k = rng.randrange(i * gaps // n, max((i + 1) * gaps // n, i * gaps // n + 1))
+        k = 1 + rng.randrange(i * gaps // n, max((i + 1) * gaps // n, i * gaps // n + 1))
         gap = timeline[k + 1][0] - timeline[k][0]
         points.append(KillPoint(timeline[k][1], rng.random() * gap, timeline[k][0] - timeline[0][0]))
     return points
