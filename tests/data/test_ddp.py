@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch.distributed as dist
@@ -13,19 +15,30 @@ from valle.data.datamodule import DataConfig, ValleDataModule, make_split
 from valle.data.index import ShardIndex
 
 
-def _rank_main(rank: int, world_size: int, root: str, out: str, port: int) -> None:
+@contextmanager
+def process_group(rank: int, world_size: int, port: int) -> Iterator[None]:
+    """This process as rank `rank` of a gloo group on localhost, torn down on the way out."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
     try:
-        dm = ValleDataModule(DataConfig(root=root, num_workers=2, val_speakers=0, val_utterances=0))
-        dm.setup()
-        keys = [key for batch in dm.train_dataloader() for key in batch["keys"]]
-        gathered: list = [None] * world_size
-        dist.all_gather_object(gathered, keys)
-        if rank == 0:
-            Path(out).write_text(json.dumps(gathered))
+        yield
     finally:
         dist.destroy_process_group()
+
+
+def write_gathered(value: object, world_size: int, rank: int, out: str) -> None:
+    """Every rank's `value`, gathered; rank 0 writes the list as JSON to `out`."""
+    gathered: list = [None] * world_size
+    dist.all_gather_object(gathered, value)
+    if rank == 0:
+        Path(out).write_text(json.dumps(gathered))
+
+
+def _rank_main(rank: int, world_size: int, root: str, out: str, port: int) -> None:
+    with process_group(rank, world_size, port):
+        dm = ValleDataModule(DataConfig(root=root, num_workers=2, val_speakers=0, val_utterances=0))
+        dm.setup()
+        write_gathered([key for batch in dm.train_dataloader() for key in batch["keys"]], world_size, rank, out)
 
 
 def test_two_ranks_read_disjoint_shards(tiny_shards, tmp_path):
@@ -40,9 +53,7 @@ def test_two_ranks_read_disjoint_shards(tiny_shards, tmp_path):
 
 
 def _count_main(rank: int, world_size: int, root: str, out: str, port: int) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world_size)
-    try:
+    with process_group(rank, world_size, port):
         # three of the four shards: 2 ranks cannot split them evenly
         dm = ValleDataModule(DataConfig(root=root, shards=f"{root}/shard-00000[0-2].tar", num_workers=2,
                                         max_tokens=1200, val_speakers=1, val_utterances=2))
@@ -51,12 +62,7 @@ def _count_main(rank: int, world_size: int, root: str, out: str, port: int) -> N
         epochs = [{"train": [b["keys"] for b in train],
                    "val": [b["keys"] for b in val if not b.get("repeat")],
                    "val_batches": sum(1 for _ in val)} for _ in range(2)]
-        gathered: list = [None] * world_size
-        dist.all_gather_object(gathered, epochs)
-        if rank == 0:
-            Path(out).write_text(json.dumps(gathered))
-    finally:
-        dist.destroy_process_group()
+        write_gathered(epochs, world_size, rank, out)
 
 
 def test_ranks_yield_equal_batch_counts_when_the_shards_do_not_divide_evenly(tiny_shards, tmp_path):
