@@ -38,6 +38,7 @@ from valle.codecs.weights import (
     weights_identity,
 )
 from valle.errors import ConfigError, MissingFileError
+from valle.utils.io import atomic_torch_save
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +124,7 @@ def save_codebooks(path: str | os.PathLike, codebooks: MelCodebooks) -> Path:
     The file holds only tensors and ints, so `torch.load(weights_only=True)` reads it.
     """
     path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(codebooks.state(), tmp)
-    os.replace(tmp, path)
+    atomic_torch_save(codebooks.state(), path)  # a kill or a full disk leaves no stray temporary file
     return path
 
 

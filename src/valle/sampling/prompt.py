@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import torch
 from valle.audio import AudioError, prepare_waveform, read_audio
 from valle.codecs.base import Codec, CodecInfo
 from valle.errors import ConfigError
-from valle.utils.io import temporary_sibling
+from valle.utils.io import atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +91,9 @@ def save_voice(path: str | Path, prompt: Prompt, info: CodecInfo) -> Path:
     path = Path(path)
     if path.suffix != VOICE_SUFFIX:
         raise ConfigError(f"out={path}: a voice preset is a {VOICE_SUFFIX} file")
-    tmp = temporary_sibling(path)
-    with open(tmp, "wb") as handle:  # a handle: np.savez would append ".npz" to a temporary name
+    with atomic_output(path) as tmp, open(tmp, "wb") as handle:  # a handle: np.savez would append ".npz"
         np.savez(handle, codes=prompt.codes.numpy().astype(np.int16), text=np.array(prompt.text or ""),
                  codec=np.array(repr(info.to_dict())), source=np.array(prompt.source))
-    os.replace(tmp, path)
     return path
 
 
