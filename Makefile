@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DEBIAN_PACKAGES := espeak-ng sox festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
+# chromium + chromium-driver: the test that opens the demo's report.html in a headless browser
+DEBIAN_PACKAGES := espeak-ng sox festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts chromium chromium-driver
 # CI runs the slow end-to-end tests too; a developer's `make test` skips them (`make test-all` runs them).
 MARKS ?= $(if $(CI),not gpu,not slow and not gpu)
 DEMO_DIR ?= outputs/demo
@@ -26,7 +27,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet wheel && $(PY) -m pip install --quiet --no-build-isolation 'deepspeed>=0.14'
 	touch $(STAMP)
 
-system-deps: ## Debian packages: espeak-ng (phonemes), festival voices and sox (built-in corpus)
+system-deps: ## Debian packages: espeak-ng (phonemes), festival voices and sox (built-in corpus), chromium (report test)
 	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing"; \

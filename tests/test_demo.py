@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -45,26 +46,49 @@ def test_shortened_demo_runs_every_stage_writes_its_files_and_scores_every_row(t
         # continuation: the recording's first words as the prompt, cut at a word boundary; the rest to say
         assert 0 < item["continuation_seconds"] <= 3.0 and item["continuation_text"]
         assert item["text"].endswith(item["continuation_text"]) and item["text"] != item["continuation_text"]
+    # curve: snapshots kept during training (by steps in size=ci), each scored on the same held-out items
+    snapshots = sorted(p.name for p in (tmp_path / "run" / "curve").glob("*.ckpt"))
+    curve = json.loads((tmp_path / "curve.json").read_text())
+    assert snapshots and [p["model"] for p in curve["points"]][: len(snapshots)] == snapshots
+    assert len(curve["items"]) == 6  # size=ci: 2 held-out recordings per voice, fewer than CURVE_ITEMS_PER_VOICE
+    for point in curve["points"]:
+        assert point["step"] > 0 and point["minutes"] > 0 and point["n"]["per"] == 6
+        assert 0.0 <= point["metrics"]["sentence_id"] <= 1.0 and point["metrics"]["per"] >= 0.0
+        assert all((tmp_path / "samples" / "curve" / point["model"].rsplit(".", 1)[0] / f"{key}.wav").is_file()
+                   for key in curve["items"])
     # evaluate: every row scored, numbers in range, report and plots written
     rows = {row["name"]: row for row in json.loads((tmp_path / "report.json").read_text())}
     assert list(rows) == list(ROWS)
+    value = lambda row, metric: rows[row][metric]["value"]  # noqa: E731
     for row in rows.values():
-        assert row["n_items"] == 6 and 0.0 <= row["wer"] and 0.0 <= row["cer"]
-        assert all(-1.0 <= row[k] <= 1.0 for k in ("sim_prompt", "sim_other"))
-        assert row["duration_ratio"] is None or row["duration_ratio"] > 0
+        assert row["n_items"] == 6 and 0.0 <= row["wer"]["value"] and 0.0 <= row["cer"]["value"]
+        assert all(-1.0 <= row[k]["value"] <= 1.0 for k in ("sim_prompt", "sim_other"))
+        assert row["wer"]["low"] <= row["wer"]["value"] <= row["wer"]["high"]  # with its bootstrap interval
+        assert row["duration_ratio"]["value"] is None or row["duration_ratio"]["value"] > 0
     continued = {i["key"]: normalize(i["continuation_text"]) for i in manifest}
     assert all(s["reference"] == continued[s["key"]] for s in rows["continuation"]["items"])  # the generated part
-    truth = rows["ground truth"]
-    assert truth["wer"] < 0.5  # pocketsphinx reads festival speech well: the scoring itself works
-    assert truth["sim_prompt"] > truth["sim_other"]  # and the speaker encoder tells the voices apart
-    assert math.isclose(rows["resynthesis"]["duration_ratio"], 1.0, abs_tol=0.05)
+    assert value("ground truth", "wer") < 0.5  # pocketsphinx reads festival speech well: the scoring itself works
+    assert value("ground truth", "sentence_id") >= 0.8  # and tells the held-out sentences apart
+    assert value("ground truth", "sim_prompt") > value("ground truth", "sim_other")  # and the voices too
+    assert math.isclose(value("resynthesis", "duration_ratio"), 1.0, abs_tol=0.05)
     report = (tmp_path / "report.md").read_text()
     assert all(f"| {row} |" in report for row in ROWS)
-    for png in ("loss.png", "spectrograms.png"):
+    for png in ("loss.png", "learning_curve.png"):
         assert (tmp_path / "plots" / png).stat().st_size > 5000 and f"plots/{png}" in report
+    assert len(list((tmp_path / "plots" / "spectrograms").glob("*.png"))) == 3  # one listened item per voice
+    assert all(f"| {point['model']} | {point['step']} |" in report for point in curve["points"])
+    links = re.findall(r"\]\(([^)]+)\)", report)
+    assert all((tmp_path / link).is_file() for link in links) and sum(link.endswith(".wav") for link in links) == 15
+    # report.html: every player and image loads in a browser (skips without chromium)
+    from tests.helpers.browser import assert_page_loads
+
+    media = assert_page_loads(tmp_path / "report.html")
+    assert len(media["audio"]) == 3 * 5 + 3 * len(curve["points"])
 
     main([f"out={tmp_path}", "size=ci", "stage=export"])  # one stage alone: reuses the finished export
-    assert capsys.readouterr().out.strip() == f"[4/6] export: {tmp_path / 'model.pt'}"
+    assert capsys.readouterr().out.strip() == f"[4/{len(STAGES)}] export: {tmp_path / 'model.pt'}"
+    main([f"out={tmp_path}", "size=ci", "stage=curve"])  # and the curve: every model already scored
+    assert json.loads((tmp_path / "curve.json").read_text()) == curve
 
 
 def test_every_builtin_sentence_can_be_aligned_for_a_continuation_prompt():
@@ -109,3 +133,62 @@ def test_each_row_is_scored_on_what_it_said_against_the_prompt_it_was_given():
     assert [len(i.others) for i in rows["continuation"]] == [1, 1]
     scores = {row.name: row for row in evaluate_rows(rows)}
     assert scores["continuation"].duration_ratio == pytest.approx((700 / 750 + 700 / 700) / 2)
+
+
+def test_curve_overrides_keep_snapshots_by_time_or_for_ci_by_steps(tmp_path):
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from valle.demo import ROOT, SIZES, curve_overrides
+
+    ci_steps = max(1, SIZES["ci"].max_steps // 2)
+    for size, interval, steps in ((SIZES["full"], 2.5 * 60, 0), (SIZES["ci"], None, ci_steps)):
+        with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+            cfg = compose("train", overrides=["experiment=demo", f"run_dir={tmp_path}", *curve_overrides(size, 2.5)])
+        snapshots = instantiate(cfg.callbacks.curve)
+        assert snapshots.dirpath == str(tmp_path / "curve") and snapshots.save_top_k == -1 and not snapshots.save_last
+        assert snapshots.save_weights_only  # weights, stats and codebooks: what valle.load reads
+        assert (snapshots._train_time_interval.total_seconds() if interval else None) == interval
+        assert snapshots._every_n_train_steps == steps
+        assert "checkpoint" in cfg.callbacks  # the resumable checkpoints are kept as they were
+
+
+def test_report_html_links_every_clip_and_figure_the_demo_writes(tmp_path):
+    """The report pages over real recordings laid out as the demo lays them out, opened in headless Chromium."""
+    import shutil
+
+    from tests.conftest import real_speech_dir
+    from tests.helpers.browser import assert_page_loads
+    from valle.demo import CURVE_METRICS, first_per_voice, make_plots, render_report, write_report_html
+    from valle.evaluate.curve import CurvePoint
+
+    wavs = sorted(real_speech_dir().glob("*.wav"))
+    items = []
+    for i, wav in enumerate(wavs):  # two "voices" of two recordings each
+        speaker, key, text = f"voice{i // 2}", wav.stem, wav.with_suffix(".txt").read_text().strip()
+        outputs = {row: f"samples/{row}/{key}.wav" for row in ROWS[1:]}
+        item = Item(key, speaker, text, f"corpus/held_out/{speaker}/{key}.wav", f"samples/prompts/{key}.wav",
+                    wavs[i ^ 1].stem, 1.0, text.split(" ", 1)[1], outputs)
+        for path in [item.truth, item.prompt, *outputs.values(), f"samples/curve/step0000002/{key}.wav",
+                     f"samples/curve/model/{key}.wav"]:
+            (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(wav, tmp_path / path)
+        items.append(item)
+    log = tmp_path / "run" / "csv" / "version_0" / "metrics.csv"
+    log.parent.mkdir(parents=True)
+    log.write_text("step,train/loss\n1,5.0\n2,4.0\n")
+    points = [CurvePoint("step0000002.ckpt", 2, 0.5, {"sentence_id": 0.25, "sim_prompt": 0.6}),
+              CurvePoint("model.pt", 3, 0.7, {"sentence_id": 0.5, "sim_prompt": 0.7})]
+    listened = first_per_voice(items, 1)
+    plots = make_plots(tmp_path, listened, points, {"chance": {"sentence_id": 0.25}})
+    assert {p.name for p in plots} >= {"loss.png", "learning_curve.png", *(f"{i.key}.png" for i in listened)}
+    table = "| row | n | WER % |\n|---|---:|---:|\n| ground truth | 4 | 20.0 |\n"
+    report = render_report(tmp_path, table, plots, items, listened, points, "3 steps")
+    links = re.findall(r"\]\(([^)]+)\)", report)
+    assert len(links) == 5 * len(listened) + len(plots) and all((tmp_path / link).is_file() for link in links)
+    assert "| step0000002.ckpt | 2 | 0.5 |" in report and "plots/learning_curve.png" in report
+
+    write_report_html(tmp_path, table, plots, items, listened, points, "3 steps")
+    media = assert_page_loads(tmp_path / "report.html")
+    assert len(media["audio"]) == 5 * len(listened) + len(points) * 2  # the rows, then each model's voices
+    assert len(media["images"]) == len(plots) and len(CURVE_METRICS) > 1

@@ -1,19 +1,24 @@
 """`make demo`: the main job on the built-in corpus, offline, scored like the VALL-E paper.
 
-    python -m valle.demo [out=outputs/demo] [size=full|ci] [minutes=20] [steps=N] [stage=all|NAME]
+    python -m valle.demo [out=outputs/demo] [size=full|ci] [minutes=20] [steps=N] [curve_minutes=3] [stage=all|NAME]
 
 Stages (each reuses what a previous run finished, so a rerun is quick and `stage=NAME` reruns one):
   1. corpus    festival voices and their sox pitch/tempo variants read the built-in sentences; three
-               voices and the last 40 sentences are held out of training (valle.corpus)
+               voices and the last 60 sentences are held out of training (valle.corpus)
   2. shards    prepare.py's work with the offline `mel` codec: its codebooks are fit on the corpus
-  3. train     train.py experiment=demo for a time budget (resumes from its last checkpoint)
+  3. train     train.py experiment=demo for a time budget (resumes from its last checkpoint); a weights-only
+               snapshot every `curve_minutes` of training goes to run/curve/ (callbacks=curve)
   4. export    the last checkpoint → one portable file (it carries the mel codebooks)
   5. speak     every held-out voice says held-out sentences: cross-utterance (a 3 s prompt from another
                recording of that voice) and continuation (the recording's own first words, up to 3 s, cut
                at a word boundary found by forced alignment; the model says the rest)
-  6. evaluate  ground truth, codec resynthesis and both model modes scored with pocketsphinx (WER, CER)
-               and resemblyzer (SIM) → report.md, report.json and PNG plots; the continuation row is
-               scored on what the model generated only
+  6. curve     the learning curve: every snapshot and the exported model speak the same held-out items
+               (the first 3 of each voice, cross-utterance, speak's sampler and seed) and are scored as
+               below → curve.json (resumable: a scored snapshot is not scored again)
+  7. evaluate  ground truth, codec resynthesis and both model modes scored with pocketsphinx (sentence ID
+               among the row's sentences, PER, WER, CER) and resemblyzer (SIM), each with a 95 %
+               bootstrap interval → report.md, report.html (players beside their prompts, the learning
+               curve), report.json and PNG plots; the continuation row is scored on what it generated only
 """
 
 from __future__ import annotations
@@ -22,9 +27,10 @@ import argparse
 import json
 import logging
 import os
+import textwrap
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -33,17 +39,23 @@ from valle.corpus import FESTIVAL_VOICES, Voice, build_corpus, festival_voices
 from valle.corpus.sentences import all_sentences
 from valle.errors import exit_on_user_error
 from valle.evaluate.asr import WordTiming
-from valle.evaluate.report import EvalItem
+from valle.evaluate.curve import CurvePoint
+from valle.evaluate.report import EvalItem, RowScores
+from valle.sampling.pipeline import SamplerConfig
 
 log = logging.getLogger("valle.demo")  # not __name__: that is "__main__" under python -m
 ROOT = Path(__file__).resolve().parents[2]
-STAGES = ("corpus", "shards", "train", "export", "speak", "evaluate")
-N_SENTENCES, N_HELD_OUT_SENTENCES = 400, 40  # the last 40 are never spoken in training
+STAGES = ("corpus", "shards", "train", "export", "speak", "curve", "evaluate")
+N_SENTENCES, N_HELD_OUT_SENTENCES = 560, 60  # the last 60 are never spoken in training
 # One variant of each festival voice is held out: the model has heard that voice, never at that pitch/tempo.
 HELD_OUT = {("kal_diphone", 250, 1.0), ("ked_diphone", -250, 1.0), ("cmu_us_slt_arctic_hts", 0, 1.07)}
 MEL = dict(sample_rate=24_000, hop_length=480, n_mels=80, n_fft=1024, n_levels=4)  # 50 frames/s
 PROMPT_SECONDS = 3.0
 ROWS = ("ground truth", "resynthesis", "continuation", "cross-utterance")
+CURVE_MINUTES = 3.0  # a training snapshot for the learning curve every 3 minutes (size=ci: by steps)
+CURVE_ITEMS_PER_VOICE = 3  # the learning curve's fixed held-out items: 9, under a minute per snapshot on 2 cores
+CURVE_METRICS = ("sentence_id", "per", "wer", "sim_prompt", "duration_ratio")  # the learning curve's panels
+LISTEN_PER_VOICE = 1  # the report's players: the first held-out item of each voice
 
 
 @dataclass(frozen=True)
@@ -59,7 +71,7 @@ class DemoSize:
 
 
 SIZES = {
-    "full": DemoSize(train_sentences=40, held_out_sentences=6, codebook_size=256, minutes=20.0, max_steps=100_000,
+    "full": DemoSize(train_sentences=40, held_out_sentences=20, codebook_size=256, minutes=20.0, max_steps=100_000,
                      max_ar_steps_per_phoneme=12.0),
     "ci": DemoSize(train_sentences=5, held_out_sentences=2, codebook_size=32, minutes=2.0, max_steps=6,
                    max_ar_steps_per_phoneme=3.0),
@@ -104,8 +116,13 @@ def make_shards(out: Path, size: DemoSize) -> str:
     return summarize(prepare(settings, codec, codec.info))
 
 
-def train(out: Path, size: DemoSize, minutes: float, steps: int) -> Path:
-    """Compose train.py's config for the demo experiment and run it (resuming if possible)."""
+def train(out: Path, size: DemoSize, minutes: float, steps: int, run_dir: Path | None = None,
+          overrides: Sequence[str] = ()) -> Path:
+    """Compose train.py's config for the demo experiment and run it (resuming if possible).
+
+    `run_dir` (default `out/run`) and extra Hydra `overrides` are for recipe searches
+    (`benchmarks/demo_recipe.py`), which train variants on the same shards.
+    """
     from hydra import compose, initialize_config_dir
 
     from valle.cli.train import run
@@ -113,15 +130,16 @@ def train(out: Path, size: DemoSize, minutes: float, steps: int) -> Path:
     os.environ.setdefault("VALLE_ROOT", str(ROOT))
     seconds = int(minutes * 60)
     budget = f"00:{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-    overrides = ["experiment=demo", f"data.root={out / 'shards'}", f"run_dir={out / 'run'}",
-                 f"trainer.max_steps={steps}", f"trainer.max_time={budget}"]
+    run_dir = run_dir or out / "run"
+    overrides = ["experiment=demo", f"data.root={out / 'shards'}", f"run_dir={run_dir}",
+                 f"trainer.max_steps={steps}", f"trainer.max_time={budget}", *overrides]
     if size is SIZES["ci"]:
         overrides += ["trainer.val_check_interval=3", "data.val_utterances=2", "model.scale.d_model=64",
                       "model.scale.n_layers=2"]
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     run(cfg)
-    return out / "run" / "checkpoints" / "last.ckpt"
+    return run_dir / "checkpoints" / "last.ckpt"
 
 
 def export(out: Path) -> Path:
@@ -230,32 +248,131 @@ def speak(out: Path, size: DemoSize) -> list[Item]:
     return items
 
 
-def evaluate(out: Path) -> tuple[Path, str]:
-    """Score the four rows; write report.md, report.json and the plots."""
-    from valle.audio import read_audio
+def read_manifest(out: Path) -> list[Item]:
+    return [Item(**i) for i in json.loads((out / "samples" / "manifest.json").read_text())]
+
+
+def first_per_voice(items: Sequence[Item], n: int) -> list[Item]:
+    """The first `n` items of each held-out voice, in manifest order: a fixed subset, the same on every run."""
+    taken: dict[str, int] = {}
+    chosen = []
+    for item in items:
+        if taken.setdefault(item.speaker, 0) < n:
+            taken[item.speaker] += 1
+            chosen.append(item)
+    return chosen
+
+
+def sampler_config(size: DemoSize) -> SamplerConfig:
+    """The sampler settings the demo speaks with (speak and the learning curve)."""
+    return SamplerConfig(seed=0, ar_temperature=0.8, top_p=0.9, max_ar_steps_per_phoneme=size.max_ar_steps_per_phoneme)
+
+
+def curve_overrides(size: DemoSize, curve_minutes: float) -> list[str]:
+    """train.py overrides that keep the learning curve's snapshots in run/curve/ (configs/callbacks/curve.yaml)."""
+    if size is SIZES["ci"]:  # a few steps in seconds: snapshot by steps, so that there is one to score
+        return ["callbacks=curve", "callbacks.curve.train_time_interval=null",
+                f"callbacks.curve.every_n_train_steps={max(1, size.max_steps // 2)}"]
+    return ["callbacks=curve", f"callbacks.curve.train_time_interval.minutes={curve_minutes:g}"]
+
+
+def scorers() -> dict:
+    """`evaluate_rows`' recognisers and speaker encoder: pocketsphinx (words, sentences, phones), resemblyzer."""
     from valle.evaluate.asr import PocketSphinxASR
-    from valle.evaluate.report import evaluate_rows, format_markdown, to_json
+    from valle.evaluate.phones import PhoneRecognizer
+    from valle.evaluate.sentence_id import SentenceIdentifier
     from valle.evaluate.sim import SpeakerEncoder
 
-    items = [Item(**i) for i in json.loads((out / "samples" / "manifest.json").read_text())]
-    audio = {}
+    return {"asr": PocketSphinxASR(), "encoder": SpeakerEncoder(), "identifier": SentenceIdentifier,
+            "phones": PhoneRecognizer()}
 
-    def read(path: str) -> tuple[torch.Tensor, int]:
-        if path not in audio:
-            audio[path] = read_audio(out / path)
-        return audio[path]
 
-    scores = evaluate_rows(eval_rows(items, read), asr=PocketSphinxASR(), encoder=SpeakerEncoder())
+class AudioCache:
+    """Waveforms of files under `out`, read once: a prompt or a recording serves several rows."""
+
+    def __init__(self, out: Path) -> None:
+        self.out, self.audio = out, {}
+
+    def __call__(self, path: str) -> tuple[torch.Tensor, int]:
+        from valle.audio import read_audio
+
+        if path not in self.audio:
+            self.audio[path] = read_audio(self.out / path)
+        return self.audio[path]
+
+
+@torch.inference_mode()
+def learning_curve(out: Path, size: DemoSize) -> list[CurvePoint]:
+    """Score every training snapshot (run/curve/) and the exported model on the same held-out items.
+
+    The items: the first `CURVE_ITEMS_PER_VOICE` held-out recordings of each voice, in cross-utterance
+    mode with speak's prompts and sampler (seed included); sentence ID among all the held-out texts, as
+    in the report's cross-utterance row. Each model's outputs go to samples/curve/<model>/, its scores
+    to curve.json (`valle.evaluate.curve`), which a rerun extends rather than recomputes.
+    """
+    import valle
+    from valle.audio import write_wav
+    from valle.evaluate.curve import snapshot_files, update_curve
+    from valle.evaluate.report import evaluate_rows
+    from valle.sampling.prompt import Prompt, prompt_audio
+    from valle.sampling.synthesize import Synthesizer
+
+    items = read_manifest(out)
+    chosen = first_per_voice(items, CURVE_ITEMS_PER_VOICE)
+    candidates = list(dict.fromkeys(item.text for item in items))
+    config = sampler_config(size)
+    read, scoring = AudioCache(out), {}
+
+    def score(model: Path) -> RowScores:
+        scoring.update(scoring or scorers())  # built on first use: a finished curve loads no recogniser
+        synthesizer = Synthesizer(valle.load(model))
+        codec, rate = synthesizer.codec, synthesizer.codec.sample_rate
+        prompts = [Prompt(codec.encode(prompt_audio(path, rate, PROMPT_SECONDS), rate), source=str(path))
+                   for path in ((out / item.truth).with_name(f"{item.prompt_key}.wav") for item in chosen)]
+        results = synthesizer.synthesize([item.text for item in chosen], prompts, "en-us", config,
+                                         prompt_seconds=None)
+        spoken = []
+        for item, result in zip(chosen, results, strict=True):
+            spoken.append(replace(item, outputs={"cross-utterance": f"samples/curve/{model.stem}/{item.key}.wav"}))
+            write_wav(out / spoken[-1].outputs["cross-utterance"], result.wav, rate)
+        rows = eval_rows(spoken, read, rows=("cross-utterance",))
+        for scored in rows["cross-utterance"]:
+            scored.candidates = candidates
+        [row] = evaluate_rows(rows, **scoring)
+        return row
+
+    models = [*snapshot_files(out / "run" / "curve"), out / "model.pt"]
+    settings = {"row": "cross-utterance", "sampler": asdict(config), "candidates": len(candidates)}
+    return update_curve(out / "curve.json", models, [item.key for item in chosen], settings, score)
+
+
+def evaluate(out: Path) -> tuple[Path, str]:
+    """Score the four rows; write report.md, report.html, report.json and the plots."""
+    from valle.evaluate.curve import curve_points, read_curve
+    from valle.evaluate.report import evaluate_rows, format_markdown, to_json
+
+    items = read_manifest(out)
+    scores = evaluate_rows(eval_rows(items, AudioCache(out)), **scorers())
     (out / "report.json").write_text(to_json(scores))
-    plots = make_plots(out, items[0])
-    report = out / "report.md"
+    curve = read_curve(out / "curve.json")
+    points = curve_points(curve)
+    references = {row.name: {k: getattr(row, k) for k in ("sentence_id", "per", "wer", "sim_prompt", "duration_ratio")}
+                  for row in scores if row.name == "resynthesis"}
+    if curve["settings"].get("candidates"):
+        references["chance"] = {"sentence_id": 1 / curve["settings"]["candidates"]}
+    listened = first_per_voice(items, LISTEN_PER_VOICE)
+    plots = make_plots(out, listened, points, references)
     table = format_markdown(scores)
-    report.write_text(render_report(out, table, plots, items))
+    report = out / "report.md"
+    training = training_summary(out)
+    report.write_text(render_report(out, table, plots, items, listened, points, training))
+    write_report_html(out, table, plots, items, listened, points, training)
     return report, table
 
 
-def eval_rows(items: list[Item], read: Callable[[str], tuple[torch.Tensor, int]]) -> dict[str, list[EvalItem]]:
-    """The four rows' items: each scored on what it says, against the prompt it was given.
+def eval_rows(items: list[Item], read: Callable[[str], tuple[torch.Tensor, int]],
+              rows: Sequence[str] = ROWS) -> dict[str, list[EvalItem]]:
+    """The rows' items (default: all four): each scored on what it says, against the prompt it was given.
 
     - continuation: the generated audio alone against the rest of the transcript; SIM (prompt) against
       the recording's first seconds it continued, SIM (ground truth) and duration against the rest of it;
@@ -263,47 +380,91 @@ def eval_rows(items: list[Item], read: Callable[[str], tuple[torch.Tensor, int]]
     - ground truth and resynthesis had no prompt: their SIM (prompt) is against the cross-utterance
       prompt (another recording of the voice), what a perfect clone would score.
     """
-    rows: dict[str, list[EvalItem]] = {row: [] for row in ROWS}
+    scored: dict[str, list[EvalItem]] = {row: [] for row in rows}
     for item in items:
         truth, rate = read(item.truth)
         prompt, prompt_rate = read(item.prompt)
         others = [read(i.truth) for i in items if i.speaker != item.speaker]
         cut = round(item.continuation_seconds * rate)
-        for row in ROWS:
+        for row in rows:
             wav, wav_rate = read(item.outputs[row]) if row in item.outputs else (truth, rate)
             if row == "continuation":
-                rows[row].append(EvalItem(item.key, item.continuation_text, wav, wav_rate, truth[..., :cut],
-                                          truth[..., cut:], rate, rate, others=others))
+                scored[row].append(EvalItem(item.key, item.continuation_text, wav, wav_rate, truth[..., :cut],
+                                            truth[..., cut:], rate, rate, others=others))
             else:
-                rows[row].append(EvalItem(item.key, item.text, wav, wav_rate, prompt,
-                                          None if row == "ground truth" else truth, prompt_rate, rate, others=others))
-    return rows
+                scored[row].append(EvalItem(item.key, item.text, wav, wav_rate, prompt,
+                                            None if row == "ground truth" else truth, prompt_rate, rate,
+                                            others=others))
+    return scored
 
 
-def make_plots(out: Path, item: Item) -> list[Path]:
-    """Training curves, and spectrograms of one held-out item's prompt, ground truth and outputs."""
-    from valle.plot import plot_run, plot_spectrograms
-
-    curves = plot_run(out / "run", out / "plots")
-    spectrograms = plot_spectrograms({name: out / path for name, path in
-                                      [("prompt", item.prompt), ("ground truth", item.truth),
-                                       *[(row, item.outputs[row]) for row in ROWS[1:]]]},
-                                     out / "plots" / "spectrograms.png", title=f"{item.key}: {item.text}")
-    return [*curves, spectrograms]
+def clips(item: Item) -> dict[str, str]:
+    """What to hear of one held-out item, label → wav relative to `out`: its prompt, the recording, each output."""
+    return {"prompt": item.prompt, "ground truth": item.truth, **{row: item.outputs[row] for row in ROWS[1:]}}
 
 
-def render_report(out: Path, table: str, plots: list[Path], items: list[Item]) -> str:
+def make_plots(out: Path, listened: Sequence[Item], points: Sequence[CurvePoint] = (),
+               references: dict | None = None) -> list[Path]:
+    """Training curves, the learning curve (when scored), and spectrograms of each listened item's clips
+    (plots/spectrograms/KEY.png)."""
+    from valle.evaluate.curve import METRIC_LABELS
+    from valle.plot import plot_learning_curve, plot_run, plot_spectrograms
+
+    plots = plot_run(out / "run", out / "plots")
+    if points:
+        plots.append(plot_learning_curve(points, out / "plots" / "learning_curve.png", CURVE_METRICS,
+                                         labels=METRIC_LABELS, references=references,
+                                         baselines={"sim_prompt": "sim_other"},
+                                         title="held-out cross-utterance items, by training time"))
+    for item in listened:
+        plots.append(plot_spectrograms({name: out / path for name, path in clips(item).items()},
+                                       out / "plots" / "spectrograms" / f"{item.key}.png",
+                                       title=textwrap.fill(f"{item.key}: {item.text}", 120)))
+    return plots
+
+
+def training_summary(out: Path) -> str:
+    """One line on the exported model: steps, training time, samples, size."""
     from valle.checkpoints import describe_file, load_file
 
     data = load_file(out / "model.pt")  # read once: the description and the weights' size
     meta = describe_file(data, out / "model.pt")
     stats, scale = meta["stats"], meta["model"]["scale"]
     params = sum(v.numel() for v in data["model"].values()) / 1e6
-    training = (f"{stats.get('steps', 0)} steps in {stats.get('train_seconds', 0) / 60:.1f} min, "
-                f"{stats.get('samples', 0)} samples; d_model {scale['d_model']}, {scale['n_layers']} layers, "
-                f"{params:.1f} M parameters")
-    images = "\n".join(f"![{p.stem}]({p.relative_to(out)})" for p in plots)
+    return (f"{stats.get('steps', 0)} steps in {stats.get('train_seconds', 0) / 60:.1f} min, "
+            f"{stats.get('samples', 0)} samples; d_model {scale['d_model']}, {scale['n_layers']} layers, "
+            f"{params:.1f} M parameters")
+
+
+def listening_markdown(listened: Sequence[Item]) -> str:
+    """A Markdown table of links to each listened item's prompt, recording and outputs."""
+    labels = list(clips(listened[0]))
+    lines = ["| utterance | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    for item in listened:
+        lines.append(f"| `{item.key}`: {item.text} | "
+                     + " | ".join(f"[wav]({path})" for path in clips(item).values()) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def curve_section(points: Sequence[CurvePoint], n_items: int) -> str:
+    from valle.evaluate.curve import format_curve_markdown
+
+    if not points:
+        return "No learning curve yet (the `curve` stage scores the training snapshots).\n"
+    return (f"The same {n_items} held-out cross-utterance items scored with each training snapshot "
+            f"(`run/curve/`, every few minutes of training) and the exported model; their outputs are in "
+            f"`samples/curve/`, the figures in `curve.json`.\n\n![learning curve](plots/learning_curve.png)\n\n"
+            + format_curve_markdown(points, n_items))
+
+
+def render_report(out: Path, table: str, plots: list[Path], items: list[Item], listened: Sequence[Item] = (),
+                  points: Sequence[CurvePoint] = (), training: str = "") -> str:
+    """report.md: the rows, the scores, links to listen to, the learning curve and the figures."""
+    figures = "\n".join(f"![{p.stem}]({p.relative_to(out)})" for p in plots
+                        if p.parent.name != "spectrograms" and p.name != "learning_curve.png")
+    spectrograms = "\n".join(f"![{p.stem}]({p.relative_to(out)})" for p in plots if p.parent.name == "spectrograms")
     speakers = sorted({i.speaker for i in items})
+    n_curve = len(first_per_voice(items, CURVE_ITEMS_PER_VOICE))
     return f"""# valle demo report
 
 Held-out voices ({len(speakers)}: {", ".join(speakers)}) say held-out sentences (never in training):
@@ -317,24 +478,79 @@ Held-out voices ({len(speakers)}: {", ".join(speakers)}) say held-out sentences 
 - **cross-utterance**: a {PROMPT_SECONDS:g} s prompt from another recording of the same voice, and the target
   sentence.
 
-WER/CER: pocketsphinx (its bundled English model) after text normalisation. SIM: cosine of resemblyzer
-speaker embeddings, against the prompt the row was given (continuation: the recording's first words;
-cross-utterance: the other recording; ground truth and resynthesis, which have none: the cross-utterance
-prompt), the ground truth, and (*other voices*) the recordings of the other held-out voices. The goal:
-the model's WER within 2× of resynthesis, and SIM (prompt) above SIM (other voices).
+Sentence ID: pocketsphinx decoding constrained to the row's sentences (a JSGF grammar; continuation: the
+sentences' remainders), top-1 accuracy against chance. PER: pocketsphinx phone decoding against the
+transcript's CMU-dictionary phones. WER/CER: pocketsphinx (its bundled English model) after text
+normalisation. SIM: cosine of resemblyzer speaker embeddings, against the prompt the row was given
+(continuation: the recording's first words; cross-utterance: the other recording; ground truth and
+resynthesis, which have none: the cross-utterance prompt), the ground truth, and (*other voices*) the
+recordings of the other held-out voices. The goal: the model's WER within 2× of resynthesis, and SIM
+(prompt) above SIM (other voices). `report.html` has the same with players.
 
 {table}
 Training: {training}.
 
-{images}
+## Listen
+
+{listening_markdown(listened) if listened else ""}
+{spectrograms}
+
+## Learning curve
+
+{curve_section(points, n_curve)}
+## Training
+
+{figures}
 """
+
+
+def write_report_html(out: Path, table: str, plots: list[Path], items: list[Item], listened: Sequence[Item],
+                      points: Sequence[CurvePoint], training: str) -> Path:
+    """report.html: scores, players for the listened items beside their prompts, the learning curve and
+    what each snapshot said, the training figures; every link relative to `out`."""
+    from valle.evaluate.curve import format_curve_markdown
+    from valle.evaluate.html import (
+        Clip,
+        ClipRow,
+        Section,
+        figure_html,
+        listening_html,
+        table_html,
+        write_page,
+    )
+
+    spectrogram = {p.stem: str(p.relative_to(out)) for p in plots if p.parent.name == "spectrograms"}
+    listen = [ClipRow(item.key, item.text, [Clip(label, path) for label, path in clips(item).items()],
+                      spectrogram.get(item.key)) for item in listened]
+    notes = [line for line in table.splitlines() if line.strip() and not line.startswith("|")]
+    sections = [Section("Scores", table_html(table), notes),
+                Section("Listen", listening_html(listen), ["The prompt is the cross-utterance one; the continuation "
+                                                           "clip is the generated part alone."])]
+    if points:
+        heard = first_per_voice(items, 1)  # one sentence per voice, as each snapshot said it
+        by_model = [ClipRow(f"{p.model}", f"step {p.step}, {p.minutes:.1f} min",
+                            [Clip(f"{item.key}: {item.text}", f"samples/curve/{Path(p.model).stem}/{item.key}.wav")
+                             for item in heard]) for p in points]
+        n_curve = len(first_per_voice(items, CURVE_ITEMS_PER_VOICE))
+        curve = [figure_html("plots/learning_curve.png", "held-out figures by training time"),
+                 table_html(format_curve_markdown(points, n_curve)),
+                 listening_html(by_model, first_column="model")]
+        sections.append(Section("Learning curve", "\n".join(curve), ["The same held-out cross-utterance items "
+                                "scored with each training snapshot and the exported model."]))
+    figures = [p for p in plots if p.parent.name != "spectrograms" and p.name != "learning_curve.png"]
+    sections.append(Section("Training", "\n".join(figure_html(p.relative_to(out), p.stem) for p in figures)))
+    voices = ", ".join(sorted({i.speaker for i in items}))
+    return write_page(out / "report.html", "valle demo report", sections,
+                      [f"{len(items)} held-out utterances per row, voices {voices}. Training: {training}. "
+                       "report.md describes the rows and the columns."])
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("options", nargs="*", help="out=DIR size=full|ci minutes=M steps=N stage=NAME|all")
+    parser.add_argument("options", nargs="*",
+                        help="out=DIR size=full|ci minutes=M steps=N curve_minutes=M stage=NAME|all")
     options = dict(o.split("=", 1) for o in parser.parse_args(argv).options)
-    unknown = set(options) - {"out", "size", "minutes", "steps", "stage"}
+    unknown = set(options) - {"out", "size", "minutes", "steps", "curve_minutes", "stage"}
     if unknown:
         raise SystemExit(f"unknown option(s) {sorted(unknown)}; see python -m valle.demo --help")
     out = Path(options.get("out", "outputs/demo")).resolve()
@@ -342,6 +558,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"size={options['size']}: choose one of {', '.join(SIZES)}")
     size = SIZES[options.get("size", "full")]
     minutes, steps = float(options.get("minutes", size.minutes)), int(options.get("steps", size.max_steps))
+    curve_minutes = float(options.get("curve_minutes", CURVE_MINUTES))
     only = options.get("stage", "all")
     if only != "all" and only not in STAGES:
         raise SystemExit(f"stage={only}: choose all or one of {', '.join(STAGES)}")
@@ -354,14 +571,20 @@ def main(argv: list[str] | None = None) -> None:
     if run("shards"):
         stage(2, "shards", "\n" + make_shards(out, size))
     if run("train"):
-        stage(3, "train", train(out, size, minutes, steps))
+        stage(3, "train", train(out, size, minutes, steps, overrides=curve_overrides(size, curve_minutes)))
     if run("export"):
         stage(4, "export", export(out))
     if run("speak"):
         stage(5, "speak", f"{len(speak(out, size))} held-out utterances × 3 rows in {out / 'samples'}")
+    if run("curve"):
+        from valle.evaluate.curve import format_curve_markdown
+
+        points = learning_curve(out, size)
+        n_items = len(first_per_voice(read_manifest(out), CURVE_ITEMS_PER_VOICE))
+        stage(6, "curve", f"{out / 'curve.json'}\n\n{format_curve_markdown(points, n_items)}")
     if run("evaluate"):
         report, table = evaluate(out)
-        stage(6, "evaluate", f"{report}\n\n{table}")
+        stage(7, "evaluate", f"{report}\n{out / 'report.html'}\n\n{table}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Figures: `loss.png` (train and validation loss per level), `accuracy.png` (validation top-1 and
 top-10 accuracy per level) and `lr.png` (learning rate), in `RUN_DIR/plots/`. `plot_spectrograms`
-draws recordings side by side (the demo report's prompt / ground truth / output figure).
+draws recordings side by side (the demo report's prompt / ground truth / output figure);
+`plot_learning_curve` draws held-out figures against training time (`valle.evaluate.curve`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import csv
 import sys
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 # Figures are built with `Figure` (no pyplot): they only go to files, so no backend is chosen,
@@ -99,6 +100,59 @@ def plot_spectrograms(wavs: Mapping[str, str | Path], path: str | Path, title: s
         ax.set_ylabel(name, fontsize=8)
         ax.set_yticks([])
     axes[-1, 0].set_xlabel("seconds")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def plot_learning_curve(points: Sequence, path: str | Path, metrics: Sequence[str],
+                        labels: Mapping[str, str] | None = None,
+                        references: Mapping[str, Mapping[str, float | None]] | None = None,
+                        baselines: Mapping[str, str] | None = None, title: str = "") -> Path:
+    """Held-out figures against training minutes, one panel per metric, as a PNG.
+
+    Args:
+        points: `valle.evaluate.curve.CurvePoint`s (`.minutes`, `.metrics` and, when present,
+            `.intervals`: drawn as a band), by step.
+        metrics: the metrics to draw, one panel each; those no point measured are left out.
+        labels: metric → panel title (default: the metric's name).
+        references: name → {metric: value}, drawn as dashed horizontal lines (e.g. "resynthesis": the
+            ceiling a model can reach; "chance").
+        baselines: metric → another metric of the same points drawn in its panel as a dotted line (e.g.
+            "sim_prompt" → "sim_other": the similarity to other voices that cloning must beat).
+    """
+    labels, references, baselines = labels or {}, references or {}, baselines or {}
+    metrics = [m for m in metrics if any(p.metrics.get(m) is not None for p in points)]
+    if not metrics:
+        raise ValueError("no metric of the learning curve was measured; nothing to plot")
+    columns = min(len(metrics), 3)
+    rows = -(-len(metrics) // columns)
+    fig = Figure(figsize=(4.2 * columns, 3.2 * rows))
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    colors = ["tab:gray", "tab:green", "tab:red", "tab:purple"]
+    for ax, metric in zip(axes, metrics, strict=False):
+        for name, style in ((metric, "o-"), (baselines.get(metric), "s:")):
+            measured = [p for p in points if name and p.metrics.get(name) is not None]
+            if not measured:
+                continue
+            line, = ax.plot([p.minutes for p in measured], [p.metrics[name] for p in measured], style,
+                            label="model" if name == metric else labels.get(name, name))
+            banded = [(p.minutes, *p.intervals[name]) for p in measured
+                      if (getattr(p, "intervals", None) or {}).get(name)]
+            if banded:  # the 95 % bootstrap interval over the items
+                ax.fill_between(*zip(*banded, strict=True), color=line.get_color(), alpha=0.15, linewidth=0)
+        for color, (name, values) in zip(colors, references.items(), strict=False):
+            if values.get(metric) is not None:
+                ax.axhline(values[metric], linestyle="--", color=color, label=name)
+        ax.set(title=labels.get(metric, metric), xlabel="training minutes")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in axes[len(metrics):]:
+        ax.set_visible(False)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()

@@ -1,16 +1,29 @@
-"""Models and audio for the evaluation tests, loaded once per module."""
+"""Models and audio for the evaluation tests, loaded once per module (synthesized speech once per session)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from tests.evaluate.speech import real_speech
+from tests.evaluate.speech import festival_speech, real_speech
 
 
 @pytest.fixture(scope="module")
 def fixtures() -> dict[str, tuple[torch.Tensor, int, str]]:
     return real_speech()
+
+
+@pytest.fixture(scope="session")
+def synthetic(tmp_path_factory) -> dict[str, tuple[torch.Tensor, int, str]]:
+    return festival_speech(tmp_path_factory.mktemp("festival"))
+
+
+@pytest.fixture(scope="module")
+def phone_recognizer():
+    pytest.importorskip("pocketsphinx")
+    from valle.evaluate.phones import PhoneRecognizer
+
+    return PhoneRecognizer()
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Speech for the evaluation tests: the LJ Speech fixtures and espeak-ng renderings."""
+"""Speech for the evaluation tests: the LJ Speech fixtures, espeak-ng and festival renderings."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from valle.audio import read_audio
+from valle.corpus import Voice, synthesize_voice
+from valle.corpus.sentences import SENTENCES
 
 REAL_SPEECH = Path(__file__).resolve().parents[2].parent / "shared/fixtures/real-speech"
 
@@ -28,3 +30,23 @@ def espeak(text: str, path: Path) -> tuple[torch.Tensor, int]:
         pytest.skip("espeak-ng is not installed")
     subprocess.run(["espeak-ng", "-w", str(path), text], check=True, capture_output=True)
     return read_audio(path)
+
+
+# Four built-in sentences (Harvard style) alternately in two festival voices: pocketsphinx reads
+# festival well, so these stand for clean synthetic speech.
+FESTIVAL_SENTENCES = SENTENCES[:4]
+FESTIVAL_VOICES = ("kal_diphone", "cmu_us_slt_arctic_hts")
+
+
+def festival(text: str, voice: str, path: Path) -> tuple[torch.Tensor, int]:
+    """`text` spoken by one of Debian's festival voices, written to `path` and read back."""
+    if shutil.which("text2wave") is None:
+        pytest.skip("festival (text2wave) is not installed")
+    synthesize_voice(text, Voice(speaker=voice, name=voice, engine="festival"), path)
+    return read_audio(path)
+
+
+def festival_speech(folder: Path) -> dict[str, tuple[torch.Tensor, int, str]]:
+    """name → (wav, sample_rate, text) for `FESTIVAL_SENTENCES`, the voices taking turns."""
+    return {f"festival-{i}": (*festival(text, FESTIVAL_VOICES[i % 2], folder / f"{i}.wav"), text)
+            for i, text in enumerate(FESTIVAL_SENTENCES)}

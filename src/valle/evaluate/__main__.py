@@ -7,7 +7,9 @@ Files are matched by stem: for every `hyp_dir/{stem}.wav` (or .flac) there must 
 `ref_dir/{stem}.wav` and its transcript `ref_dir/{stem}.txt`; `prompt_dir/{stem}.wav`, when given,
 is the prompt that output was conditioned on. Two rows are scored: "ground truth" (the reference
 recordings, against the prompts) and `name` (the outputs, against the prompts and the references).
-ASR is PocketSphinx unless `whisper_model` names a local openai-whisper checkpoint; SIM is resemblyzer
+Sentence identification picks among the transcripts given (chance 1/N) and PER uses pocketsphinx's
+phone decoder; both need every word in pocketsphinx's dictionary (items with others are left out of
+those columns, with a warning). ASR is PocketSphinx unless `whisper_model` names a local openai-whisper checkpoint; SIM is resemblyzer
 unless `wavlm_model` names a local WavLM x-vector folder (e.g. microsoft/wavlm-base-plus-sv, saved). The Markdown table
 goes to `out` and the full scores (per item) to the same path with `.json`.
 """
@@ -68,13 +70,16 @@ def load_rows(hyp_dir: Path, ref_dir: Path, prompt_dir: Path | None, name: str) 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     from valle.evaluate.asr import PocketSphinxASR, WhisperASR
+    from valle.evaluate.phones import PhoneRecognizer
+    from valle.evaluate.sentence_id import SentenceIdentifier
     from valle.evaluate.sim import SpeakerEncoder, WavLMVerifier
 
     prompt_dir = Path(args["prompt_dir"]) if "prompt_dir" in args else None
     rows = load_rows(Path(args["hyp_dir"]), Path(args["ref_dir"]), prompt_dir, args.get("name", "model"))
     asr = WhisperASR(args["whisper_model"]) if "whisper_model" in args else PocketSphinxASR()
     encoder = WavLMVerifier(args["wavlm_model"]) if "wavlm_model" in args else SpeakerEncoder()
-    scores = evaluate_rows(rows, asr=asr, encoder=encoder)
+    scores = evaluate_rows(rows, asr=asr, encoder=encoder, identifier=SentenceIdentifier,
+                           phones=PhoneRecognizer())
     out = Path(args.get("out", "report.md"))
     out.parent.mkdir(parents=True, exist_ok=True)
     table = format_markdown(scores)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,29 +49,49 @@ class PocketSphinxASR:
     """
 
     def __init__(self, loglevel: str = "FATAL", **config: str) -> None:
-        self.decoder = _sphinx_decoder(loglevel, config)
+        self.decoder = sphinx_decoder(loglevel, config)
 
     def transcribe(self, wav: torch.Tensor, sample_rate: int) -> str:
         """Recognise one utterance: wav [channels, samples] or [samples] float in [-1, 1] → lowercase text.
 
         Empty audio (a model that stopped at once) says nothing: "".
         """
-        pcm = to_int16_pcm(wav, sample_rate)
-        if len(pcm) == 0:
-            return ""
-        self.decoder.start_utt()
-        self.decoder.process_raw(pcm, full_utt=True)
-        self.decoder.end_utt()
-        hyp = self.decoder.hyp()
-        return "" if hyp is None else hyp.hypstr
+        return decode_utterance(self.decoder, wav, sample_rate)
 
 
-def _sphinx_decoder(loglevel: str, config: dict[str, str]):
+def sphinx_decoder(loglevel: str, config: Mapping[str, object]):
+    """A pocketsphinx `Decoder` at 16 kHz with the wheel's en-us model, overridden by `config`.
+
+    Raises:
+        ImportError: pocketsphinx is not installed; the message names the package.
+    """
     try:
         from pocketsphinx import Decoder
     except ImportError as error:
         raise ImportError("pocketsphinx is needed: `pip install pocketsphinx>=5`") from error
     return Decoder(samprate=ASR_SAMPLE_RATE, loglevel=loglevel, **config)
+
+
+def sphinx_model_path(name: str) -> str:
+    """A file of the en-us model inside the pocketsphinx wheel, e.g. "cmudict-en-us.dict"."""
+    from pocketsphinx import get_model_path
+
+    return str(get_model_path(f"en-us/{name}"))
+
+
+def decode_utterance(decoder, wav: torch.Tensor, sample_rate: int) -> str:
+    """Run `decoder`'s active search over one whole utterance → its best hypothesis ("" when none).
+
+    Empty audio (a model that stopped at once) says nothing: "" without decoding.
+    """
+    pcm = to_int16_pcm(wav, sample_rate)
+    if len(pcm) == 0:
+        return ""
+    decoder.start_utt()
+    decoder.process_raw(pcm, full_utt=True)
+    decoder.end_utt()
+    hyp = decoder.hyp()
+    return "" if hyp is None else hyp.hypstr
 
 
 @dataclass(frozen=True)
@@ -93,7 +114,7 @@ class PocketSphinxAligner:
     """
 
     def __init__(self, loglevel: str = "FATAL", **config: str) -> None:
-        self.decoder = _sphinx_decoder(loglevel, config)
+        self.decoder = sphinx_decoder(loglevel, config)
 
     def align(self, wav: torch.Tensor, sample_rate: int, text: str) -> list[WordTiming]:
         """Time every word of `text` in `wav` ([channels, samples] or [samples] float).

@@ -1,31 +1,44 @@
-"""VALL-E-paper-style evaluation rows: WER, CER, speaker similarity and duration ratio per system.
+"""VALL-E-paper-style evaluation rows: sentence ID, PER, WER, CER, speaker similarity and duration per system.
 
 A row is a named list of `EvalItem`s ("ground truth", "resynthesis", "continuation",
-"cross-utterance", ...). Each item's audio is transcribed and scored against its text; when the item
-carries a prompt and/or the ground-truth recording, the speaker similarity to each is averaged over
-the row, and the duration ratio (output seconds / ground-truth seconds) tells whether a model
-rambles or truncates.
+"cross-utterance", ...). Each item's audio is scored against its text: sentence identification among
+a closed set of candidate sentences, phoneme error rate, and word / character error rates through an
+open-vocabulary recogniser. When the item carries a prompt and/or the ground-truth recording, the
+speaker similarity to each is averaged over the row, and the duration ratio (output seconds /
+ground-truth seconds) tells whether a model rambles or truncates. Every row figure comes with its n
+and a 95 % bootstrap interval over the row's items (`valle.evaluate.stats`).
 
 Each item carries its own prompt and reference, so every row is compared with what it was given: a
 continuation item is the generated audio alone, its text the words after the prompt, its prompt the
 recording's first seconds it continued and its reference the rest of that recording
 (`valle.demo.eval_rows`); a cross-utterance item's prompt is the other recording it imitated.
+
+Sentence identification's closed set is, per item, `EvalItem.candidates` when given and otherwise the
+distinct texts of the item's row. The continuation row's texts are sentence suffixes, so by default
+its items are identified among the suffixes, which is what they say.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from statistics import fmean
 from typing import Protocol
 
 import torch
 
-from valle.evaluate.text import cer, normalize, wer
+from valle.errors import ConfigError
+from valle.evaluate.edits import char_edits, error_rate, word_edits
+from valle.evaluate.stats import N_RESAMPLES, NOT_MEASURED, Estimate, estimate, mean_estimate
+from valle.evaluate.text import normalize
 
 log = logging.getLogger(__name__)
+
+DURATION_BAND = (0.8, 1.25)  # output / ground-truth seconds counted as "the right length"
+METRICS = ("sentence_id", "per", "wer", "cer", "sim_prompt", "sim_reference", "sim_other", "duration_ratio",
+           "duration_in_band")
 
 
 class ASR(Protocol):
@@ -35,6 +48,20 @@ class ASR(Protocol):
 class Embedder(Protocol):
     def embed(self, wav: torch.Tensor, sample_rate: int) -> torch.Tensor: ...
     def similarity(self, a: torch.Tensor, b: torch.Tensor) -> float: ...
+
+
+class SentenceID(Protocol):
+    """A closed-set identifier, e.g. `valle.evaluate.sentence_id.SentenceIdentifier`."""
+
+    sentences: list[str]  # normalised candidates; `identify` returns an index into them
+
+    def identify(self, wav: torch.Tensor, sample_rate: int) -> int | None: ...
+
+
+class Phones(Protocol):
+    """A phone recogniser, e.g. `valle.evaluate.phones.PhoneRecognizer`: audio → ARPAbet phones."""
+
+    def recognize(self, wav: torch.Tensor, sample_rate: int) -> list[str]: ...
 
 
 @dataclass
@@ -50,6 +77,8 @@ class EvalItem:
         reference_audio: the ground-truth recording of `text`, if any.
         others: recordings (waveform, rate) of *other* speakers: SIM (other voices) is the mean
             similarity to them, the baseline SIM (prompt) must beat for the voice to count as cloned.
+        candidates: the closed set of sentences this item is identified among (`text` must be one of
+            them after normalisation); None: the distinct texts of the item's row.
     """
 
     key: str
@@ -61,6 +90,7 @@ class EvalItem:
     prompt_sample_rate: int | None = None
     reference_sample_rate: int | None = None
     others: Sequence[tuple[torch.Tensor, int]] = ()
+    candidates: Sequence[str] | None = None
 
 
 @dataclass
@@ -73,11 +103,20 @@ class ItemScores:
     sim_reference: float | None = None
     sim_other: float | None = None
     duration_ratio: float | None = None
+    identified: str | None = None  # the candidate sentence decoded (normalised); "" when none was
+    n_candidates: int | None = None
+    sentence_correct: bool | None = None  # None: not identified (no identifier, or words outside the dictionary)
+    reference_phones: str | None = None  # ARPAbet, space-separated
+    hypothesis_phones: str | None = None
 
 
 @dataclass
 class RowScores:
-    """One table row; WER and CER are fractions (0.05 = 5 %), None when that column was not measured."""
+    """One table row. Rates are fractions (0.05 = 5 %), None when that column was not measured.
+
+    The float fields are the point values; `estimates` holds each metric of `METRICS` with its n and
+    95 % bootstrap interval. `sentence_id_chance` is the mean of 1/N over the identified items.
+    """
 
     name: str
     n_items: int
@@ -88,105 +127,239 @@ class RowScores:
     duration_ratio: float | None
     items: list[ItemScores] = field(default_factory=list)
     sim_other: float | None = None
+    sentence_id: float | None = None
+    sentence_id_chance: float | None = None
+    per: float | None = None
+    duration_in_band: float | None = None
+    estimates: dict[str, Estimate] = field(default_factory=dict)
 
 
 def _seconds(wav: torch.Tensor, sample_rate: int) -> float:
     return wav.shape[-1] / sample_rate
 
 
-def _mean(values: Sequence[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return fmean(present) if present else None
+def score_item(item: EvalItem, asr: ASR | None, encoder: Embedder | None, cache: dict[int, torch.Tensor],
+               identifier: SentenceID | None = None, phones: Phones | None = None) -> ItemScores:
+    """Transcribe, identify, phone-decode and compare one item.
 
-
-def score_item(item: EvalItem, asr: ASR | None, encoder: Embedder | None,
-               cache: dict[int, torch.Tensor]) -> ItemScores:
-    """Transcribe and compare one item. `cache` maps id(tensor) → embedding, so a prompt or ground
-    truth shared by several rows is embedded once per `evaluate_rows` call."""
-    def embed(wav: torch.Tensor, rate: int | None) -> torch.Tensor:
-        assert encoder is not None
-        if id(wav) not in cache:
-            cache[id(wav)] = encoder.embed(wav, rate or item.sample_rate)
-        return cache[id(wav)]
-
+    `cache` maps id(tensor) → embedding, so a prompt or ground truth shared by several rows is
+    embedded once per `evaluate_rows` call. `identifier` is the one for this item's candidate set.
+    """
     scores = ItemScores(item.key, normalize(item.text),
                         normalize(asr.transcribe(item.audio, item.sample_rate)) if asr else "",
                         _seconds(item.audio, item.sample_rate))
+    if (asr or identifier or phones) and not scores.reference:
+        raise ConfigError(f"item {item.key!r}: its text {item.text!r} is empty after normalisation; fix the transcript")
+    if identifier is not None:
+        index = identifier.identify(item.audio, item.sample_rate)
+        scores.identified = "" if index is None else identifier.sentences[index]
+        scores.n_candidates = len(identifier.sentences)
+        scores.sentence_correct = scores.identified == scores.reference
+    if phones is not None:
+        _score_phones(item, scores, phones)
     if encoder is not None:
-        try:
-            out = embed(item.audio, item.sample_rate)
-        except ValueError as error:  # silent or unvoiced output: no speaker to compare, a result in itself
-            log.warning("%s: no SIM (%s)", item.key, error)
-            encoder = None
-    if encoder is not None:
-        if item.prompt_audio is not None:
-            scores.sim_prompt = encoder.similarity(out, embed(item.prompt_audio, item.prompt_sample_rate))
-        if item.reference_audio is not None:
-            scores.sim_reference = encoder.similarity(
-                out, embed(item.reference_audio, item.reference_sample_rate))
-        if item.others:
-            scores.sim_other = fmean(encoder.similarity(out, embed(wav, rate)) for wav, rate in item.others)
+        _score_similarity(item, scores, encoder, cache)
     if item.reference_audio is not None:
         ref_seconds = _seconds(item.reference_audio, item.reference_sample_rate or item.sample_rate)
         scores.duration_ratio = scores.seconds / ref_seconds
     return scores
 
 
-def evaluate_rows(rows: Mapping[str, Sequence[EvalItem]], asr: ASR | None = None,
-                  encoder: Embedder | None = None) -> list[RowScores]:
+def _score_phones(item: EvalItem, scores: ItemScores, phones: Phones) -> None:
+    from valle.evaluate.phones import oov_words, text_to_phones
+
+    unknown = oov_words(item.text)
+    if unknown:  # no reference phones: left out of PER (its n says so) rather than failing the report
+        log.warning("%s: no PER, %s not in the pronunciation dictionary", item.key, ", ".join(unknown))
+        return
+    scores.reference_phones = " ".join(text_to_phones(item.text))
+    scores.hypothesis_phones = " ".join(phones.recognize(item.audio, item.sample_rate))
+
+
+def _score_similarity(item: EvalItem, scores: ItemScores, encoder: Embedder, cache: dict[int, torch.Tensor]) -> None:
+    def embed(wav: torch.Tensor, rate: int | None) -> torch.Tensor:
+        if id(wav) not in cache:
+            cache[id(wav)] = encoder.embed(wav, rate or item.sample_rate)
+        return cache[id(wav)]
+
+    try:
+        out = embed(item.audio, item.sample_rate)
+    except ValueError as error:  # silent or unvoiced output: no speaker to compare, a result in itself
+        log.warning("%s: no SIM (%s)", item.key, error)
+        return
+    if item.prompt_audio is not None:
+        scores.sim_prompt = encoder.similarity(out, embed(item.prompt_audio, item.prompt_sample_rate))
+    if item.reference_audio is not None:
+        scores.sim_reference = encoder.similarity(out, embed(item.reference_audio, item.reference_sample_rate))
+    if item.others:
+        scores.sim_other = fmean(encoder.similarity(out, embed(wav, rate)) for wav, rate in item.others)
+
+
+class _Identifiers:
+    """One identifier per distinct candidate set, built on first use (each holds a decoder)."""
+
+    def __init__(self, factory: Callable[[Sequence[str]], SentenceID]) -> None:
+        self.factory = factory
+        self.usable: dict[tuple[str, ...], tuple[str, ...]] = {}  # candidates → those the grammar can hold
+        self.built: dict[tuple[str, ...], SentenceID] = {}
+
+    def for_item(self, item: EvalItem, row_texts: Sequence[str]) -> SentenceID | None:
+        """The identifier for `item`'s candidates; None when its own text cannot be in the grammar.
+
+        Raises:
+            ConfigError: the item's text is not among its candidates.
+        """
+        text = normalize(item.text)
+        candidates = tuple(dict.fromkeys(normalize(c) for c in (row_texts if item.candidates is None
+                                                                else item.candidates)))
+        if text not in candidates:
+            raise ConfigError(f"item {item.key!r}: its text {item.text!r} is not among its candidate sentences; "
+                              "add it to EvalItem.candidates")
+        if candidates not in self.usable:
+            self.usable[candidates] = _dictionary_sentences(candidates)
+        usable = self.usable[candidates]
+        if text not in usable:
+            log.warning("%s: no sentence ID, its text has words outside the dictionary", item.key)
+            return None
+        if usable not in self.built:
+            self.built[usable] = self.factory(list(usable))
+        return self.built[usable]
+
+
+def _dictionary_sentences(candidates: tuple[str, ...]) -> tuple[str, ...]:
+    """The candidates whose words are all in the dictionary: a grammar can hold no others."""
+    from valle.evaluate.phones import oov_words
+
+    unknown = {c: oov_words(c) for c in candidates}
+    if any(unknown.values()):
+        log.warning("sentence ID: %d of %d candidates left out, words outside the dictionary: %s",
+                    sum(map(bool, unknown.values())), len(candidates),
+                    ", ".join(sorted({w for words in unknown.values() for w in words})))
+    return tuple(c for c in candidates if not unknown[c])
+
+
+def summarize(name: str, scored: Sequence[ItemScores], with_asr: bool, n_resamples: int = N_RESAMPLES) -> RowScores:
+    """Row figures from item scores, each with its n and bootstrap interval (resampling the items)."""
+    low, high = DURATION_BAND
+    phoned = [s for s in scored if s.reference_phones is not None]
+    identified = [s for s in scored if s.sentence_correct is not None]
+    estimates = {
+        "sentence_id": mean_estimate([float(s.sentence_correct) for s in identified], n_resamples),
+        "per": estimate([word_edits(s.reference_phones or "", s.hypothesis_phones or "") for s in phoned],
+                        error_rate, n_resamples),
+        "wer": estimate([word_edits(s.reference, s.hypothesis) for s in scored], error_rate, n_resamples)
+        if with_asr else NOT_MEASURED,
+        "cer": estimate([char_edits(s.reference, s.hypothesis) for s in scored], error_rate, n_resamples)
+        if with_asr else NOT_MEASURED,
+        "sim_prompt": mean_estimate([s.sim_prompt for s in scored], n_resamples),
+        "sim_reference": mean_estimate([s.sim_reference for s in scored], n_resamples),
+        "sim_other": mean_estimate([s.sim_other for s in scored], n_resamples),
+        "duration_ratio": mean_estimate([s.duration_ratio for s in scored], n_resamples),
+        "duration_in_band": mean_estimate([None if s.duration_ratio is None else float(low <= s.duration_ratio <= high)
+                                           for s in scored], n_resamples),
+    }
+    value = {k: e.value for k, e in estimates.items()}
+    chance = fmean(1 / s.n_candidates for s in identified if s.n_candidates) if identified else None
+    return RowScores(name=name, n_items=len(scored), wer=value["wer"], cer=value["cer"],
+                     sim_prompt=value["sim_prompt"], sim_reference=value["sim_reference"],
+                     duration_ratio=value["duration_ratio"], items=list(scored), sim_other=value["sim_other"],
+                     sentence_id=value["sentence_id"], sentence_id_chance=chance, per=value["per"],
+                     duration_in_band=value["duration_in_band"], estimates=estimates)
+
+
+def evaluate_rows(rows: Mapping[str, Sequence[EvalItem]], asr: ASR | None = None, encoder: Embedder | None = None,
+                  identifier: Callable[[Sequence[str]], SentenceID] | None = None,
+                  phones: Phones | None = None) -> list[RowScores]:
     """Score every row.
 
     Args:
         rows: row name → its items, in table order.
         asr: recogniser for WER / CER (e.g. `PocketSphinxASR()`); None leaves those columns empty.
         encoder: speaker encoder for SIM (e.g. `SpeakerEncoder()`); None leaves those columns empty.
+        identifier: candidate sentences → a sentence identifier, e.g. the class `SentenceIdentifier`;
+            built once per distinct candidate set. None leaves the sentence-ID column empty.
+        phones: phone recogniser for PER (e.g. `PhoneRecognizer()`); None leaves that column empty.
 
     Returns:
         One `RowScores` per row, with per-item details in `.items`.
 
     Raises:
-        ValueError: a row is empty, or a reference text is empty after normalisation.
+        ValueError: a row is empty; ConfigError (a ValueError): a text is empty after normalisation,
+            or is not among its item's candidates.
     """
     cache: dict[int, torch.Tensor] = {}
+    identifiers = _Identifiers(identifier) if identifier is not None else None
     results = []
     for name, items in rows.items():
         if not items:
             raise ValueError(f"row {name!r} has no items")
-        scored = [score_item(item, asr, encoder, cache) for item in items]
-        refs, hyps = [s.reference for s in scored], [s.hypothesis for s in scored]
-        results.append(RowScores(
-            name=name, n_items=len(scored),
-            wer=wer(refs, hyps) if asr else None, cer=cer(refs, hyps) if asr else None,
-            sim_prompt=_mean([s.sim_prompt for s in scored]),
-            sim_reference=_mean([s.sim_reference for s in scored]),
-            duration_ratio=_mean([s.duration_ratio for s in scored]), items=scored,
-            sim_other=_mean([s.sim_other for s in scored])))
-        log.info("%s: WER %s, SIM-prompt %s", name, results[-1].wer, results[-1].sim_prompt)
+        row_texts = [item.text for item in items]
+        scored = [score_item(item, asr, encoder, cache,
+                             identifiers.for_item(item, row_texts) if identifiers else None, phones)
+                  for item in items]
+        results.append(summarize(name, scored, with_asr=asr is not None))
+        log.info("%s: %s", name, ", ".join(f"{k} {v:.3f}" for k, v in metrics_of(results[-1]).items() if v is not None))
     return results
 
 
-def format_markdown(rows: Sequence[RowScores]) -> str:
-    """A Markdown table with WER / CER in percent and SIM as cosine, '–' where not measured."""
-    def cell(value: float | None, percent: bool = False) -> str:
-        if value is None:
-            return "–"
-        return f"{100 * value:.1f}" if percent else f"{value:.3f}"
+def metrics_of(row: RowScores) -> dict[str, float | None]:
+    """The row's point values by metric name (`METRICS`), flat: e.g. {"sentence_id": 0.75, "per": 0.41, ...}."""
+    return {key: getattr(row, key) for key in METRICS}
 
-    others = any(r.sim_other is not None for r in rows)
-    lines = ["| row | n | WER % | CER % | SIM (prompt) | SIM (ground truth) |"
-             + (" SIM (other voices) |" if others else "") + " duration ratio |",
-             "|---|---:|---:|---:|---:|---:|" + ("---:|" if others else "") + "---:|"]
+
+def estimate_of(row: RowScores, key: str) -> Estimate:
+    """One metric of a row with its interval (no interval for a row built by hand without `estimates`)."""
+    if key in row.estimates:
+        return row.estimates[key]
+    value = getattr(row, key)
+    return NOT_MEASURED if value is None else Estimate(value, None, None, row.n_items)
+
+
+# (header, metric, percent?) in table order
+COLUMNS = (("sentence-ID %", "sentence_id", True), ("PER %", "per", True), ("WER %", "wer", True),
+           ("CER %", "cer", True), ("SIM (prompt)", "sim_prompt", False), ("SIM (ground truth)", "sim_reference", False),
+           ("SIM (other voices)", "sim_other", False), ("duration ratio", "duration_ratio", False),
+           (f"in {DURATION_BAND[0]}–{DURATION_BAND[1]} %", "duration_in_band", True))
+
+
+def format_cell(figure: Estimate, percent: bool, n_items: int) -> str:
+    """"12.3 [8.1–16.0]" (percent) or "0.812 [0.790–0.835]"; "(n=…)" when fewer items than the row; "–" when unmeasured."""
+    if figure.value is None:
+        return "–"
+
+    def number(x: float) -> str:
+        return f"{100 * x:.1f}" if percent else f"{x:.3f}"
+
+    text = number(figure.value)
+    if figure.low is not None and figure.high is not None:
+        text += f" [{number(figure.low)}–{number(figure.high)}]"
+    return text + (f" (n={figure.n})" if figure.n != n_items else "")
+
+
+def format_markdown(rows: Sequence[RowScores]) -> str:
+    """A Markdown table, every figure with its 95 % interval, then the sentence-ID chance levels."""
+    lines = ["| row | n | " + " | ".join(header for header, _, _ in COLUMNS) + " |",
+             "|---|---:|" + "---:|" * len(COLUMNS)]
     for r in rows:
-        lines.append(f"| {r.name} | {r.n_items} | {cell(r.wer, True)} | {cell(r.cer, True)} | "
-                     f"{cell(r.sim_prompt)} | {cell(r.sim_reference)} |"
-                     + (f" {cell(r.sim_other)} |" if others else "") + f" {cell(r.duration_ratio)} |")
-    return "\n".join(lines) + "\n"
+        cells = [format_cell(estimate_of(r, key), percent, r.n_items) for _, key, percent in COLUMNS]
+        lines.append(f"| {r.name} | {r.n_items} | " + " | ".join(cells) + " |")
+    chances = [f"{r.name} {100 * r.sentence_id_chance:.1f} %" for r in rows if r.sentence_id_chance is not None]
+    notes = [f"\n[low–high]: 95 % bootstrap interval over the row's items ({N_RESAMPLES} resamples)."]
+    if chances:
+        notes.append("Sentence-ID chance (1 / number of candidate sentences): " + ", ".join(chances) + ".")
+    return "\n".join(lines + notes) + "\n"
 
 
 def to_json(rows: Sequence[RowScores], details: bool = True) -> str:
-    """The rows as a JSON list (fractions, not percent); `details=False` drops the per-item scores."""
-    data = [asdict(r) for r in rows]
-    if not details:
-        for row in data:
-            row.pop("items")
+    """The rows as a JSON list: each metric as {"value", "low", "high", "n"} (fractions, not percent).
+
+    `details=False` drops the per-item scores.
+    """
+    data = []
+    for r in rows:
+        row: dict[str, object] = {"name": r.name, "n_items": r.n_items, "sentence_id_chance": r.sentence_id_chance}
+        row.update({key: asdict(estimate_of(r, key)) for key in METRICS})
+        if details:
+            row["items"] = [asdict(item) for item in r.items]
+        data.append(row)
     return json.dumps(data, indent=2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -55,6 +56,8 @@ class TrainOutput:
     aux_loss: Tensor  # scalar: mixture-of-experts balancing loss
     text: LevelOutput | None = None  # AR next-text-id predictions on the text (with prefix_losses)
     prompt: LevelOutput | None = None  # AR next-frame level-0 predictions on the prompt (with prefix_losses)
+    ar_rows: Tensor | None = None  # [B_ar] the batch rows trained on the AR, in `ar_attention`'s order
+    ar_attention: tuple[Tensor, ...] = ()  # [B_ar, H, S, S] per layer asked for (`attention_layers`)
 
 
 class Valle(nn.Module):
@@ -85,7 +88,8 @@ class Valle(nn.Module):
         return build_nar(self.nar.embeddings, batch["text"], batch["text_lengths"], batch["prompt"],
                          batch["prompt_lengths"], batch["codes"], batch["code_lengths"], levels)
 
-    def forward(self, batch: dict, levels: Tensor, prefix_losses: bool = False) -> TrainOutput:
+    def forward(self, batch: dict, levels: Tensor, prefix_losses: bool = False,
+                attention_layers: Sequence[int] = ()) -> TrainOutput:
         """Teacher-forced logits for every row at its level.
 
         Args:
@@ -93,16 +97,20 @@ class Valle(nn.Module):
             levels: [B] int64, the RVQ level each row is trained on (0 = AR).
             prefix_losses: also return the AR rows' predictions on their text (next id, through the
                 tied text embedding) and prompt (next frame's level-0 code) for the optional losses.
+            attention_layers: AR backbone layers whose attention probabilities to return (the
+                guided-attention loss, `valle.training.alignment`).
 
         Returns:
             per-level logits and targets at response positions, and the auxiliary loss.
         """
-        outputs, aux = [], torch.zeros((), device=levels.device)
+        outputs, aux, attention = [], torch.zeros((), device=levels.device), ()
         ar_rows = (levels == 0).nonzero().squeeze(1)
         if len(ar_rows):
             packed = self.ar_packed(_rows(batch, ar_rows))
             h = self.ar.backbone(packed.x, packed.lengths, causal=True,
-                                 prefix_lengths=packed.prefix_lengths if self.config.prefix_lm else None)
+                                 prefix_lengths=packed.prefix_lengths if self.config.prefix_lm else None,
+                                 **({"attention_layers": attention_layers} if attention_layers else {}))
+            attention = h.attention
             outputs.append(_level_output(self.ar.heads, h.hidden, packed.targets, 0, with_stop=True))
             aux = aux + h.aux_loss
             if prefix_losses:
@@ -117,8 +125,8 @@ class Valle(nn.Module):
                 targets = torch.where((row_levels == level)[:, None], packed.targets, IGNORE)
                 outputs.append(_level_output(self.nar.heads, h.hidden, targets, level, with_stop=False))
         if prefix_losses and len(ar_rows):
-            return TrainOutput(outputs, aux, text_out, prompt_out)
-        return TrainOutput(outputs, aux)
+            return TrainOutput(outputs, aux, text_out, prompt_out, ar_rows, attention)
+        return TrainOutput(outputs, aux, ar_rows=ar_rows, ar_attention=attention)
 
     def _prefix_outputs(self, rows: dict, hidden: Tensor) -> tuple[LevelOutput, LevelOutput]:
         text_targets, prompt_targets = prefix_targets(rows["text"], rows["text_lengths"], rows["prompt"],

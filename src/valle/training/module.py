@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import lightning as L
 import torch
@@ -18,6 +18,7 @@ from valle.errors import ConfigError
 from valle.models.config import ValleConfig
 from valle.models.lora import LoRAConfig, apply_lora, lora_state_dict
 from valle.models.valle import LevelOutput, TrainOutput, Valle
+from valle.training.alignment import GuidedAttentionConfig, guided_attention_loss, prefix_rows, rolled_text
 from valle.training.optim import OptimConfig, build_optimizer
 from valle.training.rng import capture_rng_state, gather_from_ranks, restore_rng_state
 
@@ -34,6 +35,11 @@ class TrainingConfig:
     text_loss_weight: float = 0.0  # AR: predict the next text id on the text positions too
     prompt_loss_weight: float = 0.0  # AR: predict the next prompt frame's level-0 code on the prompt
     seed: int = 0  # levels are drawn from (seed, step), so a resumed run draws what it would have
+    guided_attention: GuidedAttentionConfig = field(default_factory=GuidedAttentionConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.guided_attention, dict):
+            self.guided_attention = GuidedAttentionConfig(**self.guided_attention)
 
 
 def level_distribution(config: TrainingConfig, n_levels: int) -> Tensor:
@@ -92,6 +98,7 @@ class ValleModule(L.LightningModule):
         self.optim_config = OptimConfig(**(optim or {}))
         self.training_config = TrainingConfig(**(training or {}))
         check_prefix_losses(self.config, self.training_config)
+        self.training_config.guided_attention.check(self.config.scale.n_layers, self.config.scale.n_heads)
         self.model = Valle(self.config)
         if lora:
             if not init_from:
@@ -109,6 +116,7 @@ class ValleModule(L.LightningModule):
         self.stats = {"steps": 0, "samples": 0, "tokens": 0, "longest_seconds": 0.0, "train_seconds": 0.0}
         self._step_started = 0.0
         self._val_sums: Tensor | None = None  # [L, 2]: cross-entropy sum and token count per level
+        self._gap_sums: Tensor | None = None  # [3]: the text-dependence gap's sums (`_text_gap_sums`)
         self._rng_next_step: dict | None = None  # generator state the next training step starts from
         self._unknown_symbols: Counter = Counter()  # read as <unk> this epoch
 
@@ -133,8 +141,10 @@ class ValleModule(L.LightningModule):
         self._step_started = time.perf_counter()
         tc = self.training_config
         prefix = tc.text_loss_weight > 0 or tc.prompt_loss_weight > 0
-        output = self.model(batch, self.sample_levels(batch["text"].shape[0]), prefix_losses=prefix)
-        loss = self._train_loss(output, batch) + self._prefix_loss(output)
+        guided = tc.guided_attention
+        output = self.model(batch, self.sample_levels(batch["text"].shape[0]), prefix_losses=prefix,
+                            attention_layers=guided.layers if guided.weight > 0 else ())
+        loss = self._train_loss(output, batch) + self._prefix_loss(output) + self._alignment_loss(output, batch)
         self._count(batch)
         self._rng_next_step = capture_rng_state()  # backward and the optimizer draw nothing
         return loss
@@ -183,6 +193,7 @@ class ValleModule(L.LightningModule):
     # ------------------------------------------------------------------------------------ validation
     def on_validation_epoch_start(self) -> None:
         self._val_sums = torch.zeros(self.config.n_levels, 2, device=self.device)
+        self._gap_sums = torch.zeros(3, device=self.device)  # CE own text, CE other text, tokens
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         if batch.get("repeat"):  # padding that keeps every rank's batch count equal: already counted
@@ -196,7 +207,16 @@ class ValleModule(L.LightningModule):
             loss_sum = F.cross_entropy(out.logits.float(), out.targets, reduction="sum")
             self._val_sums[level] += torch.stack([loss_sum, loss_sum.new_tensor(out.targets.numel())])
             self._log_accuracy(out, "val")
+            if level == 0 and batch_size > 1:
+                self._gap_sums += self._text_gap_sums(batch, loss_sum, out.targets.numel())
         self._log_padding(batch, "val")
+
+    def _text_gap_sums(self, batch: dict, own_sum: Tensor, n: int) -> Tensor:
+        """[CE sum with the rows' own text, CE sum with another row's text, tokens] of the AR (level 0)."""
+        levels = torch.zeros(batch["text"].shape[0], dtype=torch.long, device=self.device)
+        [other] = self.model(rolled_text(batch), levels).levels
+        other_sum = F.cross_entropy(other.logits.float(), other.targets, reduction="sum")
+        return torch.stack([own_sum, other_sum, own_sum.new_tensor(n)])
 
     def on_validation_epoch_end(self) -> None:
         """Per-level losses over the whole validation set (all ranks), the AR's, the NAR's, and the total
@@ -213,6 +233,10 @@ class ValleModule(L.LightningModule):
         if self.config.n_levels > 1:
             self.log("val/loss_nar", sum(losses[1:]) / len(losses[1:]))
         self.log("val/loss", total, prog_bar=True)
+        gap = self.trainer.strategy.reduce(self._gap_sums, reduce_op="sum")
+        if gap[2] > 0:  # SPEC: a model that ignores the text has gap ≈ 0, however low its loss
+            self.log("val/loss_ar_other_text", float(gap[1] / gap[2]))
+            self.log("val/text_gap", float((gap[1] - gap[0]) / gap[2]), prog_bar=True)
 
     def _prefix_loss(self, output: TrainOutput) -> Tensor | float:
         """The optional, small-weighted AR losses on the text and prompt positions."""
@@ -224,6 +248,18 @@ class ValleModule(L.LightningModule):
                 self.log(f"train/loss_{name}", loss, batch_size=part.targets.numel())
                 total = total + weight * loss
         return total
+
+    def _alignment_loss(self, output: TrainOutput, batch: dict) -> Tensor | float:
+        """The guided-attention loss on the AR rows (`training.guided_attention`), weighted and logged."""
+        guided = self.training_config.guided_attention
+        if not output.ar_attention:
+            return 0.0
+        rows = output.ar_rows
+        loss = guided_attention_loss(output.ar_attention, guided.heads, guided.sigma,
+                                     batch["text_lengths"][rows], batch["prompt_lengths"][rows],
+                                     batch["code_lengths"][rows], prefix_rows(batch)[rows])
+        self.log("train/loss_guided_attention", loss, batch_size=len(rows))
+        return guided.weight * loss
 
     def _count(self, batch: dict) -> None:
         self.stats["steps"] = int(self.global_step) + 1

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -27,6 +28,7 @@ class BackboneOutput(NamedTuple):
 
     hidden: Tensor  # [B, T, D]; rows' padded positions are don't-care
     aux_loss: Tensor  # scalar; a mixture-of-experts balancing loss, zero for dense backbones
+    attention: tuple[Tensor, ...] = ()  # [B, H, T, T] probabilities of the layers asked for, in layer order
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,7 @@ class Backbone(nn.Module, abc.ABC):
         causal: bool,
         prefix_lengths: Tensor | None = None,
         window: ContextWindow | None = None,
+        attention_layers: Sequence[int] = (),
     ) -> BackboneOutput:
         """Hidden states of whole right-padded rows.
 
@@ -132,6 +135,8 @@ class Backbone(nn.Module, abc.ABC):
                 other bidirectionally (prefix-LM mask).
             window: (causal only) restrict each query to a `ContextWindow`; the reference that decoding
                 with `max_ar_context` matches.
+            attention_layers: layers whose attention probabilities to return (for the guided-attention
+                loss); a backbone without attention weights raises ValueError when asked.
 
         Returns:
             BackboneOutput(hidden [B, T, D], aux_loss scalar).

@@ -29,6 +29,7 @@ Not supported, with an error saying so (retention is causal by construction):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import torch
@@ -317,6 +318,7 @@ class RetNetBackbone(Backbone):
         causal: bool,
         prefix_lengths: Tensor | None = None,
         window: ContextWindow | None = None,
+        attention_layers: Sequence[int] = (),
     ) -> BackboneOutput:
         """See `Backbone.forward`. x [B, T, D] → hidden [B, T, D], aux_loss = MoE loss summed over layers.
 
@@ -327,6 +329,9 @@ class RetNetBackbone(Backbone):
             ValueError: causal=False, prefix_lengths or window (see the module docstring).
         """
         check_causal_only(causal, prefix_lengths, window)
+        if attention_layers:
+            raise ValueError("RetNet has retention, not attention probabilities: the guided-attention loss "
+                             "(training.guided_attention) needs model/backbone=transformer")
         # torchscale reads only the length of its first argument when token embeddings are given.
         hidden, extra = self.decoder(x, token_embeddings=x, features_only=True)
         losses = [loss for loss in extra["l_aux"] if loss is not None]

@@ -83,10 +83,13 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
         self.out = nn.Linear(d_model, d_model, bias=False)
 
-    def forward(self, x: Tensor, rope: Rotary | None, mask: Tensor | None, kv: KVSlots | None = None) -> Tensor:
+    def forward(self, x: Tensor, rope: Rotary | None, mask: Tensor | None, kv: KVSlots | None = None,
+                weights: list[Tensor] | None = None) -> Tensor:
         """x [B, T, D], mask [B, T, S] (bool, an additive float bias, or None: every key) → [B, T, D].
 
         With `kv`, the new keys/values are written to the cache slots first and attention reads the cache.
+        With `weights` (a list), the attention probabilities [B, H, T, S] are computed explicitly and
+        appended to it (for an alignment loss on them); the output is the same attention, computed so.
         """
         batch, length, d_model = x.shape
         qkv = self.qkv(x).view(batch, length, 3, self.n_heads, -1).permute(2, 0, 3, 1, 4)
@@ -100,9 +103,24 @@ class Attention(nn.Module):
             values.scatter_(2, index, v)
             k, v = keys, values
         dropout = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=None if mask is None else mask[:, None],
-                                           dropout_p=dropout)
+        if weights is not None:
+            y = self._explicit(q, k, v, mask, dropout, weights)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=None if mask is None else mask[:, None],
+                                               dropout_p=dropout)
         return self.out(y.transpose(1, 2).reshape(batch, length, d_model))
+
+    @staticmethod
+    def _explicit(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout: float,
+                  weights: list[Tensor]) -> Tensor:
+        """Softmax attention written out, keeping the probabilities (SDPA does not return them)."""
+        scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
+        if mask is not None:
+            bias = mask[:, None]
+            scores = scores.masked_fill(~bias, float("-inf")) if bias.dtype == torch.bool else scores + bias
+        probs = scores.softmax(dim=-1)
+        weights.append(probs)
+        return F.dropout(probs, dropout) @ v if dropout else probs @ v
 
 
 class FeedForward(nn.Module):
@@ -137,8 +155,9 @@ class Block(nn.Module):
         self.ff = FeedForward(d_model, ff_mult, ff)
         self.dropout = dropout
 
-    def forward(self, x: Tensor, rope: Rotary | None, mask: Tensor | None, kv: KVSlots | None = None) -> Tensor:
-        x = x + self._residual(self.attn(self.attn_norm(x), rope, mask, kv))
+    def forward(self, x: Tensor, rope: Rotary | None, mask: Tensor | None, kv: KVSlots | None = None,
+                weights: list[Tensor] | None = None) -> Tensor:
+        x = x + self._residual(self.attn(self.attn_norm(x), rope, mask, kv, weights))
         return x + self._residual(self.ff(self.ff_norm(x)))
 
     def _residual(self, branch: Tensor) -> Tensor:
@@ -189,14 +208,17 @@ class TransformerBackbone(Backbone):
         causal: bool,
         prefix_lengths: Tensor | None = None,
         window: ContextWindow | None = None,
+        attention_layers: Sequence[int] = (),
     ) -> BackboneOutput:
-        """See `Backbone.forward`. x [B, T, D], lengths [B] → hidden [B, T, D], aux_loss 0."""
+        """See `Backbone.forward`. x [B, T, D], lengths [B] → hidden [B, T, D], aux_loss 0, and the
+        attention probabilities [B, H, T, T] of `attention_layers`."""
         positions, key_positions = padded_positions(lengths, x.shape[1])
         mask = attention_mask(positions, key_positions, causal, prefix_lengths, window)
         h, rope = self._inputs(x, positions)
-        for block in self.blocks:
-            h = block(h, rope, mask)
-        return BackboneOutput(self.norm(h), x.new_zeros(()))
+        weights: list[Tensor] = []
+        for i, block in enumerate(self.blocks):
+            h = block(h, rope, mask, weights=weights if i in attention_layers else None)
+        return BackboneOutput(self.norm(h), x.new_zeros(()), tuple(weights))
 
     def new_cache(
         self,

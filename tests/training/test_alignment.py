@@ -1,0 +1,98 @@
+"""The guided-attention loss and the text-dependence gap (valle.training.alignment)."""
+
+import torch
+
+from valle.models.backbones.transformer import TransformerBackbone
+from valle.training.alignment import audio_progress, guided_attention_loss, prefix_rows, rolled_text
+
+T, TP, N = 6, 4, 12  # text, prompt and response lengths of one row
+
+
+def lengths(prefix: bool):
+    return (torch.tensor([T]), torch.tensor([TP]), torch.tensor([N]), torch.tensor([prefix]))
+
+
+def size() -> int:
+    return T + 1 + TP + 1 + N + 1  # text ; sep ; prompt ; sep ; start, codes
+
+
+def attention_onto(targets: dict[int, int], n_heads: int = 2) -> torch.Tensor:
+    """[1, H, S, S] attention where query q puts all its mass on key targets[q] (others on key 0)."""
+    s = size()
+    a = torch.zeros(1, n_heads, s, s)
+    a[..., 0] = 1.0
+    for q, k in targets.items():
+        a[..., q, :] = 0.0
+        a[..., q, k] = 1.0
+    return a
+
+
+def diagonal_targets(prefix: bool) -> dict[int, int]:
+    progress, valid = audio_progress(*lengths(prefix), size())
+    return {q: min(int(progress[0, q] * T), T - 1) for q in range(size()) if valid[0, q]}
+
+
+def test_progress_runs_from_0_to_1_over_the_response_and_covers_the_prompt_only_in_prefix_rows():
+    progress, valid = audio_progress(*lengths(False), size())
+    start = T + TP + 2
+    assert valid[0].nonzero().squeeze(1).tolist() == list(range(start, start + N + 1))
+    assert progress[0, start] == 0 and progress[0, start + N] == 1
+    progress, valid = audio_progress(*lengths(True), size())
+    assert valid[0, T + 1] and progress[0, T + 1] == 0  # the prompt's first frame starts the text
+    assert torch.isclose(progress[0, start], torch.tensor(TP / (TP + N)))
+    assert not valid[0, :T + 1].any()  # text and separator positions say nothing
+
+
+def test_diagonal_attention_scores_far_lower_than_attention_elsewhere():
+    for prefix in (False, True):
+        args = (1, 0.2, *lengths(prefix))
+        diagonal = guided_attention_loss([attention_onto(diagonal_targets(prefix))], *args)
+        reversed_ = guided_attention_loss([attention_onto({q: T - 1 - k for q, k in diagonal_targets(prefix).items()})],
+                                          *args)
+        on_audio = guided_attention_loss([attention_onto({q: q for q in diagonal_targets(prefix)})], *args)
+        assert diagonal < 0.2 < reversed_ and on_audio > 0.99  # attending to audio counts as off the text
+
+
+def test_only_the_guided_heads_count():
+    a = attention_onto(diagonal_targets(False))
+    a[:, 1] = attention_onto({q: q for q in diagonal_targets(False)})[:, 1]  # head 1 looks at the audio
+    args = (0.2, *lengths(False))
+    assert guided_attention_loss([a], 1, *args) < 0.2 < guided_attention_loss([a], 2, *args)
+
+
+def test_backbone_returns_the_probabilities_it_attends_with():
+    torch.manual_seed(0)
+    backbone = TransformerBackbone(d_model=32, n_heads=4, n_layers=3, dropout=0.0).eval()
+    x, lens = torch.randn(2, 9, 32), torch.tensor([9, 6])
+    plain = backbone(x, lens, causal=True)
+    out = backbone(x, lens, causal=True, attention_layers=[0, 2])
+    assert len(out.attention) == 2 and out.attention[0].shape == (2, 4, 9, 9)
+    torch.testing.assert_close(out.hidden, plain.hidden, atol=1e-5, rtol=1e-4)
+    probs = out.attention[1]
+    torch.testing.assert_close(probs.sum(-1), torch.ones(2, 4, 9))
+    assert probs[0].triu(1).abs().max() == 0  # causal
+    assert probs[1, :, :, 6:].abs().max() == 0  # no padding key is attended
+
+
+def test_gradient_moves_a_guided_head_toward_the_diagonal():
+    torch.manual_seed(0)
+    logits = torch.zeros(1, 1, size(), size(), requires_grad=True)
+    causal = torch.ones(size(), size(), dtype=torch.bool).tril()
+    optimizer = torch.optim.SGD([logits], lr=50.0)
+    losses = []
+    for _ in range(30):
+        probs = logits.masked_fill(~causal, float("-inf")).softmax(-1)
+        loss = guided_attention_loss([probs], 1, 0.2, *lengths(False))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_rolled_text_gives_each_row_another_rows_text_and_prefix_rows_are_found():
+    batch = {"text": torch.tensor([[1, 2, 0], [3, 4, 5]]), "text_lengths": torch.tensor([2, 3]),
+             "keys": ["a", "b"], "prompt_keys": ["a", "c"]}
+    rolled = rolled_text(batch)
+    assert rolled["text"].tolist() == [[3, 4, 5], [1, 2, 0]] and rolled["text_lengths"].tolist() == [3, 2]
+    assert prefix_rows(batch).tolist() == [True, False]
