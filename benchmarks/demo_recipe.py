@@ -18,7 +18,9 @@ import json
 import time
 from pathlib import Path
 
-from valle.demo import SIZES, train
+import valle
+from valle.demo import SIZES, curve_overrides, learning_curve, plan_items, train
+from valle.evaluate.curve import snapshot_files
 from valle.plot import read_metrics
 
 WATCHED = ("val/loss_ar", "val/loss_nar", "val/text_gap", "val/acc_l0", "train/loss_guided_attention")
@@ -38,13 +40,23 @@ def main() -> None:
     parser.add_argument("--name", required=True)
     parser.add_argument("--minutes", type=float, default=8.0)
     parser.add_argument("--steps", type=int, default=100_000)
+    parser.add_argument("--curve-minutes", type=float, default=3.0, help="snapshot interval of the learning curve")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     run_dir = args.out.resolve() / "recipes" / args.name / "run"
     started = time.perf_counter()
-    train(args.out.resolve(), SIZES["full"], args.minutes, args.steps, run_dir=run_dir, overrides=args.overrides)
-    row = {"name": args.name, "overrides": args.overrides, "minutes": args.minutes,
-           "wall_minutes": round((time.perf_counter() - started) / 60, 2), **summarize(run_dir)}
+    out, size = args.out.resolve(), SIZES["full"]
+    last = train(out, size, args.minutes, args.steps, run_dir=run_dir,
+                 overrides=[*curve_overrides(size, args.curve_minutes), *args.overrides])
+    trained = round((time.perf_counter() - started) / 60, 2)
+    if not (out / "samples" / "manifest.json").is_file():  # the held-out items and their prompts, once
+        plan_items(out, valle.load(last).codec)
+    models = [*snapshot_files(run_dir / "curve"), last]
+    points = learning_curve(out, size, run_dir=run_dir, final=last, curve_file=run_dir.parent / "curve.json")
+    curve = [{"step": p.step, "minutes": p.minutes, **{k: None if v is None else round(v, 4)
+                                                       for k, v in p.metrics.items()}} for p in points]
+    row = {"name": args.name, "overrides": args.overrides, "minutes": args.minutes, "wall_minutes": trained,
+           **summarize(run_dir), "curve": curve, "models": [m.name for m in models]}
     with open(args.out / "recipes" / "rows.jsonl", "a", encoding="utf-8") as handle:
         handle.write(json.dumps(row) + "\n")
     print(json.dumps(row, indent=1))

@@ -29,12 +29,14 @@ import logging
 import os
 import textwrap
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
+from valle.codecs.base import Codec
 from valle.corpus import FESTIVAL_VOICES, Voice, build_corpus, festival_voices
 from valle.corpus.sentences import all_sentences
 from valle.errors import exit_on_user_error
@@ -42,6 +44,8 @@ from valle.evaluate.asr import WordTiming
 from valle.evaluate.curve import CurvePoint
 from valle.evaluate.report import EvalItem, RowScores
 from valle.sampling.pipeline import SamplerConfig
+from valle.sampling.prompt import Prompt
+from valle.utils.io import atomic_write_json
 
 log = logging.getLogger("valle.demo")  # not __name__: that is "__main__" under python -m
 ROOT = Path(__file__).resolve().parents[2]
@@ -200,21 +204,19 @@ def held_out_items(out: Path) -> list[tuple[str, Path, Path]]:
 
 
 @torch.inference_mode()
-def speak(out: Path, size: DemoSize) -> list[Item]:
-    """Synthesize every held-out recording's text in both modes; writes samples/ and its manifest."""
-    import valle
+def plan_items(out: Path, codec: Codec) -> tuple[list[Item], list[Prompt], list[Prompt]]:
+    """Every held-out recording's prompts in both modes; writes the prompt and resynthesis wavs and the
+    manifest (samples/manifest.json), whose outputs speak() then fills.
+
+    Returns:
+        (items, cross-utterance prompts, continuation prompts), in the same order.
+    """
     from valle.audio import load_for_codec, write_wav
     from valle.evaluate.asr import PocketSphinxAligner
-    from valle.sampling.pipeline import SamplerConfig
-    from valle.sampling.prompt import Prompt, prompt_audio
-    from valle.sampling.synthesize import Synthesizer
+    from valle.sampling.prompt import prompt_audio
 
-    synthesizer = Synthesizer(valle.load(out / "model.pt"))
-    codec, rate = synthesizer.codec, synthesizer.codec.sample_rate
-    config = SamplerConfig(seed=0, ar_temperature=0.8, top_p=0.9,
-                           max_ar_steps_per_phoneme=size.max_ar_steps_per_phoneme)
+    rate = codec.sample_rate
     aligner = PocketSphinxAligner()
-    samples = out / "samples"
     items, cross, continuation = [], [], []
     for speaker, wav_path, prompt_path in held_out_items(out):
         key, text = wav_path.stem, wav_path.with_suffix(".txt").read_text().strip()
@@ -236,6 +238,21 @@ def speak(out: Path, size: DemoSize) -> list[Item]:
         write_wav(out / prompt_wav, prompt, rate)
         items.append(Item(key, speaker, text, str(wav_path.relative_to(out)), prompt_wav, prompt_path.stem,
                           frames / codec.frame_rate, rest, rows))
+    atomic_write_json(out / "samples" / "manifest.json", [asdict(i) for i in items])
+    return items, cross, continuation
+
+
+@torch.inference_mode()
+def speak(out: Path, size: DemoSize) -> list[Item]:
+    """Synthesize every held-out recording's text in both modes; writes samples/ and its manifest."""
+    import valle
+    from valle.audio import write_wav
+    from valle.sampling.synthesize import Synthesizer
+
+    synthesizer = Synthesizer(valle.load(out / "model.pt"))
+    rate = synthesizer.codec.sample_rate
+    config = sampler_config(size)
+    items, cross, continuation = plan_items(out, synthesizer.codec)
     for row, prompts in (("cross-utterance", cross), ("continuation", continuation)):
         started = time.perf_counter()
         texts = [item.continuation_text if row == "continuation" else item.text for item in items]
@@ -243,8 +260,6 @@ def speak(out: Path, size: DemoSize) -> list[Item]:
         for item, result in zip(items, results, strict=True):
             write_wav(out / item.outputs[row], result.wav, rate)
         log.info("%s: %d utterances in %.1f s", row, len(items), time.perf_counter() - started)
-    manifest = samples / "manifest.json"
-    manifest.write_text(json.dumps([asdict(i) for i in items], indent=2))
     return items
 
 
@@ -287,6 +302,18 @@ def scorers() -> dict:
             "phones": PhoneRecognizer()}
 
 
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Score with one torch thread: resemblyzer's LSTM on one short utterance gains nothing from more, and
+    on a CPU shared with other jobs a thread pool made each embedding take seconds instead of ~0.2 s."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 class AudioCache:
     """Waveforms of files under `out`, read once: a prompt or a recording serves several rows."""
 
@@ -302,19 +329,26 @@ class AudioCache:
 
 
 @torch.inference_mode()
-def learning_curve(out: Path, size: DemoSize) -> list[CurvePoint]:
+def learning_curve(out: Path, size: DemoSize, run_dir: Path | None = None,
+                   final: Path | None = None, curve_file: Path | None = None) -> list[CurvePoint]:
     """Score every training snapshot (run/curve/) and the exported model on the same held-out items.
 
     The items: the first `CURVE_ITEMS_PER_VOICE` held-out recordings of each voice, in cross-utterance
     mode with speak's prompts and sampler (seed included); sentence ID among all the held-out texts, as
     in the report's cross-utterance row. Each model's outputs go to samples/curve/<model>/, its scores
     to curve.json (`valle.evaluate.curve`), which a rerun extends rather than recomputes.
+
+    `run_dir` (default out/run), the `final` model (default out/model.pt) and `curve_file` (default
+    out/curve.json) let a recipe search (`benchmarks/demo_recipe.py`) score its own runs the same way.
     """
+    run_dir, final = run_dir or out / "run", final or out / "model.pt"
+    curve_file = curve_file or out / "curve.json"
+    outputs = "samples/curve" if curve_file == out / "curve.json" else str(curve_file.parent.relative_to(out) / "samples")
     import valle
     from valle.audio import write_wav
     from valle.evaluate.curve import snapshot_files, update_curve
     from valle.evaluate.report import evaluate_rows
-    from valle.sampling.prompt import Prompt, prompt_audio
+    from valle.sampling.prompt import prompt_audio
     from valle.sampling.synthesize import Synthesizer
 
     items = read_manifest(out)
@@ -333,17 +367,18 @@ def learning_curve(out: Path, size: DemoSize) -> list[CurvePoint]:
                                          prompt_seconds=None)
         spoken = []
         for item, result in zip(chosen, results, strict=True):
-            spoken.append(replace(item, outputs={"cross-utterance": f"samples/curve/{model.stem}/{item.key}.wav"}))
+            spoken.append(replace(item, outputs={"cross-utterance": f"{outputs}/{model.stem}/{item.key}.wav"}))
             write_wav(out / spoken[-1].outputs["cross-utterance"], result.wav, rate)
         rows = eval_rows(spoken, read, rows=("cross-utterance",))
         for scored in rows["cross-utterance"]:
             scored.candidates = candidates
-        [row] = evaluate_rows(rows, **scoring)
+        with one_thread():
+            [row] = evaluate_rows(rows, **scoring)
         return row
 
-    models = [*snapshot_files(out / "run" / "curve"), out / "model.pt"]
+    models = [*snapshot_files(run_dir / "curve"), *([final] if final.is_file() else [])]
     settings = {"row": "cross-utterance", "sampler": asdict(config), "candidates": len(candidates)}
-    return update_curve(out / "curve.json", models, [item.key for item in chosen], settings, score)
+    return update_curve(curve_file, models, [item.key for item in chosen], settings, score)
 
 
 def evaluate(out: Path) -> tuple[Path, str]:
@@ -352,7 +387,8 @@ def evaluate(out: Path) -> tuple[Path, str]:
     from valle.evaluate.report import evaluate_rows, format_markdown, to_json
 
     items = read_manifest(out)
-    scores = evaluate_rows(eval_rows(items, AudioCache(out)), **scorers())
+    with one_thread():
+        scores = evaluate_rows(eval_rows(items, AudioCache(out)), **scorers())
     (out / "report.json").write_text(to_json(scores))
     curve = read_curve(out / "curve.json")
     points = curve_points(curve)

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from tests.evaluate.speech import espeak
-from valle.evaluate import __main__ as cli
 from valle.errors import ConfigError
+from valle.evaluate import __main__ as cli
 from valle.evaluate.report import EvalItem, evaluate_rows, format_markdown, metrics_of, to_json
 
 

@@ -4,8 +4,8 @@ The recogniser is pocketsphinx's `allphone` search (phones constrained only by t
 trigram model `en-us-phone.lm.bin`); the reference is the transcript's ARPAbet phones from the
 wheel's `cmudict-en-us.dict`. Word-level WER needs the words to come out right; PER moves as soon as
 the sounds get closer, so it sees an undertrained model's progress earlier. It is a weak phone
-recogniser: about 50 % PER on clean LJ Speech and 35 % on festival voices, against 80 % and more on
-noise or on a recording of another sentence, so read it as a ranking, not an absolute figure.
+recogniser: about 50 % PER on clean LJ Speech and 38 % on festival voices, against 85 % and more on
+a recording of another sentence or on noise, so read it as a ranking, not an absolute figure.
 """
 
 from __future__ import annotations
