@@ -22,6 +22,7 @@ import valle
 from valle.demo import SIZES, curve_overrides, learning_curve, plan_items, train
 from valle.evaluate.curve import snapshot_files
 from valle.plot import read_metrics
+from valle.sampling.synthesize import Synthesizer
 
 WATCHED = ("val/loss_ar", "val/loss_nar", "val/text_gap", "val/acc_l0", "train/loss_guided_attention")
 
@@ -50,7 +51,7 @@ def main() -> None:
                  overrides=[*curve_overrides(size, args.curve_minutes), *args.overrides])
     trained = round((time.perf_counter() - started) / 60, 2)
     if not (out / "samples" / "manifest.json").is_file():  # the held-out items and their prompts, once
-        plan_items(out, valle.load(last).codec)
+        plan_items(out, Synthesizer(valle.load(last)).codec)
     models = [*snapshot_files(run_dir / "curve"), last]
     points = learning_curve(out, size, run_dir=run_dir, final=last, curve_file=run_dir.parent / "curve.json")
     curve = [{"step": p.step, "minutes": p.minutes, **{k: None if v is None else round(v, 4)

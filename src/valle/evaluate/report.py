@@ -196,7 +196,7 @@ def _score_similarity(item: EvalItem, scores: ItemScores, encoder: Embedder, cac
 
 
 class _Identifiers:
-    """One identifier per distinct candidate set, built on first use (each holds a decoder)."""
+    """One identifier per distinct candidate set, built on first use (a `SentenceIdentifier` holds two decoders)."""
 
     def __init__(self, factory: Callable[[Sequence[str]], SentenceID]) -> None:
         self.factory = factory
@@ -242,9 +242,9 @@ def summarize(name: str, scored: Sequence[ItemScores], with_asr: bool, n_resampl
     """Row figures from item scores, each with its n and bootstrap interval (resampling the items)."""
     low, high = DURATION_BAND
     phoned = [s for s in scored if s.reference_phones is not None]
-    identified = [s for s in scored if s.sentence_correct is not None]
+    judged = [s for s in scored if s.sentence_correct is not None]  # identified, right or wrong
     estimates = {
-        "sentence_id": mean_estimate([float(s.sentence_correct) for s in identified], n_resamples),
+        "sentence_id": mean_estimate([float(s.sentence_correct) for s in judged], n_resamples),
         "per": estimate([word_edits(s.reference_phones or "", s.hypothesis_phones or "") for s in phoned],
                         error_rate, n_resamples),
         "wer": estimate([word_edits(s.reference, s.hypothesis) for s in scored], error_rate, n_resamples)
@@ -259,7 +259,7 @@ def summarize(name: str, scored: Sequence[ItemScores], with_asr: bool, n_resampl
                                            for s in scored], n_resamples),
     }
     value = {k: e.value for k, e in estimates.items()}
-    chance = fmean(1 / s.n_candidates for s in identified if s.n_candidates) if identified else None
+    chance = fmean(1 / s.n_candidates for s in judged if s.n_candidates) if judged else None
     return RowScores(name=name, n_items=len(scored), wer=value["wer"], cer=value["cer"],
                      sim_prompt=value["sim_prompt"], sim_reference=value["sim_reference"],
                      duration_ratio=value["duration_ratio"], items=list(scored), sim_other=value["sim_other"],
@@ -317,13 +317,15 @@ def estimate_of(row: RowScores, key: str) -> Estimate:
 
 # (header, metric, percent?) in table order
 COLUMNS = (("sentence-ID %", "sentence_id", True), ("PER %", "per", True), ("WER %", "wer", True),
-           ("CER %", "cer", True), ("SIM (prompt)", "sim_prompt", False), ("SIM (ground truth)", "sim_reference", False),
-           ("SIM (other voices)", "sim_other", False), ("duration ratio", "duration_ratio", False),
+           ("CER %", "cer", True), ("SIM (prompt)", "sim_prompt", False),
+           ("SIM (ground truth)", "sim_reference", False), ("SIM (other voices)", "sim_other", False),
+           ("duration ratio", "duration_ratio", False),
            (f"in {DURATION_BAND[0]}–{DURATION_BAND[1]} %", "duration_in_band", True))
 
 
 def format_cell(figure: Estimate, percent: bool, n_items: int) -> str:
-    """"12.3 [8.1–16.0]" (percent) or "0.812 [0.790–0.835]"; "(n=…)" when fewer items than the row; "–" when unmeasured."""
+    """One table cell: "12.3 [8.1–16.0]" (percent) or "0.812 [0.790–0.835]", with "(n=…)" when the figure
+    covers fewer items than the row; "–" when not measured."""
     if figure.value is None:
         return "–"
 
