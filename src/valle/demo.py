@@ -139,7 +139,7 @@ def train(out: Path, size: DemoSize, minutes: float, steps: int, run_dir: Path |
                  f"trainer.max_steps={steps}", f"trainer.max_time={budget}", *overrides]
     if size is SIZES["ci"]:
         overrides += ["trainer.val_check_interval=3", "data.val_utterances=2", "model.scale.d_model=64",
-                      "model.scale.n_layers=2"]
+                      "model.scale.n_layers=2", "training.guided_attention.layers=[1]"]
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     run(cfg)

@@ -3,7 +3,8 @@
 import torch
 
 from valle.models.backbones.transformer import TransformerBackbone
-from valle.training.alignment import audio_progress, guided_attention_loss, prefix_rows, rolled_text
+from valle.models.sequence import continuation_rows
+from valle.training.alignment import audio_progress, guided_attention_loss, rolled_text
 
 T, TP, N = 6, 4, 12  # text, prompt and response lengths of one row
 
@@ -95,4 +96,4 @@ def test_rolled_text_gives_each_row_another_rows_text_and_prefix_rows_are_found(
              "keys": ["a", "b"], "prompt_keys": ["a", "c"]}
     rolled = rolled_text(batch)
     assert rolled["text"].tolist() == [[3, 4, 5], [1, 2, 0]] and rolled["text_lengths"].tolist() == [3, 2]
-    assert prefix_rows(batch).tolist() == [True, False]
+    assert continuation_rows(batch).tolist() == [True, False]

@@ -44,6 +44,9 @@ class ValleConfig:
     scale: ScaleConfig = field(default_factory=ScaleConfig)
     prefix_lm: bool = False  # AR: text and prompt attend to each other bidirectionally
     shared_head: bool = False  # one output head for every level instead of one per level
+    # > 0: add per-segment sinusoidal positions (text, prompt, response; VALL-E paper), the text's scaled
+    # by this factor ≈ audio frames per text symbol (valle.models.sequence); 0 = off
+    segment_positions: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.backbone, dict):

@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
+
+
+def sinusoidal(positions: Tensor, d_model: int) -> Tensor:
+    """Absolute sinusoidal embeddings [..., D] of (possibly fractional or negative) `positions` [...]
+    (Vaswani et al.)."""
+    inv_freq = torch.exp(
+        torch.arange(0, d_model, 2, device=positions.device, dtype=torch.float32)
+        * (-math.log(10000.0) / d_model)
+    )
+    angles = positions[..., None].float() * inv_freq
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
 class Embeddings(nn.Module):

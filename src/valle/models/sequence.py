@@ -7,6 +7,14 @@ level embedding of the level being predicted added at every position.
   For decoding, the prefix is the same layout with only `[start]` as response, and each step feeds
   `E(code) + E_level[0]` (`ar_step_input`).
 - NAR (level k): response = `Σ_{l<k} E_l(R[l])`, targets `R[k]`.
+
+With `segment_positions = r > 0` (`ValleConfig.segment_positions`), each segment also gets sinusoidal
+positions of its own, as in the VALL-E paper, on one time line: the response's frames count from 0
+(the AR's start vector is at 0, its code j at j + 1), the prompt's frames are at -Tp .. -1 just before
+it, and text symbol t is at t·r, r being about the audio frames per text symbol, so that a frame and the
+symbol it says have similar positions. In a continuation row (the prompt is the utterance's own
+beginning, which the text covers too) the text is shifted by -Tp, so the response's first frame lines
+up with the first symbol it still has to say.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from valle.models.embeddings import Embeddings
+from valle.models.embeddings import Embeddings, sinusoidal
 
 IGNORE = -100  # targets at positions without a loss
 
@@ -58,11 +66,29 @@ def pack(segments: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor, list[Te
 
 
 def _prefix_segments(emb: Embeddings, text: Tensor, text_lengths: Tensor, prompt: Tensor,
-                     prompt_lengths: Tensor) -> list[tuple[Tensor, Tensor]]:
+                     prompt_lengths: Tensor, scale: float = 0.0,
+                     continues: Tensor | None = None) -> list[tuple[Tensor, Tensor]]:
     batch = text.shape[0]
     ones = torch.ones(batch, dtype=torch.long, device=text.device)
     sep = emb.separator.expand(batch, 1, -1)
-    return [(emb.text(text), text_lengths), (sep, ones), (emb.embed_prompt(prompt), prompt_lengths), (sep, ones)]
+    text_x, prompt_x = emb.text(text), emb.embed_prompt(prompt)
+    if scale > 0:
+        shift = torch.where(continues_or(continues, batch, text.device), prompt_lengths, 0)
+        text_at = torch.arange(text.shape[1], device=text.device)[None, :] * scale - shift[:, None]
+        prompt_at = torch.arange(prompt.shape[2], device=text.device)[None, :] - prompt_lengths[:, None]
+        text_x = text_x + sinusoidal(text_at, text_x.shape[-1]).to(text_x.dtype)
+        prompt_x = prompt_x + sinusoidal(prompt_at, prompt_x.shape[-1]).to(prompt_x.dtype)
+    return [(text_x, text_lengths), (sep, ones), (prompt_x, prompt_lengths), (sep, ones)]
+
+
+def continues_or(continues: Tensor | None, batch: int, device: torch.device) -> Tensor:
+    """[B] bool: which rows continue their prompt's utterance (all False when not given)."""
+    return torch.zeros(batch, dtype=torch.bool, device=device) if continues is None else continues
+
+
+def response_positions(emb_dim: int, first: int, length: int, device: torch.device) -> Tensor:
+    """[1, length, D] sinusoidal positions first .. first + length - 1 of the response segment."""
+    return sinusoidal(torch.arange(first, first + length, device=device)[None, :], emb_dim)
 
 
 def _add_level(emb: Embeddings, packed: Tensor, levels: Tensor) -> Tensor:
@@ -70,7 +96,8 @@ def _add_level(emb: Embeddings, packed: Tensor, levels: Tensor) -> Tensor:
 
 
 def build_ar(emb: Embeddings, text: Tensor, text_lengths: Tensor, prompt: Tensor, prompt_lengths: Tensor,
-             codes: Tensor | None = None, code_lengths: Tensor | None = None, stop_token: int = 0) -> Packed:
+             codes: Tensor | None = None, code_lengths: Tensor | None = None, stop_token: int = 0,
+             segment_positions: float = 0.0, continues: Tensor | None = None) -> Packed:
     """AR inputs (and targets when `codes` is given) for level 0.
 
     Args:
@@ -78,6 +105,8 @@ def build_ar(emb: Embeddings, text: Tensor, text_lengths: Tensor, prompt: Tensor
             the response is then only the start vector, and the next output is the first code).
         *_lengths: [B] valid lengths.
         stop_token: the id of the stop target (the codebook size).
+        segment_positions: r > 0 adds the per-segment sinusoidal positions (module docstring).
+        continues: [B] bool, rows whose prompt is their own utterance's beginning (continuation).
     """
     batch = text.shape[0]
     start = emb.start.expand(batch, 1, -1)
@@ -86,7 +115,9 @@ def build_ar(emb: Embeddings, text: Tensor, text_lengths: Tensor, prompt: Tensor
     else:
         response = torch.cat([start, emb.embed_level0(codes[:, 0])], dim=1)
         response_lengths = code_lengths + 1
-    segments = _prefix_segments(emb, text, text_lengths, prompt, prompt_lengths)
+    if segment_positions > 0:
+        response = response + response_positions(response.shape[-1], 0, response.shape[1], text.device)
+    segments = _prefix_segments(emb, text, text_lengths, prompt, prompt_lengths, segment_positions, continues)
     x, lengths, offsets = pack([*segments, (response, response_lengths)])
     x = _add_level(emb, x, torch.zeros(batch, dtype=torch.long, device=text.device))
     targets = None
@@ -99,10 +130,13 @@ def build_ar(emb: Embeddings, text: Tensor, text_lengths: Tensor, prompt: Tensor
 
 
 def build_nar(emb: Embeddings, text: Tensor, text_lengths: Tensor, prompt: Tensor, prompt_lengths: Tensor,
-              codes: Tensor, code_lengths: Tensor, levels: Tensor, with_targets: bool = True) -> Packed:
+              codes: Tensor, code_lengths: Tensor, levels: Tensor, with_targets: bool = True,
+              segment_positions: float = 0.0, continues: Tensor | None = None) -> Packed:
     """NAR inputs for level `levels[b]` of each row (>= 1): the response sums the levels below it."""
     response = emb.embed_levels_below(codes, levels)
-    segments = _prefix_segments(emb, text, text_lengths, prompt, prompt_lengths)
+    if segment_positions > 0:  # frame j at j + 1, where the AR feeds it
+        response = response + response_positions(response.shape[-1], 1, response.shape[1], text.device)
+    segments = _prefix_segments(emb, text, text_lengths, prompt, prompt_lengths, segment_positions, continues)
     x, lengths, offsets = pack([*segments, (response, code_lengths)])
     x = _add_level(emb, x, levels)
     targets = None
@@ -110,6 +144,12 @@ def build_nar(emb: Embeddings, text: Tensor, text_lengths: Tensor, prompt: Tenso
         wanted = codes.gather(1, levels[:, None, None].expand(-1, 1, codes.shape[2]))[:, 0]  # [B, T]
         targets = place_targets(wanted, code_lengths, offsets[-1], x.shape[1])
     return Packed(x, lengths, offsets[-1], targets)
+
+
+def continuation_rows(batch: dict) -> Tensor:
+    """[B] bool: rows whose prompt was cut from their own utterance (`data.prompt` prefix mode)."""
+    same = [key == prompt_key for key, prompt_key in zip(batch["keys"], batch["prompt_keys"], strict=True)]
+    return torch.tensor(same, dtype=torch.bool, device=batch["text"].device)
 
 
 def prefix_targets(text: Tensor, text_lengths: Tensor, prompt: Tensor, prompt_lengths: Tensor,

@@ -11,7 +11,15 @@ from torch import Tensor, nn
 from valle.models.backbones import Backbone, build_backbone
 from valle.models.config import BackboneConfig, ValleConfig
 from valle.models.embeddings import Embeddings
-from valle.models.sequence import IGNORE, Packed, build_ar, build_nar, prefix_targets
+from valle.models.sequence import (
+    IGNORE,
+    Packed,
+    build_ar,
+    build_nar,
+    continuation_rows,
+    prefix_targets,
+    response_positions,
+)
 
 
 class Heads(nn.Module):
@@ -82,11 +90,13 @@ class Valle(nn.Module):
     # ---------------------------------------------------------------------------------------- training
     def ar_packed(self, batch: dict) -> Packed:
         return build_ar(self.ar.embeddings, batch["text"], batch["text_lengths"], batch["prompt"],
-                        batch["prompt_lengths"], batch["codes"], batch["code_lengths"], self.config.stop_token)
+                        batch["prompt_lengths"], batch["codes"], batch["code_lengths"], self.config.stop_token,
+                        self.config.segment_positions, batch.get("continues"))
 
     def nar_packed(self, batch: dict, levels: Tensor) -> Packed:
         return build_nar(self.nar.embeddings, batch["text"], batch["text_lengths"], batch["prompt"],
-                         batch["prompt_lengths"], batch["codes"], batch["code_lengths"], levels)
+                         batch["prompt_lengths"], batch["codes"], batch["code_lengths"], levels,
+                         segment_positions=self.config.segment_positions, continues=batch.get("continues"))
 
     def forward(self, batch: dict, levels: Tensor, prefix_losses: bool = False,
                 attention_layers: Sequence[int] = ()) -> TrainOutput:
@@ -104,6 +114,8 @@ class Valle(nn.Module):
             per-level logits and targets at response positions, and the auxiliary loss.
         """
         outputs, aux, attention = [], torch.zeros((), device=levels.device), ()
+        if "keys" in batch and "continues" not in batch:
+            batch = {**batch, "continues": continuation_rows(batch)}
         ar_rows = (levels == 0).nonzero().squeeze(1)
         if len(ar_rows):
             packed = self.ar_packed(_rows(batch, ar_rows))
@@ -140,27 +152,35 @@ class Valle(nn.Module):
 
 
     # ---------------------------------------------------------------------------------------- decoding
-    def ar_prefix(self, text: Tensor, text_lengths: Tensor, prompt: Tensor, prompt_lengths: Tensor) -> Packed:
-        """The AR's input before its first code: `[text ; sep ; prompt ; sep ; start]` (as in training)."""
-        return build_ar(self.ar.embeddings, text, text_lengths, prompt, prompt_lengths, None, None,
-                        self.config.stop_token)
+    def ar_prefix(self, text: Tensor, text_lengths: Tensor, prompt: Tensor, prompt_lengths: Tensor,
+                  continues: Tensor | None = None) -> Packed:
+        """The AR's input before its first code: `[text ; sep ; prompt ; sep ; start]` (as in training).
 
-    def ar_step_input(self, codes: Tensor) -> Tensor:
-        """Level-0 codes [B] just decoded → the next AR input [B, 1, D] (as `build_ar` embeds them)."""
+        `continues` [B] bool: rows whose prompt is the beginning of the utterance to say (continuation)."""
+        return build_ar(self.ar.embeddings, text, text_lengths, prompt, prompt_lengths, None, None,
+                        self.config.stop_token, self.config.segment_positions, continues)
+
+    def ar_step_input(self, codes: Tensor, step: int = 0) -> Tensor:
+        """Level-0 codes [B] just decoded at decoding step `step` → the next AR input [B, 1, D] (as
+        `build_ar` embeds them: code j is response position j + 1)."""
         emb = self.ar.embeddings
         safe = codes.clamp(max=self.config.codebook_size - 1)  # a finished row's stop id: its output is unused
-        return (emb.embed_level0(safe) + emb.level.weight[0])[:, None, :]
+        x = emb.embed_level0(safe) + emb.level.weight[0]
+        if self.config.segment_positions > 0:
+            x = x + response_positions(x.shape[-1], step + 1, 1, x.device)[0].to(x.dtype)
+        return x[:, None, :]
 
     def ar_logits(self, hidden: Tensor) -> Tensor:
         """AR hidden states [..., D] → logits [..., V + 1] over level-0 codes and stop."""
         return self.ar.heads(hidden, 0)
 
     def nar_logits(self, text: Tensor, text_lengths: Tensor, prompt: Tensor, prompt_lengths: Tensor,
-                   codes: Tensor, code_lengths: Tensor, level: int) -> Tensor:
+                   codes: Tensor, code_lengths: Tensor, level: int, continues: Tensor | None = None) -> Tensor:
         """Logits [B, T, V] of level `level` for every response frame, given levels < `level` of `codes`."""
         levels = torch.full((codes.shape[0],), level, dtype=torch.long, device=codes.device)
         packed = build_nar(self.nar.embeddings, text, text_lengths, prompt, prompt_lengths, codes, code_lengths,
-                           levels, with_targets=False)
+                           levels, with_targets=False, segment_positions=self.config.segment_positions,
+                           continues=continues)
         hidden = self.nar.backbone(packed.x, packed.lengths, causal=False).hidden
         frames = torch.arange(codes.shape[2], device=codes.device)[None, :]
         index = (packed.prefix_lengths[:, None] + frames).clamp(max=hidden.shape[1] - 1)
@@ -169,7 +189,8 @@ class Valle(nn.Module):
 
 
 def _rows(batch: dict, rows: Tensor) -> dict:
-    keys = ("text", "text_lengths", "prompt", "prompt_lengths", "codes", "code_lengths")
+    keys = ("text", "text_lengths", "prompt", "prompt_lengths", "codes", "code_lengths", "continues")
+    keys = tuple(k for k in keys if k in batch)
     if len(rows) == batch["text"].shape[0]:
         return {k: batch[k] for k in keys}
     return {k: batch[k].index_select(0, rows) for k in keys}

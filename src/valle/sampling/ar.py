@@ -29,11 +29,12 @@ class ArResult:
 
 
 def _start(model: Valle, text: Tensor, text_lengths: Tensor, prompt: Tensor, prompt_lengths: Tensor,
-           max_steps: int, max_context: int | None, capacity: Callable[[int], int] | None = None):
+           max_steps: int, max_context: int | None, capacity: Callable[[int], int] | None = None,
+           continues: Tensor | None = None):
     """Prefill: cache holding the prefix, and the logits [B, V + 1] of the first code.
 
     `capacity` maps the positions needed to the cache size (the fast path rounds it up)."""
-    packed = model.ar_prefix(text, text_lengths, prompt, prompt_lengths)
+    packed = model.ar_prefix(text, text_lengths, prompt, prompt_lengths, continues)
     window = ContextWindow(max_context, packed.lengths) if max_context else None
     room = (max_context + 1) if max_context else max_steps + 1
     backbone = model.ar.backbone
@@ -49,7 +50,7 @@ def _start(model: Valle, text: Tensor, text_lengths: Tensor, prompt: Tensor, pro
 def decode_ar(model: Valle, text: Tensor, text_lengths: Tensor, prompt: Tensor, prompt_lengths: Tensor,
               sampler: ArSampler, max_steps: int, max_context: int | None = None,
               generator: torch.Generator | None = None, on_step: Callable[[int], None] | None = None,
-              row_limits: Tensor | None = None, fast: bool = False) -> ArResult:
+              row_limits: Tensor | None = None, fast: bool = False, continues: Tensor | None = None) -> ArResult:
     """Sample level-0 codes for a batch.
 
     Args:
@@ -62,11 +63,13 @@ def decode_ar(model: Valle, text: Tensor, text_lengths: Tensor, prompt: Tensor, 
         on_step: called after every step (progress bars).
         fast: run each step through one compiled static graph (`valle.sampling.compiled`); the same
             tokens, falling back to eager decoding with a log line where it cannot apply.
+        continues: [B] bool, rows whose prompt is the beginning of their text's utterance (continuation
+            mode; it places the text's positions when the model has `segment_positions`).
     """
     batch, stop = text.shape[0], model.config.stop_token
     fast_path = fast_step(model, max_context) if fast else None
     cache, logits = _start(model, text, text_lengths, prompt, prompt_lengths, max_steps, max_context,
-                           static_capacity if fast_path else None)
+                           static_capacity if fast_path else None, continues)
     step_fn = fast_path.bind(cache) if fast_path else None
     history = torch.full((batch, max_steps), -1, dtype=torch.long, device=text.device)
     lengths = torch.full((batch,), max_steps, dtype=torch.long, device=text.device)
@@ -89,7 +92,7 @@ def decode_ar(model: Valle, text: Tensor, text_lengths: Tensor, prompt: Tensor, 
         if step_fn is not None:
             logits = step_fn(codes)
         else:
-            hidden = model.ar.backbone.step(model.ar_step_input(codes), cache)
+            hidden = model.ar.backbone.step(model.ar_step_input(codes, step), cache)
             logits = model.ar_logits(hidden[:, 0])
     width = int(lengths.max()) if batch else 0
     out = history[:, :width].clamp(min=0)
@@ -99,7 +102,7 @@ def decode_ar(model: Valle, text: Tensor, text_lengths: Tensor, prompt: Tensor, 
 @torch.inference_mode()
 def decode_ar_beam(model: Valle, text: Tensor, text_lengths: Tensor, prompt: Tensor, prompt_lengths: Tensor,
                    sampler: ArSampler, max_steps: int, max_context: int | None = None,
-                   on_step: Callable[[int], None] | None = None) -> ArResult:
+                   on_step: Callable[[int], None] | None = None, continues: Tensor | None = None) -> ArResult:
     """Beam search of `width` over accumulated log-probabilities (SPEC §4, step 5).
 
     Each row is expanded to `sampler.cfg.beam_width` beams (scored after the repetition and length
@@ -112,7 +115,7 @@ def decode_ar_beam(model: Valle, text: Tensor, text_lengths: Tensor, prompt: Ten
     batch, stop, width = text.shape[0], model.config.stop_token, sampler.cfg.beam_width
     expand = lambda x: x.repeat_interleave(width, dim=0)  # noqa: E731
     cache, logits = _start(model, expand(text), expand(text_lengths), expand(prompt), expand(prompt_lengths),
-                           max_steps, max_context)
+                           max_steps, max_context, continues=None if continues is None else expand(continues))
     scores = initial_scores(batch, width, text.device)
     finished = torch.zeros(batch, width, dtype=torch.bool, device=text.device)
     lengths = torch.zeros(batch, width, dtype=torch.long, device=text.device)
@@ -129,7 +132,7 @@ def decode_ar_beam(model: Valle, text: Tensor, text_lengths: Tensor, prompt: Ten
             on_step(step)
         if bool(finished.all()):
             break
-        hidden = model.ar.backbone.step(model.ar_step_input(chosen.tokens.view(-1)), cache)
+        hidden = model.ar.backbone.step(model.ar_step_input(chosen.tokens.view(-1), step), cache)
         logits = model.ar_logits(hidden[:, 0])
     best = best_beam(scores, lengths, finished)
     pick = rows[:, 0] + best

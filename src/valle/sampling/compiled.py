@@ -96,6 +96,9 @@ def fast_step(model: Valle, max_context: int | None) -> FastStep | None:
     if max_context:
         log.info("fast decoding has no max_ar_context window; decoding eagerly")
         return None
+    if model.config.segment_positions > 0:
+        log.info("fast decoding does not add per-step segment positions (model.segment_positions); decoding eagerly")
+        return None
     if any(isinstance(module, Int8Linear) for module in model.modules()):
         # dynamo cannot trace fbgemm's int8 kernel, and wrapping it as an opaque op made the step slower
         log.info("fast decoding does not compile int8 weights (quantize=int8); decoding eagerly")

@@ -102,16 +102,19 @@ class Synthesizer:
         ids = [self.text_ids(f"{p.text} {t}" if p.text else t, language) for t, p in zip(texts, prompts, strict=True)]
         text, text_lengths = (x.to(self.device) for x in pad_1d(ids, self.loaded.symbols.pad_id))
         prompt, prompt_lengths = (x.to(self.device) for x in pad_codes([p.codes for p in prompts]))
+        # A prompt with its transcript is continued: the text covers it (continuation mode).
+        continues = torch.tensor([bool(p.text) for p in prompts], device=self.device)
         limits = config.ar_step_limit(text_lengths)
         generator = make_generator(config.seed, self.device)
         sampler = ArSampler(config, self.model.config.stop_token)
         bar = tqdm(total=int(limits.max()), desc="AR", unit="step", disable=not progress, leave=False)
         if config.beam_width > 1:
             ar = decode_ar_beam(self.model, text, text_lengths, prompt, prompt_lengths, sampler, int(limits.max()),
-                                config.max_ar_context, lambda _: bar.update())
+                                config.max_ar_context, lambda _: bar.update(), continues=continues)
         else:
             ar = decode_ar(self.model, text, text_lengths, prompt, prompt_lengths, sampler, int(limits.max()),
-                           config.max_ar_context, generator, lambda _: bar.update(), limits, fast=self.compile)
+                           config.max_ar_context, generator, lambda _: bar.update(), limits, fast=self.compile,
+                           continues=continues)
         bar.close()
         if bool(ar.hit_limit.any()):
             log.warning("%d of %d utterance(s) reached max_ar_steps without a stop token (raise "
@@ -119,7 +122,7 @@ class Synthesizer:
         levels = tqdm(total=self.model.config.n_levels - 1, desc="NAR", unit="level", disable=not progress,
                       leave=False)
         codes = decode_nar(self.model, text, text_lengths, prompt, prompt_lengths, ar.codes, ar.lengths,
-                           NarSampler(config), generator, lambda _: levels.update())
+                           NarSampler(config), generator, lambda _: levels.update(), continues)
         levels.close()
         return [(codes[b, :, : int(n)].cpu(), bool(ar.hit_limit[b])) for b, n in enumerate(ar.lengths)]
 

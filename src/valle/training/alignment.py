@@ -105,9 +105,3 @@ def guided_attention_loss(attention: Sequence[Tensor], heads: int, sigma: float,
 def rolled_text(batch: dict) -> dict:
     """The batch with each row given the next row's text (the text-dependence gap's counterfactual)."""
     return {**batch, "text": batch["text"].roll(1, dims=0), "text_lengths": batch["text_lengths"].roll(1, dims=0)}
-
-
-def prefix_rows(batch: dict) -> Tensor:
-    """[B] bool: rows whose prompt was cut from their own utterance (data.prompt prefix mode)."""
-    same = [key == prompt_key for key, prompt_key in zip(batch["keys"], batch["prompt_keys"], strict=True)]
-    return torch.tensor(same, dtype=torch.bool, device=batch["text"].device)

@@ -15,8 +15,8 @@ after a prefix of 5 has position 5, whatever the other rows hold).
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch

@@ -7,7 +7,6 @@ Each block is `x + attn(norm(x))` then `x + ff(norm(x))`; a final norm closes th
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -22,6 +21,7 @@ from valle.models.backbones.base import (
     padded_positions,
 )
 from valle.models.cache import KVCache
+from valle.models.embeddings import sinusoidal
 
 Rotary = tuple[Tensor, Tensor]  # (cos, signed sin), each [B, 1, T, head_dim]
 KVSlots = tuple[Tensor, Tensor, Tensor]  # (keys [B, H, S, Dh], values [B, H, S, Dh], slots [B, T])
@@ -51,16 +51,6 @@ def apply_rotary(x: Tensor, rope: Rotary) -> Tensor:
     cos, signed_sin = rope
     swapped = x.unflatten(-1, (2, -1)).flip(-2).flatten(-2)  # halves exchanged: [b, a]
     return torch.addcmul(x * cos, swapped, signed_sin).to(x.dtype)
-
-
-def sinusoidal(positions: Tensor, d_model: int) -> Tensor:
-    """Absolute sinusoidal embeddings [B, T, D] of `positions` [B, T] (Vaswani et al.)."""
-    inv_freq = torch.exp(
-        torch.arange(0, d_model, 2, device=positions.device, dtype=torch.float32)
-        * (-math.log(10000.0) / d_model)
-    )
-    angles = positions[..., None].float() * inv_freq
-    return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
 def make_norm(kind: str, d_model: int) -> nn.Module:
