@@ -16,16 +16,21 @@ recording's first seconds it continued and its reference the rest of that record
 Sentence identification's closed set is, per item, `EvalItem.candidates` when given and otherwise the
 distinct texts of the item's row. The continuation row's texts are sentence suffixes, so by default
 its items are identified among the suffixes, which is what they say.
+
+Scoring takes ~2 s an item on one core (mostly pocketsphinx), so `evaluate_rows(..., scorers=factory,
+jobs=n)` scores items in n worker processes (`valle.evaluate.workers`), each building its own
+recognisers; an item's scores do not depend on where, or after which other item, it was scored.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from statistics import fmean
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -143,7 +148,8 @@ def score_item(item: EvalItem, asr: ASR | None, encoder: Embedder | None, cache:
     """Transcribe, identify, phone-decode and compare one item.
 
     `cache` maps id(tensor) → embedding, so a prompt or ground truth shared by several rows is
-    embedded once per `evaluate_rows` call. `identifier` is the one for this item's candidate set.
+    embedded once per `evaluate_rows` call (once per worker process with `jobs` > 1). `identifier` is
+    the one for this item's candidate set.
     """
     scores = ItemScores(item.key, normalize(item.text),
                         normalize(asr.transcribe(item.audio, item.sample_rate)) if asr else "",
@@ -238,6 +244,43 @@ def _dictionary_sentences(candidates: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(c for c in candidates if not unknown[c])
 
 
+SCORER_NAMES = ("asr", "encoder", "identifier", "phones")  # evaluate_rows' keyword arguments a `scorers` factory returns
+
+
+class ItemScorer:
+    """One process's recognisers, sentence identifiers and embedding cache over `rows`: scores an item by its place.
+
+    The serial path and every worker process (`valle.evaluate.workers`) score through this one object,
+    so an item is scored the same way wherever it is scored.
+    """
+
+    def __init__(self, rows: Mapping[str, Sequence[EvalItem]], asr: ASR | None = None, encoder: Embedder | None = None,
+                 identifier: Callable[[Sequence[str]], SentenceID] | None = None, phones: Phones | None = None) -> None:
+        self.rows, self.asr, self.encoder, self.phones = rows, asr, encoder, phones
+        self.identifiers = _Identifiers(identifier) if identifier is not None else None
+        self.cache: dict[int, torch.Tensor] = {}
+        self.row_texts = {name: [item.text for item in items] for name, items in rows.items()}
+
+    @classmethod
+    def build(cls, rows: Mapping[str, Sequence[EvalItem]], scorers: Callable[[], Mapping[str, Any]]) -> ItemScorer:
+        """An `ItemScorer` with the recognisers `scorers()` builds (e.g. `valle.demo.scorers`).
+
+        Raises:
+            ConfigError: `scorers()` returned something other than a mapping of `SCORER_NAMES` to scorers.
+        """
+        built = scorers()
+        if not isinstance(built, Mapping) or set(built) - set(SCORER_NAMES):
+            raise ConfigError(f"scorers={getattr(scorers, '__qualname__', scorers)!r} returned {built!r}; "
+                              f"it must return a dict with some of the keys {', '.join(SCORER_NAMES)}")
+        return cls(rows, **built)
+
+    def __call__(self, name: str, index: int) -> ItemScores:
+        """Scores of `rows[name][index]`; its sentence identifier is the one for its candidate set."""
+        item = self.rows[name][index]
+        identifier = self.identifiers.for_item(item, self.row_texts[name]) if self.identifiers else None
+        return score_item(item, self.asr, self.encoder, self.cache, identifier, self.phones)
+
+
 def summarize(name: str, scored: Sequence[ItemScores], with_asr: bool, n_resamples: int = N_RESAMPLES) -> RowScores:
     """Row figures from item scores, each with its n and bootstrap interval (resampling the items)."""
     low, high = DURATION_BAND
@@ -268,9 +311,12 @@ def summarize(name: str, scored: Sequence[ItemScores], with_asr: bool, n_resampl
 
 
 def evaluate_rows(rows: Mapping[str, Sequence[EvalItem]], asr: ASR | None = None, encoder: Embedder | None = None,
-                  identifier: Callable[[Sequence[str]], SentenceID] | None = None,
-                  phones: Phones | None = None) -> list[RowScores]:
+                  identifier: Callable[[Sequence[str]], SentenceID] | None = None, phones: Phones | None = None, *,
+                  scorers: Callable[[], Mapping[str, Any]] | None = None, jobs: int = 1) -> list[RowScores]:
     """Score every row.
+
+    The scorers come either as objects (`asr=`, `encoder=`, `identifier=`, `phones=`) or as `scorers=`,
+    a function that builds them; only the second can score in worker processes.
 
     Args:
         rows: row name → its items, in table order.
@@ -279,27 +325,51 @@ def evaluate_rows(rows: Mapping[str, Sequence[EvalItem]], asr: ASR | None = None
         identifier: candidate sentences → a sentence identifier, e.g. the class `SentenceIdentifier`;
             built once per distinct candidate set. None leaves the sentence-ID column empty.
         phones: phone recogniser for PER (e.g. `PhoneRecognizer()`); None leaves that column empty.
+        scorers: a zero-argument, module-level (picklable) function returning some of those four as a
+            dict, e.g. `valle.demo.scorers`; called once in this process (`jobs` = 1) or once in each worker.
+        jobs: worker processes scoring items in parallel (at most one per item); 1 scores here, in order.
+            The scores, their order and the bootstrap intervals are those of `jobs` = 1.
 
     Returns:
         One `RowScores` per row, with per-item details in `.items`.
 
     Raises:
         ValueError: a row is empty; ConfigError (a ValueError): a text is empty after normalisation,
-            or is not among its item's candidates.
+            or is not among its item's candidates; `jobs` < 1; `jobs` > 1 with scorer objects rather
+            than `scorers=`. An error while scoring in a worker is raised here as it was raised there.
     """
-    cache: dict[int, torch.Tensor] = {}
-    identifiers = _Identifiers(identifier) if identifier is not None else None
-    results = []
+    given = {key: value for key, value in zip(SCORER_NAMES, (asr, encoder, identifier, phones), strict=True)
+             if value is not None}
+    if jobs < 1:
+        raise ConfigError(f"jobs={jobs}: pass the number of worker processes, 1 or more")
+    if scorers is not None and given:
+        raise ConfigError(f"pass the scorers as objects ({', '.join(given)}=) or as scorers=, not both")
+    if jobs > 1 and given:
+        raise ConfigError(f"jobs={jobs} needs scorers=, a module-level function that builds the scorers "
+                          "(e.g. valle.demo.scorers): live decoders cannot be sent to worker processes")
     for name, items in rows.items():
         if not items:
             raise ValueError(f"row {name!r} has no items")
-        row_texts = [item.text for item in items]
-        scored = [score_item(item, asr, encoder, cache,
-                             identifiers.for_item(item, row_texts) if identifiers else None, phones)
-                  for item in items]
-        results.append(summarize(name, scored, with_asr=asr is not None))
-        log.info("%s: %s", name, ", ".join(f"{k} {v:.3f}" for k, v in metrics_of(results[-1]).items() if v is not None))
+    workers = min(jobs, sum(map(len, rows.values())))
+    if scorers is not None and workers > 1:
+        from valle.evaluate.workers import score_in_workers
+
+        scored_rows = score_in_workers(rows, scorers, workers)
+    else:
+        scored_rows = _score_here(ItemScorer.build(rows, scorers) if scorers is not None else ItemScorer(rows, **given))
+    results = []
+    with closing(scored_rows):  # a pool of workers stops with it, whatever happens here
+        for name, scored, with_asr in scored_rows:
+            results.append(summarize(name, scored, with_asr))
+            log.info("%s: %s", name, ", ".join(f"{k} {v:.3f}" for k, v in metrics_of(results[-1]).items()
+                                               if v is not None))
     return results
+
+
+def _score_here(scorer: ItemScorer) -> Iterator[tuple[str, list[ItemScores], bool]]:
+    """(row name, its item scores, whether words were recognised) for each row in turn, scored in this process."""
+    for name, items in scorer.rows.items():
+        yield name, [scorer(name, index) for index in range(len(items))], scorer.asr is not None
 
 
 def metrics_of(row: RowScores) -> dict[str, float | None]:
