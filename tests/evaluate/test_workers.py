@@ -96,7 +96,8 @@ def test_two_workers_give_the_serial_scores_in_order(fixtures, synthetic, caplog
 ])
 def test_an_error_in_a_worker_reaches_the_caller_with_its_message(fixtures, text, rate, error, message):
     wav, good_rate, good_text = fixtures["LJ049-0108"]
-    rows = {"r": [EvalItem("fine", good_text, wav, good_rate), EvalItem("bad", text or good_text, wav, rate or good_rate)]}
+    rows = {"r": [EvalItem("fine", good_text, wav, good_rate),
+                  EvalItem("bad", text or good_text, wav, rate or good_rate)]}
     with pytest.raises(error, match=message) as serial:
         evaluate_rows(rows, scorers=phone_scorer)
     with pytest.raises(error) as parallel:

@@ -244,7 +244,7 @@ def _dictionary_sentences(candidates: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(c for c in candidates if not unknown[c])
 
 
-SCORER_NAMES = ("asr", "encoder", "identifier", "phones")  # evaluate_rows' keyword arguments a `scorers` factory returns
+SCORER_NAMES = ("asr", "encoder", "identifier", "phones")  # the evaluate_rows arguments a `scorers` factory returns
 
 
 class ItemScorer:
