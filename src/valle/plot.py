@@ -100,13 +100,7 @@ def plot_spectrograms(wavs: Mapping[str, str | Path], path: str | Path, title: s
         ax.set_ylabel(name, fontsize=8)
         ax.set_yticks([])
     axes[-1, 0].set_xlabel("seconds")
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    return path
+    return save_figure(fig, path, title)
 
 
 def plot_learning_curve(points: Sequence, path: str | Path, metrics: Sequence[str],
@@ -153,6 +147,11 @@ def plot_learning_curve(points: Sequence, path: str | Path, metrics: Sequence[st
         ax.legend(fontsize=7)
     for ax in axes[len(metrics):]:
         ax.set_visible(False)
+    return save_figure(fig, path, title)
+
+
+def save_figure(fig: Figure, path: str | Path, title: str = "") -> Path:
+    """Title, lay out and write a figure as a PNG (making its folder); returns the path."""
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()

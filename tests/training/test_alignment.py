@@ -2,8 +2,8 @@
 
 import torch
 
+from valle.data.batching import collate
 from valle.models.backbones.transformer import TransformerBackbone
-from valle.models.sequence import continuation_rows
 from valle.training.alignment import audio_progress, guided_attention_loss, rolled_text
 
 T, TP, N = 6, 4, 12  # text, prompt and response lengths of one row
@@ -96,4 +96,7 @@ def test_rolled_text_gives_each_row_another_rows_text_and_prefix_rows_are_found(
              "keys": ["a", "b"], "prompt_keys": ["a", "c"]}
     rolled = rolled_text(batch)
     assert rolled["text"].tolist() == [[3, 4, 5], [1, 2, 0]] and rolled["text_lengths"].tolist() == [3, 2]
-    assert continuation_rows(batch).tolist() == [True, False]
+    items = [{"key": k, "prompt_key": p, "speaker": "s", "language": "en", "text": torch.tensor([1, 2]),
+              "prompt": torch.zeros(2, 3, dtype=torch.long), "codes": torch.zeros(2, 4, dtype=torch.long)}
+             for k, p in (("a", "a"), ("b", "c"))]
+    assert collate(items, 0)["continues"].tolist() == [True, False]  # prefix prompts are found

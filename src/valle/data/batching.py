@@ -79,7 +79,8 @@ def collate(items: Sequence[dict], pad_id: int) -> dict:
 
     Returns:
         dict with `text` [B, N] (pad `pad_id`), `text_lengths` [B], `prompt` [B, L, Tp],
-        `prompt_lengths` [B], `codes` [B, L, T], `code_lengths` [B], `keys`, `prompt_keys`,
+        `prompt_lengths` [B], `codes` [B, L, T], `code_lengths` [B], `continues` [B] bool (the prompt is
+        the row's own beginning), `keys`, `prompt_keys`,
         `speakers`, `languages` (lists), `n_tokens` / `n_padded_tokens` (ints): the real and the
         padded size of the concatenated [text; prompt; response] sequences, for the padding fraction,
         and `unknown_symbols` ({symbol: count} of the items' symbols the map read as `<unk>`).
@@ -95,6 +96,8 @@ def collate(items: Sequence[dict], pad_id: int) -> dict:
         "text": text, "text_lengths": text_lengths, "prompt": prompt, "prompt_lengths": prompt_lengths,
         "codes": codes, "code_lengths": code_lengths,
         "keys": [item["key"] for item in items], "prompt_keys": [item["prompt_key"] for item in items],
+        # rows whose prompt was cut from their own utterance (continuation; data.prompt prefix mode)
+        "continues": torch.tensor([item["key"] == item["prompt_key"] for item in items], dtype=torch.bool),
         "speakers": [item["speaker"] for item in items], "languages": [item["language"] for item in items],
         "n_tokens": int(totals.sum()), "n_padded_tokens": int(totals.max()) * len(items),
         "unknown_symbols": dict(unknown),

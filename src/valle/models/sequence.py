@@ -146,12 +146,6 @@ def build_nar(emb: Embeddings, text: Tensor, text_lengths: Tensor, prompt: Tenso
     return Packed(x, lengths, offsets[-1], targets)
 
 
-def continuation_rows(batch: dict) -> Tensor:
-    """[B] bool: rows whose prompt was cut from their own utterance (`data.prompt` prefix mode)."""
-    same = [key == prompt_key for key, prompt_key in zip(batch["keys"], batch["prompt_keys"], strict=True)]
-    return torch.tensor(same, dtype=torch.bool, device=batch["text"].device)
-
-
 def prefix_targets(text: Tensor, text_lengths: Tensor, prompt: Tensor, prompt_lengths: Tensor,
                    size: int) -> tuple[Tensor, Tensor]:
     """Optional AR targets on the prefix: the next text id at text positions, the next prompt frame's

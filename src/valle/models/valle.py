@@ -16,7 +16,6 @@ from valle.models.sequence import (
     Packed,
     build_ar,
     build_nar,
-    continuation_rows,
     prefix_targets,
     response_positions,
 )
@@ -114,8 +113,6 @@ class Valle(nn.Module):
             per-level logits and targets at response positions, and the auxiliary loss.
         """
         outputs, aux, attention = [], torch.zeros((), device=levels.device), ()
-        if "keys" in batch and "continues" not in batch:
-            batch = {**batch, "continues": continuation_rows(batch)}
         ar_rows = (levels == 0).nonzero().squeeze(1)
         if len(ar_rows):
             packed = self.ar_packed(_rows(batch, ar_rows))

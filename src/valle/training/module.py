@@ -17,7 +17,6 @@ from torchmetrics.classification import MulticlassAccuracy
 from valle.errors import ConfigError
 from valle.models.config import ValleConfig
 from valle.models.lora import LoRAConfig, apply_lora, lora_state_dict
-from valle.models.sequence import continuation_rows
 from valle.models.valle import LevelOutput, TrainOutput, Valle
 from valle.training.alignment import GuidedAttentionConfig, guided_attention_loss, rolled_text
 from valle.training.optim import OptimConfig, build_optimizer
@@ -258,7 +257,7 @@ class ValleModule(L.LightningModule):
         rows = output.ar_rows
         loss = guided_attention_loss(output.ar_attention, guided.heads, guided.sigma,
                                      batch["text_lengths"][rows], batch["prompt_lengths"][rows],
-                                     batch["code_lengths"][rows], continuation_rows(batch)[rows])
+                                     batch["code_lengths"][rows], batch["continues"][rows])
         self.log("train/loss_guided_attention", loss, batch_size=len(rows))
         return guided.weight * loss
 
