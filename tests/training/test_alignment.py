@@ -1,10 +1,14 @@
 """The guided-attention loss and the text-dependence gap (valle.training.alignment)."""
 
+import re
+
+import pytest
 import torch
 
 from valle.data.batching import collate
+from valle.errors import ConfigError
 from valle.models.backbones.transformer import TransformerBackbone
-from valle.training.alignment import audio_progress, guided_attention_loss, rolled_text
+from valle.training.alignment import GuidedAttentionConfig, audio_progress, guided_attention_loss, rolled_text
 
 T, TP, N = 6, 4, 12  # text, prompt and response lengths of one row
 
@@ -100,3 +104,11 @@ def test_rolled_text_gives_each_row_another_rows_text_and_prefix_rows_are_found(
               "prompt": torch.zeros(2, 3, dtype=torch.long), "codes": torch.zeros(2, 4, dtype=torch.long)}
              for k, p in (("a", "a"), ("b", "c"))]
     assert collate(items, 0)["continues"].tolist() == [True, False]  # prefix prompts are found
+
+
+@pytest.mark.parametrize("settings, field", [({"layers": [3]}, "layers=[3]"), ({"heads": 5}, "heads=5"),
+                                             ({"sigma": 0.0}, "sigma=0.0")])
+def test_a_guided_attention_setting_the_model_cannot_take_names_the_field(settings, field):
+    with pytest.raises(ConfigError, match=f"training.guided_attention.{re.escape(field)}"):
+        GuidedAttentionConfig(weight=1.0, **settings).check(n_layers=3, n_heads=4)
+    GuidedAttentionConfig(weight=0.0, **settings).check(n_layers=3, n_heads=4)  # off: nothing to check
