@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import subprocess
+
 import soundfile as sf
 
-from valle.corpus import Voice, build_corpus, espeak_voices, festival_voices
+from valle.corpus import Voice, build_corpus, espeak_voices, festival_batch, festival_voices
 from valle.data.corpora import read_corpus
 
 
@@ -19,6 +21,28 @@ def test_festival_variants_are_distinct_speakers_with_shifted_speech(tmp_path):
     assert seconds(faster) < 0.9 * seconds(plain)  # sox speed shortens (and raises pitch and formants)
     assert abs(seconds(higher) - seconds(plain)) < 0.05  # sox pitch keeps the duration
     assert len(festival_voices()) == 15 and len({v.speaker for v in festival_voices()}) == 15
+
+
+def test_festival_batches_speak_exactly_what_text2wave_speaks(tmp_path):
+    """The corpus is spoken many sentences per festival process; each wav is text2wave's, quotes and all."""
+    texts = ['She said "wait here" and left.', "A back\\slash is not a word."]
+    festival_batch("kal_diphone", [(text, tmp_path / f"batch{i}.wav") for i, text in enumerate(texts)])
+    for i, text in enumerate(texts):
+        single = tmp_path / f"single{i}.wav"
+        subprocess.run(["text2wave", "-eval", "(voice_kal_diphone)", "-o", str(single)], input=text.encode(),
+                       check=True, capture_output=True)
+        assert (tmp_path / f"batch{i}.wav").read_bytes() == single.read_bytes()
+
+
+def test_festival_corpus_rebuilds_byte_identical(tmp_path):
+    voices = [Voice("plain", "kal_diphone", "festival"), Voice("lower", "kal_diphone", "festival", pitch_cents=-250),
+              Voice("slower", "kal_diphone", "festival", speed=0.94)]
+    first = build_corpus(tmp_path / "a", voices, n_sentences=2, spread=0)
+    second = build_corpus(tmp_path / "b", voices, n_sentences=2, spread=0)
+    files = sorted(p.relative_to(first) for p in first.rglob("*.wav"))
+    assert len(files) == 6 and files == sorted(p.relative_to(second) for p in second.rglob("*.wav"))
+    assert all((first / f).read_bytes() == (second / f).read_bytes() for f in files)  # sox dither repeats
+    assert not [p for p in first.iterdir() if p.name.startswith(".")]  # no batch leftovers
 
 
 def test_build_corpus_is_deterministic_and_resumable(tmp_path):

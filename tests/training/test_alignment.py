@@ -8,7 +8,8 @@ import torch
 from valle.data.batching import collate
 from valle.errors import ConfigError
 from valle.models.backbones.transformer import TransformerBackbone
-from valle.training.alignment import GuidedAttentionConfig, audio_progress, guided_attention_loss, rolled_text
+from valle.training.alignment import (DurationPrior, GuidedAttentionConfig, audio_progress, guided_attention_loss,
+                                      rolled_text)
 
 T, TP, N = 6, 4, 12  # text, prompt and response lengths of one row
 
@@ -107,8 +108,37 @@ def test_rolled_text_gives_each_row_another_rows_text_and_prefix_rows_are_found(
 
 
 @pytest.mark.parametrize("settings, field", [({"layers": [3]}, "layers=[3]"), ({"heads": 5}, "heads=5"),
-                                             ({"sigma": 0.0}, "sigma=0.0")])
+                                             ({"sigma": 0.0}, "sigma=0.0"),
+                                             ({"prior": "mfa"}, "prior='mfa'")])
 def test_a_guided_attention_setting_the_model_cannot_take_names_the_field(settings, field):
     with pytest.raises(ConfigError, match=f"training.guided_attention.{re.escape(field)}"):
         GuidedAttentionConfig(weight=1.0, **settings).check(n_layers=3, n_heads=4)
     GuidedAttentionConfig(weight=0.0, **settings).check(n_layers=3, n_heads=4)  # off: nothing to check
+
+
+def test_duration_prior_learns_symbol_lengths_from_utterance_lengths_and_starts_linear():
+    """Symbol 1 lasts 2 frames, 2 lasts 8, 3 (a pause) 12: only whole-utterance lengths are shown."""
+    prior = DurationPrior(n_symbols=5)
+    text, text_lengths = torch.tensor([[1, 2, 1, 3, 0]]), torch.tensor([4])
+    linear = (torch.arange(4) + 0.5) / 4
+    assert torch.allclose(prior.centres(text, text_lengths, 6)[0, :4], linear)  # nothing seen yet: linear
+    generator = torch.Generator().manual_seed(0)
+    truth = torch.tensor([0.0, 2.0, 8.0, 12.0, 0.0])
+    for _ in range(50):
+        batch = torch.randint(1, 4, (16, 7), generator=generator)
+        lengths_ = torch.randint(3, 8, (16,), generator=generator)
+        valid = torch.arange(7)[None, :] < lengths_[:, None]
+        frames = (truth[batch] * valid).sum(1) + torch.randn(16, generator=generator)  # noisy totals
+        prior.update(batch * valid, lengths_, frames.round())
+    assert torch.allclose(prior.durations()[1:4], truth[1:4], atol=0.3)
+    centres = prior.centres(text, text_lengths, 6)[0]
+    expected = torch.tensor([1.0, 6.0, 11.0, 18.0]) / 24  # middles of 2, 8, 2, 12 frames of 24
+    assert torch.allclose(centres[:4], expected, atol=0.02) and (centres[4:] == 0).all()
+
+
+def test_duration_prior_statistics_travel_in_the_state_dict():
+    prior = DurationPrior(n_symbols=4)
+    prior.update(torch.tensor([[1, 2, 3]]), torch.tensor([3]), torch.tensor([30]))
+    restored = DurationPrior(n_symbols=4)
+    restored.load_state_dict(prior.state_dict())
+    assert torch.equal(restored.durations(), prior.durations())

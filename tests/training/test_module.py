@@ -213,3 +213,17 @@ def test_ddp_that_expects_every_parameter_in_every_step_is_refused(tmp_path):
         check_ddp_finds_unused_parameters(torch.nn.Linear(2, 2))  # one process: nothing to check
     finally:
         dist.destroy_process_group()
+
+
+def test_guided_attention_with_the_duration_prior_fits_it_and_keeps_it_in_checkpoints(tiny_shards, tmp_path):
+    dm = tiny_datamodule(tiny_shards, max_tokens=1500, val_speakers=0, val_utterances=0)
+    guided = {"weight": 1.0, "layers": [1], "heads": 1, "prior": "durations"}
+    module = tiny_module(dm, training={"guided_attention": guided})
+    trainer = cpu_trainer(tmp_path, max_steps=3)
+    trainer.fit(module, dm.train_dataloader())
+    seen_frames, seen_symbols = module.duration_prior.totals.tolist()
+    assert seen_frames > seen_symbols > 0  # every step added its rows
+    trainer.save_checkpoint(tmp_path / "prior.ckpt")
+    restored = ValleModule.load_from_checkpoint(tmp_path / "prior.ckpt")
+    assert torch.equal(restored.duration_prior.gram, module.duration_prior.gram)
+    assert tiny_module(dm).duration_prior is None  # linear diagonal or no guidance: nothing to fit

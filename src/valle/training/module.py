@@ -18,7 +18,8 @@ from valle.errors import ConfigError
 from valle.models.config import ValleConfig
 from valle.models.lora import LoRAConfig, apply_lora, lora_state_dict
 from valle.models.valle import LevelOutput, TrainOutput, Valle
-from valle.training.alignment import GuidedAttentionConfig, guided_attention_loss, rolled_text
+from valle.training.alignment import (DurationPrior, GuidedAttentionConfig, guided_attention_loss, rolled_text,
+                                      spoken_frames)
 from valle.training.optim import OptimConfig, build_optimizer
 from valle.training.rng import capture_rng_state, gather_from_ranks, restore_rng_state
 
@@ -98,8 +99,12 @@ class ValleModule(L.LightningModule):
         self.optim_config = OptimConfig(**(optim or {}))
         self.training_config = TrainingConfig(**(training or {}))
         check_prefix_losses(self.config, self.training_config)
-        self.training_config.guided_attention.check(self.config.scale.n_layers, self.config.scale.n_heads)
+        guided = self.training_config.guided_attention
+        guided.check(self.config.scale.n_layers, self.config.scale.n_heads)
         self.model = Valle(self.config)
+        # Fitted on the training batches and kept in checkpoints; not part of the exported model.
+        self.duration_prior = DurationPrior(self.config.n_text_tokens) \
+            if guided.weight > 0 and guided.prior == "durations" else None
         if lora:
             if not init_from:
                 raise ConfigError("lora.* adapts a trained model: set init_from=<checkpoint or export> too")
@@ -255,9 +260,14 @@ class ValleModule(L.LightningModule):
         if not output.ar_attention:
             return 0.0
         rows = output.ar_rows
-        loss = guided_attention_loss(output.ar_attention, guided.heads, guided.sigma,
-                                     batch["text_lengths"][rows], batch["prompt_lengths"][rows],
-                                     batch["code_lengths"][rows], batch["continues"][rows])
+        text, text_lengths, prompt_lengths, code_lengths, continues = (
+            batch[k][rows] for k in ("text", "text_lengths", "prompt_lengths", "code_lengths", "continues"))
+        centres = None
+        if self.duration_prior is not None:
+            self.duration_prior.update(text, text_lengths, spoken_frames(prompt_lengths, code_lengths, continues))
+            centres = self.duration_prior.centres(text, text_lengths, output.ar_attention[0].shape[-1])
+        loss = guided_attention_loss(output.ar_attention, guided.heads, guided.sigma, text_lengths, prompt_lengths,
+                                     code_lengths, continues, centres)
         self.log("train/loss_guided_attention", loss, batch_size=len(rows))
         return guided.weight * loss
 
