@@ -100,3 +100,27 @@ def test_prefix_targets_are_the_next_text_id_and_the_next_prompt_code():
     assert text_t[0, : n - 1].tolist() == batch["text"][0, 1:n].tolist() and (text_t[0, n - 1:] == IGNORE).all()
     assert prompt_t[0, n + 1: n + tp].tolist() == batch["prompt"][0, 0, 1:tp].tolist()
     assert (prompt_t[0, : n + 1] == IGNORE).all() and (prompt_t[0, n + tp:] == IGNORE).all()
+
+
+def test_ar_input_dropout_drops_whole_response_inputs_and_keeps_every_target():
+    from valle.models.sequence import build_ar
+
+    model = Valle(ValleConfig.tiny().with_data(20, 3, 16))
+    batch = random_batch()
+    args = (model.ar.embeddings, batch["text"], batch["text_lengths"], batch["prompt"], batch["prompt_lengths"],
+            batch["codes"], batch["code_lengths"], model.config.stop_token)
+    with torch.no_grad():
+        clean = build_ar(*args)
+        torch.manual_seed(0)
+        dropped = build_ar(*args, input_dropout=0.5)
+    assert torch.equal(clean.targets, dropped.targets) and torch.equal(clean.lengths, dropped.lengths)
+    changed = (clean.x != dropped.x).any(-1)  # [B, S]: positions whose input differs
+    level = model.ar.embeddings.level.weight[0]  # what _add_level gives every AR position
+    for b in range(3):
+        response = slice(int(clean.lengths[b]) - int(batch["code_lengths"][b]), int(clean.lengths[b]))
+        assert not changed[b, : response.start].any()  # text, prompt and start vector untouched
+        # a dropped input is its level embedding alone: the code's embedding is gone, not scaled
+        for q in changed[b, response].nonzero().squeeze(1).tolist():
+            assert torch.allclose(dropped.x[b, response.start + q], level)
+    share = changed.sum() / batch["code_lengths"].sum()
+    assert 0.2 < share < 0.8

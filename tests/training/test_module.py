@@ -227,3 +227,9 @@ def test_guided_attention_with_the_duration_prior_fits_it_and_keeps_it_in_checkp
     restored = ValleModule.load_from_checkpoint(tmp_path / "prior.ckpt")
     assert torch.equal(restored.duration_prior.gram, module.duration_prior.gram)
     assert tiny_module(dm).duration_prior is None  # linear diagonal or no guidance: nothing to fit
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.0])
+def test_an_ar_input_dropout_outside_0_to_1_is_refused_naming_the_field(share):
+    with pytest.raises(ConfigError, match=rf"training.ar_input_dropout={share}"):
+        TrainingConfig(ar_input_dropout=share)

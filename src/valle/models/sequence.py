@@ -97,7 +97,7 @@ def _add_level(emb: Embeddings, packed: Tensor, levels: Tensor) -> Tensor:
 
 def build_ar(emb: Embeddings, text: Tensor, text_lengths: Tensor, prompt: Tensor, prompt_lengths: Tensor,
              codes: Tensor | None = None, code_lengths: Tensor | None = None, stop_token: int = 0,
-             segment_positions: float = 0.0, continues: Tensor | None = None) -> Packed:
+             segment_positions: float = 0.0, continues: Tensor | None = None, input_dropout: float = 0.0) -> Packed:
     """AR inputs (and targets when `codes` is given) for level 0.
 
     Args:
@@ -107,13 +107,20 @@ def build_ar(emb: Embeddings, text: Tensor, text_lengths: Tensor, prompt: Tensor
         stop_token: the id of the stop target (the codebook size).
         segment_positions: r > 0 adds the per-segment sinusoidal positions (module docstring).
         continues: [B] bool, rows whose prompt is their own utterance's beginning (continuation).
+        input_dropout: training only: the share of response inputs whose code embedding is dropped
+            (zeroed; its position stays), so the next frame cannot simply be copied from the last one.
+            The targets are unchanged.
     """
     batch = text.shape[0]
     start = emb.start.expand(batch, 1, -1)
     if codes is None:
         response, response_lengths = start, torch.ones(batch, dtype=torch.long, device=text.device)
     else:
-        response = torch.cat([start, emb.embed_level0(codes[:, 0])], dim=1)
+        inputs = emb.embed_level0(codes[:, 0])
+        if input_dropout > 0:
+            kept = torch.rand(inputs.shape[:2], device=inputs.device) >= input_dropout
+            inputs = inputs * kept[..., None].to(inputs.dtype)
+        response = torch.cat([start, inputs], dim=1)
         response_lengths = code_lengths + 1
     if segment_positions > 0:
         response = response + response_positions(response.shape[-1], 0, response.shape[1], text.device)

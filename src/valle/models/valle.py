@@ -87,10 +87,10 @@ class Valle(nn.Module):
         return self.nar_stack if self.nar_stack is not None else self.ar
 
     # ---------------------------------------------------------------------------------------- training
-    def ar_packed(self, batch: dict) -> Packed:
+    def ar_packed(self, batch: dict, input_dropout: float = 0.0) -> Packed:
         return build_ar(self.ar.embeddings, batch["text"], batch["text_lengths"], batch["prompt"],
                         batch["prompt_lengths"], batch["codes"], batch["code_lengths"], self.config.stop_token,
-                        self.config.segment_positions, batch.get("continues"))
+                        self.config.segment_positions, batch.get("continues"), input_dropout)
 
     def nar_packed(self, batch: dict, levels: Tensor) -> Packed:
         return build_nar(self.nar.embeddings, batch["text"], batch["text_lengths"], batch["prompt"],
@@ -98,7 +98,7 @@ class Valle(nn.Module):
                          segment_positions=self.config.segment_positions, continues=batch.get("continues"))
 
     def forward(self, batch: dict, levels: Tensor, prefix_losses: bool = False,
-                attention_layers: Sequence[int] = ()) -> TrainOutput:
+                attention_layers: Sequence[int] = (), ar_input_dropout: float = 0.0) -> TrainOutput:
         """Teacher-forced logits for every row at its level.
 
         Args:
@@ -108,6 +108,7 @@ class Valle(nn.Module):
                 tied text embedding) and prompt (next frame's level-0 code) for the optional losses.
             attention_layers: AR backbone layers whose attention probabilities to return (the
                 guided-attention loss, `valle.training.alignment`).
+            ar_input_dropout: share of the AR's response inputs dropped (`build_ar`; training only).
 
         Returns:
             per-level logits and targets at response positions, and the auxiliary loss.
@@ -115,7 +116,7 @@ class Valle(nn.Module):
         outputs, aux, attention = [], torch.zeros((), device=levels.device), ()
         ar_rows = (levels == 0).nonzero().squeeze(1)
         if len(ar_rows):
-            packed = self.ar_packed(_rows(batch, ar_rows))
+            packed = self.ar_packed(_rows(batch, ar_rows), ar_input_dropout)
             h = self.ar.backbone(packed.x, packed.lengths, causal=True,
                                  prefix_lengths=packed.prefix_lengths if self.config.prefix_lm else None,
                                  **({"attention_layers": attention_layers} if attention_layers else {}))

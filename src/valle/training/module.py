@@ -35,12 +35,17 @@ class TrainingConfig:
     aux_loss_weight: float = 0.01  # mixture-of-experts balancing loss
     text_loss_weight: float = 0.0  # AR: predict the next text id on the text positions too
     prompt_loss_weight: float = 0.0  # AR: predict the next prompt frame's level-0 code on the prompt
+    # AR: drop this share of the response's input codes (Tacotron's prenet dropout, as whole tokens), so
+    # that copying the last frame stops paying and the text has to be read (docs/training.md)
+    ar_input_dropout: float = 0.0
     seed: int = 0  # levels are drawn from (seed, step), so a resumed run draws what it would have
     guided_attention: GuidedAttentionConfig = field(default_factory=GuidedAttentionConfig)
 
     def __post_init__(self) -> None:
         if isinstance(self.guided_attention, dict):
             self.guided_attention = GuidedAttentionConfig(**self.guided_attention)
+        if not 0.0 <= self.ar_input_dropout < 1.0:
+            raise ConfigError(f"training.ar_input_dropout={self.ar_input_dropout}: must be in [0, 1) (e.g. 0.3)")
 
 
 def level_distribution(config: TrainingConfig, n_levels: int) -> Tensor:
@@ -148,7 +153,8 @@ class ValleModule(L.LightningModule):
         prefix = tc.text_loss_weight > 0 or tc.prompt_loss_weight > 0
         guided = tc.guided_attention
         output = self.model(batch, self.sample_levels(batch["text"].shape[0]), prefix_losses=prefix,
-                            attention_layers=guided.layers if guided.weight > 0 else ())
+                            attention_layers=guided.layers if guided.weight > 0 else (),
+                            ar_input_dropout=tc.ar_input_dropout)
         loss = self._train_loss(output, batch) + self._prefix_loss(output) + self._alignment_loss(output, batch)
         self._count(batch)
         self._rng_next_step = capture_rng_state()  # backward and the optimizer draw nothing
