@@ -15,6 +15,7 @@ from valle.audio import prepare_waveform, read_audio
 from valle.codecs import build_codec, codec_for, describe_codec
 from valle.codecs.mel import MelCodebooks, MelCodec, fit_mel_codebooks, load_codebooks, save_codebooks
 from valle.codecs.weights import WeightsError
+from valle.errors import ConfigError
 
 REAL_SPEECH = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "real-speech"
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "codec" / "mel.yaml"
@@ -118,6 +119,20 @@ def test_quantization_error_falls_as_levels_are_added(speech_codec, real_speech)
     # measured on LJ049-0108: 0.120, 0.063, 0.041, 0.027 (normalised units: the frames' variance is 1)
     assert all(a > b for a, b in zip(errors, errors[1:], strict=False)), errors
     assert errors[-1] < 0.5 * errors[0], errors
+
+
+def test_decoding_fewer_levels_keeps_less_of_the_log_mel(speech_codec, real_speech):
+    wav = real_speech[2]
+    codes = speech_codec.encode(wav, 24_000)
+    log_mel_in = speech_codec.log_mel(wav[None])
+    errors = []
+    for n in (1, 4):
+        out = speech_codec.decode_levels(codes[:n])
+        assert out.shape == speech_codec.decode(codes).shape
+        errors.append(float((speech_codec.log_mel(out[: wav.numel()][None]) - log_mel_in).pow(2).mean()))
+    assert errors[1] < errors[0], errors  # level 0 alone is the coarsest
+    with pytest.raises(ConfigError, match="decode_levels"):
+        speech_codec.decode_levels(codes[None])
 
 
 def test_real_speech_round_trip_keeps_the_log_mel(speech_codec, real_speech):

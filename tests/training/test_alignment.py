@@ -8,8 +8,13 @@ import torch
 from valle.data.batching import collate
 from valle.errors import ConfigError
 from valle.models.backbones.transformer import TransformerBackbone
-from valle.training.alignment import (DurationPrior, GuidedAttentionConfig, audio_progress, guided_attention_loss,
-                                      rolled_text)
+from valle.training.alignment import (
+    DurationPrior,
+    GuidedAttentionConfig,
+    audio_progress,
+    guided_attention_loss,
+    rolled_text,
+)
 
 T, TP, N = 6, 4, 12  # text, prompt and response lengths of one row
 

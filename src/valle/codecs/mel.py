@@ -347,6 +347,15 @@ class MelCodec(Codec):
         """codes [B, L', T] (the first L' levels, any L' <= n_levels) → normalised log-mel [B, T, n_mels]."""
         return dequantize(codes, self.codebooks)
 
+    @torch.inference_mode()
+    def decode_levels(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes [L', frames] of the first L' <= n_levels levels → wav: what those levels alone carry
+        (e.g. level 0 without the NAR's residuals, benchmarks/demo_diagnosis.py)."""
+        if codes.dim() != 2 or not 1 <= codes.shape[0] <= self.n_levels:
+            raise ConfigError(f"codec 'mel': decode_levels takes codes [1..{self.n_levels} levels, frames], "
+                              f"got {tuple(codes.shape)}")
+        return self._decode_padded(codes[None].to(self.device).long())[0, 0].float().cpu()
+
     def _encode_padded(self, wav: torch.Tensor) -> torch.Tensor:
         return quantize(self.features(wav[:, 0]), self.codebooks)
 

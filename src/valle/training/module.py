@@ -18,8 +18,13 @@ from valle.errors import ConfigError
 from valle.models.config import ValleConfig
 from valle.models.lora import LoRAConfig, apply_lora, lora_state_dict
 from valle.models.valle import LevelOutput, TrainOutput, Valle
-from valle.training.alignment import (DurationPrior, GuidedAttentionConfig, guided_attention_loss, rolled_text,
-                                      spoken_frames)
+from valle.training.alignment import (
+    DurationPrior,
+    GuidedAttentionConfig,
+    guided_attention_loss,
+    rolled_text,
+    spoken_frames,
+)
 from valle.training.optim import OptimConfig, build_optimizer
 from valle.training.rng import capture_rng_state, gather_from_ranks, restore_rng_state
 
