@@ -6,9 +6,10 @@ time budget, then read what it learned (docs/benchmarks.md, "Teaching the demo t
 
 The shards come from `python -m valle.demo out=outputs/demo stage=corpus` and `stage=shards`. Each row
 trains into OUT/recipes/NAME/run (resuming there if it exists) and appends a JSON line to
-OUT/recipes/rows.jsonl: steps, samples, the last validation losses and the text-dependence gap (SPEC §7:
-CE with another row's text − CE with the row's own, in nats; ≈ 0 for a model that ignores the text),
-and the gap at each validation. Extra arguments are Hydra overrides of train.py's config.
+OUT/recipes/rows.jsonl: steps, samples, the last validation losses and the text-dependence gap
+(docs/design.md, "Text-dependence gap": CE with another row's text − CE with the row's own, in nats;
+≈ 0 for a model that ignores the text), and the gap at each validation. Extra arguments are Hydra
+overrides of train.py's config.
 """
 
 from __future__ import annotations

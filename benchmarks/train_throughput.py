@@ -5,7 +5,7 @@ bucketing against without it (one bucket), in one run on the same data and model
 
 Data: `--data SHARDS` (a prepare.py output), else the built-in espeak-ng corpus prepared with EnCodec
 6 kbps at random init (8 levels) in a temporary folder. Tokens are positions of the concatenated
-[text; prompt; response] sequences; a step trains one level per row (SPEC §3).
+[text; prompt; response] sequences; a step trains one level per row (docs/design.md, "Training step").
 """
 
 from __future__ import annotations

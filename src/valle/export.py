@@ -1,4 +1,5 @@
-"""Checkpoint → one portable file, and back to a model without Lightning or Hydra (SPEC §6).
+"""Checkpoint → one portable file, and back to a model without Lightning or Hydra (docs/design.md,
+"Export format").
 
     python -m valle.export ckpt=runs/tiny_cpu/checkpoints/last.ckpt out=model.pt [dtype=fp16]
 

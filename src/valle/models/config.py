@@ -29,7 +29,7 @@ class BackboneConfig:
 
 @dataclass
 class ValleConfig:
-    """The model: an AR over RVQ level 0 and a NAR over levels 1..L-1 (SPEC §3).
+    """The model: an AR over RVQ level 0 and a NAR over levels 1..L-1 (docs/design.md, "Model").
 
     `n_text_tokens`, `n_levels` and `codebook_size` come from the data (symbol map and codec) and are
     filled in by the training entry point.

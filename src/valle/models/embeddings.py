@@ -1,4 +1,5 @@
-"""Input embeddings (SPEC §3): text ids, prompt codes summed over levels, response codes, level index."""
+"""Input embeddings (docs/design.md, "Embeddings"): text ids, prompt codes summed over levels, response
+codes, level index."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The one place that lays out model inputs, for training and for decoding alike (SPEC §3).
+"""The one place that lays out model inputs, for training and for decoding alike (docs/design.md,
+"Sequence layout").
 
 Each row is `[text ; sep ; prompt ; sep ; response]`, packed without gaps and right-padded, with the
 level embedding of the level being predicted added at every position.

@@ -68,7 +68,7 @@ class TrainOutput:
 
 
 class Valle(nn.Module):
-    """VALL-E: an AR over RVQ level 0 and a NAR over levels 1..L-1 (SPEC §3).
+    """VALL-E: an AR over RVQ level 0 and a NAR over levels 1..L-1 (docs/design.md, "Model").
 
     Args:
         config: a ValleConfig with the data's sizes filled in (`config.with_data(...)`).

@@ -1,4 +1,4 @@
-"""Decoding: pure logit processors, the sampler pipeline and beam search (SPEC §4)."""
+"""Decoding: pure logit processors, the sampler pipeline and beam search (docs/design.md, "Decoding")."""
 
 from valle.sampling.pipeline import ArSampler, NarSampler, SamplerConfig, make_generator
 

@@ -103,7 +103,7 @@ def decode_ar(model: Valle, text: Tensor, text_lengths: Tensor, prompt: Tensor, 
 def decode_ar_beam(model: Valle, text: Tensor, text_lengths: Tensor, prompt: Tensor, prompt_lengths: Tensor,
                    sampler: ArSampler, max_steps: int, max_context: int | None = None,
                    on_step: Callable[[int], None] | None = None, continues: Tensor | None = None) -> ArResult:
-    """Beam search of `width` over accumulated log-probabilities (SPEC §4, step 5).
+    """Beam search of `width` over accumulated log-probabilities (docs/design.md, "Beam search").
 
     Each row is expanded to `sampler.cfg.beam_width` beams (scored after the repetition and length
     penalties); after every step the cache rows are reordered so each

@@ -1,4 +1,4 @@
-"""Beam search over accumulated log-probabilities, one step at a time (SPEC §4 step 5).
+"""Beam search over accumulated log-probabilities, one step at a time (docs/design.md, "Beam search").
 
 The AR loop owns the model and its cache; these helpers only choose tokens. Per step the loop
 calls `beam_step` on the log-probabilities of its B * W live beams, reorders its cache and token

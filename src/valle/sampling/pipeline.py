@@ -1,6 +1,6 @@
 """The sampler pipeline: `SamplerConfig` (the `sampler` Hydra group) → AR and NAR samplers.
 
-This module is the only place the order of SPEC §4 is set:
+This module is the only place the order of the steps (docs/design.md, "Sampler pipeline") is set:
 
 1. repetition penalty (AR)      2. length penalty (AR)      3. temperature / dynamic temperature
 4. top-k, then top-p            5. sample, greedy (T = 0) or mirostat v2      6. RAS (AR)
@@ -161,7 +161,8 @@ class SamplerState:
 
 
 class ArSampler:
-    """Chooses the next level-0 token of each row from the AR logits (SPEC §4, steps 1-6).
+    """Chooses the next level-0 token of each row from the AR logits (docs/design.md, "Sampler pipeline",
+    steps 1-6).
 
     Args:
         cfg: the sampler settings.

@@ -1,4 +1,4 @@
-"""Pure, batched logit processors and samplers (SPEC §4).
+"""Pure, batched logit processors and samplers (docs/design.md, "Sampler pipeline").
 
 Every function takes logits of shape [B, V] (one row per sequence being decoded), never mutates its
 inputs and has no Python loop over the vocabulary or over rows. The order in which they are applied
@@ -40,7 +40,8 @@ def _distance_from_end(history: Tensor) -> Tensor:
 
 
 def repetition_penalty(logits: Tensor, history: Tensor, penalty: float, decay: float = 1.0) -> Tensor:
-    """Make tokens seen in the history less likely, the more so the more recent (SPEC §4 step 1).
+    """Make tokens seen in the history less likely, the more so the more recent (docs/design.md,
+    "Sampler pipeline", step 1).
 
     A token last seen at distance d (1 = previous step) gets `p_d = 1 + (penalty - 1) * decay**(d - 1)`;
     each token counts once, at its nearest distance. Positive logits are divided by `p_d` and negative
@@ -71,7 +72,7 @@ def repetition_penalty(logits: Tensor, history: Tensor, penalty: float, decay: f
 
 
 def length_penalty(logits: Tensor, stop_token: int, steps: Tensor | int, alpha: float) -> Tensor:
-    """Shift the stop logit with the number of steps taken (SPEC §4 step 2).
+    """Shift the stop logit with the number of steps taken (docs/design.md, "Sampler pipeline", step 2).
 
     `stop_logit -= alpha * log(steps + 1)`: alpha > 0 delays the stop (longer outputs), alpha < 0
     hastens it, the sign convention of the seed's flag.
@@ -92,7 +93,7 @@ def length_penalty(logits: Tensor, stop_token: int, steps: Tensor | int, alpha: 
 
 
 def temperature(logits: Tensor, t: float) -> Tensor:
-    """Divide the logits by a temperature (SPEC §4 step 3).
+    """Divide the logits by a temperature (docs/design.md, "Sampler pipeline", step 3).
 
     Args:
         logits: [B, V] float.
@@ -125,7 +126,7 @@ def entropy(logits: Tensor) -> Tensor:
 
 
 def dynamic_temperature(logits: Tensor, min_t: float, max_t: float) -> Tensor:
-    """Temperature that grows with the row's uncertainty (SPEC §4 step 3).
+    """Temperature that grows with the row's uncertainty (docs/design.md, "Sampler pipeline", step 3).
 
     `T_dyn = min_t + (max_t - min_t) * H / log V` per row, H the entropy of the untempered
     distribution. V is the number of finite logits in the row (the tokens still possible), so
@@ -148,7 +149,7 @@ def dynamic_temperature(logits: Tensor, min_t: float, max_t: float) -> Tensor:
 
 
 def top_k(logits: Tensor, k: int) -> Tensor:
-    """Keep the k largest logits of each row (SPEC §4 step 4).
+    """Keep the k largest logits of each row (docs/design.md, "Sampler pipeline", step 4).
 
     Tokens tied with the k-th largest logit are all kept, so the result does not depend on how
     `torch.topk` orders ties.
@@ -192,7 +193,7 @@ def top_p(logits: Tensor, p: float) -> Tensor:
 
 
 def sample(logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Draw one token per row from softmax(logits) (SPEC §4 step 5).
+    """Draw one token per row from softmax(logits) (docs/design.md, "Sampler pipeline", step 5).
 
     Args:
         logits: [B, V] float; at least one finite entry per row.
@@ -310,7 +311,7 @@ def repetition_aware(
     threshold: float,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Repetition Aware Sampling (VALL-E 2, SPEC §4 step 6).
+    """Repetition Aware Sampling (VALL-E 2, docs/design.md, "Sampler pipeline", step 6).
 
     Rows whose sampled token's share of the last `window` history tokens exceeds `threshold`
     (strictly, r > t_r) are resampled from the full, untruncated distribution; the other rows keep

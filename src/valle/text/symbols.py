@@ -1,8 +1,8 @@
 """SymbolMap: phoneme symbols ↔ integer ids, saved beside the shards and inside every checkpoint.
 
-Layout of ids (SPEC §2): pad=0, bos, eos, unk, sep, then one `<lang:NAME>` token per language,
-then the phoneme symbols sorted. The map is plain JSON with a `version`, so ids never shift between
-the data a model was trained on and the model itself.
+Layout of ids (docs/design.md, "Symbol map"): pad=0, bos, eos, unk, sep, then one `<lang:NAME>` token
+per language, then the phoneme symbols sorted. The map is plain JSON with a `version`, so ids never
+shift between the data a model was trained on and the model itself.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""ValleModule: the LightningModule that trains `Valle` (SPEC §3, "Training step")."""
+"""ValleModule: the LightningModule that trains `Valle` (docs/design.md, "Training step")."""
 
 from __future__ import annotations
 
@@ -54,7 +54,8 @@ class TrainingConfig:
 
 
 def level_distribution(config: TrainingConfig, n_levels: int) -> Tensor:
-    """[L] probabilities of each level (SPEC: level 0 with 1/L, the others uniform by default)."""
+    """[L] probabilities of each level (docs/design.md, "Training step": level 0 with 1/L, the others
+    uniform by default)."""
     if config.level_p is None:
         return torch.full((n_levels,), 1.0 / n_levels)
     p = torch.tensor(config.level_p, dtype=torch.float)
@@ -250,7 +251,9 @@ class ValleModule(L.LightningModule):
             self.log("val/loss_nar", sum(losses[1:]) / len(losses[1:]))
         self.log("val/loss", total, prog_bar=True)
         gap = self.trainer.strategy.reduce(self._gap_sums, reduce_op="sum")
-        if gap[2] > 0:  # SPEC: a model that ignores the text has gap ≈ 0, however low its loss
+        # docs/design.md, "Text-dependence gap": a model that ignores the text has gap ≈ 0, however low
+        # its loss
+        if gap[2] > 0:
             self.log("val/loss_ar_other_text", float(gap[1] / gap[2]))
             self.log("val/text_gap", float((gap[1] - gap[0]) / gap[2]), prog_bar=True)
 
