@@ -65,9 +65,9 @@ def stage_audio(synthesizer: Synthesizer, wav: Path, prompt: Prompt, text: str) 
                           level0[None], batch["code_lengths"], NarSampler(SamplerConfig()),
                           continues=batch["continues"])[0]
 
-    level0_only = codec.decode_levels
-    return {"recording": truth, "resynthesis": codec.decode(codes), "true level 0": level0_only(codes[:1]),
-            "true level 0 + NAR": codec.decode(with_nar(codes[0])), "teacher-forced AR": level0_only(argmax[None]),
+    return {"recording": truth, "resynthesis": codec.decode(codes), "true level 0": codec.decode_levels(codes[:1]),
+            "true level 0 + NAR": codec.decode(with_nar(codes[0])),
+            "teacher-forced AR": codec.decode_levels(argmax[None]),
             "teacher-forced AR + NAR": codec.decode(with_nar(argmax))}
 
 

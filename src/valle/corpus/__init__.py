@@ -65,9 +65,7 @@ def _speak(text: str, voice: Voice, path: Path) -> None:
         command = ["espeak-ng", "-v", voice.name, "-s", str(voice.words_per_minute), "-w", str(path), text]
         subprocess.run(command, check=True, capture_output=True)
     elif voice.engine == "festival":
-        _require("text2wave", "festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts")
-        subprocess.run(["text2wave", "-eval", f"(voice_{voice.name})", "-o", str(path)], input=text.encode(),
-                       check=True, capture_output=True)
+        festival_batch(voice.name, [(text, path)])
     else:
         raise ConfigError(f"unknown engine {voice.engine!r}; use 'espeak' or 'festival'")
 

@@ -154,8 +154,7 @@ def guided_attention_loss(attention: Sequence[Tensor], heads: int, sigma: float,
     keys = torch.arange(size, device=text_lengths.device)[None, :]
     if centres is None:
         centres = (keys + 0.5) / text_lengths[:, None].clamp(min=1).float()  # [B, S] text positions' progress
-    centre = centres
-    band = torch.exp(-(progress[:, :, None] - centre[:, None, :]) ** 2 / (2 * sigma**2))  # [B, Sq, Sk]
+    band = torch.exp(-(progress[:, :, None] - centres[:, None, :]) ** 2 / (2 * sigma**2))  # [B, Sq, Sk]
     band = band * (keys < text_lengths[:, None])[:, None, :]
     on_diagonal = torch.stack([(a[:, :heads].float() * band[:, None]).sum(-1) for a in attention])  # [L, B, h, Sq]
     mask = valid[None, :, None, :].expand_as(on_diagonal)
