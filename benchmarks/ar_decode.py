@@ -56,8 +56,11 @@ def build_model(preset: str, backbone: str) -> Valle:
     if backbone == "transformer":
         config = getattr(ValleConfig, preset)()
     else:
-        config = getattr(ValleConfig, preset)(shared=False, backbone=BackboneConfig("retnet", 0.0),
-                                              nar_backbone=BackboneConfig("transformer", 0.0))
+        config = getattr(ValleConfig, preset)(
+            shared=False,
+            backbone=BackboneConfig("retnet", 0.0),
+            nar_backbone=BackboneConfig("transformer", 0.0),
+        )
     torch.manual_seed(0)
     return Valle(config.with_data(N_TEXT_TOKENS, N_LEVELS, CODEBOOK)).eval()
 
@@ -78,8 +81,14 @@ class GreedyNoStop:
     def new_state(self, batch: int, device: torch.device | str = "cpu") -> None:
         return None
 
-    def __call__(self, logits: Tensor, history: Tensor, step: int, generator: torch.Generator | None = None,
-                 state: object = None) -> Tensor:
+    def __call__(
+        self,
+        logits: Tensor,
+        history: Tensor,
+        step: int,
+        generator: torch.Generator | None = None,
+        state: object = None,
+    ) -> Tensor:
         return logits[:, :-1].argmax(dim=-1)
 
 
@@ -103,8 +112,16 @@ def recompute_step(model: Valle, data: tuple, codes: Tensor) -> Tensor:
     t = codes.shape[1]
     full = torch.zeros(1, N_LEVELS, t, dtype=torch.long)
     full[:, 0] = codes
-    packed = build_ar(model.ar.embeddings, text, text_lengths, prompt, prompt_lengths, full,
-                      torch.tensor([t]), model.config.stop_token)
+    packed = build_ar(
+        model.ar.embeddings,
+        text,
+        text_lengths,
+        prompt,
+        prompt_lengths,
+        full,
+        torch.tensor([t]),
+        model.config.stop_token,
+    )
     # The response is [start, E(c_0), ..., E(c_{t-1})]: the last position predicts code t.
     hidden = model.ar.backbone(packed.x, packed.lengths, causal=True).hidden
     return greedy_no_stop(model.ar_logits(hidden[:, -1]), codes, t, None)
@@ -119,8 +136,9 @@ def recompute_full(model: Valle, data: tuple, steps: int) -> Tensor:
 
 
 @torch.inference_mode()
-def recompute_estimate(model: Valle, data: tuple, steps: int, stride: int, repeats: int,
-                       timed_cache: dict[int, float]) -> tuple[float, int]:
+def recompute_estimate(
+    model: Valle, data: tuple, steps: int, stride: int, repeats: int, timed_cache: dict[int, float]
+) -> tuple[float, int]:
     """Sum of per-step times over steps 0..steps-1, timed at every stride-th length and interpolated.
 
     `timed_cache` keeps the per-length times of this model, so longer runs reuse the shorter ones'.
@@ -185,21 +203,29 @@ class Row:
         parts = [f"{self.preset:5s} {self.backbone:11s} N={n:4d}"]
         if self.a_seconds is not None:
             label = "all steps timed" if self.a_timed >= n else f"estimated from {self.a_timed} timed steps"
-            parts.append(f"(a) {self.a_seconds:8.2f} s {n / self.a_seconds:7.1f} tok/s "
-                         f"RTF {rtf(self.a_seconds):7.3f} [{label}]")
+            parts.append(
+                f"(a) {self.a_seconds:8.2f} s {n / self.a_seconds:7.1f} tok/s "
+                f"RTF {rtf(self.a_seconds):7.3f} [{label}]"
+            )
         b_step = None
         if self.b_seconds is not None:
             b_step = (self.b_seconds - self.b_prefill) / n
-            parts.append(f"(b) {self.b_seconds:7.3f} s {n / self.b_seconds:7.1f} tok/s RTF {rtf(self.b_seconds):6.3f} "
-                         f"(prefill {self.b_prefill * 1e3:.1f} ms, {b_step * 1e3:.2f} ms/step)")
+            parts.append(
+                f"(b) {self.b_seconds:7.3f} s {n / self.b_seconds:7.1f} tok/s RTF {rtf(self.b_seconds):6.3f} "
+                f"(prefill {self.b_prefill * 1e3:.1f} ms, {b_step * 1e3:.2f} ms/step)"
+            )
         if self.c_step is not None:
             parts.append(f"(c) {self.c_step * 1e3:.2f} ms/step {1 / self.c_step:7.1f} tok/s")
         if self.d_seconds is not None:
-            parts.append(f"(d) int8 {self.d_seconds:7.3f} s {n / self.d_seconds:7.1f} tok/s "
-                         f"RTF {rtf(self.d_seconds):6.3f}")
+            parts.append(
+                f"(d) int8 {self.d_seconds:7.3f} s {n / self.d_seconds:7.1f} tok/s "
+                f"RTF {rtf(self.d_seconds):6.3f}"
+            )
         if self.e_seconds is not None:
-            parts.append(f"(e) compiled {self.e_seconds:7.3f} s {n / self.e_seconds:7.1f} tok/s "
-                         f"RTF {rtf(self.e_seconds):6.3f} (tokens {'==' if self.e_same_tokens else '!='} (b))")
+            parts.append(
+                f"(e) compiled {self.e_seconds:7.3f} s {n / self.e_seconds:7.1f} tok/s "
+                f"RTF {rtf(self.e_seconds):6.3f} (tokens {'==' if self.e_same_tokens else '!='} (b))"
+            )
         ratios = []
         if self.e_seconds is not None and self.b_seconds is not None:
             ratios.append(f"(e)/(b) {self.b_seconds / self.e_seconds:.2f}x")
@@ -213,25 +239,42 @@ class Row:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--presets", nargs="+", default=["tiny", "small"], choices=["tiny", "small", "base"])
     parser.add_argument("--lengths", nargs="+", type=int, default=[75, 375, 750])
     parser.add_argument("--backbone", default="transformer", choices=["transformer", "retnet"])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--recompute-stride", type=int, default=25,
-                        help="time recompute at every k-th step length and interpolate (1: time every step)")
-    parser.add_argument("--recompute-repeats", type=int, default=1,
-                        help="timed runs per recompute step length (after one warm-up each)")
+    parser.add_argument(
+        "--recompute-stride",
+        type=int,
+        default=25,
+        help="time recompute at every k-th step length and interpolate (1: time every step)",
+    )
+    parser.add_argument(
+        "--recompute-repeats",
+        type=int,
+        default=1,
+        help="timed runs per recompute step length (after one warm-up each)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    parser.add_argument("--parts", nargs="+", default=["a", "b", "c"], choices=["a", "b", "c", "d", "e"],
-                        help="which measurements to make")
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        default=["a", "b", "c"],
+        choices=["a", "b", "c", "d", "e"],
+        help="which measurements to make",
+    )
     args = parser.parse_args()
 
     if args.threads:
         torch.set_num_threads(args.threads)
     data = inputs()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch 1, text {TEXT_IDS} ids, "
-          f"prompt {PROMPT_FRAMES} frames x {N_LEVELS} levels; medians of {args.repeats} runs")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch 1, text {TEXT_IDS} ids, "
+        f"prompt {PROMPT_FRAMES} frames x {N_LEVELS} levels; medians of {args.repeats} runs"
+    )
     for preset in args.presets:
         model = build_model(preset, args.backbone)
         params = sum(p.numel() for p in model.ar.parameters()) / 1e6
@@ -241,10 +284,14 @@ def main() -> None:
         for n in args.lengths:
             row = Row(preset, args.backbone, n)
             if "a" in args.parts and args.recompute_stride <= 1:
-                row.a_seconds, row.a_timed = median_time(partial(recompute_full, model, data, n), args.repeats), n
+                row.a_seconds, row.a_timed = (
+                    median_time(partial(recompute_full, model, data, n), args.repeats),
+                    n,
+                )
             elif "a" in args.parts:
-                row.a_seconds, row.a_timed = recompute_estimate(model, data, n, args.recompute_stride,
-                                                                args.recompute_repeats, timed_cache)
+                row.a_seconds, row.a_timed = recompute_estimate(
+                    model, data, n, args.recompute_stride, args.recompute_repeats, timed_cache
+                )
             if "b" in args.parts:
                 row.b_seconds = median_time(partial(incremental, model, data, n), args.repeats)
                 row.b_prefill = median_time(partial(prefill, model, data, n), args.repeats)
@@ -254,7 +301,9 @@ def main() -> None:
                 row.d_seconds = median_time(partial(incremental, int8, data, n), args.repeats)
             if "e" in args.parts:
                 row.e_seconds = median_time(partial(incremental, model, data, n, True), args.repeats)
-                row.e_same_tokens = torch.equal(incremental(model, data, n, True), incremental(model, data, n))
+                row.e_same_tokens = torch.equal(
+                    incremental(model, data, n, True), incremental(model, data, n)
+                )
             print(row.line(), flush=True)
 
 

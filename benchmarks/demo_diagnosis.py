@@ -34,8 +34,15 @@ from valle.sampling.pipeline import NarSampler, SamplerConfig
 from valle.sampling.prompt import Prompt, prompt_audio
 from valle.sampling.synthesize import Synthesizer
 
-STAGES = ("recording", "resynthesis", "true level 0", "true level 0 + NAR", "teacher-forced AR",
-          "teacher-forced AR + NAR", "free running")
+STAGES = (
+    "recording",
+    "resynthesis",
+    "true level 0",
+    "true level 0 + NAR",
+    "teacher-forced AR",
+    "teacher-forced AR + NAR",
+    "free running",
+)
 
 
 def recordings(out: Path, group: str, voices: int, items: int) -> list[tuple[Path, Path, str]]:
@@ -43,7 +50,9 @@ def recordings(out: Path, group: str, voices: int, items: int) -> list[tuple[Pat
     chosen = []
     for folder in sorted((out / "corpus" / group).iterdir())[:voices]:
         wavs = sorted(folder.glob("*.wav"))
-        chosen += [(wavs[i], wavs[i + 1], wavs[i].with_suffix(".txt").read_text().strip()) for i in range(items)]
+        chosen += [
+            (wavs[i], wavs[i + 1], wavs[i].with_suffix(".txt").read_text().strip()) for i in range(items)
+        ]
     return chosen
 
 
@@ -54,25 +63,45 @@ def stage_audio(synthesizer: Synthesizer, wav: Path, prompt: Prompt, text: str) 
     truth = load_for_codec(wav, rate)
     codes = codec.encode(truth, rate)  # [L, T]
     ids = synthesizer.text_ids(text, "en-us")[None]
-    batch = dict(text=ids, text_lengths=torch.tensor([ids.shape[1]]), prompt=prompt.codes[None],
-                 prompt_lengths=torch.tensor([prompt.codes.shape[1]]), codes=codes[None],
-                 code_lengths=torch.tensor([codes.shape[1]]), continues=torch.tensor([False]))
+    batch = dict(
+        text=ids,
+        text_lengths=torch.tensor([ids.shape[1]]),
+        prompt=prompt.codes[None],
+        prompt_lengths=torch.tensor([prompt.codes.shape[1]]),
+        codes=codes[None],
+        code_lengths=torch.tensor([codes.shape[1]]),
+        continues=torch.tensor([False]),
+    )
     [ar] = model(batch, torch.zeros(1, dtype=torch.long)).levels
     argmax = ar.logits[:, : model.config.codebook_size].argmax(-1)[: codes.shape[1]]
 
     def with_nar(level0: torch.Tensor) -> torch.Tensor:
-        return decode_nar(model, batch["text"], batch["text_lengths"], batch["prompt"], batch["prompt_lengths"],
-                          level0[None], batch["code_lengths"], NarSampler(SamplerConfig()),
-                          continues=batch["continues"])[0]
+        return decode_nar(
+            model,
+            batch["text"],
+            batch["text_lengths"],
+            batch["prompt"],
+            batch["prompt_lengths"],
+            level0[None],
+            batch["code_lengths"],
+            NarSampler(SamplerConfig()),
+            continues=batch["continues"],
+        )[0]
 
-    return {"recording": truth, "resynthesis": codec.decode(codes), "true level 0": codec.decode_levels(codes[:1]),
-            "true level 0 + NAR": codec.decode(with_nar(codes[0])),
-            "teacher-forced AR": codec.decode_levels(argmax[None]),
-            "teacher-forced AR + NAR": codec.decode(with_nar(argmax))}
+    return {
+        "recording": truth,
+        "resynthesis": codec.decode(codes),
+        "true level 0": codec.decode_levels(codes[:1]),
+        "true level 0 + NAR": codec.decode(with_nar(codes[0])),
+        "teacher-forced AR": codec.decode_levels(argmax[None]),
+        "teacher-forced AR + NAR": codec.decode(with_nar(argmax)),
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"))
     parser.add_argument("--model", type=Path, required=True, help="an exported model or a training snapshot")
     parser.add_argument("--group", default="builtin", choices=("builtin", "held_out"))
@@ -83,17 +112,25 @@ def main() -> None:
     torch.manual_seed(0)
     synthesizer = Synthesizer(valle.load(args.model))
     if not hasattr(synthesizer.codec, "decode_levels"):
-        raise SystemExit(f"{args.model}: its codec {synthesizer.codec.name!r} cannot decode level 0 alone; "
-                         "this diagnosis needs the demo's mel codec")
+        raise SystemExit(
+            f"{args.model}: its codec {synthesizer.codec.name!r} cannot decode level 0 alone; "
+            "this diagnosis needs the demo's mel codec"
+        )
     rate = synthesizer.codec.sample_rate
     chosen = recordings(args.out, args.group, args.voices, args.items)
-    prompts = [Prompt(synthesizer.codec.encode(prompt_audio(p, rate, PROMPT_SECONDS), rate), source=str(p))
-               for _, p, _ in chosen]
+    prompts = [
+        Prompt(synthesizer.codec.encode(prompt_audio(p, rate, PROMPT_SECONDS), rate), source=str(p))
+        for _, p, _ in chosen
+    ]
     texts = [text for _, _, text in chosen]
-    others = sorted({p.read_text().strip() for p in (args.out / "corpus" / args.group).glob("*/*.txt")} - set(texts))
+    others = sorted(
+        {p.read_text().strip() for p in (args.out / "corpus" / args.group).glob("*/*.txt")} - set(texts)
+    )
     random.Random(0).shuffle(others)
     candidates = list(dict.fromkeys(texts + others))[: max(args.candidates, len(set(texts)))]
-    spoken = synthesizer.synthesize(texts, prompts, "en-us", sampler_config(SIZES["full"]), prompt_seconds=None)
+    spoken = synthesizer.synthesize(
+        texts, prompts, "en-us", sampler_config(SIZES["full"]), prompt_seconds=None
+    )
     phones, identifier = PhoneRecognizer(), SentenceIdentifier(candidates)
     heard: dict[str, list[list[str]]] = {stage: [] for stage in STAGES}
     identified = 0

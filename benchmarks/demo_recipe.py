@@ -32,33 +32,59 @@ def summarize(run_dir: Path) -> dict:
     metrics = read_metrics(run_dir)
     last = {name: round(metrics[name][-1][1], 4) for name in WATCHED if metrics.get(name)}
     gap_curve = [(step, round(value, 4)) for step, value in metrics.get("val/text_gap", [])]
-    return {"last": last, "text_gap_by_step": gap_curve,
-            "steps": max((step for values in metrics.values() for step, _ in values), default=0)}
+    return {
+        "last": last,
+        "text_gap_by_step": gap_curve,
+        "steps": max((step for values in metrics.values() for step, _ in values), default=0),
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"))
     parser.add_argument("--name", required=True)
     parser.add_argument("--minutes", type=float, default=8.0)
     parser.add_argument("--steps", type=int, default=100_000)
-    parser.add_argument("--curve-minutes", type=float, default=3.0, help="snapshot interval of the learning curve")
+    parser.add_argument(
+        "--curve-minutes", type=float, default=3.0, help="snapshot interval of the learning curve"
+    )
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     run_dir = args.out.resolve() / "recipes" / args.name / "run"
     started = time.perf_counter()
     out, size = args.out.resolve(), SIZES["full"]
-    last = train(out, size, args.minutes, args.steps, run_dir=run_dir,
-                 overrides=[*curve_overrides(size, args.curve_minutes), *args.overrides])
+    last = train(
+        out,
+        size,
+        args.minutes,
+        args.steps,
+        run_dir=run_dir,
+        overrides=[*curve_overrides(size, args.curve_minutes), *args.overrides],
+    )
     trained = round((time.perf_counter() - started) / 60, 2)
     if not (out / "samples" / "manifest.json").is_file():  # the held-out items and their prompts, once
         plan_items(out, Synthesizer(valle.load(last)).codec)
     models = [*snapshot_files(run_dir / "curve"), last]
     points = learning_curve(out, size, run_dir=run_dir, final=last, curve_file=run_dir.parent / "curve.json")
-    curve = [{"step": p.step, "minutes": p.minutes, **{k: None if v is None else round(v, 4)
-                                                       for k, v in p.metrics.items()}} for p in points]
-    row = {"name": args.name, "overrides": args.overrides, "minutes": args.minutes, "wall_minutes": trained,
-           **summarize(run_dir), "curve": curve, "models": [m.name for m in models]}
+    curve = [
+        {
+            "step": p.step,
+            "minutes": p.minutes,
+            **{k: None if v is None else round(v, 4) for k, v in p.metrics.items()},
+        }
+        for p in points
+    ]
+    row = {
+        "name": args.name,
+        "overrides": args.overrides,
+        "minutes": args.minutes,
+        "wall_minutes": trained,
+        **summarize(run_dir),
+        "curve": curve,
+        "models": [m.name for m in models],
+    }
     with open(args.out / "recipes" / "rows.jsonl", "a", encoding="utf-8") as handle:
         handle.write(json.dumps(row) + "\n")
     print(json.dumps(row, indent=1))

@@ -53,31 +53,40 @@ def measure(name: str, n_in: int, n_out: int, repeats: int) -> str:
     linear = torch.nn.Linear(n_in, n_out, bias=name == "head")
     x = torch.randn(1, 1, n_in)
     scales = (linear.weight.abs().amax(dim=1) / 127.0).clamp(min=1e-12).double()
-    q = torch.quantize_per_channel(linear.weight.detach(), scales, torch.zeros(n_out, dtype=torch.long), 0,
-                                   torch.qint8)
+    q = torch.quantize_per_channel(
+        linear.weight.detach(), scales, torch.zeros(n_out, dtype=torch.long), 0, torch.qint8
+    )
     packed = torch.ops.quantized.linear_prepack(q, None if linear.bias is None else linear.bias.detach())
     int8 = Int8Linear.from_linear(linear)
     ref = F.linear(x, linear.weight, linear.bias)
     fp32 = per_call_us(lambda: F.linear(x, linear.weight, linear.bias), repeats)
     dynamic = per_call_us(lambda: torch.ops.quantized.linear_dynamic(x, packed), repeats)
     valle = per_call_us(lambda: int8(x), repeats)
-    return (f"{name:6s} {n_in:5d}x{n_out:<5d} | {fp32:8.1f} {dynamic:10.1f} {valle:9.1f} | {dynamic / valle:12.2f}x | "
-            f"{relative_error(torch.ops.quantized.linear_dynamic(x, packed), ref):16.4f} "
-            f"{relative_error(int8(x), ref):7.4f}")
+    return (
+        f"{name:6s} {n_in:5d}x{n_out:<5d} | {fp32:8.1f} {dynamic:10.1f} {valle:9.1f} | {dynamic / valle:12.2f}x | "
+        f"{relative_error(torch.ops.quantized.linear_dynamic(x, packed), ref):16.4f} "
+        f"{relative_error(int8(x), ref):7.4f}"
+    )
 
 
 @torch.inference_mode()
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; input [1, 1, in]; "
-          f"medians of 5 x {args.repeats} calls")
-    print(f"{'layer':6s} {'in x out':>11s} | {'fp32 us':>8s} {'dynamic us':>10s} {'valle us':>9s} | "
-          f"{'dynamic/valle':>13s} | {'rel. err dynamic':>16s} {'valle':>7s}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; input [1, 1, in]; "
+        f"medians of 5 x {args.repeats} calls"
+    )
+    print(
+        f"{'layer':6s} {'in x out':>11s} | {'fp32 us':>8s} {'dynamic us':>10s} {'valle us':>9s} | "
+        f"{'dynamic/valle':>13s} | {'rel. err dynamic':>16s} {'valle':>7s}"
+    )
     torch.manual_seed(0)
     for name, (n_in, n_out) in SHAPES.items():
         print(measure(name, n_in, n_out, args.repeats))

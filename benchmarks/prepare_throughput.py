@@ -23,12 +23,23 @@ from valle.codecs import build_codec
 from valle.corpus import ESPEAK_VOICES, build_corpus, espeak_voices
 from valle.data.prepare import PrepareSettings, prepare
 
-CODEC_SETTINGS = {"encodec": {"bandwidth_kbps": 6}, "dac": {"model_type": "44khz"}, "vocos": {"bandwidth_kbps": 6}}
+CODEC_SETTINGS = {
+    "encodec": {"bandwidth_kbps": 6},
+    "dac": {"model_type": "44khz"},
+    "vocos": {"bandwidth_kbps": 6},
+}
 
 
-def run(codec, corpus: Path, output: Path, batch_seconds: float, num_workers: int) -> tuple[float, int, float]:
-    settings = PrepareSettings(layout="folder", input=str(corpus), output=str(output), num_workers=num_workers,
-                               batch_seconds=batch_seconds)
+def run(
+    codec, corpus: Path, output: Path, batch_seconds: float, num_workers: int
+) -> tuple[float, int, float]:
+    settings = PrepareSettings(
+        layout="folder",
+        input=str(corpus),
+        output=str(output),
+        num_workers=num_workers,
+        batch_seconds=batch_seconds,
+    )
     started = time.perf_counter()
     index = prepare(settings, codec, codec.info).index
     seconds = time.perf_counter() - started
@@ -36,7 +47,9 @@ def run(codec, corpus: Path, output: Path, batch_seconds: float, num_workers: in
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--codec", default="encodec", choices=sorted(CODEC_SETTINGS))
     parser.add_argument("--voices", type=int, default=6)
     parser.add_argument("--sentences", type=int, default=8)
@@ -45,15 +58,22 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     work = Path(tempfile.mkdtemp(prefix="valle-bench-"))
-    corpus = build_corpus(work / "corpus", espeak_voices(ESPEAK_VOICES[: args.voices]), n_sentences=args.sentences)
+    corpus = build_corpus(
+        work / "corpus", espeak_voices(ESPEAK_VOICES[: args.voices]), n_sentences=args.sentences
+    )
     codec = build_codec(args.codec, weights="random", **CODEC_SETTINGS[args.codec]).eval()
     print(f"codec {codec.info.name} {codec.info.variant}, torch threads {torch.get_num_threads()}")
     run(codec, corpus, work / "warmup", args.batch_seconds, 0)  # first-call costs (allocator, kernels)
-    rows = {"baseline (1 utt/call, 0 workers)": run(codec, corpus, work / "a", 0.0, 0),
-            f"1 utt/call, {args.num_workers} workers": run(codec, corpus, work / "b", 0.0, args.num_workers),
-            f"batched ({args.batch_seconds:g} s/call, 0 workers)": run(codec, corpus, work / "c", args.batch_seconds, 0),
-            f"batched ({args.batch_seconds:g} s/call, {args.num_workers} workers)":
-                run(codec, corpus, work / "d", args.batch_seconds, args.num_workers)}
+    rows = {
+        "baseline (1 utt/call, 0 workers)": run(codec, corpus, work / "a", 0.0, 0),
+        f"1 utt/call, {args.num_workers} workers": run(codec, corpus, work / "b", 0.0, args.num_workers),
+        f"batched ({args.batch_seconds:g} s/call, 0 workers)": run(
+            codec, corpus, work / "c", args.batch_seconds, 0
+        ),
+        f"batched ({args.batch_seconds:g} s/call, {args.num_workers} workers)": run(
+            codec, corpus, work / "d", args.batch_seconds, args.num_workers
+        ),
+    }
     print(f"{'setting':<40} {'utt':>5} {'audio s':>8} {'wall s':>7} {'utt/s':>7} {'audio s/s':>9}")
     for name, (wall, n, audio) in rows.items():
         print(f"{name:<40} {n:>5} {audio:>8.1f} {wall:>7.2f} {n / wall:>7.2f} {audio / wall:>9.2f}")

@@ -44,8 +44,14 @@ def tiny_corpus(tmp_path_factory) -> Path:
 
 
 def prepare_settings(input_dir: Path, output: Path, **overrides) -> PrepareSettings:
-    defaults = dict(layout="folder", input=str(input_dir), output=str(output), num_workers=0,
-                    batch_seconds=20.0, max_shard_mb=0.02)
+    defaults = dict(
+        layout="folder",
+        input=str(input_dir),
+        output=str(output),
+        num_workers=0,
+        batch_seconds=20.0,
+        max_shard_mb=0.02,
+    )
     return PrepareSettings(**{**defaults, **overrides})
 
 

@@ -14,9 +14,14 @@ from valle.evaluate.report import evaluate_rows
 from valle.evaluate.text import normalize
 
 
-@pytest.mark.parametrize("option, message", [("stage=bogus", "choose all or one of corpus"),
-                                             ("size=huge", "choose one of full, ci"),
-                                             ("steps_=3", "unknown option")])
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ("stage=bogus", "choose all or one of corpus"),
+        ("size=huge", "choose one of full, ci"),
+        ("steps_=3", "unknown option"),
+    ],
+)
 def test_bad_options_name_the_choices(tmp_path, option, message):
     with pytest.raises(SystemExit, match=message):
         main([f"out={tmp_path}", option])
@@ -50,12 +55,16 @@ def test_shortened_demo_runs_every_stage_writes_its_files_and_scores_every_row(t
     snapshots = sorted(p.name for p in (tmp_path / "run" / "curve").glob("*.ckpt"))
     curve = json.loads((tmp_path / "curve.json").read_text())
     assert snapshots and [p["model"] for p in curve["points"]][: len(snapshots)] == snapshots
-    assert len(curve["items"]) == 6  # size=ci: 2 held-out recordings per voice, fewer than CURVE_ITEMS_PER_VOICE
+    assert (
+        len(curve["items"]) == 6
+    )  # size=ci: 2 held-out recordings per voice, fewer than CURVE_ITEMS_PER_VOICE
     for point in curve["points"]:
         assert point["step"] > 0 and point["minutes"] > 0 and point["n"]["per"] == 6
         assert 0.0 <= point["metrics"]["sentence_id"] <= 1.0 and point["metrics"]["per"] >= 0.0
-        assert all((tmp_path / "samples" / "curve" / point["model"].rsplit(".", 1)[0] / f"{key}.wav").is_file()
-                   for key in curve["items"])
+        assert all(
+            (tmp_path / "samples" / "curve" / point["model"].rsplit(".", 1)[0] / f"{key}.wav").is_file()
+            for key in curve["items"]
+        )
     # evaluate: every row scored, numbers in range, report and plots written
     rows = {row["name"]: row for row in json.loads((tmp_path / "report.json").read_text())}
     assert list(rows) == list(ROWS)
@@ -66,8 +75,12 @@ def test_shortened_demo_runs_every_stage_writes_its_files_and_scores_every_row(t
         assert row["wer"]["low"] <= row["wer"]["value"] <= row["wer"]["high"]  # with its bootstrap interval
         assert row["duration_ratio"]["value"] is None or row["duration_ratio"]["value"] > 0
     continued = {i["key"]: normalize(i["continuation_text"]) for i in manifest}
-    assert all(s["reference"] == continued[s["key"]] for s in rows["continuation"]["items"])  # the generated part
-    assert value("ground truth", "wer") < 0.5  # pocketsphinx reads festival speech well: the scoring itself works
+    assert all(
+        s["reference"] == continued[s["key"]] for s in rows["continuation"]["items"]
+    )  # the generated part
+    assert (
+        value("ground truth", "wer") < 0.5
+    )  # pocketsphinx reads festival speech well: the scoring itself works
     assert value("ground truth", "sentence_id") >= 0.8  # and tells the held-out sentences apart
     assert value("ground truth", "sim_prompt") > value("ground truth", "sim_other")  # and the voices too
     assert math.isclose(value("resynthesis", "duration_ratio"), 1.0, abs_tol=0.05)
@@ -78,7 +91,10 @@ def test_shortened_demo_runs_every_stage_writes_its_files_and_scores_every_row(t
     assert len(list((tmp_path / "plots" / "spectrograms").glob("*.png"))) == 3  # one listened item per voice
     assert all(f"| {point['model']} | {point['step']} |" in report for point in curve["points"])
     links = re.findall(r"\]\(([^)]+)\)", report)
-    assert all((tmp_path / link).is_file() for link in links) and sum(link.endswith(".wav") for link in links) == 15
+    assert (
+        all((tmp_path / link).is_file() for link in links)
+        and sum(link.endswith(".wav") for link in links) == 15
+    )
     # report.html: every player and image loads in a browser (skips without chromium)
     from tests.helpers.browser import assert_page_loads
 
@@ -101,8 +117,14 @@ def test_every_builtin_sentence_can_be_aligned_for_a_continuation_prompt():
 
 
 def test_continuation_prompt_ends_at_the_last_word_boundary_within_the_limit():
-    words = [("it", 0.0, 0.2), ("was", 0.25, 0.5), ("forty", 1.0, 1.4), ("two", 1.45, 1.7), ("days", 2.2, 2.9),
-             ("ago", 3.3, 3.8)]
+    words = [
+        ("it", 0.0, 0.2),
+        ("was", 0.25, 0.5),
+        ("forty", 1.0, 1.4),
+        ("two", 1.45, 1.7),
+        ("days", 2.2, 2.9),
+        ("ago", 3.3, 3.8),
+    ]
     timings = [WordTiming(*w) for w in words]
     text = "It was, 42 days ago."
     assert continuation_split(timings, text, 3.0) == (2.2, "It was, 42", "days ago.")  # "42" is two words
@@ -113,22 +135,43 @@ def test_continuation_prompt_ends_at_the_last_word_boundary_within_the_limit():
 def test_each_row_is_scored_on_what_it_said_against_the_prompt_it_was_given():
     rate = 100
     truth = torch.arange(1000.0)[None]  # a 10 s recording whose samples say where a slice came from
-    audio = {name: (torch.rand(1, n) - 0.5, rate) for name, n in
-             [("prompt.wav", 300), ("resynthesis.wav", 1000), ("continuation.wav", 700), ("cross.wav", 900),
-              ("other.wav", 800)]}
+    audio = {
+        name: (torch.rand(1, n) - 0.5, rate)
+        for name, n in [
+            ("prompt.wav", 300),
+            ("resynthesis.wav", 1000),
+            ("continuation.wav", 700),
+            ("cross.wav", 900),
+            ("other.wav", 800),
+        ]
+    }
     audio["truth.wav"] = (truth, rate)
-    outputs = {"resynthesis": "resynthesis.wav", "continuation": "continuation.wav", "cross-utterance": "cross.wav"}
-    items = [Item("a", "s1", "It was 42 days ago.", "truth.wav", "prompt.wav", "b", 2.5, "days ago.", outputs),
-             Item("b", "s2", "Other words.", "other.wav", "prompt.wav", "a", 1.0, "words.", outputs)]
+    outputs = {
+        "resynthesis": "resynthesis.wav",
+        "continuation": "continuation.wav",
+        "cross-utterance": "cross.wav",
+    }
+    items = [
+        Item("a", "s1", "It was 42 days ago.", "truth.wav", "prompt.wav", "b", 2.5, "days ago.", outputs),
+        Item("b", "s2", "Other words.", "other.wav", "prompt.wav", "a", 1.0, "words.", outputs),
+    ]
     rows = eval_rows(items, audio.__getitem__)
     assert list(rows) == list(ROWS) and all(len(row) == 2 for row in rows.values())
-    continuation, cross, truth_row = rows["continuation"][0], rows["cross-utterance"][0], rows["ground truth"][0]
+    continuation, cross, truth_row = (
+        rows["continuation"][0],
+        rows["cross-utterance"][0],
+        rows["ground truth"][0],
+    )
     # continuation: the generated part alone, its words, the first 2.5 s it continued, the rest as reference
     assert continuation.text == "days ago." and continuation.audio is audio["continuation.wav"][0]
     assert torch.equal(continuation.prompt_audio, truth[:, :250])
     assert torch.equal(continuation.reference_audio, truth[:, 250:])
     # cross-utterance: the other recording's prompt, the whole text and recording
-    assert cross.text == items[0].text and cross.prompt_audio is audio["prompt.wav"][0] and cross.reference_audio is truth
+    assert (
+        cross.text == items[0].text
+        and cross.prompt_audio is audio["prompt.wav"][0]
+        and cross.reference_audio is truth
+    )
     assert truth_row.audio is truth and truth_row.reference_audio is None
     assert [len(i.others) for i in rows["continuation"]] == [1, 1]
     scores = {row.name: row for row in evaluate_rows(rows)}
@@ -144,9 +187,15 @@ def test_curve_overrides_keep_snapshots_by_time_or_for_ci_by_steps(tmp_path):
     ci_steps = max(1, SIZES["ci"].max_steps // 2)
     for size, interval, steps in ((SIZES["full"], 2.5 * 60, 0), (SIZES["ci"], None, ci_steps)):
         with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-            cfg = compose("train", overrides=["experiment=demo", f"run_dir={tmp_path}", *curve_overrides(size, 2.5)])
+            cfg = compose(
+                "train", overrides=["experiment=demo", f"run_dir={tmp_path}", *curve_overrides(size, 2.5)]
+            )
         snapshots = instantiate(cfg.callbacks.curve)
-        assert snapshots.dirpath == str(tmp_path / "curve") and snapshots.save_top_k == -1 and not snapshots.save_last
+        assert (
+            snapshots.dirpath == str(tmp_path / "curve")
+            and snapshots.save_top_k == -1
+            and not snapshots.save_last
+        )
         assert snapshots.save_weights_only  # weights, stats and codebooks: what valle.load reads
         assert (snapshots._train_time_interval.total_seconds() if interval else None) == interval
         assert snapshots._every_n_train_steps == steps
@@ -167,18 +216,34 @@ def test_report_html_links_every_clip_and_figure_the_demo_writes(tmp_path):
     for i, wav in enumerate(wavs):  # two "voices" of two recordings each
         speaker, key, text = f"voice{i // 2}", wav.stem, wav.with_suffix(".txt").read_text().strip()
         outputs = {row: f"samples/{row}/{key}.wav" for row in ROWS[1:]}
-        item = Item(key, speaker, text, f"corpus/held_out/{speaker}/{key}.wav", f"samples/prompts/{key}.wav",
-                    wavs[i ^ 1].stem, 1.0, text.split(" ", 1)[1], outputs)
-        for path in [item.truth, item.prompt, *outputs.values(), f"samples/curve/step0000002/{key}.wav",
-                     f"samples/curve/model/{key}.wav"]:
+        item = Item(
+            key,
+            speaker,
+            text,
+            f"corpus/held_out/{speaker}/{key}.wav",
+            f"samples/prompts/{key}.wav",
+            wavs[i ^ 1].stem,
+            1.0,
+            text.split(" ", 1)[1],
+            outputs,
+        )
+        for path in [
+            item.truth,
+            item.prompt,
+            *outputs.values(),
+            f"samples/curve/step0000002/{key}.wav",
+            f"samples/curve/model/{key}.wav",
+        ]:
             (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(wav, tmp_path / path)
         items.append(item)
     log = tmp_path / "run" / "csv" / "version_0" / "metrics.csv"
     log.parent.mkdir(parents=True)
     log.write_text("step,train/loss\n1,5.0\n2,4.0\n")
-    points = [CurvePoint("step0000002.ckpt", 2, 0.5, {"sentence_id": 0.25, "sim_prompt": 0.6}),
-              CurvePoint("model.pt", 3, 0.7, {"sentence_id": 0.5, "sim_prompt": 0.7})]
+    points = [
+        CurvePoint("step0000002.ckpt", 2, 0.5, {"sentence_id": 0.25, "sim_prompt": 0.6}),
+        CurvePoint("model.pt", 3, 0.7, {"sentence_id": 0.5, "sim_prompt": 0.7}),
+    ]
     listened = first_per_voice(items, 1)
     plots = make_plots(tmp_path, listened, points, {"chance": {"sentence_id": 0.25}})
     assert {p.name for p in plots} >= {"loss.png", "learning_curve.png", *(f"{i.key}.png" for i in listened)}

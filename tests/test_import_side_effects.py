@@ -36,12 +36,15 @@ print(json.dumps({"before": before, "after": state()}))
 
 def test_importing_and_using_valle_changes_no_process_wide_setting():
     env = {**os.environ, "MPLBACKEND": "svg"}  # a user's choice, which valle must not override
-    result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=300, env=env)
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=300, env=env
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     states = json.loads(result.stdout.strip().splitlines()[-1])
     before, after = states["before"], states["after"]
     assert after["backend"] == before["backend"] == "svg"
     assert after["filters"] == before["filters"]
-    changed = {name: level for name, level in after["levels"].items()
-               if level != before["levels"].get(name, 0)}  # a new logger is fine at NOTSET (0)
+    changed = {
+        name: level for name, level in after["levels"].items() if level != before["levels"].get(name, 0)
+    }  # a new logger is fine at NOTSET (0)
     assert changed == {}

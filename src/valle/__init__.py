@@ -1,8 +1,8 @@
 """valle: zero-shot text-to-speech with a neural-codec language model (VALL-E).
 
-    import valle
-    model = valle.load("model.pt")                                   # no Lightning or Hydra needed
-    [speech] = valle.synthesize(model, ["Hello there."], ["ref.wav"], top_p=0.9)
+import valle
+model = valle.load("model.pt")                                   # no Lightning or Hydra needed
+[speech] = valle.synthesize(model, ["Hello there."], ["ref.wav"], top_p=0.9)
 """
 
 from __future__ import annotations

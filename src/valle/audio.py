@@ -37,9 +37,13 @@ def read_audio(path: str | Path) -> tuple[torch.Tensor, int]:
         raise AudioError(f"{path}: unreadable audio ({error}); convert it to wav or flac") from error
     if data.shape[0] == 0:
         raise AudioError(f"{path}: the file holds no samples")
-    if not np.isfinite(data).all():  # float files can hold NaN or inf; a codec would turn them into noise codes
-        raise AudioError(f"{path}: the file holds NaN or infinite samples (damaged, or a bad float conversion); "
-                         "re-export it as 16-bit PCM")
+    if not np.isfinite(
+        data
+    ).all():  # float files can hold NaN or inf; a codec would turn them into noise codes
+        raise AudioError(
+            f"{path}: the file holds NaN or infinite samples (damaged, or a bad float conversion); "
+            "re-export it as 16-bit PCM"
+        )
     return torch.from_numpy(np.ascontiguousarray(data.T)), int(sample_rate)
 
 
@@ -84,6 +88,11 @@ def write_wav(path: str | Path, wav: torch.Tensor, sample_rate: int) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    sf.write(str(tmp), to_mono(wav.detach().cpu().float()).clamp(-1, 1).numpy(), sample_rate,
-             subtype="PCM_16", format="WAV")
+    sf.write(
+        str(tmp),
+        to_mono(wav.detach().cpu().float()).clamp(-1, 1).numpy(),
+        sample_rate,
+        subtype="PCM_16",
+        format="WAV",
+    )
     tmp.replace(path)

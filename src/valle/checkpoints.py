@@ -32,13 +32,23 @@ def load_file(path: str | Path) -> dict:
 def describe_file(data: dict, path: str | Path = "") -> dict:
     """{"model", "symbols", "codec", "stats", "codec_state"} of a loaded Lightning checkpoint or export."""
     if data.get("format") == EXPORT_FORMAT:
-        return {"model": data["config"], "symbols": data["symbols"], "codec": data["codec"],
-                "stats": data.get("stats", {}), "codec_state": data.get("codec_state")}
+        return {
+            "model": data["config"],
+            "symbols": data["symbols"],
+            "codec": data["codec"],
+            "stats": data.get("stats", {}),
+            "codec_state": data.get("codec_state"),
+        }
     hparams = data.get("hyper_parameters")
     if not hparams or "model" not in hparams:
         raise ConfigError(f"{path}: not a valle checkpoint (no model hyper-parameters inside)")
-    return {"model": hparams["model"], "symbols": hparams["symbols"], "codec": hparams["codec"],
-            "stats": data.get("valle_stats", {}), "codec_state": data.get("codec_state")}
+    return {
+        "model": hparams["model"],
+        "symbols": hparams["symbols"],
+        "codec": hparams["codec"],
+        "stats": data.get("valle_stats", {}),
+        "codec_state": data.get("codec_state"),
+    }
 
 
 def read_checkpoint_meta(path: str | Path) -> dict:
@@ -65,10 +75,12 @@ def check_compatible(found: dict, expected: Any, what: str) -> None:
     old, new = SymbolMap.from_dict(found["symbols"]), SymbolMap.from_dict(expected["symbols"])
     if old.fingerprint() != new.fingerprint():
         missing = sorted(set(new.symbols) - set(old.symbols))[:10]
-        raise ConfigError(f"{what} was trained with another symbol map ({len(old)} symbols, fingerprint "
-                          f"{old.fingerprint()}) than this data's ({len(new)} symbols, {new.fingerprint()}); "
-                          f"symbols it lacks: {' '.join(missing) or '-'}. Prepare the data with "
-                          "symbols=<the model's symbols.json> so ids match")
+        raise ConfigError(
+            f"{what} was trained with another symbol map ({len(old)} symbols, fingerprint "
+            f"{old.fingerprint()}) than this data's ({len(new)} symbols, {new.fingerprint()}); "
+            f"symbols it lacks: {' '.join(missing) or '-'}. Prepare the data with "
+            "symbols=<the model's symbols.json> so ids match"
+        )
 
 
 def load_model_weights(module: nn.Module, path: str | Path) -> None:
@@ -79,16 +91,22 @@ def load_model_weights(module: nn.Module, path: str | Path) -> None:
     try:
         missing, unexpected = module.model.load_state_dict(state, strict=False)
     except RuntimeError as error:  # size mismatches
-        raise ConfigError(f"init_from={path}: its model has other sizes than this configuration ({error}); "
-                          "use the same model/scale and backbone settings as the run that made it") from error
+        raise ConfigError(
+            f"init_from={path}: its model has other sizes than this configuration ({error}); "
+            "use the same model/scale and backbone settings as the run that made it"
+        ) from error
     base_missing = [k for k in missing if "lora_" not in k]  # fresh adapters are expected to be missing
     if base_missing or unexpected:
-        raise ConfigError(f"init_from={path}: its model does not match this configuration (missing "
-                          f"{base_missing[:5]}, unexpected {unexpected[:5]}); use the same model/scale and "
-                          "backbone settings as the run that made it")
+        raise ConfigError(
+            f"init_from={path}: its model does not match this configuration (missing "
+            f"{base_missing[:5]}, unexpected {unexpected[:5]}); use the same model/scale and "
+            "backbone settings as the run that made it"
+        )
 
 
-def _to_lora_names(state: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _to_lora_names(
+    state: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """Rename `x.weight` to `x.base.weight` where the target wraps layer x in a LoRA adapter."""
     renamed = {}
     for key, value in state.items():

@@ -57,7 +57,9 @@ MEL = dict(sample_rate=24_000, hop_length=480, n_mels=80, n_fft=1024, n_levels=4
 PROMPT_SECONDS = 3.0
 ROWS = ("ground truth", "resynthesis", "continuation", "cross-utterance")
 CURVE_MINUTES = 3.0  # a training snapshot for the learning curve every 3 minutes (size=ci: by steps)
-CURVE_ITEMS_PER_VOICE = 3  # the learning curve's fixed held-out items: 9, under a minute per snapshot on 2 cores
+CURVE_ITEMS_PER_VOICE = (
+    3  # the learning curve's fixed held-out items: 9, under a minute per snapshot on 2 cores
+)
 CURVE_METRICS = ("sentence_id", "per", "wer", "sim_prompt", "duration_ratio")  # the learning curve's panels
 LISTEN_PER_VOICE = 1  # the report's players: the first held-out item of each voice
 
@@ -77,11 +79,22 @@ class DemoSize:
 SIZES = {
     # full: every training voice reads all 500 training sentences (6000 utterances, 4.7 hours), built in
     # about a minute; 40 sentences a voice (480 utterances) were memorised within 15 minutes of training.
-    "full": DemoSize(train_sentences=N_SENTENCES - N_HELD_OUT_SENTENCES, held_out_sentences=20, codebook_size=256,
-                     minutes=15.0, max_steps=100_000,
-                     max_ar_steps_per_phoneme=12.0),
-    "ci": DemoSize(train_sentences=5, held_out_sentences=2, codebook_size=32, minutes=2.0, max_steps=6,
-                   max_ar_steps_per_phoneme=3.0),
+    "full": DemoSize(
+        train_sentences=N_SENTENCES - N_HELD_OUT_SENTENCES,
+        held_out_sentences=20,
+        codebook_size=256,
+        minutes=15.0,
+        max_steps=100_000,
+        max_ar_steps_per_phoneme=12.0,
+    ),
+    "ci": DemoSize(
+        train_sentences=5,
+        held_out_sentences=2,
+        codebook_size=32,
+        minutes=2.0,
+        max_steps=6,
+        max_ar_steps_per_phoneme=3.0,
+    ),
 }
 
 
@@ -102,10 +115,25 @@ def make_corpus(out: Path, size: DemoSize) -> Path:
     sentences = all_sentences(N_SENTENCES)
     n_train = N_SENTENCES - N_HELD_OUT_SENTENCES
     corpus = out / "corpus"
-    build_corpus(corpus, train, size.train_sentences, sentences=sentences[:n_train],
-                 spread=n_train // len(train), jobs=os.cpu_count() or 1, progress=True)
-    build_corpus(corpus, held, size.held_out_sentences, group="held_out", sentences=sentences[n_train:],
-                 spread=size.held_out_sentences, jobs=os.cpu_count() or 1, progress=True)
+    build_corpus(
+        corpus,
+        train,
+        size.train_sentences,
+        sentences=sentences[:n_train],
+        spread=n_train // len(train),
+        jobs=os.cpu_count() or 1,
+        progress=True,
+    )
+    build_corpus(
+        corpus,
+        held,
+        size.held_out_sentences,
+        group="held_out",
+        sentences=sentences[n_train:],
+        spread=size.held_out_sentences,
+        jobs=os.cpu_count() or 1,
+        progress=True,
+    )
     return corpus
 
 
@@ -115,16 +143,27 @@ def make_shards(out: Path, size: DemoSize) -> str:
     from valle.codecs import build_codec
     from valle.data.prepare import PrepareSettings, prepare, summarize
 
-    settings = PrepareSettings(layout="folder", input=str(out / "corpus" / "builtin"), output=str(out / "shards"),
-                               num_workers=0, batch_seconds=0)
+    settings = PrepareSettings(
+        layout="folder",
+        input=str(out / "corpus" / "builtin"),
+        output=str(out / "shards"),
+        num_workers=0,
+        batch_seconds=0,
+    )
     codec_kwargs = {**MEL, "codebook_size": size.codebook_size}
     codebooks = fit_mel_codebooks_for(settings, codec_kwargs)
     codec = build_codec("mel", **codec_kwargs, weights=str(codebooks)).eval()
     return summarize(prepare(settings, codec, codec.info))
 
 
-def train(out: Path, size: DemoSize, minutes: float, steps: int, run_dir: Path | None = None,
-          overrides: Sequence[str] = ()) -> Path:
+def train(
+    out: Path,
+    size: DemoSize,
+    minutes: float,
+    steps: int,
+    run_dir: Path | None = None,
+    overrides: Sequence[str] = (),
+) -> Path:
     """Compose train.py's config for the demo experiment and run it (resuming if possible).
 
     `run_dir` (default `out/run`) and extra Hydra `overrides` are for recipe searches
@@ -138,11 +177,22 @@ def train(out: Path, size: DemoSize, minutes: float, steps: int, run_dir: Path |
     seconds = int(minutes * 60)
     budget = f"00:{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
     run_dir = run_dir or out / "run"
-    overrides = ["experiment=demo", f"data.root={out / 'shards'}", f"run_dir={run_dir}",
-                 f"trainer.max_steps={steps}", f"trainer.max_time={budget}", *overrides]
+    overrides = [
+        "experiment=demo",
+        f"data.root={out / 'shards'}",
+        f"run_dir={run_dir}",
+        f"trainer.max_steps={steps}",
+        f"trainer.max_time={budget}",
+        *overrides,
+    ]
     if size is SIZES["ci"]:
-        overrides += ["trainer.val_check_interval=3", "data.val_utterances=2", "model.scale.d_model=64",
-                      "model.scale.n_layers=2", "training.guided_attention.layers=[1]"]
+        overrides += [
+            "trainer.val_check_interval=3",
+            "data.val_utterances=2",
+            "model.scale.d_model=64",
+            "model.scale.n_layers=2",
+            "training.guided_attention.layers=[1]",
+        ]
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     run(cfg)
@@ -168,7 +218,9 @@ class Item:
     truth: str  # the recording
     prompt: str  # cross-utterance prompt: the first seconds of another recording of the same voice
     prompt_key: str
-    continuation_seconds: float  # the continuation prompt: the recording's first seconds, up to a word boundary
+    continuation_seconds: (
+        float  # the continuation prompt: the recording's first seconds, up to a word boundary
+    )
     continuation_text: str  # the words after them: what the continuation row must say
     outputs: dict[str, str]  # row → wav (the continuation row: the generated part alone)
 
@@ -189,8 +241,11 @@ def continuation_split(timings: list[WordTiming], text: str, max_seconds: float)
     tokens = text.split()
     words_before = [len(normalize(" ".join(tokens[:j])).split()) for j in range(len(tokens) + 1)]
     # Token j starts a new word that is not the first or past the last: the next word's start is the cut.
-    cuts = [(timings[words_before[j]].start_seconds, j) for j in range(1, len(tokens))
-            if 0 < words_before[j] < len(timings) and words_before[j] > words_before[j - 1]]
+    cuts = [
+        (timings[words_before[j]].start_seconds, j)
+        for j in range(1, len(tokens))
+        if 0 < words_before[j] < len(timings) and words_before[j] > words_before[j - 1]
+    ]
     if not cuts:
         raise ValueError(f"{text!r}: no word boundary to cut at; it needs at least two words")
     seconds, j = max((c for c in cuts if c[0] <= max_seconds), default=cuts[0])
@@ -227,20 +282,35 @@ def plan_items(out: Path, codec: Codec) -> tuple[list[Item], list[Prompt], list[
         truth_codes = codec.encode(truth, rate)
         # Continuation: the recording's own first words (up to 3 s, at most half of it) and their
         # transcript; the model says the rest of the text, which is all that is scored.
-        seconds, said, rest = continuation_split(aligner.align(truth, rate, text), text,
-                                                 min(PROMPT_SECONDS, truth.numel() / rate / 2))
+        seconds, said, rest = continuation_split(
+            aligner.align(truth, rate, text), text, min(PROMPT_SECONDS, truth.numel() / rate / 2)
+        )
         frames = round(seconds * codec.frame_rate)
         continuation.append(Prompt(truth_codes[:, :frames], said, f"{key} (first {frames} frames)"))
         # Cross-utterance: another recording of the voice, trimmed and cropped as infer.py would.
         prompt = prompt_audio(prompt_path, rate, PROMPT_SECONDS)
         cross.append(Prompt(codec.encode(prompt, rate), source=str(prompt_path)))
-        rows = {"resynthesis": f"samples/resynthesis/{key}.wav", "continuation": f"samples/continuation/{key}.wav",
-                "cross-utterance": f"samples/cross-utterance/{key}.wav"}
+        rows = {
+            "resynthesis": f"samples/resynthesis/{key}.wav",
+            "continuation": f"samples/continuation/{key}.wav",
+            "cross-utterance": f"samples/cross-utterance/{key}.wav",
+        }
         write_wav(out / rows["resynthesis"], codec.decode(truth_codes), rate)
         prompt_wav = f"samples/prompts/{key}.wav"  # the prompt as the model got it, before the codec
         write_wav(out / prompt_wav, prompt, rate)
-        items.append(Item(key, speaker, text, str(wav_path.relative_to(out)), prompt_wav, prompt_path.stem,
-                          frames / codec.frame_rate, rest, rows))
+        items.append(
+            Item(
+                key,
+                speaker,
+                text,
+                str(wav_path.relative_to(out)),
+                prompt_wav,
+                prompt_path.stem,
+                frames / codec.frame_rate,
+                rest,
+                rows,
+            )
+        )
     atomic_write_json(out / "samples" / "manifest.json", [asdict(i) for i in items])
     return items, cross, continuation
 
@@ -283,14 +353,19 @@ def first_per_voice(items: Sequence[Item], n: int) -> list[Item]:
 
 def sampler_config(size: DemoSize) -> SamplerConfig:
     """The sampler settings the demo speaks with (speak and the learning curve)."""
-    return SamplerConfig(seed=0, ar_temperature=0.8, top_p=0.9, max_ar_steps_per_phoneme=size.max_ar_steps_per_phoneme)
+    return SamplerConfig(
+        seed=0, ar_temperature=0.8, top_p=0.9, max_ar_steps_per_phoneme=size.max_ar_steps_per_phoneme
+    )
 
 
 def curve_overrides(size: DemoSize, curve_minutes: float) -> list[str]:
     """train.py overrides that keep the learning curve's snapshots in run/curve/ (configs/callbacks/curve.yaml)."""
     if size is SIZES["ci"]:  # a few steps in seconds: snapshot by steps, so that there is one to score
-        return ["callbacks=curve", "callbacks.curve.train_time_interval=null",
-                f"callbacks.curve.every_n_train_steps={max(1, size.max_steps // 2)}"]
+        return [
+            "callbacks=curve",
+            "callbacks.curve.train_time_interval=null",
+            f"callbacks.curve.every_n_train_steps={max(1, size.max_steps // 2)}",
+        ]
     return ["callbacks=curve", f"callbacks.curve.train_time_interval.minutes={curve_minutes:g}"]
 
 
@@ -301,8 +376,12 @@ def scorers() -> dict:
     from valle.evaluate.sentence_id import SentenceIdentifier
     from valle.evaluate.sim import SpeakerEncoder
 
-    return {"asr": PocketSphinxASR(), "encoder": SpeakerEncoder(), "identifier": SentenceIdentifier,
-            "phones": PhoneRecognizer()}
+    return {
+        "asr": PocketSphinxASR(),
+        "encoder": SpeakerEncoder(),
+        "identifier": SentenceIdentifier,
+        "phones": PhoneRecognizer(),
+    }
 
 
 @contextmanager
@@ -332,8 +411,13 @@ class AudioCache:
 
 
 @torch.inference_mode()
-def learning_curve(out: Path, size: DemoSize, run_dir: Path | None = None,
-                   final: Path | None = None, curve_file: Path | None = None) -> list[CurvePoint]:
+def learning_curve(
+    out: Path,
+    size: DemoSize,
+    run_dir: Path | None = None,
+    final: Path | None = None,
+    curve_file: Path | None = None,
+) -> list[CurvePoint]:
     """Score every training snapshot (run/curve/) and the exported model on the same held-out items.
 
     The items: the first `CURVE_ITEMS_PER_VOICE` held-out recordings of each voice, in cross-utterance
@@ -346,7 +430,11 @@ def learning_curve(out: Path, size: DemoSize, run_dir: Path | None = None,
     """
     run_dir, final = run_dir or out / "run", final or out / "model.pt"
     curve_file = curve_file or out / "curve.json"
-    outputs = "samples/curve" if curve_file == out / "curve.json" else str(curve_file.parent.relative_to(out) / "samples")
+    outputs = (
+        "samples/curve"
+        if curve_file == out / "curve.json"
+        else str(curve_file.parent.relative_to(out) / "samples")
+    )
     import valle
     from valle.audio import write_wav
     from valle.evaluate.curve import snapshot_files, update_curve
@@ -363,13 +451,18 @@ def learning_curve(out: Path, size: DemoSize, run_dir: Path | None = None,
     def score(model: Path) -> RowScores:
         synthesizer = Synthesizer(valle.load(model))
         codec, rate = synthesizer.codec, synthesizer.codec.sample_rate
-        prompts = [Prompt(codec.encode(prompt_audio(path, rate, PROMPT_SECONDS), rate), source=str(path))
-                   for path in ((out / item.truth).with_name(f"{item.prompt_key}.wav") for item in chosen)]
-        results = synthesizer.synthesize([item.text for item in chosen], prompts, "en-us", config,
-                                         prompt_seconds=None)
+        prompts = [
+            Prompt(codec.encode(prompt_audio(path, rate, PROMPT_SECONDS), rate), source=str(path))
+            for path in ((out / item.truth).with_name(f"{item.prompt_key}.wav") for item in chosen)
+        ]
+        results = synthesizer.synthesize(
+            [item.text for item in chosen], prompts, "en-us", config, prompt_seconds=None
+        )
         spoken = []
         for item, result in zip(chosen, results, strict=True):
-            spoken.append(replace(item, outputs={"cross-utterance": f"{outputs}/{model.stem}/{item.key}.wav"}))
+            spoken.append(
+                replace(item, outputs={"cross-utterance": f"{outputs}/{model.stem}/{item.key}.wav"})
+            )
             write_wav(out / spoken[-1].outputs["cross-utterance"], result.wav, rate)
         rows = eval_rows(spoken, read, rows=("cross-utterance",))
         for scored in rows["cross-utterance"]:
@@ -394,8 +487,11 @@ def evaluate(out: Path) -> tuple[Path, str]:
     (out / "report.json").write_text(to_json(scores))
     curve = read_curve(out / "curve.json")
     points = curve_points(curve)
-    references = {row.name: {k: getattr(row, k) for k in ("sentence_id", "per", "wer", "sim_prompt", "duration_ratio")}
-                  for row in scores if row.name == "resynthesis"}
+    references = {
+        row.name: {k: getattr(row, k) for k in ("sentence_id", "per", "wer", "sim_prompt", "duration_ratio")}
+        for row in scores
+        if row.name == "resynthesis"
+    }
     if curve["settings"].get("candidates"):
         references["chance"] = {"sentence_id": 1 / curve["settings"]["candidates"]}
     listened = first_per_voice(items, LISTEN_PER_VOICE)
@@ -408,8 +504,9 @@ def evaluate(out: Path) -> tuple[Path, str]:
     return report, table
 
 
-def eval_rows(items: list[Item], read: Callable[[str], tuple[torch.Tensor, int]],
-              rows: Sequence[str] = ROWS) -> dict[str, list[EvalItem]]:
+def eval_rows(
+    items: list[Item], read: Callable[[str], tuple[torch.Tensor, int]], rows: Sequence[str] = ROWS
+) -> dict[str, list[EvalItem]]:
     """The rows' items (default: all four): each scored on what it says, against the prompt it was given.
 
     - continuation: the generated audio alone against the rest of the transcript; SIM (prompt) against
@@ -427,12 +524,33 @@ def eval_rows(items: list[Item], read: Callable[[str], tuple[torch.Tensor, int]]
         for row in rows:
             wav, wav_rate = read(item.outputs[row]) if row in item.outputs else (truth, rate)
             if row == "continuation":
-                scored[row].append(EvalItem(item.key, item.continuation_text, wav, wav_rate, truth[..., :cut],
-                                            truth[..., cut:], rate, rate, others=others))
+                scored[row].append(
+                    EvalItem(
+                        item.key,
+                        item.continuation_text,
+                        wav,
+                        wav_rate,
+                        truth[..., :cut],
+                        truth[..., cut:],
+                        rate,
+                        rate,
+                        others=others,
+                    )
+                )
             else:
-                scored[row].append(EvalItem(item.key, item.text, wav, wav_rate, prompt,
-                                            None if row == "ground truth" else truth, prompt_rate, rate,
-                                            others=others))
+                scored[row].append(
+                    EvalItem(
+                        item.key,
+                        item.text,
+                        wav,
+                        wav_rate,
+                        prompt,
+                        None if row == "ground truth" else truth,
+                        prompt_rate,
+                        rate,
+                        others=others,
+                    )
+                )
     return scored
 
 
@@ -441,8 +559,9 @@ def clips(item: Item) -> dict[str, str]:
     return {"prompt": item.prompt, "ground truth": item.truth, **{row: item.outputs[row] for row in ROWS[1:]}}
 
 
-def make_plots(out: Path, listened: Sequence[Item], points: Sequence[CurvePoint] = (),
-               references: dict | None = None) -> list[Path]:
+def make_plots(
+    out: Path, listened: Sequence[Item], points: Sequence[CurvePoint] = (), references: dict | None = None
+) -> list[Path]:
     """Training curves, the learning curve (when scored), and spectrograms of each listened item's clips
     (plots/spectrograms/KEY.png)."""
     from valle.evaluate.curve import METRIC_LABELS
@@ -450,14 +569,25 @@ def make_plots(out: Path, listened: Sequence[Item], points: Sequence[CurvePoint]
 
     plots = plot_run(out / "run", out / "plots")
     if points:
-        plots.append(plot_learning_curve(points, out / "plots" / "learning_curve.png", CURVE_METRICS,
-                                         labels=METRIC_LABELS, references=references,
-                                         baselines={"sim_prompt": "sim_other"},
-                                         title="held-out cross-utterance items, by training time"))
+        plots.append(
+            plot_learning_curve(
+                points,
+                out / "plots" / "learning_curve.png",
+                CURVE_METRICS,
+                labels=METRIC_LABELS,
+                references=references,
+                baselines={"sim_prompt": "sim_other"},
+                title="held-out cross-utterance items, by training time",
+            )
+        )
     for item in listened:
-        plots.append(plot_spectrograms({name: out / path for name, path in clips(item).items()},
-                                       out / "plots" / "spectrograms" / f"{item.key}.png",
-                                       title=textwrap.fill(f"{item.key}: {item.text}", 120)))
+        plots.append(
+            plot_spectrograms(
+                {name: out / path for name, path in clips(item).items()},
+                out / "plots" / "spectrograms" / f"{item.key}.png",
+                title=textwrap.fill(f"{item.key}: {item.text}", 120),
+            )
+        )
     return plots
 
 
@@ -469,9 +599,11 @@ def training_summary(out: Path) -> str:
     meta = describe_file(data, out / "model.pt")
     stats, scale = meta["stats"], meta["model"]["scale"]
     params = sum(v.numel() for v in data["model"].values()) / 1e6
-    return (f"{stats.get('steps', 0)} steps in {stats.get('train_seconds', 0) / 60:.1f} min, "
-            f"{stats.get('samples', 0)} samples; d_model {scale['d_model']}, {scale['n_layers']} layers, "
-            f"{params:.1f} M parameters")
+    return (
+        f"{stats.get('steps', 0)} steps in {stats.get('train_seconds', 0) / 60:.1f} min, "
+        f"{stats.get('samples', 0)} samples; d_model {scale['d_model']}, {scale['n_layers']} layers, "
+        f"{params:.1f} M parameters"
+    )
 
 
 def listening_markdown(listened: Sequence[Item]) -> str:
@@ -479,8 +611,11 @@ def listening_markdown(listened: Sequence[Item]) -> str:
     labels = list(clips(listened[0]))
     lines = ["| utterance | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
     for item in listened:
-        lines.append(f"| `{item.key}`: {item.text} | "
-                     + " | ".join(f"[wav]({path})" for path in clips(item).values()) + " |")
+        lines.append(
+            f"| `{item.key}`: {item.text} | "
+            + " | ".join(f"[wav]({path})" for path in clips(item).values())
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -489,18 +624,32 @@ def curve_section(points: Sequence[CurvePoint], n_items: int) -> str:
 
     if not points:
         return "No learning curve yet (the `curve` stage scores the training snapshots).\n"
-    return (f"The same {n_items} held-out cross-utterance items scored with each training snapshot "
-            f"(`run/curve/`, every few minutes of training) and the exported model; their outputs are in "
-            f"`samples/curve/`, the figures in `curve.json`.\n\n![learning curve](plots/learning_curve.png)\n\n"
-            + format_curve_markdown(points, n_items))
+    return (
+        f"The same {n_items} held-out cross-utterance items scored with each training snapshot "
+        f"(`run/curve/`, every few minutes of training) and the exported model; their outputs are in "
+        f"`samples/curve/`, the figures in `curve.json`.\n\n![learning curve](plots/learning_curve.png)\n\n"
+        + format_curve_markdown(points, n_items)
+    )
 
 
-def render_report(out: Path, table: str, plots: list[Path], items: list[Item], listened: Sequence[Item] = (),
-                  points: Sequence[CurvePoint] = (), training: str = "") -> str:
+def render_report(
+    out: Path,
+    table: str,
+    plots: list[Path],
+    items: list[Item],
+    listened: Sequence[Item] = (),
+    points: Sequence[CurvePoint] = (),
+    training: str = "",
+) -> str:
     """report.md: the rows, the scores, links to listen to, the learning curve and the figures."""
-    figures = "\n".join(f"![{p.stem}]({p.relative_to(out)})" for p in plots
-                        if p.parent.name != "spectrograms" and p.name != "learning_curve.png")
-    spectrograms = "\n".join(f"![{p.stem}]({p.relative_to(out)})" for p in plots if p.parent.name == "spectrograms")
+    figures = "\n".join(
+        f"![{p.stem}]({p.relative_to(out)})"
+        for p in plots
+        if p.parent.name != "spectrograms" and p.name != "learning_curve.png"
+    )
+    spectrograms = "\n".join(
+        f"![{p.stem}]({p.relative_to(out)})" for p in plots if p.parent.name == "spectrograms"
+    )
     speakers = sorted({i.speaker for i in items})
     n_curve = len(first_per_voice(items, CURVE_ITEMS_PER_VOICE))
     return f"""# valle demo report
@@ -542,8 +691,15 @@ Training: {training}.
 """
 
 
-def write_report_html(out: Path, table: str, plots: list[Path], items: list[Item], listened: Sequence[Item],
-                      points: Sequence[CurvePoint], training: str) -> Path:
+def write_report_html(
+    out: Path,
+    table: str,
+    plots: list[Path],
+    items: list[Item],
+    listened: Sequence[Item],
+    points: Sequence[CurvePoint],
+    training: str,
+) -> Path:
     """report.html: scores, players for the listened items beside their prompts, the learning curve and
     what each snapshot said, the training figures; every link relative to `out`."""
     from valle.evaluate.curve import format_curve_markdown
@@ -558,35 +714,74 @@ def write_report_html(out: Path, table: str, plots: list[Path], items: list[Item
     )
 
     spectrogram = {p.stem: str(p.relative_to(out)) for p in plots if p.parent.name == "spectrograms"}
-    listen = [ClipRow(item.key, item.text, [Clip(label, path) for label, path in clips(item).items()],
-                      spectrogram.get(item.key)) for item in listened]
+    listen = [
+        ClipRow(
+            item.key,
+            item.text,
+            [Clip(label, path) for label, path in clips(item).items()],
+            spectrogram.get(item.key),
+        )
+        for item in listened
+    ]
     notes = [line for line in table.splitlines() if line.strip() and not line.startswith("|")]
-    sections = [Section("Scores", table_html(table), notes),
-                Section("Listen", listening_html(listen), ["The prompt is the cross-utterance one; the continuation "
-                                                           "clip is the generated part alone."])]
+    sections = [
+        Section("Scores", table_html(table), notes),
+        Section(
+            "Listen",
+            listening_html(listen),
+            ["The prompt is the cross-utterance one; the continuation clip is the generated part alone."],
+        ),
+    ]
     if points:
         heard = first_per_voice(items, 1)  # one sentence per voice, as each snapshot said it
-        by_model = [ClipRow(f"{p.model}", f"step {p.step}, {p.minutes:.1f} min",
-                            [Clip(f"{item.key}: {item.text}", f"samples/curve/{Path(p.model).stem}/{item.key}.wav")
-                             for item in heard]) for p in points]
+        by_model = [
+            ClipRow(
+                f"{p.model}",
+                f"step {p.step}, {p.minutes:.1f} min",
+                [
+                    Clip(f"{item.key}: {item.text}", f"samples/curve/{Path(p.model).stem}/{item.key}.wav")
+                    for item in heard
+                ],
+            )
+            for p in points
+        ]
         n_curve = len(first_per_voice(items, CURVE_ITEMS_PER_VOICE))
-        curve = [figure_html("plots/learning_curve.png", "held-out figures by training time"),
-                 table_html(format_curve_markdown(points, n_curve)),
-                 listening_html(by_model, first_column="model")]
-        sections.append(Section("Learning curve", "\n".join(curve), ["The same held-out cross-utterance items "
-                                "scored with each training snapshot and the exported model."]))
+        curve = [
+            figure_html("plots/learning_curve.png", "held-out figures by training time"),
+            table_html(format_curve_markdown(points, n_curve)),
+            listening_html(by_model, first_column="model"),
+        ]
+        sections.append(
+            Section(
+                "Learning curve",
+                "\n".join(curve),
+                [
+                    "The same held-out cross-utterance items "
+                    "scored with each training snapshot and the exported model."
+                ],
+            )
+        )
     figures = [p for p in plots if p.parent.name != "spectrograms" and p.name != "learning_curve.png"]
     sections.append(Section("Training", "\n".join(figure_html(p.relative_to(out), p.stem) for p in figures)))
     voices = ", ".join(sorted({i.speaker for i in items}))
-    return write_page(out / "report.html", "valle demo report", sections,
-                      [f"{len(items)} held-out utterances per row, voices {voices}. Training: {training}. "
-                       "report.md describes the rows and the columns."])
+    return write_page(
+        out / "report.html",
+        "valle demo report",
+        sections,
+        [
+            f"{len(items)} held-out utterances per row, voices {voices}. Training: {training}. "
+            "report.md describes the rows and the columns."
+        ],
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("options", nargs="*",
-                        help="out=DIR size=full|ci minutes=M steps=N curve_minutes=M stage=NAME|all")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "options", nargs="*", help="out=DIR size=full|ci minutes=M steps=N curve_minutes=M stage=NAME|all"
+    )
     options = dict(o.split("=", 1) for o in parser.parse_args(argv).options)
     unknown = set(options) - {"out", "size", "minutes", "steps", "curve_minutes", "stage"}
     if unknown:

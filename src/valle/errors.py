@@ -64,6 +64,7 @@ def exit_on_user_error(function: Callable[P, R]) -> Callable[P, R]:
     sets HYDRA_FULL_ERROR=1. Under `@hydra.main` this decorator goes below it, on the task function,
     because Hydra catches what the task raises.
     """
+
     @functools.wraps(function)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
         try:

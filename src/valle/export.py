@@ -52,8 +52,10 @@ def _merged_lora_state(data: dict, meta: dict) -> dict[str, torch.Tensor]:
     apply_lora(model, LoRAConfig(**hparams["lora"]))
     missing, unexpected = model.load_state_dict(model_state_dict(data), strict=False)
     if unexpected or any("lora_" in k for k in missing):
-        raise ConfigError(f"the checkpoint's adapters do not fit lora={hparams['lora']} (missing "
-                          f"{[k for k in missing if 'lora_' in k][:3]}, unexpected {unexpected[:3]})")
+        raise ConfigError(
+            f"the checkpoint's adapters do not fit lora={hparams['lora']} (missing "
+            f"{[k for k in missing if 'lora_' in k][:3]}, unexpected {unexpected[:3]})"
+        )
     return merge_lora(model).state_dict()
 
 
@@ -70,9 +72,17 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, dtype: str = "fp32") ->
     lora = data.get("hyper_parameters", {}).get("lora")
     state = _merged_lora_state(data, meta) if lora else model_state_dict(data)
     state = {k: v.to(DTYPES[dtype]) if v.is_floating_point() else v for k, v in state.items()}
-    payload = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "model": state, "config": meta["model"],
-               "codec": meta["codec"], "symbols": meta["symbols"], "stats": meta["stats"], "dtype": dtype,
-               "codec_state": meta["codec_state"]}
+    payload = {
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
+        "model": state,
+        "config": meta["model"],
+        "codec": meta["codec"],
+        "symbols": meta["symbols"],
+        "stats": meta["stats"],
+        "dtype": dtype,
+        "codec_state": meta["codec_state"],
+    }
     out = Path(out)
     atomic_torch_save(payload, out)  # a full disk: a one-line error, and no half-written file
     return out
@@ -87,14 +97,26 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> LoadedMo
     data = load_file(path)
     meta = describe_file(data, path)
     if data.get("format") == EXPORT_FORMAT and data.get("version") != EXPORT_VERSION:
-        raise ConfigError(f"{path}: export version {data.get('version')} is not supported "
-                          f"(this valle reads version {EXPORT_VERSION})")
+        raise ConfigError(
+            f"{path}: export version {data.get('version')} is not supported "
+            f"(this valle reads version {EXPORT_VERSION})"
+        )
     config = ValleConfig.from_dict(meta["model"])
     model = Valle(config)
-    state = _merged_lora_state(data, meta) if data.get("hyper_parameters", {}).get("lora") else model_state_dict(data)
+    state = (
+        _merged_lora_state(data, meta)
+        if data.get("hyper_parameters", {}).get("lora")
+        else model_state_dict(data)
+    )
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    return LoadedModel(model.to(map_location).eval(), config, SymbolMap.from_dict(meta["symbols"]),
-                       CodecInfo.from_dict(meta["codec"]), dict(meta["stats"]), meta["codec_state"])
+    return LoadedModel(
+        model.to(map_location).eval(),
+        config,
+        SymbolMap.from_dict(meta["symbols"]),
+        CodecInfo.from_dict(meta["codec"]),
+        dict(meta["stats"]),
+        meta["codec_state"],
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -70,8 +70,12 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
     names = sorted(series)
     figures = [
         _figure(series, [n for n in names if "/loss" in n], "loss", out / "loss.png", log_y=True),
-        _figure(series, [n for n in names if n.startswith("val/") and ("acc" in n or "top10" in n)],
-                "validation accuracy", out / "accuracy.png"),
+        _figure(
+            series,
+            [n for n in names if n.startswith("val/") and ("acc" in n or "top10" in n)],
+            "validation accuracy",
+            out / "accuracy.png",
+        ),
         _figure(series, [n for n in names if n.startswith("lr")], "learning rate", out / "lr.png"),
     ]
     return [f for f in figures if f is not None]
@@ -94,8 +98,13 @@ def plot_spectrograms(wavs: Mapping[str, str | Path], path: str | Path, title: s
     fig = Figure(figsize=(9, 1.8 * len(images)))
     axes = fig.subplots(len(images), 1, squeeze=False)
     for ax, (name, image) in zip(axes[:, 0], images.items(), strict=True):
-        ax.imshow(image, origin="lower", aspect="auto", cmap="magma",
-                  extent=(0, image.shape[-1] * 160 / rate, 0, image.shape[0]))
+        ax.imshow(
+            image,
+            origin="lower",
+            aspect="auto",
+            cmap="magma",
+            extent=(0, image.shape[-1] * 160 / rate, 0, image.shape[0]),
+        )
         ax.set_xlim(0, seconds)
         ax.set_ylabel(name, fontsize=8)
         ax.set_yticks([])
@@ -103,10 +112,15 @@ def plot_spectrograms(wavs: Mapping[str, str | Path], path: str | Path, title: s
     return save_figure(fig, path, title)
 
 
-def plot_learning_curve(points: Sequence, path: str | Path, metrics: Sequence[str],
-                        labels: Mapping[str, str] | None = None,
-                        references: Mapping[str, Mapping[str, float | None]] | None = None,
-                        baselines: Mapping[str, str] | None = None, title: str = "") -> Path:
+def plot_learning_curve(
+    points: Sequence,
+    path: str | Path,
+    metrics: Sequence[str],
+    labels: Mapping[str, str] | None = None,
+    references: Mapping[str, Mapping[str, float | None]] | None = None,
+    baselines: Mapping[str, str] | None = None,
+    title: str = "",
+) -> Path:
     """Held-out figures against training minutes, one panel per metric, as a PNG.
 
     Args:
@@ -133,10 +147,17 @@ def plot_learning_curve(points: Sequence, path: str | Path, metrics: Sequence[st
             measured = [p for p in points if name and p.metrics.get(name) is not None]
             if not measured:
                 continue
-            line, = ax.plot([p.minutes for p in measured], [p.metrics[name] for p in measured], style,
-                            label="model" if name == metric else labels.get(name, name))
-            banded = [(p.minutes, *p.intervals[name]) for p in measured
-                      if (getattr(p, "intervals", None) or {}).get(name)]
+            (line,) = ax.plot(
+                [p.minutes for p in measured],
+                [p.metrics[name] for p in measured],
+                style,
+                label="model" if name == metric else labels.get(name, name),
+            )
+            banded = [
+                (p.minutes, *p.intervals[name])
+                for p in measured
+                if (getattr(p, "intervals", None) or {}).get(name)
+            ]
             if banded:  # the 95 % bootstrap interval over the items
                 ax.fill_between(*zip(*banded, strict=True), color=line.get_color(), alpha=0.15, linewidth=0)
         for color, (name, values) in zip(colors, references.items(), strict=False):
@@ -145,7 +166,7 @@ def plot_learning_curve(points: Sequence, path: str | Path, metrics: Sequence[st
         ax.set(title=labels.get(metric, metric), xlabel="training minutes")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    for ax in axes[len(metrics):]:
+    for ax in axes[len(metrics) :]:
         ax.set_visible(False)
     return save_figure(fig, path, title)
 

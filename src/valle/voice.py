@@ -1,7 +1,7 @@
 """Voice presets: encode a prompt once, reuse it (`prompt=voice.npz`).
 
-    python -m valle.voice make prompt=ref.wav text="What the reference says." out=voice.npz codec=encodec
-    python -m valle.voice make prompt=ref.wav out=voice.npz ckpt=model.pt     # the model's codec
+python -m valle.voice make prompt=ref.wav text="What the reference says." out=voice.npz codec=encodec
+python -m valle.voice make prompt=ref.wav out=voice.npz ckpt=model.pt     # the model's codec
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(__doc__)
     options = dict(arg.split("=", 1) for arg in args[1:] if "=" in arg)
     if "prompt" not in options or "out" not in options:
-        raise SystemExit("usage: python -m valle.voice make prompt=REF.wav out=VOICE.npz [text=...] "
-                         "[ckpt=MODEL | codec=NAME] [codec.weights=pretrained|random|PATH] [prompt_seconds=3]")
+        raise SystemExit(
+            "usage: python -m valle.voice make prompt=REF.wav out=VOICE.npz [text=...] "
+            "[ckpt=MODEL | codec=NAME] [codec.weights=pretrained|random|PATH] [prompt_seconds=3]"
+        )
     weights = options.get("codec.weights")  # None: a model's own codec weights
     if "ckpt" in options:
         meta = read_checkpoint_meta(options["ckpt"])
@@ -32,8 +34,10 @@ def main(argv: list[str] | None = None) -> None:
     seconds = float(options.get("prompt_seconds", 3.0))
     prompt = load_prompt(options["prompt"], codec, seconds, options.get("text"))
     path = save_voice(options["out"], prompt, codec.info)
-    print(f"{path}: {prompt.codes.shape[1]} frames of {codec.info.name} codes"
-          f"{' with transcript' if prompt.text else ''}")
+    print(
+        f"{path}: {prompt.codes.shape[1]} frames of {codec.info.name} codes"
+        f"{' with transcript' if prompt.text else ''}"
+    )
 
 
 if __name__ == "__main__":

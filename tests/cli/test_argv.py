@@ -51,17 +51,29 @@ def compose_with(config: str, argv: list[str]):
 
 @pytest.mark.parametrize("value", AWKWARD)
 def test_every_verbatim_key_composes_to_exactly_what_was_typed(value):
-    infer = compose_with("infer", verbatim_overrides([f"{k}={value}" for k in INFER_VERBATIM_KEYS], INFER_VERBATIM_KEYS))
-    prepare = compose_with("prepare", verbatim_overrides([f"{k}={value}" for k in PREPARE_VERBATIM_KEYS],
-                                                         PREPARE_VERBATIM_KEYS))
+    infer = compose_with(
+        "infer", verbatim_overrides([f"{k}={value}" for k in INFER_VERBATIM_KEYS], INFER_VERBATIM_KEYS)
+    )
+    prepare = compose_with(
+        "prepare", verbatim_overrides([f"{k}={value}" for k in PREPARE_VERBATIM_KEYS], PREPARE_VERBATIM_KEYS)
+    )
     for cfg, keys in ((infer, INFER_VERBATIM_KEYS), (prepare, PREPARE_VERBATIM_KEYS)):
         resolved = OmegaConf.to_container(cfg, resolve=True)  # no `${...}` in a value may resolve
         assert all(cfg[k] == value and resolved[k] == value for k in keys), (value, {k: cfg[k] for k in keys})
 
 
 def test_other_arguments_pass_unchanged():
-    argv = ["-m", "sampler=greedy", "sampler.top_k=3", "hydra.run.dir=x", "--cfg", "job", "textual=a,b",
-            "+text=hi, you", "codec.name=vocos"]
+    argv = [
+        "-m",
+        "sampler=greedy",
+        "sampler.top_k=3",
+        "hydra.run.dir=x",
+        "--cfg",
+        "job",
+        "textual=a,b",
+        "+text=hi, you",
+        "codec.name=vocos",
+    ]
     assert verbatim_overrides(argv, INFER_VERBATIM_KEYS) == [*argv[:7], "+text='hi, you'", "codec.name=vocos"]
 
 
@@ -85,9 +97,15 @@ def test_infer_py_speaks_an_awkward_sentence_into_an_awkward_path(random_export,
     folder = tmp_path / "it's (1), [x] = ${oc.env:HOME}"
     folder.mkdir()
     prompt = shutil.copy(real_speech_dir() / "LJ049-0124.wav", folder / "ref, take=2.wav")
-    out = folder / "out #1, \"final\".wav"
-    result = run_entry_point("infer.py", f"ckpt={random_export}", f"prompt={prompt}", f"out={out}",
-                             "text=Hello there, it's me: (really) ${oc.env:HOME}!", "sampler.max_ar_steps=8",
-                             cwd=tmp_path)
+    out = folder / 'out #1, "final".wav'
+    result = run_entry_point(
+        "infer.py",
+        f"ckpt={random_export}",
+        f"prompt={prompt}",
+        f"out={out}",
+        "text=Hello there, it's me: (really) ${oc.env:HOME}!",
+        "sampler.max_ar_steps=8",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert sf.info(str(out)).frames > 0 and str(out) in result.stdout

@@ -47,8 +47,14 @@ def test_prompt_text_describes_prompt_alone_which_is_then_kept_whole(tiny_codec,
         sf.write(str(tmp_path / name), wav, rate)
     lines = tmp_path / "lines.txt"
     lines.write_text(f"First line.\nSecond line.|{tmp_path / 'other.wav'}\n", encoding="utf-8")
-    cfg = compose_infer("ckpt=m.pt", f"texts={lines}", f"prompt={tmp_path / 'voice.wav'}",
-                        literal_override("prompt_text", transcript))
+    cfg = compose_infer(
+        "ckpt=m.pt",
+        f"texts={lines}",
+        f"prompt={tmp_path / 'voice.wav'}",
+        literal_override("prompt_text", transcript),
+    )
     voice, other = load_prompts(read_requests(cfg), cfg, tiny_codec)
-    assert voice.text == transcript and voice.codes.shape[1] > 8 * tiny_codec.frame_rate  # continuation: all of it
+    assert (
+        voice.text == transcript and voice.codes.shape[1] > 8 * tiny_codec.frame_rate
+    )  # continuation: all of it
     assert other.text is None and other.codes.shape[1] == 3 * tiny_codec.frame_rate  # its own: cropped to 3 s

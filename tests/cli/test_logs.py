@@ -24,17 +24,23 @@ logging.getLogger("valle.x").info("mine too")
 
 
 def test_lightning_lines_print_once_through_the_root_handlers():
-    result = subprocess.run([sys.executable, "-c", ROOT_CONFIGURED], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", ROOT_CONFIGURED], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     everything = result.stdout + result.stderr
-    assert everything.count("once, please") == 1 and "[lightning.pytorch.utilities.rank_zero] once, please" in result.stdout
+    assert (
+        everything.count("once, please") == 1
+        and "[lightning.pytorch.utilities.rank_zero] once, please" in result.stdout
+    )
     assert everything.count("mine too") == 1
 
 
 @pytest.mark.slow
 def test_train_py_prints_each_line_once_and_keeps_it_in_the_log_file(tiny_shards, tmp_path):
-    result = run_entry_point("train.py", "experiment=tiny_cpu", f"data.root={tiny_shards}", "debug=fdr",
-                             cwd=tmp_path, timeout=600)
+    result = run_entry_point(
+        "train.py", "experiment=tiny_cpu", f"data.root={tiny_shards}", "debug=fdr", cwd=tmp_path, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (result.stdout + result.stderr).count(LIGHTNING_LINE) == 1
     assert LIGHTNING_LINE in (tmp_path / "runs" / "tiny_cpu" / "train.log").read_text()

@@ -24,9 +24,20 @@ def compose_prepare(*overrides: str):
 def test_prepare_py_writes_shards_and_prints_the_summary(tiny_corpus, tmp_path):
     out = tmp_path / "shards"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "prepare.py"), f"input={tiny_corpus}", f"output={out}", "codec.weights=random",
-         "codec.bandwidth_kbps=1.5", "num_workers=1"],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path)
+        [
+            sys.executable,
+            str(ROOT / "prepare.py"),
+            f"input={tiny_corpus}",
+            f"output={out}",
+            "codec.weights=random",
+            "codec.bandwidth_kbps=1.5",
+            "num_workers=1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "utterances: 15, speakers: 3" in result.stdout
     index = json.loads((out / "index.json").read_text())
@@ -49,15 +60,33 @@ def test_part_override_parses(tmp_path):
 
 
 def test_prepare_py_exits_non_zero_on_a_bad_layout(tmp_path):
-    result = subprocess.run([sys.executable, str(ROOT / "prepare.py"), f"input={tmp_path}", f"output={tmp_path}/o",
-                             "layout=vctk", "codec.weights=random"], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "prepare.py"),
+            f"input={tmp_path}",
+            f"output={tmp_path}/o",
+            "layout=vctk",
+            "codec.weights=random",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode != 0 and "unknown layout 'vctk'" in result.stderr
 
 
 def test_mel_codec_fits_its_codebooks_beside_the_shards_once(tiny_corpus, tmp_path):
     out = tmp_path / "shards"
-    args = [sys.executable, str(ROOT / "prepare.py"), f"input={tiny_corpus}", f"output={out}", "codec=mel",
-            "codec.codebook_size=64", "num_workers=0"]
+    args = [
+        sys.executable,
+        str(ROOT / "prepare.py"),
+        f"input={tiny_corpus}",
+        f"output={out}",
+        "codec=mel",
+        "codec.codebook_size=64",
+        "num_workers=0",
+    ]
     first = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     codebooks = out / "codebooks.pt"

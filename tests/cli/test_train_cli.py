@@ -30,8 +30,13 @@ def compose_train(*overrides: str):
 
 
 def train_py(cwd: Path, *overrides: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, str(ROOT / "train.py"), *overrides], cwd=cwd, capture_output=True,
-                            text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *overrides],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     return result
 
@@ -78,17 +83,31 @@ def test_typos_fail_at_start_up():
 @pytest.fixture(scope="module")
 def uninterrupted(tiny_shards, tmp_path_factory):
     cwd = tmp_path_factory.mktemp("straight")
-    train_py(cwd, "experiment=tiny_cpu", f"data.root={tiny_shards}", "trainer.max_steps=6",
-             "trainer.val_check_interval=3", "trainer.limit_val_batches=1", "trainer.log_every_n_steps=1")
+    train_py(
+        cwd,
+        "experiment=tiny_cpu",
+        f"data.root={tiny_shards}",
+        "trainer.max_steps=6",
+        "trainer.val_check_interval=3",
+        "trainer.limit_val_batches=1",
+        "trainer.log_every_n_steps=1",
+    )
     return cwd / "runs" / "tiny_cpu"
 
 
 @pytest.fixture(scope="module")
 def uninterrupted_with_dropout(tiny_shards, tmp_path_factory):
     cwd = tmp_path_factory.mktemp("straight-dropout")
-    train_py(cwd, "experiment=tiny_cpu", f"data.root={tiny_shards}", "trainer.max_steps=6",
-             "trainer.val_check_interval=3", "trainer.limit_val_batches=1", "trainer.log_every_n_steps=1",
-             "model.backbone.dropout=0.1")
+    train_py(
+        cwd,
+        "experiment=tiny_cpu",
+        f"data.root={tiny_shards}",
+        "trainer.max_steps=6",
+        "trainer.val_check_interval=3",
+        "trainer.limit_val_batches=1",
+        "trainer.log_every_n_steps=1",
+        "model.backbone.dropout=0.1",
+    )
     return cwd / "runs" / "tiny_cpu"
 
 
@@ -100,8 +119,13 @@ def test_train_py_writes_checkpoints_logs_and_plots(uninterrupted):
 
 
 def test_rerun_resumes_and_continues_exactly_like_an_uninterrupted_run(uninterrupted, tiny_shards, tmp_path):
-    args = ["experiment=tiny_cpu", f"data.root={tiny_shards}", "trainer.val_check_interval=3",
-            "trainer.limit_val_batches=1", "trainer.log_every_n_steps=1"]
+    args = [
+        "experiment=tiny_cpu",
+        f"data.root={tiny_shards}",
+        "trainer.val_check_interval=3",
+        "trainer.limit_val_batches=1",
+        "trainer.log_every_n_steps=1",
+    ]
     train_py(tmp_path, *args, "trainer.max_steps=3")  # "killed" after its step-3 checkpoint
     resumed = train_py(tmp_path, *args, "trainer.max_steps=6")
     assert "resuming from" in resumed.stderr + resumed.stdout
@@ -113,8 +137,14 @@ def test_rerun_resumes_and_continues_exactly_like_an_uninterrupted_run(uninterru
 
 @pytest.mark.slow
 def test_multirun_sweep_gives_each_job_its_own_run_dir(tiny_shards, tmp_path):
-    train_py(tmp_path, "-m", "experiment=tiny_cpu", f"data.root={tiny_shards}", "debug=fdr",
-             "model.scale.d_model=32,64")
+    train_py(
+        tmp_path,
+        "-m",
+        "experiment=tiny_cpu",
+        f"data.root={tiny_shards}",
+        "debug=fdr",
+        "model.scale.d_model=32,64",
+    )
     for job in ("0", "1"):
         assert (tmp_path / "multirun" / "tiny_cpu" / job / "checkpoints" / "last.ckpt").is_file()
 
@@ -127,11 +157,19 @@ def test_kill_9_after_a_checkpoint_then_rerun_continues_the_run(dropout, request
     import time
 
     straight_run = request.getfixturevalue("uninterrupted_with_dropout" if dropout else "uninterrupted")
-    args = [sys.executable, str(ROOT / "train.py"), "experiment=tiny_cpu", f"data.root={tiny_shards}",
-            "trainer.val_check_interval=3", "trainer.limit_val_batches=1", "trainer.log_every_n_steps=1",
-            f"model.backbone.dropout={dropout}"]
-    process = subprocess.Popen([*args, "trainer.max_steps=200"], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    args = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "experiment=tiny_cpu",
+        f"data.root={tiny_shards}",
+        "trainer.val_check_interval=3",
+        "trainer.limit_val_batches=1",
+        "trainer.log_every_n_steps=1",
+        f"model.backbone.dropout={dropout}",
+    ]
+    process = subprocess.Popen(
+        [*args, "trainer.max_steps=200"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     checkpoints = tmp_path / "runs" / "tiny_cpu" / "checkpoints"
     deadline = time.time() + 300
     while not complete(checkpoints / "last.ckpt") and time.time() < deadline and process.poll() is None:

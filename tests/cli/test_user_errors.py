@@ -39,42 +39,66 @@ def test_infer_py_names_a_missing_checkpoint_in_one_line_or_with_a_traceback_on_
 def test_infer_py_user_mistakes_before_the_model_loads(tmp_path):
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
-    assert_one_line_error(run_entry_point("infer.py", f"ckpt={garbage}", "text=Hi.", "prompt=r.wav", cwd=tmp_path),
-                          "garbage.pt", "not a valle checkpoint")
-    assert_one_line_error(run_entry_point("infer.py", "text=Hi.", "prompt=r.wav", cwd=tmp_path), "ckpt is required")
+    assert_one_line_error(
+        run_entry_point("infer.py", f"ckpt={garbage}", "text=Hi.", "prompt=r.wav", cwd=tmp_path),
+        "garbage.pt",
+        "not a valle checkpoint",
+    )
+    assert_one_line_error(
+        run_entry_point("infer.py", "text=Hi.", "prompt=r.wav", cwd=tmp_path), "ckpt is required"
+    )
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("args, fragments", [
-    (["prompt={silent}", "text=Hello."], ["silent.wav", "silent"]),
-    (["prompt={speech}", "text=  ..."], ["empty text"]),
-    (["prompt={speech}", "text=Hello.", "language=xx-nowhere"], ["unknown language 'xx-nowhere'"]),
-])
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["prompt={silent}", "text=Hello."], ["silent.wav", "silent"]),
+        (["prompt={speech}", "text=  ..."], ["empty text"]),
+        (["prompt={speech}", "text=Hello.", "language=xx-nowhere"], ["unknown language 'xx-nowhere'"]),
+    ],
+)
 def test_infer_py_bad_prompt_or_text_is_one_line(random_export, silent_wav, tmp_path, args, fragments):
     speech = real_speech_dir() / "LJ049-0124.wav"
     args = [a.format(silent=silent_wav, speech=speech) for a in args]
-    result = run_entry_point("infer.py", f"ckpt={random_export}", *args, f"out={tmp_path / 'o.wav'}", cwd=tmp_path)
+    result = run_entry_point(
+        "infer.py", f"ckpt={random_export}", *args, f"out={tmp_path / 'o.wav'}", cwd=tmp_path
+    )
     assert_one_line_error(result, *fragments)
 
 
 @pytest.mark.slow
 def test_train_py_and_prepare_py_name_a_missing_folder(tmp_path):
-    assert_one_line_error(run_entry_point("train.py", "experiment=tiny_cpu", f"data.root={tmp_path / 'none'}",
-                                          cwd=tmp_path), "no shard index")
+    assert_one_line_error(
+        run_entry_point("train.py", "experiment=tiny_cpu", f"data.root={tmp_path / 'none'}", cwd=tmp_path),
+        "no shard index",
+    )
     output = tmp_path / "shards, it's (v=2) [new]"  # taken verbatim: Hydra's logs go into this very folder
-    assert_one_line_error(run_entry_point("prepare.py", f"input={tmp_path / 'none'}", f"output={output}",
-                                          "codec.weights=random", cwd=tmp_path), "input=", "no such folder")
+    assert_one_line_error(
+        run_entry_point(
+            "prepare.py",
+            f"input={tmp_path / 'none'}",
+            f"output={output}",
+            "codec.weights=random",
+            cwd=tmp_path,
+        ),
+        "input=",
+        "no such folder",
+    )
     assert (output / "logs").is_dir()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command, fragments", [
-    (["valle.voice", "make", "prompt={silent}", "out={tmp}/v.npz", "codec.weights=random"], ["silent"]),
-    (["valle.plot", "{tmp}"], ["no CSV log"]),
-    (["valle.export", "ckpt={tmp}/none.ckpt", "out={tmp}/m.pt"], ["none.ckpt", "no such checkpoint"]),
-    (["valle.evaluate", "hyp_dir={tmp}/none", "ref_dir={tmp}"], ["hyp_dir=", "no such folder"]),
-    (["valle.demo", "out={tmp}", "stage=export"], ["last.ckpt", "no such checkpoint"]),
-])
+@pytest.mark.parametrize(
+    "command, fragments",
+    [
+        (["valle.voice", "make", "prompt={silent}", "out={tmp}/v.npz", "codec.weights=random"], ["silent"]),
+        (["valle.plot", "{tmp}"], ["no CSV log"]),
+        (["valle.export", "ckpt={tmp}/none.ckpt", "out={tmp}/m.pt"], ["none.ckpt", "no such checkpoint"]),
+        (["valle.evaluate", "hyp_dir={tmp}/none", "ref_dir={tmp}"], ["hyp_dir=", "no such folder"]),
+        (["valle.demo", "out={tmp}", "stage=export"], ["last.ckpt", "no such checkpoint"]),
+    ],
+)
 def test_python_m_commands_report_user_errors_in_one_line(silent_wav, tmp_path, command, fragments):
     command = [c.format(silent=silent_wav, tmp=tmp_path) for c in command]
     assert_one_line_error(run_entry_point(*command, cwd=tmp_path), *fragments)

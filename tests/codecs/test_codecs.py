@@ -124,8 +124,11 @@ def test_other_rate_and_stereo_are_resampled_and_mixed(codec):
     assert resampled.numel() == math.ceil(stereo.shape[-1] * codec.sample_rate / rate)
     assert codes.shape == (codec.n_levels, codec.n_frames(resampled.numel()))
     assert_codes_match_up_to_near_ties(
-        quantizer_for(codec), codec.encode(resampled, codec.sample_rate), codes,
-        codec_latents(codec, resampled, codec.sample_rate), got_latents=codec_latents(codec, stereo, rate),
+        quantizer_for(codec),
+        codec.encode(resampled, codec.sample_rate),
+        codes,
+        codec_latents(codec, resampled, codec.sample_rate),
+        got_latents=codec_latents(codec, stereo, rate),
     )
 
 
@@ -142,8 +145,11 @@ def test_batch_encode_matches_single_items(codec):
         alone = codec.encode(wav, codec.sample_rate)
         checked = n if n == max(frames) else max(0, n - margin)  # the longest item sees no batch padding
         assert_codes_match_up_to_near_ties(
-            quantizer, alone[:, :checked], codes[i, :, :checked],
-            codec_latents(codec, wav, codec.sample_rate)[:checked], got_latents=batch_latents[i, :checked],
+            quantizer,
+            alone[:, :checked],
+            codes[i, :, :checked],
+            codec_latents(codec, wav, codec.sample_rate)[:checked],
+            got_latents=batch_latents[i, :checked],
         )
         assert (codes[i, :, n:] == 0).all(), "frames past an item's end are padding (0)"
 
@@ -169,7 +175,10 @@ def test_encodec_codes_match_encodec_model_encode_up_to_near_ties(encodec):
     # equal to rounding, and on some CPUs and thread counts 1 or 2 of these 30 frames flip a near-tied code.
     latents = encodec.model.encoder(wav.view(1, 1, -1))[0].T
     assert_codes_match_up_to_near_ties(
-        quantizer_for(encodec), expected[0], encodec.encode(wav, 24_000), latents,
+        quantizer_for(encodec),
+        expected[0],
+        encodec.encode(wav, 24_000),
+        latents,
         got_latents=codec_latents(encodec, wav, 24_000),
     )
 
@@ -268,8 +277,9 @@ def test_vocos_pretrained_matches_vocos_from_pretrained(encodec, tmp_path):
     library.feature_extractor.encodec.set_target_bandwidth(6.0)
     theirs = library.feature_extractor.get_encodec_codes(wav[None])[:, 0]
     latents = library.feature_extractor.encodec.encoder(wav.view(1, 1, -1))[0].T
-    assert_codes_match_up_to_near_ties(quantizer_for(ours), theirs, codes, latents,
-                                       got_latents=codec_latents(ours, wav, 24_000))
+    assert_codes_match_up_to_near_ties(
+        quantizer_for(ours), theirs, codes, latents, got_latents=codec_latents(ours, wav, 24_000)
+    )
     expected = library.decode(library.codes_to_features(codes), bandwidth_id=torch.tensor([2]))[0]
     torch.testing.assert_close(ours.decode(codes), expected)
 
@@ -374,13 +384,24 @@ def test_config_keys_are_build_codec_arguments(config):
         assert set(cfg) - {"name"} <= set(inspect.signature(codec_class(cfg.name)).parameters)
 
 
-@pytest.mark.parametrize(("name", "settings"), [("encodec", {"bandwidth_kbps": 3}), ("vocos", {"bandwidth_kbps": 12}),
-                                                ("dac", {"model_type": "16khz", "n_levels": 4})])
+@pytest.mark.parametrize(
+    ("name", "settings"),
+    [
+        ("encodec", {"bandwidth_kbps": 3}),
+        ("vocos", {"bandwidth_kbps": 12}),
+        ("dac", {"model_type": "16khz", "n_levels": 4}),
+    ],
+)
 def test_describe_matches_the_built_codec_without_building_it(name, settings):
     from valle.codecs import describe_codec
 
-    assert describe_codec(name, weights="random", **settings) == build_codec(name, weights="random", **settings).info
-    assert describe_codec(name, weights="pretrained", **settings).weights == "pretrained"  # nothing downloaded
+    assert (
+        describe_codec(name, weights="random", **settings)
+        == build_codec(name, weights="random", **settings).info
+    )
+    assert (
+        describe_codec(name, weights="pretrained", **settings).weights == "pretrained"
+    )  # nothing downloaded
 
 
 # --- DAC: inputs are loudness-normalised as `compress` (and so the seed's .dac files) does --------------
@@ -398,22 +419,40 @@ def test_dac_encodes_as_compress_so_seed_dac_files_match_prompts(tiny_dac_file, 
     path = tmp_path / "seed" / "g" / "s" / "a.dac"
     path.parent.mkdir(parents=True)
     with open(path, "wb") as handle:  # the seed's own layout: np.save of a dict, codes uint16 [1, L, T]
-        np.save(handle, {"codes": artifact.codes.numpy().astype(np.uint16), "metadata": {
-            "original_length": artifact.original_length, "sample_rate": artifact.sample_rate,
-            "input_db": artifact.input_db.numpy().astype(np.float32), "chunk_length": artifact.chunk_length,
-            "channels": artifact.channels, "padding": artifact.padding, "dac_version": "1.0.0",
-            "text": "A quiet recording.", "language": "en"}}, allow_pickle=True)
+        np.save(
+            handle,
+            {
+                "codes": artifact.codes.numpy().astype(np.uint16),
+                "metadata": {
+                    "original_length": artifact.original_length,
+                    "sample_rate": artifact.sample_rate,
+                    "input_db": artifact.input_db.numpy().astype(np.float32),
+                    "chunk_length": artifact.chunk_length,
+                    "channels": artifact.channels,
+                    "padding": artifact.padding,
+                    "dac_version": "1.0.0",
+                    "text": "A quiet recording.",
+                    "language": "en",
+                },
+            },
+            allow_pickle=True,
+        )
 
     [imported] = read_seed(tmp_path / "seed", "en-us")
     ours = codec.encode(wav, 16_000).numpy()
     raw = DacCodec(model_type="16khz", weights=tiny_dac_file, normalize_db=None).encode(wav, 16_000).numpy()
 
     assert imported.codes.shape == ours.shape == (12, 50)
-    assert imported.extra["input_db"] == [pytest.approx(float(AudioSignal(wav.view(1, 1, -1), 16_000).loudness()))]
+    assert imported.extra["input_db"] == [
+        pytest.approx(float(AudioSignal(wav.view(1, 1, -1), 16_000).loudness()))
+    ]
     # The same float steps on both paths (compress: normalise, pad, encode): equal up to near-ties.
-    assert_codes_match_up_to_near_ties(quantizer_for(codec), torch.from_numpy(ours),
-                                       torch.from_numpy(imported.codes.astype(np.int64)),
-                                       codec_latents(codec, wav, 16_000))
+    assert_codes_match_up_to_near_ties(
+        quantizer_for(codec),
+        torch.from_numpy(ours),
+        torch.from_numpy(imported.codes.astype(np.int64)),
+        codec_latents(codec, wav, 16_000),
+    )
     assert (imported.codes == raw).mean() < 0.5, "the test input must be one that normalisation changes"
 
 
@@ -454,7 +493,9 @@ def test_mel_identity_is_the_codebooks_whether_from_a_file_or_a_model(tmp_path):
 
     books = random_codebooks(24_000, 320, 80, 1024, 2, 16)
     books.codebooks[0, 0] += 1.0  # not the random ones: a fitted set
-    codec = build_codec("mel", n_levels=2, codebook_size=16, weights=str(save_codebooks(tmp_path / "cb.pt", books)))
+    codec = build_codec(
+        "mel", n_levels=2, codebook_size=16, weights=str(save_codebooks(tmp_path / "cb.pt", books))
+    )
     assert codec.info.weights.startswith("sha256:")
     carried = codec_for(codec.info, state=books.state())  # what a checkpoint carries
     assert carried.info == codec.info
@@ -483,9 +524,11 @@ def test_codec_for_refuses_other_weights_before_downloading(no_download, encodec
     trained_on = describe_codec("encodec", bandwidth_kbps=1.5, weights="random")
     with pytest.raises(ValueError) as error:
         codec_for(trained_on, "pretrained")
-    assert str(error.value) == ("the model was made with codec weights random:seed=0 but weights pretrained were "
-                                "configured; its codes would mean other sounds: use the weights it was made with "
-                                "(codec.weights=random)")
+    assert str(error.value) == (
+        "the model was made with codec weights random:seed=0 but weights pretrained were "
+        "configured; its codes would mean other sounds: use the weights it was made with "
+        "(codec.weights=random)"
+    )
     no_download.assert_not_called()
     torch.save(perturbed(encodec.model.state_dict()), tmp_path / "mine.th")
     torch.save(encodec.model.state_dict(), tmp_path / "other.th")
@@ -504,7 +547,9 @@ def test_a_local_copy_of_the_released_weights_is_let_through_with_a_warning(enco
     _warn_unverifiable.cache_clear()  # it warns once per file and process
     torch.save(encodec.model.state_dict(), tmp_path / "encodec_24khz-d7cc33bc.th")
     with caplog.at_level(logging.WARNING, logger="valle.codecs.weights"):
-        codec = codec_for(describe_codec("encodec", weights="pretrained"), str(tmp_path / "encodec_24khz-d7cc33bc.th"))
+        codec = codec_for(
+            describe_codec("encodec", weights="pretrained"), str(tmp_path / "encodec_24khz-d7cc33bc.th")
+        )
     assert codec.info.weights.startswith("sha256:")
     assert "cannot check offline" in caplog.text
 
@@ -515,8 +560,10 @@ def test_models_that_record_no_weights_decode_with_pretrained_as_before(encodec,
     old = describe_codec("encodec", weights="random").to_dict()
     del old["weights"]  # as written before the identity was recorded
     state = encodec.model.state_dict()
-    with (mock.patch("torch.hub.load_state_dict_from_url", return_value=state) as hub,
-          caplog.at_level(logging.INFO, logger="valle.codecs")):
+    with (
+        mock.patch("torch.hub.load_state_dict_from_url", return_value=state) as hub,
+        caplog.at_level(logging.INFO, logger="valle.codecs"),
+    ):
         codec = codec_for(CodecInfo.from_dict(old))
     hub.assert_called_once()
     assert codec.info.weights == "pretrained"

@@ -75,7 +75,10 @@ def test_other_rate_and_stereo_are_resampled_and_mixed(small_books):
     resampled = prepare_waveform(stereo, 22_050, 24_000)
     assert codes.shape == (3, math.ceil(resampled.numel() / 320))
     assert_codes_match_up_to_near_ties(
-        quantizer_for(codec), codec.encode(resampled, 24_000), codes, codec_latents(codec, resampled, 24_000),
+        quantizer_for(codec),
+        codec.encode(resampled, 24_000),
+        codes,
+        codec_latents(codec, resampled, 24_000),
         got_latents=codec_latents(codec, stereo, 22_050),
     )
 
@@ -89,8 +92,9 @@ def test_batch_encode_matches_single_items(small_books):
         batch_latents = quantizer.latents(codec.padded_batch(wavs, 24_000)[0])
     for i, wav in enumerate(wavs):
         n, latents = int(frames[i]), codec_latents(codec, wav, 24_000)
-        assert_codes_match_up_to_near_ties(quantizer, codec.encode(wav, 24_000), codes[i, :, :n], latents,
-                                           got_latents=batch_latents[i, :n])
+        assert_codes_match_up_to_near_ties(
+            quantizer, codec.encode(wav, 24_000), codes[i, :, :n], latents, got_latents=batch_latents[i, :n]
+        )
 
 
 def test_fitting_is_deterministic_for_a_seed():
@@ -166,8 +170,12 @@ def test_codebooks_file_round_trips_and_builds_the_codec(small_books, tmp_path):
     wav = signal(0.5)
     from_file = build_codec("mel", weights=str(path), **SMALL)
     in_memory = MelCodec(weights=small_books, **SMALL)
-    assert_codes_match_up_to_near_ties(quantizer_for(in_memory), in_memory.encode(wav, 24_000),
-                                       from_file.encode(wav, 24_000), codec_latents(in_memory, wav, 24_000))
+    assert_codes_match_up_to_near_ties(
+        quantizer_for(in_memory),
+        in_memory.encode(wav, 24_000),
+        from_file.encode(wav, 24_000),
+        codec_latents(in_memory, wav, 24_000),
+    )
 
 
 def test_a_file_fit_with_other_settings_is_refused(small_books, tmp_path):

@@ -14,8 +14,11 @@ def seconds(path) -> float:
 
 
 def test_festival_variants_are_distinct_speakers_with_shifted_speech(tmp_path):
-    voices = [Voice("plain", "kal_diphone", "festival"), Voice("faster", "kal_diphone", "festival", speed=1.2),
-              Voice("higher", "kal_diphone", "festival", pitch_cents=300)]
+    voices = [
+        Voice("plain", "kal_diphone", "festival"),
+        Voice("faster", "kal_diphone", "festival", speed=1.2),
+        Voice("higher", "kal_diphone", "festival", pitch_cents=300),
+    ]
     root = build_corpus(tmp_path, voices, n_sentences=1, spread=0)  # all three read the same sentence
     plain, faster, higher = (next((root / "builtin" / v.speaker).glob("*.wav")) for v in voices)
     assert seconds(faster) < 0.9 * seconds(plain)  # sox speed shortens (and raises pitch and formants)
@@ -29,14 +32,21 @@ def test_festival_batches_speak_exactly_what_text2wave_speaks(tmp_path):
     festival_batch("kal_diphone", [(text, tmp_path / f"batch{i}.wav") for i, text in enumerate(texts)])
     for i, text in enumerate(texts):
         single = tmp_path / f"single{i}.wav"
-        subprocess.run(["text2wave", "-eval", "(voice_kal_diphone)", "-o", str(single)], input=text.encode(),
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["text2wave", "-eval", "(voice_kal_diphone)", "-o", str(single)],
+            input=text.encode(),
+            check=True,
+            capture_output=True,
+        )
         assert (tmp_path / f"batch{i}.wav").read_bytes() == single.read_bytes()
 
 
 def test_festival_corpus_rebuilds_byte_identical(tmp_path):
-    voices = [Voice("plain", "kal_diphone", "festival"), Voice("lower", "kal_diphone", "festival", pitch_cents=-250),
-              Voice("slower", "kal_diphone", "festival", speed=0.94)]
+    voices = [
+        Voice("plain", "kal_diphone", "festival"),
+        Voice("lower", "kal_diphone", "festival", pitch_cents=-250),
+        Voice("slower", "kal_diphone", "festival", speed=0.94),
+    ]
     first = build_corpus(tmp_path / "a", voices, n_sentences=2, spread=0)
     second = build_corpus(tmp_path / "b", voices, n_sentences=2, spread=0)
     files = sorted(p.relative_to(first) for p in first.rglob("*.wav"))

@@ -13,9 +13,11 @@ from valle.errors import ConfigError
 from valle.evaluate.text import normalize
 
 # Function words left out when comparing two sentences for near-duplicates: sharing them means nothing.
-FUNCTION_WORDS = set("""a an the of to in on at by for with from and or but so is was are were be been am do does did
+FUNCTION_WORDS = set(
+    """a an the of to in on at by for with from and or but so is was are were be been am do does did
     will would can could should have has had i you he she we they it me him her us them my your his our their its
-    this that these those there here not""".split())
+    this that these those there here not""".split()
+)
 
 
 def shipped_dictionary() -> set[str]:
@@ -36,7 +38,9 @@ def test_there_are_enough_sentences_and_every_word_is_in_the_shipped_dictionary(
 def test_sentences_are_short_plain_everyday_text():
     for sentence in SENTENCES:
         assert 5 <= len(normalize(sentence).split()) <= 12, sentence
-        assert re.fullmatch(r"[A-Z][A-Za-z ,']*[a-z][.?]", sentence), sentence  # no digits, hyphens, names' dots
+        assert re.fullmatch(r"[A-Z][A-Za-z ,']*[a-z][.?]", sentence), (
+            sentence
+        )  # no digits, hyphens, names' dots
     questions = sum(s.endswith("?") for s in SENTENCES)
     assert 0.1 < questions / len(SENTENCES) < 0.3  # statements mostly, questions throughout
 
@@ -45,15 +49,18 @@ def test_sentences_are_distinct_and_no_two_are_near_duplicates():
     normalized = [normalize(s) for s in SENTENCES]
     assert len(set(normalized)) == len(SENTENCES)
     content = [set(s.split()) - FUNCTION_WORDS for s in normalized]
-    close = [(SENTENCES[i], SENTENCES[j]) for i, j in itertools.combinations(range(len(SENTENCES)), 2)
-             if len(content[i] & content[j]) >= 0.5 * len(content[i] | content[j])]
+    close = [
+        (SENTENCES[i], SENTENCES[j])
+        for i, j in itertools.combinations(range(len(SENTENCES)), 2)
+        if len(content[i] & content[j]) >= 0.5 * len(content[i] | content[j])
+    ]
     assert close == []
 
 
 def test_any_prefix_is_a_mixed_sample():
     # The demo holds out the last sentences of a prefix: every stretch must mix questions in.
     for start in range(0, len(SENTENCES) - 60, 20):
-        window = SENTENCES[start:start + 60]
+        window = SENTENCES[start : start + 60]
         assert sum(s.endswith("?") for s in window) >= 3, start
 
 

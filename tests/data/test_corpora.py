@@ -49,7 +49,8 @@ def test_libritts_layout_prefers_normalized_text(tmp_path):
     (chapter / "84_121123_000007_000001.original.txt").write_text("Original TEXT.")
     utterances, _ = read_corpus("libritts", tmp_path, "en-us")
     assert [(u.key, u.speaker, u.text) for u in utterances] == [
-        ("train-clean-100/84/84_121123_000007_000001", "84", "Normalized text.")]
+        ("train-clean-100/84/84_121123_000007_000001", "84", "Normalized text.")
+    ]
 
 
 def test_audio_without_transcript_is_reported_not_fatal(tmp_path, tiny_corpus):

@@ -17,8 +17,15 @@ from valle.text.symbols import SymbolMap
 
 
 def datamodule(root: Path, **overrides) -> ValleDataModule:
-    defaults = dict(root=str(root), num_workers=0, max_tokens=3000, val_speakers=1, val_utterances=2,
-                    shuffle_buffer=8, prompt=PromptConfig(min_seconds=0.5, max_seconds=1.0))
+    defaults = dict(
+        root=str(root),
+        num_workers=0,
+        max_tokens=3000,
+        val_speakers=1,
+        val_utterances=2,
+        shuffle_buffer=8,
+        prompt=PromptConfig(min_seconds=0.5, max_seconds=1.0),
+    )
     dm = ValleDataModule(DataConfig(**{**defaults, **overrides}))
     dm.setup()
     return dm
@@ -37,7 +44,9 @@ def test_batches_are_padded_and_carry_prompts(tiny_shards):
     assert batch["prompt"].shape[:2] == (b, levels)
     for i in range(b):
         n, t, p = (int(batch[k][i]) for k in ("text_lengths", "code_lengths", "prompt_lengths"))
-        assert batch["text"][i, 0] == dm.symbols.id("<bos>") and batch["text"][i, n - 1] == dm.symbols.id("<eos>")
+        assert batch["text"][i, 0] == dm.symbols.id("<bos>") and batch["text"][i, n - 1] == dm.symbols.id(
+            "<eos>"
+        )
         assert (batch["text"][i, n:] == dm.symbols.pad_id).all()
         assert (batch["codes"][i, :, t:] == 0).all() and 0 < p <= round(1.0 * dm.codec_info.frame_rate)
     assert batch["n_padded_tokens"] >= batch["n_tokens"] > 0
@@ -52,7 +61,7 @@ def test_prompt_is_another_utterance_of_the_same_speaker(tiny_shards):
             p = int(batch["prompt_lengths"][i])
             crop = batch["prompt"][i, :, :p].numpy()
             source = stored[prompt_key].codes.astype(np.int64)
-            assert any((source[:, s:s + p] == crop).all() for s in range(source.shape[1] - p + 1))
+            assert any((source[:, s : s + p] == crop).all() for s in range(source.shape[1] - p + 1))
             t = int(batch["code_lengths"][i])
             np.testing.assert_array_equal(batch["codes"][i, :, :t].numpy(), stored[key].codes)
 
@@ -70,8 +79,11 @@ def test_prefix_mode_splits_one_utterance_into_prompt_and_target(tiny_shards):
 
 def test_prefix_share_mixes_prefix_and_sibling_prompts(tiny_shards):
     prompt = PromptConfig(min_seconds=0.5, max_seconds=1.0, prefix_share=0.5)
-    keys = [(k, p) for batch in datamodule(tiny_shards, prompt=prompt).train_dataloader()
-            for k, p in zip(batch["keys"], batch["prompt_keys"], strict=True)]
+    keys = [
+        (k, p)
+        for batch in datamodule(tiny_shards, prompt=prompt).train_dataloader()
+        for k, p in zip(batch["keys"], batch["prompt_keys"], strict=True)
+    ]
     own = sum(k == p for k, p in keys)
     assert 0 < own < len(keys)  # 12 samples at 0.5 each: both kinds (all-one-kind odds: 2 in 4096)
     with pytest.raises(ValueError, match="prefix_share"):
@@ -103,8 +115,13 @@ def test_token_budget_holds_and_buckets_cut_padding(tiny_shards):
     assert all(b["n_padded_tokens"] <= 1200 or len(b["keys"]) == 1 for b in batches)
     rng = random.Random(0)
     lengths = [rng.randint(50, 1000) for _ in range(2000)]
-    as_batches = lambda bounds: [{"n_tokens": sum(b), "n_padded_tokens": max(b) * len(b)}  # noqa: E731
-                                 for b in batch_by_tokens(lengths, int, bounds, 4000, 64)]
+
+    def as_batches(bounds):
+        return [
+            {"n_tokens": sum(b), "n_padded_tokens": max(b) * len(b)}
+            for b in batch_by_tokens(lengths, int, bounds, 4000, 64)
+        ]
+
     bucketed = padding_fraction(as_batches(bucket_boundaries(lengths, 8)))
     single = padding_fraction(as_batches([]))
     assert bucketed < 0.1 < single
@@ -142,8 +159,11 @@ def test_empty_index_and_too_many_validation_speakers_are_refused(shards_copy):
 def test_shards_from_globs_brace_lists_and_pipes(tiny_shards):
     names = sorted(p.name for p in Path(tiny_shards).glob("shard-*.tar"))
     last = names[-1].removeprefix("shard-").removesuffix(".tar")
-    sources = [f"{tiny_shards}/shard-*.tar", f"{tiny_shards}/shard-{{000000..{last}}}.tar",
-               f"pipe:cat {tiny_shards}/shard-{{000000..{last}}}.tar"]
+    sources = [
+        f"{tiny_shards}/shard-*.tar",
+        f"{tiny_shards}/shard-{{000000..{last}}}.tar",
+        f"pipe:cat {tiny_shards}/shard-{{000000..{last}}}.tar",
+    ]
     expected = {r.key for r in ShardIndex.load(tiny_shards).samples}
     for source in sources:
         dm = datamodule(tiny_shards, shards=source, val_speakers=0, val_utterances=0)
@@ -171,8 +191,9 @@ def drop_symbol(shards: Path) -> str:
     counts = Counter(x for s in read_all(shards).values() for x in s.symbols if x != " ")
     symbol = counts.most_common(1)[0][0]
     index = ShardIndex.load(shards)
-    index.symbols = SymbolMap(languages=index.symbols.languages,
-                              phonemes=[p for p in index.symbols.phonemes if p != symbol])
+    index.symbols = SymbolMap(
+        languages=index.symbols.languages, phonemes=[p for p in index.symbols.phonemes if p != symbol]
+    )
     index.save(shards)
     return symbol
 

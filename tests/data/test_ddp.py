@@ -38,7 +38,9 @@ def _rank_main(rank: int, world_size: int, root: str, out: str, port: int) -> No
     with process_group(rank, world_size, port):
         dm = ValleDataModule(DataConfig(root=root, num_workers=2, val_speakers=0, val_utterances=0))
         dm.setup()
-        write_gathered([key for batch in dm.train_dataloader() for key in batch["keys"]], world_size, rank, out)
+        write_gathered(
+            [key for batch in dm.train_dataloader() for key in batch["keys"]], world_size, rank, out
+        )
 
 
 def test_two_ranks_read_disjoint_shards(tiny_shards, tmp_path):
@@ -49,19 +51,33 @@ def test_two_ranks_read_disjoint_shards(tiny_shards, tmp_path):
     assert all(per_rank)
     assert not set(per_rank[0]) & set(per_rank[1])
     assert sorted(per_rank[0] + per_rank[1]) == sorted(
-        json.loads((Path(tiny_shards) / "index.json").read_text())["samples"][i]["key"] for i in range(15))
+        json.loads((Path(tiny_shards) / "index.json").read_text())["samples"][i]["key"] for i in range(15)
+    )
 
 
 def _count_main(rank: int, world_size: int, root: str, out: str, port: int) -> None:
     with process_group(rank, world_size, port):
         # three of the four shards: 2 ranks cannot split them evenly
-        dm = ValleDataModule(DataConfig(root=root, shards=f"{root}/shard-00000[0-2].tar", num_workers=2,
-                                        max_tokens=1200, val_speakers=1, val_utterances=2))
+        dm = ValleDataModule(
+            DataConfig(
+                root=root,
+                shards=f"{root}/shard-00000[0-2].tar",
+                num_workers=2,
+                max_tokens=1200,
+                val_speakers=1,
+                val_utterances=2,
+            )
+        )
         dm.setup()
         train, val = dm.train_dataloader(), dm.val_dataloader()
-        epochs = [{"train": [b["keys"] for b in train],
-                   "val": [b["keys"] for b in val if not b.get("repeat")],
-                   "val_batches": sum(1 for _ in val)} for _ in range(2)]
+        epochs = [
+            {
+                "train": [b["keys"] for b in train],
+                "val": [b["keys"] for b in val if not b.get("repeat")],
+                "val_batches": sum(1 for _ in val),
+            }
+            for _ in range(2)
+        ]
         write_gathered(epochs, world_size, rank, out)
 
 

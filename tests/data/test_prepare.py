@@ -49,8 +49,9 @@ def test_index_matches_the_audio(tiny_corpus, tiny_shards, tiny_codec):
 
 def test_shard_codes_match_the_codec_encoding_of_the_file(tiny_corpus, tiny_shards, tiny_codec):
     row = ShardIndex.load(tiny_shards).samples[0]
-    wav, rate = sf.read(str(tiny_corpus / row.group / row.speaker / (row.key.rsplit("/", 1)[1] + ".wav")),
-                        dtype="float32")
+    wav, rate = sf.read(
+        str(tiny_corpus / row.group / row.speaker / (row.key.rsplit("/", 1)[1] + ".wav")), dtype="float32"
+    )
     import torch
 
     direct = tiny_codec.encode(torch.from_numpy(wav), rate)
@@ -65,8 +66,11 @@ def test_shards_keep_each_speakers_utterances_together(tiny_shards):
     rows = ShardIndex.load(tiny_shards).samples
     assert [r.key for r in rows] == sorted(r.key for r in rows)
     for shard in {r.shard for r in rows}:
-        names = [m for m in tarfile.open(Path(tiny_shards) / shard).getnames() if m.endswith(".json")
-                 and not m.endswith(".phonemes.json")]
+        names = [
+            m
+            for m in tarfile.open(Path(tiny_shards) / shard).getnames()
+            if m.endswith(".json") and not m.endswith(".phonemes.json")
+        ]
         assert names == sorted(names)
 
 
@@ -120,8 +124,14 @@ def test_bad_inputs_are_skipped_and_listed(tiny_corpus, tiny_codec, tmp_path):
 
     result = prepare(prepare_settings(corpus, tmp_path / "out"), tiny_codec, tiny_codec.info)
     reasons = {Path(s["path"]).stem: s["reason"] for s in result.index.skipped}
-    assert reasons == {"silent": "bad audio", "short": "too short", "long": "too long",
-                       "notext": "empty transcript", "garbage": "unreadable", "orphan": "missing transcript"}
+    assert reasons == {
+        "silent": "bad audio",
+        "short": "too short",
+        "long": "too long",
+        "notext": "empty transcript",
+        "garbage": "unreadable",
+        "orphan": "missing transcript",
+    }
     assert len(result.index.samples) == 15
     summary = summarize(result)
     assert "skipped: 6" in summary and "orphan.wav" in summary and "silent audio" in summary
@@ -129,8 +139,11 @@ def test_bad_inputs_are_skipped_and_listed(tiny_corpus, tiny_codec, tmp_path):
 
 def test_real_speech_in_ljspeech_layout(tiny_codec, tmp_path):
     corpus = ljspeech_layout(tmp_path / "LJSpeech")
-    result = prepare(prepare_settings(corpus, tmp_path / "out", layout="ljspeech", max_shard_mb=64),
-                     tiny_codec, tiny_codec.info)
+    result = prepare(
+        prepare_settings(corpus, tmp_path / "out", layout="ljspeech", max_shard_mb=64),
+        tiny_codec,
+        tiny_codec.info,
+    )
     index = result.index
     assert len(index.shards) == 1 and len(index.samples) == 4
     durations = {row.key.rsplit("/", 1)[1]: row.duration for row in index.samples}
@@ -157,18 +170,24 @@ def test_plan_manifests_and_index_record_the_codec_with_its_weights(tiny_shards,
     assert ShardIndex.load(tiny_shards).codec.weights == "random:seed=0"
 
 
-def test_resuming_with_other_codec_settings_or_weights_is_refused(shards_copy, tiny_corpus, tiny_codec, tmp_path):
+def test_resuming_with_other_codec_settings_or_weights_is_refused(
+    shards_copy, tiny_corpus, tiny_codec, tmp_path
+):
     index_before = (shards_copy / "index.json").read_bytes()
     (shards_copy / "shard-000001.json").unlink()  # an interrupted run, resumed with another codec
     other_weights = tmp_path / "encodec.th"
     torch.save(tiny_codec.model.state_dict(), other_weights)
-    for info in (describe_codec("encodec", bandwidth_kbps=3, weights="random"),
-                 describe_codec("encodec", bandwidth_kbps=1.5, weights=str(other_weights))):
+    for info in (
+        describe_codec("encodec", bandwidth_kbps=3, weights="random"),
+        describe_codec("encodec", bandwidth_kbps=1.5, weights=str(other_weights)),
+    ):
         with pytest.raises(ValueError) as error:
             prepare(prepare_settings(tiny_corpus, shards_copy), None, info)
         message = str(error.value)
-        assert "plan.json: prepared with codec encodec 1.5kbps (2 levels, 24000 Hz, weights random:seed=0) " \
-               f"but this run uses {info.summary()}; rerun with the codec settings" in message
+        assert (
+            "plan.json: prepared with codec encodec 1.5kbps (2 levels, 24000 Hz, weights random:seed=0) "
+            f"but this run uses {info.summary()}; rerun with the codec settings" in message
+        )
         assert "\n" not in message
     assert (shards_copy / "index.json").read_bytes() == index_before  # the index keeps its codec
 
@@ -176,10 +195,16 @@ def test_resuming_with_other_codec_settings_or_weights_is_refused(shards_copy, t
 def test_a_part_with_another_codec_is_refused_by_the_manifests(shards_copy, tiny_corpus):
     (shards_copy / "plan.json").unlink()  # even without the plan, each finished shard names its codec
     (shards_copy / "shard-000001.json").unlink()
-    with pytest.raises(ValueError, match=r"shard-000000\.json: prepared with codec encodec 1\.5kbps .* but this "
-                                         r"run uses encodec 1\.5kbps \(2 levels, 24000 Hz, weights pretrained\)"):
-        prepare(prepare_settings(tiny_corpus, shards_copy, part="1/2"), None,
-                describe_codec("encodec", bandwidth_kbps=1.5, weights="pretrained"))
+    with pytest.raises(
+        ValueError,
+        match=r"shard-000000\.json: prepared with codec encodec 1\.5kbps .* but this "
+        r"run uses encodec 1\.5kbps \(2 levels, 24000 Hz, weights pretrained\)",
+    ):
+        prepare(
+            prepare_settings(tiny_corpus, shards_copy, part="1/2"),
+            None,
+            describe_codec("encodec", bandwidth_kbps=1.5, weights="pretrained"),
+        )
     assert not (shards_copy / "plan.json").exists()  # a refused run leaves no plan that would refuse the next
 
 
@@ -202,10 +227,17 @@ def test_unknown_symbols_are_counted_per_shard_in_manifests_and_summary(tmp_path
 
     texts = {"a": "Hello there.", "b": "A second sentence.", "c": "Third."}
     for name, text in texts.items():
-        _write_seed_file(tmp_path / "seed" / "g" / "s" / f"{name}.enc", _artifact(_codes(frames=60), text=text))
+        _write_seed_file(
+            tmp_path / "seed" / "g" / "s" / f"{name}.enc", _artifact(_codes(frames=60), text=text)
+        )
     SymbolMap(languages=["en-us"], phonemes=["h"]).save(tmp_path / "symbols.json")  # knows almost nothing
-    settings = prepare_settings(tmp_path / "seed", tmp_path / "out", layout="seed", max_shard_mb=0.006,
-                                symbols=str(tmp_path / "symbols.json"))
+    settings = prepare_settings(
+        tmp_path / "seed",
+        tmp_path / "out",
+        layout="seed",
+        max_shard_mb=0.006,
+        symbols=str(tmp_path / "symbols.json"),
+    )
 
     result = prepare(settings, None, describe_codec("encodec", weights="pretrained"))
 
@@ -221,5 +253,7 @@ def test_unknown_symbols_are_counted_per_shard_in_manifests_and_summary(tmp_path
         assert shard["unknown_symbols"] == manifest["unknown_symbols"]
         assert f"  {shard['name']}: {expected} (" in summary
     total = sum(sum(s["unknown_symbols"].values()) for s in index.shards)
-    assert f"unknown symbols (read as <unk> in training; prepare with a symbol map that has them, or without " \
-           f"symbols=): {total} in 3 shards" in summary
+    assert (
+        f"unknown symbols (read as <unk> in training; prepare with a symbol map that has them, or without "
+        f"symbols=): {total} in 3 shards" in summary
+    )

@@ -53,11 +53,19 @@ def _read(root: Path, language: str = "en-us") -> list[Utterance | MissingTransc
 
 def test_enc_with_full_metadata_imports_codes_text_and_duration(tmp_path):
     codes = _codes(frames=150)  # 2 s at 75 Hz, as original_length says
-    path = _write_seed_file(tmp_path / "LibriTTS" / "1034" / "1034_121119_000001.enc", {
-        "codes": codes,
-        "metadata": {"original_length": 48_000, "sample_rate": 24_000, "text": " Hello there. ",
-                     "phonemes": "həlˈoʊ ðˈɛɹ.", "language": "en"},
-    })
+    path = _write_seed_file(
+        tmp_path / "LibriTTS" / "1034" / "1034_121119_000001.enc",
+        {
+            "codes": codes,
+            "metadata": {
+                "original_length": 48_000,
+                "sample_rate": 24_000,
+                "text": " Hello there. ",
+                "phonemes": "həlˈoʊ ðˈɛɹ.",
+                "language": "en",
+            },
+        },
+    )
 
     [utterance] = _read(tmp_path)
 
@@ -69,8 +77,12 @@ def test_enc_with_full_metadata_imports_codes_text_and_duration(tmp_path):
     assert utterance.language == "en-us"  # the file's bare "en" agrees with, and yields to, "en-us"
     assert utterance.audio_path is None
     assert utterance.duration == pytest.approx(2.0)
-    assert utterance.extra == {"source": str(path), "codec_hint": "encodec", "sample_rate": 24_000,
-                               "original_length": 48_000}
+    assert utterance.extra == {
+        "source": str(path),
+        "codec_hint": "encodec",
+        "sample_rate": 24_000,
+        "original_length": 48_000,
+    }
     assert utterance.codes.dtype == np.int16
     np.testing.assert_array_equal(utterance.codes, codes[0])
 
@@ -86,16 +98,33 @@ def test_a_file_language_that_differs_from_the_argument_wins(tmp_path):
 
 def test_dac_file_keeps_its_dac_fields_as_json(tmp_path):
     # The fields DAC's own DACFile.save writes, plus the seed's text, phonemes and language.
-    _write_seed_file(tmp_path / "g/s/a.dac", _artifact(
-        _codes(levels=9, frames=86), original_length=44_100, sample_rate=44_100,
-        input_db=np.array([-23.5], np.float32), chunk_length=86, channels=1, padding=True,
-        dac_version="1.0.0", text="One second.", phonemes="wˈʌn sˈɛkənd.", language="en"))
+    _write_seed_file(
+        tmp_path / "g/s/a.dac",
+        _artifact(
+            _codes(levels=9, frames=86),
+            original_length=44_100,
+            sample_rate=44_100,
+            input_db=np.array([-23.5], np.float32),
+            chunk_length=86,
+            channels=1,
+            padding=True,
+            dac_version="1.0.0",
+            text="One second.",
+            phonemes="wˈʌn sˈɛkənd.",
+            language="en",
+        ),
+    )
 
     [utterance] = _read(tmp_path)
 
     assert utterance.extra["codec_hint"] == "dac"
-    dac_fields = {"input_db": [-23.5], "chunk_length": 86, "channels": 1, "padding": True,
-                  "dac_version": "1.0.0"}
+    dac_fields = {
+        "input_db": [-23.5],
+        "chunk_length": 86,
+        "channels": 1,
+        "padding": True,
+        "dac_version": "1.0.0",
+    }
     assert {k: utterance.extra[k] for k in dac_fields} == dac_fields
     assert utterance.duration == pytest.approx(86 * 512 / 44_100)  # from the codes
     assert utterance.codes.shape == (9, 86)
@@ -141,12 +170,17 @@ def test_a_file_without_any_transcript_is_reported_missing(tmp_path):
 def test_hdf5_skips_noise_keeps_the_split_and_transposes_codes(tmp_path):
     train_codes = _codes(frames=150, seed=1)[0]
     valid_codes = _codes(frames=75, seed=2)[0]
-    _write_h5(tmp_path / "dataset.h5", {
-        "training/LibriTTS/1034/u1": (train_codes.T, {"text": "Train me.", "phonemes": "tɹˈeɪn mˌiː.",
-                                                      "language": "en", "duration": 2.0}),
-        "validation/LibriTTS/1034/u2": (valid_codes.T, {"text": "Check me.", "duration": 1.0}),
-        "noise/Noise/rain/n1": (_codes(seed=3)[0].T, {"duration": 0.66}),
-    })
+    _write_h5(
+        tmp_path / "dataset.h5",
+        {
+            "training/LibriTTS/1034/u1": (
+                train_codes.T,
+                {"text": "Train me.", "phonemes": "tɹˈeɪn mˌiː.", "language": "en", "duration": 2.0},
+            ),
+            "validation/LibriTTS/1034/u2": (valid_codes.T, {"text": "Check me.", "duration": 1.0}),
+            "noise/Noise/rain/n1": (_codes(seed=3)[0].T, {"duration": 0.66}),
+        },
+    )
 
     utterances = _read(tmp_path)
 
@@ -162,10 +196,13 @@ def test_hdf5_skips_noise_keeps_the_split_and_transposes_codes(tmp_path):
 
 
 def test_hdf5_codec_is_guessed_from_the_frame_rate(tmp_path):
-    _write_h5(tmp_path / "dac.hdf5", {
-        "training/g/s/a": (_codes(frames=172)[0].T, {"text": "Two seconds.", "duration": 2.0}),
-        "training/g/s/b": (_codes(frames=86)[0].T, {"text": "No duration."}),
-    })
+    _write_h5(
+        tmp_path / "dac.hdf5",
+        {
+            "training/g/s/a": (_codes(frames=172)[0].T, {"text": "Two seconds.", "duration": 2.0}),
+            "training/g/s/b": (_codes(frames=86)[0].T, {"text": "No duration."}),
+        },
+    )
 
     first, second = _read(tmp_path)
 
@@ -256,8 +293,14 @@ def test_mixing_enc_and_dac_is_an_error(tmp_path):
 
 def test_seed_codec_hint_names_the_codec_and_rejects_a_mix():
     def utterance(hint: str | None, key: str) -> Utterance:
-        return Utterance(key=key, speaker="s", group="g", text="t", language="en-us",
-                         extra={"codec_hint": hint, "source": f"/data/{key}"})
+        return Utterance(
+            key=key,
+            speaker="s",
+            group="g",
+            text="t",
+            language="en-us",
+            extra={"codec_hint": hint, "source": f"/data/{key}"},
+        )
 
     assert seed_codec_hint([utterance("dac", "a"), utterance(None, "b")]) == "dac"
     assert seed_codec_hint([utterance(None, "a")]) is None
@@ -297,12 +340,24 @@ def test_prepare_imports_seed_files_into_shards_without_a_codec_model(tmp_path):
         for n in range(3):
             codes = _codes(seed=len(originals))
             originals[f"g/{speaker}/u{n}"] = codes[0].astype(np.int16)
-            _write_seed_file(tmp_path / "seed" / "g" / speaker / f"u{n}.enc",
-                             _artifact(codes, text=f"Utterance number {n}.", language="en",
-                                       original_length=24000, sample_rate=24000))
+            _write_seed_file(
+                tmp_path / "seed" / "g" / speaker / f"u{n}.enc",
+                _artifact(
+                    codes,
+                    text=f"Utterance number {n}.",
+                    language="en",
+                    original_length=24000,
+                    sample_rate=24000,
+                ),
+            )
     info = describe_codec("encodec", bandwidth_kbps=6, weights="pretrained")  # nothing is downloaded
-    settings = PrepareSettings(layout="seed", input=str(tmp_path / "seed"), output=str(tmp_path / "out"),
-                               language="en-us", num_workers=0)
+    settings = PrepareSettings(
+        layout="seed",
+        input=str(tmp_path / "seed"),
+        output=str(tmp_path / "out"),
+        language="en-us",
+        num_workers=0,
+    )
     index = prepare(settings, None, info).index
     assert sorted(r.key for r in index.samples) == sorted(originals)
     import webdataset as wds
@@ -311,11 +366,17 @@ def test_prepare_imports_seed_files_into_shards_without_a_codec_model(tmp_path):
         np.testing.assert_array_equal(sample.codes, originals[sample.key])
         assert sample.symbols[-1] == "." and sample.meta["codec_hint"] == "encodec"
     with pytest.raises(ValueError, match="hold encodec codes but codec=dac"):
-        prepare(PrepareSettings(**{**vars(settings), "output": str(tmp_path / "o2")}), None,
-                describe_codec("dac", n_levels=8))
+        prepare(
+            PrepareSettings(**{**vars(settings), "output": str(tmp_path / "o2")}),
+            None,
+            describe_codec("dac", n_levels=8),
+        )
     with pytest.raises(ValueError, match=r"have \[8\] levels but codec 'encodec' is configured with 2"):
-        prepare(PrepareSettings(**{**vars(settings), "output": str(tmp_path / "o3")}), None,
-                describe_codec("encodec", bandwidth_kbps=1.5))
+        prepare(
+            PrepareSettings(**{**vars(settings), "output": str(tmp_path / "o3")}),
+            None,
+            describe_codec("encodec", bandwidth_kbps=1.5),
+        )
 
 
 def test_durations_come_from_the_codes_whatever_original_length_says(tmp_path):
@@ -329,9 +390,12 @@ def test_durations_come_from_the_codes_whatever_original_length_says(tmp_path):
         metadata = {"text": f"The {name} case.", "sample_rate": 24_000, "language": "en"}
         if length is not None:
             metadata["original_length"] = length
-        _write_seed_file(tmp_path / "seed" / "g" / "s" / f"{name}.enc", _artifact(_codes(frames=frames), **metadata))
-    settings = PrepareSettings(layout="seed", input=str(tmp_path / "seed"), output=str(tmp_path / "out"),
-                               num_workers=0)
+        _write_seed_file(
+            tmp_path / "seed" / "g" / "s" / f"{name}.enc", _artifact(_codes(frames=frames), **metadata)
+        )
+    settings = PrepareSettings(
+        layout="seed", input=str(tmp_path / "seed"), output=str(tmp_path / "out"), num_workers=0
+    )
 
     result = prepare(settings, None, describe_codec("encodec", weights="pretrained"))
 

@@ -31,9 +31,18 @@ def memorized_pairs(tiny_shards):
     for speaker in sorted(by_speaker)[:2]:
         target, source = by_speaker[speaker][0], by_speaker[speaker][1]
         ids = dm.symbols.encode(target.symbols, target.language)
-        pairs.append({"key": target.key, "prompt_key": source.key, "speaker": speaker, "language": target.language,
-                      "text": torch.tensor(ids), "prompt": torch.from_numpy(source.codes[:, :75].astype(np.int64)),
-                      "codes": torch.from_numpy(target.codes.astype(np.int64)), "sentence": target.text})
+        pairs.append(
+            {
+                "key": target.key,
+                "prompt_key": source.key,
+                "speaker": speaker,
+                "language": target.language,
+                "text": torch.tensor(ids),
+                "prompt": torch.from_numpy(source.codes[:, :75].astype(np.int64)),
+                "codes": torch.from_numpy(target.codes.astype(np.int64)),
+                "sentence": target.text,
+            }
+        )
     return dm, pairs
 
 
@@ -49,8 +58,10 @@ def memorized(tiny_shards, tmp_path_factory):
     trainer.save_checkpoint(tmp / "model.ckpt")
     model = export_checkpoint(tmp / "model.ckpt", tmp / "model.pt")
     info = CodecInfo.from_dict(module.hparams.codec)
-    voices = [save_voice(tmp / f"voice{i}.npz", Prompt(p["prompt"], None, p["prompt_key"]), info)
-              for i, p in enumerate(pairs)]
+    voices = [
+        save_voice(tmp / f"voice{i}.npz", Prompt(p["prompt"], None, p["prompt_key"]), info)
+        for i, p in enumerate(pairs)
+    ]
     return model, pairs, voices, tmp
 
 
@@ -60,9 +71,22 @@ def test_infer_py_reproduces_memorized_level0_codes_under_greedy_decoding(memori
     for i, (pair, voice) in enumerate(zip(pairs, voices, strict=True)):
         out = tmp / f"out{i}.wav"
         result = subprocess.run(
-            [sys.executable, str(ROOT / "infer.py"), f"ckpt={model}", f"text={pair['sentence']}", f"prompt={voice}",
-             f"out={out}", "sampler=greedy", "save_codes=true", "codec.weights=random"],
-            capture_output=True, text=True, timeout=600, cwd=tmp)
+            [
+                sys.executable,
+                str(ROOT / "infer.py"),
+                f"ckpt={model}",
+                f"text={pair['sentence']}",
+                f"prompt={voice}",
+                f"out={out}",
+                "sampler=greedy",
+                "save_codes=true",
+                "codec.weights=random",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=tmp,
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         codes = np.load(out.with_suffix(".npy"))
         expected = pair["codes"].numpy()

@@ -20,8 +20,10 @@ def real_speech() -> dict[str, tuple[torch.Tensor, int, str]]:
     """id → (wav, sample_rate, transcript) for the four LJ Speech fixtures; skips when they are missing."""
     if not REAL_SPEECH.is_dir():
         pytest.skip(f"{REAL_SPEECH} is missing")
-    return {p.stem: (*read_audio(p), p.with_suffix(".txt").read_text().strip())
-            for p in sorted(REAL_SPEECH.glob("*.wav"))}
+    return {
+        p.stem: (*read_audio(p), p.with_suffix(".txt").read_text().strip())
+        for p in sorted(REAL_SPEECH.glob("*.wav"))
+    }
 
 
 def espeak(text: str, path: Path) -> tuple[torch.Tensor, int]:
@@ -48,5 +50,7 @@ def festival(text: str, voice: str, path: Path) -> tuple[torch.Tensor, int]:
 
 def festival_speech(folder: Path) -> dict[str, tuple[torch.Tensor, int, str]]:
     """name → (wav, sample_rate, text) for `FESTIVAL_SENTENCES`, the voices taking turns."""
-    return {f"festival-{i}": (*festival(text, FESTIVAL_VOICES[i % 2], folder / f"{i}.wav"), text)
-            for i, text in enumerate(FESTIVAL_SENTENCES)}
+    return {
+        f"festival-{i}": (*festival(text, FESTIVAL_VOICES[i % 2], folder / f"{i}.wav"), text)
+        for i, text in enumerate(FESTIVAL_SENTENCES)
+    }

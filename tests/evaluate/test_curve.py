@@ -23,14 +23,30 @@ from valle.plot import plot_learning_curve
 
 def snapshot(path, steps: int, seconds: float):
     """A checkpoint as `callbacks=curve` leaves it, as far as the curve reads it: hyper-parameters and stats."""
-    torch.save({"hyper_parameters": {"model": {}, "symbols": {}, "codec": {}}, "state_dict": {},
-                "valle_stats": {"steps": steps, "train_seconds": seconds}}, path)
+    torch.save(
+        {
+            "hyper_parameters": {"model": {}, "symbols": {}, "codec": {}},
+            "state_dict": {},
+            "valle_stats": {"steps": steps, "train_seconds": seconds},
+        },
+        path,
+    )
     return path
 
 
 def export(path, steps: int, seconds: float):
-    torch.save({"format": "valle", "version": 1, "model": {}, "config": {}, "symbols": {}, "codec": {},
-                "stats": {"steps": steps, "train_seconds": seconds}}, path)
+    torch.save(
+        {
+            "format": "valle",
+            "version": 1,
+            "model": {},
+            "config": {},
+            "symbols": {},
+            "codec": {},
+            "stats": {"steps": steps, "train_seconds": seconds},
+        },
+        path,
+    )
     return path
 
 
@@ -56,7 +72,9 @@ def run(tmp_path):
     folder.mkdir(parents=True)
     snapshot(folder / "step0000008.ckpt", 8, 240.0)
     snapshot(folder / "step0000004.ckpt", 4, 120.0)
-    (folder / "step0000010.ckpt").write_bytes((folder / "step0000004.ckpt").read_bytes()[:300])  # killed mid-write
+    (folder / "step0000010.ckpt").write_bytes(
+        (folder / "step0000004.ckpt").read_bytes()[:300]
+    )  # killed mid-write
     return tmp_path
 
 
@@ -71,8 +89,10 @@ def test_each_model_is_scored_once_and_a_rerun_resumes(run):
     points = update_curve(curve, models, ["u0", "u1", "u2"], {"seed": 0}, score)
     # the export holds the last snapshot's weights (same step): not scored twice
     assert score.calls == ["step0000004.ckpt", "step0000008.ckpt"]
-    assert [(p.model, p.step, p.minutes) for p in points] == [("step0000004.ckpt", 4, 2.0),
-                                                              ("step0000008.ckpt", 8, 4.0)]
+    assert [(p.model, p.step, p.minutes) for p in points] == [
+        ("step0000004.ckpt", 4, 2.0),
+        ("step0000008.ckpt", 8, 4.0),
+    ]
     assert [p.metrics["duration_ratio"] for p in points] == pytest.approx([0.4, 0.8], abs=0.01)
     assert points[0].n["duration_ratio"] == 3 and points[0].intervals["wer"] is None  # no ASR: not measured
     assert json.loads(curve.read_text())["points"][1]["model"] == "step0000008.ckpt"
@@ -82,7 +102,9 @@ def test_each_model_is_scored_once_and_a_rerun_resumes(run):
     models = [*snapshot_files(run / "run" / "curve"), export(run / "model.pt", 10, 300.0)]
     points = update_curve(curve, models, ["u0", "u1", "u2"], {"seed": 0}, score)
     assert score.calls[2:] == ["step0000009.ckpt", "model.pt"]
-    assert [p.step for p in points] == [4, 8, 9, 10] and points[-1].metrics["duration_ratio"] == pytest.approx(1.0)
+    assert [p.step for p in points] == [4, 8, 9, 10] and points[-1].metrics[
+        "duration_ratio"
+    ] == pytest.approx(1.0)
     update_curve(curve, models, ["u0", "u1", "u2"], {"seed": 0}, score)
     assert len(score.calls) == 4  # nothing new
 
@@ -92,11 +114,24 @@ def test_each_model_is_scored_once_and_a_rerun_resumes(run):
 
 
 def test_table_shows_each_figure_with_its_interval_and_leaves_out_unmeasured_columns():
-    points = [CurvePoint("step0000004.ckpt", 4, 2.0, {"sentence_id": 1 / 3, "sim_prompt": 0.61, "wer": None},
-                         {"sentence_id": [0.0, 2 / 3], "sim_prompt": [0.55, 0.66]},
-                         {"sentence_id": 3, "sim_prompt": 3}),
-              CurvePoint("model.pt", 10, 5.0, {"sentence_id": 1.0, "sim_prompt": 0.7, "wer": None},
-                         {"sentence_id": [1.0, 1.0], "sim_prompt": [0.65, 0.75]}, {"sentence_id": 2, "sim_prompt": 3})]
+    points = [
+        CurvePoint(
+            "step0000004.ckpt",
+            4,
+            2.0,
+            {"sentence_id": 1 / 3, "sim_prompt": 0.61, "wer": None},
+            {"sentence_id": [0.0, 2 / 3], "sim_prompt": [0.55, 0.66]},
+            {"sentence_id": 3, "sim_prompt": 3},
+        ),
+        CurvePoint(
+            "model.pt",
+            10,
+            5.0,
+            {"sentence_id": 1.0, "sim_prompt": 0.7, "wer": None},
+            {"sentence_id": [1.0, 1.0], "sim_prompt": [0.65, 0.75]},
+            {"sentence_id": 2, "sim_prompt": 3},
+        ),
+    ]
     lines = format_curve_markdown(points, n_items=3).splitlines()
     assert lines[0] == "| model | step | minutes | sentence ID % | SIM (prompt) |"
     assert lines[2] == "| step0000004.ckpt | 4 | 2.0 | 33.3 [0.0–66.7] | 0.610 [0.550–0.660] |"
@@ -104,10 +139,23 @@ def test_table_shows_each_figure_with_its_interval_and_leaves_out_unmeasured_col
 
 
 def test_learning_curve_figure_has_a_panel_per_measured_metric(tmp_path):
-    points = [CurvePoint(f"s{i}", i, i / 2, {"sentence_id": i / 10, "sim_prompt": 0.5 + i / 50, "sim_other": 0.5},
-                         {"sentence_id": [0.0, i / 5]}) for i in range(1, 5)]
-    path = plot_learning_curve(points, tmp_path / "curve.png", ["sentence_id", "per", "sim_prompt"],
-                               references={"chance": {"sentence_id": 0.1}}, baselines={"sim_prompt": "sim_other"})
+    points = [
+        CurvePoint(
+            f"s{i}",
+            i,
+            i / 2,
+            {"sentence_id": i / 10, "sim_prompt": 0.5 + i / 50, "sim_other": 0.5},
+            {"sentence_id": [0.0, i / 5]},
+        )
+        for i in range(1, 5)
+    ]
+    path = plot_learning_curve(
+        points,
+        tmp_path / "curve.png",
+        ["sentence_id", "per", "sim_prompt"],
+        references={"chance": {"sentence_id": 0.1}},
+        baselines={"sim_prompt": "sim_other"},
+    )
     assert path.stat().st_size > 5000
     with pytest.raises(ValueError, match="nothing to plot"):
         plot_learning_curve(points, tmp_path / "none.png", ["per", "wer"])

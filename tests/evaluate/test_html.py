@@ -37,9 +37,15 @@ def test_markdown_table_becomes_an_html_table_with_escaped_cells_and_numeric_col
 
 
 def test_players_and_figures_link_relative_paths_percent_encoded():
-    rows = [ClipRow("a", "Say <this>.", [Clip("prompt", "samples/p 1.wav"), Clip("output", "samples/o.wav")],
-                    image="plots/a.png"),
-            ClipRow("b", "Only an output.", [Clip("output", "samples/b.wav")])]
+    rows = [
+        ClipRow(
+            "a",
+            "Say <this>.",
+            [Clip("prompt", "samples/p 1.wav"), Clip("output", "samples/o.wav")],
+            image="plots/a.png",
+        ),
+        ClipRow("b", "Only an output.", [Clip("output", "samples/b.wav")]),
+    ]
     html = listening_html(rows)
     assert html.count('<audio controls preload="auto"') == 3 and 'src="samples/p%201.wav"' in html
     assert "<th>prompt</th><th>output</th>" in html and "Say &lt;this&gt;." in html
@@ -57,12 +63,23 @@ def report_folder(tmp_path_factory):
     for wav in wavs:
         (folder / "samples").mkdir(exist_ok=True)
         shutil.copy(wav, folder / "samples" / wav.name)
-    image = plot_spectrograms({w.stem: folder / "samples" / w.name for w in wavs}, folder / "plots" / "spec.png")
-    rows = [ClipRow(w.stem, w.with_suffix(".txt").read_text().strip(),
-                    [Clip("ground truth", f"samples/{w.name}"), Clip("prompt", f"samples/{wavs[0].name}")],
-                    image=str(image.relative_to(folder))) for w in wavs]
-    write_page(folder / "report.html", "fixture report", [Section("Scores", table_html(TABLE)),
-                                                          Section("Listen", listening_html(rows))])
+    image = plot_spectrograms(
+        {w.stem: folder / "samples" / w.name for w in wavs}, folder / "plots" / "spec.png"
+    )
+    rows = [
+        ClipRow(
+            w.stem,
+            w.with_suffix(".txt").read_text().strip(),
+            [Clip("ground truth", f"samples/{w.name}"), Clip("prompt", f"samples/{wavs[0].name}")],
+            image=str(image.relative_to(folder)),
+        )
+        for w in wavs
+    ]
+    write_page(
+        folder / "report.html",
+        "fixture report",
+        [Section("Scores", table_html(TABLE)), Section("Listen", listening_html(rows))],
+    )
     return folder, wavs
 
 
@@ -76,8 +93,18 @@ def test_report_page_plays_every_clip_and_shows_every_image_in_headless_chromium
 
 def test_the_browser_check_sees_a_missing_wav_and_a_missing_image(report_folder):
     folder, _ = report_folder
-    write_page(folder / "broken.html", "broken", [Section("Listen", listening_html(
-        [ClipRow("x", "gone", [Clip("output", "samples/missing.wav")], image="plots/missing.png")]))])
+    write_page(
+        folder / "broken.html",
+        "broken",
+        [
+            Section(
+                "Listen",
+                listening_html(
+                    [ClipRow("x", "gone", [Clip("output", "samples/missing.wav")], image="plots/missing.png")]
+                ),
+            )
+        ],
+    )
     media = page_media(folder / "broken.html")
     assert media["audio"][0]["error"] and media["images"][0]["width"] == 0
     with pytest.raises(AssertionError, match="players that did not load"):

@@ -27,7 +27,9 @@ def test_a_word_outside_the_dictionary_is_named():
 
 def test_per_is_corpus_level_phone_edits_over_reference_phones():
     # one substitution over 4 phones, one deletion + one insertion over 2 phones
-    assert per([["S", "P", "IY", "CH"], ["AE", "T"]], [["S", "P", "IH", "CH"], ["T", "S"]]) == pytest.approx(3 / 6)
+    assert per([["S", "P", "IY", "CH"], ["AE", "T"]], [["S", "P", "IH", "CH"], ["T", "S"]]) == pytest.approx(
+        3 / 6
+    )
     assert per([["AE"]], [[]]) == 1.0
     with pytest.raises(ConfigError, match="2 references but 1 hypotheses"):
         per([["AE"], ["T"]], [["AE"]])

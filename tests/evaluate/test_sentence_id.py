@@ -34,8 +34,13 @@ def test_a_second_search_without_fillers_identifies_espeak_speech(tmp_path):
     # With silence and noise allowed between words, most espeak-ng renderings end off the grammar.
     candidates = SENTENCES[:40]
     clips = [espeak(text, tmp_path / f"{i}.wav") for i, text in enumerate(candidates[:8])]
-    correct = {retry: sum(SentenceIdentifier(candidates, retry=retry).identify(wav, rate) == i
-                          for i, (wav, rate) in enumerate(clips)) for retry in (False, True)}
+    correct = {
+        retry: sum(
+            SentenceIdentifier(candidates, retry=retry).identify(wav, rate) == i
+            for i, (wav, rate) in enumerate(clips)
+        )
+        for retry in (False, True)
+    }
     assert correct[True] >= 5 and correct[True] >= correct[False] + 2  # measured: 6 of 8 against 2 of 8
 
 

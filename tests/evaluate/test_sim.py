@@ -30,10 +30,20 @@ def test_wavlm_verifier_loads_a_local_folder_and_never_a_name(fixtures, tmp_path
     transformers = pytest.importorskip("transformers")
     from valle.evaluate.sim import WavLMVerifier
 
-    config = transformers.WavLMConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                      intermediate_size=64, conv_dim=(16, 16), conv_stride=(5, 4),
-                                      conv_kernel=(10, 8), num_conv_pos_embeddings=16, tdnn_dim=(32, 32),
-                                      tdnn_kernel=(5, 3), tdnn_dilation=(1, 2), xvector_output_dim=24)
+    config = transformers.WavLMConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(16, 16),
+        conv_stride=(5, 4),
+        conv_kernel=(10, 8),
+        num_conv_pos_embeddings=16,
+        tdnn_dim=(32, 32),
+        tdnn_kernel=(5, 3),
+        tdnn_dilation=(1, 2),
+        xvector_output_dim=24,
+    )
     torch.manual_seed(0)
     transformers.WavLMForXVector(config).save_pretrained(tmp_path / "wavlm")
     verifier = WavLMVerifier(tmp_path / "wavlm")

@@ -45,5 +45,9 @@ def test_error_rate_interval_resamples_items_and_recomputes_the_ratio_of_sums():
 
 def test_per_item_counts_give_the_same_corpus_rates_as_wer_and_cer():
     refs, hyps = ["the cat sat", "on the mat", "a b"], ["the cat sat down", "on mat", ""]
-    assert error_rate([word_edits(r, h) for r, h in zip(refs, hyps, strict=True)]) == pytest.approx(wer(refs, hyps))
-    assert error_rate([char_edits(r, h) for r, h in zip(refs, hyps, strict=True)]) == pytest.approx(cer(refs, hyps))
+    assert error_rate([word_edits(r, h) for r, h in zip(refs, hyps, strict=True)]) == pytest.approx(
+        wer(refs, hyps)
+    )
+    assert error_rate([char_edits(r, h) for r, h in zip(refs, hyps, strict=True)]) == pytest.approx(
+        cer(refs, hyps)
+    )

@@ -5,22 +5,36 @@ import pytest
 from valle.evaluate.text import cer, normalize, number_to_words, wer
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    ("Hello,   World!", "hello world"),
-    ("It's the \"Commission's\" co-operative report.", "it's the commission's co operative report"),
-    ("‘Quoted’ words — and dashes…", "quoted words and dashes"),
-    ("In 1963, 42 men paid $1,250.", "in one thousand nine hundred sixty three forty two men paid one thousand two hundred fifty"),
-    ("pi is 3.14", "pi is three point one four"),
-    ("  \n ", ""),
-])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Hello,   World!", "hello world"),
+        ("It's the \"Commission's\" co-operative report.", "it's the commission's co operative report"),
+        ("‘Quoted’ words — and dashes…", "quoted words and dashes"),
+        (
+            "In 1963, 42 men paid $1,250.",
+            "in one thousand nine hundred sixty three forty two men paid one thousand two hundred fifty",
+        ),
+        ("pi is 3.14", "pi is three point one four"),
+        ("  \n ", ""),
+    ],
+)
 def test_normalize_lowercases_spells_numbers_and_drops_punctuation(raw, expected):
     assert normalize(raw) == expected
 
 
-@pytest.mark.parametrize(("n", "words"), [
-    (0, "zero"), (13, "thirteen"), (40, "forty"), (99, "ninety nine"), (100, "one hundred"),
-    (2005, "two thousand five"), (1_000_001, "one million one"),
-])
+@pytest.mark.parametrize(
+    ("n", "words"),
+    [
+        (0, "zero"),
+        (13, "thirteen"),
+        (40, "forty"),
+        (99, "ninety nine"),
+        (100, "one hundred"),
+        (2005, "two thousand five"),
+        (1_000_001, "one million one"),
+    ],
+)
 def test_number_to_words(n, words):
     assert number_to_words(n) == words
 

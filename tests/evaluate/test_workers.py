@@ -21,8 +21,12 @@ def all_scorers() -> dict:
     from valle.evaluate.sentence_id import SentenceIdentifier
     from valle.evaluate.sim import SpeakerEncoder
 
-    return {"asr": PocketSphinxASR(), "encoder": SpeakerEncoder(), "identifier": SentenceIdentifier,
-            "phones": PhoneRecognizer()}
+    return {
+        "asr": PocketSphinxASR(),
+        "encoder": SpeakerEncoder(),
+        "identifier": SentenceIdentifier,
+        "phones": PhoneRecognizer(),
+    }
 
 
 def phone_scorer() -> dict:
@@ -61,12 +65,35 @@ def test_two_workers_give_the_serial_scores_in_order(fixtures, synthetic, caplog
     texts = [text for *_, text in lj + festival] + ["Zzxqv blorf."]  # a candidate no grammar can hold
     rows = {
         # cross-utterance style: the next LJ recording as the prompt, festival voices as the other voices
-        "lj": [EvalItem(key, text, wav, rate, lj[(i + 1) % 4][1], wav, lj[(i + 1) % 4][2], rate,
-                        others=[(w, r) for _, w, r, _ in festival]) for i, (key, wav, rate, text) in enumerate(lj)],
+        "lj": [
+            EvalItem(
+                key,
+                text,
+                wav,
+                rate,
+                lj[(i + 1) % 4][1],
+                wav,
+                lj[(i + 1) % 4][2],
+                rate,
+                others=[(w, r) for _, w, r, _ in festival],
+            )
+            for i, (key, wav, rate, text) in enumerate(lj)
+        ],
         # the same festival voice's other sentence as the prompt; identified among all nine texts
-        "festival": [EvalItem(key, text, wav, rate, festival[(i + 2) % 4][1], None, festival[(i + 2) % 4][2],
-                              others=[(w, r) for _, w, r, _ in lj], candidates=texts)
-                     for i, (key, wav, rate, text) in enumerate(festival)],
+        "festival": [
+            EvalItem(
+                key,
+                text,
+                wav,
+                rate,
+                festival[(i + 2) % 4][1],
+                None,
+                festival[(i + 2) % 4][2],
+                others=[(w, r) for _, w, r, _ in lj],
+                candidates=texts,
+            )
+            for i, (key, wav, rate, text) in enumerate(festival)
+        ],
     }
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the workers and the demo run: one embedding per core
@@ -82,7 +109,11 @@ def test_two_workers_give_the_serial_scores_in_order(fixtures, synthetic, caplog
     assert_same(parallel, serial)
     lj_row, festival_row = serial
     # the instrument measured something on every column it was given
-    assert lj_row.sentence_id == 1.0 and festival_row.sentence_id >= 0.75 and festival_row.items[0].n_candidates == 8
+    assert (
+        lj_row.sentence_id == 1.0
+        and festival_row.sentence_id >= 0.75
+        and festival_row.items[0].n_candidates == 8
+    )
     assert lj_row.sim_prompt > lj_row.sim_other + 0.2 and lj_row.sim_reference == pytest.approx(1.0)
     assert all(isinstance(r, RowScores) and r.wer is not None and r.per is not None for r in parallel)
     assert all(r.estimates["sim_prompt"].low is not None for r in parallel)
@@ -90,14 +121,31 @@ def test_two_workers_give_the_serial_scores_in_order(fixtures, synthetic, caplog
     assert any("1 of 9 candidates left out" in m and "zzxqv" in m for m in caplog.messages), caplog.messages
 
 
-@pytest.mark.parametrize(("text", "rate", "error", "message"), [
-    ("...", None, ConfigError, "item 'bad': its text '...' is empty after normalisation"),  # the caller's mistake
-    (None, -16_000, ValueError, "should be positive"),  # audio the resampler refuses: passed on as it was raised
-])
+@pytest.mark.parametrize(
+    ("text", "rate", "error", "message"),
+    [
+        (
+            "...",
+            None,
+            ConfigError,
+            "item 'bad': its text '...' is empty after normalisation",
+        ),  # the caller's mistake
+        (
+            None,
+            -16_000,
+            ValueError,
+            "should be positive",
+        ),  # audio the resampler refuses: passed on as it was raised
+    ],
+)
 def test_an_error_in_a_worker_reaches_the_caller_with_its_message(fixtures, text, rate, error, message):
     wav, good_rate, good_text = fixtures["LJ049-0108"]
-    rows = {"r": [EvalItem("fine", good_text, wav, good_rate),
-                  EvalItem("bad", text or good_text, wav, rate or good_rate)]}
+    rows = {
+        "r": [
+            EvalItem("fine", good_text, wav, good_rate),
+            EvalItem("bad", text or good_text, wav, rate or good_rate),
+        ]
+    }
     with pytest.raises(error, match=message) as serial:
         evaluate_rows(rows, scorers=phone_scorer)
     with pytest.raises(error) as parallel:
@@ -107,13 +155,19 @@ def test_an_error_in_a_worker_reaches_the_caller_with_its_message(fixtures, text
 
 
 def test_a_factory_returning_the_wrong_names_is_named_from_the_worker():
-    rows = {"r": [EvalItem("a", "hello", torch.zeros(100), 100), EvalItem("b", "hello", torch.zeros(100), 100)]}
-    with pytest.raises(ConfigError, match="misspelt_scorers.*speech_recogniser.*keys asr, encoder, identifier"):
+    rows = {
+        "r": [EvalItem("a", "hello", torch.zeros(100), 100), EvalItem("b", "hello", torch.zeros(100), 100)]
+    }
+    with pytest.raises(
+        ConfigError, match="misspelt_scorers.*speech_recogniser.*keys asr, encoder, identifier"
+    ):
         evaluate_rows(rows, scorers=misspelt_scorers, jobs=2)
 
 
 def test_scorers_that_cannot_reach_a_worker_are_refused_before_any_starts():
-    rows = {"r": [EvalItem("a", "hello", torch.zeros(100), 100), EvalItem("b", "hello", torch.zeros(100), 100)]}
+    rows = {
+        "r": [EvalItem("a", "hello", torch.zeros(100), 100), EvalItem("b", "hello", torch.zeros(100), 100)]
+    }
     with pytest.raises(ConfigError, match="jobs=2 needs scorers="):
         evaluate_rows(rows, phones=object(), jobs=2)
     with pytest.raises(ConfigError, match="cannot be sent to worker processes"):

@@ -29,13 +29,17 @@ def _which(names: tuple[str, ...]) -> str | None:
 
 def headless_chromium():
     """A selenium driver for headless Chromium; skips the test (saying what is missing) without one."""
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install '.[test]')")
+    webdriver = pytest.importorskip(
+        "selenium.webdriver", reason="selenium is not installed (pip install '.[test]')"
+    )
     from selenium.webdriver.chrome.service import Service
 
     browser, driver = _which(CHROMIUM), _which(CHROMEDRIVER)
     if browser is None or driver is None:
-        pytest.skip("chromium and chromedriver are not installed (Debian: apt-get install chromium chromium-driver, "
-                    "or make system-deps)")
+        pytest.skip(
+            "chromium and chromedriver are not installed (Debian: apt-get install chromium chromium-driver, "
+            "or make system-deps)"
+        )
     options = webdriver.ChromeOptions()
     options.binary_location = browser
     for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
@@ -55,8 +59,9 @@ def page_media(page: Path, timeout: float = 30.0) -> dict[str, list[dict]]:
         deadline = time.monotonic() + timeout
         while True:
             media = driver.execute_script(MEDIA_SCRIPT)
-            settled = (all(a["ready"] >= 1 or a["error"] for a in media["audio"])
-                       and all(i["complete"] for i in media["images"]))
+            settled = all(a["ready"] >= 1 or a["error"] for a in media["audio"]) and all(
+                i["complete"] for i in media["images"]
+            )
             if settled or time.monotonic() > deadline:
                 return media
             time.sleep(0.2)
@@ -67,7 +72,9 @@ def page_media(page: Path, timeout: float = 30.0) -> dict[str, list[dict]]:
 def assert_page_loads(page: Path) -> dict[str, list[dict]]:
     """Every player of `page` has a duration and no media error; every image has a width. Returns what loaded."""
     media = page_media(page)
-    broken = [a for a in media["audio"] if a["error"] or a["ready"] < 1 or not a["duration"] or a["duration"] <= 0]
+    broken = [
+        a for a in media["audio"] if a["error"] or a["ready"] < 1 or not a["duration"] or a["duration"] <= 0
+    ]
     assert not broken, f"{page}: players that did not load: {broken}"
     blank = [i for i in media["images"] if not i["width"]]
     assert not blank, f"{page}: images that did not load: {blank}"

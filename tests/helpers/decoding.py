@@ -91,7 +91,10 @@ def _parting_step(
     """The first step (up to `last`) where the row's tokens differ, checked to be a rounding flip, or None."""
     for step in range(min(last + 1, len(expected.tokens), len(got.tokens))):
         torch.testing.assert_close(
-            got.logits[step][row], expected.logits[step][row], atol=atol, rtol=rtol,
+            got.logits[step][row],
+            expected.logits[step][row],
+            atol=atol,
+            rtol=rtol,
             msg=lambda m, step=step: f"row {row}, step {step}: the logits differ after the same tokens\n{m}",
         )
         want, have = int(expected.tokens[step][row]), int(got.tokens[step][row])

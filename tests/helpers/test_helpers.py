@@ -25,8 +25,11 @@ from valle.sampling.pipeline import SamplerConfig
 
 def euclidean(codebooks: torch.Tensor) -> ResidualQuantizer:
     """A plain RVQ over latents [T, D] with codebooks [L, V, D]."""
-    return ResidualQuantizer(latents=lambda wav: wav, search=lambda level, r: (r, codebooks[level]),
-                             codewords=lambda level, codes: codebooks[level][codes])
+    return ResidualQuantizer(
+        latents=lambda wav: wav,
+        search=lambda level, r: (r, codebooks[level]),
+        codewords=lambda level, codes: codebooks[level][codes],
+    )
 
 
 # Level 0 has codewords at -1 and +1 on the first axis; level 1 at ±0.1 on the second.
@@ -111,8 +114,12 @@ def test_a_cache_that_forgets_each_step_fails_at_its_first_step(monkeypatch):
     torch.manual_seed(0)
     model = Valle(ValleConfig.tiny().with_data(20, 4, 32)).eval()
     g = torch.Generator().manual_seed(1)
-    batch = (torch.randint(0, 20, (2, 9), generator=g), torch.tensor([9, 6]),
-             torch.randint(0, 32, (2, 4, 12), generator=g), torch.tensor([12, 7]))
+    batch = (
+        torch.randint(0, 20, (2, 9), generator=g),
+        torch.tensor([9, 6]),
+        torch.randint(0, 32, (2, 4, 12), generator=g),
+        torch.tensor([12, 7]),
+    )
 
     def decode() -> tuple[ArResult, RecordingSampler]:
         steps = RecordingSampler(SamplerConfig(ar_temperature=0.0), model.config.stop_token)

@@ -29,7 +29,10 @@ class TwoBackbones(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lengths = torch.full((x.shape[0],), x.shape[1])
-        h = self.ar_backbone(x, lengths, causal=True).hidden + self.nar_backbone(x, lengths, causal=False).hidden
+        h = (
+            self.ar_backbone(x, lengths, causal=True).hidden
+            + self.nar_backbone(x, lengths, causal=False).hidden
+        )
         return self.head(h)
 
 

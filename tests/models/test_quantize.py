@@ -29,8 +29,12 @@ def small_model() -> Valle:
 
 def batch():
     g = torch.Generator().manual_seed(1)
-    return (torch.randint(0, 30, (2, 9), generator=g), torch.tensor([9, 6]),
-            torch.randint(0, 64, (2, 4, 12), generator=g), torch.tensor([12, 7]))
+    return (
+        torch.randint(0, 30, (2, 9), generator=g),
+        torch.tensor([9, 6]),
+        torch.randint(0, 64, (2, 4, 12), generator=g),
+        torch.tensor([12, 7]),
+    )
 
 
 def test_int8_linear_computes_the_affine_map_within_int8_error():
@@ -53,11 +57,17 @@ def test_every_linear_and_head_is_swapped_and_logits_stay_close():
     linears = sum(isinstance(m, nn.Linear) for m in model.modules())
     head_levels = sum(m.weight.shape[0] for m in model.modules() if isinstance(m, Heads))
     assert sum(isinstance(m, Int8Linear) for m in q.modules()) == linears + head_levels
-    assert sum(isinstance(m, Int8Heads) for m in q.modules()) == sum(isinstance(m, Heads) for m in model.modules())
+    assert sum(isinstance(m, Int8Heads) for m in q.modules()) == sum(
+        isinstance(m, Heads) for m in model.modules()
+    )
     text, text_lengths, prompt, prompt_lengths = batch()
     with torch.inference_mode():
-        ref, got = (m.ar_logits(m.ar.backbone(packed.x, packed.lengths, True).hidden)
-                    for m, packed in ((m, m.ar_prefix(text, text_lengths, prompt, prompt_lengths)) for m in (model, q)))
+        ref, got = (
+            m.ar_logits(m.ar.backbone(packed.x, packed.lengths, True).hidden)
+            for m, packed in (
+                (m, m.ar_prefix(text, text_lengths, prompt, prompt_lengths)) for m in (model, q)
+            )
+        )
     # Per-channel int8 weights with per-call int8 activations: a relative error of about 1.6 % on this
     # random-weight model (kernel saturation, which made it 7.7 %, is avoided), every position's
     # logits pointing the same way.
@@ -69,7 +79,9 @@ def test_every_linear_and_head_is_swapped_and_logits_stay_close():
 @needs_int8_kernels
 def test_quantized_model_decodes_with_the_shared_sampler():
     q = quantize(small_model(), "int8")
-    result = decode_ar(q, *batch(), sampler=ArSampler(SamplerConfig(seed=0), q.config.stop_token), max_steps=20)
+    result = decode_ar(
+        q, *batch(), sampler=ArSampler(SamplerConfig(seed=0), q.config.stop_token), max_steps=20
+    )
     assert result.codes.shape[0] == 2 and result.codes.shape[1] <= 20
     assert int(result.codes.max()) < 64
 
@@ -88,8 +100,10 @@ def test_fast_decoding_of_int8_weights_stays_eager_with_a_log_line(caplog):
 
 def test_a_cpu_without_avx2_is_refused_with_the_fix():
     # ATEN_CPU_CAPABILITY=default makes torch run its plain kernels, as on a CPU without AVX2.
-    script = ("import torch; from valle.models.quantize import quantize; "
-              "quantize(torch.nn.Sequential(torch.nn.Linear(4, 4)), 'int8')")
+    script = (
+        "import torch; from valle.models.quantize import quantize; "
+        "quantize(torch.nn.Sequential(torch.nn.Linear(4, 4)), 'int8')"
+    )
     env = {**os.environ, "ATEN_CPU_CAPABILITY": "default"}
     run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode != 0

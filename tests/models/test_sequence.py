@@ -16,27 +16,50 @@ def random_batch(levels: int = 3, codebook: int = 16, n_text: int = 20, seed: in
     items = []
     for i, (n, tp, t) in enumerate([(5, 3, 7), (8, 4, 2), (3, 6, 5)]):
         # row 1 is a continuation: its prompt is cut from its own utterance
-        items.append({"key": f"k{i}", "prompt_key": f"k{i}" if i == 1 else f"p{i}", "speaker": "s", "language": "en",
-                      "text": torch.randint(1, n_text, (n,), generator=g),
-                      "prompt": torch.randint(0, codebook, (levels, tp), generator=g),
-                      "codes": torch.randint(0, codebook, (levels, t), generator=g)})
+        items.append(
+            {
+                "key": f"k{i}",
+                "prompt_key": f"k{i}" if i == 1 else f"p{i}",
+                "speaker": "s",
+                "language": "en",
+                "text": torch.randint(1, n_text, (n,), generator=g),
+                "prompt": torch.randint(0, codebook, (levels, tp), generator=g),
+                "codes": torch.randint(0, codebook, (levels, t), generator=g),
+            }
+        )
     return collate(items, 0)
 
 
-@pytest.mark.parametrize("config", [
-    ValleConfig.tiny(), ValleConfig.tiny(prefix_lm=True),
-    ValleConfig.tiny(shared=False, backbone=BackboneConfig("retnet", 0.0), nar_backbone=BackboneConfig("transformer", 0.0)),
-    ValleConfig.tiny(segment_positions=4.0),
-], ids=["transformer", "transformer-prefixlm", "retnet", "segment-positions"])
+@pytest.mark.parametrize(
+    "config",
+    [
+        ValleConfig.tiny(),
+        ValleConfig.tiny(prefix_lm=True),
+        ValleConfig.tiny(
+            shared=False,
+            backbone=BackboneConfig("retnet", 0.0),
+            nar_backbone=BackboneConfig("transformer", 0.0),
+        ),
+        ValleConfig.tiny(segment_positions=4.0),
+    ],
+    ids=["transformer", "transformer-prefixlm", "retnet", "segment-positions"],
+)
 def test_training_and_decoding_build_the_same_ar_sequence(config):
     torch.manual_seed(0)
     model = Valle(config.with_data(20, 3, 16)).eval()
     batch = random_batch()
     with torch.no_grad():
         [out] = model(batch, torch.zeros(3, dtype=torch.long)).levels  # [sum(T + 1), V + 1] in row order
-        cache, logits = _start(model, batch["text"], batch["text_lengths"], batch["prompt"],
-                               batch["prompt_lengths"], max_steps=8, max_context=None,
-                               continues=torch.tensor([False, True, False]))
+        cache, logits = _start(
+            model,
+            batch["text"],
+            batch["text_lengths"],
+            batch["prompt"],
+            batch["prompt_lengths"],
+            max_steps=8,
+            max_context=None,
+            continues=torch.tensor([False, True, False]),
+        )
         steps = [logits]
         for t in range(int(batch["code_lengths"].max())):
             hidden = model.ar.backbone.step(model.ar_step_input(batch["codes"][:, 0, t], t), cache)
@@ -53,9 +76,16 @@ def test_nar_logits_match_the_training_forward(segment_positions):
     batch = random_batch()
     with torch.no_grad():
         [out] = model(batch, torch.full((3,), 2)).levels
-        logits = model.nar_logits(batch["text"], batch["text_lengths"], batch["prompt"], batch["prompt_lengths"],
-                                  batch["codes"], batch["code_lengths"], level=2,
-                                  continues=torch.tensor([False, True, False]))
+        logits = model.nar_logits(
+            batch["text"],
+            batch["text_lengths"],
+            batch["prompt"],
+            batch["prompt_lengths"],
+            batch["codes"],
+            batch["code_lengths"],
+            level=2,
+            continues=torch.tensor([False, True, False]),
+        )
     expected = torch.cat([logits[b, : int(n)] for b, n in enumerate(batch["code_lengths"])])
     torch.testing.assert_close(expected, out.logits[:, :16], atol=1e-5, rtol=1e-5)
 
@@ -71,11 +101,29 @@ def test_segment_positions_line_a_frame_up_with_the_text_it_says():
     batch = random_batch()
     emb = model.ar.embeddings
     with torch.no_grad():
-        plain = build_ar(emb, batch["text"], batch["text_lengths"], batch["prompt"], batch["prompt_lengths"],
-                         batch["codes"], batch["code_lengths"], 16)
+        plain = build_ar(
+            emb,
+            batch["text"],
+            batch["text_lengths"],
+            batch["prompt"],
+            batch["prompt_lengths"],
+            batch["codes"],
+            batch["code_lengths"],
+            16,
+        )
         continues = torch.tensor([False, True, False])
-        placed = build_ar(emb, batch["text"], batch["text_lengths"], batch["prompt"], batch["prompt_lengths"],
-                          batch["codes"], batch["code_lengths"], 16, segment_positions=2.0, continues=continues)
+        placed = build_ar(
+            emb,
+            batch["text"],
+            batch["text_lengths"],
+            batch["prompt"],
+            batch["prompt_lengths"],
+            batch["codes"],
+            batch["code_lengths"],
+            16,
+            segment_positions=2.0,
+            continues=continues,
+        )
     added = placed.x - plain.x
     d = added.shape[-1]
     for b in range(3):
@@ -83,11 +131,13 @@ def test_segment_positions_line_a_frame_up_with_the_text_it_says():
         shift = tp if continues[b] else 0
         expected_text = sinusoidal(torch.arange(n) * 2.0 - shift, d)
         torch.testing.assert_close(added[b, :n], expected_text, atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(added[b, n + 1:n + 1 + tp], sinusoidal(torch.arange(-tp, 0), d), atol=1e-5,
-                                   rtol=1e-5)
+        torch.testing.assert_close(
+            added[b, n + 1 : n + 1 + tp], sinusoidal(torch.arange(-tp, 0), d), atol=1e-5, rtol=1e-5
+        )
         start = n + tp + 2
-        torch.testing.assert_close(added[b, start:start + 3], sinusoidal(torch.arange(0, 3), d), atol=1e-5,
-                                   rtol=1e-5)
+        torch.testing.assert_close(
+            added[b, start : start + 3], sinusoidal(torch.arange(0, 3), d), atol=1e-5, rtol=1e-5
+        )
         assert added[b, n].abs().max() == 0  # separators carry no position
 
 
@@ -95,11 +145,15 @@ def test_prefix_targets_are_the_next_text_id_and_the_next_prompt_code():
     from valle.models.sequence import IGNORE, prefix_targets
 
     batch = random_batch()
-    text_t, prompt_t = prefix_targets(batch["text"], batch["text_lengths"], batch["prompt"], batch["prompt_lengths"], 30)
+    text_t, prompt_t = prefix_targets(
+        batch["text"], batch["text_lengths"], batch["prompt"], batch["prompt_lengths"], 30
+    )
     n, tp = int(batch["text_lengths"][0]), int(batch["prompt_lengths"][0])
-    assert text_t[0, : n - 1].tolist() == batch["text"][0, 1:n].tolist() and (text_t[0, n - 1:] == IGNORE).all()
-    assert prompt_t[0, n + 1: n + tp].tolist() == batch["prompt"][0, 0, 1:tp].tolist()
-    assert (prompt_t[0, : n + 1] == IGNORE).all() and (prompt_t[0, n + tp:] == IGNORE).all()
+    assert (
+        text_t[0, : n - 1].tolist() == batch["text"][0, 1:n].tolist() and (text_t[0, n - 1 :] == IGNORE).all()
+    )
+    assert prompt_t[0, n + 1 : n + tp].tolist() == batch["prompt"][0, 0, 1:tp].tolist()
+    assert (prompt_t[0, : n + 1] == IGNORE).all() and (prompt_t[0, n + tp :] == IGNORE).all()
 
 
 def test_ar_input_dropout_drops_whole_response_inputs_and_keeps_every_target():
@@ -107,8 +161,16 @@ def test_ar_input_dropout_drops_whole_response_inputs_and_keeps_every_target():
 
     model = Valle(ValleConfig.tiny().with_data(20, 3, 16))
     batch = random_batch()
-    args = (model.ar.embeddings, batch["text"], batch["text_lengths"], batch["prompt"], batch["prompt_lengths"],
-            batch["codes"], batch["code_lengths"], model.config.stop_token)
+    args = (
+        model.ar.embeddings,
+        batch["text"],
+        batch["text_lengths"],
+        batch["prompt"],
+        batch["prompt_lengths"],
+        batch["codes"],
+        batch["code_lengths"],
+        model.config.stop_token,
+    )
     with torch.no_grad():
         clean = build_ar(*args)
         torch.manual_seed(0)

@@ -107,8 +107,9 @@ def timeline_from_mtimes(folder: Path, started: float, last: str) -> Timeline:
     return [(started, None)] + [(t, name) for t, name in times if t < end] + [(end, last)]
 
 
-def run_watching(command: str, cfg: DictConfig, folder: Path, anchor: Callable[[str], str | None],
-                 timeout_s: float = 300.0) -> Timeline:
+def run_watching(
+    command: str, cfg: DictConfig, folder: Path, anchor: Callable[[str], str | None], timeout_s: float = 300.0
+) -> Timeline:
     """Run a command to completion, noting when each file under `folder` first appears.
 
     `anchor` maps a file's path (relative to `folder`) to the glob a trial waits for, or None to

@@ -14,15 +14,28 @@ from tests.reliability.children import kill_points, run_to_end, run_watching, ti
 TRIALS = 5  # kill -9 trials per command
 CSV_LOG = "csv/version_0"  # the first launch's CSV log, inside the run directory
 MAX_STEPS = 10
-TRAIN_ARGS = ("experiment=tiny_cpu", f"trainer.max_steps={MAX_STEPS}", "trainer.val_check_interval=2",
-              "trainer.limit_val_batches=1", "trainer.log_every_n_steps=1", "+trainer.enable_progress_bar=false",
-              "+trainer.enable_model_summary=false")
+TRAIN_ARGS = (
+    "experiment=tiny_cpu",
+    f"trainer.max_steps={MAX_STEPS}",
+    "trainer.val_check_interval=2",
+    "trainer.limit_val_batches=1",
+    "trainer.log_every_n_steps=1",
+    "+trainer.enable_progress_bar=false",
+    "+trainer.enable_model_summary=false",
+)
 
 
 def prepare_cfg(corpus: Path, output: Path, *overrides: str):
     """The offline mel codec, its codebooks fitted on the corpus (part of the run), one utterance per shard."""
-    return compose_prepare(f"input={corpus}", f"output={output}", "codec=mel", "codec.codebook_size=64",
-                           "num_workers=0", "max_shard_mb=0.01", *overrides)
+    return compose_prepare(
+        f"input={corpus}",
+        f"output={output}",
+        "codec=mel",
+        "codec.codebook_size=64",
+        "num_workers=0",
+        "max_shard_mb=0.01",
+        *overrides,
+    )
 
 
 def train_cfg(shards: Path, run_dir: Path, *overrides: str):
@@ -44,7 +57,9 @@ def prepared_once(tiny_corpus, tmp_path_factory) -> tuple[dict[str, bytes], list
     run_to_end("prepare", prepare_cfg(tiny_corpus, output))
     files = finished_files(output)
     assert "index.json" in files and len([n for n in files if n.endswith(".tar")]) > 5
-    return files, kill_points(timeline_from_mtimes(output, started, last="index.json"), TRIALS, seed="prepare")
+    return files, kill_points(
+        timeline_from_mtimes(output, started, last="index.json"), TRIALS, seed="prepare"
+    )
 
 
 def training_anchor(path: str) -> str | None:

@@ -22,7 +22,9 @@ SECONDS = 2.0
 
 def tone(rate: int = RATE, seconds: float = SECONDS, amplitude: float = 0.5) -> np.ndarray:
     t = np.arange(int(rate * seconds)) / rate
-    return (amplitude * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    return (amplitude * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(
+        np.float32
+    )
 
 
 def write_case(folder: Path, name: str) -> Path:
@@ -52,11 +54,29 @@ def write_case(folder: Path, name: str) -> Path:
 
 
 # case → what prepare does: a skip reason, or None (kept: read, mixed down or resampled)
-PREPARE = {"unreadable": "unreadable", "empty": "too short", "silent": "bad audio", "clipped": None,
-           "stereo": None, "8khz": None, "96khz": None, "over_60s": "too long", "nan": "bad audio"}
+PREPARE = {
+    "unreadable": "unreadable",
+    "empty": "too short",
+    "silent": "bad audio",
+    "clipped": None,
+    "stereo": None,
+    "8khz": None,
+    "96khz": None,
+    "over_60s": "too long",
+    "nan": "bad audio",
+}
 # case → the reason infer gives for refusing it as a prompt, or None (taken; a long one is cropped)
-INFER = {"unreadable": "unreadable", "empty": "no samples", "silent": "silent", "clipped": None, "stereo": None,
-         "8khz": None, "96khz": None, "over_60s": None, "nan": "NaN"}
+INFER = {
+    "unreadable": "unreadable",
+    "empty": "no samples",
+    "silent": "silent",
+    "clipped": None,
+    "stereo": None,
+    "8khz": None,
+    "96khz": None,
+    "over_60s": None,
+    "nan": "NaN",
+}
 
 
 @pytest.fixture(scope="module")

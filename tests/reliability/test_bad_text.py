@@ -24,14 +24,22 @@ def speak(synthesizer, text: str, language: str = "en-us"):  # noqa: F811
     return synthesizer.synthesize([text], [prompt], language, QUICK)
 
 
-@pytest.mark.parametrize(("case", "text", "language", "message"), [
-    ("empty", "", "en-us", "empty text ''"),
-    ("whitespace", "  \t ", "en-us", "empty text"),
-    ("non-UTF-8 bytes", NOT_UTF8, "en-us", "not UTF-8"),
-    ("only punctuation", "?! ... —", "en-us", "empty text '.*': nothing to phonemize"),
-    ("unknown language code", "Hello there.", "xx-nowhere", "unknown language 'xx-nowhere'"),
-    ("a language the model was not trained on", "Hallo.", "de", "language 'de' is not in this symbol map"),
-])
+@pytest.mark.parametrize(
+    ("case", "text", "language", "message"),
+    [
+        ("empty", "", "en-us", "empty text ''"),
+        ("whitespace", "  \t ", "en-us", "empty text"),
+        ("non-UTF-8 bytes", NOT_UTF8, "en-us", "not UTF-8"),
+        ("only punctuation", "?! ... —", "en-us", "empty text '.*': nothing to phonemize"),
+        ("unknown language code", "Hello there.", "xx-nowhere", "unknown language 'xx-nowhere'"),
+        (
+            "a language the model was not trained on",
+            "Hallo.",
+            "de",
+            "language 'de' is not in this symbol map",
+        ),
+    ],
+)
 def test_bad_text_is_a_one_line_error_naming_it(case, text, language, message, synthesizer):  # noqa: F811
     with pytest.raises(UserError, match=message) as error:
         speak(synthesizer, text, language)

@@ -23,7 +23,7 @@ def members(shard: Path) -> list[tarfile.TarInfo]:
 def flip(shard: Path, offset: int, n: int = 4) -> None:
     """Invert `n` bytes of `shard` from `offset` on."""
     data = bytearray(shard.read_bytes())
-    data[offset: offset + n] = bytes(b ^ 0xFF for b in data[offset: offset + n])
+    data[offset : offset + n] = bytes(b ^ 0xFF for b in data[offset : offset + n])
     shard.write_bytes(bytes(data))
 
 
@@ -55,8 +55,12 @@ def drop_member(shard: Path, key: str) -> None:
     shard.write_bytes(buffer.getvalue())
 
 
-DAMAGE = {"cut tar": cut_tar, "flipped code bytes": flip_codes, "flipped header bytes": flip_header,
-          "member missing": drop_member}
+DAMAGE = {
+    "cut tar": cut_tar,
+    "flipped code bytes": flip_codes,
+    "flipped header bytes": flip_header,
+    "member missing": drop_member,
+}
 
 
 def damage(root: Path, how: str) -> tuple[str, set[str]]:
@@ -78,7 +82,9 @@ def test_training_skips_a_damaged_sample_names_its_shard_and_counts_it(how, shar
     assert sorted(keys) == sorted(everything - lost)
     assert shard in caplog.text and f"{len(lost)} of" in caplog.text
     trainer = cpu_trainer(tmp_path, max_epochs=1, max_steps=-1)
-    trainer.fit(tiny_module(dm), dm)  # the model never sees the damaged sample (out-of-range codes would crash it)
+    trainer.fit(
+        tiny_module(dm), dm
+    )  # the model never sees the damaged sample (out-of-range codes would crash it)
     assert trainer.global_step > 0
 
 

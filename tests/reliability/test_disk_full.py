@@ -43,8 +43,10 @@ def small_disk(tmp_path):
         folder.mkdir()
         result = _mount("-t", "tmpfs", "-o", f"size={kib}k,mode=1777", "tmpfs", str(folder))
         if result.returncode:
-            pytest.skip(f"a small tmpfs cannot be mounted here ({result.stderr.strip() or 'mount failed'}); "
-                        "run as root or with password-less sudo to test a full disk")
+            pytest.skip(
+                f"a small tmpfs cannot be mounted here ({result.stderr.strip() or 'mount failed'}); "
+                "run as root or with password-less sudo to test a full disk"
+            )
         mounted.append(folder)
         return folder
 
@@ -62,14 +64,18 @@ def mel_codec():
     return build_codec("mel", weights="random", codebook_size=64)
 
 
-def test_prepare_on_a_full_disk_stops_keeps_its_shards_and_completes_later(small_disk, mel_codec, tiny_corpus,
-                                                                          tmp_path):
-    reference = prepare(prepare_settings(tiny_corpus, tmp_path / "reference", max_shard_mb=0.01), mel_codec,
-                        mel_codec.info)
+def test_prepare_on_a_full_disk_stops_keeps_its_shards_and_completes_later(
+    small_disk, mel_codec, tiny_corpus, tmp_path
+):
+    reference = prepare(
+        prepare_settings(tiny_corpus, tmp_path / "reference", max_shard_mb=0.01), mel_codec, mel_codec.info
+    )
     assert len(reference.index.shards) == 15
     disk = small_disk(96)  # room for a few of the 15 shards (and their manifests) only
     settings = prepare_settings(tiny_corpus, disk, max_shard_mb=0.01)
-    with pytest.raises(DiskFullError, match=f"no space left on the device of {disk}/.* free some space") as error:
+    with pytest.raises(
+        DiskFullError, match=f"no space left on the device of {disk}/.* free some space"
+    ) as error:
         prepare(settings, mel_codec, mel_codec.info)
     assert "\n" not in str(error.value)
     done = list(disk.glob("shard-*.json"))
@@ -84,8 +90,9 @@ def test_prepare_on_a_full_disk_stops_keeps_its_shards_and_completes_later(small
 
 
 @pytest.mark.slow
-def test_training_on_a_full_disk_stops_keeps_its_checkpoints_and_resumes_later(small_disk, trained_once, tiny_shards,
-                                                                               tmp_path):
+def test_training_on_a_full_disk_stops_keeps_its_checkpoints_and_resumes_later(
+    small_disk, trained_once, tiny_shards, tmp_path
+):
     losses, _ = trained_once
     checkpoint_mib = 6  # the tiny model with its optimizer state: about 5.8 MiB
     disk = small_disk(int(3.5 * checkpoint_mib * 1024))  # step 2's two files fit, step 4's do not all fit

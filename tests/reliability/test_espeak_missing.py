@@ -14,9 +14,21 @@ HINT = "apt-get install espeak-ng"
 
 
 def prepare_py(env: dict[str, str], corpus, output) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "prepare.py"), f"input={corpus}", f"output={output}",
-                           "codec=mel", "codec.weights=random"], capture_output=True, text=True, timeout=300,
-                          env=env, cwd=output.parent)
+    return subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "prepare.py"),
+            f"input={corpus}",
+            f"output={output}",
+            "codec=mel",
+            "codec.weights=random",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=output.parent,
+    )
 
 
 @pytest.mark.parametrize("how", ["no espeak-ng on PATH", "library variable pointing nowhere"])

@@ -44,7 +44,9 @@ def test_kill_9_then_rerun_gives_the_uninterrupted_runs_bytes(trial, prepared_on
     cfg = prepare_cfg(tiny_corpus, tmp_path)
     assert kill_9_at(start("prepare", cfg), tmp_path, points[trial]), f"prepare ended before {points[trial]}"
     assert_only_complete_shards_are_listed(tmp_path)
-    print(f"trial {trial}: killed at {points[trial]} with {len(list(tmp_path.glob('shard-*.json')))} shards done")
+    print(
+        f"trial {trial}: killed at {points[trial]} with {len(list(tmp_path.glob('shard-*.json')))} shards done"
+    )
 
     run_to_end("prepare", cfg)
     again = finished_files(tmp_path)
@@ -55,7 +57,9 @@ def test_kill_9_then_rerun_gives_the_uninterrupted_runs_bytes(trial, prepared_on
 
 def test_a_rerun_deletes_the_temporary_files_a_kill_left(shards_copy, tiny_corpus, tiny_codec):
     (shards_copy / "shard-000001.json").unlink()  # killed while writing shard 1, or the index
-    stale = [shards_copy / f".{name}.99999.tmp" for name in ("shard-000001.tar", "index.json", "symbols.json")]
+    stale = [
+        shards_copy / f".{name}.99999.tmp" for name in ("shard-000001.tar", "index.json", "symbols.json")
+    ]
     for path in stale:
         path.write_bytes(b"half a file")
     prepare(prepare_settings(tiny_corpus, shards_copy), tiny_codec, tiny_codec.info)

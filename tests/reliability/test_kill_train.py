@@ -28,7 +28,11 @@ def global_step(checkpoint: Path) -> int:
 def last_launch_losses(run_dir: Path) -> dict[int, float]:
     """train/loss by step, as logged by the newest launch only (a resumed run is a new launch)."""
     with open(metrics_files(run_dir)[-1], newline="", encoding="utf-8") as handle:
-        return {int(row["step"]): float(row["train/loss"]) for row in csv.DictReader(handle) if row.get("train/loss")}
+        return {
+            int(row["step"]): float(row["train/loss"])
+            for row in csv.DictReader(handle)
+            if row.get("train/loss")
+        }
 
 
 def newest_complete_step(folder: Path) -> int:
@@ -38,7 +42,9 @@ def newest_complete_step(folder: Path) -> int:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("trial", range(TRIALS))
-def test_kill_9_then_rerun_resumes_from_the_last_complete_checkpoint(trial, trained_once, tiny_shards, tmp_path):
+def test_kill_9_then_rerun_resumes_from_the_last_complete_checkpoint(
+    trial, trained_once, tiny_shards, tmp_path
+):
     losses, points = trained_once
     cfg = train_cfg(tiny_shards, tmp_path / "run")
     assert kill_9_at(start("train", cfg), tmp_path / "run", points[trial]), f"it ended before {points[trial]}"

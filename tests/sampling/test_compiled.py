@@ -55,8 +55,9 @@ def test_static_step_gives_the_eager_loops_tokens_and_stops(monkeypatch):
 
 
 def test_unsupported_setups_fall_back_with_a_log_line(caplog):
-    retnet = tiny_model(shared=False, backbone=BackboneConfig("retnet", 0.0),
-                        nar_backbone=BackboneConfig("transformer", 0.0))
+    retnet = tiny_model(
+        shared=False, backbone=BackboneConfig("retnet", 0.0), nar_backbone=BackboneConfig("transformer", 0.0)
+    )
     with caplog.at_level(logging.INFO, logger="valle.sampling.compiled"):
         assert fast_step(retnet, None) is None and fast_step(tiny_model(), 8) is None
     assert "transformer backbone" in caplog.text and "max_ar_context" in caplog.text

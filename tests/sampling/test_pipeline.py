@@ -32,6 +32,7 @@ def draw(sampler, logits, history, n=2000, seed=0, **kw) -> set[int]:
 
 # --- order ----------------------------------------------------------------------------------------
 
+
 def test_repetition_penalty_comes_before_top_k():
     # penalised first, token 0 (3.0 -> 1.5) falls behind token 1 (2.5): top-1 keeps token 1
     sampler = ArSampler(SamplerConfig(repetition_penalty=2.0, top_k=1), stop_token=STOP)
@@ -65,6 +66,7 @@ def test_ras_resamples_from_the_untruncated_distribution():
 
 
 # --- modes ----------------------------------------------------------------------------------------
+
 
 def test_greedy_ar_takes_the_argmax_after_the_penalties():
     sampler = ArSampler(SamplerConfig(ar_temperature=0.0, repetition_penalty=4.0), stop_token=STOP)
@@ -103,30 +105,37 @@ def test_nar_sampler_is_greedy_by_default_and_keeps_the_leading_shape():
 def test_ar_step_limit_defaults_to_frames_per_phoneme():
     assert SamplerConfig().ar_step_limit(12) == 240
     assert SamplerConfig(max_ar_steps=100).ar_step_limit(12) == 100
-    assert SamplerConfig(max_ar_steps_per_phoneme=7.5).ar_step_limit(torch.tensor([2, 3])).tolist() == [15, 23]
+    assert SamplerConfig(max_ar_steps_per_phoneme=7.5).ar_step_limit(torch.tensor([2, 3])).tolist() == [
+        15,
+        23,
+    ]
 
 
 # --- config ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    (dict(ar_temperature=-0.1), "ar_temperature=-0.1 must be >= 0"),
-    (dict(nar_temperature=0.5, min_nar_temperature=0.9), r"min_nar_temperature=0.9 must lie in \[0"),
-    (dict(ar_temperature=0.0, min_ar_temperature=0.0), "means greedy"),
-    (dict(top_p=0.0), r"top_p=0.0 must lie in \(0, 1\]"),
-    (dict(top_p=1.5), r"top_p=1.5 must lie in \(0, 1\]"),
-    (dict(top_k=-1), "top_k=-1"),
-    (dict(repetition_penalty=0.8), "repetition_penalty=0.8 must be >= 1"),
-    (dict(repetition_penalty_decay=1.5), "repetition_penalty_decay"),
-    (dict(beam_width=4, mirostat_tau=3.0), "cannot be combined with mirostat_tau=3.0"),
-    (dict(beam_width=4, top_p=0.8, ras_window=10), "cannot be combined with ras_window=10, top_p=0.8"),
-    (dict(beam_width=0), "beam_width=0"),
-    (dict(ar_temperature=0.0, mirostat_tau=3.0), "mirostat samples"),
-    (dict(ar_temperature=0.0, ras_window=10), "RAS resamples"),
-    (dict(ras_threshold=1.5), "ras_threshold"),
-    (dict(mirostat_tau=3.0, mirostat_eta=0.0), "eta > 0"),
-    (dict(max_ar_steps=0), "max_ar_steps=0"),
-    (dict(max_ar_context=0), "max_ar_context=0"),
-])
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(ar_temperature=-0.1), "ar_temperature=-0.1 must be >= 0"),
+        (dict(nar_temperature=0.5, min_nar_temperature=0.9), r"min_nar_temperature=0.9 must lie in \[0"),
+        (dict(ar_temperature=0.0, min_ar_temperature=0.0), "means greedy"),
+        (dict(top_p=0.0), r"top_p=0.0 must lie in \(0, 1\]"),
+        (dict(top_p=1.5), r"top_p=1.5 must lie in \(0, 1\]"),
+        (dict(top_k=-1), "top_k=-1"),
+        (dict(repetition_penalty=0.8), "repetition_penalty=0.8 must be >= 1"),
+        (dict(repetition_penalty_decay=1.5), "repetition_penalty_decay"),
+        (dict(beam_width=4, mirostat_tau=3.0), "cannot be combined with mirostat_tau=3.0"),
+        (dict(beam_width=4, top_p=0.8, ras_window=10), "cannot be combined with ras_window=10, top_p=0.8"),
+        (dict(beam_width=0), "beam_width=0"),
+        (dict(ar_temperature=0.0, mirostat_tau=3.0), "mirostat samples"),
+        (dict(ar_temperature=0.0, ras_window=10), "RAS resamples"),
+        (dict(ras_threshold=1.5), "ras_threshold"),
+        (dict(mirostat_tau=3.0, mirostat_eta=0.0), "eta > 0"),
+        (dict(max_ar_steps=0), "max_ar_steps=0"),
+        (dict(max_ar_context=0), "max_ar_context=0"),
+    ],
+)
 def test_config_rejects_inconsistent_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SamplerConfig(**kwargs)
@@ -160,6 +169,7 @@ def test_a_typo_key_fails_at_start_up():
 
 
 # --- beam search (V = 5, W = 2, stop = 4) ---------------------------------------------------------
+
 
 def test_beam_search_hand_case():
     scores, finished = initial_scores(1, 2), torch.zeros(1, 2, dtype=torch.bool)

@@ -23,6 +23,7 @@ def log_probs(*probs) -> torch.Tensor:
 
 # --- repetition penalty ---------------------------------------------------------------------------
 
+
 def test_repetition_penalty_hand_case_divides_positive_and_multiplies_negative():
     logits = rows([2.0, -1.0, 0.5, -2.0, 1.0])
     before = logits.clone()
@@ -54,6 +55,7 @@ def test_repetition_penalty_decay_zero_penalises_only_the_previous_token():
 
 # --- length penalty -------------------------------------------------------------------------------
 
+
 def test_length_penalty_hand_case_moves_only_the_stop_logit():
     logits = rows([0.0, 0.0, 0.0, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0, 1.0])
     out = P.length_penalty(logits, stop_token=4, steps=torch.tensor([0, 3]), alpha=0.5)
@@ -64,9 +66,9 @@ def test_length_penalty_hand_case_moves_only_the_stop_logit():
 
 # --- temperature ----------------------------------------------------------------------------------
 
+
 def test_temperature_hand_case():
-    assert_close(P.temperature(rows([1.0, 2.0, 3.0, 4.0, NEG_INF]), 2.0),
-                 rows([0.5, 1.0, 1.5, 2.0, NEG_INF]))
+    assert_close(P.temperature(rows([1.0, 2.0, 3.0, 4.0, NEG_INF]), 2.0), rows([0.5, 1.0, 1.5, 2.0, NEG_INF]))
     with pytest.raises(ValueError, match="greedy"):
         P.temperature(rows([1.0, 2.0, 3.0, 4.0, 5.0]), 0.0)
 
@@ -89,6 +91,7 @@ def test_entropy_ignores_removed_tokens():
 
 # --- top-k / top-p --------------------------------------------------------------------------------
 
+
 def test_top_k_hand_case_keeps_ties_at_the_boundary():
     logits = rows([1.0, 5.0, 3.0, 4.0, 2.0])
     assert_close(P.top_k(logits, 2), rows([NEG_INF, 5.0, NEG_INF, 4.0, NEG_INF]))
@@ -97,8 +100,9 @@ def test_top_k_hand_case_keeps_ties_at_the_boundary():
     assert_close(P.top_k(tied, 1), rows([NEG_INF, 5.0, NEG_INF, 5.0, NEG_INF]))
 
 
-@pytest.mark.parametrize(("p", "kept"), [(0.3, [1]), (0.6, [1, 3]), (0.7, [1, 3, 2]), (1e-9, [1]),
-                                         (1.0, [0, 1, 2, 3, 4])])
+@pytest.mark.parametrize(
+    ("p", "kept"), [(0.3, [1]), (0.6, [1, 3]), (0.7, [1, 3, 2]), (1e-9, [1]), (1.0, [0, 1, 2, 3, 4])]
+)
 def test_top_p_hand_case_keeps_the_smallest_set_reaching_p(p, kept):
     # sorted: 0.4 (id 1), 0.25 (id 3), 0.2 (id 2), 0.1 (id 0), 0.05 (id 4); mass before: 0 .4 .65 .85 .95
     logits = log_probs([0.1, 0.4, 0.2, 0.25, 0.05])
@@ -126,6 +130,7 @@ def test_top_p_mass_reaches_p_with_a_minimal_set():
 
 # --- sample / greedy ------------------------------------------------------------------------------
 
+
 def test_greedy_hand_case_takes_the_lowest_id_on_ties():
     assert P.greedy(rows([1.0, 5.0, 3.0, 5.0, 2.0], [9.0, 0.0, 0.0, 0.0, 0.0])).tolist() == [1, 0]
 
@@ -150,6 +155,7 @@ def test_seeded_sampling_is_reproducible():
 
 
 # --- mirostat v2 ----------------------------------------------------------------------------------
+
 
 def test_mirostat_hand_case_truncates_by_surprise_and_updates_mu_per_row():
     # surprises in bits: 1, 2, 3, 4, 4; mu = 2 tau = 2.5 keeps ids 0 and 1 (renormalised 2/3, 1/3)
@@ -183,6 +189,7 @@ def test_mirostat_average_surprise_tracks_tau():
 
 
 # --- Repetition Aware Sampling --------------------------------------------------------------------
+
 
 def test_ras_resamples_only_rows_whose_window_share_exceeds_the_threshold():
     # K=4 looks at the newest 4 entries: token 2 has share 1/4, 2/4 and 1/4 (the older 2s fall outside)
@@ -223,6 +230,9 @@ def test_each_row_is_processed_independently(name):
     changed[0] = torch.tensor([9.0, -9.0, 0.0, 3.0, NEG_INF])
     assert_close(fn(changed, torch.tensor([[4, 4, 4], [3, 3, 2]]))[1], together[1])
     # row 1 alone (the length penalty's steps index with it) equals row 1 in the batch
-    alone = fn(logits[1:], history[1:]) if name != "length_penalty" else \
-        P.length_penalty(logits[1:], 4, torch.tensor([7]), 0.7)
+    alone = (
+        fn(logits[1:], history[1:])
+        if name != "length_penalty"
+        else P.length_penalty(logits[1:], 4, torch.tensor([7]), 0.7)
+    )
     assert_close(alone[0], together[1])

@@ -66,9 +66,13 @@ def test_seeded_sampling_is_reproducible(synthesizer):
 def test_long_text_is_split_and_joined(synthesizer, mode):
     prompt = Prompt(torch.randint(0, 1024, (2, 50)))
     config = SamplerConfig(max_ar_steps=20, seed=0)
-    [result] = synthesizer.synthesize(["The lazy dog. The brown fox!"], [prompt], config=config, long_text=mode)
-    single = [synthesizer.synthesize([s], [prompt], config=config)[0].codes.shape[1]
-              for s in ("The lazy dog.", "The brown fox!")]
+    [result] = synthesizer.synthesize(
+        ["The lazy dog. The brown fox!"], [prompt], config=config, long_text=mode
+    )
+    single = [
+        synthesizer.synthesize([s], [prompt], config=config)[0].codes.shape[1]
+        for s in ("The lazy dog.", "The brown fox!")
+    ]
     if mode == "fixed":
         assert result.codes.shape[1] == sum(single)
     else:
@@ -78,24 +82,32 @@ def test_long_text_is_split_and_joined(synthesizer, mode):
 def test_prompt_audio_is_trimmed_cropped_and_encoded(tiny_codec, tmp_path):
     wav, rate = sf.read(str(real_speech_dir() / "LJ049-0108.wav"), dtype="float32")
     padded = np.concatenate([np.zeros(rate), wav, np.zeros(rate)])
-    sf.write(str(tmp_path / "p.flac"), np.stack([padded, padded], axis=1), rate)  # stereo flac, silence around
+    sf.write(
+        str(tmp_path / "p.flac"), np.stack([padded, padded], axis=1), rate
+    )  # stereo flac, silence around
     prompt = load_prompt(tmp_path / "p.flac", tiny_codec, prompt_seconds=3.0)
     assert prompt.codes.shape == (2, 225) and prompt.text is None
     trimmed = trim_silence(torch.from_numpy(padded), rate)
     assert len(trimmed) < len(padded) - rate
 
 
-def test_a_prompt_with_its_transcript_keeps_all_the_speech_the_transcript_describes(tiny_codec, tmp_path, caplog):
+def test_a_prompt_with_its_transcript_keeps_all_the_speech_the_transcript_describes(
+    tiny_codec, tmp_path, caplog
+):
     wav, rate = sf.read(str(real_speech_dir() / "LJ049-0108.wav"), dtype="float32")  # 9 s
     transcript = (real_speech_dir() / "LJ049-0108.txt").read_text().strip()
     sf.write(str(tmp_path / "p.wav"), wav, rate)
     prompt = load_prompt(tmp_path / "p.wav", tiny_codec, prompt_seconds=3.0, text=transcript)
     speech_seconds = len(trim_silence(torch.from_numpy(wav), rate)) / rate
     assert prompt.text == transcript and speech_seconds > 8
-    assert prompt.codes.shape[1] == pytest.approx(speech_seconds * tiny_codec.frame_rate, abs=2)  # not cropped to 3 s
+    assert prompt.codes.shape[1] == pytest.approx(
+        speech_seconds * tiny_codec.frame_rate, abs=2
+    )  # not cropped to 3 s
     assert "continuation mode" not in caplog.text
     sf.write(str(tmp_path / "long.wav"), np.concatenate([wav, wav]), rate)  # 18 s: kept, with a warning
-    long = load_prompt(tmp_path / "long.wav", tiny_codec, prompt_seconds=3.0, text=f"{transcript} {transcript}")
+    long = load_prompt(
+        tmp_path / "long.wav", tiny_codec, prompt_seconds=3.0, text=f"{transcript} {transcript}"
+    )
     assert long.codes.shape[1] > 2 * prompt.codes.shape[1] - 5 and "continuation mode" in caplog.text
 
 
@@ -123,7 +135,11 @@ def test_voice_presets_round_trip_and_check_the_codec(tiny_codec, tmp_path):
 
 def test_bad_prompts_are_clear_errors(tiny_codec, tmp_path):
     sf.write(str(tmp_path / "silent.wav"), np.zeros(24000, dtype=np.float32), 24000)
-    sf.write(str(tmp_path / "short.wav"), np.random.default_rng(0).uniform(-0.5, 0.5, 2400).astype(np.float32), 24000)
+    sf.write(
+        str(tmp_path / "short.wav"),
+        np.random.default_rng(0).uniform(-0.5, 0.5, 2400).astype(np.float32),
+        24000,
+    )
     with pytest.raises(AudioError, match="no such audio file"):
         load_prompt(tmp_path / "missing.wav", tiny_codec)
     with pytest.raises(AudioError, match="silent"):
@@ -143,6 +159,11 @@ def test_mismatched_counts_and_empty_text_are_refused(synthesizer):
 
 
 def test_split_sentences():
-    assert split_sentences('Hi there! How are you? "Fine." Bye') == ["Hi there!", "How are you?", '"Fine."', "Bye"]
+    assert split_sentences('Hi there! How are you? "Fine." Bye') == [
+        "Hi there!",
+        "How are you?",
+        '"Fine."',
+        "Bye",
+    ]
     long = ", ".join(["word"] * 80)
     assert all(len(piece) <= 200 for piece in split_sentences(long))

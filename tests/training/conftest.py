@@ -11,25 +11,47 @@ from valle.training.module import ValleModule
 
 
 def tiny_datamodule(root, **overrides) -> ValleDataModule:
-    config = dict(root=str(root), num_workers=0, max_tokens=2500, val_speakers=1, val_utterances=1,
-                  shuffle_buffer=4, prompt=PromptConfig(min_seconds=0.5, max_seconds=1.0))
+    config = dict(
+        root=str(root),
+        num_workers=0,
+        max_tokens=2500,
+        val_speakers=1,
+        val_utterances=1,
+        shuffle_buffer=4,
+        prompt=PromptConfig(min_seconds=0.5, max_seconds=1.0),
+    )
     dm = ValleDataModule(DataConfig(**{**config, **overrides}))
     dm.setup()
     return dm
 
 
 def tiny_module(dm: ValleDataModule, model: ValleConfig | None = None, **kwargs) -> ValleModule:
-    config = (model or ValleConfig.tiny()).with_data(len(dm.symbols), dm.codec_info.n_levels,
-                                                     dm.codec_info.codebook_size)
+    config = (model or ValleConfig.tiny()).with_data(
+        len(dm.symbols), dm.codec_info.n_levels, dm.codec_info.codebook_size
+    )
     optim = kwargs.pop("optim", {"lr": 3e-3, "warmup_steps": 5})
-    return ValleModule(model=config.to_dict(), symbols=dm.symbols.to_dict(), codec=dm.codec_info.to_dict(),
-                       optim=optim, **kwargs)
+    return ValleModule(
+        model=config.to_dict(),
+        symbols=dm.symbols.to_dict(),
+        codec=dm.codec_info.to_dict(),
+        optim=optim,
+        **kwargs,
+    )
 
 
 def cpu_trainer(tmp_path, **overrides) -> L.Trainer:
-    settings = dict(accelerator="cpu", devices=1, max_steps=3, logger=False, enable_checkpointing=False,
-                    enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                    limit_val_batches=0, default_root_dir=str(tmp_path))
+    settings = dict(
+        accelerator="cpu",
+        devices=1,
+        max_steps=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        default_root_dir=str(tmp_path),
+    )
     return L.Trainer(**{**settings, **overrides})
 
 

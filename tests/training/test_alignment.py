@@ -51,15 +51,16 @@ def test_progress_runs_from_0_to_1_over_the_response_and_covers_the_prompt_only_
     progress, valid = audio_progress(*lengths(True), size())
     assert valid[0, T + 1] and progress[0, T + 1] == 0  # the prompt's first frame starts the text
     assert torch.isclose(progress[0, start], torch.tensor(TP / (TP + N)))
-    assert not valid[0, :T + 1].any()  # text and separator positions say nothing
+    assert not valid[0, : T + 1].any()  # text and separator positions say nothing
 
 
 def test_diagonal_attention_scores_far_lower_than_attention_elsewhere():
     for prefix in (False, True):
         args = (1, 0.2, *lengths(prefix))
         diagonal = guided_attention_loss([attention_onto(diagonal_targets(prefix))], *args)
-        reversed_ = guided_attention_loss([attention_onto({q: T - 1 - k for q, k in diagonal_targets(prefix).items()})],
-                                          *args)
+        reversed_ = guided_attention_loss(
+            [attention_onto({q: T - 1 - k for q, k in diagonal_targets(prefix).items()})], *args
+        )
         on_audio = guided_attention_loss([attention_onto({q: q for q in diagonal_targets(prefix)})], *args)
         assert diagonal < 0.2 < reversed_ and on_audio > 0.99  # attending to audio counts as off the text
 
@@ -102,19 +103,38 @@ def test_gradient_moves_a_guided_head_toward_the_diagonal():
 
 
 def test_rolled_text_gives_each_row_another_rows_text_and_prefix_rows_are_found():
-    batch = {"text": torch.tensor([[1, 2, 0], [3, 4, 5]]), "text_lengths": torch.tensor([2, 3]),
-             "keys": ["a", "b"], "prompt_keys": ["a", "c"]}
+    batch = {
+        "text": torch.tensor([[1, 2, 0], [3, 4, 5]]),
+        "text_lengths": torch.tensor([2, 3]),
+        "keys": ["a", "b"],
+        "prompt_keys": ["a", "c"],
+    }
     rolled = rolled_text(batch)
     assert rolled["text"].tolist() == [[3, 4, 5], [1, 2, 0]] and rolled["text_lengths"].tolist() == [3, 2]
-    items = [{"key": k, "prompt_key": p, "speaker": "s", "language": "en", "text": torch.tensor([1, 2]),
-              "prompt": torch.zeros(2, 3, dtype=torch.long), "codes": torch.zeros(2, 4, dtype=torch.long)}
-             for k, p in (("a", "a"), ("b", "c"))]
+    items = [
+        {
+            "key": k,
+            "prompt_key": p,
+            "speaker": "s",
+            "language": "en",
+            "text": torch.tensor([1, 2]),
+            "prompt": torch.zeros(2, 3, dtype=torch.long),
+            "codes": torch.zeros(2, 4, dtype=torch.long),
+        }
+        for k, p in (("a", "a"), ("b", "c"))
+    ]
     assert collate(items, 0)["continues"].tolist() == [True, False]  # prefix prompts are found
 
 
-@pytest.mark.parametrize("settings, field", [({"layers": [3]}, "layers=[3]"), ({"heads": 5}, "heads=5"),
-                                             ({"sigma": 0.0}, "sigma=0.0"),
-                                             ({"prior": "mfa"}, "prior='mfa'")])
+@pytest.mark.parametrize(
+    "settings, field",
+    [
+        ({"layers": [3]}, "layers=[3]"),
+        ({"heads": 5}, "heads=5"),
+        ({"sigma": 0.0}, "sigma=0.0"),
+        ({"prior": "mfa"}, "prior='mfa'"),
+    ],
+)
 def test_a_guided_attention_setting_the_model_cannot_take_names_the_field(settings, field):
     with pytest.raises(ConfigError, match=f"training.guided_attention.{re.escape(field)}"):
         GuidedAttentionConfig(weight=1.0, **settings).check(n_layers=3, n_heads=4)

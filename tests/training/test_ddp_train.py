@@ -23,10 +23,21 @@ class SaveRankWeights(L.Callback):
 
 @pytest.mark.slow
 def test_two_process_ddp_on_cpu_finishes_and_ranks_agree(tiny_shards, tmp_path):
-    dm = tiny_datamodule(tiny_shards, batches_per_epoch=2, max_tokens=1200)  # equal, resampled epochs per rank
-    trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp_fork_find_unused_parameters_true", max_steps=3,
-                        logger=False, enable_checkpointing=False, enable_progress_bar=False, limit_val_batches=0,
-                        callbacks=[SaveRankWeights(tmp_path)], default_root_dir=str(tmp_path))
+    dm = tiny_datamodule(
+        tiny_shards, batches_per_epoch=2, max_tokens=1200
+    )  # equal, resampled epochs per rank
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp_fork_find_unused_parameters_true",
+        max_steps=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        limit_val_batches=0,
+        callbacks=[SaveRankWeights(tmp_path)],
+        default_root_dir=str(tmp_path),
+    )
     module = tiny_module(dm)
     initial = {k: v.clone() for k, v in module.model.state_dict().items()}
     trainer.fit(module, dm)
@@ -64,13 +75,23 @@ class CountBatches(L.Callback):
 def test_ddp_with_shards_that_do_not_divide_evenly_finishes_with_equal_batch_counts(tiny_shards, tmp_path):
     # three shards for two ranks: before ranks agreed on a count, the one with fewer batches ended its
     # epoch and validated while the other still trained, and the run hung
-    dm = tiny_datamodule(tiny_shards, shards=f"{tiny_shards}/shard-00000[0-2].tar", max_tokens=1200,
-                         num_workers=2)
-    trainer = L.Trainer(accelerator="cpu", devices=2, max_epochs=2, logger=False, enable_checkpointing=False,
-                        strategy=DDPStrategy(start_method="fork", find_unused_parameters=True,
-                                             timeout=timedelta(seconds=120)),
-                        enable_progress_bar=False, num_sanity_val_steps=0, callbacks=[CountBatches(tmp_path)],
-                        default_root_dir=str(tmp_path))
+    dm = tiny_datamodule(
+        tiny_shards, shards=f"{tiny_shards}/shard-00000[0-2].tar", max_tokens=1200, num_workers=2
+    )
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=2,
+        max_epochs=2,
+        logger=False,
+        enable_checkpointing=False,
+        strategy=DDPStrategy(
+            start_method="fork", find_unused_parameters=True, timeout=timedelta(seconds=120)
+        ),
+        enable_progress_bar=False,
+        num_sanity_val_steps=0,
+        callbacks=[CountBatches(tmp_path)],
+        default_root_dir=str(tmp_path),
+    )
     trainer.fit(tiny_module(dm), dm)  # a hang becomes a gloo timeout error, not a blocked test
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0] == ranks[1] and len(ranks[0][0]) == 2 and all(ranks[0][0]) and all(ranks[0][1])

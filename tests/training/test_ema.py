@@ -60,16 +60,23 @@ def loader() -> DataLoader:
 
 def trainer(tmp_path: Path, callbacks: list, max_epochs: int = 1) -> L.Trainer:
     return L.Trainer(
-        accelerator="cpu", devices=1, max_epochs=max_epochs, callbacks=callbacks, logger=False,
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-        limit_val_batches=1, default_root_dir=tmp_path,
+        accelerator="cpu",
+        devices=1,
+        max_epochs=max_epochs,
+        callbacks=callbacks,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=1,
+        default_root_dir=tmp_path,
     )
 
 
 def ema_by_hand(weights: list[torch.Tensor], decay: float, start: torch.Tensor | None = None) -> torch.Tensor:
     """The average of `weights` in order; the first one starts it unless a `start` average is given."""
     ema = weights[0] if start is None else start
-    for w in weights[int(start is None):]:
+    for w in weights[int(start is None) :]:
         ema = decay * ema + (1 - decay) * w
     return ema
 
@@ -97,12 +104,16 @@ def test_checkpoint_holds_the_average_and_resumes_it(tmp_path) -> None:
 
     saved = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
     average = torch.cat([saved["state_dict"]["net.weight"].flatten(), saved["state_dict"]["net.bias"]])
-    raw = torch.cat([saved["current_model_state"]["net.weight"].flatten(), saved["current_model_state"]["net.bias"]])
+    raw = torch.cat(
+        [saved["current_model_state"]["net.weight"].flatten(), saved["current_model_state"]["net.bias"]]
+    )
     torch.testing.assert_close(average, ema_by_hand(first.after_step, 0.5), rtol=0, atol=1e-6)
     torch.testing.assert_close(raw, first.after_step[-1], rtol=0, atol=0)
 
     resumed = Regression()
-    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)  # the run's own, as on a real resume
+    checkpoint = ModelCheckpoint(
+        dirpath=tmp_path / "ckpt", save_last=True
+    )  # the run's own, as on a real resume
     run = trainer(tmp_path, [EMA(decay=0.5), checkpoint], max_epochs=2)
     run.fit(resumed, loader(), loader(), ckpt_path=tmp_path / "ckpt" / "last.ckpt")
     assert run.global_step == 2 * N_BATCHES

@@ -59,7 +59,9 @@ def test_fp16_export_is_half_the_size_and_close(trained, tmp_path):
     fp32 = export_checkpoint(ckpt, tmp_path / "fp32.pt")
     fp16 = export_checkpoint(ckpt, tmp_path / "fp16.pt", dtype="fp16")
     assert fp16.stat().st_size < 0.6 * fp32.stat().st_size
-    torch.testing.assert_close(logits(load(fp16).model, batch, 0), logits(module.model, batch, 0), atol=0.05, rtol=0.05)
+    torch.testing.assert_close(
+        logits(load(fp16).model, batch, 0), logits(module.model, batch, 0), atol=0.05, rtol=0.05
+    )
     with pytest.raises(ValueError, match="dtype='int8'"):
         export_checkpoint(ckpt, tmp_path / "x.pt", dtype="int8")
 
@@ -67,7 +69,12 @@ def test_fp16_export_is_half_the_size_and_close(trained, tmp_path):
 def test_weights_for_another_codec_or_symbol_map_are_refused(trained, tiny_shards):
     module, ckpt, _ = trained
     other_codec = tiny_module(tiny_datamodule(tiny_shards))
-    other_codec.hparams.codec = {**other_codec.hparams.codec, "name": "dac", "n_levels": 9, "sample_rate": 44100}
+    other_codec.hparams.codec = {
+        **other_codec.hparams.codec,
+        "name": "dac",
+        "n_levels": 9,
+        "sample_rate": 44100,
+    }
     with pytest.raises(ValueError, match="codec 'encodec'.*but codec 'dac'"):
         load_model_weights(other_codec, ckpt)
     other_symbols = tiny_module(tiny_datamodule(tiny_shards))
@@ -92,7 +99,9 @@ def test_lora_fine_tune_saves_adapters_only_and_merges_on_export(trained, tiny_s
     exported = load(export_checkpoint(tmp_path / "lora.ckpt", tmp_path / "merged.pt"))
     assert not any("lora_" in k for k in exported.model.state_dict())
     module.eval()
-    torch.testing.assert_close(logits(exported.model, batch, 0), logits(module.model, batch, 0), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        logits(exported.model, batch, 0), logits(module.model, batch, 0), atol=1e-4, rtol=1e-4
+    )
     assert not torch.allclose(logits(exported.model, batch, 0), logits(base.model, batch, 0))
 
 
@@ -128,7 +137,9 @@ def test_mel_models_carry_their_codebooks_into_checkpoints_and_exports(tiny_corp
         decoder = codec_for(loaded.codec, state=loaded.codec_state)  # weights="pretrained": the carried ones
         assert torch.equal(decoder.codebooks, books.codebooks) and torch.equal(decoder.mean, books.mean)
         expected, latents = codec.encode(wavs[0], 24_000), codec_latents(codec, wavs[0], 24_000)
-        assert_codes_match_up_to_near_ties(quantizer_for(codec), expected, decoder.encode(wavs[0], 24_000), latents)
+        assert_codes_match_up_to_near_ties(
+            quantizer_for(codec), expected, decoder.encode(wavs[0], 24_000), latents
+        )
     with pytest.raises(WeightsError, match="mel codebooks the model file does not carry .*codec.weights="):
         codec_for(loaded.codec)  # a model file without them has nothing to decode with
 
@@ -139,11 +150,15 @@ def test_mel_models_carry_their_codebooks_into_checkpoints_and_exports(tiny_corp
 def compose_infer(*overrides: str):
     from hydra import compose, initialize_config_dir
 
-    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[2] / "configs"), version_base="1.3"):
+    with initialize_config_dir(
+        config_dir=str(Path(__file__).resolve().parents[2] / "configs"), version_base="1.3"
+    ):
         return compose("infer", overrides=list(overrides))
 
 
-def test_a_model_on_random_codec_codes_says_so_and_infer_decodes_with_that_codec(trained, tiny_corpus, tmp_path):
+def test_a_model_on_random_codec_codes_says_so_and_infer_decodes_with_that_codec(
+    trained, tiny_corpus, tmp_path
+):
     """Shards from a codec at random init → checkpoint and export record it → infer.py (no codec.weights=)
     builds that codec rather than downloading the pretrained one, whose codes mean other sounds."""
     from valle.cli.infer import run
@@ -153,12 +168,20 @@ def test_a_model_on_random_codec_codes_says_so_and_infer_decodes_with_that_codec
     export = export_checkpoint(ckpt, tmp_path / "model.pt")
     assert load(ckpt).codec.weights == load(export).codec.weights == "random:seed=0"
     prompt = sorted(tiny_corpus.rglob("*.wav"))[0]
-    args = [f"ckpt={export}", "text=Hello.", f"prompt={prompt}", f"out={tmp_path / 'out.wav'}",
-            "sampler.max_ar_steps=3"]
+    args = [
+        f"ckpt={export}",
+        "text=Hello.",
+        f"prompt={prompt}",
+        f"out={tmp_path / 'out.wav'}",
+        "sampler.max_ar_steps=3",
+    ]
     with mock.patch("torch.hub.load_state_dict_from_url", side_effect=AssertionError("downloaded")) as hub:
         run(compose_infer(*args))
-        with pytest.raises(ValueError, match="made with codec weights random:seed=0 but weights pretrained were "
-                                             "configured.*codec.weights=random"):
+        with pytest.raises(
+            ValueError,
+            match="made with codec weights random:seed=0 but weights pretrained were "
+            "configured.*codec.weights=random",
+        ):
             run(compose_infer(*args, "codec.weights=pretrained"))
     hub.assert_not_called()
     assert (tmp_path / "out.wav").is_file()
@@ -173,4 +196,6 @@ def test_files_that_record_no_codec_weights_still_load_as_unknown(trained, tmp_p
     del export["codec"]["weights"]
     torch.save(export, tmp_path / "old.pt")
     for path in (tmp_path / "old.ckpt", tmp_path / "old.pt"):
-        assert load(path).codec.weights == ""  # unknown: codec_for keeps the old default (pretrained), and logs it
+        assert (
+            load(path).codec.weights == ""
+        )  # unknown: codec_for keeps the old default (pretrained), and logs it

@@ -27,7 +27,8 @@ def test_tiny_model_memorizes_one_batch_at_every_level(tiny_shards, tmp_path):
     module = tiny_module(dm, optim={"lr": 3e-3, "warmup_steps": 10, "schedule": "constant"})
     losses = LossRecorder()
     cpu_trainer(tmp_path, max_steps=300, gradient_clip_val=1.0, callbacks=[losses]).fit(
-        module, torch.utils.data.DataLoader(Repeat(batch, 300), batch_size=None))
+        module, torch.utils.data.DataLoader(Repeat(batch, 300), batch_size=None)
+    )
     losses = losses.values
     module.eval()
     with torch.no_grad():
@@ -36,18 +37,28 @@ def test_tiny_model_memorizes_one_batch_at_every_level(tiny_shards, tmp_path):
             [out] = module.model(batch, levels).levels
             accuracy = (out.logits.argmax(-1) == out.targets).float().mean()
             assert accuracy > 0.95, f"level {level}: accuracy {accuracy:.3f}"
-    chunks = [sum(losses[i:i + 60]) / 60 for i in range(0, 300, 60)]
+    chunks = [sum(losses[i : i + 60]) / 60 for i in range(0, 300, 60)]
     assert all(later < earlier for earlier, later in zip(chunks, chunks[1:], strict=False)), chunks
 
 
-@pytest.mark.parametrize("model", [
-    ValleConfig.tiny(),
-    ValleConfig.tiny(shared=False, prefix_lm=True, shared_head=True),
-    ValleConfig.tiny(shared=False, backbone=BackboneConfig("retnet", 0.0),
-                     nar_backbone=BackboneConfig("transformer", 0.0)),
-    ValleConfig.tiny(shared=False, backbone=BackboneConfig("retnet", 0.0, {"moe_freq": 1, "moe_expert_count": 2}),
-                     nar_backbone=BackboneConfig("transformer", 0.0)),
-], ids=["shared-transformer", "split-transformer-prefixlm", "retnet-ar", "retnet-moe-ar"])
+@pytest.mark.parametrize(
+    "model",
+    [
+        ValleConfig.tiny(),
+        ValleConfig.tiny(shared=False, prefix_lm=True, shared_head=True),
+        ValleConfig.tiny(
+            shared=False,
+            backbone=BackboneConfig("retnet", 0.0),
+            nar_backbone=BackboneConfig("transformer", 0.0),
+        ),
+        ValleConfig.tiny(
+            shared=False,
+            backbone=BackboneConfig("retnet", 0.0, {"moe_freq": 1, "moe_expert_count": 2}),
+            nar_backbone=BackboneConfig("transformer", 0.0),
+        ),
+    ],
+    ids=["shared-transformer", "split-transformer-prefixlm", "retnet-ar", "retnet-moe-ar"],
+)
 def test_backbones_and_layouts_train_a_few_steps(tiny_dm, tmp_path, model):
     module = tiny_module(tiny_dm, model, training={"level_p": [1.0, 1.0]})
     before = {k: v.clone() for k, v in module.model.state_dict().items()}
@@ -77,16 +88,21 @@ def test_bf16_mixed_precision_trains_on_cpu(tiny_dm, tmp_path):
 
 
 def test_validation_logs_every_level_and_a_total_over_the_ar_and_the_nar(tiny_dm, tmp_path):
-    trainer = cpu_trainer(tmp_path, max_steps=2, limit_val_batches=2, val_check_interval=2,
-                          check_val_every_n_epoch=None)
+    trainer = cpu_trainer(
+        tmp_path, max_steps=2, limit_val_batches=2, val_check_interval=2, check_val_every_n_epoch=None
+    )
     trainer.fit(tiny_module(tiny_dm, training={"level_p": [3.0, 1.0]}), tiny_dm)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     for level in range(tiny_dm.codec_info.n_levels):
         for name in ("loss", "acc", "top10"):
             assert f"val/{name}_l{level}" in metrics
-    assert metrics["val/loss_ar"] == metrics["val/loss_l0"] and metrics["val/loss_nar"] == metrics["val/loss_l1"]
+    assert (
+        metrics["val/loss_ar"] == metrics["val/loss_l0"] and metrics["val/loss_nar"] == metrics["val/loss_l1"]
+    )
     # what checkpoints monitor: the levels weighted as training draws them, not the AR alone
-    assert metrics["val/loss"] == pytest.approx(0.75 * metrics["val/loss_l0"] + 0.25 * metrics["val/loss_l1"], rel=1e-6)
+    assert metrics["val/loss"] == pytest.approx(
+        0.75 * metrics["val/loss_l0"] + 0.25 * metrics["val/loss_l1"], rel=1e-6
+    )
     assert abs(metrics["val/loss"] - metrics["val/loss_ar"]) > 1e-4
 
 
@@ -101,17 +117,22 @@ def test_two_validation_passes_use_the_same_prompts_and_give_the_same_losses(tin
 
 
 def test_label_smoothing_keeps_the_nar_loss_finite_and_its_metrics_working(tiny_dm, tmp_path):
-    trainer = cpu_trainer(tmp_path, max_steps=2, limit_val_batches=1, val_check_interval=2,
-                          check_val_every_n_epoch=None)
+    trainer = cpu_trainer(
+        tmp_path, max_steps=2, limit_val_batches=1, val_check_interval=2, check_val_every_n_epoch=None
+    )
     trainer.fit(tiny_module(tiny_dm, training={"label_smoothing": 0.1, "level_p": [1.0, 1.0]}), tiny_dm)
     metrics = trainer.callback_metrics
     for name in ("train/loss", "train/loss_l1", "val/loss_l1", "val/acc_l1", "val/top10_l1", "val/loss"):
         assert math.isfinite(float(metrics[name])), name
     batch = next(iter(tiny_dm.train_dataloader()))
-    output = tiny_module(tiny_dm).model(batch, torch.ones(len(batch["keys"]), dtype=torch.long))  # every row on the NAR
+    output = tiny_module(tiny_dm).model(
+        batch, torch.ones(len(batch["keys"]), dtype=torch.long)
+    )  # every row on the NAR
     [nar] = output.levels
     assert nar.logits.shape[1] == tiny_dm.codec_info.codebook_size  # no stop class: the NAR never stops
-    assert math.isfinite(float(torch.nn.functional.cross_entropy(nar.logits, nar.targets, label_smoothing=0.1)))
+    assert math.isfinite(
+        float(torch.nn.functional.cross_entropy(nar.logits, nar.targets, label_smoothing=0.1))
+    )
 
 
 def test_prefix_lm_with_text_or_prompt_losses_is_refused_at_start_up(tiny_dm):
@@ -130,8 +151,15 @@ def test_resume_with_dropout_continues_with_the_same_losses(tiny_shards, tmp_pat
         module = tiny_module(dm, ValleConfig.tiny(backbone=BackboneConfig("transformer", 0.3)))
         losses = LossRecorder()
         saver = ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=2, save_top_k=-1, filename="{step}")
-        trainer = cpu_trainer(tmp_path, max_steps=4, limit_val_batches=1, val_check_interval=2,
-                              check_val_every_n_epoch=None, enable_checkpointing=True, callbacks=[losses, saver])
+        trainer = cpu_trainer(
+            tmp_path,
+            max_steps=4,
+            limit_val_batches=1,
+            val_check_interval=2,
+            check_val_every_n_epoch=None,
+            enable_checkpointing=True,
+            callbacks=[losses, saver],
+        )
         trainer.fit(module, dm, ckpt_path=ckpt_path)
         return losses.values
 
@@ -170,15 +198,21 @@ def test_checkpoint_loads_without_training_config(tiny_dm, tmp_path):
 
 def test_level_distribution_default_skew_and_errors():
     assert torch.allclose(level_distribution(TrainingConfig(), 4), torch.full((4,), 0.25))
-    assert torch.allclose(level_distribution(TrainingConfig(level_p=[2, 1, 1]), 3), torch.tensor([0.5, 0.25, 0.25]))
+    assert torch.allclose(
+        level_distribution(TrainingConfig(level_p=[2, 1, 1]), 3), torch.tensor([0.5, 0.25, 0.25])
+    )
     with pytest.raises(ValueError, match="must hold 4 non-negative weights"):
         level_distribution(TrainingConfig(level_p=[1, 1]), 4)
 
 
 def test_text_and_prompt_losses_are_added_only_when_weighted(tiny_dm, tmp_path):
     trainer = cpu_trainer(tmp_path, max_steps=2)
-    trainer.fit(tiny_module(tiny_dm, training={"level_p": [1.0, 0.0], "text_loss_weight": 0.1,
-                                               "prompt_loss_weight": 0.1}), tiny_dm)
+    trainer.fit(
+        tiny_module(
+            tiny_dm, training={"level_p": [1.0, 0.0], "text_loss_weight": 0.1, "prompt_loss_weight": 0.1}
+        ),
+        tiny_dm,
+    )
     assert {"train/loss_text", "train/loss_prompt"} <= set(trainer.callback_metrics)
     plain = cpu_trainer(tmp_path, max_steps=2)
     plain.fit(tiny_module(tiny_dm, training={"level_p": [1.0, 0.0]}), tiny_dm)
@@ -191,7 +225,9 @@ def test_symbols_read_as_unk_are_reported_once_per_epoch_with_the_top_ones(shard
 
     symbol = drop_symbol(shards_copy)
     dm = tiny_datamodule(shards_copy)
-    expected = sum(s.symbols.count(symbol) for k, s in read_all(shards_copy).items() if k not in dm.split.val_keys)
+    expected = sum(
+        s.symbols.count(symbol) for k, s in read_all(shards_copy).items() if k not in dm.split.val_keys
+    )
     with caplog.at_level("WARNING", logger="valle.training.module"):
         cpu_trainer(tmp_path, max_steps=-1, max_epochs=2).fit(tiny_module(dm), dm)
     reports = [r.getMessage() for r in caplog.records if "read as <unk>" in r.getMessage()]
@@ -209,7 +245,9 @@ def test_ddp_that_expects_every_parameter_in_every_step_is_refused(tmp_path):
     try:
         with pytest.raises(ConfigError, match="trainer.strategy=ddp_find_unused_parameters_true"):
             check_ddp_finds_unused_parameters(DistributedDataParallel(torch.nn.Linear(2, 2)))
-        check_ddp_finds_unused_parameters(DistributedDataParallel(torch.nn.Linear(2, 2), find_unused_parameters=True))
+        check_ddp_finds_unused_parameters(
+            DistributedDataParallel(torch.nn.Linear(2, 2), find_unused_parameters=True)
+        )
         check_ddp_finds_unused_parameters(torch.nn.Linear(2, 2))  # one process: nothing to check
     finally:
         dist.destroy_process_group()

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 def read_requests(cfg: DictConfig) -> list[tuple[str, str | None]]:
     """(text, prompt or None) pairs from `text=` or from the lines of `texts=FILE`."""
     if bool(cfg.text) == bool(cfg.texts):
-        raise ConfigError("give exactly one of text=\"...\" or texts=FILE (one utterance per line)")
+        raise ConfigError('give exactly one of text="..." or texts=FILE (one utterance per line)')
     if cfg.text:
         return [(str(cfg.text), None)]
     path = Path(cfg.texts)
@@ -46,8 +46,12 @@ def load_prompts(requests: list[tuple[str, str | None]], cfg: DictConfig, codec:
     `prompt_text` is the transcript of `prompt=` alone; with it, that prompt is kept whole (continuation
     mode, see `load_prompt`). A line's own prompt has no transcript: cross-utterance mode, cropped.
     """
-    return [load_prompt(p, codec, cfg.prompt_seconds) if p else
-            load_prompt(cfg.prompt, codec, cfg.prompt_seconds, cfg.prompt_text) for _, p in requests]
+    return [
+        load_prompt(p, codec, cfg.prompt_seconds)
+        if p
+        else load_prompt(cfg.prompt, codec, cfg.prompt_seconds, cfg.prompt_text)
+        for _, p in requests
+    ]
 
 
 def write_outputs(results: list[Synthesis], cfg: DictConfig) -> list[Path]:
@@ -56,7 +60,9 @@ def write_outputs(results: list[Synthesis], cfg: DictConfig) -> list[Path]:
         write_wav(path, result.wav, result.sample_rate)
         if cfg.save_codes:
             np.save(path.with_suffix(".npy"), result.codes.numpy().astype(np.int16))
-        print(f"{path}  ({result.wav.numel() / result.sample_rate:.2f} s){'  [hit max_ar_steps]' if result.hit_limit else ''}")
+        print(
+            f"{path}  ({result.wav.numel() / result.sample_rate:.2f} s){'  [hit max_ar_steps]' if result.hit_limit else ''}"
+        )
     return paths
 
 
@@ -64,11 +70,20 @@ def run(cfg: DictConfig) -> list[Path]:
     sampler = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SamplerConfig), cfg.sampler))
     requests = read_requests(cfg)
     if any(p is None for _, p in requests) and not cfg.prompt:
-        raise ConfigError("no prompt: pass prompt=ref.wav (or a voice .npz), or end each line of texts= with |prompt")
+        raise ConfigError(
+            "no prompt: pass prompt=ref.wav (or a voice .npz), or end each line of texts= with |prompt"
+        )
     loaded = load(cfg.ckpt, cfg.device)
     codec = codec_for(loaded.codec, cfg.codec.weights, cfg.codec.name, loaded.codec_state)
     synthesizer = Synthesizer(loaded, codec, cfg.device, quantize=cfg.quantize, compile=cfg.compile)
     prompts = load_prompts(requests, cfg, codec)
-    results = synthesizer.synthesize([t for t, _ in requests], prompts, cfg.language, sampler, cfg.long_text,
-                                     cfg.prompt_seconds, progress=True)
+    results = synthesizer.synthesize(
+        [t for t, _ in requests],
+        prompts,
+        cfg.language,
+        sampler,
+        cfg.long_text,
+        cfg.prompt_seconds,
+        progress=True,
+    )
     return write_outputs(results, cfg)

@@ -43,7 +43,9 @@ def fit_mel_codebooks_for(settings: PrepareSettings, codec_kwargs: dict) -> Path
     wavs = []
     for utterance in utterances[::step]:
         try:
-            wavs.append(load_for_codec(utterance.audio_path, codec_kwargs["sample_rate"], settings.silence_dbfs))
+            wavs.append(
+                load_for_codec(utterance.audio_path, codec_kwargs["sample_rate"], settings.silence_dbfs)
+            )
         except AudioError as error:
             log.warning("not fitting on %s", error)
     if not wavs:
@@ -64,8 +66,13 @@ def run(cfg: DictConfig) -> PrepareResult:
     else:
         codec = build_codec(**codec_kwargs).to(settings.device).eval()
         info = codec.info
-    log.info("preparing %s (%s layout) → %s with %s", settings.input, settings.layout, settings.output,
-             dataclasses.asdict(info))
+    log.info(
+        "preparing %s (%s layout) → %s with %s",
+        settings.input,
+        settings.layout,
+        settings.output,
+        dataclasses.asdict(info),
+    )
     result = prepare(settings, codec, info)
     print(summarize(result))
     return result

@@ -35,20 +35,28 @@ def build_datamodule(cfg: DictConfig) -> ValleDataModule:
     dm = ValleDataModule(typed(DataConfig, cfg.data))
     dm.setup()
     if cfg.get("codec") and cfg.codec != dm.codec_info.name:
-        raise ConfigError(f"this experiment trains on {cfg.codec} codes but data.root={cfg.data.root} holds "
-                          f"{dm.codec_info.name} codes; prepare the data with codec={cfg.codec} or pick another "
-                          "experiment")
+        raise ConfigError(
+            f"this experiment trains on {cfg.codec} codes but data.root={cfg.data.root} holds "
+            f"{dm.codec_info.name} codes; prepare the data with codec={cfg.codec} or pick another "
+            "experiment"
+        )
     return dm
 
 
 def build_module(cfg: DictConfig, dm: ValleDataModule) -> ValleModule:
-    model = typed(ValleConfig, cfg.model).with_data(len(dm.symbols), dm.codec_info.n_levels,
-                                                    dm.codec_info.codebook_size)
-    return ValleModule(model=model.to_dict(), symbols=dm.symbols.to_dict(), codec=dm.codec_info.to_dict(),
-                       optim=asdict(typed(OptimConfig, cfg.optim)), training={**asdict(typed(TrainingConfig, cfg.training)), "seed": cfg.seed},
-                       lora=asdict(typed(LoRAConfig, cfg.lora)) if cfg.get("lora") else None,
-                       init_from=str(cfg.init_from) if cfg.get("init_from") else None,
-                       codec_state=carried_state(dm.codec_info, cfg.data.root))
+    model = typed(ValleConfig, cfg.model).with_data(
+        len(dm.symbols), dm.codec_info.n_levels, dm.codec_info.codebook_size
+    )
+    return ValleModule(
+        model=model.to_dict(),
+        symbols=dm.symbols.to_dict(),
+        codec=dm.codec_info.to_dict(),
+        optim=asdict(typed(OptimConfig, cfg.optim)),
+        training={**asdict(typed(TrainingConfig, cfg.training)), "seed": cfg.seed},
+        lora=asdict(typed(LoRAConfig, cfg.lora)) if cfg.get("lora") else None,
+        init_from=str(cfg.init_from) if cfg.get("init_from") else None,
+        codec_state=carried_state(dm.codec_info, cfg.data.root),
+    )
 
 
 def complete(path: Path) -> bool:
@@ -70,8 +78,9 @@ def resume_path(cfg: DictConfig, run_dir: Path) -> str | None:
     if cfg.get("ckpt_path"):
         return str(cfg.ckpt_path)
     folder = run_dir / "checkpoints"
-    candidates = sorted(folder.glob("*.ckpt"), key=lambda p: (p.stat().st_mtime_ns, p.name == "last.ckpt"),
-                        reverse=True)
+    candidates = sorted(
+        folder.glob("*.ckpt"), key=lambda p: (p.stat().st_mtime_ns, p.name == "last.ckpt"), reverse=True
+    )
     for candidate in candidates:
         if candidate.is_file():
             if complete(candidate):
@@ -99,7 +108,9 @@ def run(cfg: DictConfig) -> float | None:
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     trainer.fit(module, dm, ckpt_path=ckpt_path)
     if trainer.is_global_zero:
-        print(f"run directory: {run_dir}\ncheckpoints: {run_dir / 'checkpoints'}\n"
-              f"metrics: {run_dir / 'csv'}  (plot: python -m valle.plot {run_dir})")
+        print(
+            f"run directory: {run_dir}\ncheckpoints: {run_dir / 'checkpoints'}\n"
+            f"metrics: {run_dir / 'csv'}  (plot: python -m valle.plot {run_dir})"
+        )
     val_loss = trainer.callback_metrics.get("val/loss")
     return float(val_loss) if isinstance(val_loss, torch.Tensor) else math.nan

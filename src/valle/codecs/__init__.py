@@ -15,8 +15,16 @@ from valle.codecs.weights import PRETRAINED, UNKNOWN_IDENTITY, WeightsError, set
 from valle.errors import MissingFileError
 from valle.utils.registry import check_settings, lookup
 
-__all__ = ["Codec", "CodecInfo", "build_codec", "carried_state", "codec_class", "codec_for", "describe_codec",
-           "CODECS"]
+__all__ = [
+    "Codec",
+    "CodecInfo",
+    "build_codec",
+    "carried_state",
+    "codec_class",
+    "codec_for",
+    "describe_codec",
+    "CODECS",
+]
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +68,6 @@ def describe_codec(name: str, **kwargs: Any) -> CodecInfo:
     return cls.describe(**kwargs)
 
 
-
 def carried_state(info: CodecInfo, data_root: str | Path) -> dict | None:
     """The codec weights a model must carry because nobody can download them: the mel codec's codebooks.
 
@@ -77,13 +84,16 @@ def carried_state(info: CodecInfo, data_root: str | Path) -> dict | None:
 
     path = Path(data_root) / CODEBOOKS_FILE
     if not path.is_file():
-        raise MissingFileError(f"data.root={data_root} holds mel codes but not {CODEBOOKS_FILE}, the codebooks "
-                               "they were encoded with; copy it from prepare.py's output folder")
+        raise MissingFileError(
+            f"data.root={data_root} holds mel codes but not {CODEBOOKS_FILE}, the codebooks "
+            "they were encoded with; copy it from prepare.py's output folder"
+        )
     return load_codebooks(path).state()
 
 
-def codec_for(info: CodecInfo, weights: str | None = None, name: str | None = None,
-              state: dict | None = None) -> Codec:
+def codec_for(
+    info: CodecInfo, weights: str | None = None, name: str | None = None, state: dict | None = None
+) -> Codec:
     """Build the codec a model's codes came from (its `CodecInfo`), e.g. to decode its output.
 
     Args:
@@ -124,13 +134,18 @@ def _weights_for(info: CodecInfo, weights: str | None, state: dict | None) -> An
     if weights is not None:
         return weights
     if info.weights == UNKNOWN_IDENTITY:
-        log.info("the model file does not record which %s weights made its codes (written by an older valle); "
-                 "using codec.weights=%s as before: set codec.weights if it was trained on others", info.name,
-                 PRETRAINED)
+        log.info(
+            "the model file does not record which %s weights made its codes (written by an older valle); "
+            "using codec.weights=%s as before: set codec.weights if it was trained on others",
+            info.name,
+            PRETRAINED,
+        )
         return PRETRAINED
     setting = setting_for_identity(info.weights)
     if setting is None:
         what = "mel codebooks the model file does not carry" if info.name == "mel" else "a local file"
-        raise WeightsError(f"the model was trained on codes of {info.name} weights from {what} ({info.weights}); "
-                           "pass that file with codec.weights=/path/to/it")
+        raise WeightsError(
+            f"the model was trained on codes of {info.name} weights from {what} ({info.weights}); "
+            "pass that file with codec.weights=/path/to/it"
+        )
     return setting

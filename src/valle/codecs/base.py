@@ -43,8 +43,10 @@ class CodecInfo:
 
     def summary(self) -> str:
         """One line for messages, e.g. "encodec 6kbps (8 levels, 24000 Hz, weights random:seed=0)"."""
-        return (f"{self.name} {self.variant or '-'} ({self.n_levels} levels, {self.sample_rate} Hz, "
-                f"weights {self.weights or 'unknown'})")
+        return (
+            f"{self.name} {self.variant or '-'} ({self.n_levels} levels, {self.sample_rate} Hz, "
+            f"weights {self.weights or 'unknown'})"
+        )
 
     def check_compatible(self, other: CodecInfo, what: str = "this data") -> None:
         """Raise when codes made by `other` cannot be used where `self` is expected.
@@ -152,7 +154,9 @@ class Codec(nn.Module, abc.ABC):
         codes, _ = self.encode_batch([wav], sample_rate)
         return codes[0]
 
-    def padded_batch(self, wavs: Sequence[torch.Tensor], sample_rate: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def padded_batch(
+        self, wavs: Sequence[torch.Tensor], sample_rate: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch `encode_batch` encodes: each input mono at `sample_rate`, conditioned, zero-padded to whole frames.
 
         Public so that tests can run the codec's encoder on exactly what its quantizer sees.
@@ -168,7 +172,9 @@ class Codec(nn.Module, abc.ABC):
         return batch, frames
 
     @torch.inference_mode()
-    def encode_batch(self, wavs: Sequence[torch.Tensor], sample_rate: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_batch(
+        self, wavs: Sequence[torch.Tensor], sample_rate: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode several waveforms of different lengths in one pass.
 
         Args:
@@ -204,5 +210,7 @@ class Codec(nn.Module, abc.ABC):
                 f"got {tuple(codes.shape)}"
             )
         if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.codebook_size):
-            raise ConfigError(f"codec {self.name!r}: codes must lie in [0, {self.codebook_size}); "
-                             f"got [{int(codes.min())}, {int(codes.max())}]")
+            raise ConfigError(
+                f"codec {self.name!r}: codes must lie in [0, {self.codebook_size}); "
+                f"got [{int(codes.min())}, {int(codes.max())}]"
+            )

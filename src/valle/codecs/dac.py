@@ -172,7 +172,11 @@ class DacCodec(Codec):
     """
 
     def __init__(
-        self, model_type: str = "44khz", n_levels: int | None = None, weights: Weights = PRETRAINED, *,
+        self,
+        model_type: str = "44khz",
+        n_levels: int | None = None,
+        weights: Weights = PRETRAINED,
+        *,
         normalize_db: float | None = LOUDNESS_DB,
     ) -> None:
         super().__init__()
@@ -183,14 +187,20 @@ class DacCodec(Codec):
         self.requires_grad_(False)
 
     @staticmethod
-    def describe(model_type: str = "44khz", n_levels: int | None = None, weights: Weights = PRETRAINED,
-                 **_: object) -> CodecInfo:
+    def describe(
+        model_type: str = "44khz", n_levels: int | None = None, weights: Weights = PRETRAINED, **_: object
+    ) -> CodecInfo:
         """The CodecInfo these settings give, without building the model or downloading its weights."""
         variant = get_variant(model_type)
-        return CodecInfo(name="dac", sample_rate=variant.sample_rate,
-                         frame_rate=variant.sample_rate / variant.hop_length,
-                         n_levels=check_levels(n_levels, model_type), codebook_size=CODEBOOK_SIZE,
-                         variant=model_type, weights=weights_identity(weights))
+        return CodecInfo(
+            name="dac",
+            sample_rate=variant.sample_rate,
+            frame_rate=variant.sample_rate / variant.hop_length,
+            n_levels=check_levels(n_levels, model_type),
+            codebook_size=CODEBOOK_SIZE,
+            variant=model_type,
+            weights=weights_identity(weights),
+        )
 
     def _condition(self, wav: torch.Tensor) -> torch.Tensor:
         if self.normalize_db is None:

@@ -120,13 +120,23 @@ class EncodecCodec(Codec):
         self.requires_grad_(False)
 
     @staticmethod
-    def describe(bandwidth_kbps: float = 6.0, weights: Weights = PRETRAINED, weights_setting: str = "codec.weights",
-                 **_: object) -> CodecInfo:
+    def describe(
+        bandwidth_kbps: float = 6.0,
+        weights: Weights = PRETRAINED,
+        weights_setting: str = "codec.weights",
+        **_: object,
+    ) -> CodecInfo:
         """The CodecInfo these settings give, without building the model or downloading its weights."""
         bandwidth = check_bandwidth(bandwidth_kbps)
-        return CodecInfo(name="encodec", sample_rate=SAMPLE_RATE, frame_rate=float(FRAME_RATE),
-                         n_levels=levels_for_bandwidth(bandwidth), codebook_size=CODEBOOK_SIZE,
-                         variant=f"{bandwidth:g}kbps", weights=weights_identity(weights, weights_setting))
+        return CodecInfo(
+            name="encodec",
+            sample_rate=SAMPLE_RATE,
+            frame_rate=float(FRAME_RATE),
+            n_levels=levels_for_bandwidth(bandwidth),
+            codebook_size=CODEBOOK_SIZE,
+            variant=f"{bandwidth:g}kbps",
+            weights=weights_identity(weights, weights_setting),
+        )
 
     def _encode_padded(self, wav: torch.Tensor) -> torch.Tensor:
         # One (codes, scale) pair: the 24 kHz model neither splits into segments nor normalises the volume.

@@ -107,14 +107,19 @@ class MelCodebooks:
             WeightsError: not a mel codebooks state, or another format version.
         """
         try:
-            settings = {key: int(data["settings"][key]) for key in ("sample_rate", "hop_length", "n_mels", "n_fft")}
+            settings = {
+                key: int(data["settings"][key]) for key in ("sample_rate", "hop_length", "n_mels", "n_fft")
+            }
             books = cls(data["codebooks"].float(), data["mean"].float(), data["std"].float(), **settings)
         except Exception as error:
-            raise WeightsError(f"{source}: not a mel codebooks file ({type(error).__name__}: {error}); "
-                               "write them with save_codebooks") from error
+            raise WeightsError(
+                f"{source}: not a mel codebooks file ({type(error).__name__}: {error}); "
+                "write them with save_codebooks"
+            ) from error
         if data.get("format_version") != FORMAT_VERSION:
-            raise WeightsError(f"{source}: mel codebooks format {data.get('format_version')}, "
-                               f"expected {FORMAT_VERSION}")
+            raise WeightsError(
+                f"{source}: mel codebooks format {data.get('format_version')}, expected {FORMAT_VERSION}"
+            )
         return books
 
 
@@ -352,8 +357,10 @@ class MelCodec(Codec):
         """codes [L', frames] of the first L' <= n_levels levels → wav: what those levels alone carry
         (e.g. level 0 without the NAR's residuals, benchmarks/demo_diagnosis.py)."""
         if codes.dim() != 2 or not 1 <= codes.shape[0] <= self.n_levels:
-            raise ConfigError(f"codec 'mel': decode_levels takes codes [1..{self.n_levels} levels, frames], "
-                              f"got {tuple(codes.shape)}")
+            raise ConfigError(
+                f"codec 'mel': decode_levels takes codes [1..{self.n_levels} levels, frames], "
+                f"got {tuple(codes.shape)}"
+            )
         return self._decode_padded(codes[None].to(self.device).long())[0, 0].float().cpu()
 
     def _encode_padded(self, wav: torch.Tensor) -> torch.Tensor:

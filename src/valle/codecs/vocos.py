@@ -164,8 +164,9 @@ class VocosCodec(Codec):
         self.info = self.describe(bandwidth_kbps, weights, encodec_weights)
 
     @staticmethod
-    def describe(bandwidth_kbps: float = 6.0, weights: Weights = PRETRAINED,
-                 encodec_weights: Weights | None = None) -> CodecInfo:
+    def describe(
+        bandwidth_kbps: float = 6.0, weights: Weights = PRETRAINED, encodec_weights: Weights | None = None
+    ) -> CodecInfo:
         """The CodecInfo these settings give, without building the model or downloading its weights.
 
         Its weights identity is the encoder's: the EnCodec weights that make the codes.

@@ -238,5 +238,8 @@ def weights_conflict(recorded: str, used: str) -> bool:
 @functools.cache
 def _warn_unverifiable(file_identity: str) -> None:
     # Once per file: prepare checks every shard manifest of a folder.
-    log.warning("cannot check offline that the codec weights %s are the released ones (%s); make sure they are",
-                file_identity, PRETRAINED)
+    log.warning(
+        "cannot check offline that the codec weights %s are the released ones (%s); make sure they are",
+        file_identity,
+        PRETRAINED,
+    )

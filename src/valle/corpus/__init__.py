@@ -46,17 +46,28 @@ def espeak_voices(names: Sequence[str] = ESPEAK_VOICES) -> list[Voice]:
     return [Voice(speaker="espeak-" + name.replace("+", "-"), name=name) for name in names]
 
 
-def festival_voices(names: Sequence[str] = FESTIVAL_VOICES,
-                    variants: Sequence[tuple[int, float]] = VARIANTS) -> list[Voice]:
+def festival_voices(
+    names: Sequence[str] = FESTIVAL_VOICES, variants: Sequence[tuple[int, float]] = VARIANTS
+) -> list[Voice]:
     """Every festival voice in every (pitch, speed) variant: len(names) × len(variants) speakers."""
-    return [Voice(speaker=f"festival-{name.split('_')[0] if 'cmu' not in name else 'slt'}-p{pitch:+d}-s{speed:g}",
-                  name=name, engine="festival", pitch_cents=pitch, speed=speed)
-            for name in names for pitch, speed in variants]
+    return [
+        Voice(
+            speaker=f"festival-{name.split('_')[0] if 'cmu' not in name else 'slt'}-p{pitch:+d}-s{speed:g}",
+            name=name,
+            engine="festival",
+            pitch_cents=pitch,
+            speed=speed,
+        )
+        for name in names
+        for pitch, speed in variants
+    ]
 
 
 def _require(program: str, package: str) -> None:
     if shutil.which(program) is None:
-        raise SetupError(f"{program} was not found; install it: `apt-get install {package}` (make setup does)")
+        raise SetupError(
+            f"{program} was not found; install it: `apt-get install {package}` (make setup does)"
+        )
 
 
 def _speak(text: str, voice: Voice, path: Path) -> None:
@@ -87,8 +98,9 @@ def apply_variant(raw: Path, voice: Voice, path: Path) -> None:
     try:
         if voice.pitch_cents or voice.speed != 1.0:
             _require("sox", "sox")
-            effects = (["pitch", str(voice.pitch_cents)] if voice.pitch_cents else []) + \
-                      (["speed", f"{voice.speed:g}"] if voice.speed != 1.0 else [])
+            effects = (["pitch", str(voice.pitch_cents)] if voice.pitch_cents else []) + (
+                ["speed", f"{voice.speed:g}"] if voice.speed != 1.0 else []
+            )
             # -R: repeatable dither, so a rebuilt corpus is byte-identical
             subprocess.run(["sox", "-R", str(raw), str(tmp), *effects], check=True, capture_output=True)
         else:
@@ -111,7 +123,8 @@ def festival_batch(voice_name: str, lines: Sequence[tuple[str, Path]]) -> None:
     _require("festival", "festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts")
     script = [f"(voice_{voice_name})"] + [
         f'(utt.save.wave (utt.synth (Utterance Text "{_scheme_string(text)}")) "{_scheme_string(str(wav))}" \'riff)'
-        for text, wav in lines]
+        for text, wav in lines
+    ]
     with tempfile.NamedTemporaryFile("w", suffix=".scm", delete=False) as file:
         file.write("\n".join(script) + "\n")
     try:
@@ -120,9 +133,11 @@ def festival_batch(voice_name: str, lines: Sequence[tuple[str, Path]]) -> None:
         os.unlink(file.name)
     missing = [str(wav) for _, wav in lines if not wav.is_file()]
     if done.returncode or missing:
-        raise SetupError(f"festival voice {voice_name!r} wrote {len(lines) - len(missing)} of {len(lines)} wavs "
-                         f"(exit {done.returncode}): {done.stderr.strip()[-300:]}; check `festival --batch` with "
-                         f"that voice installed (make setup installs it)")
+        raise SetupError(
+            f"festival voice {voice_name!r} wrote {len(lines) - len(missing)} of {len(lines)} wavs "
+            f"(exit {done.returncode}): {done.stderr.strip()[-300:]}; check `festival --batch` with "
+            f"that voice installed (make setup installs it)"
+        )
 
 
 def _write_utterance(job: tuple[str, Voice, Path, Path | None]) -> None:
@@ -137,8 +152,9 @@ def _write_utterance(job: tuple[str, Voice, Path, Path | None]) -> None:
     atomic_write_text(wav.with_suffix(".txt"), text + "\n")
 
 
-def _speak_festival_batches(todo: Sequence[tuple[str, Voice, Path]], cache: Path, jobs: int,
-                            pool) -> dict[tuple[str, str], Path]:
+def _speak_festival_batches(
+    todo: Sequence[tuple[str, Voice, Path]], cache: Path, jobs: int, pool
+) -> dict[tuple[str, str], Path]:
     """Speak each (festival voice, sentence) of `todo` once, in batches → its raw wav under `cache`.
 
     The pitch/speed variants of a voice that read the same sentence share one raw wav."""
@@ -148,14 +164,22 @@ def _speak_festival_batches(todo: Sequence[tuple[str, Voice, Path]], cache: Path
     for name in dict.fromkeys(name for name, _ in raws):
         lines = [(text, raw) for (n, text), raw in raws.items() if n == name]
         size = max(1, min(100, -(-len(lines) // max(1, jobs))))  # every core busy, ≤100 a process
-        batches += [(name, lines[i:i + size]) for i in range(0, len(lines), size)]
+        batches += [(name, lines[i : i + size]) for i in range(0, len(lines), size)]
     list(pool.map(lambda batch: festival_batch(*batch), batches))
     return raws
 
 
-def build_corpus(root: str | Path, voices: Sequence[Voice] | None = None, n_sentences: int = 8,
-                 group: str = "builtin", first_sentence: int = 0, sentences: Sequence[str] = SENTENCES,
-                 spread: int = 3, jobs: int = 1, progress: bool = False) -> Path:
+def build_corpus(
+    root: str | Path,
+    voices: Sequence[Voice] | None = None,
+    n_sentences: int = 8,
+    group: str = "builtin",
+    first_sentence: int = 0,
+    sentences: Sequence[str] = SENTENCES,
+    spread: int = 3,
+    jobs: int = 1,
+    progress: bool = False,
+) -> Path:
     """Write `n_sentences` sentences for every voice under `root/{group}/{speaker}/`.
 
     Voice v reads `sentences[first_sentence + v * spread + n]` for n < n_sentences (wrapping around), so
@@ -183,11 +207,20 @@ def build_corpus(root: str | Path, voices: Sequence[Voice] | None = None, n_sent
             todo.append((sentences[index], voice, folder / f"{stem}.wav"))
     todo = [job for job in todo if not job[2].is_file() or not job[2].with_suffix(".txt").is_file()]
     root.mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(max(1, jobs)) as pool, \
-            tempfile.TemporaryDirectory(prefix=".festival-", dir=root) as cache:  # threads: the work is in child processes
+    with (
+        ThreadPoolExecutor(max(1, jobs)) as pool,
+        tempfile.TemporaryDirectory(prefix=".festival-", dir=root) as cache,
+    ):  # threads: the work is in child processes
         raws = _speak_festival_batches([job for job in todo if not job[2].is_file()], Path(cache), jobs, pool)
         work = [(text, voice, wav, raws.get((voice.name, text))) for text, voice, wav in todo]
-        list(tqdm(pool.map(_write_utterance, work), total=len(work), unit="wav",
-                  desc=f"corpus/{group}", disable=not progress or not work))
+        list(
+            tqdm(
+                pool.map(_write_utterance, work),
+                total=len(work),
+                unit="wav",
+                desc=f"corpus/{group}",
+                disable=not progress or not work,
+            )
+        )
     log.info("built-in corpus at %s", root)
     return root

@@ -593,8 +593,10 @@ def all_sentences(n: int = 400, seed: int = 0) -> list[str]:
         ConfigError (a ValueError): `n` is negative or more than there are.
     """
     if not 0 <= n <= len(SENTENCES):
-        raise ConfigError(f"asked for {n} sentences, but there are {len(SENTENCES)} built-in sentences; "
-                          f"ask for 0 to {len(SENTENCES)}")
+        raise ConfigError(
+            f"asked for {n} sentences, but there are {len(SENTENCES)} built-in sentences; "
+            f"ask for 0 to {len(SENTENCES)}"
+        )
     order = list(SENTENCES)
     if seed:
         random.Random(seed).shuffle(order)

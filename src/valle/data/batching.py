@@ -18,8 +18,13 @@ def bucket_boundaries(lengths: Sequence[int], n_buckets: int) -> list[int]:
     return sorted({int(q) for q in quantiles})
 
 
-def batch_by_tokens(items: Iterable, length: Callable[[object], int], boundaries: Sequence[int],
-                    max_tokens: int, max_batch_size: int) -> Iterator[list]:
+def batch_by_tokens(
+    items: Iterable,
+    length: Callable[[object], int],
+    boundaries: Sequence[int],
+    max_tokens: int,
+    max_batch_size: int,
+) -> Iterator[list]:
     """Group items of similar length into batches whose padded size stays within `max_tokens`.
 
     Each item goes to the bucket of its length; a bucket is emitted as a batch as soon as one more
@@ -32,8 +37,9 @@ def batch_by_tokens(items: Iterable, length: Callable[[object], int], boundaries
     for item in items:
         n = length(item)
         b = bisect.bisect_left(boundaries, n)
-        if buckets[b] and ((len(buckets[b]) + 1) * max(longest[b], n) > max_tokens
-                           or len(buckets[b]) >= max_batch_size):
+        if buckets[b] and (
+            (len(buckets[b]) + 1) * max(longest[b], n) > max_tokens or len(buckets[b]) >= max_batch_size
+        ):
             yield buckets[b]
             buckets[b], longest[b] = [], 0
         buckets[b].append(item)
@@ -93,13 +99,20 @@ def collate(items: Sequence[dict], pad_id: int) -> dict:
     for item in items:
         unknown.update(item.get("unknown_symbols", {}))
     return {
-        "text": text, "text_lengths": text_lengths, "prompt": prompt, "prompt_lengths": prompt_lengths,
-        "codes": codes, "code_lengths": code_lengths,
-        "keys": [item["key"] for item in items], "prompt_keys": [item["prompt_key"] for item in items],
+        "text": text,
+        "text_lengths": text_lengths,
+        "prompt": prompt,
+        "prompt_lengths": prompt_lengths,
+        "codes": codes,
+        "code_lengths": code_lengths,
+        "keys": [item["key"] for item in items],
+        "prompt_keys": [item["prompt_key"] for item in items],
         # rows whose prompt was cut from their own utterance (continuation; data.prompt prefix mode)
         "continues": torch.tensor([item["key"] == item["prompt_key"] for item in items], dtype=torch.bool),
-        "speakers": [item["speaker"] for item in items], "languages": [item["language"] for item in items],
-        "n_tokens": int(totals.sum()), "n_padded_tokens": int(totals.max()) * len(items),
+        "speakers": [item["speaker"] for item in items],
+        "languages": [item["language"] for item in items],
+        "n_tokens": int(totals.sum()),
+        "n_padded_tokens": int(totals.max()) * len(items),
         "unknown_symbols": dict(unknown),
     }
 

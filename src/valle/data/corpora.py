@@ -53,8 +53,14 @@ def read_folder(root: Path, language: str) -> ReaderResult:
         if not text_path.is_file():
             yield MissingTranscript(audio, text_path.name)
             continue
-        yield Utterance(key=make_key(group, speaker, audio.stem), speaker=speaker, group=group,
-                        text=_read_text(text_path), language=language, audio_path=audio)
+        yield Utterance(
+            key=make_key(group, speaker, audio.stem),
+            speaker=speaker,
+            group=group,
+            text=_read_text(text_path),
+            language=language,
+            audio_path=audio,
+        )
 
 
 def read_libritts(root: Path, language: str) -> ReaderResult:
@@ -69,16 +75,24 @@ def read_libritts(root: Path, language: str) -> ReaderResult:
         if text_path is None:
             yield MissingTranscript(audio, candidates[0].name)
             continue
-        yield Utterance(key=make_key(group, speaker, stem), speaker=speaker, group=group,
-                        text=_read_text(text_path), language=language, audio_path=audio)
+        yield Utterance(
+            key=make_key(group, speaker, stem),
+            speaker=speaker,
+            group=group,
+            text=_read_text(text_path),
+            language=language,
+            audio_path=audio,
+        )
 
 
 def read_ljspeech(root: Path, language: str) -> ReaderResult:
     """LJSpeech: `metadata.csv` rows `id|text|normalized`; the normalized text is used when present."""
     metadata = root / "metadata.csv"
     if not metadata.is_file():
-        raise MissingFileError(f"{metadata}: missing; an LJSpeech-layout corpus has metadata.csv "
-                               "with lines `id|text|normalized text` and the audio in wavs/")
+        raise MissingFileError(
+            f"{metadata}: missing; an LJSpeech-layout corpus has metadata.csv "
+            "with lines `id|text|normalized text` and the audio in wavs/"
+        )
     speaker = root.name
     with metadata.open(encoding="utf-8", newline="") as handle:
         rows = sorted(csv.reader(handle, delimiter="|", quoting=csv.QUOTE_NONE))
@@ -87,10 +101,22 @@ def read_ljspeech(root: Path, language: str) -> ReaderResult:
             continue
         utterance_id = row[0].strip()
         text = (row[2] if len(row) > 2 and row[2].strip() else row[1] if len(row) > 1 else "").strip()
-        audio = next((root / "wavs" / f"{utterance_id}{s}" for s in AUDIO_SUFFIXES
-                      if (root / "wavs" / f"{utterance_id}{s}").is_file()), root / "wavs" / f"{utterance_id}.wav")
-        yield Utterance(key=make_key("ljspeech", speaker, utterance_id), speaker=speaker, group="ljspeech",
-                        text=text, language=language, audio_path=audio)
+        audio = next(
+            (
+                root / "wavs" / f"{utterance_id}{s}"
+                for s in AUDIO_SUFFIXES
+                if (root / "wavs" / f"{utterance_id}{s}").is_file()
+            ),
+            root / "wavs" / f"{utterance_id}.wav",
+        )
+        yield Utterance(
+            key=make_key("ljspeech", speaker, utterance_id),
+            speaker=speaker,
+            group="ljspeech",
+            text=text,
+            language=language,
+            audio_path=audio,
+        )
 
 
 def _read_seed(root: Path, language: str) -> ReaderResult:
@@ -107,7 +133,9 @@ READERS: dict[str, Callable[[Path, str], ReaderResult]] = {
 }
 
 
-def read_corpus(layout: str, root: str | Path, language: str) -> tuple[list[Utterance], list[MissingTranscript]]:
+def read_corpus(
+    layout: str, root: str | Path, language: str
+) -> tuple[list[Utterance], list[MissingTranscript]]:
     """Read a corpus folder.
 
     Args:
@@ -131,11 +159,15 @@ def read_corpus(layout: str, root: str | Path, language: str) -> tuple[list[Utte
     for item in READERS[layout](root, language):
         (missing if isinstance(item, MissingTranscript) else utterances).append(item)
     if not utterances and not missing:
-        raise ConfigError(f"input={root}: no audio found for layout={layout!r}; "
-                          f"check the layout (choices: {sorted(READERS)}) and the folder")
+        raise ConfigError(
+            f"input={root}: no audio found for layout={layout!r}; "
+            f"check the layout (choices: {sorted(READERS)}) and the folder"
+        )
     utterances.sort(key=lambda u: u.key)
     duplicates = sorted(k for k, n in Counter(u.key for u in utterances).items() if n > 1)
     if duplicates:
-        raise ConfigError(f"input={root}: the key {duplicates[0]!r} names two utterances; "
-                          "utterance ids must be unique within a speaker")
+        raise ConfigError(
+            f"input={root}: the key {duplicates[0]!r} names two utterances; "
+            "utterance ids must be unique within a speaker"
+        )
     return utterances, missing

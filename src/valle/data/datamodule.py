@@ -32,7 +32,9 @@ class DataConfig:
     """The `data` config group (configs/data/*.yaml)."""
 
     root: str = "???"  # the folder prepare.py wrote (holds index.json)
-    shards: str | None = None  # other shard sources (glob, brace list, pipe:, URL); names must match the index
+    shards: str | None = (
+        None  # other shard sources (glob, brace list, pipe:, URL); names must match the index
+    )
     max_tokens: int = 6000  # per batch: (text + prompt + response) × batch size, padding included
     max_batch_size: int = 64
     n_buckets: int = 8
@@ -62,8 +64,10 @@ def make_split(index: ShardIndex, val_speakers: int, val_utterances: int, seed: 
     speakers = index.by_speaker()
     names = sorted(speakers)
     if val_speakers >= len(names) and val_speakers > 0:
-        raise ConfigError(f"data.val_speakers={val_speakers} but the index has {len(names)} speakers; "
-                          "training needs at least one: lower data.val_speakers")
+        raise ConfigError(
+            f"data.val_speakers={val_speakers} but the index has {len(names)} speakers; "
+            "training needs at least one: lower data.val_speakers"
+        )
     held_out = sorted(rng.sample(names, val_speakers))
     keys = {row.key for name in held_out for row in speakers[name]}
     donors = [name for name in names if name not in held_out and len(speakers[name]) >= 3]
@@ -107,13 +111,20 @@ class ValleDataModule(L.LightningDataModule):
             return
         index = ShardIndex.load(self.config.root)
         if not index.samples:
-            raise ConfigError(f"data.root={self.config.root}: the index lists no samples (everything was "
-                              "skipped in prepare? see its summary); nothing to train on")
+            raise ConfigError(
+                f"data.root={self.config.root}: the index lists no samples (everything was "
+                "skipped in prepare? see its summary); nothing to train on"
+            )
         self.index = index
         self.split = make_split(index, self.config.val_speakers, self.config.val_utterances, self.config.seed)
-        log.info("data: %d utterances, %d speakers, %.2f h; validation: %d utterances (%d held-out speakers)",
-                 len(index.samples), len(index.by_speaker()), index.hours(), len(self.split.val_keys),
-                 len(self.split.val_speakers))
+        log.info(
+            "data: %d utterances, %d speakers, %.2f h; validation: %d utterances (%d held-out speakers)",
+            len(index.samples),
+            len(index.by_speaker()),
+            index.hours(),
+            len(self.split.val_keys),
+            len(self.split.val_speakers),
+        )
         self._warn_single_utterance_speakers()
 
     def _warn_single_utterance_speakers(self) -> None:
@@ -124,8 +135,12 @@ class ValleDataModule(L.LightningDataModule):
                 counts[row.speaker] = counts.get(row.speaker, 0) + 1
         n = single_utterance_speakers(counts, self.config.prompt)
         if n:
-            log.warning("data: %d of %d training speakers have a single utterance: their samples get prefix "
-                        "prompts (the utterance's own start) instead of another utterance's", n, len(counts))
+            log.warning(
+                "data: %d of %d training speakers have a single utterance: their samples get prefix "
+                "prompts (the utterance's own start) instead of another utterance's",
+                n,
+                len(counts),
+            )
 
     @property
     def symbols(self):
@@ -148,12 +163,21 @@ class ValleDataModule(L.LightningDataModule):
         """Stream settings for the samples `rows` (their lengths set the buckets)."""
         c = self.config
         lengths = [sequence_length(r, c.prompt, self.index.codec.frame_rate) for r in rows]
-        return StreamSettings(urls=self._urls(), symbols=self.index.symbols, frame_rate=self.index.codec.frame_rate,
-                              prompt=c.prompt, max_tokens=c.max_tokens, max_batch_size=c.max_batch_size,
-                              boundaries=bucket_boundaries(lengths, c.n_buckets), seed=c.seed,
-                              max_skip_fraction=c.max_skip_fraction, n_levels=self.index.codec.n_levels,
-                              codebook_size=self.index.codec.codebook_size,
-                              balance=RankBalance(self._rows_by_shard(), validation), **overrides)
+        return StreamSettings(
+            urls=self._urls(),
+            symbols=self.index.symbols,
+            frame_rate=self.index.codec.frame_rate,
+            prompt=c.prompt,
+            max_tokens=c.max_tokens,
+            max_batch_size=c.max_batch_size,
+            boundaries=bucket_boundaries(lengths, c.n_buckets),
+            seed=c.seed,
+            max_skip_fraction=c.max_skip_fraction,
+            n_levels=self.index.codec.n_levels,
+            codebook_size=self.index.codec.codebook_size,
+            balance=RankBalance(self._rows_by_shard(), validation),
+            **overrides,
+        )
 
     def _rows_by_shard(self) -> dict[str, list[IndexRow]]:
         """Every index row, by shard file name, in shard order: what ranks count batches from."""
@@ -171,12 +195,20 @@ class ValleDataModule(L.LightningDataModule):
         c, val_keys = self.config, self.split.val_keys
         rows = [r for r in self.index.samples if r.key not in val_keys]
         if not rows:
-            raise ConfigError("every utterance went to validation; lower data.val_speakers / data.val_utterances")
+            raise ConfigError(
+                "every utterance went to validation; lower data.val_speakers / data.val_utterances"
+            )
         per_worker = None
         if c.batches_per_epoch is not None:
             per_worker = math.ceil(c.batches_per_epoch / max(1, c.num_workers))
-        settings = self._settings(rows, validation=False, shuffle_buffer=c.shuffle_buffer, exclude=val_keys,
-                                  resampled=c.batches_per_epoch is not None, batches_per_worker=per_worker)
+        settings = self._settings(
+            rows,
+            validation=False,
+            shuffle_buffer=c.shuffle_buffer,
+            exclude=val_keys,
+            resampled=c.batches_per_epoch is not None,
+            batches_per_worker=per_worker,
+        )
         self._check_shards_per_rank(len(settings.urls))
         return ShardStream(settings, self.errors)
 
@@ -194,17 +226,28 @@ class ValleDataModule(L.LightningDataModule):
         if world == 1 or self.config.batches_per_epoch is not None:
             return
         if n_shards < world:
-            raise ConfigError(f"data: {n_shards} training shards for {world} ranks: every rank needs at least one; "
-                              "prepare smaller shards (prepare.py max_shard_mb=...) or set data.batches_per_epoch")
+            raise ConfigError(
+                f"data: {n_shards} training shards for {world} ranks: every rank needs at least one; "
+                "prepare smaller shards (prepare.py max_shard_mb=...) or set data.batches_per_epoch"
+            )
         if n_shards % world:
-            log.warning("%d shards over %d ranks: ranks get unequal shares, and every rank stops each epoch at "
-                        "the smallest share's batch count (the rest wait for a later epoch); use a shard count "
-                        "divisible by the ranks, or data.batches_per_epoch", n_shards, world)
+            log.warning(
+                "%d shards over %d ranks: ranks get unequal shares, and every rank stops each epoch at "
+                "the smallest share's batch count (the rest wait for a later epoch); use a shard count "
+                "divisible by the ranks, or data.batches_per_epoch",
+                n_shards,
+                world,
+            )
 
     def _loader(self, stream: ShardStream) -> EpochDataLoader:
         workers = self.config.num_workers
-        return EpochDataLoader(stream, batch_size=None, num_workers=workers, persistent_workers=False,
-                               multiprocessing_context="fork" if workers > 0 else None)
+        return EpochDataLoader(
+            stream,
+            batch_size=None,
+            num_workers=workers,
+            persistent_workers=False,
+            multiprocessing_context="fork" if workers > 0 else None,
+        )
 
     def train_dataloader(self) -> EpochDataLoader:
         loader = self._loader(self.train_stream())

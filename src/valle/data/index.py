@@ -58,9 +58,15 @@ class ShardIndex:
         return sum(row.duration for row in self.samples) / 3600.0
 
     def to_dict(self) -> dict:
-        return {"format": INDEX_FORMAT, "version": INDEX_VERSION, "codec": self.codec.to_dict(),
-                "symbols": self.symbols.to_dict(), "shards": self.shards,
-                "samples": [vars(row) for row in self.samples], "skipped": self.skipped}
+        return {
+            "format": INDEX_FORMAT,
+            "version": INDEX_VERSION,
+            "codec": self.codec.to_dict(),
+            "symbols": self.symbols.to_dict(),
+            "shards": self.shards,
+            "samples": [vars(row) for row in self.samples],
+            "skipped": self.skipped,
+        }
 
     def save(self, root: str | Path) -> Path:
         path = Path(root) / INDEX_NAME
@@ -79,12 +85,21 @@ class ShardIndex:
         if path.is_dir():
             path = path / INDEX_NAME
         if not path.is_file():
-            raise MissingFileError(f"{path}: no shard index; run `python prepare.py input=... output=...` "
-                                   "first, or point data.root at the folder it wrote")
+            raise MissingFileError(
+                f"{path}: no shard index; run `python prepare.py input=... output=...` "
+                "first, or point data.root at the folder it wrote"
+            )
         data = json.loads(path.read_text(encoding="utf-8"))
         if data.get("format") != INDEX_FORMAT or data.get("version") != INDEX_VERSION:
-            raise ConfigError(f"{path}: not a valle shard index of version {INDEX_VERSION} "
-                              f"(format={data.get('format')!r}, version={data.get('version')!r})")
-        return cls(codec=CodecInfo.from_dict(data["codec"]), symbols=SymbolMap.from_dict(data["symbols"]),
-                   shards=data["shards"], samples=[IndexRow(**row) for row in data["samples"]],
-                   skipped=data.get("skipped", []), root=path.parent)
+            raise ConfigError(
+                f"{path}: not a valle shard index of version {INDEX_VERSION} "
+                f"(format={data.get('format')!r}, version={data.get('version')!r})"
+            )
+        return cls(
+            codec=CodecInfo.from_dict(data["codec"]),
+            symbols=SymbolMap.from_dict(data["symbols"]),
+            shards=data["shards"],
+            samples=[IndexRow(**row) for row in data["samples"]],
+            skipped=data.get("skipped", []),
+            root=path.parent,
+        )

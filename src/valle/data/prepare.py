@@ -96,7 +96,9 @@ def parse_part(part: str) -> tuple[int, int]:
     try:
         i, n = (int(x) for x in str(part).split("/"))
     except ValueError:
-        raise ConfigError(f"part={part!r}: expected 'i/n', e.g. part=0/4 for the first of four jobs") from None
+        raise ConfigError(
+            f"part={part!r}: expected 'i/n', e.g. part=0/4 for the first of four jobs"
+        ) from None
     if not 0 <= i < n:
         raise ConfigError(f"part={part!r}: need 0 <= i < n")
     return i, n
@@ -120,8 +122,9 @@ def utterance_seconds(utterance: Utterance, frame_rate: float) -> float:
     return info.frames / info.samplerate
 
 
-def plan_shards(utterances: Sequence[Utterance], codec: CodecInfo, settings: PrepareSettings
-                ) -> tuple[list[list[Utterance]], list[dict]]:
+def plan_shards(
+    utterances: Sequence[Utterance], codec: CodecInfo, settings: PrepareSettings
+) -> tuple[list[list[Utterance]], list[dict]]:
     """Pack utterances, in key order, into shards of at most `max_shard_mb`; skip bad lengths."""
     budget = settings.max_shard_mb * 2**20
     shards: list[list[Utterance]] = [[]]
@@ -148,8 +151,12 @@ def plan_shards(utterances: Sequence[Utterance], codec: CodecInfo, settings: Pre
 
 
 def _skip(utterance: Utterance, reason: str, detail: str) -> dict:
-    return {"key": utterance.key, "path": str(utterance.audio_path or utterance.extra.get("source", "")),
-            "reason": reason, "detail": detail}
+    return {
+        "key": utterance.key,
+        "path": str(utterance.audio_path or utterance.extra.get("source", "")),
+        "reason": reason,
+        "detail": detail,
+    }
 
 
 def length_notes(utterances: Sequence[Utterance], codec: CodecInfo) -> list[dict]:
@@ -157,21 +164,29 @@ def length_notes(utterances: Sequence[Utterance], codec: CodecInfo) -> list[dict
     notes = []
     for utterance in utterances:
         if utterance.codes is not None:
-            detail = length_disagreement(utterance.extra, utterance_seconds(utterance, codec.frame_rate),
-                                         codec.sample_rate)
+            detail = length_disagreement(
+                utterance.extra, utterance_seconds(utterance, codec.frame_rate), codec.sample_rate
+            )
             if detail is not None:
-                notes.append({"key": utterance.key, "path": utterance.extra.get("source", ""), "detail": detail})
+                notes.append(
+                    {"key": utterance.key, "path": utterance.extra.get("source", ""), "detail": detail}
+                )
     return notes
 
 
-def _check_plan(output: Path, shards: list[list[Utterance]], codec: CodecInfo, names: Sequence[str]) -> CodecInfo:
+def _check_plan(
+    output: Path, shards: list[list[Utterance]], codec: CodecInfo, names: Sequence[str]
+) -> CodecInfo:
     """The first run records its plan; later runs (other parts, resumes) must agree with it and its shards.
 
     Returns:
         the codec the folder is prepared with (the plan's; this run's when the plan is new or records none).
     """
-    plan = {"format_version": SHARD_FORMAT_VERSION, "codec": codec.to_dict(),
-            "shards": [[u.key for u in s] for s in shards]}
+    plan = {
+        "format_version": SHARD_FORMAT_VERSION,
+        "codec": codec.to_dict(),
+        "shards": [[u.key for u in s] for s in shards],
+    }
     path = output / PLAN_NAME
     if not path.is_file():
         _check_manifests(output, names, codec)  # before writing: a refused run must leave no plan behind
@@ -179,12 +194,17 @@ def _check_plan(output: Path, shards: list[list[Utterance]], codec: CodecInfo, n
         return codec
     recorded = json.loads(path.read_text(encoding="utf-8"))
     if recorded.get("codec") is None:  # its shards' manifests record none either
-        log.warning("%s records no codec (an older valle wrote it); cannot check that its shards were made with "
-                    "%s", path, codec.summary())
+        log.warning(
+            "%s records no codec (an older valle wrote it); cannot check that its shards were made with %s",
+            path,
+            codec.summary(),
+        )
     check_codec(recorded.get("codec"), codec, path)
     if any(recorded.get(key) != plan[key] for key in ("format_version", "shards")):
-        raise ConfigError(f"{path}: this output folder was prepared from another corpus or with other "
-                          "settings (max_shard_mb, min/max_seconds); use a new output folder or delete it")
+        raise ConfigError(
+            f"{path}: this output folder was prepared from another corpus or with other "
+            "settings (max_shard_mb, min/max_seconds); use a new output folder or delete it"
+        )
     _check_manifests(output, names, codec)
     return CodecInfo.from_dict(recorded["codec"]) if recorded.get("codec") else codec
 
@@ -200,9 +220,11 @@ def check_codec(recorded: dict | None, codec: CodecInfo, path: Path) -> None:
     theirs = CodecInfo.from_dict(recorded)
     settings_differ = replace(theirs, weights=UNKNOWN_IDENTITY) != replace(codec, weights=UNKNOWN_IDENTITY)
     if settings_differ or weights_conflict(theirs.weights, codec.weights):
-        raise ConfigError(f"{path}: prepared with codec {theirs.summary()} but this run uses {codec.summary()}; "
-                          "rerun with the codec settings and codec.weights it was prepared with, or use a new "
-                          "output folder")
+        raise ConfigError(
+            f"{path}: prepared with codec {theirs.summary()} but this run uses {codec.summary()}; "
+            "rerun with the codec settings and codec.weights it was prepared with, or use a new "
+            "output folder"
+        )
 
 
 # ------------------------------------------------------------------------------------------ one shard
@@ -236,12 +258,16 @@ def _batches_by_seconds(utterances: Sequence[Utterance], batch_seconds: float) -
     return [b for b in batches if b]
 
 
-def _encode_audio(utterances: Sequence[Utterance], codec: Codec, settings: PrepareSettings,
-                  progress: tqdm) -> Iterator[tuple[int, object]]:
+def _encode_audio(
+    utterances: Sequence[Utterance], codec: Codec, settings: PrepareSettings, progress: tqdm
+) -> Iterator[tuple[int, object]]:
     """Yield (index, codes int16 [L, T]) or (index, Problem) for every utterance."""
-    loader = DataLoader(_AudioLoader(utterances, codec.sample_rate, settings.silence_dbfs),
-                        batch_sampler=_batches_by_seconds(utterances, settings.batch_seconds),
-                        num_workers=settings.num_workers, collate_fn=list)
+    loader = DataLoader(
+        _AudioLoader(utterances, codec.sample_rate, settings.silence_dbfs),
+        batch_sampler=_batches_by_seconds(utterances, settings.batch_seconds),
+        num_workers=settings.num_workers,
+        collate_fn=list,
+    )
     for batch in loader:
         good = [(i, wav) for i, wav in batch if not isinstance(wav, Problem)]
         yield from ((i, wav) for i, wav in batch if isinstance(wav, Problem))
@@ -280,15 +306,29 @@ def _phonemize_one(utterance: Utterance) -> list[str] | Problem:
 
 
 def _sample(utterance: Utterance, codes, symbols: list[str], codec: CodecInfo) -> ShardSample:
-    meta = {"speaker": utterance.speaker, "group": utterance.group, "language": utterance.language,
-            "duration": round(codes.shape[1] / codec.frame_rate, 4), "sample_rate": codec.sample_rate,
-            "codec": codec.name, "frames": int(codes.shape[1]), "format_version": SHARD_FORMAT_VERSION,
-            **utterance.extra}
+    meta = {
+        "speaker": utterance.speaker,
+        "group": utterance.group,
+        "language": utterance.language,
+        "duration": round(codes.shape[1] / codec.frame_rate, 4),
+        "sample_rate": codec.sample_rate,
+        "codec": codec.name,
+        "frames": int(codes.shape[1]),
+        "format_version": SHARD_FORMAT_VERSION,
+        **utterance.extra,
+    }
     return ShardSample(key=utterance.key, codes=codes, symbols=symbols, text=utterance.text, meta=meta)
 
 
-def prepare_shard(shard_name: str, utterances: Sequence[Utterance], codec: Codec | None, info: CodecInfo,
-                  settings: PrepareSettings, progress: tqdm, known: SymbolMap | None = None) -> dict:
+def prepare_shard(
+    shard_name: str,
+    utterances: Sequence[Utterance],
+    codec: Codec | None,
+    info: CodecInfo,
+    settings: PrepareSettings,
+    progress: tqdm,
+    known: SymbolMap | None = None,
+) -> dict:
     """Encode, phonemize and write one shard; return its manifest.
 
     The manifest holds the rows, the skipped utterances, the symbols seen, the codec, and the occurrences of
@@ -310,20 +350,40 @@ def prepare_shard(shard_name: str, utterances: Sequence[Utterance], codec: Codec
             continue
         samples.append(_sample(utterance, encoded[i], symbols[i], info))
     size = write_shard(Path(settings.output) / shard_name, samples)
-    rows = [IndexRow(key=s.key, shard=shard_name, speaker=s.speaker, group=s.meta["group"],
-                     language=s.language, frames=s.meta["frames"], n_phonemes=len(s.symbols),
-                     duration=s.meta["duration"]) for s in samples]
+    rows = [
+        IndexRow(
+            key=s.key,
+            shard=shard_name,
+            speaker=s.speaker,
+            group=s.meta["group"],
+            language=s.language,
+            frames=s.meta["frames"],
+            n_phonemes=len(s.symbols),
+            duration=s.meta["duration"],
+        )
+        for s in samples
+    ]
     unknown = Counter(x for s in samples for x in s.symbols if known is not None and x not in known)
     if unknown:
-        log.warning("%s: %d phoneme symbols are not in the fixed symbol map and will read as <unk>: %s",
-                    shard_name, sum(unknown.values()), _counts(unknown))
-    return {"name": shard_name, "bytes": size, "rows": [vars(r) for r in rows], "skipped": skipped,
-            "symbols": sorted({x for s in samples for x in s.symbols}), "codec": info.to_dict(),
-            "unknown_symbols": dict(sorted(unknown.items()))}
+        log.warning(
+            "%s: %d phoneme symbols are not in the fixed symbol map and will read as <unk>: %s",
+            shard_name,
+            sum(unknown.values()),
+            _counts(unknown),
+        )
+    return {
+        "name": shard_name,
+        "bytes": size,
+        "rows": [vars(r) for r in rows],
+        "skipped": skipped,
+        "symbols": sorted({x for s in samples for x in s.symbols}),
+        "codec": info.to_dict(),
+        "unknown_symbols": dict(sorted(unknown.items())),
+    }
 
 
 def _counts(counts: dict[str, int], limit: int = 10) -> str:
-    """"ʔ×5, x×2" for the most frequent entries."""
+    """ "ʔ×5, x×2" for the most frequent entries."""
     return ", ".join(f"{k}×{n}" for k, n in Counter(counts).most_common(limit))
 
 
@@ -348,12 +408,15 @@ def prepare(settings: PrepareSettings, codec: Codec | None, info: CodecInfo) -> 
     part, n_parts = parse_part(settings.part)
     # One writer per part (parts of a job array share the folder): a second run of the same part is
     # refused instead of doing the work twice; the kernel drops the lock when its holder dies.
-    with exclusive_lock(output / f".prepare-part-{part}-of-{n_parts}.lock", f"part {part}/{n_parts} of {output}"):
+    with exclusive_lock(
+        output / f".prepare-part-{part}-of-{n_parts}.lock", f"part {part}/{n_parts} of {output}"
+    ):
         return _prepare_part(settings, codec, info, part, n_parts)
 
 
-def _prepare_part(settings: PrepareSettings, codec: Codec | None, info: CodecInfo, part: int,
-                  n_parts: int) -> PrepareResult:
+def _prepare_part(
+    settings: PrepareSettings, codec: Codec | None, info: CodecInfo, part: int, n_parts: int
+) -> PrepareResult:
     """`prepare` under the part's lock."""
     output = Path(settings.output)
     utterances, missing = read_corpus(settings.layout, settings.input, settings.language)
@@ -361,14 +424,22 @@ def _prepare_part(settings: PrepareSettings, codec: Codec | None, info: CodecInf
         check_language(language)
     _check_imported_codes(utterances, info)
     shards, skipped = plan_shards(utterances, info, settings)
-    skipped += [{"key": "", "path": str(m.audio_path), "reason": "missing transcript", "detail": str(m)}
-                for m in missing]
+    skipped += [
+        {"key": "", "path": str(m.audio_path), "reason": "missing transcript", "detail": str(m)}
+        for m in missing
+    ]
     names = [SHARD_PATTERN.format(i) for i in range(len(shards))]
     folder_codec = _check_plan(output, shards, info, names)
     mine = [i for i in range(len(shards)) if i % n_parts == part]
     todo = [i for i in mine if not _manifest_path(output, names[i]).is_file()]
-    log.info("part %d/%d: %d of %d shards to write (%d already done)", part, n_parts, len(todo), len(mine),
-             len(mine) - len(todo))
+    log.info(
+        "part %d/%d: %d of %d shards to write (%d already done)",
+        part,
+        n_parts,
+        len(todo),
+        len(mine),
+        len(mine) - len(todo),
+    )
     known = SymbolMap.load(settings.symbols) if settings.symbols else None
     unknown: dict[str, dict[str, int]] = {}
     started = time.time()
@@ -382,9 +453,16 @@ def _prepare_part(settings: PrepareSettings, codec: Codec | None, info: CodecInf
     log.info("wrote %d shards in %.1f s", len(todo), time.time() - started)
     pending = [n for n in names if not _manifest_path(output, n).is_file()]
     index = None if pending else _write_index_once(output, names, folder_codec, skipped, settings.symbols)
-    return PrepareResult(output=output, shards_written=len(todo), shards_skipped_done=len(mine) - len(todo),
-                         shards_pending=len(pending), index=index, skipped=skipped,
-                         length_notes=length_notes(utterances, info), unknown_symbols=unknown)
+    return PrepareResult(
+        output=output,
+        shards_written=len(todo),
+        shards_skipped_done=len(mine) - len(todo),
+        shards_pending=len(pending),
+        index=index,
+        skipped=skipped,
+        length_notes=length_notes(utterances, info),
+        unknown_symbols=unknown,
+    )
 
 
 def _check_manifests(output: Path, names: Sequence[str], codec: CodecInfo) -> None:
@@ -404,17 +482,22 @@ def _check_imported_codes(utterances: Sequence[Utterance], info: CodecInfo) -> N
     hints = {u.extra.get("codec_hint") for u in utterances if u.codes is not None} - {None}
     for hint in hints:
         if info.name not in _SAME_CODES.get(hint, {hint}):
-            raise ConfigError(f"the imported files hold {hint} codes but codec={info.name} is configured; "
-                              f"pass codec={hint} (and its settings) to prepare")
+            raise ConfigError(
+                f"the imported files hold {hint} codes but codec={info.name} is configured; "
+                f"pass codec={hint} (and its settings) to prepare"
+            )
     levels = {u.codes.shape[0] for u in utterances if u.codes is not None}
     if levels and levels != {info.n_levels}:
-        raise ConfigError(f"the imported codes have {sorted(levels)} levels but codec {info.name!r} is "
-                          f"configured with {info.n_levels}; set the codec to match the data (e.g. "
-                          "codec.bandwidth_kbps for EnCodec, codec.n_levels for DAC)")
+        raise ConfigError(
+            f"the imported codes have {sorted(levels)} levels but codec {info.name!r} is "
+            f"configured with {info.n_levels}; set the codec to match the data (e.g. "
+            "codec.bandwidth_kbps for EnCodec, codec.n_levels for DAC)"
+        )
 
 
-def _write_index_once(output: Path, names: Sequence[str], info: CodecInfo, skipped: list[dict],
-                      fixed_symbols: str | None) -> ShardIndex:
+def _write_index_once(
+    output: Path, names: Sequence[str], info: CodecInfo, skipped: list[dict], fixed_symbols: str | None
+) -> ShardIndex:
     """`write_index` by one part at a time (parts finishing together wait for each other), after
     deleting what a killed writer left: the index is any part's to write, so only its lock makes that safe."""
     with exclusive_lock(output / ".prepare-index.lock", f"the index of {output}", wait=True):
@@ -423,8 +506,9 @@ def _write_index_once(output: Path, names: Sequence[str], info: CodecInfo, skipp
         return write_index(output, names, info, skipped, fixed_symbols)
 
 
-def write_index(output: Path, names: Sequence[str], info: CodecInfo, skipped: list[dict],
-                fixed_symbols: str | None) -> ShardIndex:
+def write_index(
+    output: Path, names: Sequence[str], info: CodecInfo, skipped: list[dict], fixed_symbols: str | None
+) -> ShardIndex:
     """Merge every shard manifest into `index.json` with the symbol map and the codec description.
 
     Raises:
@@ -439,14 +523,31 @@ def write_index(output: Path, names: Sequence[str], info: CodecInfo, skipped: li
         symbols = SymbolMap.load(fixed_symbols)
         unknown = sorted({x for m in manifests for x in m["symbols"]} - set(symbols.symbols))
         if unknown:
-            log.warning("%d phoneme symbols are not in %s and will read as <unk>: %s", len(unknown),
-                        fixed_symbols, " ".join(unknown[:20]))
+            log.warning(
+                "%d phoneme symbols are not in %s and will read as <unk>: %s",
+                len(unknown),
+                fixed_symbols,
+                " ".join(unknown[:20]),
+            )
     else:
         symbols = SymbolMap.build([m["symbols"] for m in manifests], languages)
-    shards = [{"name": m["name"], "samples": len(m["rows"]), "bytes": m["bytes"],
-               "unknown_symbols": m.get("unknown_symbols", {})} for m in manifests]
-    index = ShardIndex(codec=info, symbols=symbols, shards=shards, samples=rows,
-                       skipped=skipped + [s for m in manifests for s in m["skipped"]], root=output)
+    shards = [
+        {
+            "name": m["name"],
+            "samples": len(m["rows"]),
+            "bytes": m["bytes"],
+            "unknown_symbols": m.get("unknown_symbols", {}),
+        }
+        for m in manifests
+    ]
+    index = ShardIndex(
+        codec=info,
+        symbols=symbols,
+        shards=shards,
+        samples=rows,
+        skipped=skipped + [s for m in manifests for s in m["skipped"]],
+        root=output,
+    )
     index.save(output)
     symbols.save(output / SYMBOLS_NAME)
     return index
@@ -454,20 +555,26 @@ def write_index(output: Path, names: Sequence[str], info: CodecInfo, skipped: li
 
 def summarize(result: PrepareResult) -> str:
     """A human summary: hours, speakers, skipped files and why."""
-    lines = [f"output: {result.output}",
-             f"shards: {result.shards_written} written, {result.shards_skipped_done} already done, "
-             f"{result.shards_pending} pending in other parts"]
+    lines = [
+        f"output: {result.output}",
+        f"shards: {result.shards_written} written, {result.shards_skipped_done} already done, "
+        f"{result.shards_pending} pending in other parts",
+    ]
     if result.index is not None:
         index = result.index
-        lines += [f"index: {result.output / INDEX_NAME}",
-                  f"utterances: {len(index.samples)}, speakers: {len(index.by_speaker())}, "
-                  f"hours: {index.hours():.3f}, symbols: {len(index.symbols)}"]
+        lines += [
+            f"index: {result.output / INDEX_NAME}",
+            f"utterances: {len(index.samples)}, speakers: {len(index.by_speaker())}, "
+            f"hours: {index.hours():.3f}, symbols: {len(index.symbols)}",
+        ]
         skipped = index.skipped
     else:
         skipped = result.skipped
         lines.append("index: not written yet (other parts still running); rerun any part after they finish")
     reasons = Counter(s["reason"] for s in skipped)
-    lines.append(f"skipped: {len(skipped)}" + "".join(f"\n  {n} {reason}" for reason, n in reasons.most_common()))
+    lines.append(
+        f"skipped: {len(skipped)}" + "".join(f"\n  {n} {reason}" for reason, n in reasons.most_common())
+    )
     lines += [f"    {s['path']}: {s['detail']}" for s in skipped[:20]]
     return "\n".join(lines + _unknown_symbol_lines(result) + _length_note_lines(result.length_notes))
 
@@ -482,9 +589,13 @@ def _unknown_symbol_lines(result: PrepareResult) -> list[str]:
     if not per_shard:
         return []
     total = sum(sum(counts.values()) for counts in per_shard.values())
-    lines = [f"unknown symbols (read as <unk> in training; prepare with a symbol map that has them, or "
-             f"without symbols=): {total} in {len(per_shard)} shards"]
-    return lines + [f"  {name}: {sum(counts.values())} ({_counts(counts)})" for name, counts in per_shard.items()]
+    lines = [
+        f"unknown symbols (read as <unk> in training; prepare with a symbol map that has them, or "
+        f"without symbols=): {total} in {len(per_shard)} shards"
+    ]
+    return lines + [
+        f"  {name}: {sum(counts.values())} ({_counts(counts)})" for name, counts in per_shard.items()
+    ]
 
 
 def _length_note_lines(notes: list[dict]) -> list[str]:

@@ -44,8 +44,10 @@ class PromptConfig:
         if not 0.0 <= self.prefix_share <= 1.0:
             raise ConfigError(f"data.prompt.prefix_share={self.prefix_share}: must be between 0 and 1")
         if not 0 < self.min_seconds <= self.max_seconds:
-            raise ConfigError("data.prompt: need 0 < min_seconds <= max_seconds, got "
-                              f"{self.min_seconds} and {self.max_seconds}")
+            raise ConfigError(
+                "data.prompt: need 0 < min_seconds <= max_seconds, got "
+                f"{self.min_seconds} and {self.max_seconds}"
+            )
 
 
 @dataclass
@@ -62,23 +64,30 @@ def _prompt_frames(config: PromptConfig, frame_rate: float, rng: random.Random) 
     return max(1, round(rng.uniform(config.min_seconds, config.max_seconds) * frame_rate))
 
 
-def _prefix_split(sample: ShardSample, config: PromptConfig, frame_rate: float,
-                  rng: random.Random) -> PromptedSample:
+def _prefix_split(
+    sample: ShardSample, config: PromptConfig, frame_rate: float, rng: random.Random
+) -> PromptedSample:
     total = sample.codes.shape[1]
     frames = min(_prompt_frames(config, frame_rate, rng), max(1, int(total * config.max_prefix_fraction)))
     frames = min(frames, total - 1) if total > 1 else 0
     return PromptedSample(sample, sample.codes[:, :frames], sample.codes[:, frames:], sample.key)
 
 
-def _sibling_crop(sample: ShardSample, sibling: ShardSample, config: PromptConfig, frame_rate: float,
-                  rng: random.Random) -> PromptedSample:
+def _sibling_crop(
+    sample: ShardSample, sibling: ShardSample, config: PromptConfig, frame_rate: float, rng: random.Random
+) -> PromptedSample:
     frames = min(_prompt_frames(config, frame_rate, rng), sibling.codes.shape[1])
     start = rng.randint(0, sibling.codes.shape[1] - frames)
-    return PromptedSample(sample, sibling.codes[:, start:start + frames], sample.codes, sibling.key)
+    return PromptedSample(sample, sibling.codes[:, start : start + frames], sample.codes, sibling.key)
 
 
-def prompt_group(group: list[ShardSample], config: PromptConfig, frame_rate: float,
-                 rng: random.Random, fixed_seed: int | None = None) -> Iterator[PromptedSample]:
+def prompt_group(
+    group: list[ShardSample],
+    config: PromptConfig,
+    frame_rate: float,
+    rng: random.Random,
+    fixed_seed: int | None = None,
+) -> Iterator[PromptedSample]:
     """Prompts for one speaker's utterances, each from a different utterance of the group.
 
     Args:
@@ -88,7 +97,11 @@ def prompt_group(group: list[ShardSample], config: PromptConfig, frame_rate: flo
     for i, sample in enumerate(group):
         r = rng if fixed_seed is None else random.Random(f"{fixed_seed}/{sample.key}")
         # `prefix_share and` keeps the random stream of runs without it unchanged
-        if config.mode == "prefix" or len(group) == 1 or (config.prefix_share and r.random() < config.prefix_share):
+        if (
+            config.mode == "prefix"
+            or len(group) == 1
+            or (config.prefix_share and r.random() < config.prefix_share)
+        ):
             yield _prefix_split(sample, config, frame_rate, r)
         else:
             j = r.randrange(len(group) - 1)
@@ -115,9 +128,14 @@ def speaker_groups(samples: Iterable[ShardSample], max_group: int) -> Iterator[l
         yield group
 
 
-def attach_prompts(samples: Iterable[ShardSample], config: PromptConfig, frame_rate: float,
-                   rng: random.Random, keep: set[str] | None = None,
-                   fixed_seed: int | None = None) -> Iterator[PromptedSample]:
+def attach_prompts(
+    samples: Iterable[ShardSample],
+    config: PromptConfig,
+    frame_rate: float,
+    rng: random.Random,
+    keep: set[str] | None = None,
+    fixed_seed: int | None = None,
+) -> Iterator[PromptedSample]:
     """Give every sample a prompt; with `keep`, only samples whose key is in it are emitted
     (the others still serve as prompts — validation borrows prompts from training utterances).
     `fixed_seed`: see `prompt_group`."""

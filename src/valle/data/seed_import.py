@@ -130,8 +130,10 @@ def seed_codec_hint(utterances: Iterable[Utterance]) -> str | None:
             by_hint.setdefault(hint, str(utterance.extra.get("source", utterance.key)))
     if len(by_hint) > 1:
         examples = ", ".join(f"{hint} (e.g. {source})" for hint, source in sorted(by_hint.items()))
-        raise ConfigError(f"the seed files mix codecs: {examples}; codes of two codecs cannot share one "
-                          "model, so import the files of one codec at a time")
+        raise ConfigError(
+            f"the seed files mix codecs: {examples}; codes of two codecs cannot share one "
+            "model, so import the files of one codec at a time"
+        )
     return next(iter(by_hint), None)
 
 
@@ -148,7 +150,9 @@ def length_disagreement(extra: dict[str, Any], seconds: float, codec_sample_rate
     """
     if "original_length" in extra:
         name, value = "original_length", extra["original_length"]
-        rates = {r for r in (extra.get("sample_rate"), codec_sample_rate) if isinstance(r, int | float) and r > 0}
+        rates = {
+            r for r in (extra.get("sample_rate"), codec_sample_rate) if isinstance(r, int | float) and r > 0
+        }
         readings = [("seconds", 1.0)] + [(f"samples at {r:g} Hz", float(r)) for r in sorted(rates)]
     elif "stored_duration" in extra:
         name, value, readings = "duration", extra["stored_duration"], [("seconds", 1.0)]
@@ -174,8 +178,11 @@ def split_phoneme_string(phonemes: str) -> list[str]:
         if char.isspace():
             if symbols and symbols[-1] != WORD_SEPARATOR:
                 symbols.append(WORD_SEPARATOR)
-        elif symbols and symbols[-1] != WORD_SEPARATOR and (
-                unicodedata.combining(char) or symbols[-1].endswith(_TIES)):
+        elif (
+            symbols
+            and symbols[-1] != WORD_SEPARATOR
+            and (unicodedata.combining(char) or symbols[-1].endswith(_TIES))
+        ):
             symbols[-1] += char
         else:
             symbols.append(char)
@@ -191,15 +198,21 @@ def _discover(root: Path) -> tuple[list[Path], list[Path]]:
     h5_files = sorted(p for p in root.iterdir() if p.suffix.lower() in H5_SUFFIXES and p.is_file())
     by_suffix = {p.suffix.lower(): p for p in pickles}
     if len(by_suffix) > 1:
-        raise ConfigError(f"input={root} mixes EnCodec and DAC codes ({by_suffix['.enc']} and "
-                          f"{by_suffix['.dac']}); import the files of one codec at a time")
+        raise ConfigError(
+            f"input={root} mixes EnCodec and DAC codes ({by_suffix['.enc']} and "
+            f"{by_suffix['.dac']}); import the files of one codec at a time"
+        )
     if pickles and h5_files:
-        raise ConfigError(f"input={root} holds both per-utterance files ({pickles[0]}, ...) and HDF5 "
-                          f"({h5_files[0].name}); the seed builds one from the other, so point input= at a "
-                          "folder with only one of them")
+        raise ConfigError(
+            f"input={root} holds both per-utterance files ({pickles[0]}, ...) and HDF5 "
+            f"({h5_files[0].name}); the seed builds one from the other, so point input= at a "
+            "folder with only one of them"
+        )
     if not pickles and not h5_files:
-        raise ConfigError(f"input={root}: no seed files found; layout=seed expects "
-                          "{group}/{speaker}/{id}.enc or .dac files, or *.h5 / *.hdf5 files at the top")
+        raise ConfigError(
+            f"input={root}: no seed files found; layout=seed expects "
+            "{group}/{speaker}/{id}.enc or .dac files, or *.h5 / *.hdf5 files at the top"
+        )
     return pickles, h5_files
 
 
@@ -237,14 +250,22 @@ def _h5_source(path: Path, group: Any) -> _Source | None:
     speaker, utterance_id = parts[-2], parts[-1]
     # The seed names a speaker by its folder below the data root, which may be several levels deep.
     group_name = "_".join(parts[1:-2]) or path.stem
-    return _Source(key=make_key(group_name, speaker, utterance_id), group=group_name, speaker=speaker,
-                   path=path, h5_group=group, split=parts[0])
+    return _Source(
+        key=make_key(group_name, speaker, utterance_id),
+        group=group_name,
+        speaker=speaker,
+        path=path,
+        h5_group=group,
+        split=parts[0],
+    )
 
 
 @functools.cache
 def _warn_pickles_unsafe() -> None:
-    log.warning("layout=seed: reading the seed's .enc/.dac files unpickles them, and a pickle can run "
-                "arbitrary code; import only files you made or trust (the HDF5 variant is safe)")
+    log.warning(
+        "layout=seed: reading the seed's .enc/.dac files unpickles them, and a pickle can run "
+        "arbitrary code; import only files you made or trust (the HDF5 variant is safe)"
+    )
 
 
 # --- reading one utterance ---------------------------------------------------------------------------
@@ -268,8 +289,11 @@ def _read_pickle(source: _Source, language: str) -> Utterance | MissingTranscrip
         expected = f"`text` or `phonemes` in its metadata, or {source.path.stem}.txt beside it"
         return MissingTranscript(source.path, expected)
     hint = CODEC_BY_SUFFIX[source.path.suffix.lower()]
-    extra = {"source": source.origin, "codec_hint": hint,
-             "sample_rate": _plain(metadata.get("sample_rate", DEFAULT_SAMPLE_RATE[hint]))}
+    extra = {
+        "source": source.origin,
+        "codec_hint": hint,
+        "sample_rate": _plain(metadata.get("sample_rate", DEFAULT_SAMPLE_RATE[hint])),
+    }
     extra.update({k: _plain(metadata[k]) for k in (*DAC_FIELDS, "original_length") if k in metadata})
     duration = codes.shape[1] / FRAME_RATE_HZ[hint]
     language = _language(metadata.get("language"), language)
@@ -295,13 +319,28 @@ def _read_h5(source: _Source, language: str) -> Utterance | MissingTranscript:
     return _utterance(source, codes, transcript, language, duration, extra)
 
 
-def _utterance(source: _Source, codes: np.ndarray, transcript: tuple[str, list[str] | None], language: str,
-               duration: float, extra: dict[str, Any]) -> Utterance:
+def _utterance(
+    source: _Source,
+    codes: np.ndarray,
+    transcript: tuple[str, list[str] | None],
+    language: str,
+    duration: float,
+    extra: dict[str, Any],
+) -> Utterance:
     text, phonemes = transcript
     if phonemes is not None:
         extra["text_from"] = "phonemes"
-    return Utterance(key=source.key, speaker=source.speaker, group=source.group, text=text,
-                     language=language, codes=codes, phonemes=phonemes, duration=duration, extra=extra)
+    return Utterance(
+        key=source.key,
+        speaker=source.speaker,
+        group=source.group,
+        text=text,
+        language=language,
+        codes=codes,
+        phonemes=phonemes,
+        duration=duration,
+        extra=extra,
+    )
 
 
 def _load_pickle(path: Path) -> tuple[Any, dict[str, Any]]:
@@ -340,8 +379,10 @@ def _check_levels(first: dict[str, Any], utterance: Utterance) -> None:
     first.setdefault("levels", levels)
     first.setdefault("source", source)
     if levels != first["levels"]:
-        raise ConfigError(f"file {source} has {levels} levels but {first['source']} has {first['levels']}; "
-                          "import one codec setting at a time")
+        raise ConfigError(
+            f"file {source} has {levels} levels but {first['source']} has {first['levels']}; "
+            "import one codec setting at a time"
+        )
 
 
 # --- metadata ----------------------------------------------------------------------------------------

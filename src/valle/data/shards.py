@@ -46,8 +46,13 @@ class ShardSample:
 
     def to_wds(self) -> dict:
         """The dict TarWriter stores (it encodes by extension: npy, json, txt)."""
-        return {"__key__": self.key, "codes.npy": self.codes.astype(np.int16), "txt": self.text,
-                "phonemes.json": {"symbols": self.symbols}, "json": self.meta}
+        return {
+            "__key__": self.key,
+            "codes.npy": self.codes.astype(np.int16),
+            "txt": self.text,
+            "phonemes.json": {"symbols": self.symbols},
+            "json": self.meta,
+        }
 
 
 def decode_sample(raw: dict) -> ShardSample:
@@ -59,7 +64,9 @@ def decode_sample(raw: dict) -> ShardSample:
         text = raw["txt"].decode("utf-8")
     except (KeyError, ValueError, OSError) as error:
         where = f"{raw.get('__url__', '?')}:{raw.get('__key__', '?')}"
-        raise ConfigError(f"{where}: malformed shard sample ({error!r}); re-run prepare for this shard") from error
+        raise ConfigError(
+            f"{where}: malformed shard sample ({error!r}); re-run prepare for this shard"
+        ) from error
     if codes.ndim != 2:
         raise ConfigError(f"{raw.get('__key__')}: codes must be [levels, frames], got shape {codes.shape}")
     return ShardSample(key=raw["__key__"], codes=codes, symbols=symbols, text=text, meta=meta)

@@ -28,8 +28,14 @@ def check_codes(codes: np.ndarray, n_levels: int | None, codebook_size: int | No
     an embedding lookup would then crash the training step instead of skipping the sample)."""
     if n_levels is not None and codes.shape[0] != n_levels:
         raise ValueError(f"{where}: codes have {codes.shape[0]} levels, the index's codec {n_levels}")
-    if codebook_size is not None and codes.size and (int(codes.min()) < 0 or int(codes.max()) >= codebook_size):
-        raise ValueError(f"{where}: codes outside [0, {codebook_size}) (damaged data); re-run prepare for this shard")
+    if (
+        codebook_size is not None
+        and codes.size
+        and (int(codes.min()) < 0 or int(codes.max()) >= codebook_size)
+    ):
+        raise ValueError(
+            f"{where}: codes outside [0, {codebook_size}) (damaged data); re-run prepare for this shard"
+        )
 
 
 class SkipTally:
@@ -42,10 +48,16 @@ class SkipTally:
         shard_name: URL → shard file name.
     """
 
-    def __init__(self, listed: Mapping[str, int], max_fraction: float,
-                 shard_name: Callable[[str], str] = lambda url: Path(url).name) -> None:
+    def __init__(
+        self,
+        listed: Mapping[str, int],
+        max_fraction: float,
+        shard_name: Callable[[str], str] = lambda url: Path(url).name,
+    ) -> None:
         self.listed, self.max_fraction, self.shard_name = listed, max_fraction, shard_name
-        self.open: dict[str, int] = {}  # URL → times opened, for shards whose samples may still arrive, in order
+        self.open: dict[
+            str, int
+        ] = {}  # URL → times opened, for shards whose samples may still arrive, in order
         self.delivered: Counter = Counter()
         self.failed: Counter = Counter()
         self.expected = 0
@@ -71,8 +83,13 @@ class SkipTally:
             self._settle(url)
         self._judge()
         if self.skipped:
-            log.warning("data: this pass skipped %d of %d samples (%.1f%%; data.max_skip_fraction=%g)",
-                        self.skipped, self.expected, 100 * self.skipped / max(self.expected, 1), self.max_fraction)
+            log.warning(
+                "data: this pass skipped %d of %d samples (%.1f%%; data.max_skip_fraction=%g)",
+                self.skipped,
+                self.expected,
+                100 * self.skipped / max(self.expected, 1),
+                self.max_fraction,
+            )
 
     def _settle_before(self, url: str) -> None:
         # Shards are read one after the other: a sample from `url` means every shard opened before it is done.
@@ -89,14 +106,22 @@ class SkipTally:
         self.expected += max(listed, delivered + failed)
         if lost:
             self.skipped += lost
-            log.warning("%s: %d of its %d samples could not be read and are skipped (%d skipped so far in this "
-                        "pass); re-run prepare for this shard", name, lost, listed, self.skipped)
+            log.warning(
+                "%s: %d of its %d samples could not be read and are skipped (%d skipped so far in this "
+                "pass); re-run prepare for this shard",
+                name,
+                lost,
+                listed,
+                self.skipped,
+            )
         if self.expected >= EARLY_JUDGEMENT_SAMPLES:
             self._judge()
 
     def _judge(self) -> None:
         if self.expected and self.skipped / self.expected > self.max_fraction:
-            raise ConfigError(f"data: {self.skipped} of {self.expected} samples ({100 * self.skipped / self.expected:.1f}%) "
-                              f"could not be read, more than data.max_skip_fraction={self.max_fraction:g}; the "
-                              "warnings above name the damaged shards: re-run prepare for them (or raise "
-                              "data.max_skip_fraction)")
+            raise ConfigError(
+                f"data: {self.skipped} of {self.expected} samples ({100 * self.skipped / self.expected:.1f}%) "
+                f"could not be read, more than data.max_skip_fraction={self.max_fraction:g}; the "
+                "warnings above name the damaged shards: re-run prepare for them (or raise "
+                "data.max_skip_fraction)"
+            )

@@ -117,8 +117,13 @@ class _Frames:
 def _stand_in(row: IndexRow) -> ShardSample:
     """A sample with the row's frames and symbol count, and no data, for counting batches (the prompt
     choice reads only the codes' shape and column slices, so `_Frames` serves as codes)."""
-    return ShardSample(key=row.key, codes=_Frames(row.frames), symbols=[""] * row.n_phonemes, text="",
-                       meta={"speaker": row.speaker, "language": row.language})
+    return ShardSample(
+        key=row.key,
+        codes=_Frames(row.frames),
+        symbols=[""] * row.n_phonemes,
+        text="",
+        meta={"speaker": row.speaker, "language": row.language},
+    )
 
 
 def _length(prompted: PromptedSample) -> int:
@@ -210,13 +215,20 @@ class ShardStream(IterableDataset):
             yield decoded
         tally.finish()
 
-    def _prompted(self, samples: Iterator[ShardSample], rng: random.Random, rank: int,
-                  world_size: int) -> Iterator[PromptedSample]:
+    def _prompted(
+        self, samples: Iterator[ShardSample], rng: random.Random, rank: int, world_size: int
+    ) -> Iterator[PromptedSample]:
         """Samples → prompted samples in batching order: the one pipeline for real data and stand-ins."""
         s = self.settings
         kept = (sample for sample in samples if sample.key not in s.exclude)
-        prompted = attach_prompts(kept, s.prompt, s.frame_rate, rng, keep=self._rank_keep(rank, world_size),
-                                  fixed_seed=s.seed if s.fixed_prompts else None)
+        prompted = attach_prompts(
+            kept,
+            s.prompt,
+            s.frame_rate,
+            rng,
+            keep=self._rank_keep(rank, world_size),
+            fixed_seed=s.seed if s.fixed_prompts else None,
+        )
         if s.shuffle_buffer:
             prompted = _shuffle(prompted, s.shuffle_buffer, min(100, s.shuffle_buffer), rng)
         return prompted
@@ -225,10 +237,16 @@ class ShardStream(IterableDataset):
         sample = prompted.sample
         unknown: Counter = Counter()  # per item: workers' counts reach the trainer inside the batches
         ids = self.settings.symbols.encode(sample.symbols, sample.language, unknown)
-        return {"key": sample.key, "prompt_key": prompted.prompt_key, "speaker": sample.speaker,
-                "language": sample.language, "text": torch.tensor(ids, dtype=torch.long),
-                "prompt": torch.from_numpy(prompted.prompt.astype("int64")),
-                "codes": torch.from_numpy(prompted.response.astype("int64")), "unknown_symbols": unknown}
+        return {
+            "key": sample.key,
+            "prompt_key": prompted.prompt_key,
+            "speaker": sample.speaker,
+            "language": sample.language,
+            "text": torch.tensor(ids, dtype=torch.long),
+            "prompt": torch.from_numpy(prompted.prompt.astype("int64")),
+            "codes": torch.from_numpy(prompted.response.astype("int64")),
+            "unknown_symbols": unknown,
+        }
 
     def _batches(self, rng: random.Random) -> Iterator[dict]:
         """One pass over this reader's shards (endless when `resampled`)."""
@@ -251,15 +269,19 @@ class ShardStream(IterableDataset):
         urls = self._rank_urls(rank, world_size)[worker::n_workers]
         stand_ins = (_stand_in(row) for url in urls for row in s.balance.rows.get(shard_name(url), ()))
         prompted = self._prompted(stand_ins, self._reader_rng(rank, worker), rank, world_size)
-        return sum(1 for _ in batch_by_tokens(prompted, _length, s.boundaries, s.max_tokens, s.max_batch_size))
+        return sum(
+            1 for _ in batch_by_tokens(prompted, _length, s.boundaries, s.max_tokens, s.max_batch_size)
+        )
 
     def _balanced_quota(self) -> int | None:
         """The batches this worker yields so that every rank yields the same count (None: one rank)."""
         rank, world_size, worker, n_workers = pytorch_worker_info()
         if self.settings.balance is None or world_size == 1:
             return None
-        counts = [[self._counted_batches(r, world_size, w, n_workers) for w in range(n_workers)]
-                  for r in range(world_size)]
+        counts = [
+            [self._counted_batches(r, world_size, w, n_workers) for w in range(n_workers)]
+            for r in range(world_size)
+        ]
         totals = [sum(per_worker) for per_worker in counts]
         agreed = max(totals) if self._validation else min(totals)
         return split_count(agreed, counts[rank])[worker]
@@ -275,8 +297,11 @@ class ShardStream(IterableDataset):
         for _ in range(quota - produced):
             yield {**last, "repeat": True}
         if self._validation and next(passes, None) is not None:
-            log.warning("validation: this rank reached the agreed %d batches before the end of its samples "
-                        "(its shards read differently from the index); the rest are not evaluated", quota)
+            log.warning(
+                "validation: this rank reached the agreed %d batches before the end of its samples "
+                "(its shards read differently from the index); the rest are not evaluated",
+                quota,
+            )
 
     def _passes(self, rng: random.Random) -> Iterator[dict]:
         """Validation: one pass. Training: pass after pass, for a reader whose shards yield fewer
@@ -291,9 +316,11 @@ class ShardStream(IterableDataset):
                 yield batch
             if not produced:
                 rank, _, worker, _ = pytorch_worker_info()
-                raise RuntimeError(f"rank {rank}, data worker {worker}: its shards yielded no sample, so it "
-                                   "cannot yield its share of the batches every rank must agree on; see the "
-                                   "warnings above for unreadable shards")
+                raise RuntimeError(
+                    f"rank {rank}, data worker {worker}: its shards yielded no sample, so it "
+                    "cannot yield its share of the batches every rank must agree on; see the "
+                    "warnings above for unreadable shards"
+                )
 
 
 class EpochDataLoader(torch.utils.data.DataLoader):

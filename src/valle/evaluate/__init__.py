@@ -21,6 +21,25 @@ from valle.evaluate.sim import SpeakerEncoder, WavLMVerifier
 from valle.evaluate.stats import Estimate, bootstrap_ci
 from valle.evaluate.text import cer, normalize, wer
 
-__all__ = ["Estimate", "EvalItem", "ItemScores", "PhoneRecognizer", "PocketSphinxASR", "RowScores",
-           "SentenceIdentifier", "SpeakerEncoder", "WavLMVerifier", "WhisperASR", "bootstrap_ci", "cer",
-           "evaluate_rows", "format_markdown", "metrics_of", "normalize", "per", "text_to_phones", "to_json", "wer"]
+__all__ = [
+    "Estimate",
+    "EvalItem",
+    "ItemScores",
+    "PhoneRecognizer",
+    "PocketSphinxASR",
+    "RowScores",
+    "SentenceIdentifier",
+    "SpeakerEncoder",
+    "WavLMVerifier",
+    "WhisperASR",
+    "bootstrap_ci",
+    "cer",
+    "evaluate_rows",
+    "format_markdown",
+    "metrics_of",
+    "normalize",
+    "per",
+    "text_to_phones",
+    "to_json",
+    "wer",
+]

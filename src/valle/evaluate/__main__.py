@@ -56,7 +56,9 @@ def load_rows(hyp_dir: Path, ref_dir: Path, prompt_dir: Path | None, name: str) 
     for hyp in hyps:
         ref, txt = find_audio(ref_dir, hyp.stem), ref_dir / f"{hyp.stem}.txt"
         if ref is None or not txt.is_file():
-            raise SystemExit(f"{hyp}: needs {ref_dir}/{hyp.stem}.wav and {txt}; add them or remove the output")
+            raise SystemExit(
+                f"{hyp}: needs {ref_dir}/{hyp.stem}.wav and {txt}; add them or remove the output"
+            )
         text = txt.read_text(encoding="utf-8").strip()
         ref_wav, ref_rate = read_audio(ref)
         prompt = find_audio(prompt_dir, hyp.stem) if prompt_dir else None
@@ -78,8 +80,9 @@ def main(argv: list[str]) -> int:
     rows = load_rows(Path(args["hyp_dir"]), Path(args["ref_dir"]), prompt_dir, args.get("name", "model"))
     asr = WhisperASR(args["whisper_model"]) if "whisper_model" in args else PocketSphinxASR()
     encoder = WavLMVerifier(args["wavlm_model"]) if "wavlm_model" in args else SpeakerEncoder()
-    scores = evaluate_rows(rows, asr=asr, encoder=encoder, identifier=SentenceIdentifier,
-                           phones=PhoneRecognizer())
+    scores = evaluate_rows(
+        rows, asr=asr, encoder=encoder, identifier=SentenceIdentifier, phones=PhoneRecognizer()
+    )
     out = Path(args.get("out", "report.md"))
     out.parent.mkdir(parents=True, exist_ok=True)
     table = format_markdown(scores)

@@ -138,12 +138,20 @@ class PocketSphinxAligner:
         self.decoder.start_utt()
         self.decoder.process_raw(to_int16_pcm(wav, sample_rate), full_utt=True)
         self.decoder.end_utt()
-        timings = [WordTiming(re.sub(r"\(\d+\)$", "", s.word), s.start_frame / SPHINX_FRAMES_PER_SECOND,
-                              (s.end_frame + 1) / SPHINX_FRAMES_PER_SECOND)
-                   for s in self.decoder.seg() if not s.word.startswith("<")]  # <s>, </s>, <sil>
+        timings = [
+            WordTiming(
+                re.sub(r"\(\d+\)$", "", s.word),
+                s.start_frame / SPHINX_FRAMES_PER_SECOND,
+                (s.end_frame + 1) / SPHINX_FRAMES_PER_SECOND,
+            )
+            for s in self.decoder.seg()
+            if not s.word.startswith("<")
+        ]  # <s>, </s>, <sil>
         if [t.word for t in timings] != words:
-            raise ConfigError(f"cannot align {text!r} to the audio: pocketsphinx found "
-                              f"{' '.join(t.word for t in timings) or 'nothing'}")
+            raise ConfigError(
+                f"cannot align {text!r} to the audio: pocketsphinx found "
+                f"{' '.join(t.word for t in timings) or 'nothing'}"
+            )
         return timings
 
 
@@ -166,8 +174,10 @@ class WhisperASR:
         except ImportError as error:
             raise ImportError("WhisperASR needs `pip install openai-whisper`") from error
         if not Path(model_path).is_file():
-            raise MissingFileError(f"{model_path}: no whisper checkpoint there; pass a local .pt file "
-                                   "(model names are refused so that nothing is downloaded)")
+            raise MissingFileError(
+                f"{model_path}: no whisper checkpoint there; pass a local .pt file "
+                "(model names are refused so that nothing is downloaded)"
+            )
         self.model = whisper.load_model(str(model_path), device=device)
         self.language = language
 

@@ -34,9 +34,17 @@ from valle.utils.io import atomic_write_json
 log = logging.getLogger(__name__)
 
 # The curve's columns, in table and figure order, with how they read.
-METRIC_LABELS = {"sentence_id": "sentence ID", "per": "PER", "wer": "WER", "cer": "CER",
-                 "sim_prompt": "SIM (prompt)", "sim_reference": "SIM (ground truth)", "sim_other": "SIM (other voices)",
-                 "duration_ratio": "duration ratio", "duration_in_band": "duration in band"}
+METRIC_LABELS = {
+    "sentence_id": "sentence ID",
+    "per": "PER",
+    "wer": "WER",
+    "cer": "CER",
+    "sim_prompt": "SIM (prompt)",
+    "sim_reference": "SIM (ground truth)",
+    "sim_other": "SIM (other voices)",
+    "duration_ratio": "duration ratio",
+    "duration_in_band": "duration in band",
+}
 PERCENT = {"sentence_id", "per", "wer", "cer", "duration_in_band"}
 TABLE_METRICS = ("sentence_id", "per", "wer", "sim_prompt", "sim_other", "duration_ratio")
 
@@ -55,13 +63,19 @@ class CurvePoint:
     @classmethod
     def of(cls, model: str, step: int, minutes: float, row: RowScores) -> CurvePoint:
         estimates = {key: estimate_of(row, key) for key in metrics_of(row)}
-        return cls(model, step, round(minutes, 3), metrics_of(row),
-                   {k: None if e.low is None or e.high is None else [e.low, e.high] for k, e in estimates.items()},
-                   {k: e.n for k, e in estimates.items()})
+        return cls(
+            model,
+            step,
+            round(minutes, 3),
+            metrics_of(row),
+            {k: None if e.low is None or e.high is None else [e.low, e.high] for k, e in estimates.items()},
+            {k: e.n for k, e in estimates.items()},
+        )
 
 
 def snapshot_files(folder: str | Path) -> list[Path]:
     """The complete snapshot checkpoints in `folder`, by step (a file a kill cut short has no zip directory)."""
+
     def complete(path: Path) -> bool:
         try:
             with zipfile.ZipFile(path):
@@ -93,8 +107,13 @@ def curve_points(data: Mapping) -> list[CurvePoint]:
     return [CurvePoint(**p) for p in data.get("points", [])]
 
 
-def update_curve(path: str | Path, models: Sequence[str | Path], items: Sequence[str], settings: Mapping,
-                 score: Callable[[Path], RowScores]) -> list[CurvePoint]:
+def update_curve(
+    path: str | Path,
+    models: Sequence[str | Path],
+    items: Sequence[str],
+    settings: Mapping,
+    score: Callable[[Path], RowScores],
+) -> list[CurvePoint]:
     """Score the models the curve file lacks; returns every point, by step.
 
     Args:
@@ -139,13 +158,23 @@ def estimate_at(point: CurvePoint, metric: str) -> Estimate:
     return Estimate(point.metrics.get(metric), *interval, point.n.get(metric, 0))
 
 
-def format_curve_markdown(points: Sequence[CurvePoint], n_items: int, metrics: Sequence[str] = TABLE_METRICS) -> str:
+def format_curve_markdown(
+    points: Sequence[CurvePoint], n_items: int, metrics: Sequence[str] = TABLE_METRICS
+) -> str:
     """A Markdown table, one row per point: each figure with its 95 % interval, as in the report's table
     ("(n=…)" when fewer than `n_items` items were measured); columns no point measured are left out."""
     metrics = [m for m in metrics if any(p.metrics.get(m) is not None for p in points)]
-    header = ["model", "step", "minutes", *(METRIC_LABELS.get(m, m) + (" %" if m in PERCENT else "") for m in metrics)]
+    header = [
+        "model",
+        "step",
+        "minutes",
+        *(METRIC_LABELS.get(m, m) + (" %" if m in PERCENT else "") for m in metrics),
+    ]
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     for p in points:
-        lines.append(f"| {p.model} | {p.step} | {p.minutes:.1f} | "
-                     + " | ".join(format_cell(estimate_at(p, m), m in PERCENT, n_items) for m in metrics) + " |")
+        lines.append(
+            f"| {p.model} | {p.step} | {p.minutes:.1f} | "
+            + " | ".join(format_cell(estimate_at(p, m), m in PERCENT, n_items) for m in metrics)
+            + " |"
+        )
     return "\n".join(lines) + "\n"

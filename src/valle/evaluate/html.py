@@ -83,14 +83,25 @@ def listening_html(rows: Sequence[ClipRow], first_column: str = "utterance") -> 
     """A table of players: one row per `ClipRow` (its title under `first_column`), one column per clip
     label (in order of first appearance)."""
     labels = list(dict.fromkeys(clip.label for row in rows for clip in row.clips))
-    lines = ["<table>", f"<tr><th>{escape(first_column)}</th>" + "".join(f"<th>{escape(label)}</th>" for label in labels) + "</tr>"]
+    lines = [
+        "<table>",
+        f"<tr><th>{escape(first_column)}</th>"
+        + "".join(f"<th>{escape(label)}</th>" for label in labels)
+        + "</tr>",
+    ]
     for row in rows:
         clips = {clip.label: clip.path for clip in row.clips}
-        cells = "".join(f"<td>{audio_html(clips[label])}</td>" if label in clips else "<td></td>" for label in labels)
-        lines.append(f'<tr><td class="text"><b>{escape(row.title)}</b><br>{escape(row.text)}</td>{cells}</tr>')
+        cells = "".join(
+            f"<td>{audio_html(clips[label])}</td>" if label in clips else "<td></td>" for label in labels
+        )
+        lines.append(
+            f'<tr><td class="text"><b>{escape(row.title)}</b><br>{escape(row.text)}</td>{cells}</tr>'
+        )
         if row.image:
-            lines.append(f'<tr><td colspan="{len(labels) + 1}">{figure_html(row.image, f"{row.title}: spectrograms")}'
-                         "</td></tr>")
+            lines.append(
+                f'<tr><td colspan="{len(labels) + 1}">{figure_html(row.image, f"{row.title}: spectrograms")}'
+                "</td></tr>"
+            )
     lines.append("</table>")
     return "\n".join(lines)
 
@@ -111,8 +122,16 @@ def table_html(markdown: str) -> str:
     out = ["<table>", "<tr>" + "".join(f"<th>{escape(c)}</th>" for c in cells(lines[0])) + "</tr>"]
     for line in lines[2:]:
         row = cells(line)
-        out.append("<tr>" + "".join(f'<td class="number">{escape(c)}</td>' if i < len(numeric) and numeric[i]
-                                     else f"<td>{escape(c)}</td>" for i, c in enumerate(row)) + "</tr>")
+        out.append(
+            "<tr>"
+            + "".join(
+                f'<td class="number">{escape(c)}</td>'
+                if i < len(numeric) and numeric[i]
+                else f"<td>{escape(c)}</td>"
+                for i, c in enumerate(row)
+            )
+            + "</tr>"
+        )
     out.append("</table>")
     return "\n".join(out)
 
@@ -121,10 +140,15 @@ def render_page(title: str, sections: Sequence[Section], intro: Sequence[str] = 
     """The whole page: a title, plain-text intro paragraphs, then each section."""
     body = [f"<h1>{escape(title)}</h1>", *(f"<p>{escape(p)}</p>" for p in intro)]
     for section in sections:
-        body += [f"<h2>{escape(section.heading)}</h2>", *(f'<p class="note">{escape(n)}</p>' for n in section.notes),
-                 section.body]
-    return (f'<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{escape(title)}</title>\n'
-            f"<style>{STYLE}</style>\n</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n")
+        body += [
+            f"<h2>{escape(section.heading)}</h2>",
+            *(f'<p class="note">{escape(n)}</p>' for n in section.notes),
+            section.body,
+        ]
+    return (
+        f'<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{escape(title)}</title>\n'
+        f"<style>{STYLE}</style>\n</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n"
+    )
 
 
 def write_page(path: str | Path, title: str, sections: Sequence[Section], intro: Sequence[str] = ()) -> Path:

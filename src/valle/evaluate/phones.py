@@ -59,8 +59,10 @@ def text_to_phones(text: str) -> list[str]:
         raise ConfigError(f"{text!r} has no words to turn into phones")
     unknown = oov_words(text)
     if unknown:
-        raise ConfigError(f"{text!r}: {', '.join(repr(w) for w in unknown)} not in pocketsphinx's {DICTIONARY}; "
-                          "spell the word out or leave the sentence out")
+        raise ConfigError(
+            f"{text!r}: {', '.join(repr(w) for w in unknown)} not in pocketsphinx's {DICTIONARY}; "
+            "spell the word out or leave the sentence out"
+        )
     table = pronunciations()
     return [phone for word in words for phone in table[word]]
 
@@ -98,4 +100,6 @@ def per(references: Sequence[Sequence[str]], hypotheses: Sequence[Sequence[str]]
     """
     if len(references) != len(hypotheses):
         raise ConfigError(f"{len(references)} references but {len(hypotheses)} hypotheses; pass one of each")
-    return error_rate([word_edits(" ".join(r), " ".join(h)) for r, h in zip(references, hypotheses, strict=True)])
+    return error_rate(
+        [word_edits(" ".join(r), " ".join(h)) for r, h in zip(references, hypotheses, strict=True)]
+    )

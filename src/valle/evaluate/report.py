@@ -42,8 +42,17 @@ from valle.evaluate.text import normalize
 log = logging.getLogger(__name__)
 
 DURATION_BAND = (0.8, 1.25)  # output / ground-truth seconds counted as "the right length"
-METRICS = ("sentence_id", "per", "wer", "cer", "sim_prompt", "sim_reference", "sim_other", "duration_ratio",
-           "duration_in_band")
+METRICS = (
+    "sentence_id",
+    "per",
+    "wer",
+    "cer",
+    "sim_prompt",
+    "sim_reference",
+    "sim_other",
+    "duration_ratio",
+    "duration_in_band",
+)
 
 
 class ASR(Protocol):
@@ -110,7 +119,9 @@ class ItemScores:
     duration_ratio: float | None = None
     identified: str | None = None  # the candidate sentence decoded (normalised); "" when none was
     n_candidates: int | None = None
-    sentence_correct: bool | None = None  # None: not identified (no identifier, or words outside the dictionary)
+    sentence_correct: bool | None = (
+        None  # None: not identified (no identifier, or words outside the dictionary)
+    )
     reference_phones: str | None = None  # ARPAbet, space-separated
     hypothesis_phones: str | None = None
 
@@ -143,19 +154,30 @@ def _seconds(wav: torch.Tensor, sample_rate: int) -> float:
     return wav.shape[-1] / sample_rate
 
 
-def score_item(item: EvalItem, asr: ASR | None, encoder: Embedder | None, cache: dict[int, torch.Tensor],
-               identifier: SentenceID | None = None, phones: Phones | None = None) -> ItemScores:
+def score_item(
+    item: EvalItem,
+    asr: ASR | None,
+    encoder: Embedder | None,
+    cache: dict[int, torch.Tensor],
+    identifier: SentenceID | None = None,
+    phones: Phones | None = None,
+) -> ItemScores:
     """Transcribe, identify, phone-decode and compare one item.
 
     `cache` maps id(tensor) → embedding, so a prompt or ground truth shared by several rows is
     embedded once per `evaluate_rows` call (once per worker process with `jobs` > 1). `identifier` is
     the one for this item's candidate set.
     """
-    scores = ItemScores(item.key, normalize(item.text),
-                        normalize(asr.transcribe(item.audio, item.sample_rate)) if asr else "",
-                        _seconds(item.audio, item.sample_rate))
+    scores = ItemScores(
+        item.key,
+        normalize(item.text),
+        normalize(asr.transcribe(item.audio, item.sample_rate)) if asr else "",
+        _seconds(item.audio, item.sample_rate),
+    )
     if (asr or identifier or phones) and not scores.reference:
-        raise ConfigError(f"item {item.key!r}: its text {item.text!r} is empty after normalisation; fix the transcript")
+        raise ConfigError(
+            f"item {item.key!r}: its text {item.text!r} is empty after normalisation; fix the transcript"
+        )
     if identifier is not None:
         index = identifier.identify(item.audio, item.sample_rate)
         scores.identified = "" if index is None else identifier.sentences[index]
@@ -182,7 +204,9 @@ def _score_phones(item: EvalItem, scores: ItemScores, phones: Phones) -> None:
     scores.hypothesis_phones = " ".join(phones.recognize(item.audio, item.sample_rate))
 
 
-def _score_similarity(item: EvalItem, scores: ItemScores, encoder: Embedder, cache: dict[int, torch.Tensor]) -> None:
+def _score_similarity(
+    item: EvalItem, scores: ItemScores, encoder: Embedder, cache: dict[int, torch.Tensor]
+) -> None:
     def embed(wav: torch.Tensor, rate: int | None) -> torch.Tensor:
         if id(wav) not in cache:
             cache[id(wav)] = encoder.embed(wav, rate or item.sample_rate)
@@ -196,7 +220,9 @@ def _score_similarity(item: EvalItem, scores: ItemScores, encoder: Embedder, cac
     if item.prompt_audio is not None:
         scores.sim_prompt = encoder.similarity(out, embed(item.prompt_audio, item.prompt_sample_rate))
     if item.reference_audio is not None:
-        scores.sim_reference = encoder.similarity(out, embed(item.reference_audio, item.reference_sample_rate))
+        scores.sim_reference = encoder.similarity(
+            out, embed(item.reference_audio, item.reference_sample_rate)
+        )
     if item.others:
         scores.sim_other = fmean(encoder.similarity(out, embed(wav, rate)) for wav, rate in item.others)
 
@@ -216,11 +242,14 @@ class _Identifiers:
             ConfigError: the item's text is not among its candidates.
         """
         text = normalize(item.text)
-        candidates = tuple(dict.fromkeys(normalize(c) for c in (row_texts if item.candidates is None
-                                                                else item.candidates)))
+        candidates = tuple(
+            dict.fromkeys(normalize(c) for c in (row_texts if item.candidates is None else item.candidates))
+        )
         if text not in candidates:
-            raise ConfigError(f"item {item.key!r}: its text {item.text!r} is not among its candidate sentences; "
-                              "add it to EvalItem.candidates")
+            raise ConfigError(
+                f"item {item.key!r}: its text {item.text!r} is not among its candidate sentences; "
+                "add it to EvalItem.candidates"
+            )
         if candidates not in self.usable:
             self.usable[candidates] = _dictionary_sentences(candidates)
         usable = self.usable[candidates]
@@ -238,13 +267,21 @@ def _dictionary_sentences(candidates: tuple[str, ...]) -> tuple[str, ...]:
 
     unknown = {c: oov_words(c) for c in candidates}
     if any(unknown.values()):
-        log.warning("sentence ID: %d of %d candidates left out, words outside the dictionary: %s",
-                    sum(map(bool, unknown.values())), len(candidates),
-                    ", ".join(sorted({w for words in unknown.values() for w in words})))
+        log.warning(
+            "sentence ID: %d of %d candidates left out, words outside the dictionary: %s",
+            sum(map(bool, unknown.values())),
+            len(candidates),
+            ", ".join(sorted({w for words in unknown.values() for w in words})),
+        )
     return tuple(c for c in candidates if not unknown[c])
 
 
-SCORER_NAMES = ("asr", "encoder", "identifier", "phones")  # the evaluate_rows arguments a `scorers` factory returns
+SCORER_NAMES = (
+    "asr",
+    "encoder",
+    "identifier",
+    "phones",
+)  # the evaluate_rows arguments a `scorers` factory returns
 
 
 class ItemScorer:
@@ -254,15 +291,23 @@ class ItemScorer:
     so an item is scored the same way wherever it is scored.
     """
 
-    def __init__(self, rows: Mapping[str, Sequence[EvalItem]], asr: ASR | None = None, encoder: Embedder | None = None,
-                 identifier: Callable[[Sequence[str]], SentenceID] | None = None, phones: Phones | None = None) -> None:
+    def __init__(
+        self,
+        rows: Mapping[str, Sequence[EvalItem]],
+        asr: ASR | None = None,
+        encoder: Embedder | None = None,
+        identifier: Callable[[Sequence[str]], SentenceID] | None = None,
+        phones: Phones | None = None,
+    ) -> None:
         self.rows, self.asr, self.encoder, self.phones = rows, asr, encoder, phones
         self.identifiers = _Identifiers(identifier) if identifier is not None else None
         self.cache: dict[int, torch.Tensor] = {}
         self.row_texts = {name: [item.text for item in items] for name, items in rows.items()}
 
     @classmethod
-    def build(cls, rows: Mapping[str, Sequence[EvalItem]], scorers: Callable[[], Mapping[str, Any]]) -> ItemScorer:
+    def build(
+        cls, rows: Mapping[str, Sequence[EvalItem]], scorers: Callable[[], Mapping[str, Any]]
+    ) -> ItemScorer:
         """An `ItemScorer` with the recognisers `scorers()` builds (e.g. `valle.demo.scorers`).
 
         Raises:
@@ -270,8 +315,10 @@ class ItemScorer:
         """
         built = scorers()
         if not isinstance(built, Mapping) or set(built) - set(SCORER_NAMES):
-            raise ConfigError(f"scorers={getattr(scorers, '__qualname__', scorers)!r} returned {built!r}; "
-                              f"it must return a dict with some of the keys {', '.join(SCORER_NAMES)}")
+            raise ConfigError(
+                f"scorers={getattr(scorers, '__qualname__', scorers)!r} returned {built!r}; "
+                f"it must return a dict with some of the keys {', '.join(SCORER_NAMES)}"
+            )
         return cls(rows, **built)
 
     def __call__(self, name: str, index: int) -> ItemScores:
@@ -281,38 +328,65 @@ class ItemScorer:
         return score_item(item, self.asr, self.encoder, self.cache, identifier, self.phones)
 
 
-def summarize(name: str, scored: Sequence[ItemScores], with_asr: bool, n_resamples: int = N_RESAMPLES) -> RowScores:
+def summarize(
+    name: str, scored: Sequence[ItemScores], with_asr: bool, n_resamples: int = N_RESAMPLES
+) -> RowScores:
     """Row figures from item scores, each with its n and bootstrap interval (resampling the items)."""
     low, high = DURATION_BAND
     phoned = [s for s in scored if s.reference_phones is not None]
     judged = [s for s in scored if s.sentence_correct is not None]  # identified, right or wrong
     estimates = {
         "sentence_id": mean_estimate([float(s.sentence_correct) for s in judged], n_resamples),
-        "per": estimate([word_edits(s.reference_phones or "", s.hypothesis_phones or "") for s in phoned],
-                        error_rate, n_resamples),
+        "per": estimate(
+            [word_edits(s.reference_phones or "", s.hypothesis_phones or "") for s in phoned],
+            error_rate,
+            n_resamples,
+        ),
         "wer": estimate([word_edits(s.reference, s.hypothesis) for s in scored], error_rate, n_resamples)
-        if with_asr else NOT_MEASURED,
+        if with_asr
+        else NOT_MEASURED,
         "cer": estimate([char_edits(s.reference, s.hypothesis) for s in scored], error_rate, n_resamples)
-        if with_asr else NOT_MEASURED,
+        if with_asr
+        else NOT_MEASURED,
         "sim_prompt": mean_estimate([s.sim_prompt for s in scored], n_resamples),
         "sim_reference": mean_estimate([s.sim_reference for s in scored], n_resamples),
         "sim_other": mean_estimate([s.sim_other for s in scored], n_resamples),
         "duration_ratio": mean_estimate([s.duration_ratio for s in scored], n_resamples),
-        "duration_in_band": mean_estimate([None if s.duration_ratio is None else float(low <= s.duration_ratio <= high)
-                                           for s in scored], n_resamples),
+        "duration_in_band": mean_estimate(
+            [None if s.duration_ratio is None else float(low <= s.duration_ratio <= high) for s in scored],
+            n_resamples,
+        ),
     }
     value = {k: e.value for k, e in estimates.items()}
     chance = fmean(1 / s.n_candidates for s in judged if s.n_candidates) if judged else None
-    return RowScores(name=name, n_items=len(scored), wer=value["wer"], cer=value["cer"],
-                     sim_prompt=value["sim_prompt"], sim_reference=value["sim_reference"],
-                     duration_ratio=value["duration_ratio"], items=list(scored), sim_other=value["sim_other"],
-                     sentence_id=value["sentence_id"], sentence_id_chance=chance, per=value["per"],
-                     duration_in_band=value["duration_in_band"], estimates=estimates)
+    return RowScores(
+        name=name,
+        n_items=len(scored),
+        wer=value["wer"],
+        cer=value["cer"],
+        sim_prompt=value["sim_prompt"],
+        sim_reference=value["sim_reference"],
+        duration_ratio=value["duration_ratio"],
+        items=list(scored),
+        sim_other=value["sim_other"],
+        sentence_id=value["sentence_id"],
+        sentence_id_chance=chance,
+        per=value["per"],
+        duration_in_band=value["duration_in_band"],
+        estimates=estimates,
+    )
 
 
-def evaluate_rows(rows: Mapping[str, Sequence[EvalItem]], asr: ASR | None = None, encoder: Embedder | None = None,
-                  identifier: Callable[[Sequence[str]], SentenceID] | None = None, phones: Phones | None = None, *,
-                  scorers: Callable[[], Mapping[str, Any]] | None = None, jobs: int = 1) -> list[RowScores]:
+def evaluate_rows(
+    rows: Mapping[str, Sequence[EvalItem]],
+    asr: ASR | None = None,
+    encoder: Embedder | None = None,
+    identifier: Callable[[Sequence[str]], SentenceID] | None = None,
+    phones: Phones | None = None,
+    *,
+    scorers: Callable[[], Mapping[str, Any]] | None = None,
+    jobs: int = 1,
+) -> list[RowScores]:
     """Score every row.
 
     The scorers come either as objects (`asr=`, `encoder=`, `identifier=`, `phones=`) or as `scorers=`,
@@ -338,15 +412,20 @@ def evaluate_rows(rows: Mapping[str, Sequence[EvalItem]], asr: ASR | None = None
             or is not among its item's candidates; `jobs` < 1; `jobs` > 1 with scorer objects rather
             than `scorers=`. An error while scoring in a worker is raised here as it was raised there.
     """
-    given = {key: value for key, value in zip(SCORER_NAMES, (asr, encoder, identifier, phones), strict=True)
-             if value is not None}
+    given = {
+        key: value
+        for key, value in zip(SCORER_NAMES, (asr, encoder, identifier, phones), strict=True)
+        if value is not None
+    }
     if jobs < 1:
         raise ConfigError(f"jobs={jobs}: pass the number of worker processes, 1 or more")
     if scorers is not None and given:
         raise ConfigError(f"pass the scorers as objects ({', '.join(given)}=) or as scorers=, not both")
     if jobs > 1 and given:
-        raise ConfigError(f"jobs={jobs} needs scorers=, a module-level function that builds the scorers "
-                          "(e.g. valle.demo.scorers): live decoders cannot be sent to worker processes")
+        raise ConfigError(
+            f"jobs={jobs} needs scorers=, a module-level function that builds the scorers "
+            "(e.g. valle.demo.scorers): live decoders cannot be sent to worker processes"
+        )
     for name, items in rows.items():
         if not items:
             raise ValueError(f"row {name!r} has no items")
@@ -356,13 +435,18 @@ def evaluate_rows(rows: Mapping[str, Sequence[EvalItem]], asr: ASR | None = None
 
         scored_rows = score_in_workers(rows, scorers, workers)
     else:
-        scored_rows = _score_here(ItemScorer.build(rows, scorers) if scorers is not None else ItemScorer(rows, **given))
+        scored_rows = _score_here(
+            ItemScorer.build(rows, scorers) if scorers is not None else ItemScorer(rows, **given)
+        )
     results = []
     with closing(scored_rows):  # a pool of workers stops with it, whatever happens here
         for name, scored, with_asr in scored_rows:
             results.append(summarize(name, scored, with_asr))
-            log.info("%s: %s", name, ", ".join(f"{k} {v:.3f}" for k, v in metrics_of(results[-1]).items()
-                                               if v is not None))
+            log.info(
+                "%s: %s",
+                name,
+                ", ".join(f"{k} {v:.3f}" for k, v in metrics_of(results[-1]).items() if v is not None),
+            )
     return results
 
 
@@ -386,11 +470,17 @@ def estimate_of(row: RowScores, key: str) -> Estimate:
 
 
 # (header, metric, percent?) in table order
-COLUMNS = (("sentence-ID %", "sentence_id", True), ("PER %", "per", True), ("WER %", "wer", True),
-           ("CER %", "cer", True), ("SIM (prompt)", "sim_prompt", False),
-           ("SIM (ground truth)", "sim_reference", False), ("SIM (other voices)", "sim_other", False),
-           ("duration ratio", "duration_ratio", False),
-           (f"in {DURATION_BAND[0]}–{DURATION_BAND[1]} %", "duration_in_band", True))
+COLUMNS = (
+    ("sentence-ID %", "sentence_id", True),
+    ("PER %", "per", True),
+    ("WER %", "wer", True),
+    ("CER %", "cer", True),
+    ("SIM (prompt)", "sim_prompt", False),
+    ("SIM (ground truth)", "sim_reference", False),
+    ("SIM (other voices)", "sim_other", False),
+    ("duration ratio", "duration_ratio", False),
+    (f"in {DURATION_BAND[0]}–{DURATION_BAND[1]} %", "duration_in_band", True),
+)
 
 
 def format_cell(figure: Estimate, percent: bool, n_items: int) -> str:
@@ -410,12 +500,16 @@ def format_cell(figure: Estimate, percent: bool, n_items: int) -> str:
 
 def format_markdown(rows: Sequence[RowScores]) -> str:
     """A Markdown table, every figure with its 95 % interval, then the sentence-ID chance levels."""
-    lines = ["| row | n | " + " | ".join(header for header, _, _ in COLUMNS) + " |",
-             "|---|---:|" + "---:|" * len(COLUMNS)]
+    lines = [
+        "| row | n | " + " | ".join(header for header, _, _ in COLUMNS) + " |",
+        "|---|---:|" + "---:|" * len(COLUMNS),
+    ]
     for r in rows:
         cells = [format_cell(estimate_of(r, key), percent, r.n_items) for _, key, percent in COLUMNS]
         lines.append(f"| {r.name} | {r.n_items} | " + " | ".join(cells) + " |")
-    chances = [f"{r.name} {100 * r.sentence_id_chance:.1f} %" for r in rows if r.sentence_id_chance is not None]
+    chances = [
+        f"{r.name} {100 * r.sentence_id_chance:.1f} %" for r in rows if r.sentence_id_chance is not None
+    ]
     notes = [f"\n[low–high]: 95 % bootstrap interval over the row's items ({N_RESAMPLES} resamples)."]
     if chances:
         notes.append("Sentence-ID chance (1 / number of candidate sentences): " + ", ".join(chances) + ".")
@@ -429,7 +523,11 @@ def to_json(rows: Sequence[RowScores], details: bool = True) -> str:
     """
     data = []
     for r in rows:
-        row: dict[str, object] = {"name": r.name, "n_items": r.n_items, "sentence_id_chance": r.sentence_id_chance}
+        row: dict[str, object] = {
+            "name": r.name,
+            "n_items": r.n_items,
+            "sentence_id_chance": r.sentence_id_chance,
+        }
         row.update({key: asdict(estimate_of(r, key)) for key in METRICS})
         if details:
             row["items"] = [asdict(item) for item in r.items]

@@ -44,7 +44,9 @@ class SentenceIdentifier:
         ImportError: pocketsphinx is not installed.
     """
 
-    def __init__(self, sentences: Sequence[str], retry: bool = True, loglevel: str = "FATAL", **config: object) -> None:
+    def __init__(
+        self, sentences: Sequence[str], retry: bool = True, loglevel: str = "FATAL", **config: object
+    ) -> None:
         self.sentences = [normalize(s) for s in sentences]
         if not self.sentences:
             raise ConfigError("sentence identification needs at least one candidate sentence")
@@ -52,15 +54,23 @@ class SentenceIdentifier:
         for raw, sentence in zip(sentences, self.sentences, strict=True):
             unknown = [w for w in sentence.split() if self.decoder.lookup_word(w) is None]
             if unknown or not sentence:
-                reason = f"{', '.join(map(repr, unknown))} not in pocketsphinx's dictionary" if sentence else "no words"
-                raise ConfigError(f"candidate sentence {raw!r}: {reason}; spell it out or leave the sentence out")
+                reason = (
+                    f"{', '.join(map(repr, unknown))} not in pocketsphinx's dictionary"
+                    if sentence
+                    else "no words"
+                )
+                raise ConfigError(
+                    f"candidate sentence {raw!r}: {reason}; spell it out or leave the sentence out"
+                )
         self._index: dict[str, int] = {}
         for i, sentence in enumerate(self.sentences):
             self._index.setdefault(sentence, i)
         # Silence and noise "words" between the sentence's words help most voices, but on some (espeak-ng)
         # the best path then ends off the grammar's final state and nothing is decoded: a second search
         # without them decodes most of those (8 espeak-ng sentences among 44: 2 → 6 identified).
-        self.retry = sphinx_decoder(loglevel, {"lm": None, "fsgusefiller": False, **config}) if retry else None
+        self.retry = (
+            sphinx_decoder(loglevel, {"lm": None, "fsgusefiller": False, **config}) if retry else None
+        )
         for decoder in (self.decoder, self.retry):
             if decoder is not None:
                 decoder.add_jsgf_string(SEARCH, jsgf_grammar(list(self._index)))

@@ -80,8 +80,10 @@ class WavLMVerifier:
         except ImportError as error:
             raise ImportError("WavLMVerifier needs `pip install transformers`") from error
         if not (Path(model_dir) / "config.json").is_file():
-            raise MissingFileError(f"{model_dir}: no config.json; pass a local folder saved with save_pretrained "
-                                   "(model names are refused so that nothing is downloaded)")
+            raise MissingFileError(
+                f"{model_dir}: no config.json; pass a local folder saved with save_pretrained "
+                "(model names are refused so that nothing is downloaded)"
+            )
         self.model = WavLMForXVector.from_pretrained(str(model_dir), local_files_only=True).to(device).eval()
         self.device = device
 

@@ -33,8 +33,13 @@ class Estimate:
 NOT_MEASURED = Estimate(None, None, None, 0)
 
 
-def bootstrap_ci(items: Sequence[T], statistic: Callable[[Sequence[T]], float], n_resamples: int = N_RESAMPLES,
-                 seed: int = 0, confidence: float = CONFIDENCE) -> tuple[float, float]:
+def bootstrap_ci(
+    items: Sequence[T],
+    statistic: Callable[[Sequence[T]], float],
+    n_resamples: int = N_RESAMPLES,
+    seed: int = 0,
+    confidence: float = CONFIDENCE,
+) -> tuple[float, float]:
     """Percentile bootstrap interval of `statistic(items)`.
 
     Args:
@@ -59,8 +64,12 @@ def bootstrap_ci(items: Sequence[T], statistic: Callable[[Sequence[T]], float], 
     return float(low), float(high)
 
 
-def estimate(items: Sequence[T], statistic: Callable[[Sequence[T]], float], n_resamples: int = N_RESAMPLES,
-             seed: int = 0) -> Estimate:
+def estimate(
+    items: Sequence[T],
+    statistic: Callable[[Sequence[T]], float],
+    n_resamples: int = N_RESAMPLES,
+    seed: int = 0,
+) -> Estimate:
     """`statistic(items)` with its bootstrap interval and n; `NOT_MEASURED` for no items."""
     if not items:
         return NOT_MEASURED

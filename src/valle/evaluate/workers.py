@@ -43,8 +43,9 @@ _factory: Callable[[], Mapping[str, Any]] | None = None
 _scorer: ItemScorer | None = None
 
 
-def score_in_workers(rows: Mapping[str, Sequence[EvalItem]], scorers: Callable[[], Mapping[str, Any]],
-                     jobs: int) -> Iterator[tuple[str, list[ItemScores], bool]]:
+def score_in_workers(
+    rows: Mapping[str, Sequence[EvalItem]], scorers: Callable[[], Mapping[str, Any]], jobs: int
+) -> Iterator[tuple[str, list[ItemScores], bool]]:
     """Score every item of `rows` in `jobs` worker processes.
 
     Yields:
@@ -58,8 +59,10 @@ def score_in_workers(rows: Mapping[str, Sequence[EvalItem]], scorers: Callable[[
     try:
         pickle.dumps(scorers)
     except (pickle.PicklingError, AttributeError, TypeError) as error:
-        raise ConfigError(f"scorers={scorers!r} cannot be sent to worker processes ({error}); "
-                          "pass a function defined at module level") from error
+        raise ConfigError(
+            f"scorers={scorers!r} cannot be sent to worker processes ({error}); "
+            "pass a function defined at module level"
+        ) from error
     context = multiprocessing.get_context("spawn")
     records = context.Queue()
     listener = QueueListener(records, _ParentLoggers())
@@ -72,10 +75,16 @@ def score_in_workers(rows: Mapping[str, Sequence[EvalItem]], scorers: Callable[[
             audio = Path(folder) / "rows.pickle"
             with audio.open("wb") as file:
                 pickle.dump(_map_audio(rows, _to_numpy), file, protocol=pickle.HIGHEST_PROTOCOL)
-            with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker,
-                                     initargs=(str(audio), scorers, records, level)) as pool:
-                futures = {name: [pool.submit(_score, name, index) for index in range(len(items))]
-                           for name, items in rows.items()}
+            with ProcessPoolExecutor(
+                jobs,
+                mp_context=context,
+                initializer=_start_worker,
+                initargs=(str(audio), scorers, records, level),
+            ) as pool:
+                futures = {
+                    name: [pool.submit(_score, name, index) for index in range(len(items))]
+                    for name, items in rows.items()
+                }
                 try:
                     for name, row in futures.items():
                         done = [future.result() for future in row]
@@ -89,8 +98,9 @@ def score_in_workers(rows: Mapping[str, Sequence[EvalItem]], scorers: Callable[[
         records.join_thread()
 
 
-def _start_worker(audio: str, scorers: Callable[[], Mapping[str, Any]], records: multiprocessing.queues.Queue,
-                  level: int) -> None:
+def _start_worker(
+    audio: str, scorers: Callable[[], Mapping[str, Any]], records: multiprocessing.queues.Queue, level: int
+) -> None:
     """Worker initializer: one torch thread, log records to the parent, the rows read back with tensors."""
     global _rows, _factory
     torch.set_num_threads(1)  # one process per core already; a thread pool each would only contend
@@ -116,7 +126,9 @@ def _to_numpy(wav: torch.Tensor) -> np.ndarray:
     return wav.detach().cpu().numpy()
 
 
-def _map_audio(rows: Mapping[str, Sequence[EvalItem]], convert: Callable[[Any], Any]) -> dict[str, list[EvalItem]]:
+def _map_audio(
+    rows: Mapping[str, Sequence[EvalItem]], convert: Callable[[Any], Any]
+) -> dict[str, list[EvalItem]]:
     """`rows` with every waveform converted, each distinct waveform once: a recording shared by many items
     stays one object, so it is pickled once and embedded once (the embedding cache is keyed by identity)."""
     converted: dict[int, Any] = {}
@@ -128,10 +140,19 @@ def _map_audio(rows: Mapping[str, Sequence[EvalItem]], convert: Callable[[Any], 
             converted[id(wav)] = convert(wav)
         return converted[id(wav)]
 
-    return {name: [replace(item, audio=one(item.audio), prompt_audio=one(item.prompt_audio),
-                           reference_audio=one(item.reference_audio),
-                           others=[(one(wav), rate) for wav, rate in item.others]) for item in items]
-            for name, items in rows.items()}
+    return {
+        name: [
+            replace(
+                item,
+                audio=one(item.audio),
+                prompt_audio=one(item.prompt_audio),
+                reference_audio=one(item.reference_audio),
+                others=[(one(wav), rate) for wav, rate in item.others],
+            )
+            for item in items
+        ]
+        for name, items in rows.items()
+    }
 
 
 class _ParentLoggers(logging.Handler):

@@ -80,9 +80,14 @@ class KVCache:
         window = self.window
         if window is not None:
             window = ContextWindow(window.size, window.prefix_lengths.index_select(0, index))
-        return KVCache(self.keys.index_select(1, index), self.values.index_select(1, index),
-                       self.positions.index_select(0, index), self.used.index_select(0, index),
-                       self.next_position.index_select(0, index), window)
+        return KVCache(
+            self.keys.index_select(1, index),
+            self.values.index_select(1, index),
+            self.positions.index_select(0, index),
+            self.used.index_select(0, index),
+            self.next_position.index_select(0, index),
+            window,
+        )
 
     def reserve(self, n: int) -> Tensor:
         """Slots [B, n] for each row's next n positions, evicting out-of-window slots if room runs out.

@@ -56,8 +56,9 @@ class ValleConfig:
         if isinstance(self.scale, dict):
             self.scale = ScaleConfig(**self.scale)
         if self.scale.d_model % self.scale.n_heads:
-            raise ConfigError(f"model.scale: d_model={self.scale.d_model} is not divisible by "
-                              f"n_heads={self.scale.n_heads}")
+            raise ConfigError(
+                f"model.scale: d_model={self.scale.d_model} is not divisible by n_heads={self.scale.n_heads}"
+            )
         if self.n_levels < 1:
             raise ConfigError(f"n_levels must be >= 1, got {self.n_levels}")
 
@@ -79,8 +80,11 @@ class ValleConfig:
     @classmethod
     def tiny(cls, **overrides: Any) -> ValleConfig:
         """Tests and CPU smoke runs: a 0.1 M-parameter backbone (plus embeddings and heads)."""
-        settings = {"scale": ScaleConfig(d_model=64, n_heads=4, n_layers=2, ff_mult=2.0),
-                    "backbone": BackboneConfig(dropout=0.0), **overrides}
+        settings = {
+            "scale": ScaleConfig(d_model=64, n_heads=4, n_layers=2, ff_mult=2.0),
+            "backbone": BackboneConfig(dropout=0.0),
+            **overrides,
+        }
         return cls(**settings)
 
     @classmethod

@@ -93,7 +93,9 @@ class LoRALinear(nn.Module):
     @torch.no_grad()
     def merged(self) -> nn.Linear:
         """The base layer with the update folded into its weight (W += B A * scale); the adapter is spent."""
-        delta = (self.lora_b.float() @ self.lora_a.float()) * self.scale  # [out, in]; fp32 so bf16 W keeps B A
+        delta = (
+            self.lora_b.float() @ self.lora_a.float()
+        ) * self.scale  # [out, in]; fp32 so bf16 W keeps B A
         self.base.weight.add_(delta.to(self.base.weight.dtype))
         return self.base
 
@@ -116,12 +118,14 @@ def _matching_linears(model: nn.Module, config: LoRAConfig) -> tuple[dict[str, n
     """(the Linear layers `config` selects by name, the names of every Linear layer outside an adapter)."""
     inside_adapters = {f"{name}.base" for name, _ in _lora_modules(model)}
     linears = {
-        name: m for name, m in model.named_modules()
+        name: m
+        for name, m in model.named_modules()
         if isinstance(m, nn.Linear) and name not in inside_adapters
     }
     prefixes = tuple(config.modules) if config.modules is not None else ("",)
     chosen = {
-        name: m for name, m in linears.items()
+        name: m
+        for name, m in linears.items()
         if name.rpartition(".")[2] in config.targets and name.startswith(prefixes)
     }
     return chosen, list(linears)

@@ -63,7 +63,9 @@ class Int8Linear(nn.Module):
         self.out_features, self.in_features = weight.shape
         self._scales = (weight.abs().amax(dim=1) / WEIGHT_MAX).clamp(min=1e-12)
         # Integer weights with unit scale for the kernel; the per-channel scales multiply its output.
-        self._weight = torch.round(weight / self._scales[:, None]).clamp(-WEIGHT_MAX, WEIGHT_MAX).to(torch.int8)
+        self._weight = (
+            torch.round(weight / self._scales[:, None]).clamp(-WEIGHT_MAX, WEIGHT_MAX).to(torch.int8)
+        )
         self._column_sums = self._weight.sum(dim=1, dtype=torch.int32)  # the kernel's zero-point correction
         self._zeros = torch.zeros(self.out_features)
         self._bias = None if bias is None else bias.detach().float().cpu()
@@ -77,7 +79,8 @@ class Int8Linear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         y = torch.fbgemm_linear_int8_weight_fp32_activation(
-            x, self._weight, self._packed, self._column_sums, 1.0, 0, self._zeros)
+            x, self._weight, self._packed, self._column_sums, 1.0, 0, self._zeros
+        )
         if self._bias is None:
             return y.mul_(self._scales)
         return torch.addcmul(self._bias, y, self._scales)
@@ -111,15 +114,21 @@ def quantize(model: nn.Module, mode: str | None) -> nn.Module:
         raise ConfigError(f"unknown quantize={mode!r}; use one of {', '.join(MODES)} or null")
     device = next(model.parameters()).device
     if device.type != "cpu":
-        raise ConfigError(f"quantize={mode} runs on the CPU only (fbgemm kernels); the model is on {device}. "
-                          "Use device=cpu, or quantize=null on a GPU")
+        raise ConfigError(
+            f"quantize={mode} runs on the CPU only (fbgemm kernels); the model is on {device}. "
+            "Use device=cpu, or quantize=null on a GPU"
+        )
     if "fbgemm" not in torch.backends.quantized.supported_engines:
-        raise ConfigError(f"quantize={mode} needs torch's fbgemm engine, which this build lacks "
-                          f"(engines: {torch.backends.quantized.supported_engines})")
+        raise ConfigError(
+            f"quantize={mode} needs torch's fbgemm engine, which this build lacks "
+            f"(engines: {torch.backends.quantized.supported_engines})"
+        )
     capability = torch.backends.cpu.get_cpu_capability()
     if capability not in FBGEMM_CPUS:
-        raise ConfigError(f"quantize={mode} needs an x86 CPU with AVX2 for fbgemm; this one runs torch's "
-                          f"{capability} kernels. Use quantize=null")
+        raise ConfigError(
+            f"quantize={mode} needs an x86 CPU with AVX2 for fbgemm; this one runs torch's "
+            f"{capability} kernels. Use quantize=null"
+        )
     _swap(model.eval())
     return model
 

@@ -66,9 +66,15 @@ def pack(segments: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor, list[Te
     return out[:, :size], total, offsets
 
 
-def _prefix_segments(emb: Embeddings, text: Tensor, text_lengths: Tensor, prompt: Tensor,
-                     prompt_lengths: Tensor, scale: float = 0.0,
-                     continues: Tensor | None = None) -> list[tuple[Tensor, Tensor]]:
+def _prefix_segments(
+    emb: Embeddings,
+    text: Tensor,
+    text_lengths: Tensor,
+    prompt: Tensor,
+    prompt_lengths: Tensor,
+    scale: float = 0.0,
+    continues: Tensor | None = None,
+) -> list[tuple[Tensor, Tensor]]:
     batch = text.shape[0]
     ones = torch.ones(batch, dtype=torch.long, device=text.device)
     sep = emb.separator.expand(batch, 1, -1)
@@ -96,9 +102,19 @@ def _add_level(emb: Embeddings, packed: Tensor, levels: Tensor) -> Tensor:
     return packed + emb.level(levels)[:, None, :]
 
 
-def build_ar(emb: Embeddings, text: Tensor, text_lengths: Tensor, prompt: Tensor, prompt_lengths: Tensor,
-             codes: Tensor | None = None, code_lengths: Tensor | None = None, stop_token: int = 0,
-             segment_positions: float = 0.0, continues: Tensor | None = None, input_dropout: float = 0.0) -> Packed:
+def build_ar(
+    emb: Embeddings,
+    text: Tensor,
+    text_lengths: Tensor,
+    prompt: Tensor,
+    prompt_lengths: Tensor,
+    codes: Tensor | None = None,
+    code_lengths: Tensor | None = None,
+    stop_token: int = 0,
+    segment_positions: float = 0.0,
+    continues: Tensor | None = None,
+    input_dropout: float = 0.0,
+) -> Packed:
     """AR inputs (and targets when `codes` is given) for level 0.
 
     Args:
@@ -137,9 +153,19 @@ def build_ar(emb: Embeddings, text: Tensor, text_lengths: Tensor, prompt: Tensor
     return Packed(x, lengths, offsets[-1], targets)
 
 
-def build_nar(emb: Embeddings, text: Tensor, text_lengths: Tensor, prompt: Tensor, prompt_lengths: Tensor,
-              codes: Tensor, code_lengths: Tensor, levels: Tensor, with_targets: bool = True,
-              segment_positions: float = 0.0, continues: Tensor | None = None) -> Packed:
+def build_nar(
+    emb: Embeddings,
+    text: Tensor,
+    text_lengths: Tensor,
+    prompt: Tensor,
+    prompt_lengths: Tensor,
+    codes: Tensor,
+    code_lengths: Tensor,
+    levels: Tensor,
+    with_targets: bool = True,
+    segment_positions: float = 0.0,
+    continues: Tensor | None = None,
+) -> Packed:
     """NAR inputs for level `levels[b]` of each row (>= 1): the response sums the levels below it."""
     response = emb.embed_levels_below(codes, levels)
     if segment_positions > 0:  # frame j at j + 1, where the AR feeds it
@@ -154,12 +180,17 @@ def build_nar(emb: Embeddings, text: Tensor, text_lengths: Tensor, prompt: Tenso
     return Packed(x, lengths, offsets[-1], targets)
 
 
-def prefix_targets(text: Tensor, text_lengths: Tensor, prompt: Tensor, prompt_lengths: Tensor,
-                   size: int) -> tuple[Tensor, Tensor]:
+def prefix_targets(
+    text: Tensor, text_lengths: Tensor, prompt: Tensor, prompt_lengths: Tensor, size: int
+) -> tuple[Tensor, Tensor]:
     """Optional AR targets on the prefix: the next text id at text positions, the next prompt frame's
     level-0 code at prompt positions (each [B, size], IGNORE elsewhere)."""
-    text_targets = place_targets(text[:, 1:], (text_lengths - 1).clamp(min=0), torch.zeros_like(text_lengths), size)
-    prompt_targets = place_targets(prompt[:, 0, 1:], (prompt_lengths - 1).clamp(min=0), text_lengths + 1, size)
+    text_targets = place_targets(
+        text[:, 1:], (text_lengths - 1).clamp(min=0), torch.zeros_like(text_lengths), size
+    )
+    prompt_targets = place_targets(
+        prompt[:, 0, 1:], (prompt_lengths - 1).clamp(min=0), text_lengths + 1, size
+    )
     return text_targets, prompt_targets
 
 

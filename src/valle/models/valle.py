@@ -42,9 +42,15 @@ class Stack(nn.Module):
         super().__init__()
         s = config.scale
         self.embeddings = Embeddings(config.n_text_tokens, config.n_levels, config.codebook_size, s.d_model)
-        self.backbone: Backbone = build_backbone(backbone.name, d_model=s.d_model, n_heads=s.n_heads,
-                                                 n_layers=s.n_layers, ff_mult=s.ff_mult, dropout=backbone.dropout,
-                                                 **backbone.options)
+        self.backbone: Backbone = build_backbone(
+            backbone.name,
+            d_model=s.d_model,
+            n_heads=s.n_heads,
+            n_layers=s.n_layers,
+            ff_mult=s.ff_mult,
+            dropout=backbone.dropout,
+            **backbone.options,
+        )
         self.heads = Heads(1 if config.shared_head else config.n_levels, s.d_model, config.codebook_size)
 
 
@@ -77,7 +83,9 @@ class Valle(nn.Module):
     def __init__(self, config: ValleConfig) -> None:
         super().__init__()
         if config.n_text_tokens <= 0:
-            raise ValueError("ValleConfig.n_text_tokens is 0: fill the data's sizes with config.with_data(...)")
+            raise ValueError(
+                "ValleConfig.n_text_tokens is 0: fill the data's sizes with config.with_data(...)"
+            )
         self.config = config
         self.ar = Stack(config, config.backbone)
         self.nar_stack = None if config.shared else Stack(config, config.nar_backbone or config.backbone)
@@ -88,17 +96,42 @@ class Valle(nn.Module):
 
     # ---------------------------------------------------------------------------------------- training
     def ar_packed(self, batch: dict, input_dropout: float = 0.0) -> Packed:
-        return build_ar(self.ar.embeddings, batch["text"], batch["text_lengths"], batch["prompt"],
-                        batch["prompt_lengths"], batch["codes"], batch["code_lengths"], self.config.stop_token,
-                        self.config.segment_positions, batch.get("continues"), input_dropout)
+        return build_ar(
+            self.ar.embeddings,
+            batch["text"],
+            batch["text_lengths"],
+            batch["prompt"],
+            batch["prompt_lengths"],
+            batch["codes"],
+            batch["code_lengths"],
+            self.config.stop_token,
+            self.config.segment_positions,
+            batch.get("continues"),
+            input_dropout,
+        )
 
     def nar_packed(self, batch: dict, levels: Tensor) -> Packed:
-        return build_nar(self.nar.embeddings, batch["text"], batch["text_lengths"], batch["prompt"],
-                         batch["prompt_lengths"], batch["codes"], batch["code_lengths"], levels,
-                         segment_positions=self.config.segment_positions, continues=batch.get("continues"))
+        return build_nar(
+            self.nar.embeddings,
+            batch["text"],
+            batch["text_lengths"],
+            batch["prompt"],
+            batch["prompt_lengths"],
+            batch["codes"],
+            batch["code_lengths"],
+            levels,
+            segment_positions=self.config.segment_positions,
+            continues=batch.get("continues"),
+        )
 
-    def forward(self, batch: dict, levels: Tensor, prefix_losses: bool = False,
-                attention_layers: Sequence[int] = (), ar_input_dropout: float = 0.0) -> TrainOutput:
+    def forward(
+        self,
+        batch: dict,
+        levels: Tensor,
+        prefix_losses: bool = False,
+        attention_layers: Sequence[int] = (),
+        ar_input_dropout: float = 0.0,
+    ) -> TrainOutput:
         """Teacher-forced logits for every row at its level.
 
         Args:
@@ -117,9 +150,13 @@ class Valle(nn.Module):
         ar_rows = (levels == 0).nonzero().squeeze(1)
         if len(ar_rows):
             packed = self.ar_packed(_rows(batch, ar_rows), ar_input_dropout)
-            h = self.ar.backbone(packed.x, packed.lengths, causal=True,
-                                 prefix_lengths=packed.prefix_lengths if self.config.prefix_lm else None,
-                                 **({"attention_layers": attention_layers} if attention_layers else {}))
+            h = self.ar.backbone(
+                packed.x,
+                packed.lengths,
+                causal=True,
+                prefix_lengths=packed.prefix_lengths if self.config.prefix_lm else None,
+                **({"attention_layers": attention_layers} if attention_layers else {}),
+            )
             attention = h.attention
             outputs.append(_level_output(self.ar.heads, h.hidden, packed.targets, 0, with_stop=True))
             aux = aux + h.aux_loss
@@ -139,8 +176,9 @@ class Valle(nn.Module):
         return TrainOutput(outputs, aux, ar_rows=ar_rows, ar_attention=attention)
 
     def _prefix_outputs(self, rows: dict, hidden: Tensor) -> tuple[LevelOutput, LevelOutput]:
-        text_targets, prompt_targets = prefix_targets(rows["text"], rows["text_lengths"], rows["prompt"],
-                                                      rows["prompt_lengths"], hidden.shape[1])
+        text_targets, prompt_targets = prefix_targets(
+            rows["text"], rows["text_lengths"], rows["prompt"], rows["prompt_lengths"], hidden.shape[1]
+        )
         where = text_targets != IGNORE
         text_logits = hidden[where] @ self.ar.embeddings.text.weight.t()  # tied: no extra parameters
         text = LevelOutput(-1, text_logits, text_targets[where])
@@ -148,21 +186,38 @@ class Valle(nn.Module):
         prompt_logits = self.ar.heads(hidden[where], 0)[:, : self.config.codebook_size]
         return text, LevelOutput(0, prompt_logits, prompt_targets[where])
 
-
     # ---------------------------------------------------------------------------------------- decoding
-    def ar_prefix(self, text: Tensor, text_lengths: Tensor, prompt: Tensor, prompt_lengths: Tensor,
-                  continues: Tensor | None = None) -> Packed:
+    def ar_prefix(
+        self,
+        text: Tensor,
+        text_lengths: Tensor,
+        prompt: Tensor,
+        prompt_lengths: Tensor,
+        continues: Tensor | None = None,
+    ) -> Packed:
         """The AR's input before its first code: `[text ; sep ; prompt ; sep ; start]` (as in training).
 
         `continues` [B] bool: rows whose prompt is the beginning of the utterance to say (continuation)."""
-        return build_ar(self.ar.embeddings, text, text_lengths, prompt, prompt_lengths, None, None,
-                        self.config.stop_token, self.config.segment_positions, continues)
+        return build_ar(
+            self.ar.embeddings,
+            text,
+            text_lengths,
+            prompt,
+            prompt_lengths,
+            None,
+            None,
+            self.config.stop_token,
+            self.config.segment_positions,
+            continues,
+        )
 
     def ar_step_input(self, codes: Tensor, step: int = 0) -> Tensor:
         """Level-0 codes [B] just decoded at decoding step `step` → the next AR input [B, 1, D] (as
         `build_ar` embeds them: code j is response position j + 1)."""
         emb = self.ar.embeddings
-        safe = codes.clamp(max=self.config.codebook_size - 1)  # a finished row's stop id: its output is unused
+        safe = codes.clamp(
+            max=self.config.codebook_size - 1
+        )  # a finished row's stop id: its output is unused
         x = emb.embed_level0(safe) + emb.level.weight[0]
         if self.config.segment_positions > 0:
             x = x + response_positions(x.shape[-1], step + 1, 1, x.device)[0].to(x.dtype)
@@ -172,13 +227,32 @@ class Valle(nn.Module):
         """AR hidden states [..., D] → logits [..., V + 1] over level-0 codes and stop."""
         return self.ar.heads(hidden, 0)
 
-    def nar_logits(self, text: Tensor, text_lengths: Tensor, prompt: Tensor, prompt_lengths: Tensor,
-                   codes: Tensor, code_lengths: Tensor, level: int, continues: Tensor | None = None) -> Tensor:
+    def nar_logits(
+        self,
+        text: Tensor,
+        text_lengths: Tensor,
+        prompt: Tensor,
+        prompt_lengths: Tensor,
+        codes: Tensor,
+        code_lengths: Tensor,
+        level: int,
+        continues: Tensor | None = None,
+    ) -> Tensor:
         """Logits [B, T, V] of level `level` for every response frame, given levels < `level` of `codes`."""
         levels = torch.full((codes.shape[0],), level, dtype=torch.long, device=codes.device)
-        packed = build_nar(self.nar.embeddings, text, text_lengths, prompt, prompt_lengths, codes, code_lengths,
-                           levels, with_targets=False, segment_positions=self.config.segment_positions,
-                           continues=continues)
+        packed = build_nar(
+            self.nar.embeddings,
+            text,
+            text_lengths,
+            prompt,
+            prompt_lengths,
+            codes,
+            code_lengths,
+            levels,
+            with_targets=False,
+            segment_positions=self.config.segment_positions,
+            continues=continues,
+        )
         hidden = self.nar.backbone(packed.x, packed.lengths, causal=False).hidden
         frames = torch.arange(codes.shape[2], device=codes.device)[None, :]
         index = (packed.prefix_lengths[:, None] + frames).clamp(max=hidden.shape[1] - 1)

@@ -26,11 +26,17 @@ class ArResult:
     hit_limit: Tensor  # [B] bool: the row reached max_steps without a stop token
 
 
-
-
-def _start(model: Valle, text: Tensor, text_lengths: Tensor, prompt: Tensor, prompt_lengths: Tensor,
-           max_steps: int, max_context: int | None, capacity: Callable[[int], int] | None = None,
-           continues: Tensor | None = None):
+def _start(
+    model: Valle,
+    text: Tensor,
+    text_lengths: Tensor,
+    prompt: Tensor,
+    prompt_lengths: Tensor,
+    max_steps: int,
+    max_context: int | None,
+    capacity: Callable[[int], int] | None = None,
+    continues: Tensor | None = None,
+):
     """Prefill: cache holding the prefix, and the logits [B, V + 1] of the first code.
 
     `capacity` maps the positions needed to the cache size (the fast path rounds it up)."""
@@ -47,10 +53,21 @@ def _start(model: Valle, text: Tensor, text_lengths: Tensor, prompt: Tensor, pro
 
 
 @torch.inference_mode()
-def decode_ar(model: Valle, text: Tensor, text_lengths: Tensor, prompt: Tensor, prompt_lengths: Tensor,
-              sampler: ArSampler, max_steps: int, max_context: int | None = None,
-              generator: torch.Generator | None = None, on_step: Callable[[int], None] | None = None,
-              row_limits: Tensor | None = None, fast: bool = False, continues: Tensor | None = None) -> ArResult:
+def decode_ar(
+    model: Valle,
+    text: Tensor,
+    text_lengths: Tensor,
+    prompt: Tensor,
+    prompt_lengths: Tensor,
+    sampler: ArSampler,
+    max_steps: int,
+    max_context: int | None = None,
+    generator: torch.Generator | None = None,
+    on_step: Callable[[int], None] | None = None,
+    row_limits: Tensor | None = None,
+    fast: bool = False,
+    continues: Tensor | None = None,
+) -> ArResult:
     """Sample level-0 codes for a batch.
 
     Args:
@@ -68,8 +85,17 @@ def decode_ar(model: Valle, text: Tensor, text_lengths: Tensor, prompt: Tensor, 
     """
     batch, stop = text.shape[0], model.config.stop_token
     fast_path = fast_step(model, max_context) if fast else None
-    cache, logits = _start(model, text, text_lengths, prompt, prompt_lengths, max_steps, max_context,
-                           static_capacity if fast_path else None, continues)
+    cache, logits = _start(
+        model,
+        text,
+        text_lengths,
+        prompt,
+        prompt_lengths,
+        max_steps,
+        max_context,
+        static_capacity if fast_path else None,
+        continues,
+    )
     step_fn = fast_path.bind(cache) if fast_path else None
     history = torch.full((batch, max_steps), -1, dtype=torch.long, device=text.device)
     lengths = torch.full((batch,), max_steps, dtype=torch.long, device=text.device)
@@ -100,9 +126,18 @@ def decode_ar(model: Valle, text: Tensor, text_lengths: Tensor, prompt: Tensor, 
 
 
 @torch.inference_mode()
-def decode_ar_beam(model: Valle, text: Tensor, text_lengths: Tensor, prompt: Tensor, prompt_lengths: Tensor,
-                   sampler: ArSampler, max_steps: int, max_context: int | None = None,
-                   on_step: Callable[[int], None] | None = None, continues: Tensor | None = None) -> ArResult:
+def decode_ar_beam(
+    model: Valle,
+    text: Tensor,
+    text_lengths: Tensor,
+    prompt: Tensor,
+    prompt_lengths: Tensor,
+    sampler: ArSampler,
+    max_steps: int,
+    max_context: int | None = None,
+    on_step: Callable[[int], None] | None = None,
+    continues: Tensor | None = None,
+) -> ArResult:
     """Beam search of `width` over accumulated log-probabilities (docs/design.md, "Beam search").
 
     Each row is expanded to `sampler.cfg.beam_width` beams (scored after the repetition and length
@@ -114,8 +149,16 @@ def decode_ar_beam(model: Valle, text: Tensor, text_lengths: Tensor, prompt: Ten
 
     batch, stop, width = text.shape[0], model.config.stop_token, sampler.cfg.beam_width
     expand = lambda x: x.repeat_interleave(width, dim=0)  # noqa: E731
-    cache, logits = _start(model, expand(text), expand(text_lengths), expand(prompt), expand(prompt_lengths),
-                           max_steps, max_context, continues=None if continues is None else expand(continues))
+    cache, logits = _start(
+        model,
+        expand(text),
+        expand(text_lengths),
+        expand(prompt),
+        expand(prompt_lengths),
+        max_steps,
+        max_context,
+        continues=None if continues is None else expand(continues),
+    )
     scores = initial_scores(batch, width, text.device)
     finished = torch.zeros(batch, width, dtype=torch.bool, device=text.device)
     lengths = torch.zeros(batch, width, dtype=torch.long, device=text.device)

@@ -47,10 +47,18 @@ class FastStep:
     def __init__(self, model: Valle, compile: bool = True, backend: str | Callable = "inductor") -> None:
         backbone = model.ar.backbone
         if not isinstance(backbone, TransformerBackbone):
-            raise TypeError(f"the static decode step needs the transformer backbone, not {type(backbone).__name__}")
+            raise TypeError(
+                f"the static decode step needs the transformer backbone, not {type(backbone).__name__}"
+            )
 
-        def step(codes: Tensor, keys: list[Tensor], values: list[Tensor], positions: Tensor, slot: Tensor,
-                 position: Tensor) -> Tensor:
+        def step(
+            codes: Tensor,
+            keys: list[Tensor],
+            values: list[Tensor],
+            positions: Tensor,
+            slot: Tensor,
+            position: Tensor,
+        ) -> Tensor:
             hidden = backbone.static_step(model.ar_step_input(codes), keys, values, positions, slot, position)
             return model.ar_logits(hidden[:, 0])
 
@@ -75,8 +83,11 @@ class FastStep:
         except Exception as error:  # noqa: BLE001 - compilation happens on the first call; nothing was written
             if not self.compiled:
                 raise
-            log.warning("torch.compile of the AR decode step failed (%s: %s); decoding eagerly",
-                        type(error).__name__, str(error).splitlines()[0] if str(error) else "")
+            log.warning(
+                "torch.compile of the AR decode step failed (%s: %s); decoding eagerly",
+                type(error).__name__,
+                str(error).splitlines()[0] if str(error) else "",
+            )
             self.step, self.compiled = self.eager, False
             logits = self.step(*args)
         cache.used += 1
@@ -90,14 +101,18 @@ _steps: weakref.WeakKeyDictionary[Valle, FastStep] = weakref.WeakKeyDictionary()
 def fast_step(model: Valle, max_context: int | None) -> FastStep | None:
     """The model's compiled step (built once per model), or None with a log line when it cannot apply."""
     if not isinstance(model.ar.backbone, TransformerBackbone):
-        log.info("fast decoding needs the transformer backbone (this AR is %s); decoding eagerly",
-                 type(model.ar.backbone).__name__)
+        log.info(
+            "fast decoding needs the transformer backbone (this AR is %s); decoding eagerly",
+            type(model.ar.backbone).__name__,
+        )
         return None
     if max_context:
         log.info("fast decoding has no max_ar_context window; decoding eagerly")
         return None
     if model.config.segment_positions > 0:
-        log.info("fast decoding does not add per-step segment positions (model.segment_positions); decoding eagerly")
+        log.info(
+            "fast decoding does not add per-step segment positions (model.segment_positions); decoding eagerly"
+        )
         return None
     if any(isinstance(module, Int8Linear) for module in model.modules()):
         # dynamo cannot trace fbgemm's int8 kernel, and wrapping it as an opaque op made the step slower

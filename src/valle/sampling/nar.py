@@ -12,9 +12,19 @@ from valle.sampling.pipeline import NarSampler
 
 
 @torch.inference_mode()
-def decode_nar(model: Valle, text: Tensor, text_lengths: Tensor, prompt: Tensor, prompt_lengths: Tensor,
-               level0: Tensor, lengths: Tensor, sampler: NarSampler, generator: torch.Generator | None = None,
-               on_level: Callable[[int], None] | None = None, continues: Tensor | None = None) -> Tensor:
+def decode_nar(
+    model: Valle,
+    text: Tensor,
+    text_lengths: Tensor,
+    prompt: Tensor,
+    prompt_lengths: Tensor,
+    level0: Tensor,
+    lengths: Tensor,
+    sampler: NarSampler,
+    generator: torch.Generator | None = None,
+    on_level: Callable[[int], None] | None = None,
+    continues: Tensor | None = None,
+) -> Tensor:
     """Fill levels 1..L-1 given level 0.
 
     Args:
@@ -30,7 +40,9 @@ def decode_nar(model: Valle, text: Tensor, text_lengths: Tensor, prompt: Tensor,
     codes[:, 0] = level0
     valid = torch.arange(frames, device=level0.device)[None, :] < lengths[:, None]
     for level in range(1, model.config.n_levels):
-        logits = model.nar_logits(text, text_lengths, prompt, prompt_lengths, codes, lengths, level, continues)
+        logits = model.nar_logits(
+            text, text_lengths, prompt, prompt_lengths, codes, lengths, level, continues
+        )
         sampled = sampler(logits, generator=generator)
         codes[:, level] = torch.where(valid, sampled, 0)
         if on_level is not None:

@@ -62,8 +62,10 @@ class SamplerConfig:
             if min_t is not None and not 0 <= min_t <= t:
                 out.append(f"min_{name}_temperature={min_t} must lie in [0, {name}_temperature={t}]")
             if min_t is not None and t == 0:
-                out.append(f"min_{name}_temperature is set but {name}_temperature=0 means greedy; "
-                           f"set {name}_temperature > 0 or min_{name}_temperature=null")
+                out.append(
+                    f"min_{name}_temperature is set but {name}_temperature=0 means greedy; "
+                    f"set {name}_temperature > 0 or min_{name}_temperature=null"
+                )
         if self.top_k < 0:
             out.append(f"top_k={self.top_k} must be >= 0 (0 = off)")
         if not 0 < self.top_p <= 1:
@@ -83,27 +85,35 @@ class SamplerConfig:
     def _sampling_problems(self) -> list[str]:
         out = []
         if self.mirostat_tau < 0 or (self.mirostat_tau > 0 and self.mirostat_eta <= 0):
-            out.append(f"mirostat needs tau >= 0 and eta > 0, got tau={self.mirostat_tau}, "
-                       f"eta={self.mirostat_eta}")
+            out.append(
+                f"mirostat needs tau >= 0 and eta > 0, got tau={self.mirostat_tau}, eta={self.mirostat_eta}"
+            )
         if self.ras_window < 0 or not 0 <= self.ras_threshold <= 1:
-            out.append(f"ras_window={self.ras_window} must be >= 0 and ras_threshold="
-                       f"{self.ras_threshold} in [0, 1]")
+            out.append(
+                f"ras_window={self.ras_window} must be >= 0 and ras_threshold={self.ras_threshold} in [0, 1]"
+            )
         if self.beam_width < 1:
             out.append(f"beam_width={self.beam_width} must be >= 1 (1 = no beam search)")
         greedy = self.ar_temperature == 0
         if self.mirostat_tau > 0 and greedy:
             out.append("mirostat samples, but ar_temperature=0 means greedy; set ar_temperature > 0")
         if self.ras_window > 0 and greedy:
-            out.append("RAS resamples from the tempered distribution, but ar_temperature=0 means "
-                       "greedy; set ar_temperature > 0 or ras_window=0")
+            out.append(
+                "RAS resamples from the tempered distribution, but ar_temperature=0 means "
+                "greedy; set ar_temperature > 0 or ras_window=0"
+            )
         if self.beam_width > 1:
-            clashes = [f"{k}={getattr(self, k)}" for k, off in
-                       (("mirostat_tau", 0.0), ("ras_window", 0), ("top_k", 0), ("top_p", 1.0))
-                       if getattr(self, k) != off]
+            clashes = [
+                f"{k}={getattr(self, k)}"
+                for k, off in (("mirostat_tau", 0.0), ("ras_window", 0), ("top_k", 0), ("top_p", 1.0))
+                if getattr(self, k) != off
+            ]
             if clashes:
-                out.append(f"beam search (beam_width={self.beam_width}) scores the full distribution "
-                           f"and cannot be combined with {', '.join(clashes)}; drop them or set "
-                           f"beam_width=1")
+                out.append(
+                    f"beam search (beam_width={self.beam_width}) scores the full distribution "
+                    f"and cannot be combined with {', '.join(clashes)}; drop them or set "
+                    f"beam_width=1"
+                )
         return out
 
     def ar_step_limit(self, n_phonemes: int | Tensor) -> int | Tensor:
@@ -189,8 +199,9 @@ class ArSampler:
         """
         cfg = self.cfg
         if cfg.repetition_penalty != 1.0:
-            logits = P.repetition_penalty(logits, history, cfg.repetition_penalty,
-                                          cfg.repetition_penalty_decay)
+            logits = P.repetition_penalty(
+                logits, history, cfg.repetition_penalty, cfg.repetition_penalty_decay
+            )
         if cfg.length_penalty != 0.0:
             logits = P.length_penalty(logits, self.stop_token, step, cfg.length_penalty)
         return logits
@@ -220,8 +231,10 @@ class ArSampler:
         """
         cfg = self.cfg
         if cfg.beam_width > 1:
-            raise ValueError("beam_width > 1: score beams with beam_log_probs() and "
-                             "valle.sampling.beam.beam_step(), not ArSampler.__call__")
+            raise ValueError(
+                "beam_width > 1: score beams with beam_log_probs() and "
+                "valle.sampling.beam.beam_step(), not ArSampler.__call__"
+            )
         logits = self.penalise(logits, history, step)  # 1, 2
         if cfg.ar_temperature == 0:
             return P.greedy(logits)  # 3-5: argmax; truncation cannot change it, RAS is refused
@@ -230,13 +243,11 @@ class ArSampler:
         if cfg.mirostat_tau > 0:  # 5
             if state is None or state.mirostat is None:
                 raise ValueError("mirostat keeps a per-row state: pass state=sampler.new_state(batch)")
-            tokens = P.mirostat_sample(logits, state.mirostat, cfg.mirostat_tau, cfg.mirostat_eta,
-                                       generator)
+            tokens = P.mirostat_sample(logits, state.mirostat, cfg.mirostat_tau, cfg.mirostat_eta, generator)
         else:
             tokens = P.sample(logits, generator)
         if cfg.ras_window > 0:  # 6
-            tokens = P.repetition_aware(tokens, full, history, cfg.ras_window, cfg.ras_threshold,
-                                        generator)
+            tokens = P.repetition_aware(tokens, full, history, cfg.ras_window, cfg.ras_threshold, generator)
         return tokens
 
     def beam_log_probs(self, logits: Tensor, history: Tensor, step: int | Tensor) -> Tensor:

@@ -37,11 +37,17 @@ def trim_silence(wav: torch.Tensor, sample_rate: int, threshold_db: float = -40.
     loud = (20 * torch.log10(rms / wav.abs().max().clamp(min=1e-9) + 1e-12) > threshold_db).nonzero()
     if len(loud) == 0:
         return wav[:0]
-    return wav[int(loud[0]) * hop: (int(loud[-1]) + 1) * hop]
+    return wav[int(loud[0]) * hop : (int(loud[-1]) + 1) * hop]
 
 
-def load_prompt(path: str | Path, codec: Codec, prompt_seconds: float | None = 3.0, text: str | None = None,
-                min_seconds: float = 0.5, trim: bool = True) -> Prompt:
+def load_prompt(
+    path: str | Path,
+    codec: Codec,
+    prompt_seconds: float | None = 3.0,
+    text: str | None = None,
+    min_seconds: float = 0.5,
+    trim: bool = True,
+) -> Prompt:
     """Read a prompt: audio (mixed to mono, resampled, silence trimmed, cropped) or a voice preset.
 
     Args:
@@ -60,14 +66,23 @@ def load_prompt(path: str | Path, codec: Codec, prompt_seconds: float | None = 3
         return load_voice(path, codec.info, text)
     wav = prompt_audio(path, codec.sample_rate, None if text else prompt_seconds, min_seconds, trim)
     if text and wav.numel() > LONG_CONTINUATION_SECONDS * codec.sample_rate:
-        log.warning("prompt=%s: %.1f s with its transcript, all kept in continuation mode; models train on "
-                    "3-6 s prompts, so a long one may sound worse: cut the recording and its transcript "
-                    "to a sentence or two", path, wav.numel() / codec.sample_rate)
+        log.warning(
+            "prompt=%s: %.1f s with its transcript, all kept in continuation mode; models train on "
+            "3-6 s prompts, so a long one may sound worse: cut the recording and its transcript "
+            "to a sentence or two",
+            path,
+            wav.numel() / codec.sample_rate,
+        )
     return Prompt(codec.encode(wav, codec.sample_rate), text, str(path))
 
 
-def prompt_audio(path: str | Path, sample_rate: int, prompt_seconds: float | None = 3.0, min_seconds: float = 0.5,
-                 trim: bool = True) -> torch.Tensor:
+def prompt_audio(
+    path: str | Path,
+    sample_rate: int,
+    prompt_seconds: float | None = 3.0,
+    min_seconds: float = 0.5,
+    trim: bool = True,
+) -> torch.Tensor:
     """The waveform [samples] a prompt file gives the model: mono, at `sample_rate`, trimmed, cropped.
 
     Raises:
@@ -81,8 +96,10 @@ def prompt_audio(path: str | Path, sample_rate: int, prompt_seconds: float | Non
         raise AudioError(f"prompt={path}: the recording is silent; give a recording of the voice to imitate")
     seconds = wav.numel() / sample_rate
     if seconds < min_seconds:
-        raise AudioError(f"prompt={path}: only {seconds:.2f} s of speech after trimming silence; give at "
-                         f"least {min_seconds:g} s (3 s or more works best)")
+        raise AudioError(
+            f"prompt={path}: only {seconds:.2f} s of speech after trimming silence; give at "
+            f"least {min_seconds:g} s (3 s or more works best)"
+        )
     return wav[: int(prompt_seconds * sample_rate)] if prompt_seconds else wav
 
 
@@ -92,8 +109,13 @@ def save_voice(path: str | Path, prompt: Prompt, info: CodecInfo) -> Path:
     if path.suffix != VOICE_SUFFIX:
         raise ConfigError(f"out={path}: a voice preset is a {VOICE_SUFFIX} file")
     with atomic_output(path) as tmp, open(tmp, "wb") as handle:  # a handle: np.savez would append ".npz"
-        np.savez(handle, codes=prompt.codes.numpy().astype(np.int16), text=np.array(prompt.text or ""),
-                 codec=np.array(repr(info.to_dict())), source=np.array(prompt.source))
+        np.savez(
+            handle,
+            codes=prompt.codes.numpy().astype(np.int16),
+            text=np.array(prompt.text or ""),
+            codec=np.array(repr(info.to_dict())),
+            source=np.array(prompt.source),
+        )
     return path
 
 
@@ -104,4 +126,6 @@ def load_voice(path: Path, info: CodecInfo, text: str | None = None) -> Prompt:
         saved = CodecInfo.from_dict(ast.literal_eval(str(data["codec"])))
         info.check_compatible(saved, f"voice preset {path}")
         stored_text = str(data["text"]) or None
-        return Prompt(torch.from_numpy(data["codes"].astype(np.int64)), text or stored_text, str(data["source"]))
+        return Prompt(
+            torch.from_numpy(data["codes"].astype(np.int64)), text or stored_text, str(data["source"])
+        )

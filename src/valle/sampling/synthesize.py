@@ -1,8 +1,8 @@
 """Text + prompt → speech: the one inference path (CLI, Python API, notebook, demo).
 
-    import valle
-    loaded = valle.load("model.pt")
-    results = valle.synthesize(loaded, ["Hello there."], ["ref.wav"], ar_temperature=0.8, top_p=0.9)
+import valle
+loaded = valle.load("model.pt")
+results = valle.synthesize(loaded, ["Hello there."], ["ref.wav"], ar_temperature=0.8, top_p=0.9)
 """
 
 from __future__ import annotations
@@ -50,8 +50,9 @@ def decoding_model(model: Valle, device: str, quantize: str | None = None) -> Va
     """`model` itself when it is ready to decode (on `device`, in eval mode, not to be quantized), else a
     ready copy: a caller's model is never moved, switched to eval mode or quantized behind its back."""
     target = torch.device(device)
-    on_device = all(p.device.type == target.type and target.index in (None, p.device.index)
-                    for p in model.parameters())
+    on_device = all(
+        p.device.type == target.type and target.index in (None, p.device.index) for p in model.parameters()
+    )
     if on_device and not model.training and not quantize:
         return model
     ready = copy.deepcopy(model).to(device).eval()
@@ -74,12 +75,21 @@ class Synthesizer:
             tokens; CUDA graphs on a GPU); falls back to eager decoding with a log line.
     """
 
-    def __init__(self, loaded: LoadedModel, codec: Codec | None = None, device: str = "cpu",
-                 codec_weights: str | None = None, quantize: str | None = None, compile: bool = False) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        codec: Codec | None = None,
+        device: str = "cpu",
+        codec_weights: str | None = None,
+        quantize: str | None = None,
+        compile: bool = False,
+    ) -> None:
         self.loaded = loaded
         self.compile = compile
         self.model = decoding_model(loaded.model, device, quantize)
-        self.codec = (codec or codec_for(loaded.codec, codec_weights, state=loaded.codec_state)).to(device).eval()
+        self.codec = (
+            (codec or codec_for(loaded.codec, codec_weights, state=loaded.codec_state)).to(device).eval()
+        )
         loaded.codec.check_compatible(self.codec.info, "the decoding codec")
         self.device = device
 
@@ -88,18 +98,31 @@ class Synthesizer:
         unknown: Counter = Counter()
         ids = self.loaded.symbols.encode(phonemize(text, language), language, unknown)
         if unknown:
-            log.warning("%d phoneme(s) unknown to the model read as <unk>: %s", sum(unknown.values()),
-                        " ".join(unknown))
+            log.warning(
+                "%d phoneme(s) unknown to the model read as <unk>: %s",
+                sum(unknown.values()),
+                " ".join(unknown),
+            )
         return torch.tensor(ids, dtype=torch.long)
 
-    def prompt(self, source: str | Path | Prompt, prompt_seconds: float | None = 3.0,
-               text: str | None = None) -> Prompt:
+    def prompt(
+        self, source: str | Path | Prompt, prompt_seconds: float | None = 3.0, text: str | None = None
+    ) -> Prompt:
         return source if isinstance(source, Prompt) else load_prompt(source, self.codec, prompt_seconds, text)
 
-    def generate(self, texts: Sequence[str], prompts: Sequence[Prompt], language: str, config: SamplerConfig,
-                 progress: bool = False) -> list[tuple[torch.Tensor, bool]]:
+    def generate(
+        self,
+        texts: Sequence[str],
+        prompts: Sequence[Prompt],
+        language: str,
+        config: SamplerConfig,
+        progress: bool = False,
+    ) -> list[tuple[torch.Tensor, bool]]:
         """One AR + NAR pass for a batch of (text, prompt) pairs → (codes [L, T], hit_limit) each."""
-        ids = [self.text_ids(f"{p.text} {t}" if p.text else t, language) for t, p in zip(texts, prompts, strict=True)]
+        ids = [
+            self.text_ids(f"{p.text} {t}" if p.text else t, language)
+            for t, p in zip(texts, prompts, strict=True)
+        ]
         text, text_lengths = (x.to(self.device) for x in pad_1d(ids, self.loaded.symbols.pad_id))
         prompt, prompt_lengths = (x.to(self.device) for x in pad_codes([p.codes for p in prompts]))
         # A prompt with its transcript is continued: the text covers it (continuation mode).
@@ -109,26 +132,71 @@ class Synthesizer:
         sampler = ArSampler(config, self.model.config.stop_token)
         bar = tqdm(total=int(limits.max()), desc="AR", unit="step", disable=not progress, leave=False)
         if config.beam_width > 1:
-            ar = decode_ar_beam(self.model, text, text_lengths, prompt, prompt_lengths, sampler, int(limits.max()),
-                                config.max_ar_context, lambda _: bar.update(), continues=continues)
+            ar = decode_ar_beam(
+                self.model,
+                text,
+                text_lengths,
+                prompt,
+                prompt_lengths,
+                sampler,
+                int(limits.max()),
+                config.max_ar_context,
+                lambda _: bar.update(),
+                continues=continues,
+            )
         else:
-            ar = decode_ar(self.model, text, text_lengths, prompt, prompt_lengths, sampler, int(limits.max()),
-                           config.max_ar_context, generator, lambda _: bar.update(), limits, fast=self.compile,
-                           continues=continues)
+            ar = decode_ar(
+                self.model,
+                text,
+                text_lengths,
+                prompt,
+                prompt_lengths,
+                sampler,
+                int(limits.max()),
+                config.max_ar_context,
+                generator,
+                lambda _: bar.update(),
+                limits,
+                fast=self.compile,
+                continues=continues,
+            )
         bar.close()
         if bool(ar.hit_limit.any()):
-            log.warning("%d of %d utterance(s) reached max_ar_steps without a stop token (raise "
-                        "sampler.max_ar_steps, or check the prompt and text)", int(ar.hit_limit.sum()), len(texts))
-        levels = tqdm(total=self.model.config.n_levels - 1, desc="NAR", unit="level", disable=not progress,
-                      leave=False)
-        codes = decode_nar(self.model, text, text_lengths, prompt, prompt_lengths, ar.codes, ar.lengths,
-                           NarSampler(config), generator, lambda _: levels.update(), continues)
+            log.warning(
+                "%d of %d utterance(s) reached max_ar_steps without a stop token (raise "
+                "sampler.max_ar_steps, or check the prompt and text)",
+                int(ar.hit_limit.sum()),
+                len(texts),
+            )
+        levels = tqdm(
+            total=self.model.config.n_levels - 1, desc="NAR", unit="level", disable=not progress, leave=False
+        )
+        codes = decode_nar(
+            self.model,
+            text,
+            text_lengths,
+            prompt,
+            prompt_lengths,
+            ar.codes,
+            ar.lengths,
+            NarSampler(config),
+            generator,
+            lambda _: levels.update(),
+            continues,
+        )
         levels.close()
         return [(codes[b, :, : int(n)].cpu(), bool(ar.hit_limit[b])) for b, n in enumerate(ar.lengths)]
 
-    def synthesize(self, texts: Sequence[str], prompts: Sequence[str | Path | Prompt], language: str = "en-us",
-                   config: SamplerConfig | None = None, long_text: str = "fixed", prompt_seconds: float | None = 3.0,
-                   progress: bool = False) -> list[Synthesis]:
+    def synthesize(
+        self,
+        texts: Sequence[str],
+        prompts: Sequence[str | Path | Prompt],
+        language: str = "en-us",
+        config: SamplerConfig | None = None,
+        long_text: str = "fixed",
+        prompt_seconds: float | None = 3.0,
+        progress: bool = False,
+    ) -> list[Synthesis]:
         """Speak each text in the voice of its prompt.
 
         Args:
@@ -148,14 +216,17 @@ class Synthesizer:
         if len(prompts) == 1 and len(texts) > 1:
             prompts = list(prompts) * len(texts)
         if len(prompts) != len(texts):
-            raise ConfigError(f"{len(texts)} texts but {len(prompts)} prompts; give one prompt, or one per text")
+            raise ConfigError(
+                f"{len(texts)} texts but {len(prompts)} prompts; give one prompt, or one per text"
+            )
         loaded_prompts = [self.prompt(p, prompt_seconds) for p in prompts]
         sentences = [split_sentences(t) for t in texts]
         for text, parts in zip(texts, sentences, strict=True):
             if not parts:
                 raise TextError(f"empty text {text!r}: nothing to say")
-        pieces = (self._fixed if long_text == "fixed" else self._sliding)(sentences, loaded_prompts, language, config,
-                                                                          prompt_seconds, progress)
+        pieces = (self._fixed if long_text == "fixed" else self._sliding)(
+            sentences, loaded_prompts, language, config, prompt_seconds, progress
+        )
         return [self._finish(text, parts) for text, parts in zip(texts, pieces, strict=True)]
 
     def _fixed(self, sentences, prompts, language, config, prompt_seconds, progress):
@@ -168,8 +239,9 @@ class Synthesizer:
         current = list(prompts)
         for i in range(max(len(parts) for parts in sentences)):
             rows = [r for r, parts in enumerate(sentences) if i < len(parts)]
-            outputs = self.generate([sentences[r][i] for r in rows], [current[r] for r in rows], language, config,
-                                    progress)
+            outputs = self.generate(
+                [sentences[r][i] for r in rows], [current[r] for r in rows], language, config, progress
+            )
             for r, (codes, hit) in zip(rows, outputs, strict=True):
                 pieces[r].append((codes, hit))
                 frames = int((prompt_seconds or 3.0) * self.codec.frame_rate)
@@ -181,19 +253,31 @@ class Synthesizer:
         seconds = codes.shape[1] / self.codec.frame_rate
         longest = self.loaded.stats.get("longest_seconds")
         if longest and max(c.shape[1] for c, _ in parts) / self.codec.frame_rate > longest:
-            log.warning("an output sentence is longer (%.1f s) than the longest utterance seen in training "
-                        "(%.1f s); quality may drop: split the text further", seconds, longest)
+            log.warning(
+                "an output sentence is longer (%.1f s) than the longest utterance seen in training "
+                "(%.1f s); quality may drop: split the text further",
+                seconds,
+                longest,
+            )
         wav = self.codec.decode(codes.to(self.device)).cpu() if codes.shape[1] else torch.zeros(0)
         return Synthesis(text, codes, wav, self.codec.sample_rate, any(h for _, h in parts))
 
 
-def synthesize(model: LoadedModel, texts: Sequence[str], prompts: Sequence[str | Path | Prompt],
-               language: str = "en-us", codec_weights: str | None = None, device: str = "cpu",
-               **sampler: object) -> list[Synthesis]:
+def synthesize(
+    model: LoadedModel,
+    texts: Sequence[str],
+    prompts: Sequence[str | Path | Prompt],
+    language: str = "en-us",
+    codec_weights: str | None = None,
+    device: str = "cpu",
+    **sampler: object,
+) -> list[Synthesis]:
     """`valle.synthesize(model, texts, prompts, **sampler)`: sampler keys are `SamplerConfig`'s."""
     known = {f.name for f in fields(SamplerConfig)}
     unknown = sorted(set(sampler) - known)
     if unknown:
         raise TypeError(f"unknown sampler setting(s) {unknown}; known: {sorted(known)}")
     config = replace(SamplerConfig(), **sampler)
-    return Synthesizer(model, device=device, codec_weights=codec_weights).synthesize(texts, prompts, language, config)
+    return Synthesizer(model, device=device, codec_weights=codec_weights).synthesize(
+        texts, prompts, language, config
+    )

@@ -19,7 +19,9 @@ log = logging.getLogger(__name__)
 WORD_SEPARATOR = " "
 _PHONE_SEPARATOR = "|"
 PUNCTUATION = ';:,.!?¡¿—…"«»“”()'
-_INSTALL_HINT = "install espeak-ng: `apt-get install espeak-ng` (Debian/Ubuntu) or `brew install espeak-ng` (macOS)"
+_INSTALL_HINT = (
+    "install espeak-ng: `apt-get install espeak-ng` (Debian/Ubuntu) or `brew install espeak-ng` (macOS)"
+)
 
 
 class TextError(ConfigError):
@@ -69,9 +71,15 @@ def _backend(language: str):
     from phonemizer.backend import EspeakBackend
 
     check_language(language)
-    return EspeakBackend(language, preserve_punctuation=True, punctuation_marks=PUNCTUATION,
-                         with_stress=True, language_switch="remove-flags", words_mismatch="ignore",
-                         logger=_Demoted(log))  # type: ignore[arg-type]  # duck-typed: phonemizer only logs
+    return EspeakBackend(
+        language,
+        preserve_punctuation=True,
+        punctuation_marks=PUNCTUATION,
+        with_stress=True,
+        language_switch="remove-flags",
+        words_mismatch="ignore",
+        logger=_Demoted(log),
+    )  # type: ignore[arg-type]  # duck-typed: phonemizer only logs
 
 
 def phonemize(text: str, language: str = "en-us") -> list[str]:
@@ -97,11 +105,15 @@ def phonemize_batch(texts: list[str], language: str = "en-us") -> list[list[str]
         if not text or not re.search(r"\w", text):
             raise TextError(f"empty text {text!r}: nothing to phonemize; give the utterance a transcript")
         if re.search("[\udc80-\udcff]", text):  # how Python decodes bytes that are not UTF-8 (command lines)
-            raise TextError(f"text {text!r} holds bytes that are not UTF-8 (shown as \\udcXX); pass UTF-8 text")
+            raise TextError(
+                f"text {text!r} holds bytes that are not UTF-8 (shown as \\udcXX); pass UTF-8 text"
+            )
     from phonemizer.separator import Separator
 
     separator = Separator(phone=_PHONE_SEPARATOR, word=WORD_SEPARATOR, syllable="")
-    outputs = _backend(language).phonemize([t.replace("\n", " ") for t in texts], separator=separator, strip=True)
+    outputs = _backend(language).phonemize(
+        [t.replace("\n", " ") for t in texts], separator=separator, strip=True
+    )
     return [split_symbols(output) for output in outputs]
 
 

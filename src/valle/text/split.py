@@ -24,7 +24,7 @@ def _split_long(sentence: str, max_chars: int, separators: tuple[str, ...] = (",
     if len(sentence) <= max_chars:
         return [sentence]
     if not separators:
-        return [sentence[i: i + max_chars] for i in range(0, len(sentence), max_chars)]
+        return [sentence[i : i + max_chars] for i in range(0, len(sentence), max_chars)]
     pieces = []
     for part in _pack(sentence.split(separators[0]), separators[0], max_chars):
         pieces.extend(_split_long(part, max_chars, separators[1:]))

@@ -40,8 +40,10 @@ class SymbolMap:
 
     def __post_init__(self) -> None:
         if self.version != FORMAT_VERSION:
-            raise ConfigError(f"symbol map format version {self.version} is not supported "
-                              f"(this valle reads version {FORMAT_VERSION})")
+            raise ConfigError(
+                f"symbol map format version {self.version} is not supported "
+                f"(this valle reads version {FORMAT_VERSION})"
+            )
         self.languages = sorted(set(self.languages))
         self.phonemes = sorted(set(self.phonemes) - set(SPECIALS))
         self._ids = {symbol: i for i, symbol in enumerate(self.symbols)}
@@ -83,8 +85,10 @@ class SymbolMap:
     def language_id(self, language: str) -> int:
         token = language_token(language)
         if token not in self._ids:
-            raise ConfigError(f"language {language!r} is not in this symbol map (it knows {self.languages}); "
-                              "prepare data in that language or use a model trained on it")
+            raise ConfigError(
+                f"language {language!r} is not in this symbol map (it knows {self.languages}); "
+                "prepare data in that language or use a model trained on it"
+            )
         return self._ids[token]
 
     def encode(self, phonemes: Sequence[str], language: str, unknown: Counter | None = None) -> list[int]:
@@ -108,15 +112,22 @@ class SymbolMap:
         return hashlib.sha256("\n".join(self.symbols).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict:
-        return {"version": self.version, "languages": self.languages, "phonemes": self.phonemes,
-                "symbols": self.symbols, "fingerprint": self.fingerprint()}
+        return {
+            "version": self.version,
+            "languages": self.languages,
+            "phonemes": self.phonemes,
+            "symbols": self.symbols,
+            "fingerprint": self.fingerprint(),
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> SymbolMap:
         symbol_map = cls(languages=data["languages"], phonemes=data["phonemes"], version=data["version"])
         if "symbols" in data and data["symbols"] != symbol_map.symbols:
-            raise ConfigError("symbol map is inconsistent: its 'symbols' list does not match its languages "
-                              "and phonemes; it was edited by hand or written by another tool")
+            raise ConfigError(
+                "symbol map is inconsistent: its 'symbols' list does not match its languages "
+                "and phonemes; it was edited by hand or written by another tool"
+            )
         return symbol_map
 
     def save(self, path: str | Path) -> None:

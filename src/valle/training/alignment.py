@@ -47,11 +47,15 @@ class GuidedAttentionConfig:
         if self.weight <= 0:
             return
         if not self.layers or any(not 0 <= layer < n_layers for layer in self.layers):
-            raise ConfigError(f"training.guided_attention.layers={list(self.layers)}: each must be a layer "
-                              f"index in 0..{n_layers - 1} (model.scale.n_layers={n_layers})")
+            raise ConfigError(
+                f"training.guided_attention.layers={list(self.layers)}: each must be a layer "
+                f"index in 0..{n_layers - 1} (model.scale.n_layers={n_layers})"
+            )
         if not 1 <= self.heads <= n_heads:
-            raise ConfigError(f"training.guided_attention.heads={self.heads}: must be in 1..{n_heads} "
-                              f"(model.scale.n_heads={n_heads})")
+            raise ConfigError(
+                f"training.guided_attention.heads={self.heads}: must be in 1..{n_heads} "
+                f"(model.scale.n_heads={n_heads})"
+            )
         if self.sigma <= 0:
             raise ConfigError(f"training.guided_attention.sigma={self.sigma}: must be > 0 (e.g. 0.2)")
         if self.prior not in PRIORS:
@@ -108,8 +112,9 @@ class DurationPrior(nn.Module):
         return nn.functional.pad(middle * valid, (0, max(0, size - text.shape[1])))[:, :size]
 
 
-def audio_progress(text_lengths: Tensor, prompt_lengths: Tensor, code_lengths: Tensor, prefix_rows: Tensor,
-                   size: int) -> tuple[Tensor, Tensor]:
+def audio_progress(
+    text_lengths: Tensor, prompt_lengths: Tensor, code_lengths: Tensor, prefix_rows: Tensor, size: int
+) -> tuple[Tensor, Tensor]:
     """How far through its utterance each AR position's prediction is, in the `build_ar` layout.
 
     Layout: `text (T) ; sep ; prompt (Tp) ; sep ; start, codes (N)`. The response input at `start + j`
@@ -131,9 +136,16 @@ def audio_progress(text_lengths: Tensor, prompt_lengths: Tensor, code_lengths: T
     return (frame.float() / total).clamp(0.0, 1.0), in_response | in_prompt
 
 
-def guided_attention_loss(attention: Sequence[Tensor], heads: int, sigma: float, text_lengths: Tensor,
-                          prompt_lengths: Tensor, code_lengths: Tensor, prefix_rows: Tensor,
-                          centres: Tensor | None = None) -> Tensor:
+def guided_attention_loss(
+    attention: Sequence[Tensor],
+    heads: int,
+    sigma: float,
+    text_lengths: Tensor,
+    prompt_lengths: Tensor,
+    code_lengths: Tensor,
+    prefix_rows: Tensor,
+    centres: Tensor | None = None,
+) -> Tensor:
     """Mean attention mass off the text diagonal, over the guided heads' audio queries.
 
     Args:
@@ -154,9 +166,11 @@ def guided_attention_loss(attention: Sequence[Tensor], heads: int, sigma: float,
     keys = torch.arange(size, device=text_lengths.device)[None, :]
     if centres is None:
         centres = (keys + 0.5) / text_lengths[:, None].clamp(min=1).float()  # [B, S] text positions' progress
-    band = torch.exp(-(progress[:, :, None] - centres[:, None, :]) ** 2 / (2 * sigma**2))  # [B, Sq, Sk]
+    band = torch.exp(-((progress[:, :, None] - centres[:, None, :]) ** 2) / (2 * sigma**2))  # [B, Sq, Sk]
     band = band * (keys < text_lengths[:, None])[:, None, :]
-    on_diagonal = torch.stack([(a[:, :heads].float() * band[:, None]).sum(-1) for a in attention])  # [L, B, h, Sq]
+    on_diagonal = torch.stack(
+        [(a[:, :heads].float() * band[:, None]).sum(-1) for a in attention]
+    )  # [L, B, h, Sq]
     mask = valid[None, :, None, :].expand_as(on_diagonal)
     return (1.0 - on_diagonal[mask]).mean() if mask.any() else on_diagonal.new_zeros(())
 
@@ -168,4 +182,8 @@ def spoken_frames(prompt_lengths: Tensor, code_lengths: Tensor, prefix_rows: Ten
 
 def rolled_text(batch: dict) -> dict:
     """The batch with each row given the next row's text (the text-dependence gap's counterfactual)."""
-    return {**batch, "text": batch["text"].roll(1, dims=0), "text_lengths": batch["text_lengths"].roll(1, dims=0)}
+    return {
+        **batch,
+        "text": batch["text"].roll(1, dims=0),
+        "text_lengths": batch["text_lengths"].roll(1, dims=0),
+    }

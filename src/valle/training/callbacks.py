@@ -30,7 +30,9 @@ class SampleAudio(L.Callback):
         max_seconds: AR step limit per sample.
     """
 
-    def __init__(self, n_samples: int = 2, codec_weights: str | None = None, max_seconds: float = 10.0) -> None:
+    def __init__(
+        self, n_samples: int = 2, codec_weights: str | None = None, max_seconds: float = 10.0
+    ) -> None:
         self.n_samples, self.codec_weights, self.max_seconds = n_samples, codec_weights, max_seconds
         self._batch: dict | None = None
         self._codec = None
@@ -44,19 +46,32 @@ class SampleAudio(L.Callback):
         if trainer.sanity_checking or not trainer.is_global_zero or self._batch is None:
             return
         info = CodecInfo.from_dict(module.hparams.codec)
-        self._codec = self._codec or codec_for(info, self.codec_weights, state=getattr(module, "codec_state", None)).to(module.device).eval()
-        batch = {k: v[: self.n_samples] if torch.is_tensor(v) or isinstance(v, list) else v
-                 for k, v in self._batch.items()}
+        self._codec = (
+            self._codec
+            or codec_for(info, self.codec_weights, state=getattr(module, "codec_state", None))
+            .to(module.device)
+            .eval()
+        )
+        batch = {
+            k: v[: self.n_samples] if torch.is_tensor(v) or isinstance(v, list) else v
+            for k, v in self._batch.items()
+        }
         codes, lengths = self._speak(module.model, batch, info)
         folder = Path(trainer.default_root_dir) / "samples" / f"step{trainer.global_step:07d}"
         for i, key in enumerate(batch["keys"]):
-            wav = self._codec.decode(codes[i, :, : int(lengths[i])]).cpu() if int(lengths[i]) else torch.zeros(1)
+            wav = (
+                self._codec.decode(codes[i, :, : int(lengths[i])]).cpu()
+                if int(lengths[i])
+                else torch.zeros(1)
+            )
             write_wav(folder / f"{key.replace('/', '_')}.wav", wav, info.sample_rate)
             self._log(trainer, f"val_samples/{i}", wav, info.sample_rate)
         log.info("validation samples: %s", folder)
 
     def _speak(self, model, batch: dict, info: CodecInfo) -> tuple[torch.Tensor, torch.Tensor]:
-        config = SamplerConfig(ar_temperature=0.0, max_ar_steps=max(1, int(self.max_seconds * info.frame_rate)))
+        config = SamplerConfig(
+            ar_temperature=0.0, max_ar_steps=max(1, int(self.max_seconds * info.frame_rate))
+        )
         args = (batch["text"], batch["text_lengths"], batch["prompt"], batch["prompt_lengths"])
         ar = decode_ar(model, *args, ArSampler(config, model.config.stop_token), config.max_ar_steps)
         return decode_nar(model, *args, ar.codes, ar.lengths, NarSampler(config)), ar.lengths

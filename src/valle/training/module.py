@@ -50,7 +50,9 @@ class TrainingConfig:
         if isinstance(self.guided_attention, dict):
             self.guided_attention = GuidedAttentionConfig(**self.guided_attention)
         if not 0.0 <= self.ar_input_dropout < 1.0:
-            raise ConfigError(f"training.ar_input_dropout={self.ar_input_dropout}: must be in [0, 1) (e.g. 0.3)")
+            raise ConfigError(
+                f"training.ar_input_dropout={self.ar_input_dropout}: must be in [0, 1) (e.g. 0.3)"
+            )
 
 
 def level_distribution(config: TrainingConfig, n_levels: int) -> Tensor:
@@ -60,18 +62,22 @@ def level_distribution(config: TrainingConfig, n_levels: int) -> Tensor:
         return torch.full((n_levels,), 1.0 / n_levels)
     p = torch.tensor(config.level_p, dtype=torch.float)
     if len(p) != n_levels or (p < 0).any() or p.sum() <= 0:
-        raise ConfigError(f"training.level_p must hold {n_levels} non-negative weights (one per level), "
-                          f"got {config.level_p}")
+        raise ConfigError(
+            f"training.level_p must hold {n_levels} non-negative weights (one per level), "
+            f"got {config.level_p}"
+        )
     return p / p.sum()
 
 
 def check_prefix_losses(model: ValleConfig, training: TrainingConfig) -> None:
     """Refuse text/prompt losses over a bidirectional prefix: each position would see what it predicts."""
     if model.prefix_lm and (training.text_loss_weight > 0 or training.prompt_loss_weight > 0):
-        raise ConfigError(f"model.prefix_lm=true with training.text_loss_weight={training.text_loss_weight} / "
-                          f"training.prompt_loss_weight={training.prompt_loss_weight}: the bidirectional prefix "
-                          "lets text and prompt positions see the tokens those losses predict; set "
-                          "model.prefix_lm=false or both weights to 0")
+        raise ConfigError(
+            f"model.prefix_lm=true with training.text_loss_weight={training.text_loss_weight} / "
+            f"training.prompt_loss_weight={training.prompt_loss_weight}: the bidirectional prefix "
+            "lets text and prompt positions see the tokens those losses predict; set "
+            "model.prefix_lm=false or both weights to 0"
+        )
 
 
 def check_ddp_finds_unused_parameters(wrapped: nn.Module | None) -> None:
@@ -79,9 +85,11 @@ def check_ddp_finds_unused_parameters(wrapped: nn.Module | None) -> None:
     rows all train the NAR never uses the AR's start vector; split AR and NAR stacks skip a whole
     stack), and DDP then waits forever for their gradients."""
     if isinstance(wrapped, DistributedDataParallel) and not wrapped.find_unused_parameters:
-        raise ConfigError("trainer.strategy: DDP with find_unused_parameters=False hangs on this model (each "
-                          "row trains one level, so some steps leave parameters unused); use "
-                          "trainer.strategy=ddp_find_unused_parameters_true (the trainer=ddp preset does)")
+        raise ConfigError(
+            "trainer.strategy: DDP with find_unused_parameters=False hangs on this model (each "
+            "row trains one level, so some steps leave parameters unused); use "
+            "trainer.strategy=ddp_find_unused_parameters_true (the trainer=ddp preset does)"
+        )
 
 
 class ValleModule(L.LightningModule):
@@ -100,9 +108,17 @@ class ValleModule(L.LightningModule):
             `valle.codecs.carried_state`); saved in every checkpoint, not in the hyper-parameters.
     """
 
-    def __init__(self, model: dict, symbols: dict, codec: dict, optim: dict | None = None,
-                 training: dict | None = None, lora: dict | None = None, init_from: str | None = None,
-                 codec_state: dict | None = None) -> None:
+    def __init__(
+        self,
+        model: dict,
+        symbols: dict,
+        codec: dict,
+        optim: dict | None = None,
+        training: dict | None = None,
+        lora: dict | None = None,
+        init_from: str | None = None,
+        codec_state: dict | None = None,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["codec_state"])
         self.codec_state = codec_state
@@ -114,21 +130,29 @@ class ValleModule(L.LightningModule):
         guided.check(self.config.scale.n_layers, self.config.scale.n_heads)
         self.model = Valle(self.config)
         # Fitted on the training batches and kept in checkpoints; not part of the exported model.
-        self.duration_prior = DurationPrior(self.config.n_text_tokens) \
-            if guided.weight > 0 and guided.prior == "durations" else None
+        self.duration_prior = (
+            DurationPrior(self.config.n_text_tokens)
+            if guided.weight > 0 and guided.prior == "durations"
+            else None
+        )
         if lora:
             if not init_from:
                 raise ConfigError("lora.* adapts a trained model: set init_from=<checkpoint or export> too")
             apply_lora(self.model, LoRAConfig(**lora))
             # Checkpoints hold only the adapters; the frozen base comes from `init_from` on every load.
             self.strict_loading = False
-        self.register_buffer("level_p", level_distribution(self.training_config, self.config.n_levels),
-                             persistent=False)
+        self.register_buffer(
+            "level_p", level_distribution(self.training_config, self.config.n_levels), persistent=False
+        )
         classes = lambda level: self.config.codebook_size + (level == 0)  # noqa: E731  (the AR's stop)
-        self.metrics = nn.ModuleDict({
-            f"{split}_{name}_l{level}": MulticlassAccuracy(classes(level), top_k=k, average="micro")
-            for split in ("train", "val") for name, k in (("acc", 1), ("top10", 10))
-            for level in range(self.config.n_levels)})
+        self.metrics = nn.ModuleDict(
+            {
+                f"{split}_{name}_l{level}": MulticlassAccuracy(classes(level), top_k=k, average="micro")
+                for split in ("train", "val")
+                for name, k in (("acc", 1), ("top10", 10))
+                for level in range(self.config.n_levels)
+            }
+        )
         self.stats = {"steps": 0, "samples": 0, "tokens": 0, "longest_seconds": 0.0, "train_seconds": 0.0}
         self._step_started = 0.0
         self._val_sums: Tensor | None = None  # [L, 2]: cross-entropy sum and token count per level
@@ -143,8 +167,11 @@ class ValleModule(L.LightningModule):
     def sample_levels(self, batch_size: int) -> Tensor:
         """The level each row trains on, drawn from a generator seeded by (seed, step, rank)."""
         generator = torch.Generator().manual_seed(
-            self.training_config.seed * 1_000_003 + int(self.global_step) * 1009 + self.global_rank)
-        return torch.multinomial(self.level_p.cpu(), batch_size, replacement=True, generator=generator).to(self.device)
+            self.training_config.seed * 1_000_003 + int(self.global_step) * 1009 + self.global_rank
+        )
+        return torch.multinomial(self.level_p.cpu(), batch_size, replacement=True, generator=generator).to(
+            self.device
+        )
 
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
         # Each step starts from the generator state the previous one ended with (or the checkpoint's),
@@ -158,10 +185,16 @@ class ValleModule(L.LightningModule):
         tc = self.training_config
         prefix = tc.text_loss_weight > 0 or tc.prompt_loss_weight > 0
         guided = tc.guided_attention
-        output = self.model(batch, self.sample_levels(batch["text"].shape[0]), prefix_losses=prefix,
-                            attention_layers=guided.layers if guided.weight > 0 else (),
-                            ar_input_dropout=tc.ar_input_dropout)
-        loss = self._train_loss(output, batch) + self._prefix_loss(output) + self._alignment_loss(output, batch)
+        output = self.model(
+            batch,
+            self.sample_levels(batch["text"].shape[0]),
+            prefix_losses=prefix,
+            attention_layers=guided.layers if guided.weight > 0 else (),
+            ar_input_dropout=tc.ar_input_dropout,
+        )
+        loss = (
+            self._train_loss(output, batch) + self._prefix_loss(output) + self._alignment_loss(output, batch)
+        )
         self._count(batch)
         self._rng_next_step = capture_rng_state()  # backward and the optimizer draw nothing
         return loss
@@ -173,18 +206,26 @@ class ValleModule(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         if self._unknown_symbols:
             top = ", ".join(f"{symbol!r} {n}" for symbol, n in self._unknown_symbols.most_common(10))
-            log.warning("epoch %d%s: %d phoneme symbols missing from the symbol map were read as <unk> "
-                        "(most frequent: %s); prepare the data without a fixed symbols= map, or extend it",
-                        self.current_epoch, f" (rank {self.global_rank})" if self.trainer.world_size > 1 else "",
-                        self._unknown_symbols.total(), top)
+            log.warning(
+                "epoch %d%s: %d phoneme symbols missing from the symbol map were read as <unk> "
+                "(most frequent: %s); prepare the data without a fixed symbols= map, or extend it",
+                self.current_epoch,
+                f" (rank {self.global_rank})" if self.trainer.world_size > 1 else "",
+                self._unknown_symbols.total(),
+                top,
+            )
         self._unknown_symbols.clear()
 
     def _train_loss(self, output: TrainOutput, batch: dict) -> Tensor:
         """Mean cross-entropy over every trained token of the batch (+ the MoE balancing loss), logged."""
         total, count = 0.0, 0
         for out in output.levels:
-            loss_sum = F.cross_entropy(out.logits.float(), out.targets, reduction="sum",
-                                       label_smoothing=self.training_config.label_smoothing)
+            loss_sum = F.cross_entropy(
+                out.logits.float(),
+                out.targets,
+                reduction="sum",
+                label_smoothing=self.training_config.label_smoothing,
+            )
             n = out.targets.numel()
             total, count = total + loss_sum, count + n
             self.log(f"train/loss_l{out.level}", loss_sum / n, batch_size=n)
@@ -204,8 +245,11 @@ class ValleModule(L.LightningModule):
             self.log(f"{split}/{name}_l{out.level}", metric, batch_size=out.targets.numel())
 
     def _log_padding(self, batch: dict, split: str) -> None:
-        self.log(f"{split}/padding", 1 - batch["n_tokens"] / max(batch["n_padded_tokens"], 1),
-                 batch_size=batch["text"].shape[0])
+        self.log(
+            f"{split}/padding",
+            1 - batch["n_tokens"] / max(batch["n_padded_tokens"], 1),
+            batch_size=batch["text"].shape[0],
+        )
 
     # ------------------------------------------------------------------------------------ validation
     def on_validation_epoch_start(self) -> None:
@@ -260,8 +304,10 @@ class ValleModule(L.LightningModule):
     def _prefix_loss(self, output: TrainOutput) -> Tensor | float:
         """The optional, small-weighted AR losses on the text and prompt positions."""
         total = 0.0
-        for name, part, weight in (("text", output.text, self.training_config.text_loss_weight),
-                                   ("prompt", output.prompt, self.training_config.prompt_loss_weight)):
+        for name, part, weight in (
+            ("text", output.text, self.training_config.text_loss_weight),
+            ("prompt", output.prompt, self.training_config.prompt_loss_weight),
+        ):
             if part is not None and weight > 0 and part.targets.numel():
                 loss = F.cross_entropy(part.logits.float(), part.targets)
                 self.log(f"train/loss_{name}", loss, batch_size=part.targets.numel())
@@ -275,13 +321,24 @@ class ValleModule(L.LightningModule):
             return 0.0
         rows = output.ar_rows
         text, text_lengths, prompt_lengths, code_lengths, continues = (
-            batch[k][rows] for k in ("text", "text_lengths", "prompt_lengths", "code_lengths", "continues"))
+            batch[k][rows] for k in ("text", "text_lengths", "prompt_lengths", "code_lengths", "continues")
+        )
         centres = None
         if self.duration_prior is not None:
-            self.duration_prior.update(text, text_lengths, spoken_frames(prompt_lengths, code_lengths, continues))
+            self.duration_prior.update(
+                text, text_lengths, spoken_frames(prompt_lengths, code_lengths, continues)
+            )
             centres = self.duration_prior.centres(text, text_lengths, output.ar_attention[0].shape[-1])
-        loss = guided_attention_loss(output.ar_attention, guided.heads, guided.sigma, text_lengths, prompt_lengths,
-                                     code_lengths, continues, centres)
+        loss = guided_attention_loss(
+            output.ar_attention,
+            guided.heads,
+            guided.sigma,
+            text_lengths,
+            prompt_lengths,
+            code_lengths,
+            continues,
+            centres,
+        )
         self.log("train/loss_guided_attention", loss, batch_size=len(rows))
         return guided.weight * loss
 
@@ -290,11 +347,15 @@ class ValleModule(L.LightningModule):
         self.stats["samples"] += int(batch["text"].shape[0])
         self.stats["tokens"] += int(batch["code_lengths"].sum()) * self.config.n_levels
         frames = int(batch["code_lengths"].max()) + int(batch["prompt_lengths"].max())
-        self.stats["longest_seconds"] = max(self.stats["longest_seconds"], frames / self.hparams.codec["frame_rate"])
+        self.stats["longest_seconds"] = max(
+            self.stats["longest_seconds"], frames / self.hparams.codec["frame_rate"]
+        )
 
     # -------------------------------------------------------------------------------- optimizer, state
     def configure_optimizers(self) -> dict:
-        total = self.trainer.max_steps if self.trainer.max_steps > 0 else self.trainer.estimated_stepping_batches
+        total = (
+            self.trainer.max_steps if self.trainer.max_steps > 0 else self.trainer.estimated_stepping_batches
+        )
         return build_optimizer(self.model, self.optim_config, int(total))
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -316,12 +377,18 @@ class ValleModule(L.LightningModule):
         if self.global_rank < len(states):
             return states[self.global_rank]
         if states:
-            log.warning("the checkpoint holds generator states of %d ranks, this run has more: rank %d "
-                        "continues from its seed, so its dropout masks differ from the interrupted run's",
-                        len(states), self.global_rank)
+            log.warning(
+                "the checkpoint holds generator states of %d ranks, this run has more: rank %d "
+                "continues from its seed, so its dropout masks differ from the interrupted run's",
+                len(states),
+                self.global_rank,
+            )
         return None
 
     def describe(self) -> dict:
         """Model, optimisation and training settings as plain data (for logs and exports)."""
-        return {"model": self.config.to_dict(), "optim": asdict(self.optim_config),
-                "training": asdict(self.training_config)}
+        return {
+            "model": self.config.to_dict(),
+            "optim": asdict(self.optim_config),
+            "training": asdict(self.training_config),
+        }

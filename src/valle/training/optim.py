@@ -56,9 +56,13 @@ def build_optimizer(model: nn.Module, config: OptimConfig, total_steps: int) -> 
             continue
         (no_decay if param.dim() < 2 or "embeddings." in name else decay).append(param)
     fused = all(p.is_cuda for p in decay + no_decay) and torch.cuda.is_available()
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}],
-                                  lr=config.lr, betas=tuple(config.betas), eps=config.eps, fused=fused or None)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr,
+        betas=tuple(config.betas),
+        eps=config.eps,
+        fused=fused or None,
+    )
     total = config.total_steps or total_steps
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, config, total))
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

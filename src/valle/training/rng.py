@@ -18,10 +18,16 @@ def capture_rng_state() -> dict:
     """The state of every global generator a training step draws from (torch CPU and CUDA, NumPy, Python)."""
     _, keys, pos, has_gauss, gauss = np.random.get_state()  # ("MT19937", uint32 [624], int, int, float)
     version, internal, python_gauss = random.getstate()
-    state = {"torch": torch.get_rng_state(),
-             "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                       "has_gauss": int(has_gauss), "gauss": float(gauss)},
-             "python": {"version": version, "internal": list(internal), "gauss": python_gauss}}
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
+        "python": {"version": version, "internal": list(internal), "gauss": python_gauss},
+    }
     if torch.cuda.is_available() and torch.cuda.is_initialized():  # never initialise CUDA just to read it
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -31,7 +37,9 @@ def restore_rng_state(state: dict) -> None:
     """Set the global generators to a `capture_rng_state()` result."""
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    np.random.set_state(
+        ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"])
+    )
     p = state["python"]
     random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
     if "cuda" in state and torch.cuda.is_available():

@@ -34,8 +34,10 @@ def read_utf8(path: str | Path, field: str = "") -> str:
     try:
         return Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
-        raise ConfigError(f"{field}{path}: not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset "
-                          f"{error.start}); re-save it as UTF-8") from None
+        raise ConfigError(
+            f"{field}{path}: not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset "
+            f"{error.start}); re-save it as UTF-8"
+        ) from None
 
 
 def temporary_sibling(path: Path) -> Path:
@@ -79,8 +81,10 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
 
 def disk_full(path: Path, error: OSError) -> DiskFullError:
     """The one-line error for a write to `path` that ran out of space."""
-    full = DiskFullError(f"no space left on the device of {path} ({os.strerror(error.errno)}); free some space "
-                         "and rerun: files already written are kept")
+    full = DiskFullError(
+        f"no space left on the device of {path} ({os.strerror(error.errno)}); free some space "
+        "and rerun: files already written are kept"
+    )
     full.errno = error.errno  # callers that test OSError.errno still see ENOSPC
     return full
 

@@ -39,8 +39,10 @@ def exclusive_lock(path: str | Path, what: str, wait: bool = False) -> Iterator[
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
-            raise InUseError(f"{what} is being written by {holder} (lock file {path}); wait for it to finish "
-                             "or stop it, then rerun") from None
+            raise InUseError(
+                f"{what} is being written by {holder} (lock file {path}); wait for it to finish "
+                "or stop it, then rerun"
+            ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()} on {socket.gethostname()}")

@@ -330,8 +330,10 @@ class RetNetBackbone(Backbone):
         """
         check_causal_only(causal, prefix_lengths, window)
         if attention_layers:
-            raise ValueError("RetNet has retention, not attention probabilities: the guided-attention loss "
-                             "(training.guided_attention) needs model/backbone=transformer")
+            raise ValueError(
+                "RetNet has retention, not attention probabilities: the guided-attention loss "
+                "(training.guided_attention) needs model/backbone=transformer"
+            )
         # torchscale reads only the length of its first argument when token embeddings are given.
         hidden, extra = self.decoder(x, token_embeddings=x, features_only=True)
         losses = [loss for loss in extra["l_aux"] if loss is not None]

@@ -73,8 +73,14 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
         self.out = nn.Linear(d_model, d_model, bias=False)
 
-    def forward(self, x: Tensor, rope: Rotary | None, mask: Tensor | None, kv: KVSlots | None = None,
-                weights: list[Tensor] | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        rope: Rotary | None,
+        mask: Tensor | None,
+        kv: KVSlots | None = None,
+        weights: list[Tensor] | None = None,
+    ) -> Tensor:
         """x [B, T, D], mask [B, T, S] (bool, an additive float bias, or None: every key) → [B, T, D].
 
         With `kv`, the new keys/values are written to the cache slots first and attention reads the cache.
@@ -96,13 +102,15 @@ class Attention(nn.Module):
         if weights is not None:
             y = self._explicit(q, k, v, mask, dropout, weights)
         else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=None if mask is None else mask[:, None],
-                                               dropout_p=dropout)
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=None if mask is None else mask[:, None], dropout_p=dropout
+            )
         return self.out(y.transpose(1, 2).reshape(batch, length, d_model))
 
     @staticmethod
-    def _explicit(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout: float,
-                  weights: list[Tensor]) -> Tensor:
+    def _explicit(
+        q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout: float, weights: list[Tensor]
+    ) -> Tensor:
         """Softmax attention written out, keeping the probabilities (SDPA does not return them)."""
         scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
         if mask is not None:
@@ -145,8 +153,14 @@ class Block(nn.Module):
         self.ff = FeedForward(d_model, ff_mult, ff)
         self.dropout = dropout
 
-    def forward(self, x: Tensor, rope: Rotary | None, mask: Tensor | None, kv: KVSlots | None = None,
-                weights: list[Tensor] | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        rope: Rotary | None,
+        mask: Tensor | None,
+        kv: KVSlots | None = None,
+        weights: list[Tensor] | None = None,
+    ) -> Tensor:
         x = x + self._residual(self.attn(self.attn_norm(x), rope, mask, kv, weights))
         return x + self._residual(self.ff(self.ff_norm(x)))
 
@@ -246,13 +260,22 @@ class TransformerBackbone(Backbone):
             # One row's new token sees every filled slot (they hold only earlier positions, no padding),
             # so the common single-utterance step needs no mask at all.
             mask = attention_mask(positions, cache.positions[:, :filled], True, prefix_lengths, cache.window)
-            bias = torch.zeros(mask.shape, dtype=cache.keys.dtype, device=x.device).masked_fill_(~mask, float("-inf"))
+            bias = torch.zeros(mask.shape, dtype=cache.keys.dtype, device=x.device).masked_fill_(
+                ~mask, float("-inf")
+            )
         keys = [cache.keys[i, :, :, :filled] for i in range(len(self.blocks))]
         values = [cache.values[i, :, :, :filled] for i in range(len(self.blocks))]
         return self._through_blocks(x, positions, bias, keys, values, slots)
 
-    def static_step(self, x: Tensor, keys: Sequence[Tensor], values: Sequence[Tensor], positions: Tensor,
-                    slot: Tensor, position: Tensor) -> Tensor:
+    def static_step(
+        self,
+        x: Tensor,
+        keys: Sequence[Tensor],
+        values: Sequence[Tensor],
+        positions: Tensor,
+        slot: Tensor,
+        position: Tensor,
+    ) -> Tensor:
         """One token per row with fixed shapes and no host sync: what `torch.compile` / CUDA graphs replay.
 
         The same computation as `step` for one token, but over the whole preallocated capacity (empty
@@ -270,8 +293,15 @@ class TransformerBackbone(Backbone):
         mask = attention_mask(position[:, None], positions, True)
         return self._through_blocks(x, position[:, None], mask, keys, values, slot[:, None])
 
-    def _through_blocks(self, x: Tensor, positions: Tensor, mask: Tensor, keys: Sequence[Tensor],
-                        values: Sequence[Tensor], slots: Tensor) -> Tensor:
+    def _through_blocks(
+        self,
+        x: Tensor,
+        positions: Tensor,
+        mask: Tensor,
+        keys: Sequence[Tensor],
+        values: Sequence[Tensor],
+        slots: Tensor,
+    ) -> Tensor:
         """The blocks and the final norm for new tokens at `positions`, reading and writing the cache."""
         h, rope = self._inputs(x, positions)
         for block, k, v in zip(self.blocks, keys, values, strict=True):
