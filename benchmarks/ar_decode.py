@@ -15,8 +15,8 @@ compute per second of audio, 75 codes = 1 s of EnCodec audio) of:
       with a greedy sampler whose stop logit is masked, so every run is exactly N steps.
   (c) floor: `backbone.step` + `ar_logits` for one token on a warm cache of the same capacity,
       averaged over N steps (no sampler, no bookkeeping).
-  (d) (b) with int8 weights in every linear layer and output head (`valle.models.quantize`, infer.py `quantize=int8`;
-      CPU only). Not the same model numerically: compare its speed, not its tokens.
+  (d) (b) with int8 weights in every linear layer and output head (`valle.models.quantize`,
+      infer.py `quantize=int8`; CPU only). Not the same model numerically: compare its speed, not its tokens.
   (e) (b) with `fast=True`: each step one compiled static graph (`valle.sampling.compiled`; CUDA graphs
       on a GPU). The warm-up run includes compilation; the timed runs do not. Its tokens are checked
       against (b)'s.

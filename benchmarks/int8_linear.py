@@ -63,7 +63,8 @@ def measure(name: str, n_in: int, n_out: int, repeats: int) -> str:
     dynamic = per_call_us(lambda: torch.ops.quantized.linear_dynamic(x, packed), repeats)
     valle = per_call_us(lambda: int8(x), repeats)
     return (
-        f"{name:6s} {n_in:5d}x{n_out:<5d} | {fp32:8.1f} {dynamic:10.1f} {valle:9.1f} | {dynamic / valle:12.2f}x | "
+        f"{name:6s} {n_in:5d}x{n_out:<5d} | {fp32:8.1f} {dynamic:10.1f} {valle:9.1f} | "
+        f"{dynamic / valle:12.2f}x | "
         f"{relative_error(torch.ops.quantized.linear_dynamic(x, packed), ref):16.4f} "
         f"{relative_error(int8(x), ref):7.4f}"
     )

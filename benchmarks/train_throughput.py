@@ -111,12 +111,12 @@ def main() -> None:
     print(f"{'setting':<26} {'real tokens/s':>13} {'padded tokens/s':>15} {'padding':>8}")
     for name, m in rows.items():
         print(
-            f"{name:<26} {m.tokens / m.seconds:>13.0f} {m.padded / m.seconds:>15.0f} {1 - m.tokens / m.padded:>8.3f}"
+            f"{name:<26} {m.tokens / m.seconds:>13.0f} {m.padded / m.seconds:>15.0f} "
+            f"{1 - m.tokens / m.padded:>8.3f}"
         )
     base, bucketed = rows.values()
-    print(
-        f"real tokens/s, bucketed / unbucketed: {(bucketed.tokens / bucketed.seconds) / (base.tokens / base.seconds):.2f}x"
-    )
+    speedup = (bucketed.tokens / bucketed.seconds) / (base.tokens / base.seconds)
+    print(f"real tokens/s, bucketed / unbucketed: {speedup:.2f}x")
 
 
 if __name__ == "__main__":

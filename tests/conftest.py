@@ -20,7 +20,9 @@ TINY_VOICES = ["en-us+m3", "en-us+f2", "en-gb+m1"]
 # tests of int8 numerics skip there, and tests/models/test_quantize.py checks the refusal itself.
 needs_int8_kernels = pytest.mark.skipif(
     torch.backends.cpu.get_cpu_capability() not in FBGEMM_CPUS,
-    reason=f"int8 needs fbgemm's AVX2 kernels; torch runs {torch.backends.cpu.get_cpu_capability()} ones here",
+    reason=(
+        f"int8 needs fbgemm's AVX2 kernels; torch runs {torch.backends.cpu.get_cpu_capability()} ones here"
+    ),
 )
 
 

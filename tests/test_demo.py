@@ -203,7 +203,8 @@ def test_curve_overrides_keep_snapshots_by_time_or_for_ci_by_steps(tmp_path):
 
 
 def test_report_html_links_every_clip_and_figure_the_demo_writes(tmp_path):
-    """The report pages over real recordings laid out as the demo lays them out, opened in headless Chromium."""
+    """The report pages over real recordings laid out as the demo lays them out, opened in headless
+    Chromium."""
     import shutil
 
     from tests.conftest import real_speech_dir

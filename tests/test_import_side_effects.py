@@ -1,4 +1,4 @@
-"""Importing valle, and using it, leaves the process's matplotlib backend, warning filters and log levels alone."""
+"""Importing and using valle leaves the process's matplotlib backend, warning filters and log levels alone."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from pathlib import Path
 import matplotlib, torch, lightning, phonemizer.backend
 
 def state():
+    loggers = sorted(logging.root.manager.loggerDict)
     return {"backend": matplotlib.get_backend(), "filters": [repr(f) for f in warnings.filters],
-            "levels": {name: logging.getLogger(name).level for name in sorted(logging.root.manager.loggerDict)}}
+            "levels": {name: logging.getLogger(name).level for name in loggers}}
 
 before = state()
 import valle.sampling.synthesize, valle.training.callbacks

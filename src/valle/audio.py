@@ -26,7 +26,8 @@ def read_audio(path: str | Path) -> tuple[torch.Tensor, int]:
         (wav, sample_rate) with wav a float32 tensor [channels, samples] in [-1, 1].
 
     Raises:
-        AudioError: the file is missing, unreadable, holds no samples or non-finite ones; the message names it.
+        AudioError: the file is missing, unreadable, holds no samples or non-finite ones; the message
+            names it.
     """
     path = Path(path)
     if not path.is_file():

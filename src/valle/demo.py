@@ -1,6 +1,7 @@
 """`make demo`: the main job on the built-in corpus, offline, scored like the VALL-E paper.
 
-    python -m valle.demo [out=outputs/demo] [size=full|ci] [minutes=15] [steps=N] [curve_minutes=3] [stage=all|NAME]
+    python -m valle.demo [out=outputs/demo] [size=full|ci] [minutes=15] [steps=N] [curve_minutes=3] \
+        [stage=all|NAME]
 
 Stages (each reuses what a previous run finished, so a rerun is quick and `stage=NAME` reruns one):
   1. corpus    festival voices and their sox pitch/tempo variants read the built-in sentences; three
@@ -341,7 +342,7 @@ def read_manifest(out: Path) -> list[Item]:
 
 
 def first_per_voice(items: Sequence[Item], n: int) -> list[Item]:
-    """The first `n` items of each held-out voice, in manifest order: a fixed subset, the same on every run."""
+    """The first `n` items of each held-out voice, in manifest order: a fixed subset, the same every run."""
     taken: dict[str, int] = {}
     chosen = []
     for item in items:
@@ -359,7 +360,8 @@ def sampler_config(size: DemoSize) -> SamplerConfig:
 
 
 def curve_overrides(size: DemoSize, curve_minutes: float) -> list[str]:
-    """train.py overrides that keep the learning curve's snapshots in run/curve/ (configs/callbacks/curve.yaml)."""
+    """train.py overrides that keep the learning curve's snapshots in run/curve/
+    (configs/callbacks/curve.yaml)."""
     if size is SIZES["ci"]:  # a few steps in seconds: snapshot by steps, so that there is one to score
         return [
             "callbacks=curve",
@@ -370,7 +372,8 @@ def curve_overrides(size: DemoSize, curve_minutes: float) -> list[str]:
 
 
 def scorers() -> dict:
-    """`evaluate_rows`' recognisers and speaker encoder: pocketsphinx (words, sentences, phones), resemblyzer."""
+    """`evaluate_rows`' recognisers and speaker encoder: pocketsphinx (words, sentences, phones) and
+    resemblyzer."""
     from valle.evaluate.asr import PocketSphinxASR
     from valle.evaluate.phones import PhoneRecognizer
     from valle.evaluate.sentence_id import SentenceIdentifier
@@ -555,7 +558,8 @@ def eval_rows(
 
 
 def clips(item: Item) -> dict[str, str]:
-    """What to hear of one held-out item, label → wav relative to `out`: its prompt, the recording, each output."""
+    """What to hear of one held-out item, label → wav relative to `out`: its prompt, the recording, each
+    output."""
     return {"prompt": item.prompt, "ground truth": item.truth, **{row: item.outputs[row] for row in ROWS[1:]}}
 
 
@@ -659,9 +663,10 @@ Held-out voices ({len(speakers)}: {", ".join(speakers)}) say held-out sentences 
 
 - **ground truth**: the festival recordings;
 - **resynthesis**: the recordings through the mel codec (encode, decode), the ceiling for the model;
-- **continuation**: the recording's first words (up to {PROMPT_SECONDS:g} s and half of it, cut at a word boundary
-  found by forced alignment) and their transcript as the prompt; the model says the rest of the sentence,
-  and only what it generated is scored: against the rest of the transcript and the rest of the recording;
+- **continuation**: the recording's first words (up to {PROMPT_SECONDS:g} s and half of it, cut at a word
+  boundary found by forced alignment) and their transcript as the prompt; the model says the rest of the
+  sentence, and only what it generated is scored: against the rest of the transcript and the rest of the
+  recording;
 - **cross-utterance**: a {PROMPT_SECONDS:g} s prompt from another recording of the same voice, and the target
   sentence.
 

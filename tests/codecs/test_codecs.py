@@ -408,7 +408,8 @@ def test_describe_matches_the_built_codec_without_building_it(name, settings):
 
 
 def test_dac_encodes_as_compress_so_seed_dac_files_match_prompts(tiny_dac_file, tmp_path):
-    """A seed-format .dac file (written as the seed writes it) imports the codes valle's DAC gives the audio."""
+    """A seed-format .dac file (written as the seed writes it) imports the codes valle's DAC gives the
+    audio."""
     import numpy as np
 
     from valle.data.seed_import import read_seed

@@ -1,4 +1,4 @@
-"""The offline mel codec: the codec contract, k-means fitting, the codebooks file, and a real-speech round trip."""
+"""The offline mel codec: the codec contract, k-means fitting, the codebooks file, a round trip of speech."""
 
 from __future__ import annotations
 
@@ -142,10 +142,10 @@ def test_decoding_fewer_levels_keeps_less_of_the_log_mel(speech_codec, real_spee
 def test_real_speech_round_trip_keeps_the_log_mel(speech_codec, real_speech):
     """Fit on the four LJ Speech fixtures, then encode and decode the ~3 s prompt LJ049-0124.
 
-    Measured: log-mel MSE 0.126 (natural-log units²) against the input's log-mel variance 5.1, i.e. 97.5 % of
-    the variance kept; another utterance of the same speaker scores 5.9 and the random codec 9.6. About 0.08 of
-    it is quantization, the rest Griffin-Lim (Griffin-Lim on the unquantized mel alone: 0.055). Spectral
-    convergence 0.34 (Griffin-Lim alone: 0.24). The bounds leave about 2x and 1.5x headroom.
+    Measured: log-mel MSE 0.126 (natural-log units²) against the input's log-mel variance 5.1, i.e. 97.5 %
+    of the variance kept; another utterance of the same speaker scores 5.9 and the random codec 9.6. About
+    0.08 of it is quantization, the rest Griffin-Lim (Griffin-Lim on the unquantized mel alone: 0.055).
+    Spectral convergence 0.34 (Griffin-Lim alone: 0.24). The bounds leave about 2x and 1.5x headroom.
     """
     wav = real_speech[2]
     out = speech_codec.decode(speech_codec.encode(wav, 24_000))[: wav.numel()]

@@ -15,8 +15,8 @@ from valle.evaluate.text import normalize
 # Function words left out when comparing two sentences for near-duplicates: sharing them means nothing.
 FUNCTION_WORDS = set(
     """a an the of to in on at by for with from and or but so is was are were be been am do does did
-    will would can could should have has had i you he she we they it me him her us them my your his our their its
-    this that these those there here not""".split()
+    will would can could should have has had i you he she we they it me him her us them my your his our their
+    its this that these those there here not""".split()
 )
 
 

@@ -22,7 +22,7 @@ from valle.plot import plot_learning_curve
 
 
 def snapshot(path, steps: int, seconds: float):
-    """A checkpoint as `callbacks=curve` leaves it, as far as the curve reads it: hyper-parameters and stats."""
+    """A checkpoint as `callbacks=curve` leaves it, as far as the curve reads it: hparams and stats."""
     torch.save(
         {
             "hyper_parameters": {"model": {}, "symbols": {}, "codec": {}},

@@ -150,7 +150,7 @@ def test_cli_names_a_missing_transcript(tmp_path):
 
 
 class LengthIdentifier:
-    """A sentence identifier that 'hears' by audio length; `built` records every candidate set it was made for."""
+    """A sentence identifier that 'hears' by length; `built` lists each candidate set it was built for."""
 
     built: list[list[str]] = []
 

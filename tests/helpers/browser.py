@@ -12,7 +12,8 @@ import pytest
 CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
 CHROMEDRIVER = ("chromedriver",)
 
-# Each <audio>: readyState (>= 1: its metadata, duration included, was read), duration, error code (null: none).
+# Each <audio>: readyState (>= 1: its metadata, duration included, was read), duration, error code
+# (null: none).
 MEDIA_SCRIPT = """
 return {
   audio: [...document.querySelectorAll('audio')].map(a => ({
@@ -48,7 +49,7 @@ def headless_chromium():
 
 
 def page_media(page: Path, timeout: float = 30.0) -> dict[str, list[dict]]:
-    """Open `page` (file://) and wait until every player has its metadata or an error, and every image is done.
+    """Open `page` (file://); wait until every player has its metadata or an error, and every image is done.
 
     Returns:
         {"audio": [{"src", "ready", "duration", "error"}], "images": [{"src", "complete", "width"}]}.
@@ -70,7 +71,10 @@ def page_media(page: Path, timeout: float = 30.0) -> dict[str, list[dict]]:
 
 
 def assert_page_loads(page: Path) -> dict[str, list[dict]]:
-    """Every player of `page` has a duration and no media error; every image has a width. Returns what loaded."""
+    """Every player of `page` has a duration and no media error; every image has a width.
+
+    Returns what loaded.
+    """
     media = page_media(page)
     broken = [
         a for a in media["audio"] if a["error"] or a["ready"] < 1 or not a["duration"] or a["duration"] <= 0

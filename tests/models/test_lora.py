@@ -1,4 +1,4 @@
-"""LoRA adapters: a no-op when fresh, only adapters train, merging keeps outputs, adapter state round-trips."""
+"""LoRA adapters: a no-op when fresh, only adapters train, merging keeps outputs, adapters round-trip."""
 
 from __future__ import annotations
 

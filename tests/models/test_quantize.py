@@ -1,4 +1,5 @@
-"""int8 weights: every linear layer and head is swapped, logits stay close to fp32, decoding runs, bad modes fail."""
+"""int8 weights: every linear layer and head is swapped, logits stay close to fp32, decoding runs, bad modes
+fail."""
 
 from __future__ import annotations
 

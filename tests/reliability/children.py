@@ -1,4 +1,4 @@
-"""valle's command functions in child processes a test can `kill -9`, without paying Python's start-up each time.
+"""valle's command functions in child processes a test can `kill -9`, without Python's start-up each time.
 
 A fork server imports valle (and torch, Lightning, Hydra) once; each child forks from it, already
 warm, and runs `valle.cli.<x>.run(cfg)` on a composed config, as the `train.py`/`prepare.py` shims
@@ -90,7 +90,8 @@ def kill_9_after(process: BaseProcess, seconds: float) -> bool:
 @dataclass(frozen=True)
 class KillPoint:
     """Kill `delay_s` seconds after a file matching `anchor` (a glob under the watched folder) appears,
-    or after the start (`anchor` None); the anchor appeared `anchor_s` after the start in the reference run."""
+    or after the start (`anchor` None); the anchor appeared `anchor_s` after the start in the reference
+    run."""
 
     anchor: str | None
     delay_s: float

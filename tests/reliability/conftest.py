@@ -1,4 +1,5 @@
-"""Reference runs the reliability trials compare against: one uninterrupted prepare, one uninterrupted training."""
+"""Reference runs the reliability trials compare against: one uninterrupted prepare, one uninterrupted
+training."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ TRAIN_ARGS = (
 
 
 def prepare_cfg(corpus: Path, output: Path, *overrides: str):
-    """The offline mel codec, its codebooks fitted on the corpus (part of the run), one utterance per shard."""
+    """The offline mel codec, its codebooks fitted on the corpus (part of the run); one utterance a shard."""
     return compose_prepare(
         f"input={corpus}",
         f"output={output}",
@@ -50,7 +51,8 @@ def finished_files(folder: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="session")
 def prepared_once(tiny_corpus, tmp_path_factory) -> tuple[dict[str, bytes], list]:
-    """An uninterrupted prepare: its files, and TRIALS kill points drawn over its timeline (up to the index)."""
+    """An uninterrupted prepare: its files, and TRIALS kill points drawn over its timeline (up to the
+    index)."""
     output = tmp_path_factory.mktemp("prepared_once")
     warm_up()
     started = time.time()

@@ -35,7 +35,8 @@ def _mount(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """`small_disk(kib)` → a folder on a fresh tmpfs of that size; `small_disk.grow(folder, kib)` frees space."""
+    """`small_disk(kib)` → a folder on a fresh tmpfs of that size; `small_disk.grow(folder, kib)` frees
+    space."""
     mounted: list[Path] = []
 
     def mount(kib: int) -> Path:

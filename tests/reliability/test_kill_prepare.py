@@ -44,9 +44,8 @@ def test_kill_9_then_rerun_gives_the_uninterrupted_runs_bytes(trial, prepared_on
     cfg = prepare_cfg(tiny_corpus, tmp_path)
     assert kill_9_at(start("prepare", cfg), tmp_path, points[trial]), f"prepare ended before {points[trial]}"
     assert_only_complete_shards_are_listed(tmp_path)
-    print(
-        f"trial {trial}: killed at {points[trial]} with {len(list(tmp_path.glob('shard-*.json')))} shards done"
-    )
+    done = len(list(tmp_path.glob("shard-*.json")))
+    print(f"trial {trial}: killed at {points[trial]} with {done} shards done")
 
     run_to_end("prepare", cfg)
     again = finished_files(tmp_path)

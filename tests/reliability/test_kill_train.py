@@ -1,8 +1,9 @@
 """kill -9 during training at 5 seeded random moments, then the same command again.
 
 Each trial kills a fresh run at a moment drawn over the timeline of an uninterrupted run (its start,
-the start of fitting, each checkpoint's appearance), then reruns it. The rerun must resume from the newest complete checkpoint, never from one the
-kill cut short, continue the step count, and log the losses the uninterrupted run logged.
+the start of fitting, each checkpoint's appearance), then reruns it. The rerun must resume from the newest
+complete checkpoint, never from one the kill cut short, continue the step count, and log the losses the
+uninterrupted run logged.
 """
 
 from __future__ import annotations

@@ -50,7 +50,10 @@ def test_export_then_load_gives_the_same_weights_and_logits_without_lightning(tr
     assert loaded.stats["steps"] == 4 and loaded.stats["tokens"] > 0 and loaded.stats["longest_seconds"] > 0
     raw = torch.load(out, weights_only=True)
     assert raw["format"] == "valle" and raw["version"] == 1
-    code = f"import sys, valle; valle.load({str(out)!r}); assert 'lightning' not in sys.modules and 'hydra' not in sys.modules"
+    code = (
+        f"import sys, valle; valle.load({str(out)!r}); "
+        "assert 'lightning' not in sys.modules and 'hydra' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 

@@ -60,9 +60,8 @@ def write_outputs(results: list[Synthesis], cfg: DictConfig) -> list[Path]:
         write_wav(path, result.wav, result.sample_rate)
         if cfg.save_codes:
             np.save(path.with_suffix(".npy"), result.codes.numpy().astype(np.int16))
-        print(
-            f"{path}  ({result.wav.numel() / result.sample_rate:.2f} s){'  [hit max_ar_steps]' if result.hit_limit else ''}"
-        )
+        limit = "  [hit max_ar_steps]" if result.hit_limit else ""
+        print(f"{path}  ({result.wav.numel() / result.sample_rate:.2f} s){limit}")
     return paths
 
 

@@ -59,13 +59,15 @@ class CodecInfo:
         theirs = (family.get(other.name, other.name), other.sample_rate, other.n_levels, other.codebook_size)
         if mine != theirs:
             raise ConfigError(
-                f"{what} was made with codec {other.name!r} ({other.variant or '-'}, {other.n_levels} levels, "
-                f"{other.sample_rate} Hz) but codec {self.name!r} ({self.variant or '-'}, {self.n_levels} levels, "
-                f"{self.sample_rate} Hz) was configured; use the same codec settings for both"
+                f"{what} was made with codec {other.name!r} ({other.variant or '-'}, "
+                f"{other.n_levels} levels, {other.sample_rate} Hz) but codec {self.name!r} "
+                f"({self.variant or '-'}, {self.n_levels} levels, {self.sample_rate} Hz) was configured; "
+                f"use the same codec settings for both"
             )
         if weights_conflict(other.weights, self.weights):
             raise ConfigError(
-                f"{what} was made with codec weights {other.weights} but weights {self.weights} were configured; "
+                f"{what} was made with codec weights {other.weights} but weights {self.weights} "
+                f"were configured; "
                 f"its codes would mean other sounds: use the weights it was made with (codec.weights="
                 f"{setting_for_identity(other.weights) or 'the file with ' + other.weights})"
             )
@@ -128,7 +130,8 @@ class Codec(nn.Module, abc.ABC):
     def _condition(self, wav: torch.Tensor) -> torch.Tensor:
         """One mono waveform [samples] at `sample_rate` → what the encoder expects of it (e.g. a loudness).
 
-        Per item, before a batch is padded: a level measured on the padded batch would depend on its neighbours.
+        Per item, before a batch is padded: a level measured on the padded batch would depend on its
+        neighbours.
         """
         return wav
 
@@ -157,12 +160,14 @@ class Codec(nn.Module, abc.ABC):
     def padded_batch(
         self, wavs: Sequence[torch.Tensor], sample_rate: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The batch `encode_batch` encodes: each input mono at `sample_rate`, conditioned, zero-padded to whole frames.
+        """The batch `encode_batch` encodes: each input mono at `sample_rate`, conditioned, zero-padded to
+        whole frames.
 
         Public so that tests can run the codec's encoder on exactly what its quantizer sees.
 
         Returns:
-            (wav [B, 1, frames_max * hop] float on the codec's device, frames [B] int64 valid frames per item).
+            (wav [B, 1, frames_max * hop] float on the codec's device,
+            frames [B] int64 valid frames per item).
         """
         mono = [self._condition(prepare_waveform(w, sample_rate, self.sample_rate)) for w in wavs]
         frames = torch.tensor([self.n_frames(w.numel()) for w in mono], dtype=torch.long)
@@ -197,7 +202,7 @@ class Codec(nn.Module, abc.ABC):
 
     @torch.inference_mode()
     def decode_batch(self, codes: torch.Tensor, frames: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """codes [B, n_levels, T] (+ valid frames [B]) → list of wavs, each trimmed to frames * hop samples."""
+        """codes [B, n_levels, T] (+ valid frames [B]) → wavs, each trimmed to frames * hop samples."""
         self._check_codes(codes)
         wav = self._decode_padded(codes.to(self.device).long())[:, 0].float().cpu()
         lengths = frames.tolist() if frames is not None else [codes.shape[-1]] * codes.shape[0]

@@ -143,14 +143,16 @@ def load_codebooks(path: str | os.PathLike) -> MelCodebooks:
     path = Path(path).expanduser()
     if not path.is_file():
         raise MissingFileError(
-            f"no mel codebooks file at {path.resolve()}; fit one with valle.codecs.mel.fit_mel_codebooks(wavs) "
-            f"and write it with save_codebooks(path, codebooks), or set codec.weights=random for an untrained codec"
+            f"no mel codebooks file at {path.resolve()}; fit one with "
+            f"valle.codecs.mel.fit_mel_codebooks(wavs) and write it with save_codebooks(path, codebooks), "
+            f"or set codec.weights=random for an untrained codec"
         )
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise WeightsError(
-            f"{path}: not a mel codebooks file ({type(error).__name__}: {error}); write one with save_codebooks"
+            f"{path}: not a mel codebooks file ({type(error).__name__}: {error}); "
+            f"write one with save_codebooks"
         ) from error
     return MelCodebooks.from_state(data, str(path))
 
@@ -186,7 +188,8 @@ class LogMel(nn.Module):
             n_fft // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate, norm="slaney", mel_scale="slaney"
         )  # [freqs, mels]
         self.register_buffer("fbank", fbank, persistent=False)
-        # The pseudo-inverse rather than torchaudio's InverseMelScale: one matmul, no optimiser, deterministic.
+        # The pseudo-inverse rather than torchaudio's InverseMelScale: one matmul, no optimiser,
+        # deterministic.
         self.register_buffer("fbank_pinv", torch.linalg.pinv(fbank), persistent=False)  # [mels, freqs]
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
 
@@ -316,7 +319,8 @@ class MelCodec(Codec):
         weights: Weights | MelCodebooks = RANDOM,
         **_: Any,
     ) -> CodecInfo:
-        """The CodecInfo these settings give; reads the codebooks file `weights` names, if any, for its identity."""
+        """The CodecInfo these settings give; reads the codebooks file `weights` names, if any, for its
+        identity."""
         check_settings(sample_rate, hop_length, n_mels, n_fft, n_levels, codebook_size)
         return CodecInfo(
             name="mel",
@@ -509,7 +513,7 @@ def _top(frames: torch.Tensor, keys: torch.Tensor, n: int) -> tuple[torch.Tensor
 def kmeans(
     x: torch.Tensor, k: int, n_iter: int, generator: torch.Generator, init: str = "kmeans++"
 ) -> torch.Tensor:
-    """Lloyd's k-means on x [N, D] from a k-means++ or random start (see `fit_mel_codebooks`) → centres [k, D].
+    """Lloyd's k-means on x [N, D] from a k-means++ or random start (`fit_mel_codebooks`) → centres [k, D].
 
     A centre that loses all its points keeps its place rather than jumping: it costs a codeword, not a crash.
     """

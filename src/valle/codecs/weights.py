@@ -12,9 +12,9 @@ A failed download is an error that names the two ways out; it never falls back t
 would silently turn a dataset into noise.
 
 The same codes mean different sounds under different weights, so every `CodecInfo` carries its weights'
-*identity* (`weights_identity`): ``"pretrained"``, ``"random:seed=0"`` or ``"sha256:<16 hex>"`` of a local file.
-prepare records it in its plan, manifests and index; checkpoints and exports inherit it from the index; infer
-builds the codec from it and refuses weights with another identity.
+*identity* (`weights_identity`): ``"pretrained"``, ``"random:seed=0"`` or ``"sha256:<16 hex>"`` of a local
+file. prepare records it in its plan, manifests and index; checkpoints and exports inherit it from the index;
+infer builds the codec from it and refuses weights with another identity.
 """
 
 from __future__ import annotations
@@ -173,7 +173,8 @@ def weights_identity(weights: Weights, setting: str = "codec.weights") -> str:
     """The identity of the weights a `weights` setting names, without building or downloading anything.
 
     Returns:
-        ``"pretrained"``, ``"random:seed=0"`` (`RANDOM_IDENTITY`), or ``"sha256:<16 hex>"`` of a local file's bytes.
+        ``"pretrained"``, ``"random:seed=0"`` (`RANDOM_IDENTITY`), or ``"sha256:<16 hex>"`` of a local
+        file's bytes.
 
     Raises:
         FileNotFoundError, TypeError: as `resolve_weights`.
@@ -199,7 +200,7 @@ def _file_digest(path: str, size: int, mtime_ns: int) -> str:
 
 
 def tensors_identity(tensors: Mapping[str, torch.Tensor]) -> str:
-    """``"sha256:<16 hex>"`` of named tensors' values: the identity of weights kept in memory, not in a file."""
+    """``"sha256:<16 hex>"`` of named tensors' values: the identity of weights held in memory, not a file."""
     digest = hashlib.sha256()
     for name in sorted(tensors):
         tensor = tensors[name].detach().cpu().contiguous()

@@ -93,7 +93,7 @@ def synthesize_voice(text: str, voice: Voice, path: Path) -> None:
 
 
 def apply_variant(raw: Path, voice: Voice, path: Path) -> None:
-    """The engine's wav `raw` → `voice`'s pitch/speed variant at `path`, written atomically (`raw` is kept)."""
+    """The engine's wav `raw` → `voice`'s pitch/speed variant at `path`, written atomically (keeps `raw`)."""
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.part.wav")
     try:
         if voice.pitch_cents or voice.speed != 1.0:
@@ -122,7 +122,8 @@ def festival_batch(voice_name: str, lines: Sequence[tuple[str, Path]]) -> None:
     """
     _require("festival", "festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts")
     script = [f"(voice_{voice_name})"] + [
-        f'(utt.save.wave (utt.synth (Utterance Text "{_scheme_string(text)}")) "{_scheme_string(str(wav))}" \'riff)'
+        f'(utt.save.wave (utt.synth (Utterance Text "{_scheme_string(text)}")) '
+        f'"{_scheme_string(str(wav))}" \'riff)'
         for text, wav in lines
     ]
     with tempfile.NamedTemporaryFile("w", suffix=".scm", delete=False) as file:

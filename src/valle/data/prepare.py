@@ -106,7 +106,9 @@ def parse_part(part: str) -> tuple[int, int]:
 
 # ----------------------------------------------------------------------------------------------- planning
 def utterance_seconds(utterance: Utterance, frame_rate: float) -> float:
-    """Duration from imported codes (frames / `frame_rate`), the record, or the file header; raises AudioError.
+    """Duration from imported codes (frames / `frame_rate`), the record, or the file header.
+
+    Raises AudioError when none of them gives one.
 
     Imported codes are their own measure: the seed's stored lengths are unreliable (see
     `valle.data.seed_import.length_disagreement`), and the configured codec's frame rate is the true one.

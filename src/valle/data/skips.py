@@ -120,7 +120,8 @@ class SkipTally:
     def _judge(self) -> None:
         if self.expected and self.skipped / self.expected > self.max_fraction:
             raise ConfigError(
-                f"data: {self.skipped} of {self.expected} samples ({100 * self.skipped / self.expected:.1f}%) "
+                f"data: {self.skipped} of {self.expected} samples "
+                f"({100 * self.skipped / self.expected:.1f}%) "
                 f"could not be read, more than data.max_skip_fraction={self.max_fraction:g}; the "
                 "warnings above name the damaged shards: re-run prepare for them (or raise "
                 "data.max_skip_fraction)"

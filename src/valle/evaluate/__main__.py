@@ -9,9 +9,10 @@ is the prompt that output was conditioned on. Two rows are scored: "ground truth
 recordings, against the prompts) and `name` (the outputs, against the prompts and the references).
 Sentence identification picks among the transcripts given (chance 1/N) and PER uses pocketsphinx's
 phone decoder; both need every word in pocketsphinx's dictionary (items with others are left out of
-those columns, with a warning). ASR is PocketSphinx unless `whisper_model` names a local openai-whisper checkpoint; SIM is resemblyzer
-unless `wavlm_model` names a local WavLM x-vector folder (e.g. microsoft/wavlm-base-plus-sv, saved). The Markdown table
-goes to `out` and the full scores (per item) to the same path with `.json`.
+those columns, with a warning). ASR is PocketSphinx unless `whisper_model` names a local openai-whisper
+checkpoint; SIM is resemblyzer unless `wavlm_model` names a local WavLM x-vector folder (e.g.
+microsoft/wavlm-base-plus-sv, saved). The Markdown table goes to `out` and the full scores (per item) to the
+same path with `.json`.
 """
 
 from __future__ import annotations

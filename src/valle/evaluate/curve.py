@@ -74,7 +74,8 @@ class CurvePoint:
 
 
 def snapshot_files(folder: str | Path) -> list[Path]:
-    """The complete snapshot checkpoints in `folder`, by step (a file a kill cut short has no zip directory)."""
+    """The complete snapshot checkpoints in `folder`, by step (a file cut short by a kill has no zip
+    directory)."""
 
     def complete(path: Path) -> bool:
         try:

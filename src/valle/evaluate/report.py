@@ -228,7 +228,8 @@ def _score_similarity(
 
 
 class _Identifiers:
-    """One identifier per distinct candidate set, built on first use (a `SentenceIdentifier` holds two decoders)."""
+    """One identifier per distinct candidate set, built on first use (a `SentenceIdentifier` holds two
+    decoders)."""
 
     def __init__(self, factory: Callable[[Sequence[str]], SentenceID]) -> None:
         self.factory = factory
@@ -285,7 +286,8 @@ SCORER_NAMES = (
 
 
 class ItemScorer:
-    """One process's recognisers, sentence identifiers and embedding cache over `rows`: scores an item by its place.
+    """One process's recognisers, sentence identifiers and embedding cache over `rows`: scores an item by its
+    place.
 
     The serial path and every worker process (`valle.evaluate.workers`) score through this one object,
     so an item is scored the same way wherever it is scored.
@@ -451,13 +453,13 @@ def evaluate_rows(
 
 
 def _score_here(scorer: ItemScorer) -> Iterator[tuple[str, list[ItemScores], bool]]:
-    """(row name, its item scores, whether words were recognised) for each row in turn, scored in this process."""
+    """(row name, its item scores, whether words were recognised) for each row in turn, scored here."""
     for name, items in scorer.rows.items():
         yield name, [scorer(name, index) for index in range(len(items))], scorer.asr is not None
 
 
 def metrics_of(row: RowScores) -> dict[str, float | None]:
-    """The row's point values by metric name (`METRICS`), flat: e.g. {"sentence_id": 0.75, "per": 0.41, ...}."""
+    """The row's point values by metric name (`METRICS`), flat: {"sentence_id": 0.75, "per": 0.41, ...}."""
     return {key: getattr(row, key) for key in METRICS}
 
 

@@ -61,7 +61,7 @@ class SpeakerEncoder:
 
 
 class WavLMVerifier:
-    """A WavLM x-vector speaker verifier (e.g. microsoft/wavlm-base-plus-sv) from a local folder; never downloads.
+    """A WavLM x-vector speaker verifier (e.g. microsoft/wavlm-base-plus-sv) from a local folder; no download.
 
     Closer to the paper's WavLM-TDNN than resemblyzer. Same interface as `SpeakerEncoder`.
 

@@ -1,15 +1,17 @@
 """LoRA fine-tuning (Hu et al. 2021, "LoRA: Low-Rank Adaptation of Large Language Models").
 
-A frozen projection `W` [out, in] learns only a low-rank update: `y = x W^T + dropout(x) A^T B^T * alpha / rank`
-with `A` [rank, in] and `B` [out, rank]. `B` starts at zero, so a fresh adapter leaves the model's outputs
-unchanged, and fine-tuning moves only `rank * (in + out)` numbers per wrapped layer.
+A frozen projection `W` [out, in] learns only a low-rank update:
+`y = x W^T + dropout(x) A^T B^T * alpha / rank` with `A` [rank, in] and `B` [out, rank]. `B` starts at
+zero, so a fresh adapter leaves the model's outputs unchanged, and fine-tuning moves only
+`rank * (in + out)` numbers per wrapped layer.
 
 The flow:
 
-    targets = apply_lora(model, LoRAConfig(rank=8, modules=["ar.backbone."]))  # after loading pretrained weights
+    # after loading pretrained weights:
+    targets = apply_lora(model, LoRAConfig(rank=8, modules=["ar.backbone."]))
     ...train; only the adapters have requires_grad...
-    torch.save(lora_state_dict(model), "adapter.pt")                           # kilobytes, not the model
-    merge_lora(model)                                                          # plain nn.Linear again, for export
+    torch.save(lora_state_dict(model), "adapter.pt")  # kilobytes, not the model
+    merge_lora(model)                                 # plain nn.Linear again, for export
 
 Wrapping renames a base weight from `<name>.weight` to `<name>.base.weight`; `merge_lora` restores the plain
 names. So load pretrained weights before `apply_lora`, and load an adapter into a model that went through
@@ -178,7 +180,8 @@ def load_lora_state_dict(model: nn.Module, state: dict[str, Tensor]) -> None:
     if missing or unexpected:
         raise ConfigError(
             f"adapter state does not fit this model: missing {missing[:4]} ({len(missing)}), unexpected "
-            f"{unexpected[:4]} ({len(unexpected)}); call apply_lora with the config the adapter was trained with"
+            f"{unexpected[:4]} ({len(unexpected)}); call apply_lora with the config the adapter was "
+            f"trained with"
         )
     for key, param in own.items():
         if state[key].shape != param.shape:

@@ -111,7 +111,8 @@ def fast_step(model: Valle, max_context: int | None) -> FastStep | None:
         return None
     if model.config.segment_positions > 0:
         log.info(
-            "fast decoding does not add per-step segment positions (model.segment_positions); decoding eagerly"
+            "fast decoding does not add per-step segment positions (model.segment_positions); "
+            "decoding eagerly"
         )
         return None
     if any(isinstance(module, Int8Linear) for module in model.modules()):

@@ -54,7 +54,8 @@ class EMA(WeightAveraging):
             raise ConfigError(f"EMA decay must be in [0, 1], got {decay}")
         if update_every_n_steps < 1 or start_step < 0:
             raise ConfigError(
-                f"EMA needs update_every_n_steps >= 1 and start_step >= 0, got {update_every_n_steps} and {start_step}"
+                f"EMA needs update_every_n_steps >= 1 and start_step >= 0, "
+                f"got {update_every_n_steps} and {start_step}"
             )
         super().__init__(device=device, use_buffers=use_buffers, multi_avg_fn=get_ema_multi_avg_fn(decay))
         self.decay = decay
@@ -71,12 +72,13 @@ class EMA(WeightAveraging):
         """Keep the averaged weights in place: Lightning calls the module's own hook after the callbacks'."""
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Swap the raw weights back once validation, the module's `on_validation_epoch_end` included, is done.
+        """Swap the raw weights back once validation, the module's `on_validation_epoch_end` included, is
+        done.
 
-        `WeightAveraging` swaps back in `on_validation_epoch_end`, which Lightning runs for callbacks before the
-        module's hook, so audio sampled there would come from the raw weights. Here the swap happens one hook
-        later; Lightning orders `ModelCheckpoint` after other callbacks, so it still saves with the raw weights
-        in the module and the averaged ones in the averaged copy, as `on_save_checkpoint` expects.
+        `WeightAveraging` swaps back in `on_validation_epoch_end`, which Lightning runs for callbacks before
+        the module's hook, so audio sampled there would come from the raw weights. Here the swap happens one
+        hook later; Lightning orders `ModelCheckpoint` after other callbacks, so it still saves with the raw
+        weights in the module and the averaged ones in the averaged copy, as `on_save_checkpoint` expects.
         """
         if self._average_model is not None:
             self._swap_models(pl_module)

@@ -1,8 +1,8 @@
-"""RetNet backbone (Sun et al., 2023) built from torchscale's `RetNetDecoder`, with optional mixture of experts.
+"""RetNet backbone (Sun et al., 2023) from torchscale's `RetNetDecoder`, with an optional mixture of experts.
 
 What comes from torchscale unchanged: the layers, their parameters (state-dict keys match a plain
-`RetNetDecoder`, so torchscale checkpoints load), its parallel (training) form, its rotation of queries and keys
-and its per-head decay. What we replace, and why:
+`RetNetDecoder`, so torchscale checkpoints load), its parallel (training) form, its rotation of queries and
+keys and its per-head decay. What we replace, and why:
 
 - **Batched recurrent decoding.** torchscale's recurrent form takes one position per call, one position
   (`slen`) for the whole batch and one normaliser (`scale`) per head for the whole batch, so rows whose

@@ -28,7 +28,7 @@ KVSlots = tuple[Tensor, Tensor, Tensor]  # (keys [B, H, S, Dh], values [B, H, S,
 
 
 def rotary(positions: Tensor, head_dim: int, base: float = 10000.0) -> Rotary:
-    """Rotary angles for absolute `positions` [B, T] (GPT-NeoX half-split layout), as `apply_rotary` reads them.
+    """Rotary angles for absolute `positions` [B, T] (GPT-NeoX half-split layout), as `apply_rotary` reads.
 
     Returns cos over both halves, and sin with the first half negated: `[-sin, sin]`, so that applying
     it needs no negation per layer.
