@@ -6,7 +6,7 @@ Both file kinds load with `torch.load(weights_only=True)`: they hold tensors and
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -83,7 +83,17 @@ def check_compatible(found: dict, expected: Any, what: str) -> None:
         )
 
 
-def load_model_weights(module: nn.Module, path: str | Path) -> None:
+class HasModel(Protocol):
+    """What `load_model_weights` fills: a `ValleModule`, or anything with its `model` and `hparams`."""
+
+    @property
+    def model(self) -> nn.Module: ...
+
+    @property
+    def hparams(self) -> Any: ...
+
+
+def load_model_weights(module: HasModel, path: str | Path) -> None:
     """Fine-tuning start: copy a checkpoint's or export's model weights into `module.model`."""
     data = load_file(path)
     check_compatible(describe_file(data, path), module.hparams, what=f"init_from={path}")

@@ -403,7 +403,8 @@ class AudioCache:
     """Waveforms of files under `out`, read once: a prompt or a recording serves several rows."""
 
     def __init__(self, out: Path) -> None:
-        self.out, self.audio = out, {}
+        self.out = out
+        self.audio: dict[str, tuple[torch.Tensor, int]] = {}
 
     def __call__(self, path: str) -> tuple[torch.Tensor, int]:
         from valle.audio import read_audio

@@ -144,7 +144,9 @@ def plot_learning_curve(
     colors = ["tab:gray", "tab:green", "tab:red", "tab:purple"]
     for ax, metric in zip(axes, metrics, strict=False):
         for name, style in ((metric, "o-"), (baselines.get(metric), "s:")):
-            measured = [p for p in points if name and p.metrics.get(name) is not None]
+            if not name:
+                continue
+            measured = [p for p in points if p.metrics.get(name) is not None]
             if not measured:
                 continue
             (line,) = ax.plot(

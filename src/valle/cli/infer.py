@@ -67,6 +67,7 @@ def write_outputs(results: list[Synthesis], cfg: DictConfig) -> list[Path]:
 
 def run(cfg: DictConfig) -> list[Path]:
     sampler = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SamplerConfig), cfg.sampler))
+    assert isinstance(sampler, SamplerConfig)  # a structured config becomes its dataclass
     requests = read_requests(cfg)
     if any(p is None for _, p in requests) and not cfg.prompt:
         raise ConfigError(

@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
 from valle.audio import AudioError, load_for_codec
 from valle.codecs import build_codec, describe_codec
+from valle.codecs.base import Codec
 from valle.data.corpora import read_corpus
 from valle.data.prepare import PrepareResult, PrepareSettings, prepare, summarize
 from valle.errors import ConfigError
@@ -17,12 +19,19 @@ from valle.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
+def _plain(node: Any, resolve: bool, throw_on_missing: bool = False) -> dict[str, Any]:
+    """A config mapping as a plain dict."""
+    values = OmegaConf.to_container(node, resolve=resolve, throw_on_missing=throw_on_missing)
+    assert isinstance(values, dict)  # the nodes passed here are mappings, keyed by name
+    return cast("dict[str, Any]", values)
+
+
 def settings_from_config(cfg: DictConfig) -> PrepareSettings:
     """Validate the non-codec keys against `PrepareSettings` (a typo is an error, not a new key)."""
-    values = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    values = _plain(cfg, resolve=True, throw_on_missing=True)
     keys = {k: v for k, v in values.items() if k not in ("codec", "hydra")}
     schema = OmegaConf.structured(PrepareSettings)
-    return PrepareSettings(**OmegaConf.to_container(OmegaConf.merge(schema, keys)))
+    return PrepareSettings(**_plain(OmegaConf.merge(schema, keys), resolve=False))
 
 
 MEL_FIT_UTTERANCES = 400  # evenly spaced over the corpus: enough frames for 256-entry codebooks
@@ -42,6 +51,7 @@ def fit_mel_codebooks_for(settings: PrepareSettings, codec_kwargs: dict) -> Path
     step = max(1, len(utterances) // MEL_FIT_UTTERANCES)
     wavs = []
     for utterance in utterances[::step]:
+        assert utterance.audio_path is not None  # a corpus read from audio files
         try:
             wavs.append(
                 load_for_codec(utterance.audio_path, codec_kwargs["sample_rate"], settings.silence_dbfs)
@@ -58,9 +68,10 @@ def fit_mel_codebooks_for(settings: PrepareSettings, codec_kwargs: dict) -> Path
 
 def run(cfg: DictConfig) -> PrepareResult:
     settings = settings_from_config(cfg)
-    codec_kwargs = OmegaConf.to_container(cfg.codec, resolve=True)
+    codec_kwargs = _plain(cfg.codec, resolve=True)
     if codec_kwargs["name"] == "mel" and codec_kwargs.get("weights") == "fit":
         codec_kwargs["weights"] = str(fit_mel_codebooks_for(settings, codec_kwargs))
+    codec: Codec | None
     if settings.layout == "seed":  # already encoded: only the codec's description is needed
         codec, info = None, describe_codec(**codec_kwargs)
     else:

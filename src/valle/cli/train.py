@@ -101,7 +101,7 @@ def run(cfg: DictConfig) -> float | None:
     if ckpt_path:
         check_compatible(read_checkpoint_meta(ckpt_path), module.hparams, what=f"checkpoint {ckpt_path}")
         log.info("resuming from %s", ckpt_path)
-    if cfg.get("init_from") and (not ckpt_path or module.hparams.lora):
+    if cfg.get("init_from") and (not ckpt_path or module.hparams["lora"]):
         load_model_weights(module, cfg.init_from)  # a LoRA checkpoint holds only adapters: reload the base
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]

@@ -121,7 +121,9 @@ def _settings_for(info: CodecInfo) -> dict[str, Any]:
     if info.name in ("encodec", "vocos"):
         return {"bandwidth_kbps": float(info.variant.removesuffix("kbps"))}
     if info.name == "mel":
-        return codec_class("mel").settings_for(info)  # type: ignore[attr-defined]
+        from valle.codecs.mel import MelCodec
+
+        return MelCodec.settings_for(info)
     return {"model_type": info.variant, "n_levels": info.n_levels}
 
 

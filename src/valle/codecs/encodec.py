@@ -6,6 +6,8 @@ as the bandwidth buys (2, 4, 8, 16 or 32 levels at 1.5, 3, 6, 12 or 24 kbps).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from encodec import EncodecModel
 
@@ -83,7 +85,8 @@ def _spread_codebooks(model: EncodecModel) -> None:
     """
     residual = model.encoder(0.1 * torch.randn(1, 1, SAMPLE_RATE))[0].t()  # [frames, dim]
     for layer in model.quantizer.vq.layers:
-        codebook = layer._codebook  # the library keeps its EuclideanCodebook under this private name
+        # The library keeps its EuclideanCodebook under this private name; its buffers carry no types.
+        codebook: Any = layer._codebook
         embed = residual.mean(0) + residual.std(0) * torch.randn(codebook.codebook_size, residual.shape[1])
         codebook.embed.copy_(embed)
         codebook.embed_avg.copy_(embed)

@@ -180,6 +180,10 @@ def check_settings(
 class LogMel(nn.Module):
     """wav [B, S] → log-mel [B, ceil(S / hop), n_mels], and the way back to a linear magnitude spectrogram."""
 
+    fbank: torch.Tensor  # [freqs, mels] buffers, registered in __init__
+    fbank_pinv: torch.Tensor  # [mels, freqs]
+    window: torch.Tensor  # [n_fft]
+
     def __init__(self, sample_rate: int, hop_length: int, n_mels: int, n_fft: int) -> None:
         super().__init__()
         self.hop_length, self.n_fft = hop_length, n_fft
@@ -277,6 +281,10 @@ class MelCodec(Codec):
         FileNotFoundError: `weights` names no file.
     """
 
+    codebooks: torch.Tensor  # [L, K, n_mels] buffers, registered in __init__
+    mean: torch.Tensor  # [n_mels]
+    std: torch.Tensor  # [n_mels]
+
     def __init__(
         self,
         sample_rate: int = 24_000,
@@ -299,7 +307,8 @@ class MelCodec(Codec):
             n_levels=n_levels,
             codebook_size=codebook_size,
         )
-        self.info = self.describe(**settings)  # the settings are checked before any file is read
+        # the settings are checked before any file is read
+        self.info = self.describe(sample_rate, hop_length, n_mels, n_fft, n_levels, codebook_size)
         self.griffin_lim_iters = griffin_lim_iters
         self.log_mel = LogMel(sample_rate, hop_length, n_mels, n_fft)
         books = codebooks_from(weights, settings, weights_setting)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import cast
 
 import huggingface_hub
 import torch
@@ -103,7 +104,9 @@ def build_vocos(weights: Weights, encoder: EncodecCodec) -> Vocos:
         WeightsError: the download failed or the file holds other weights.
     """
     source = resolve_weights(weights)
-    table = torch.cat([layer.codebook for layer in encoder.model.quantizer.vq.layers[:VOCOS_LEVELS]]).clone()
+    layers = encoder.model.quantizer.vq.layers[:VOCOS_LEVELS]
+    # EnCodec's `codebook` property returns a tensor; nn.Module's __getattr__ types it Tensor | Module.
+    table = torch.cat([cast(torch.Tensor, layer.codebook) for layer in layers]).clone()
     with seeded():
         vocos = _build_vocos(table)
     if source == RANDOM:
@@ -165,7 +168,10 @@ class VocosCodec(Codec):
 
     @staticmethod
     def describe(
-        bandwidth_kbps: float = 6.0, weights: Weights = PRETRAINED, encodec_weights: Weights | None = None
+        bandwidth_kbps: float = 6.0,
+        weights: Weights = PRETRAINED,
+        encodec_weights: Weights | None = None,
+        **_: object,
     ) -> CodecInfo:
         """The CodecInfo these settings give, without building the model or downloading its weights.
 

@@ -110,7 +110,7 @@ def download(fetch: Callable[[], T], what: str, setting: str = "codec.weights") 
         ) from error
 
 
-def load_state_dict(path: Path, prefix: str = "") -> dict[str, torch.Tensor]:
+def load_state_dict(path: str | Path, prefix: str = "") -> dict[str, torch.Tensor]:
     """Read a state dict from a file, safely (``weights_only=True``).
 
     Args:
@@ -137,7 +137,7 @@ def load_state_dict(path: Path, prefix: str = "") -> dict[str, torch.Tensor]:
     return state
 
 
-def load_into(module: nn.Module, state: Mapping[str, torch.Tensor], path: Path, what: str) -> None:
+def load_into(module: nn.Module, state: Mapping[str, torch.Tensor], path: str | Path, what: str) -> None:
     """Load a state dict strictly, so a wrong file fails instead of leaving parameters random.
 
     Raises:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -18,13 +19,16 @@ def bucket_boundaries(lengths: Sequence[int], n_buckets: int) -> list[int]:
     return sorted({int(q) for q in quantiles})
 
 
+T = TypeVar("T")
+
+
 def batch_by_tokens(
-    items: Iterable,
-    length: Callable[[object], int],
+    items: Iterable[T],
+    length: Callable[[T], int],
     boundaries: Sequence[int],
     max_tokens: int,
     max_batch_size: int,
-) -> Iterator[list]:
+) -> Iterator[list[T]]:
     """Group items of similar length into batches whose padded size stays within `max_tokens`.
 
     Each item goes to the bucket of its length; a bucket is emitted as a batch as soon as one more
@@ -32,7 +36,7 @@ def batch_by_tokens(
     item longer than `max_tokens` on its own forms a batch of one. The leftovers are emitted at the
     end, shortest buckets first.
     """
-    buckets: list[list] = [[] for _ in range(len(boundaries) + 1)]
+    buckets: list[list[T]] = [[] for _ in range(len(boundaries) + 1)]
     longest = [0] * len(buckets)
     for item in items:
         n = length(item)

@@ -157,7 +157,10 @@ def read_corpus(
     utterances: list[Utterance] = []
     missing: list[MissingTranscript] = []
     for item in READERS[layout](root, language):
-        (missing if isinstance(item, MissingTranscript) else utterances).append(item)
+        if isinstance(item, MissingTranscript):
+            missing.append(item)
+        else:
+            utterances.append(item)
     if not utterances and not missing:
         raise ConfigError(
             f"input={root}: no audio found for layout={layout!r}; "

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import lightning as L
 from webdataset.utils import pytorch_worker_info
 
+from valle.codecs.base import CodecInfo
 from valle.data.batching import bucket_boundaries
 from valle.data.index import IndexRow, ShardIndex
 from valle.data.prompts import PromptConfig, single_utterance_speakers
@@ -23,6 +24,7 @@ from valle.data.stream import (
     shard_name,
 )
 from valle.errors import ConfigError
+from valle.text.symbols import SymbolMap
 
 log = logging.getLogger(__name__)
 
@@ -127,11 +129,18 @@ class ValleDataModule(L.LightningDataModule):
         )
         self._warn_single_utterance_speakers()
 
+    def _loaded(self) -> tuple[ShardIndex, Split]:
+        """The index and the validation split, read on first use (`setup` does it once)."""
+        self.setup()
+        assert self.index is not None and self.split is not None
+        return self.index, self.split
+
     def _warn_single_utterance_speakers(self) -> None:
         """Once per run: such speakers silently train continuation (prefix prompts) only."""
+        index, split = self._loaded()
         counts: dict[str, int] = {}
-        for row in self.index.samples:
-            if row.key not in self.split.val_keys:
+        for row in index.samples:
+            if row.key not in split.val_keys:
                 counts[row.speaker] = counts.get(row.speaker, 0) + 1
         n = single_utterance_speakers(counts, self.config.prompt)
         if n:
@@ -143,38 +152,36 @@ class ValleDataModule(L.LightningDataModule):
             )
 
     @property
-    def symbols(self):
-        self.setup()
-        return self.index.symbols
+    def symbols(self) -> SymbolMap:
+        return self._loaded()[0].symbols
 
     @property
-    def codec_info(self):
-        self.setup()
-        return self.index.codec
+    def codec_info(self) -> CodecInfo:
+        return self._loaded()[0].codec
 
     def _urls(self, names: set[str] | None = None) -> list[str]:
         """Shard URLs, optionally only those whose file name is in `names`."""
-        urls = expand_shards(self.config.shards) if self.config.shards else self.index.shard_paths()
+        urls = expand_shards(self.config.shards) if self.config.shards else self._loaded()[0].shard_paths()
         if not urls:
             raise ConfigError(f"data.shards={self.config.shards!r} matches no shard")
         return [u for u in urls if names is None or shard_name(u) in names]
 
     def _settings(self, rows: list[IndexRow], validation: bool, **overrides) -> StreamSettings:
         """Stream settings for the samples `rows` (their lengths set the buckets)."""
-        c = self.config
-        lengths = [sequence_length(r, c.prompt, self.index.codec.frame_rate) for r in rows]
+        c, index = self.config, self._loaded()[0]
+        lengths = [sequence_length(r, c.prompt, index.codec.frame_rate) for r in rows]
         return StreamSettings(
             urls=self._urls(),
-            symbols=self.index.symbols,
-            frame_rate=self.index.codec.frame_rate,
+            symbols=index.symbols,
+            frame_rate=index.codec.frame_rate,
             prompt=c.prompt,
             max_tokens=c.max_tokens,
             max_batch_size=c.max_batch_size,
             boundaries=bucket_boundaries(lengths, c.n_buckets),
             seed=c.seed,
             max_skip_fraction=c.max_skip_fraction,
-            n_levels=self.index.codec.n_levels,
-            codebook_size=self.index.codec.codebook_size,
+            n_levels=index.codec.n_levels,
+            codebook_size=index.codec.codebook_size,
             balance=RankBalance(self._rows_by_shard(), validation),
             **overrides,
         )
@@ -182,7 +189,7 @@ class ValleDataModule(L.LightningDataModule):
     def _rows_by_shard(self) -> dict[str, list[IndexRow]]:
         """Every index row, by shard file name, in shard order: what ranks count batches from."""
         rows: dict[str, list[IndexRow]] = {}
-        for row in self.index.samples:
+        for row in self._loaded()[0].samples:
             rows.setdefault(row.shard, []).append(row)
         return rows
 
@@ -191,9 +198,9 @@ class ValleDataModule(L.LightningDataModule):
         return self.trainer.world_size if self.trainer is not None else pytorch_worker_info()[1]
 
     def train_stream(self) -> ShardStream:
-        self.setup()
-        c, val_keys = self.config, self.split.val_keys
-        rows = [r for r in self.index.samples if r.key not in val_keys]
+        index, split = self._loaded()
+        c, val_keys = self.config, split.val_keys
+        rows = [r for r in index.samples if r.key not in val_keys]
         if not rows:
             raise ConfigError(
                 "every utterance went to validation; lower data.val_speakers / data.val_utterances"
@@ -213,9 +220,9 @@ class ValleDataModule(L.LightningDataModule):
         return ShardStream(settings, self.errors)
 
     def val_stream(self) -> ShardStream:
-        self.setup()
-        val_keys = self.split.val_keys
-        rows = [r for r in self.index.samples if r.key in val_keys]
+        index, split = self._loaded()
+        val_keys = split.val_keys
+        rows = [r for r in index.samples if r.key in val_keys]
         settings = self._settings(rows, validation=True, keep=val_keys, fixed_prompts=True)
         settings.urls = self._urls({r.shard for r in rows})
         return ShardStream(settings, self.errors)
@@ -262,7 +269,9 @@ class ValleDataModule(L.LightningDataModule):
         if self.trainer is None:
             return {}
         progress = self.trainer.fit_loop.epoch_loop.batch_progress.current
-        return {"epoch": self.trainer.current_epoch, "batches": progress.processed}
+        # Lightning types `current` as _ReadyCompletedTracker; the batch loop's is a _ProcessedTracker.
+        processed = progress.processed  # type: ignore[attr-defined]
+        return {"epoch": self.trainer.current_epoch, "batches": processed}
 
     def load_state_dict(self, state: dict) -> None:
         self._resume = dict(state) if state else None

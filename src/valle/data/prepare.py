@@ -240,8 +240,10 @@ class _AudioLoader(Dataset):
         return len(self.utterances)
 
     def __getitem__(self, i: int) -> tuple[int, torch.Tensor | Problem]:
+        path = self.utterances[i].audio_path
+        assert path is not None  # only a corpus of audio (no imported codes) is encoded
         try:
-            return i, load_for_codec(self.utterances[i].audio_path, self.sample_rate, self.silence_dbfs)
+            return i, load_for_codec(path, self.sample_rate, self.silence_dbfs)
         except AudioError as error:
             return i, Problem("bad audio", str(error))
 
@@ -292,6 +294,7 @@ def _phonemize(utterances: Sequence[Utterance]) -> dict[int, list[str] | Problem
         else:
             by_language.setdefault(utterance.language, []).append(i)
     for language, indices in by_language.items():
+        symbols: Sequence[list[str] | Problem]
         try:
             symbols = phonemize_batch([utterances[i].text for i in indices], language)
         except TextError:  # a text with no letters; phonemize one by one to find it
@@ -346,11 +349,12 @@ def prepare_shard(
         progress.update(len(utterances))
     samples, skipped = [], []
     for i, utterance in enumerate(utterances):
-        problem = next((x for x in (encoded[i], symbols[i]) if isinstance(x, Problem)), None)
-        if problem is not None:
+        codes, phones = encoded[i], symbols[i]
+        if isinstance(codes, Problem) or isinstance(phones, Problem):
+            problem = next(x for x in (codes, phones) if isinstance(x, Problem))
             skipped.append(_skip(utterance, problem.reason, problem.detail))
             continue
-        samples.append(_sample(utterance, encoded[i], symbols[i], info))
+        samples.append(_sample(utterance, codes, phones, info))
     size = write_shard(Path(settings.output) / shard_name, samples)
     rows = [
         IndexRow(
@@ -481,7 +485,11 @@ _SAME_CODES = {"encodec": {"encodec", "vocos"}, "dac": {"dac"}}
 
 def _check_imported_codes(utterances: Sequence[Utterance], info: CodecInfo) -> None:
     """Imported codes must come from the configured codec, with the configured level count."""
-    hints = {u.extra.get("codec_hint") for u in utterances if u.codes is not None} - {None}
+    hints = {
+        u.extra["codec_hint"]
+        for u in utterances
+        if u.codes is not None and u.extra.get("codec_hint") is not None
+    }
     for hint in hints:
         if info.name not in _SAME_CODES.get(hint, {hint}):
             raise ConfigError(

@@ -14,7 +14,7 @@ this is VALL-E's continuation mode. `prefix_share` mixes the two in same_speaker
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Set
 from dataclasses import dataclass
 
 import numpy as np
@@ -133,7 +133,7 @@ def attach_prompts(
     config: PromptConfig,
     frame_rate: float,
     rng: random.Random,
-    keep: set[str] | None = None,
+    keep: Set[str] | None = None,
     fixed_seed: int | None = None,
 ) -> Iterator[PromptedSample]:
     """Give every sample a prompt; with `keep`, only samples whose key is in it are emitted

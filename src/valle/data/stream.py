@@ -16,7 +16,9 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
+import numpy as np
 import torch
 import webdataset as wds
 from torch.utils.data import IterableDataset
@@ -119,7 +121,7 @@ def _stand_in(row: IndexRow) -> ShardSample:
     choice reads only the codes' shape and column slices, so `_Frames` serves as codes)."""
     return ShardSample(
         key=row.key,
-        codes=_Frames(row.frames),
+        codes=cast(np.ndarray, _Frames(row.frames)),  # duck-typed: shape and column slices only
         symbols=[""] * row.n_phonemes,
         text="",
         meta={"speaker": row.speaker, "language": row.language},
@@ -266,8 +268,10 @@ class ShardStream(IterableDataset):
     def _counted_batches(self, rank: int, world_size: int, worker: int, n_workers: int) -> int:
         """The batches reader (rank, worker) yields this epoch when its shards read as the index says."""
         s = self.settings
+        assert s.balance is not None  # `_balanced_quota` counts only with a balance
+        rows = s.balance.rows
         urls = self._rank_urls(rank, world_size)[worker::n_workers]
-        stand_ins = (_stand_in(row) for url in urls for row in s.balance.rows.get(shard_name(url), ()))
+        stand_ins = (_stand_in(row) for url in urls for row in rows.get(shard_name(url), ()))
         prompted = self._prompted(stand_ins, self._reader_rng(rank, worker), rank, world_size)
         return sum(
             1 for _ in batch_by_tokens(prompted, _length, s.boundaries, s.max_tokens, s.max_batch_size)
@@ -332,6 +336,7 @@ class EpochDataLoader(torch.utils.data.DataLoader):
     batches after the skipped ones are exactly those the interrupted run would have seen next.
     """
 
+    dataset: ShardStream
     skip_batches: int = 0
 
     def __iter__(self):

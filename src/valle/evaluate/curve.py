@@ -134,7 +134,7 @@ def update_curve(
         if data["points"]:
             log.warning("%s: scored on other items or settings; starting the curve over", path)
         data = {"items": list(items), "settings": settings, "points": []}
-    positions = {}
+    positions: dict[Path, tuple[int, float]] = {}
     for model in map(Path, models):
         step, minutes = training_position(model)
         if step not in {s for s, _ in positions.values()}:
@@ -155,8 +155,8 @@ def update_curve(
 
 def estimate_at(point: CurvePoint, metric: str) -> Estimate:
     """One figure of a point with its interval and n, as the report tables take it."""
-    interval = point.intervals.get(metric) or (None, None)
-    return Estimate(point.metrics.get(metric), *interval, point.n.get(metric, 0))
+    low, high = point.intervals.get(metric) or (None, None)
+    return Estimate(point.metrics.get(metric), low, high, point.n.get(metric, 0))
 
 
 def format_curve_markdown(

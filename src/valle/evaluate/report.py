@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from statistics import fmean
@@ -337,8 +337,9 @@ def summarize(
     low, high = DURATION_BAND
     phoned = [s for s in scored if s.reference_phones is not None]
     judged = [s for s in scored if s.sentence_correct is not None]  # identified, right or wrong
+    correct = [float(s.sentence_correct) for s in scored if s.sentence_correct is not None]
     estimates = {
-        "sentence_id": mean_estimate([float(s.sentence_correct) for s in judged], n_resamples),
+        "sentence_id": mean_estimate(correct, n_resamples),
         "per": estimate(
             [word_edits(s.reference_phones or "", s.hypothesis_phones or "") for s in phoned],
             error_rate,
@@ -438,7 +439,9 @@ def evaluate_rows(
         scored_rows = score_in_workers(rows, scorers, workers)
     else:
         scored_rows = _score_here(
-            ItemScorer.build(rows, scorers) if scorers is not None else ItemScorer(rows, **given)
+            ItemScorer.build(rows, scorers)
+            if scorers is not None
+            else ItemScorer(rows, asr, encoder, identifier, phones)
         )
     results = []
     with closing(scored_rows):  # a pool of workers stops with it, whatever happens here
@@ -452,7 +455,7 @@ def evaluate_rows(
     return results
 
 
-def _score_here(scorer: ItemScorer) -> Iterator[tuple[str, list[ItemScores], bool]]:
+def _score_here(scorer: ItemScorer) -> Generator[tuple[str, list[ItemScores], bool], None, None]:
     """(row name, its item scores, whether words were recognised) for each row in turn, scored here."""
     for name, items in scorer.rows.items():
         yield name, [scorer(name, index) for index in range(len(items))], scorer.asr is not None

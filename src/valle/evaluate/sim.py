@@ -84,7 +84,9 @@ class WavLMVerifier:
                 f"{model_dir}: no config.json; pass a local folder saved with save_pretrained "
                 "(model names are refused so that nothing is downloaded)"
             )
-        self.model = WavLMForXVector.from_pretrained(str(model_dir), local_files_only=True).to(device).eval()
+        model = WavLMForXVector.from_pretrained(str(model_dir), local_files_only=True)
+        # transformers wraps PreTrainedModel.to in a decorator that mypy reads as an unbound function
+        self.model = model.to(device).eval()  # type: ignore[arg-type]
         self.device = device
 
     @torch.inference_mode()

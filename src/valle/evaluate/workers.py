@@ -20,7 +20,7 @@ import multiprocessing
 import multiprocessing.queues
 import pickle
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from logging.handlers import QueueHandler, QueueListener
@@ -45,7 +45,7 @@ _scorer: ItemScorer | None = None
 
 def score_in_workers(
     rows: Mapping[str, Sequence[EvalItem]], scorers: Callable[[], Mapping[str, Any]], jobs: int
-) -> Iterator[tuple[str, list[ItemScores], bool]]:
+) -> Generator[tuple[str, list[ItemScores], bool], None, None]:
     """Score every item of `rows` in `jobs` worker processes.
 
     Yields:

@@ -27,6 +27,8 @@ class Embeddings(nn.Module):
     (prompt, response), so all levels embed in one gather instead of L.
     """
 
+    offsets: Tensor  # [L] int64 buffer: level l's first row in the code tables
+
     def __init__(self, n_text_tokens: int, n_levels: int, codebook_size: int, d_model: int) -> None:
         super().__init__()
         self.n_levels, self.codebook_size = n_levels, codebook_size

@@ -80,9 +80,10 @@ class LoRALinear(nn.Module):
         super().__init__()
         self.base = base.requires_grad_(False)
         self.scale = alpha / rank
-        kw = {"device": base.weight.device, "dtype": base.weight.dtype}
-        self.lora_a = nn.Parameter(torch.empty(rank, base.in_features, **kw))  # [r, in]
-        self.lora_b = nn.Parameter(torch.zeros(base.out_features, rank, **kw))  # [out, r]
+        device, dtype = base.weight.device, base.weight.dtype
+        # A [r, in] and B [out, r]
+        self.lora_a = nn.Parameter(torch.empty(rank, base.in_features, device=device, dtype=dtype))
+        self.lora_b = nn.Parameter(torch.zeros(base.out_features, rank, device=device, dtype=dtype))
         # nn.Linear's own init for A; B = 0 makes a fresh adapter an exact no-op.
         nn.init.kaiming_uniform_(self.lora_a, a=math.sqrt(5))
         self.dropout = nn.Dropout(dropout)

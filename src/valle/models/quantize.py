@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator
+from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -101,7 +102,10 @@ class Int8Heads(nn.Module):
         return self.levels[min(level, len(self.levels) - 1)](hidden)
 
 
-def quantize(model: nn.Module, mode: str | None) -> nn.Module:
+M = TypeVar("M", bound=nn.Module)
+
+
+def quantize(model: M, mode: str | None) -> M:
     """Replace the model's `nn.Linear` layers and `Heads` in place (mode "int8"); None returns it unchanged.
 
     Raises:

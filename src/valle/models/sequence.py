@@ -133,6 +133,8 @@ def build_ar(
     if codes is None:
         response, response_lengths = start, torch.ones(batch, dtype=torch.long, device=text.device)
     else:
+        if code_lengths is None:
+            raise ValueError("build_ar: codes need their code_lengths")
         inputs = emb.embed_level0(codes[:, 0])
         if input_dropout > 0:
             kept = torch.rand(inputs.shape[:2], device=inputs.device) >= input_dropout
@@ -145,7 +147,7 @@ def build_ar(
     x, lengths, offsets = pack([*segments, (response, response_lengths)])
     x = _add_level(emb, x, torch.zeros(batch, dtype=torch.long, device=text.device))
     targets = None
-    if codes is not None:
+    if codes is not None and code_lengths is not None:
         stop = torch.full((batch, 1), stop_token, dtype=torch.long, device=codes.device)
         level0 = torch.cat([codes[:, 0], stop], dim=1)
         level0 = level0.scatter(1, code_lengths[:, None], stop)  # stop right after each row's last code

@@ -158,6 +158,7 @@ class Valle(nn.Module):
                 **({"attention_layers": attention_layers} if attention_layers else {}),
             )
             attention = h.attention
+            assert packed.targets is not None  # training batches carry their codes
             outputs.append(_level_output(self.ar.heads, h.hidden, packed.targets, 0, with_stop=True))
             aux = aux + h.aux_loss
             if prefix_losses:
@@ -167,6 +168,7 @@ class Valle(nn.Module):
             packed = self.nar_packed(_rows(batch, nar_rows), levels[nar_rows])
             h = self.nar.backbone(packed.x, packed.lengths, causal=False)
             aux = aux + h.aux_loss
+            assert packed.targets is not None  # training batches carry their codes
             row_levels = levels[nar_rows]
             for level in sorted(set(row_levels.tolist())):
                 targets = torch.where((row_levels == level)[:, None], packed.targets, IGNORE)
@@ -261,8 +263,8 @@ class Valle(nn.Module):
 
 
 def _rows(batch: dict, rows: Tensor) -> dict:
-    keys = ("text", "text_lengths", "prompt", "prompt_lengths", "codes", "code_lengths", "continues")
-    keys = tuple(k for k in keys if k in batch)
+    names = ("text", "text_lengths", "prompt", "prompt_lengths", "codes", "code_lengths", "continues")
+    keys = tuple(k for k in names if k in batch)
     if len(rows) == batch["text"].shape[0]:
         return {k: batch[k] for k in keys}
     return {k: batch[k].index_select(0, rows) for k in keys}

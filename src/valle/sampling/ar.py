@@ -169,6 +169,7 @@ def decode_ar_beam(
         chosen = beam_step(log_probs, scores, finished, stop, lengths)
         parents = (rows + chosen.parents).view(-1)
         cache, history = cache.reorder(parents), history.index_select(0, parents)
+        assert chosen.lengths is not None  # lengths passed in come back extended
         scores, finished, lengths = chosen.scores, chosen.finished, chosen.lengths
         history[:, step] = torch.where(finished.view(-1), -1, chosen.tokens.view(-1))
         if on_step is not None:

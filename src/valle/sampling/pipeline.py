@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import overload
 
 import torch
 from torch import Tensor
@@ -115,6 +116,12 @@ class SamplerConfig:
                     f"beam_width=1"
                 )
         return out
+
+    @overload
+    def ar_step_limit(self, n_phonemes: int) -> int: ...
+
+    @overload
+    def ar_step_limit(self, n_phonemes: Tensor) -> Tensor: ...
 
     def ar_step_limit(self, n_phonemes: int | Tensor) -> int | Tensor:
         """The AR step guard: `max_ar_steps`, or `max_ar_steps_per_phoneme` per text token.

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -270,7 +271,7 @@ def synthesize(
     language: str = "en-us",
     codec_weights: str | None = None,
     device: str = "cpu",
-    **sampler: object,
+    **sampler: Any,
 ) -> list[Synthesis]:
     """`valle.synthesize(model, texts, prompts, **sampler)`: sampler keys are `SamplerConfig`'s."""
     known = {f.name for f in fields(SamplerConfig)}

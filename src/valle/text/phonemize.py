@@ -11,6 +11,7 @@ import functools
 import logging
 import re
 import shutil
+from typing import Any
 
 from valle.errors import ConfigError, SetupError
 
@@ -58,11 +59,11 @@ class _Demoted(logging.LoggerAdapter):
     the level of any logger the application configures.
     """
 
-    def info(self, msg: object, *args: object, **kwargs: object) -> None:
-        self.debug(msg, *args, **kwargs)  # type: ignore[arg-type]
+    def info(self, msg: object, *args: object, **kwargs: Any) -> None:
+        self.debug(msg, *args, **kwargs)
 
-    def warning(self, msg: object, *args: object, **kwargs: object) -> None:
-        self.debug(msg, *args, **kwargs)  # type: ignore[arg-type]
+    def warning(self, msg: object, *args: object, **kwargs: Any) -> None:
+        self.debug(msg, *args, **kwargs)
 
 
 @functools.cache
@@ -78,8 +79,8 @@ def _backend(language: str):
         with_stress=True,
         language_switch="remove-flags",
         words_mismatch="ignore",
-        logger=_Demoted(log),
-    )  # type: ignore[arg-type]  # duck-typed: phonemizer only logs
+        logger=_Demoted(log),  # duck-typed: phonemizer only logs through it
+    )
 
 
 def phonemize(text: str, language: str = "en-us") -> list[str]:

@@ -80,6 +80,10 @@ class DurationPrior(nn.Module):
     puts each word (docs/training.md).
     """
 
+    gram: Tensor  # [V, V] float64 buffers, registered in __init__
+    moments: Tensor  # [V]
+    totals: Tensor  # [2]: frames, symbols
+
     def __init__(self, n_symbols: int, shrinkage: float = 10.0) -> None:
         super().__init__()
         self.shrinkage = shrinkage  # in utterances' worth of evidence

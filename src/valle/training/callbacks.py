@@ -11,7 +11,7 @@ from matplotlib.figure import Figure  # not pyplot, which would pick a backend f
 
 from valle.audio import write_wav
 from valle.codecs import codec_for
-from valle.codecs.base import CodecInfo
+from valle.codecs.base import Codec, CodecInfo
 from valle.sampling.ar import decode_ar
 from valle.sampling.nar import decode_nar
 from valle.sampling.pipeline import ArSampler, NarSampler, SamplerConfig
@@ -35,7 +35,7 @@ class SampleAudio(L.Callback):
     ) -> None:
         self.n_samples, self.codec_weights, self.max_seconds = n_samples, codec_weights, max_seconds
         self._batch: dict | None = None
-        self._codec = None
+        self._codec: Codec | None = None
 
     def on_validation_batch_start(self, trainer, module, batch, batch_idx, dataloader_idx=0) -> None:
         if batch_idx == 0:
@@ -45,13 +45,11 @@ class SampleAudio(L.Callback):
     def on_validation_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero or self._batch is None:
             return
-        info = CodecInfo.from_dict(module.hparams.codec)
-        self._codec = (
-            self._codec
-            or codec_for(info, self.codec_weights, state=getattr(module, "codec_state", None))
-            .to(module.device)
-            .eval()
-        )
+        info = CodecInfo.from_dict(module.hparams["codec"])
+        if self._codec is None:
+            state = getattr(module, "codec_state", None)
+            self._codec = codec_for(info, self.codec_weights, state=state).to(module.device).eval()
+        codec = self._codec
         batch = {
             k: v[: self.n_samples] if torch.is_tensor(v) or isinstance(v, list) else v
             for k, v in self._batch.items()
@@ -59,28 +57,23 @@ class SampleAudio(L.Callback):
         codes, lengths = self._speak(module.model, batch, info)
         folder = Path(trainer.default_root_dir) / "samples" / f"step{trainer.global_step:07d}"
         for i, key in enumerate(batch["keys"]):
-            wav = (
-                self._codec.decode(codes[i, :, : int(lengths[i])]).cpu()
-                if int(lengths[i])
-                else torch.zeros(1)
-            )
+            wav = codec.decode(codes[i, :, : int(lengths[i])]).cpu() if int(lengths[i]) else torch.zeros(1)
             write_wav(folder / f"{key.replace('/', '_')}.wav", wav, info.sample_rate)
             self._log(trainer, f"val_samples/{i}", wav, info.sample_rate)
         log.info("validation samples: %s", folder)
 
     def _speak(self, model, batch: dict, info: CodecInfo) -> tuple[torch.Tensor, torch.Tensor]:
-        config = SamplerConfig(
-            ar_temperature=0.0, max_ar_steps=max(1, int(self.max_seconds * info.frame_rate))
-        )
+        max_steps = max(1, int(self.max_seconds * info.frame_rate))
+        config = SamplerConfig(ar_temperature=0.0, max_ar_steps=max_steps)
         args = (batch["text"], batch["text_lengths"], batch["prompt"], batch["prompt_lengths"])
-        ar = decode_ar(model, *args, ArSampler(config, model.config.stop_token), config.max_ar_steps)
+        ar = decode_ar(model, *args, ArSampler(config, model.config.stop_token), max_steps)
         return decode_nar(model, *args, ar.codes, ar.lengths, NarSampler(config)), ar.lengths
 
     @staticmethod
     def _log(trainer: L.Trainer, tag: str, wav: torch.Tensor, sample_rate: int) -> None:
         for logger in trainer.loggers:
             experiment = getattr(logger, "experiment", None)
-            if hasattr(experiment, "add_audio"):  # TensorBoard
+            if experiment is not None and hasattr(experiment, "add_audio"):  # TensorBoard
                 experiment.add_audio(tag, wav[None], trainer.global_step, sample_rate)
                 fig = Figure(figsize=(6, 2.5))
                 ax = fig.subplots()

@@ -6,12 +6,15 @@ import logging
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from typing import cast
 
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
+from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
 from valle.errors import ConfigError
@@ -107,6 +110,8 @@ class ValleModule(L.LightningModule):
         codec_state: codec weights the model must carry (the mel codec's codebooks, see
             `valle.codecs.carried_state`); saved in every checkpoint, not in the hyper-parameters.
     """
+
+    level_p: Tensor  # [L] buffer: the share of training rows each level gets
 
     def __init__(
         self,
@@ -218,7 +223,8 @@ class ValleModule(L.LightningModule):
 
     def _train_loss(self, output: TrainOutput, batch: dict) -> Tensor:
         """Mean cross-entropy over every trained token of the batch (+ the MoE balancing loss), logged."""
-        total, count = 0.0, 0
+        total: Tensor | float = 0.0
+        count = 0
         for out in output.levels:
             loss_sum = F.cross_entropy(
                 out.logits.float(),
@@ -240,7 +246,7 @@ class ValleModule(L.LightningModule):
 
     def _log_accuracy(self, out: LevelOutput, split: str) -> None:
         for name in ("acc", "top10"):
-            metric = self.metrics[f"{split}_{name}_l{out.level}"]
+            metric = cast(Metric, self.metrics[f"{split}_{name}_l{out.level}"])  # a MulticlassAccuracy
             metric(out.logits.detach(), out.targets)
             self.log(f"{split}/{name}_l{out.level}", metric, batch_size=out.targets.numel())
 
@@ -261,15 +267,17 @@ class ValleModule(L.LightningModule):
             return
         # Every level of every row, so each level's metrics see the whole validation set. Plain
         # cross-entropy (no label smoothing), so runs with different smoothing compare.
+        val_sums, gap_sums = self._val_sums, self._gap_sums
+        assert val_sums is not None and gap_sums is not None  # made in on_validation_epoch_start
         batch_size = batch["text"].shape[0]
         for level in range(self.config.n_levels):
             levels = torch.full((batch_size,), level, dtype=torch.long, device=self.device)
             [out] = self.model(batch, levels).levels
             loss_sum = F.cross_entropy(out.logits.float(), out.targets, reduction="sum")
-            self._val_sums[level] += torch.stack([loss_sum, loss_sum.new_tensor(out.targets.numel())])
+            val_sums[level] += torch.stack([loss_sum, loss_sum.new_tensor(out.targets.numel())])
             self._log_accuracy(out, "val")
             if level == 0 and batch_size > 1:
-                self._gap_sums += self._text_gap_sums(batch, loss_sum, out.targets.numel())
+                gap_sums += self._text_gap_sums(batch, loss_sum, out.targets.numel())  # in place
         self._log_padding(batch, "val")
 
     def _text_gap_sums(self, batch: dict, own_sum: Tensor, n: int) -> Tensor:
@@ -303,7 +311,7 @@ class ValleModule(L.LightningModule):
 
     def _prefix_loss(self, output: TrainOutput) -> Tensor | float:
         """The optional, small-weighted AR losses on the text and prompt positions."""
-        total = 0.0
+        total: Tensor | float = 0.0
         for name, part, weight in (
             ("text", output.text, self.training_config.text_loss_weight),
             ("prompt", output.prompt, self.training_config.prompt_loss_weight),
@@ -317,9 +325,9 @@ class ValleModule(L.LightningModule):
     def _alignment_loss(self, output: TrainOutput, batch: dict) -> Tensor | float:
         """The guided-attention loss on the AR rows (`training.guided_attention`), weighted and logged."""
         guided = self.training_config.guided_attention
-        if not output.ar_attention:
-            return 0.0
         rows = output.ar_rows
+        if not output.ar_attention or rows is None:  # the two are set together
+            return 0.0
         text, text_lengths, prompt_lengths, code_lengths, continues = (
             batch[k][rows] for k in ("text", "text_lengths", "prompt_lengths", "code_lengths", "continues")
         )
@@ -348,11 +356,11 @@ class ValleModule(L.LightningModule):
         self.stats["tokens"] += int(batch["code_lengths"].sum()) * self.config.n_levels
         frames = int(batch["code_lengths"].max()) + int(batch["prompt_lengths"].max())
         self.stats["longest_seconds"] = max(
-            self.stats["longest_seconds"], frames / self.hparams.codec["frame_rate"]
+            self.stats["longest_seconds"], frames / self.hparams["codec"]["frame_rate"]
         )
 
     # -------------------------------------------------------------------------------- optimizer, state
-    def configure_optimizers(self) -> dict:
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         total = (
             self.trainer.max_steps if self.trainer.max_steps > 0 else self.trainer.estimated_stepping_batches
         )
@@ -363,7 +371,7 @@ class ValleModule(L.LightningModule):
         checkpoint["rng_states"] = gather_from_ranks(self._rng_next_step or capture_rng_state())  # [rank]
         if self.codec_state is not None:
             checkpoint["codec_state"] = self.codec_state
-        if self.hparams.lora:
+        if self.hparams["lora"]:
             adapters = {f"model.{k}" for k in lora_state_dict(self.model)}
             checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in adapters}
 

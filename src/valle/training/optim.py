@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from valle.errors import ConfigError
+
+if TYPE_CHECKING:
+    from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 
 SCHEDULES = ("cosine", "inverse_sqrt", "constant")
 
@@ -44,22 +48,24 @@ def lr_factor(step: int, config: OptimConfig, total_steps: int) -> float:
     return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def build_optimizer(model: nn.Module, config: OptimConfig, total_steps: int) -> dict:
+def build_optimizer(model: nn.Module, config: OptimConfig, total_steps: int) -> OptimizerLRSchedulerConfig:
     """Lightning's optimizer dict: AdamW (fused on CUDA) stepping a per-step LambdaLR.
 
     No weight decay on biases, norms and embeddings (1-D parameters and embedding tables): decaying
     them only slows training.
     """
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
         (no_decay if param.dim() < 2 or "embeddings." in name else decay).append(param)
     fused = all(p.is_cuda for p in decay + no_decay) and torch.cuda.is_available()
+    beta1, beta2 = config.betas
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=config.lr,
-        betas=tuple(config.betas),
+        betas=(beta1, beta2),
         eps=config.eps,
         fused=fused or None,
     )

@@ -16,7 +16,9 @@ import torch.distributed as dist
 
 def capture_rng_state() -> dict:
     """The state of every global generator a training step draws from (torch CPU and CUDA, NumPy, Python)."""
-    _, keys, pos, has_gauss, gauss = np.random.get_state()  # ("MT19937", uint32 [624], int, int, float)
+    numpy_state = np.random.get_state()  # legacy form: ("MT19937", uint32 [624], int, int, float)
+    assert isinstance(numpy_state, tuple)
+    _, keys, pos, has_gauss, gauss = numpy_state
     version, internal, python_gauss = random.getstate()
     state = {
         "torch": torch.get_rng_state(),

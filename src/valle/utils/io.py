@@ -82,8 +82,8 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
 def disk_full(path: Path, error: OSError) -> DiskFullError:
     """The one-line error for a write to `path` that ran out of space."""
     full = DiskFullError(
-        f"no space left on the device of {path} ({os.strerror(error.errno)}); free some space "
-        "and rerun: files already written are kept"
+        f"no space left on the device of {path} ({os.strerror(error.errno or errno.ENOSPC)}); "
+        "free some space and rerun: files already written are kept"
     )
     full.errno = error.errno  # callers that test OSError.errno still see ENOSPC
     return full

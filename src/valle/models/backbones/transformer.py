@@ -297,7 +297,7 @@ class TransformerBackbone(Backbone):
         self,
         x: Tensor,
         positions: Tensor,
-        mask: Tensor,
+        mask: Tensor | None,
         keys: Sequence[Tensor],
         values: Sequence[Tensor],
         slots: Tensor,
