@@ -41,10 +41,12 @@ test: setup ## run the tests (CI=true adds the slow end-to-end ones)
 test-all: setup ## every CPU test, slow ones included
 	$(PY) -m pytest -m "not gpu"
 
-lint: setup ## ruff on src/ and tests/
+lint: setup ## ruff (rules and formatting) on src/, tests/, benchmarks/; mypy on src/valle
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/mypy src/valle
 
-format: setup
+format: setup ## rewrite src/, tests/, benchmarks/ in ruff's format (what `make lint` checks)
 	$(VENV)/bin/ruff format src tests benchmarks
 
 demo: setup ## the main job on the built-in corpus, offline (see README)
@@ -54,4 +56,4 @@ experiments: ## list the experiment presets (python train.py experiment=NAME)
 	@ls conf/experiment | sed 's/\.yaml$$//'
 
 clean: ## remove outputs and caches (keeps .venv)
-	rm -rf outputs .pytest_cache .ruff_cache
+	rm -rf outputs .pytest_cache .ruff_cache .mypy_cache
