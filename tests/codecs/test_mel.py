@@ -13,7 +13,14 @@ from omegaconf import OmegaConf
 from tests.helpers.codes import assert_codes_match_up_to_near_ties, codec_latents, quantizer_for
 from valle.audio import prepare_waveform, read_audio
 from valle.codecs import build_codec, codec_for, describe_codec
-from valle.codecs.mel import MelCodebooks, MelCodec, fit_mel_codebooks, load_codebooks, save_codebooks
+from valle.codecs.mel import (
+    MelCodebooks,
+    MelCodec,
+    fit_mel_codebooks,
+    load_codebooks,
+    parse_variant,
+    save_codebooks,
+)
 from valle.codecs.weights import WeightsError
 from valle.errors import ConfigError
 
@@ -230,6 +237,26 @@ def test_describe_config_and_codec_for_agree(small_books, tmp_path):
     built = MelCodec(weights=path, **SMALL)
     rebuilt = codec_for(built.info, weights=str(path))
     assert rebuilt.info == built.info and torch.equal(rebuilt.codebooks, built.codebooks)
+
+
+def test_a_codec_with_other_fft_size_and_hop_is_rebuilt_as_it_was_fit(tmp_path):
+    """A model's CodecInfo alone must rebuild its codec: at 25 frames/s with a 2048-point FFT, not the
+    defaults (models trained on such codes could not be decoded when the variant left n_fft out)."""
+    settings = dict(SMALL, hop_length=960, n_fft=2048)
+    books = fit_mel_codebooks([signal(1.0, seed=s) for s in range(3)], n_iter=3, **settings)
+    path = save_codebooks(tmp_path / "codebooks.pt", books)
+    built = MelCodec(weights=path, **settings)
+    assert built.info.frame_rate == 25.0 and built.info.variant == "40mel-960hop-2048fft"
+    rebuilt = codec_for(built.info, weights=str(path))
+    assert rebuilt.info == built.info and rebuilt.log_mel.n_fft == 2048
+    wav = signal(0.5)
+    assert torch.equal(rebuilt.encode(wav[None], 24_000), built.encode(wav[None], 24_000))
+
+
+def test_variants_written_before_the_fft_size_was_named_mean_1024():
+    assert MelCodec.settings_for(describe_codec("mel", hop_length=480, n_levels=2))["n_fft"] == 1024
+    with pytest.raises(ConfigError, match="not a mel codec variant"):
+        parse_variant("480hop")
 
 
 def test_codec_stays_in_eval_and_its_state_is_the_codebooks(small_books):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -49,6 +50,29 @@ MAX_CODEBOOK_SIZE = 2**15  # codes are stored as int16 on disk
 INITS = ("kmeans++", "random")  # k-means initialisations
 FILE_SETTINGS = ("sample_rate", "hop_length", "n_mels", "n_fft", "n_levels", "codebook_size")
 CODEBOOKS_FILE = "codebooks.pt"  # prepare.py writes it beside the shards it encodes with them
+DEFAULT_N_FFT = 1024
+VARIANT = re.compile(r"(\d+)mel-(\d+)hop(?:-(\d+)fft)?")
+
+
+def variant_name(n_mels: int, hop_length: int, n_fft: int) -> str:
+    """`CodecInfo.variant`: "80mel-480hop", plus "-2048fft" when n_fft is not the default.
+
+    Every setting that changes the codes is in the name, so that `codec_for` rebuilds the codec a model's
+    codes came from; names without the n_fft part (all files written before it existed) mean 1024.
+    """
+    suffix = "" if n_fft == DEFAULT_N_FFT else f"-{n_fft}fft"
+    return f"{n_mels}mel-{hop_length}hop{suffix}"
+
+
+def parse_variant(variant: str) -> tuple[int, int, int]:
+    """(n_mels, hop_length, n_fft) of a `variant_name`."""
+    match = VARIANT.fullmatch(variant)
+    if match is None:
+        raise ConfigError(
+            f"codec variant {variant!r}: not a mel codec variant (expected e.g. '80mel-480hop')"
+        )
+    n_mels, hop, n_fft = match.groups()
+    return int(n_mels), int(hop), int(n_fft or DEFAULT_N_FFT)
 
 
 @dataclass
@@ -290,7 +314,7 @@ class MelCodec(Codec):
         sample_rate: int = 24_000,
         hop_length: int = 320,
         n_mels: int = 80,
-        n_fft: int = 1024,
+        n_fft: int = DEFAULT_N_FFT,
         n_levels: int = 4,
         codebook_size: int = 256,
         weights: Weights | MelCodebooks = RANDOM,
@@ -322,7 +346,7 @@ class MelCodec(Codec):
         sample_rate: int = 24_000,
         hop_length: int = 320,
         n_mels: int = 80,
-        n_fft: int = 1024,
+        n_fft: int = DEFAULT_N_FFT,
         n_levels: int = 4,
         codebook_size: int = 256,
         weights: Weights | MelCodebooks = RANDOM,
@@ -337,18 +361,19 @@ class MelCodec(Codec):
             frame_rate=sample_rate / hop_length,
             n_levels=n_levels,
             codebook_size=codebook_size,
-            variant=f"{n_mels}mel-{hop_length}hop",
+            variant=variant_name(n_mels, hop_length, n_fft),
             weights=codebooks_identity(weights),
         )
 
     @staticmethod
     def settings_for(info: CodecInfo) -> dict[str, int]:
-        """The constructor settings that give `info` (n_fft is not described, so it takes its default)."""
-        n_mels, _, hop = info.variant.removesuffix("hop").partition("mel-")
+        """The constructor settings that give `info` (`variant_name` spells out each one it needs)."""
+        n_mels, hop, n_fft = parse_variant(info.variant)
         return dict(
             sample_rate=info.sample_rate,
-            hop_length=int(hop),
-            n_mels=int(n_mels),
+            hop_length=hop,
+            n_mels=n_mels,
+            n_fft=n_fft,
             n_levels=info.n_levels,
             codebook_size=info.codebook_size,
         )
@@ -447,7 +472,7 @@ def fit_mel_codebooks(
     sample_rate: int = 24_000,
     hop_length: int = 320,
     n_mels: int = 80,
-    n_fft: int = 1024,
+    n_fft: int = DEFAULT_N_FFT,
     n_levels: int = 4,
     codebook_size: int = 256,
     n_iter: int = 20,
