@@ -12,8 +12,8 @@ from omegaconf import DictConfig, OmegaConf
 from valle.audio import AudioError, load_for_codec
 from valle.codecs import build_codec, describe_codec
 from valle.codecs.base import Codec
-from valle.data.corpora import read_corpus
 from valle.data.prepare import PrepareResult, PrepareSettings, prepare, summarize
+from valle.data.readers import read_corpus
 from valle.errors import ConfigError
 
 log = logging.getLogger(__name__)

@@ -31,8 +31,8 @@ from tqdm import tqdm
 from valle.audio import AudioError, load_for_codec
 from valle.codecs.base import Codec, CodecInfo
 from valle.codecs.weights import UNKNOWN_IDENTITY, weights_conflict
-from valle.data.corpora import read_corpus
 from valle.data.index import INDEX_NAME, IndexRow, ShardIndex
+from valle.data.readers import read_corpus
 from valle.data.records import Utterance
 from valle.data.seed_import import length_disagreement
 from valle.data.shards import SHARD_FORMAT_VERSION, SHARD_PATTERN, ShardSample, write_shard
