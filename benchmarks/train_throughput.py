@@ -23,7 +23,7 @@ from valle.codecs import build_codec
 from valle.corpus import build_corpus
 from valle.data.datamodule import DataConfig, ValleDataModule
 from valle.data.prepare import PrepareSettings, prepare
-from valle.data.prompts import PromptConfig
+from valle.data.training_prompts import PromptConfig
 from valle.models.config import ValleConfig
 from valle.training.module import ValleModule
 

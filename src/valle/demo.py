@@ -140,9 +140,8 @@ def make_corpus(out: Path, size: DemoSize) -> Path:
 
 def make_shards(out: Path, size: DemoSize) -> str:
     """prepare.py layout=folder codec=mel codec.weights=fit on the training voices."""
-    from valle.cli.prepare import fit_mel_codebooks_for
     from valle.codecs import build_codec
-    from valle.data.prepare import PrepareSettings, prepare, summarize
+    from valle.data.prepare import PrepareSettings, fit_mel_codebooks_for, prepare, summarize
 
     settings = PrepareSettings(
         layout="folder",

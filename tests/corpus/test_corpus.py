@@ -5,7 +5,7 @@ import subprocess
 import soundfile as sf
 
 from valle.corpus import Voice, build_corpus, espeak_voices, festival_batch, festival_voices
-from valle.data.corpora import read_corpus
+from valle.data.readers import read_corpus
 
 
 def seconds(path) -> float:

@@ -12,7 +12,7 @@ from tests.data.test_prepare import read_all
 from valle.data.batching import batch_by_tokens, bucket_boundaries, padding_fraction, split_count
 from valle.data.datamodule import DataConfig, ValleDataModule
 from valle.data.index import ShardIndex
-from valle.data.prompts import PromptConfig
+from valle.data.training_prompts import PromptConfig
 from valle.text.symbols import SymbolMap
 
 

@@ -13,7 +13,7 @@ import torch
 import webdataset as wds
 
 from tests.conftest import prepare_settings
-from tests.data.test_corpora import ljspeech_layout
+from tests.data.test_readers import ljspeech_layout
 from tests.helpers.codes import assert_codes_match_up_to_near_ties, codec_latents, quantizer_for
 from valle.codecs import describe_codec
 from valle.data.index import ShardIndex

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from valle.data import seed_import
-from valle.data.corpora import MissingTranscript, read_corpus
+from valle.data.readers import MissingTranscript, read_corpus
 from valle.data.records import Utterance
 from valle.data.seed_import import read_seed, seed_codec_hint, split_phoneme_string
 

@@ -9,7 +9,7 @@ import torch
 from tests.cli.test_infer_cli import compose_infer
 from tests.sampling.test_synthesize import synthesizer  # noqa: F401  (the tiny random model, as a fixture)
 from valle.cli.infer import read_requests
-from valle.data.corpora import read_corpus
+from valle.data.readers import read_corpus
 from valle.errors import UserError
 from valle.sampling.pipeline import SamplerConfig
 from valle.sampling.prompt import Prompt

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from valle.data.datamodule import DataConfig, ValleDataModule
-from valle.data.prompts import PromptConfig
+from valle.data.training_prompts import PromptConfig
 from valle.models.config import ValleConfig
 from valle.training.module import ValleModule
 

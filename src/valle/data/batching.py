@@ -10,6 +10,8 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from valle.utils.padding import pad_1d, pad_codes
+
 
 def bucket_boundaries(lengths: Sequence[int], n_buckets: int) -> list[int]:
     """Upper length bounds that split `lengths` into `n_buckets` groups of about equal count."""
@@ -64,24 +66,6 @@ def split_count(total: int, weights: Sequence[int]) -> list[int]:
     for i in by_remainder[: total - sum(shares)]:
         shares[i] += 1
     return shares
-
-
-def pad_1d(sequences: Sequence[torch.Tensor], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """[N_i] tensors → ([B, N_max] padded with `pad`, lengths [B])."""
-    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
-    out = torch.full((len(sequences), int(lengths.max())), pad, dtype=torch.long)
-    for i, s in enumerate(sequences):
-        out[i, : len(s)] = s
-    return out, lengths
-
-
-def pad_codes(codes: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """[L, T_i] tensors → ([B, L, T_max] padded with 0, frames [B])."""
-    lengths = torch.tensor([c.shape[1] for c in codes], dtype=torch.long)
-    out = torch.zeros(len(codes), codes[0].shape[0], int(lengths.max()), dtype=torch.long)
-    for i, c in enumerate(codes):
-        out[i, :, : c.shape[1]] = c
-    return out, lengths
 
 
 def collate(items: Sequence[dict], pad_id: int) -> dict:

@@ -13,7 +13,6 @@ from webdataset.utils import pytorch_worker_info
 from valle.codecs.base import CodecInfo
 from valle.data.batching import bucket_boundaries
 from valle.data.index import IndexRow, ShardIndex
-from valle.data.prompts import PromptConfig, single_utterance_speakers
 from valle.data.stream import (
     EpochDataLoader,
     ErrorCounter,
@@ -23,6 +22,7 @@ from valle.data.stream import (
     expand_shards,
     shard_name,
 )
+from valle.data.training_prompts import PromptConfig, single_utterance_speakers
 from valle.errors import ConfigError
 from valle.text.symbols import SymbolMap
 

@@ -31,8 +31,8 @@ from tqdm import tqdm
 from valle.audio import AudioError, load_for_codec
 from valle.codecs.base import Codec, CodecInfo
 from valle.codecs.weights import UNKNOWN_IDENTITY, weights_conflict
-from valle.data.corpora import read_corpus
 from valle.data.index import INDEX_NAME, IndexRow, ShardIndex
+from valle.data.readers import read_corpus
 from valle.data.records import Utterance
 from valle.data.seed_import import length_disagreement
 from valle.data.shards import SHARD_FORMAT_VERSION, SHARD_PATTERN, ShardSample, write_shard
@@ -48,6 +48,7 @@ PLAN_NAME = "plan.json"
 SYMBOLS_NAME = "symbols.json"
 # Bytes a sample costs beyond its codes: tar headers (512 B per member), npy header, text and json.
 _SAMPLE_OVERHEAD_BYTES = 4096
+MEL_FIT_UTTERANCES = 400  # evenly spaced over the corpus: enough frames for 256-entry codebooks
 
 
 @dataclass
@@ -614,3 +615,32 @@ def _length_note_lines(notes: list[dict]) -> list[str]:
         return []
     lines = [f"stored lengths that disagree with the codes (durations taken from the codes): {len(notes)}"]
     return lines + [f"    {n['path'] or n['key']}: {n['detail']}" for n in notes[:20]]
+
+
+def fit_mel_codebooks_for(settings: PrepareSettings, codec_kwargs: dict) -> Path:
+    """`codec=mel codec.weights=fit`: fit the codebooks on the corpus once, beside the shards.
+
+    A rerun (or another part) reuses the file, so every shard is encoded with the same codebooks.
+    """
+    from valle.codecs.mel import CODEBOOKS_FILE, fit_mel_codebooks, save_codebooks
+
+    path = Path(settings.output) / CODEBOOKS_FILE
+    if path.is_file():
+        return path
+    utterances, _ = read_corpus(settings.layout, settings.input, settings.language)
+    step = max(1, len(utterances) // MEL_FIT_UTTERANCES)
+    wavs = []
+    for utterance in utterances[::step]:
+        assert utterance.audio_path is not None  # a corpus read from audio files
+        try:
+            wavs.append(
+                load_for_codec(utterance.audio_path, codec_kwargs["sample_rate"], settings.silence_dbfs)
+            )
+        except AudioError as error:
+            log.warning("not fitting on %s", error)
+    if not wavs:
+        raise ConfigError(f"input={settings.input}: no readable audio to fit the mel codebooks on")
+    keys = ("sample_rate", "hop_length", "n_mels", "n_fft", "n_levels", "codebook_size")
+    log.info("fitting mel codebooks on %d utterances", len(wavs))
+    save_codebooks(path, fit_mel_codebooks(wavs, **{k: codec_kwargs[k] for k in keys}, init="random"))
+    return path

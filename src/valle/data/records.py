@@ -34,3 +34,11 @@ def make_key(group: str, speaker: str, utterance_id: str) -> str:
     if not all(parts):
         raise ValueError(f"empty group, speaker or id in key {parts}")
     return "/".join(parts)
+
+
+class MissingTranscript(Exception):
+    """An audio file without its transcript; prepare lists these as skipped."""
+
+    def __init__(self, audio_path: Path, expected: str):
+        super().__init__(f"{audio_path}: no transcript (expected {expected})")
+        self.audio_path = audio_path

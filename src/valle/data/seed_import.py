@@ -39,8 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from valle.data.corpora import MissingTranscript
-from valle.data.records import Utterance, make_key
+from valle.data.records import MissingTranscript, Utterance, make_key
 from valle.errors import ConfigError
 from valle.text.phonemize import WORD_SEPARATOR
 

@@ -27,9 +27,9 @@ from webdataset.utils import pytorch_worker_info
 
 from valle.data.batching import batch_by_tokens, collate, split_count
 from valle.data.index import IndexRow
-from valle.data.prompts import PromptConfig, PromptedSample, attach_prompts
 from valle.data.shards import ShardSample, decode_sample
 from valle.data.skips import SkipTally, check_codes
+from valle.data.training_prompts import PromptConfig, PromptedSample, attach_prompts
 from valle.text.symbols import SymbolMap
 
 log = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from valle.errors import ConfigError
-from valle.evaluate.report import EvalItem, ItemScorer, ItemScores
+from valle.evaluate.scoring import EvalItem, ItemScorer, ItemScores
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ class Heads(nn.Module):
         return hidden @ self.weight[k].t() + self.bias[k]
 
 
-class Stack(nn.Module):
+class CodecLM(nn.Module):
     """Embeddings, a backbone and heads: a complete model for the AR, the NAR, or both when shared."""
 
     def __init__(self, config: ValleConfig, backbone: BackboneConfig) -> None:
@@ -87,11 +87,11 @@ class Valle(nn.Module):
                 "ValleConfig.n_text_tokens is 0: fill the data's sizes with config.with_data(...)"
             )
         self.config = config
-        self.ar = Stack(config, config.backbone)
-        self.nar_stack = None if config.shared else Stack(config, config.nar_backbone or config.backbone)
+        self.ar = CodecLM(config, config.backbone)
+        self.nar_stack = None if config.shared else CodecLM(config, config.nar_backbone or config.backbone)
 
     @property
-    def nar(self) -> Stack:
+    def nar(self) -> CodecLM:
         return self.nar_stack if self.nar_stack is not None else self.ar
 
     # ---------------------------------------------------------------------------------------- training

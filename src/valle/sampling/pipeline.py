@@ -18,8 +18,8 @@ from typing import overload
 import torch
 from torch import Tensor
 
+import valle.sampling.processors as processors
 from valle.errors import ConfigError
-from valle.sampling import processors as P
 
 
 @dataclass
@@ -157,13 +157,13 @@ def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torc
 def _temper(logits: Tensor, t: float, min_t: float | None) -> Tensor:
     """Step 3 (for T > 0): dynamic temperature when `min_t` is set, else a fixed one."""
     if min_t is not None:
-        return P.dynamic_temperature(logits, min_t, t)
-    return P.temperature(logits, t)
+        return processors.dynamic_temperature(logits, min_t, t)
+    return processors.temperature(logits, t)
 
 
 def _truncate(logits: Tensor, k: int, p: float) -> Tensor:
     """Step 4: top-k, then top-p (each a no-op when off)."""
-    return P.top_p(P.top_k(logits, k), p)
+    return processors.top_p(processors.top_k(logits, k), p)
 
 
 @dataclass
@@ -174,7 +174,7 @@ class SamplerState:
         mirostat: per-row mu when mirostat is on, else None.
     """
 
-    mirostat: P.MirostatState | None = None
+    mirostat: processors.MirostatState | None = None
 
 
 class ArSampler:
@@ -193,7 +193,7 @@ class ArSampler:
     def new_state(self, batch: int, device: torch.device | str = "cpu") -> SamplerState:
         """Fresh state for a batch of `batch` sequences."""
         if self.cfg.mirostat_tau > 0:
-            return SamplerState(P.MirostatState.initial(batch, self.cfg.mirostat_tau, device))
+            return SamplerState(processors.MirostatState.initial(batch, self.cfg.mirostat_tau, device))
         return SamplerState()
 
     def penalise(self, logits: Tensor, history: Tensor, step: int | Tensor) -> Tensor:
@@ -206,11 +206,11 @@ class ArSampler:
         """
         cfg = self.cfg
         if cfg.repetition_penalty != 1.0:
-            logits = P.repetition_penalty(
+            logits = processors.repetition_penalty(
                 logits, history, cfg.repetition_penalty, cfg.repetition_penalty_decay
             )
         if cfg.length_penalty != 0.0:
-            logits = P.length_penalty(logits, self.stop_token, step, cfg.length_penalty)
+            logits = processors.length_penalty(logits, self.stop_token, step, cfg.length_penalty)
         return logits
 
     def __call__(
@@ -244,17 +244,21 @@ class ArSampler:
             )
         logits = self.penalise(logits, history, step)  # 1, 2
         if cfg.ar_temperature == 0:
-            return P.greedy(logits)  # 3-5: argmax; truncation cannot change it, RAS is refused
+            return processors.greedy(logits)  # 3-5: argmax; truncation cannot change it, RAS is refused
         full = _temper(logits, cfg.ar_temperature, cfg.min_ar_temperature)  # 3
         logits = _truncate(full, cfg.top_k, cfg.top_p)  # 4
         if cfg.mirostat_tau > 0:  # 5
             if state is None or state.mirostat is None:
                 raise ValueError("mirostat keeps a per-row state: pass state=sampler.new_state(batch)")
-            tokens = P.mirostat_sample(logits, state.mirostat, cfg.mirostat_tau, cfg.mirostat_eta, generator)
+            tokens = processors.mirostat_sample(
+                logits, state.mirostat, cfg.mirostat_tau, cfg.mirostat_eta, generator
+            )
         else:
-            tokens = P.sample(logits, generator)
+            tokens = processors.sample(logits, generator)
         if cfg.ras_window > 0:  # 6
-            tokens = P.repetition_aware(tokens, full, history, cfg.ras_window, cfg.ras_threshold, generator)
+            tokens = processors.repetition_aware(
+                tokens, full, history, cfg.ras_window, cfg.ras_threshold, generator
+            )
         return tokens
 
     def beam_log_probs(self, logits: Tensor, history: Tensor, step: int | Tensor) -> Tensor:
@@ -306,8 +310,8 @@ class NarSampler:
         cfg = self.cfg
         flat = logits.reshape(-1, logits.shape[-1])
         if cfg.nar_temperature == 0:
-            tokens = P.greedy(flat)
+            tokens = processors.greedy(flat)
         else:
             tempered = _temper(flat, cfg.nar_temperature, cfg.min_nar_temperature)
-            tokens = P.sample(_truncate(tempered, cfg.top_k, cfg.top_p), generator)
+            tokens = processors.sample(_truncate(tempered, cfg.top_k, cfg.top_p), generator)
         return tokens.reshape(logits.shape[:-1])

@@ -20,7 +20,6 @@ from tqdm import tqdm
 
 from valle.codecs import codec_for
 from valle.codecs.base import Codec
-from valle.data.batching import pad_1d, pad_codes
 from valle.errors import ConfigError
 from valle.export import LoadedModel
 from valle.models.quantize import quantize as quantize_model
@@ -31,6 +30,7 @@ from valle.sampling.pipeline import ArSampler, NarSampler, SamplerConfig, make_g
 from valle.sampling.prompt import Prompt, load_prompt
 from valle.text.phonemize import TextError, phonemize
 from valle.text.split import split_sentences
+from valle.utils.padding import pad_1d, pad_codes
 
 log = logging.getLogger(__name__)
 LONG_TEXT_MODES = ("fixed", "sliding")

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import real_speech_dir
-from valle.data.corpora import read_corpus
+from valle.data.readers import read_corpus
 
 
 def ljspeech_layout(root: Path) -> Path:

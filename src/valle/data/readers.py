@@ -15,21 +15,13 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from valle.data.records import Utterance, make_key
+from valle.data.records import MissingTranscript, Utterance, make_key
 from valle.errors import ConfigError, MissingFileError
 from valle.utils.io import read_utf8
 
 log = logging.getLogger(__name__)
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
-
-
-class MissingTranscript(Exception):
-    """An audio file without its transcript; prepare lists these as skipped."""
-
-    def __init__(self, audio_path: Path, expected: str):
-        super().__init__(f"{audio_path}: no transcript (expected {expected})")
-        self.audio_path = audio_path
 
 
 ReaderResult = Iterator["Utterance | MissingTranscript"]
