@@ -186,3 +186,19 @@ def test_ar_input_dropout_drops_whole_response_inputs_and_keeps_every_target():
             assert torch.allclose(dropped.x[b, response.start + q], level)
     share = changed.sum() / batch["code_lengths"].sum()
     assert 0.2 < share < 0.8
+
+
+def test_ar_codes_without_their_lengths_are_refused():
+    from valle.models.sequence import build_ar
+
+    model = Valle(ValleConfig.tiny().with_data(20, 3, 16))
+    batch = random_batch()
+    with pytest.raises(ValueError, match="codes need their code_lengths"):
+        build_ar(
+            model.ar.embeddings,
+            batch["text"],
+            batch["text_lengths"],
+            batch["prompt"],
+            batch["prompt_lengths"],
+            batch["codes"],
+        )

@@ -14,38 +14,20 @@ buzzy (Griffin-Lim), so use a neural codec for real voices.
 from valle.codecs.mel.books import (
     CODEBOOKS_FILE,
     MelCodebooks,
-    codebooks_from,
-    codebooks_identity,
     load_codebooks,
     random_codebooks,
     save_codebooks,
 )
-from valle.codecs.mel.codec import (
-    DEFAULT_N_FFT,
-    LogMel,
-    MelCodec,
-    dequantize,
-    parse_variant,
-    quantize,
-    variant_name,
-)
-from valle.codecs.mel.fit import fit_mel_codebooks, kmeans
+from valle.codecs.mel.codec import MelCodec, parse_variant
+from valle.codecs.mel.fit import fit_mel_codebooks
 
 __all__ = [
     "CODEBOOKS_FILE",
-    "DEFAULT_N_FFT",
-    "LogMel",
     "MelCodebooks",
     "MelCodec",
-    "codebooks_from",
-    "codebooks_identity",
-    "dequantize",
     "fit_mel_codebooks",
-    "kmeans",
     "load_codebooks",
     "parse_variant",
-    "quantize",
     "random_codebooks",
     "save_codebooks",
-    "variant_name",
 ]
