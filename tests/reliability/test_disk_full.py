@@ -17,10 +17,11 @@ from tests.conftest import prepare_settings
 from tests.reliability.children import run_to_end, start
 from tests.reliability.conftest import MAX_STEPS, finished_files, train_cfg
 from tests.reliability.test_kill_prepare import assert_only_complete_shards_are_listed
-from tests.reliability.test_kill_train import global_step, last_launch_losses
+from tests.reliability.test_kill_train import global_step, losses_logged_by
 from valle.cli.train import complete
 from valle.codecs import build_codec
 from valle.data.prepare import prepare
+from valle.plot import metrics_files
 from valle.utils.io import DiskFullError
 
 SUDO = [] if os.geteuid() == 0 else ["sudo", "-n"]
@@ -112,5 +113,5 @@ def test_training_on_a_full_disk_stops_keeps_its_checkpoints_and_resumes_later(
     small_disk.grow(disk, 200 * 1024)
     run_to_end("train", cfg)
     assert global_step(disk / "run" / "checkpoints" / "last.ckpt") == MAX_STEPS
-    for step, loss in last_launch_losses(disk / "run").items():
+    for step, loss in losses_logged_by(metrics_files(disk / "run")[-1:]).items():
         assert loss == pytest.approx(losses[step], abs=1e-4), step

@@ -26,14 +26,17 @@ def global_step(checkpoint: Path) -> int:
     return int(torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)["global_step"])
 
 
-def last_launch_losses(run_dir: Path) -> dict[int, float]:
-    """train/loss by step, as logged by the newest launch only (a resumed run is a new launch)."""
-    with open(metrics_files(run_dir)[-1], newline="", encoding="utf-8") as handle:
-        return {
-            int(row["step"]): float(row["train/loss"])
-            for row in csv.DictReader(handle)
-            if row.get("train/loss")
-        }
+def losses_logged_by(files: list[Path]) -> dict[int, float]:
+    """train/loss by step, as logged in these CSV files."""
+    losses: dict[int, float] = {}
+    for path in files:
+        with open(path, newline="", encoding="utf-8") as handle:
+            losses.update(
+                (int(row["step"]), float(row["train/loss"]))
+                for row in csv.DictReader(handle)
+                if row.get("train/loss")
+            )
+    return losses
 
 
 def newest_complete_step(folder: Path) -> int:
@@ -61,8 +64,11 @@ def test_kill_9_then_rerun_resumes_from_the_last_complete_checkpoint(
     assert not torn, f"a kill left torn checkpoints: {torn}"
     print(f"trial {trial}: killed at {points[trial]}; resuming from step {expected_step}")
 
+    earlier_launches = set(metrics_files(tmp_path / "run"))
     run_to_end("train", cfg)
-    resumed = last_launch_losses(tmp_path / "run")
+    # Only the rerun's own log counts; a kill after the last step leaves it nothing to train (and a CSV
+    # logger with nothing to log may write no file at all).
+    resumed = losses_logged_by([p for p in metrics_files(tmp_path / "run") if p not in earlier_launches])
     assert sorted(resumed) == list(range(expected_step, MAX_STEPS)), "the step count does not continue"
     for step, loss in resumed.items():
         assert loss == pytest.approx(losses[step], abs=1e-4), f"step {step} after resuming at {expected_step}"
