@@ -26,7 +26,7 @@ import torch
 
 import valle
 from valle.audio import load_for_codec
-from valle.demo import PROMPT_SECONDS, SIZES, sampler_config
+from valle.cli.demo.settings import PROMPT_SECONDS, SIZES, sampler_config
 from valle.evaluate.phones import PhoneRecognizer, per, text_to_phones
 from valle.evaluate.sentence_id import SentenceIdentifier
 from valle.sampling.nar import decode_nar

@@ -20,7 +20,10 @@ import time
 from pathlib import Path
 
 import valle
-from valle.demo import SIZES, curve_overrides, learning_curve, plan_items, train
+from valle.cli.demo.scoring import learning_curve
+from valle.cli.demo.settings import SIZES, curve_overrides
+from valle.cli.demo.speak import plan_items
+from valle.cli.demo.stages import train
 from valle.evaluate.curve import snapshot_files
 from valle.plot import read_metrics
 from valle.sampling.synthesize import Synthesizer

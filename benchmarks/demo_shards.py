@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from valle.demo import MEL, SIZES, make_corpus, make_shards
+from valle.cli.demo.settings import MEL, SIZES
+from valle.cli.demo.stages import make_corpus, make_shards
 
 
 def main() -> None:

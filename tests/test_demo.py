@@ -7,8 +7,12 @@ import re
 import pytest
 import torch
 
+from valle.cli.demo import main
+from valle.cli.demo.scoring import eval_rows
+from valle.cli.demo.settings import N_SENTENCES, ROWS, STAGES
+from valle.cli.demo.speak import Item, continuation_split
 from valle.corpus.sentences import all_sentences
-from valle.demo import N_SENTENCES, ROWS, STAGES, Item, continuation_split, eval_rows, main
+from valle.errors import ConfigError
 from valle.evaluate.asr import WordTiming
 from valle.evaluate.report import evaluate_rows
 from valle.evaluate.text import normalize
@@ -17,13 +21,14 @@ from valle.evaluate.text import normalize
 @pytest.mark.parametrize(
     "option, message",
     [
-        ("stage=bogus", "choose all or one of corpus"),
-        ("size=huge", "choose one of full, ci"),
-        ("steps_=3", "unknown option"),
+        ("stage=bogus", "stage=bogus: choose one of all, corpus"),
+        ("size=huge", "size=huge: choose one of full, ci"),
+        ("steps_=3", "unknown option steps_"),
+        ("minutes=ten", "minutes: Value 'ten'"),
     ],
 )
 def test_bad_options_name_the_choices(tmp_path, option, message):
-    with pytest.raises(SystemExit, match=message):
+    with pytest.raises(ConfigError, match=message):
         main([f"out={tmp_path}", option])
 
 
@@ -182,7 +187,7 @@ def test_curve_overrides_keep_snapshots_by_time_or_for_ci_by_steps(tmp_path):
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    from valle.demo import ROOT, SIZES, curve_overrides
+    from valle.cli.demo.settings import ROOT, SIZES, curve_overrides
 
     ci_steps = max(1, SIZES["ci"].max_steps // 2)
     for size, interval, steps in ((SIZES["full"], 2.5 * 60, 0), (SIZES["ci"], None, ci_steps)):
@@ -209,7 +214,9 @@ def test_report_html_links_every_clip_and_figure_the_demo_writes(tmp_path):
 
     from tests.conftest import real_speech_dir
     from tests.helpers.browser import assert_page_loads
-    from valle.demo import CURVE_METRICS, first_per_voice, make_plots, render_report, write_report_html
+    from valle.cli.demo.report import make_plots, render_report, write_report_html
+    from valle.cli.demo.settings import CURVE_METRICS
+    from valle.cli.demo.speak import first_per_voice
     from valle.evaluate.curve import CurvePoint
 
     wavs = sorted(real_speech_dir().glob("*.wav"))

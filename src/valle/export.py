@@ -12,7 +12,6 @@ the checkpoint's weights already are the averaged ones.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import torch
 
 from valle.checkpoints import EXPORT_FORMAT, describe_file, load_file, model_state_dict
 from valle.codecs.base import CodecInfo
-from valle.errors import ConfigError, exit_on_user_error
+from valle.errors import ConfigError
 from valle.models.config import ValleConfig
 from valle.models.lora import LoRAConfig, apply_lora, merge_lora
 from valle.models.valle import Valle
@@ -119,14 +118,10 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> LoadedMo
     )
 
 
-def main(argv: list[str] | None = None) -> None:
-    """`python -m valle.export ckpt=PATH out=PATH [dtype=fp32|fp16|bf16]`."""
-    args = dict(arg.split("=", 1) for arg in (sys.argv[1:] if argv is None else argv) if "=" in arg)
-    if "ckpt" not in args or "out" not in args:
-        raise SystemExit("usage: python -m valle.export ckpt=PATH out=PATH [dtype=fp32|fp16|bf16]")
-    out = export_checkpoint(args["ckpt"], args["out"], args.get("dtype", "fp32"))
-    print(f"exported {args['ckpt']} → {out} ({out.stat().st_size / 2**20:.1f} MiB)")
+if __name__ == "__main__":  # `python -m valle.export`: the command itself lives in valle.cli.export
+    import sys
 
+    from valle.cli.export import main
+    from valle.errors import exit_on_user_error
 
-if __name__ == "__main__":
-    exit_on_user_error(main)()
+    exit_on_user_error(main)(sys.argv[1:])

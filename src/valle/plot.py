@@ -9,7 +9,6 @@ draws recordings side by side (the demo report's prompt / ground truth / output 
 from __future__ import annotations
 
 import csv
-import sys
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 # and the caller's matplotlib backend is left as it was.
 from matplotlib.figure import Figure
 
-from valle.errors import MissingFileError, exit_on_user_error
+from valle.errors import MissingFileError
 
 
 def metrics_files(run_dir: str | Path) -> list[Path]:
@@ -184,13 +183,10 @@ def save_figure(fig: Figure, path: str | Path, title: str = "") -> Path:
     return path
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        raise SystemExit("usage: python -m valle.plot RUN_DIR")
-    for path in plot_run(args[0]):
-        print(path)
+if __name__ == "__main__":  # `python -m valle.plot`: the command itself lives in valle.cli.plot
+    import sys
 
+    from valle.cli.plot import main
+    from valle.errors import exit_on_user_error
 
-if __name__ == "__main__":
-    exit_on_user_error(main)()
+    exit_on_user_error(main)(sys.argv[1:])

@@ -15,7 +15,7 @@ pytest.importorskip("pocketsphinx")
 
 
 def all_scorers() -> dict:
-    """What `valle.demo.scorers` builds; module-level, so that the workers can import and call it."""
+    """What `valle.cli.demo.scoring.scorers` builds; module-level, so the workers can import and call it."""
     from valle.evaluate.asr import PocketSphinxASR
     from valle.evaluate.phones import PhoneRecognizer
     from valle.evaluate.sentence_id import SentenceIdentifier

@@ -6,9 +6,10 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from valle.audio import write_wav
+from valle.cli.options import typed
 from valle.codecs import codec_for
 from valle.codecs.base import Codec
 from valle.errors import ConfigError, MissingFileError
@@ -66,8 +67,7 @@ def write_outputs(results: list[Synthesis], cfg: DictConfig) -> list[Path]:
 
 
 def run(cfg: DictConfig) -> list[Path]:
-    sampler = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SamplerConfig), cfg.sampler))
-    assert isinstance(sampler, SamplerConfig)  # a structured config becomes its dataclass
+    sampler = typed(SamplerConfig, cfg.sampler)
     requests = read_requests(cfg)
     if any(p is None for _, p in requests) and not cfg.prompt:
         raise ConfigError(

@@ -8,6 +8,7 @@ from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
+from valle.cli.options import typed
 from valle.codecs import build_codec, describe_codec
 from valle.codecs.base import Codec
 from valle.data.prepare import PrepareResult, PrepareSettings, fit_mel_codebooks_for, prepare, summarize
@@ -26,8 +27,7 @@ def settings_from_config(cfg: DictConfig) -> PrepareSettings:
     """Validate the non-codec keys against `PrepareSettings` (a typo is an error, not a new key)."""
     values = _plain(cfg, resolve=True, throw_on_missing=True)
     keys = {k: v for k, v in values.items() if k not in ("codec", "hydra")}
-    schema = OmegaConf.structured(PrepareSettings)
-    return PrepareSettings(**_plain(OmegaConf.merge(schema, keys), resolve=False))
+    return typed(PrepareSettings, keys)
 
 
 def run(cfg: DictConfig) -> PrepareResult:

@@ -11,10 +11,11 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from valle.checkpoints import check_compatible, load_model_weights, read_checkpoint_meta
 from valle.cli.logs import log_through_root_only
+from valle.cli.options import typed
 from valle.codecs import carried_state
 from valle.data.datamodule import DataConfig, ValleDataModule
 from valle.errors import ConfigError
@@ -24,11 +25,6 @@ from valle.training.module import TrainingConfig, ValleModule
 from valle.training.optim import OptimConfig
 
 log = logging.getLogger(__name__)
-
-
-def typed(schema: type, node: DictConfig | None):
-    """Validate a config node against its dataclass: a typo is a ConfigKeyError, not a silent new key."""
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node or {}))
 
 
 def build_datamodule(cfg: DictConfig) -> ValleDataModule:

@@ -11,7 +11,7 @@ and a 95 % bootstrap interval over the row's items (`valle.evaluate.stats`).
 Each item carries its own prompt and reference, so every row is compared with what it was given: a
 continuation item is the generated audio alone, its text the words after the prompt, its prompt the
 recording's first seconds it continued and its reference the rest of that recording
-(`valle.demo.eval_rows`); a cross-utterance item's prompt is the other recording it imitated.
+(`valle.cli.demo.scoring.eval_rows`); a cross-utterance item's prompt is the other recording it imitated.
 
 Sentence identification's closed set is, per item, `EvalItem.candidates` when given and otherwise the
 distinct texts of the item's row. The continuation row's texts are sentence suffixes, so by default
@@ -159,7 +159,8 @@ def evaluate_rows(
             built once per distinct candidate set. None leaves the sentence-ID column empty.
         phones: phone recogniser for PER (e.g. `PhoneRecognizer()`); None leaves that column empty.
         scorers: a zero-argument, module-level (picklable) function returning some of those four as a
-            dict, e.g. `valle.demo.scorers`; called once in this process (`jobs` = 1) or once in each worker.
+            dict, e.g. `valle.cli.demo.scoring.scorers`; called once in this process (`jobs` = 1) or
+            once in each worker.
         jobs: worker processes scoring items in parallel (at most one per item); 1 scores here, in order.
             The scores, their order and the bootstrap intervals are those of `jobs` = 1.
 
@@ -183,7 +184,7 @@ def evaluate_rows(
     if jobs > 1 and given:
         raise ConfigError(
             f"jobs={jobs} needs scorers=, a module-level function that builds the scorers "
-            "(e.g. valle.demo.scorers): live decoders cannot be sent to worker processes"
+            "(e.g. valle.cli.demo.scoring.scorers): live decoders cannot be sent to worker processes"
         )
     for name, items in rows.items():
         if not items:

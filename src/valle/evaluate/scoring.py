@@ -249,7 +249,7 @@ class ItemScorer:
     def build(
         cls, rows: Mapping[str, Sequence[EvalItem]], scorers: Callable[[], Mapping[str, Any]]
     ) -> ItemScorer:
-        """An `ItemScorer` with the recognisers `scorers()` builds (e.g. `valle.demo.scorers`).
+        """An `ItemScorer` with the recognisers `scorers()` builds (e.g. `valle.cli.demo.scoring.scorers`).
 
         Raises:
             ConfigError: `scorers()` returned something other than a mapping of `SCORER_NAMES` to scorers.

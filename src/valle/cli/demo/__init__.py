@@ -1,0 +1,80 @@
+"""`make demo`: the main job on the built-in corpus, offline, scored like the VALL-E paper.
+
+    python -m valle.demo [out=outputs/demo] [size=full|ci] [minutes=15] [steps=N] [curve_minutes=3] \
+        [stage=all|NAME]
+
+Stages (each reuses what a previous run finished, so a rerun is quick and `stage=NAME` reruns one):
+  1. corpus    festival voices and their sox pitch/tempo variants read the built-in sentences; three
+               voices and the last 60 sentences are held out of training (valle.corpus)
+  2. shards    prepare.py's work with the offline `mel` codec: its codebooks are fit on the corpus
+  3. train     train.py experiment=demo for a time budget (resumes from its last checkpoint); a weights-only
+               snapshot every `curve_minutes` of training goes to run/curve/ (callbacks=curve)
+  4. export    the last checkpoint → one portable file (it carries the mel codebooks)
+  5. speak     every held-out voice says held-out sentences: cross-utterance (a 3 s prompt from another
+               recording of that voice) and continuation (the recording's own first words, up to 3 s, cut
+               at a word boundary found by forced alignment; the model says the rest)
+  6. curve     the learning curve: every snapshot and the exported model speak the same held-out items
+               (the first 3 of each voice, cross-utterance, speak's sampler and seed) and are scored as
+               below → curve.json (resumable: a scored snapshot is not scored again)
+  7. evaluate  ground truth, codec resynthesis and both model modes scored with pocketsphinx (sentence ID
+               among the row's sentences, PER, WER, CER) and resemblyzer (SIM), each with a 95 %
+               bootstrap interval → report.md, report.html (players beside their prompts, the learning
+               curve), report.json and PNG plots; the continuation row is scored on what it generated only
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from valle.cli.demo.scoring import evaluate, learning_curve
+from valle.cli.demo.settings import CURVE_ITEMS_PER_VOICE, CURVE_MINUTES, SIZES, STAGES, curve_overrides
+from valle.cli.demo.speak import first_per_voice, read_manifest, speak
+from valle.cli.demo.stages import export, make_corpus, make_shards, train
+from valle.cli.options import choice, parse_options
+
+
+def stage(n: int, name: str, detail: object) -> None:
+    print(f"[{n}/{len(STAGES)}] {name}: {detail}", flush=True)
+
+
+@dataclass
+class DemoOptions:
+    out: str = "outputs/demo"
+    size: str = choice("full", "ci")
+    minutes: float | None = None  # training time budget (default: the size's, 15 for full)
+    steps: int | None = None  # training step limit (default: the size's)
+    curve_minutes: float = CURVE_MINUTES  # a learning-curve snapshot every this many training minutes
+    stage: str = choice("all", *STAGES)  # run one stage (each reuses what earlier runs finished)
+
+
+def main(argv: list[str]) -> None:
+    options = parse_options("valle.demo", DemoOptions, argv, doc=__doc__ or "")
+    out, size, only = Path(options.out).resolve(), SIZES[options.size], options.stage
+    minutes = size.minutes if options.minutes is None else options.minutes
+    steps = size.max_steps if options.steps is None else options.steps
+    curve_minutes = options.curve_minutes
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    out.mkdir(parents=True, exist_ok=True)
+    run = lambda name: only in ("all", name)  # noqa: E731
+    if run("corpus"):
+        corpus = make_corpus(out, size)
+        stage(1, "corpus", f"{corpus} ({sum(1 for _ in corpus.rglob('*.wav'))} wavs)")
+    if run("shards"):
+        stage(2, "shards", "\n" + make_shards(out, size))
+    if run("train"):
+        stage(3, "train", train(out, size, minutes, steps, overrides=curve_overrides(size, curve_minutes)))
+    if run("export"):
+        stage(4, "export", export(out))
+    if run("speak"):
+        stage(5, "speak", f"{len(speak(out, size))} held-out utterances × 3 rows in {out / 'samples'}")
+    if run("curve"):
+        from valle.evaluate.curve import format_curve_markdown
+
+        points = learning_curve(out, size)
+        n_items = len(first_per_voice(read_manifest(out), CURVE_ITEMS_PER_VOICE))
+        stage(6, "curve", f"{out / 'curve.json'}\n\n{format_curve_markdown(points, n_items)}")
+    if run("evaluate"):
+        report, table = evaluate(out)
+        stage(7, "evaluate", f"{report}\n{out / 'report.html'}\n\n{table}")

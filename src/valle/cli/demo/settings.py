@@ -1,0 +1,86 @@
+"""The demo's settings: sizes, voices, the held-out set, the codec, the sampler, the curve's snapshots."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from valle.corpus import FESTIVAL_VOICES, Voice, festival_voices
+from valle.sampling.pipeline import SamplerConfig
+
+log = logging.getLogger("valle.demo")  # not __name__: that is "__main__" under python -m
+ROOT = Path(__file__).resolve().parents[4]  # the repository: configs/, conf/
+STAGES = ("corpus", "shards", "train", "export", "speak", "curve", "evaluate")
+N_SENTENCES, N_HELD_OUT_SENTENCES = 560, 60  # the last 60 are never spoken in training
+# One variant of each festival voice is held out: the model has heard that voice, never at that pitch/tempo.
+HELD_OUT = {("kal_diphone", 250, 1.0), ("ked_diphone", -250, 1.0), ("cmu_us_slt_arctic_hts", 0, 1.07)}
+MEL = dict(sample_rate=24_000, hop_length=480, n_mels=80, n_fft=1024, n_levels=4)  # 50 frames/s
+PROMPT_SECONDS = 3.0
+ROWS = ("ground truth", "resynthesis", "continuation", "cross-utterance")
+CURVE_MINUTES = 3.0  # a training snapshot for the learning curve every 3 minutes (size=ci: by steps)
+CURVE_ITEMS_PER_VOICE = (
+    3  # the learning curve's fixed held-out items: 9, under a minute per snapshot on 2 cores
+)
+CURVE_METRICS = ("sentence_id", "per", "wer", "sim_prompt", "duration_ratio")  # the learning curve's panels
+LISTEN_PER_VOICE = 1  # the report's players: the first held-out item of each voice
+
+
+@dataclass(frozen=True)
+class DemoSize:
+    """How much of everything: `full` is `make demo`, `ci` the shortened run the tests make."""
+
+    train_sentences: int  # per training voice
+    held_out_sentences: int  # per held-out voice (each is a target, and a prompt for its neighbour)
+    codebook_size: int
+    minutes: float  # training time budget (the other stages take about 8 minutes on 2 CPU cores)
+    max_steps: int
+    max_ar_steps_per_phoneme: float  # the runaway guard: an undertrained model may never say stop
+
+
+SIZES = {
+    # full: every training voice reads all 500 training sentences (6000 utterances, 4.7 hours), built in
+    # about a minute; 40 sentences a voice (480 utterances) were memorised within 15 minutes of training.
+    "full": DemoSize(
+        train_sentences=N_SENTENCES - N_HELD_OUT_SENTENCES,
+        held_out_sentences=20,
+        codebook_size=256,
+        minutes=15.0,
+        max_steps=100_000,
+        max_ar_steps_per_phoneme=12.0,
+    ),
+    "ci": DemoSize(
+        train_sentences=5,
+        held_out_sentences=2,
+        codebook_size=32,
+        minutes=2.0,
+        max_steps=6,
+        max_ar_steps_per_phoneme=3.0,
+    ),
+}
+
+
+def voices() -> tuple[list[Voice], list[Voice]]:
+    """(training voices, held-out voices) of the built-in festival corpus."""
+    every = festival_voices(FESTIVAL_VOICES)
+    held = [v for v in every if (v.name, v.pitch_cents, v.speed) in HELD_OUT]
+    return [v for v in every if v not in held], held
+
+
+def sampler_config(size: DemoSize) -> SamplerConfig:
+    """The sampler settings the demo speaks with (speak and the learning curve)."""
+    return SamplerConfig(
+        seed=0, ar_temperature=0.8, top_p=0.9, max_ar_steps_per_phoneme=size.max_ar_steps_per_phoneme
+    )
+
+
+def curve_overrides(size: DemoSize, curve_minutes: float) -> list[str]:
+    """train.py overrides that keep the learning curve's snapshots in run/curve/
+    (configs/callbacks/curve.yaml)."""
+    if size is SIZES["ci"]:  # a few steps in seconds: snapshot by steps, so that there is one to score
+        return [
+            "callbacks=curve",
+            "callbacks.curve.train_time_interval=null",
+            f"callbacks.curve.every_n_train_steps={max(1, size.max_steps // 2)}",
+        ]
+    return ["callbacks=curve", f"callbacks.curve.train_time_interval.minutes={curve_minutes:g}"]

@@ -1,0 +1,112 @@
+"""The demo's building stages: the corpus, its shards, the training run, the exported model."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from valle.cli.demo.settings import MEL, N_HELD_OUT_SENTENCES, N_SENTENCES, ROOT, SIZES, DemoSize, voices
+from valle.corpus import build_corpus
+from valle.corpus.sentences import all_sentences
+
+
+# ------------------------------------------------------------------------------------------- stages
+def make_corpus(out: Path, size: DemoSize) -> Path:
+    train, held = voices()
+    sentences = all_sentences(N_SENTENCES)
+    n_train = N_SENTENCES - N_HELD_OUT_SENTENCES
+    corpus = out / "corpus"
+    build_corpus(
+        corpus,
+        train,
+        size.train_sentences,
+        sentences=sentences[:n_train],
+        spread=n_train // len(train),
+        jobs=os.cpu_count() or 1,
+        progress=True,
+    )
+    build_corpus(
+        corpus,
+        held,
+        size.held_out_sentences,
+        group="held_out",
+        sentences=sentences[n_train:],
+        spread=size.held_out_sentences,
+        jobs=os.cpu_count() or 1,
+        progress=True,
+    )
+    return corpus
+
+
+def make_shards(out: Path, size: DemoSize, mel: dict[str, int] | None = None) -> str:
+    """prepare.py layout=folder codec=mel codec.weights=fit on the training voices.
+
+    `mel` overrides the codec settings of `MEL` (recipe searches: e.g. 25 frames/s is
+    `hop_length=960, n_fft=2048`, `benchmarks/demo_shards.py`)."""
+    from valle.codecs import build_codec
+    from valle.data.prepare import PrepareSettings, fit_mel_codebooks_for, prepare, summarize
+
+    settings = PrepareSettings(
+        layout="folder",
+        input=str(out / "corpus" / "builtin"),
+        output=str(out / "shards"),
+        num_workers=0,
+        batch_seconds=0,
+    )
+    codec_kwargs = {**MEL, **(mel or {}), "codebook_size": size.codebook_size}
+    codebooks = fit_mel_codebooks_for(settings, codec_kwargs)
+    codec = build_codec("mel", **codec_kwargs, weights=str(codebooks)).eval()
+    return summarize(prepare(settings, codec, codec.info))
+
+
+def train(
+    out: Path,
+    size: DemoSize,
+    minutes: float,
+    steps: int,
+    run_dir: Path | None = None,
+    overrides: Sequence[str] = (),
+) -> Path:
+    """Compose train.py's config for the demo experiment and run it (resuming if possible).
+
+    `run_dir` (default `out/run`) and extra Hydra `overrides` are for recipe searches
+    (`benchmarks/demo_recipe.py`), which train variants on the same shards.
+    """
+    from hydra import compose, initialize_config_dir
+
+    from valle.cli.train import run
+
+    os.environ.setdefault("VALLE_ROOT", str(ROOT))
+    seconds = int(minutes * 60)
+    budget = f"00:{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+    run_dir = run_dir or out / "run"
+    overrides = [
+        "experiment=demo",
+        f"data.root={out / 'shards'}",
+        f"run_dir={run_dir}",
+        f"trainer.max_steps={steps}",
+        f"trainer.max_time={budget}",
+        *overrides,
+    ]
+    if size is SIZES["ci"]:
+        overrides += [
+            "trainer.val_check_interval=3",
+            "data.val_utterances=2",
+            "model.scale.d_model=64",
+            "model.scale.n_layers=2",
+            "training.guided_attention.layers=[1]",
+        ]
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    run(cfg)
+    return run_dir / "checkpoints" / "last.ckpt"
+
+
+def export(out: Path) -> Path:
+    from valle.export import export_checkpoint
+
+    checkpoint, model = out / "run" / "checkpoints" / "last.ckpt", out / "model.pt"
+    if model.is_file() and model.stat().st_mtime >= checkpoint.stat().st_mtime:
+        return model  # already exported from this checkpoint
+    return export_checkpoint(checkpoint, model)

@@ -1,0 +1,45 @@
+"""A folder of synthesised wavs and one of references → the rows `evaluate_rows` scores (matched by stem)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from valle.audio import read_audio
+from valle.errors import ConfigError, MissingFileError
+from valle.evaluate.report import EvalItem
+
+AUDIO_SUFFIXES = (".wav", ".flac")
+
+
+def find_audio(folder: Path, stem: str) -> Path | None:
+    return next((p for p in (folder / (stem + s) for s in AUDIO_SUFFIXES) if p.is_file()), None)
+
+
+def load_rows(hyp_dir: Path, ref_dir: Path, prompt_dir: Path | None, name: str) -> dict[str, list[EvalItem]]:
+    """The "ground truth" and `name` rows: every `hyp_dir/{stem}.wav` (or .flac) beside
+    `ref_dir/{stem}.wav` and its transcript `ref_dir/{stem}.txt`, and `prompt_dir/{stem}.wav` if given.
+
+    Raises:
+        MissingFileError: no `hyp_dir` folder.
+        ConfigError: no outputs, or an output without its reference wav / transcript (names the file).
+    """
+    if not hyp_dir.is_dir():
+        raise MissingFileError(f"hyp_dir={hyp_dir}: no such folder")
+    hyps = sorted(p for p in hyp_dir.iterdir() if p.suffix in AUDIO_SUFFIXES)
+    if not hyps:
+        raise ConfigError(f"hyp_dir={hyp_dir}: no .wav or .flac files to score")
+    truth, model = [], []
+    for hyp in hyps:
+        ref, txt = find_audio(ref_dir, hyp.stem), ref_dir / f"{hyp.stem}.txt"
+        if ref is None or not txt.is_file():
+            raise ConfigError(
+                f"{hyp}: needs {ref_dir}/{hyp.stem}.wav and {txt}; add them or remove the output"
+            )
+        text = txt.read_text(encoding="utf-8").strip()
+        ref_wav, ref_rate = read_audio(ref)
+        prompt = find_audio(prompt_dir, hyp.stem) if prompt_dir else None
+        prompt_wav, prompt_rate = read_audio(prompt) if prompt else (None, None)
+        hyp_wav, hyp_rate = read_audio(hyp)
+        truth.append(EvalItem(hyp.stem, text, ref_wav, ref_rate, prompt_wav, None, prompt_rate))
+        model.append(EvalItem(hyp.stem, text, hyp_wav, hyp_rate, prompt_wav, ref_wav, prompt_rate, ref_rate))
+    return {"ground truth": truth, name: model}
