@@ -1,8 +1,9 @@
 """`python -m valle.evaluate hyp_dir=DIR ref_dir=DIR ...`: the command lives in valle.cli.evaluate."""
 
-import sys
+if __name__ == "__main__":
+    import sys
 
-from valle.cli.evaluate import main
-from valle.errors import exit_on_user_error
+    from valle.cli.evaluate import main
+    from valle.errors import exit_on_user_error
 
-exit_on_user_error(main)(sys.argv[1:])
+    exit_on_user_error(main)(sys.argv[1:])
