@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from valle.models.backbones import ContextWindow
+from valle.models.backbones import ContextWindow, DecodeCache
 from valle.models.valle import Valle
 from valle.sampling.compiled import fast_step, static_capacity
 from valle.sampling.pipeline import ArSampler
@@ -45,7 +45,7 @@ class ArResult:
 
 def _start(
     model: Valle, cond: Conditioning, limits: DecodeLimits, capacity: Callable[[int], int] | None = None
-):
+) -> tuple[DecodeCache, Tensor]:
     """Prefill: cache holding the prefix, and the logits [B, V + 1] of the first code.
 
     `capacity` maps the positions needed to the cache size (the fast path rounds it up)."""
