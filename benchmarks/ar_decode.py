@@ -45,7 +45,8 @@ from valle.models.config import BackboneConfig, ValleConfig
 from valle.models.quantize import quantize
 from valle.models.sequence import build_ar
 from valle.models.valle import Valle
-from valle.sampling.ar import _start, decode_ar
+from valle.sampling.ar import DecodeLimits, _start, decode_ar
+from valle.utils.batch import Conditioning
 
 FRAMES_PER_SECOND = 75  # EnCodec 24 kHz
 N_TEXT_TOKENS, N_LEVELS, CODEBOOK = 100, 8, 1024
@@ -65,11 +66,11 @@ def build_model(preset: str, backbone: str) -> Valle:
     return Valle(config.with_data(N_TEXT_TOKENS, N_LEVELS, CODEBOOK)).eval()
 
 
-def inputs() -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def inputs() -> Conditioning:
     g = torch.Generator().manual_seed(1)
     text = torch.randint(0, N_TEXT_TOKENS, (1, TEXT_IDS), generator=g)
     prompt = torch.randint(0, CODEBOOK, (1, N_LEVELS, PROMPT_FRAMES), generator=g)
-    return text, torch.tensor([TEXT_IDS]), prompt, torch.tensor([PROMPT_FRAMES])
+    return Conditioning(text, torch.tensor([TEXT_IDS]), prompt, torch.tensor([PROMPT_FRAMES]))
 
 
 class GreedyNoStop:
@@ -106,29 +107,19 @@ def median_time(fn: Callable[[], object], repeats: int) -> float:
 
 
 # ------------------------------------------------------------------------------------------ (a) recompute
-def recompute_step(model: Valle, data: tuple, codes: Tensor) -> Tensor:
+def recompute_step(model: Valle, data: Conditioning, codes: Tensor) -> Tensor:
     """One recompute-everything step: full causal forward over prefix + `codes` [1, t], next code [1]."""
-    text, text_lengths, prompt, prompt_lengths = data
     t = codes.shape[1]
     full = torch.zeros(1, N_LEVELS, t, dtype=torch.long)
     full[:, 0] = codes
-    packed = build_ar(
-        model.ar.embeddings,
-        text,
-        text_lengths,
-        prompt,
-        prompt_lengths,
-        full,
-        torch.tensor([t]),
-        model.config.stop_token,
-    )
+    packed = build_ar(model.ar.embeddings, data, full, torch.tensor([t]), stop_token=model.config.stop_token)
     # The response is [start, E(c_0), ..., E(c_{t-1})]: the last position predicts code t.
     hidden = model.ar.backbone(packed.x, packed.lengths, causal=True).hidden
     return greedy_no_stop(model.ar_logits(hidden[:, -1]), codes, t, None)
 
 
 @torch.inference_mode()
-def recompute_full(model: Valle, data: tuple, steps: int) -> Tensor:
+def recompute_full(model: Valle, data: Conditioning, steps: int) -> Tensor:
     codes = torch.zeros(1, 0, dtype=torch.long)
     for _ in range(steps):
         codes = torch.cat([codes, recompute_step(model, data, codes)[:, None]], dim=1)
@@ -137,7 +128,7 @@ def recompute_full(model: Valle, data: tuple, steps: int) -> Tensor:
 
 @torch.inference_mode()
 def recompute_estimate(
-    model: Valle, data: tuple, steps: int, stride: int, repeats: int, timed_cache: dict[int, float]
+    model: Valle, data: Conditioning, steps: int, stride: int, repeats: int, timed_cache: dict[int, float]
 ) -> tuple[float, int]:
     """Sum of per-step times over steps 0..steps-1, timed at every stride-th length and interpolated.
 
@@ -157,23 +148,23 @@ def recompute_estimate(
 
 # ------------------------------------------------------------------------------------------ (b), (c)
 @torch.inference_mode()
-def incremental(model: Valle, data: tuple, steps: int, fast: bool = False) -> Tensor:
-    return decode_ar(model, *data, sampler=greedy_no_stop, max_steps=steps, fast=fast).codes
+def incremental(model: Valle, data: Conditioning, steps: int, fast: bool = False) -> Tensor:
+    return decode_ar(model, data, greedy_no_stop, DecodeLimits(steps), fast=fast).codes
 
 
 @torch.inference_mode()
-def prefill(model: Valle, data: tuple, steps: int) -> None:
-    _start(model, *data, steps, None)
+def prefill(model: Valle, data: Conditioning, steps: int) -> None:
+    _start(model, data, DecodeLimits(steps))
 
 
 @torch.inference_mode()
-def bare_steps(model: Valle, data: tuple, steps: int, repeats: int) -> float:
+def bare_steps(model: Valle, data: Conditioning, steps: int, repeats: int) -> float:
     """Mean seconds of backbone.step + ar_logits for one token, over `steps` steps on a fresh cache."""
     x = model.ar_step_input(torch.tensor([7]))
     backbone = model.ar.backbone
 
     def run() -> float:
-        cache, _ = _start(model, *data, steps, None)
+        cache, _ = _start(model, data, DecodeLimits(steps))
         start = time.perf_counter()
         for _ in range(steps):
             model.ar_logits(backbone.step(x, cache)[:, 0])

@@ -33,6 +33,7 @@ from valle.sampling.nar import decode_nar
 from valle.sampling.pipeline import NarSampler, SamplerConfig
 from valle.sampling.prompt import Prompt, prompt_audio
 from valle.sampling.synthesize import Synthesizer
+from valle.utils.batch import Batch, Conditioning
 
 STAGES = (
     "recording",
@@ -62,31 +63,14 @@ def stage_audio(synthesizer: Synthesizer, wav: Path, prompt: Prompt, text: str) 
     model, codec, rate = synthesizer.model, synthesizer.codec, synthesizer.codec.sample_rate
     truth = load_for_codec(wav, rate)
     codes = codec.encode(truth, rate)  # [L, T]
-    ids = synthesizer.text_ids(text, "en-us")[None]
-    batch = dict(
-        text=ids,
-        text_lengths=torch.tensor([ids.shape[1]]),
-        prompt=prompt.codes[None],
-        prompt_lengths=torch.tensor([prompt.codes.shape[1]]),
-        codes=codes[None],
-        code_lengths=torch.tensor([codes.shape[1]]),
-        continues=torch.tensor([False]),
-    )
+    ids = synthesizer.text_ids(text, "en-us")
+    cond = Conditioning.pad([ids], [prompt.codes], synthesizer.loaded.symbols.pad_id, torch.tensor([False]))
+    batch = Batch(cond, codes[None], torch.tensor([codes.shape[1]]))
     [ar] = model(batch, torch.zeros(1, dtype=torch.long)).levels
     argmax = ar.logits[:, : model.config.codebook_size].argmax(-1)[: codes.shape[1]]
 
     def with_nar(level0: torch.Tensor) -> torch.Tensor:
-        return decode_nar(
-            model,
-            batch["text"],
-            batch["text_lengths"],
-            batch["prompt"],
-            batch["prompt_lengths"],
-            level0[None],
-            batch["code_lengths"],
-            NarSampler(SamplerConfig()),
-            continues=batch["continues"],
-        )[0]
+        return decode_nar(model, cond, level0[None], batch.code_lengths, NarSampler(SamplerConfig()))[0]
 
     return {
         "recording": truth,

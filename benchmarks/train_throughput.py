@@ -40,8 +40,8 @@ class Meter(L.Callback):
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         if trainer.global_step > self.warmup:
             self.seconds += time.perf_counter() - self._start
-            self.tokens += batch["n_tokens"]
-            self.padded += batch["n_padded_tokens"]
+            self.tokens += batch.n_tokens
+            self.padded += batch.n_padded_tokens
 
 
 def default_shards(work: Path) -> Path:

@@ -71,6 +71,17 @@ RULES = [
         forbidden=("valle.training", "valle.data"),
     ),
     Rule(
+        "cache-internals-stay-in-models",
+        "sampling/ decodes through the cache contracts (`DecodeCache`, `StaticCache`, `StaticStepping`), "
+        "never through a particular backbone or its cache's insides",
+        scope=("valle.sampling",),
+        forbidden=(
+            "valle.models.backbones.transformer",
+            "valle.models.backbones.retnet",
+            "valle.models.cache.KVCache",
+        ),
+    ),
+    Rule(
         "lightning-only-in-training",
         "Lightning is imported only by training/, data/datamodule.py and cli/: valle.load needs none",
         scope=("valle",),

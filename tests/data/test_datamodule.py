@@ -3,6 +3,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -32,49 +33,47 @@ def datamodule(root: Path, **overrides) -> ValleDataModule:
 
 
 def epoch_keys(loader) -> list[str]:
-    return [key for batch in loader for key in batch["keys"]]
+    return [key for batch in loader for key in batch.keys]
 
 
 def test_batches_are_padded_and_carry_prompts(tiny_shards):
     dm = datamodule(tiny_shards)
     batch = next(iter(dm.train_dataloader()))
-    b = len(batch["keys"])
+    b, cond = batch.size, batch.cond
     levels = dm.codec_info.n_levels
-    assert batch["text"].shape[0] == b and batch["codes"].shape[:2] == (b, levels)
-    assert batch["prompt"].shape[:2] == (b, levels)
+    assert cond.text.shape[0] == b and batch.codes.shape[:2] == (b, levels)
+    assert cond.prompt.shape[:2] == (b, levels)
     for i in range(b):
-        n, t, p = (int(batch[k][i]) for k in ("text_lengths", "code_lengths", "prompt_lengths"))
-        assert batch["text"][i, 0] == dm.symbols.id("<bos>") and batch["text"][i, n - 1] == dm.symbols.id(
-            "<eos>"
-        )
-        assert (batch["text"][i, n:] == dm.symbols.pad_id).all()
-        assert (batch["codes"][i, :, t:] == 0).all() and 0 < p <= round(1.0 * dm.codec_info.frame_rate)
-    assert batch["n_padded_tokens"] >= batch["n_tokens"] > 0
+        n, t, p = (int(x[i]) for x in (cond.text_lengths, batch.code_lengths, cond.prompt_lengths))
+        assert cond.text[i, 0] == dm.symbols.id("<bos>") and cond.text[i, n - 1] == dm.symbols.id("<eos>")
+        assert (cond.text[i, n:] == dm.symbols.pad_id).all()
+        assert (batch.codes[i, :, t:] == 0).all() and 0 < p <= round(1.0 * dm.codec_info.frame_rate)
+    assert batch.n_padded_tokens >= batch.n_tokens > 0
 
 
 def test_prompt_is_another_utterance_of_the_same_speaker(tiny_shards):
     dm = datamodule(tiny_shards)
     stored = read_all(tiny_shards)
     for batch in dm.train_dataloader():
-        for i, (key, prompt_key) in enumerate(zip(batch["keys"], batch["prompt_keys"], strict=True)):
+        for i, (key, prompt_key) in enumerate(zip(batch.keys, batch.prompt_keys, strict=True)):
             assert prompt_key != key and prompt_key.rsplit("/", 1)[0] == key.rsplit("/", 1)[0]
-            p = int(batch["prompt_lengths"][i])
-            crop = batch["prompt"][i, :, :p].numpy()
+            p = int(batch.cond.prompt_lengths[i])
+            crop = batch.cond.prompt[i, :, :p].numpy()
             source = stored[prompt_key].codes.astype(np.int64)
             assert any((source[:, s : s + p] == crop).all() for s in range(source.shape[1] - p + 1))
-            t = int(batch["code_lengths"][i])
-            np.testing.assert_array_equal(batch["codes"][i, :, :t].numpy(), stored[key].codes)
+            t = int(batch.code_lengths[i])
+            np.testing.assert_array_equal(batch.codes[i, :, :t].numpy(), stored[key].codes)
 
 
 def test_prefix_mode_splits_one_utterance_into_prompt_and_target(tiny_shards):
     dm = datamodule(tiny_shards, prompt=PromptConfig(mode="prefix", min_seconds=0.5, max_seconds=1.0))
     stored = read_all(tiny_shards)
     batch = next(iter(dm.train_dataloader()))
-    for i, key in enumerate(batch["keys"]):
-        p, t = int(batch["prompt_lengths"][i]), int(batch["code_lengths"][i])
-        joined = np.concatenate([batch["prompt"][i, :, :p].numpy(), batch["codes"][i, :, :t].numpy()], axis=1)
+    for i, key in enumerate(batch.keys):
+        p, t = int(batch.cond.prompt_lengths[i]), int(batch.code_lengths[i])
+        joined = np.concatenate([batch.cond.prompt[i, :, :p].numpy(), batch.codes[i, :, :t].numpy()], axis=1)
         np.testing.assert_array_equal(joined, stored[key].codes)
-        assert batch["prompt_keys"][i] == key
+        assert batch.prompt_keys[i] == key
 
 
 def test_prefix_share_mixes_prefix_and_sibling_prompts(tiny_shards):
@@ -82,7 +81,7 @@ def test_prefix_share_mixes_prefix_and_sibling_prompts(tiny_shards):
     keys = [
         (k, p)
         for batch in datamodule(tiny_shards, prompt=prompt).train_dataloader()
-        for k, p in zip(batch["keys"], batch["prompt_keys"], strict=True)
+        for k, p in zip(batch.keys, batch.prompt_keys, strict=True)
     ]
     own = sum(k == p for k, p in keys)
     assert 0 < own < len(keys)  # 12 samples at 0.5 each: both kinds (all-one-kind odds: 2 in 4096)
@@ -112,13 +111,13 @@ def test_each_epoch_reads_every_training_sample_once_and_reshuffles(tiny_shards)
 def test_token_budget_holds_and_buckets_cut_padding(tiny_shards):
     dm = datamodule(tiny_shards, max_tokens=1200, val_speakers=0, val_utterances=0)
     batches = list(dm.train_dataloader())
-    assert all(b["n_padded_tokens"] <= 1200 or len(b["keys"]) == 1 for b in batches)
+    assert all(b.n_padded_tokens <= 1200 or len(b.keys) == 1 for b in batches)
     rng = random.Random(0)
     lengths = [rng.randint(50, 1000) for _ in range(2000)]
 
     def as_batches(bounds):
         return [
-            {"n_tokens": sum(b), "n_padded_tokens": max(b) * len(b)}
+            SimpleNamespace(n_tokens=sum(b), n_padded_tokens=max(b) * len(b))  # what padding_fraction reads
             for b in batch_by_tokens(lengths, int, bounds, 4000, 64)
         ]
 
@@ -179,10 +178,10 @@ def test_shards_override_that_matches_nothing_is_an_error(tiny_shards):
 def test_validation_passes_give_every_utterance_the_same_prompt(tiny_shards):
     loader = datamodule(tiny_shards, num_workers=2).val_dataloader()  # fit keeps one loader for every pass
     first, second = list(loader), list(loader)
-    assert [b["keys"] for b in first] == [b["keys"] for b in second]
-    assert [b["prompt_keys"] for b in first] == [b["prompt_keys"] for b in second]
+    assert [b.keys for b in first] == [b.keys for b in second]
+    assert [b.prompt_keys for b in first] == [b.prompt_keys for b in second]
     for a, b in zip(first, second, strict=True):
-        assert torch.equal(a["prompt"], b["prompt"]) and torch.equal(a["codes"], b["codes"])
+        assert torch.equal(a.cond.prompt, b.cond.prompt) and torch.equal(a.codes, b.codes)
 
 
 def drop_symbol(shards: Path) -> str:
@@ -203,8 +202,8 @@ def test_batches_count_the_symbols_read_as_unk(shards_copy):
     occurrences = sum(s.symbols.count(symbol) for s in read_all(shards_copy).values())
     dm = datamodule(shards_copy, val_speakers=0, val_utterances=0, num_workers=2)
     batches = list(dm.train_dataloader())
-    assert sum(b["unknown_symbols"].get(symbol, 0) for b in batches) == occurrences > 0
-    assert all(set(b["unknown_symbols"]) == {symbol} for b in batches if b["unknown_symbols"])
+    assert sum(b.unknown_symbols.get(symbol, 0) for b in batches) == occurrences > 0
+    assert all(set(b.unknown_symbols) == {symbol} for b in batches if b.unknown_symbols)
 
 
 def test_speakers_with_a_single_utterance_are_counted_in_a_warning(shards_copy, caplog):

@@ -38,9 +38,7 @@ def _rank_main(rank: int, world_size: int, root: str, out: str, port: int) -> No
     with process_group(rank, world_size, port):
         dm = ValleDataModule(DataConfig(root=root, num_workers=2, val_speakers=0, val_utterances=0))
         dm.setup()
-        write_gathered(
-            [key for batch in dm.train_dataloader() for key in batch["keys"]], world_size, rank, out
-        )
+        write_gathered([key for batch in dm.train_dataloader() for key in batch.keys], world_size, rank, out)
 
 
 def test_two_ranks_read_disjoint_shards(tiny_shards, tmp_path):
@@ -72,8 +70,8 @@ def _count_main(rank: int, world_size: int, root: str, out: str, port: int) -> N
         train, val = dm.train_dataloader(), dm.val_dataloader()
         epochs = [
             {
-                "train": [b["keys"] for b in train],
-                "val": [b["keys"] for b in val if not b.get("repeat")],
+                "train": [b.keys for b in train],
+                "val": [b.keys for b in val if not b.repeat],
                 "val_batches": sum(1 for _ in val),
             }
             for _ in range(2)

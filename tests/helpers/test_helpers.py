@@ -17,8 +17,9 @@ from tests.helpers.decoding import RecordingSampler, assert_decodes_match_up_to_
 from valle.codecs import build_codec
 from valle.models.config import ValleConfig
 from valle.models.valle import Valle
-from valle.sampling.ar import ArResult, decode_ar
+from valle.sampling.ar import ArResult, DecodeLimits, decode_ar
 from valle.sampling.pipeline import SamplerConfig
+from valle.utils.batch import Conditioning
 
 # --- codes ------------------------------------------------------------------------------------------------
 
@@ -114,7 +115,7 @@ def test_a_cache_that_forgets_each_step_fails_at_its_first_step(monkeypatch):
     torch.manual_seed(0)
     model = Valle(ValleConfig.tiny().with_data(20, 4, 32)).eval()
     g = torch.Generator().manual_seed(1)
-    batch = (
+    cond = Conditioning(
         torch.randint(0, 20, (2, 9), generator=g),
         torch.tensor([9, 6]),
         torch.randint(0, 32, (2, 4, 12), generator=g),
@@ -123,7 +124,7 @@ def test_a_cache_that_forgets_each_step_fails_at_its_first_step(monkeypatch):
 
     def decode() -> tuple[ArResult, RecordingSampler]:
         steps = RecordingSampler(SamplerConfig(ar_temperature=0.0), model.config.stop_token)
-        return decode_ar(model, *batch, sampler=steps, max_steps=8), steps
+        return decode_ar(model, cond, steps, DecodeLimits(8)), steps
 
     expected = decode()
     assert_decodes_match_up_to_near_ties(*expected, *decode())

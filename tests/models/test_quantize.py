@@ -18,8 +18,9 @@ from tests.helpers.decoding import RecordingSampler, assert_decodes_match_up_to_
 from valle.models.config import ValleConfig
 from valle.models.quantize import Int8Heads, Int8Linear, quantize
 from valle.models.valle import Heads, Valle
-from valle.sampling.ar import decode_ar
+from valle.sampling.ar import DecodeLimits, decode_ar
 from valle.sampling.pipeline import ArSampler, SamplerConfig
+from valle.utils.batch import Conditioning
 
 
 def small_model() -> Valle:
@@ -28,9 +29,9 @@ def small_model() -> Valle:
     return Valle(config).eval()
 
 
-def batch():
+def batch() -> Conditioning:
     g = torch.Generator().manual_seed(1)
-    return (
+    return Conditioning(
         torch.randint(0, 30, (2, 9), generator=g),
         torch.tensor([9, 6]),
         torch.randint(0, 64, (2, 4, 12), generator=g),
@@ -61,13 +62,10 @@ def test_every_linear_and_head_is_swapped_and_logits_stay_close():
     assert sum(isinstance(m, Int8Heads) for m in q.modules()) == sum(
         isinstance(m, Heads) for m in model.modules()
     )
-    text, text_lengths, prompt, prompt_lengths = batch()
     with torch.inference_mode():
         ref, got = (
             m.ar_logits(m.ar.backbone(packed.x, packed.lengths, True).hidden)
-            for m, packed in (
-                (m, m.ar_prefix(text, text_lengths, prompt, prompt_lengths)) for m in (model, q)
-            )
+            for m, packed in ((m, m.ar_prefix(batch())) for m in (model, q))
         )
     # Per-channel int8 weights with per-call int8 activations: a relative error of about 1.6 % on this
     # random-weight model (kernel saturation, which made it 7.7 %, is avoided), every position's
@@ -80,9 +78,7 @@ def test_every_linear_and_head_is_swapped_and_logits_stay_close():
 @needs_int8_kernels
 def test_quantized_model_decodes_with_the_shared_sampler():
     q = quantize(small_model(), "int8")
-    result = decode_ar(
-        q, *batch(), sampler=ArSampler(SamplerConfig(seed=0), q.config.stop_token), max_steps=20
-    )
+    result = decode_ar(q, batch(), ArSampler(SamplerConfig(seed=0), q.config.stop_token), DecodeLimits(20))
     assert result.codes.shape[0] == 2 and result.codes.shape[1] <= 20
     assert int(result.codes.max()) < 64
 
@@ -93,9 +89,9 @@ def test_fast_decoding_of_int8_weights_stays_eager_with_a_log_line(caplog):
     config = SamplerConfig(seed=0, ar_temperature=0.0)
     fast_steps, eager_steps = (RecordingSampler(config, q.config.stop_token) for _ in range(2))
     with caplog.at_level(logging.INFO, logger="valle.sampling.compiled"):
-        fast = decode_ar(q, *batch(), sampler=fast_steps, max_steps=20, fast=True)
+        fast = decode_ar(q, batch(), fast_steps, DecodeLimits(20), fast=True)
     assert "does not compile int8 weights" in caplog.text
-    eager = decode_ar(q, *batch(), sampler=eager_steps, max_steps=20)
+    eager = decode_ar(q, batch(), eager_steps, DecodeLimits(20))
     assert_decodes_match_up_to_near_ties(eager, eager_steps, fast, fast_steps)
 
 

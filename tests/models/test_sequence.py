@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from valle.data.batching import collate
 from valle.models.config import BackboneConfig, ValleConfig
 from valle.models.valle import Valle
-from valle.sampling.ar import _start
+from valle.sampling.ar import DecodeLimits, _start
+from valle.utils.batch import Batch
 
 
-def random_batch(levels: int = 3, codebook: int = 16, n_text: int = 20, seed: int = 0) -> dict:
+def random_batch(levels: int = 3, codebook: int = 16, n_text: int = 20, seed: int = 0) -> Batch:
     g = torch.Generator().manual_seed(seed)
     items = []
     for i, (n, tp, t) in enumerate([(5, 3, 7), (8, 4, 2), (3, 6, 5)]):
@@ -50,22 +53,14 @@ def test_training_and_decoding_build_the_same_ar_sequence(config):
     batch = random_batch()
     with torch.no_grad():
         [out] = model(batch, torch.zeros(3, dtype=torch.long)).levels  # [sum(T + 1), V + 1] in row order
-        cache, logits = _start(
-            model,
-            batch["text"],
-            batch["text_lengths"],
-            batch["prompt"],
-            batch["prompt_lengths"],
-            max_steps=8,
-            max_context=None,
-            continues=torch.tensor([False, True, False]),
-        )
+        assert batch.cond.continuing.tolist() == [False, True, False]
+        cache, logits = _start(model, batch.cond, DecodeLimits(max_steps=8))
         steps = [logits]
-        for t in range(int(batch["code_lengths"].max())):
-            hidden = model.ar.backbone.step(model.ar_step_input(batch["codes"][:, 0, t], t), cache)
+        for t in range(int(batch.code_lengths.max())):
+            hidden = model.ar.backbone.step(model.ar_step_input(batch.codes[:, 0, t], t), cache)
             steps.append(model.ar_logits(hidden[:, 0]))
     incremental = torch.stack(steps, dim=1)  # [B, T_max + 1, V + 1]
-    expected = torch.cat([incremental[b, : int(n) + 1] for b, n in enumerate(batch["code_lengths"])])
+    expected = torch.cat([incremental[b, : int(n) + 1] for b, n in enumerate(batch.code_lengths)])
     torch.testing.assert_close(expected, out.logits, atol=1e-4, rtol=1e-4)
 
 
@@ -76,17 +71,8 @@ def test_nar_logits_match_the_training_forward(segment_positions):
     batch = random_batch()
     with torch.no_grad():
         [out] = model(batch, torch.full((3,), 2)).levels
-        logits = model.nar_logits(
-            batch["text"],
-            batch["text_lengths"],
-            batch["prompt"],
-            batch["prompt_lengths"],
-            batch["codes"],
-            batch["code_lengths"],
-            level=2,
-            continues=torch.tensor([False, True, False]),
-        )
-    expected = torch.cat([logits[b, : int(n)] for b, n in enumerate(batch["code_lengths"])])
+        logits = model.nar_logits(batch.cond, batch.codes, batch.code_lengths, level=2)
+    expected = torch.cat([logits[b, : int(n)] for b, n in enumerate(batch.code_lengths)])
     torch.testing.assert_close(expected, out.logits[:, :16], atol=1e-5, rtol=1e-5)
 
 
@@ -101,33 +87,14 @@ def test_segment_positions_line_a_frame_up_with_the_text_it_says():
     batch = random_batch()
     emb = model.ar.embeddings
     with torch.no_grad():
-        plain = build_ar(
-            emb,
-            batch["text"],
-            batch["text_lengths"],
-            batch["prompt"],
-            batch["prompt_lengths"],
-            batch["codes"],
-            batch["code_lengths"],
-            16,
-        )
+        plain = build_ar(emb, batch.cond, batch.codes, batch.code_lengths, stop_token=16)
         continues = torch.tensor([False, True, False])
-        placed = build_ar(
-            emb,
-            batch["text"],
-            batch["text_lengths"],
-            batch["prompt"],
-            batch["prompt_lengths"],
-            batch["codes"],
-            batch["code_lengths"],
-            16,
-            segment_positions=2.0,
-            continues=continues,
-        )
+        cond = replace(batch.cond, continues=continues)
+        placed = build_ar(emb, cond, batch.codes, batch.code_lengths, stop_token=16, segment_positions=2.0)
     added = placed.x - plain.x
     d = added.shape[-1]
     for b in range(3):
-        n, tp = int(batch["text_lengths"][b]), int(batch["prompt_lengths"][b])
+        n, tp = int(batch.cond.text_lengths[b]), int(batch.cond.prompt_lengths[b])
         shift = tp if continues[b] else 0
         expected_text = sinusoidal(torch.arange(n) * 2.0 - shift, d)
         torch.testing.assert_close(added[b, :n], expected_text, atol=1e-5, rtol=1e-5)
@@ -145,14 +112,13 @@ def test_prefix_targets_are_the_next_text_id_and_the_next_prompt_code():
     from valle.models.sequence import IGNORE, prefix_targets
 
     batch = random_batch()
-    text_t, prompt_t = prefix_targets(
-        batch["text"], batch["text_lengths"], batch["prompt"], batch["prompt_lengths"], 30
-    )
-    n, tp = int(batch["text_lengths"][0]), int(batch["prompt_lengths"][0])
+    text_t, prompt_t = prefix_targets(batch.cond, 30)
+    n, tp = int(batch.cond.text_lengths[0]), int(batch.cond.prompt_lengths[0])
     assert (
-        text_t[0, : n - 1].tolist() == batch["text"][0, 1:n].tolist() and (text_t[0, n - 1 :] == IGNORE).all()
+        text_t[0, : n - 1].tolist() == batch.cond.text[0, 1:n].tolist()
+        and (text_t[0, n - 1 :] == IGNORE).all()
     )
-    assert prompt_t[0, n + 1 : n + tp].tolist() == batch["prompt"][0, 0, 1:tp].tolist()
+    assert prompt_t[0, n + 1 : n + tp].tolist() == batch.cond.prompt[0, 0, 1:tp].tolist()
     assert (prompt_t[0, : n + 1] == IGNORE).all() and (prompt_t[0, n + tp :] == IGNORE).all()
 
 
@@ -161,30 +127,21 @@ def test_ar_input_dropout_drops_whole_response_inputs_and_keeps_every_target():
 
     model = Valle(ValleConfig.tiny().with_data(20, 3, 16))
     batch = random_batch()
-    args = (
-        model.ar.embeddings,
-        batch["text"],
-        batch["text_lengths"],
-        batch["prompt"],
-        batch["prompt_lengths"],
-        batch["codes"],
-        batch["code_lengths"],
-        model.config.stop_token,
-    )
+    args = (model.ar.embeddings, batch.cond, batch.codes, batch.code_lengths)
     with torch.no_grad():
-        clean = build_ar(*args)
+        clean = build_ar(*args, stop_token=model.config.stop_token)
         torch.manual_seed(0)
-        dropped = build_ar(*args, input_dropout=0.5)
+        dropped = build_ar(*args, stop_token=model.config.stop_token, input_dropout=0.5)
     assert torch.equal(clean.targets, dropped.targets) and torch.equal(clean.lengths, dropped.lengths)
     changed = (clean.x != dropped.x).any(-1)  # [B, S]: positions whose input differs
     level = model.ar.embeddings.level.weight[0]  # what _add_level gives every AR position
     for b in range(3):
-        response = slice(int(clean.lengths[b]) - int(batch["code_lengths"][b]), int(clean.lengths[b]))
+        response = slice(int(clean.lengths[b]) - int(batch.code_lengths[b]), int(clean.lengths[b]))
         assert not changed[b, : response.start].any()  # text, prompt and start vector untouched
         # a dropped input is its level embedding alone: the code's embedding is gone, not scaled
         for q in changed[b, response].nonzero().squeeze(1).tolist():
             assert torch.allclose(dropped.x[b, response.start + q], level)
-    share = changed.sum() / batch["code_lengths"].sum()
+    share = changed.sum() / batch.code_lengths.sum()
     assert 0.2 < share < 0.8
 
 
@@ -194,11 +151,4 @@ def test_ar_codes_without_their_lengths_are_refused():
     model = Valle(ValleConfig.tiny().with_data(20, 3, 16))
     batch = random_batch()
     with pytest.raises(ValueError, match="codes need their code_lengths"):
-        build_ar(
-            model.ar.embeddings,
-            batch["text"],
-            batch["text_lengths"],
-            batch["prompt"],
-            batch["prompt_lengths"],
-            batch["codes"],
-        )
+        build_ar(model.ar.embeddings, batch.cond, batch.codes)

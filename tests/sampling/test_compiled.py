@@ -10,9 +10,10 @@ import torch
 from tests.helpers.decoding import RecordingSampler, assert_decodes_match_up_to_near_ties
 from valle.models.config import BackboneConfig, ValleConfig
 from valle.models.valle import Valle
-from valle.sampling.ar import decode_ar
+from valle.sampling.ar import DecodeLimits, decode_ar
 from valle.sampling.compiled import FastStep, fast_step, static_capacity
 from valle.sampling.pipeline import SamplerConfig
+from valle.utils.batch import Conditioning
 
 
 def tiny_model(**overrides) -> Valle:
@@ -20,18 +21,18 @@ def tiny_model(**overrides) -> Valle:
     return Valle(ValleConfig.tiny(**overrides).with_data(20, 4, 32)).eval()
 
 
-def batch():
+def batch() -> Conditioning:
     g = torch.Generator().manual_seed(1)
     text = torch.randint(0, 20, (2, 9), generator=g)
     prompt = torch.randint(0, 32, (2, 4, 12), generator=g)
-    return text, torch.tensor([9, 6]), prompt, torch.tensor([12, 7])
+    return Conditioning(text, torch.tensor([9, 6]), prompt, torch.tensor([12, 7]))
 
 
 def decode(model, fast, **sampler) -> tuple:
     """(ArResult, the RecordingSampler that saw every step): greedy unless `sampler` says otherwise."""
     recorder = RecordingSampler(SamplerConfig(**{"ar_temperature": 0.0, **sampler}), model.config.stop_token)
     generator = torch.Generator().manual_seed(0)
-    result = decode_ar(model, *batch(), sampler=recorder, max_steps=30, generator=generator, fast=fast)
+    result = decode_ar(model, batch(), recorder, DecodeLimits(30), generator=generator, fast=fast)
     return result, recorder
 
 

@@ -103,27 +103,24 @@ def test_gradient_moves_a_guided_head_toward_the_diagonal():
 
 
 def test_rolled_text_gives_each_row_another_rows_text_and_prefix_rows_are_found():
-    batch = {
-        "text": torch.tensor([[1, 2, 0], [3, 4, 5]]),
-        "text_lengths": torch.tensor([2, 3]),
-        "keys": ["a", "b"],
-        "prompt_keys": ["a", "c"],
-    }
-    rolled = rolled_text(batch)
-    assert rolled["text"].tolist() == [[3, 4, 5], [1, 2, 0]] and rolled["text_lengths"].tolist() == [3, 2]
     items = [
         {
             "key": k,
             "prompt_key": p,
             "speaker": "s",
             "language": "en",
-            "text": torch.tensor([1, 2]),
+            "text": torch.tensor(text),
             "prompt": torch.zeros(2, 3, dtype=torch.long),
             "codes": torch.zeros(2, 4, dtype=torch.long),
         }
-        for k, p in (("a", "a"), ("b", "c"))
+        for k, p, text in (("a", "a", [1, 2]), ("b", "c", [3, 4, 5]))
     ]
-    assert collate(items, 0)["continues"].tolist() == [True, False]  # prefix prompts are found
+    batch = collate(items, 0)
+    assert batch.cond.text.tolist() == [[1, 2, 0], [3, 4, 5]]
+    rolled = rolled_text(batch).cond
+    assert rolled.text.tolist() == [[3, 4, 5], [1, 2, 0]] and rolled.text_lengths.tolist() == [3, 2]
+    assert batch.cond.continues is not None
+    assert batch.cond.continues.tolist() == [True, False]  # prefix prompts are found
 
 
 @pytest.mark.parametrize(

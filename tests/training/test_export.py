@@ -30,7 +30,7 @@ def trained(tiny_shards, tmp_path_factory):
 
 def logits(model, batch, level):
     with torch.no_grad():
-        [out] = model(batch, torch.full((len(batch["keys"]),), level)).levels
+        [out] = model(batch, torch.full((batch.size,), level)).levels
     return out.logits
 
 

@@ -33,7 +33,7 @@ def test_tiny_model_memorizes_one_batch_at_every_level(tiny_shards, tmp_path):
     module.eval()
     with torch.no_grad():
         for level in range(dm.codec_info.n_levels):
-            levels = torch.full((len(batch["keys"]),), level)
+            levels = torch.full((batch.size,), level)
             [out] = module.model(batch, levels).levels
             accuracy = (out.logits.argmax(-1) == out.targets).float().mean()
             assert accuracy > 0.95, f"level {level}: accuracy {accuracy:.3f}"
@@ -78,7 +78,7 @@ def test_retnet_cannot_be_the_nar(tiny_dm):
     with pytest.raises(ValueError, match="transformer"):
         module = tiny_module(tiny_dm, ValleConfig.tiny(backbone=BackboneConfig("retnet", 0.0)))
         batch = next(iter(tiny_dm.train_dataloader()))
-        module.model(batch, torch.ones(len(batch["keys"]), dtype=torch.long))
+        module.model(batch, torch.ones(batch.size, dtype=torch.long))
 
 
 def test_bf16_mixed_precision_trains_on_cpu(tiny_dm, tmp_path):
@@ -126,7 +126,7 @@ def test_label_smoothing_keeps_the_nar_loss_finite_and_its_metrics_working(tiny_
         assert math.isfinite(float(metrics[name])), name
     batch = next(iter(tiny_dm.train_dataloader()))
     output = tiny_module(tiny_dm).model(
-        batch, torch.ones(len(batch["keys"]), dtype=torch.long)
+        batch, torch.ones(batch.size, dtype=torch.long)
     )  # every row on the NAR
     [nar] = output.levels
     assert nar.logits.shape[1] == tiny_dm.codec_info.codebook_size  # no stop class: the NAR never stops

@@ -10,7 +10,8 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from valle.utils.padding import pad_1d, pad_codes
+from valle.utils.batch import Batch, Conditioning
+from valle.utils.padding import pad_codes
 
 
 def bucket_boundaries(lengths: Sequence[int], n_buckets: int) -> list[int]:
@@ -68,47 +69,42 @@ def split_count(total: int, weights: Sequence[int]) -> list[int]:
     return shares
 
 
-def collate(items: Sequence[dict], pad_id: int) -> dict:
+def collate(items: Sequence[dict], pad_id: int) -> Batch:
     """Items (text ids, prompt codes, response codes) → one padded batch.
 
-    Returns:
-        dict with `text` [B, N] (pad `pad_id`), `text_lengths` [B], `prompt` [B, L, Tp],
-        `prompt_lengths` [B], `codes` [B, L, T], `code_lengths` [B], `continues` [B] bool (the prompt is
-        the row's own beginning), `keys`, `prompt_keys`,
-        `speakers`, `languages` (lists), `n_tokens` / `n_padded_tokens` (ints): the real and the
-        padded size of the concatenated [text; prompt; response] sequences, for the padding fraction,
-        and `unknown_symbols` ({symbol: count} of the items' symbols the map read as `<unk>`).
+    Text is padded with `pad_id`, codes with 0. A row `continues` (its prompt is its own beginning)
+    when the prompt was cut from its own utterance (`data.prompt` prefix mode). `n_tokens` and
+    `n_padded_tokens` are the real and the padded size of the concatenated [text; prompt; response]
+    sequences, for the padding fraction; `unknown_symbols` counts the items' symbols the map read as
+    `<unk>`.
     """
-    text, text_lengths = pad_1d([item["text"] for item in items], pad_id)
-    prompt, prompt_lengths = pad_codes([item["prompt"] for item in items])
+    continues = torch.tensor([item["key"] == item["prompt_key"] for item in items], dtype=torch.bool)
+    cond = Conditioning.pad(
+        [item["text"] for item in items], [item["prompt"] for item in items], pad_id, continues
+    )
     codes, code_lengths = pad_codes([item["codes"] for item in items])
-    totals = text_lengths + prompt_lengths + code_lengths
+    totals = cond.text_lengths + cond.prompt_lengths + code_lengths
     unknown: Counter = Counter()
     for item in items:
         unknown.update(item.get("unknown_symbols", {}))
-    return {
-        "text": text,
-        "text_lengths": text_lengths,
-        "prompt": prompt,
-        "prompt_lengths": prompt_lengths,
-        "codes": codes,
-        "code_lengths": code_lengths,
-        "keys": [item["key"] for item in items],
-        "prompt_keys": [item["prompt_key"] for item in items],
-        # rows whose prompt was cut from their own utterance (continuation; data.prompt prefix mode)
-        "continues": torch.tensor([item["key"] == item["prompt_key"] for item in items], dtype=torch.bool),
-        "speakers": [item["speaker"] for item in items],
-        "languages": [item["language"] for item in items],
-        "n_tokens": int(totals.sum()),
-        "n_padded_tokens": int(totals.max()) * len(items),
-        "unknown_symbols": dict(unknown),
-    }
+    return Batch(
+        cond,
+        codes,
+        code_lengths,
+        keys=[item["key"] for item in items],
+        prompt_keys=[item["prompt_key"] for item in items],
+        speakers=[item["speaker"] for item in items],
+        languages=[item["language"] for item in items],
+        n_tokens=int(totals.sum()),
+        n_padded_tokens=int(totals.max()) * len(items),
+        unknown_symbols=dict(unknown),
+    )
 
 
-def padding_fraction(batches: Iterable[dict]) -> float:
+def padding_fraction(batches: Iterable[Batch]) -> float:
     """Share of padded positions over many batches: 1 - real tokens / padded tokens."""
     real = padded = 0
     for batch in batches:
-        real += batch["n_tokens"]
-        padded += batch["n_padded_tokens"]
+        real += batch.n_tokens
+        padded += batch.n_padded_tokens
     return 1.0 - real / padded if padded else 0.0

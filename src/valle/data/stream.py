@@ -14,7 +14,7 @@ import multiprocessing
 import random
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import cast
 
@@ -31,6 +31,7 @@ from valle.data.shards import ShardSample, decode_sample
 from valle.data.skips import SkipTally, check_codes
 from valle.data.training_prompts import PromptConfig, PromptedSample, attach_prompts
 from valle.text.symbols import SymbolMap
+from valle.utils.batch import Batch
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +251,7 @@ class ShardStream(IterableDataset):
             "unknown_symbols": unknown,
         }
 
-    def _batches(self, rng: random.Random) -> Iterator[dict]:
+    def _batches(self, rng: random.Random) -> Iterator[Batch]:
         """One pass over this reader's shards (endless when `resampled`)."""
         s = self.settings
         rank, world_size, _, _ = pytorch_worker_info()
@@ -258,7 +259,7 @@ class ShardStream(IterableDataset):
         for group in batch_by_tokens(prompted, _length, s.boundaries, s.max_tokens, s.max_batch_size):
             yield collate([self._item(p) for p in group], s.symbols.pad_id)
 
-    def __iter__(self) -> Iterator[dict]:
+    def __iter__(self) -> Iterator[Batch]:
         rank, _, worker, _ = pytorch_worker_info()
         rng = self._reader_rng(rank, worker)
         quota = self.settings.batches_per_worker if self.settings.resampled else self._balanced_quota()
@@ -290,16 +291,16 @@ class ShardStream(IterableDataset):
         agreed = max(totals) if self._validation else min(totals)
         return split_count(agreed, counts[rank])[worker]
 
-    def _exactly(self, quota: int, rng: random.Random) -> Iterator[dict]:
+    def _exactly(self, quota: int, rng: random.Random) -> Iterator[Batch]:
         """`quota` batches: training stops there (or passes over its shards again when they end first);
         validation pads with its last batch flagged `repeat` (the module skips those)."""
         passes = self._passes(rng)
-        produced, last = 0, {}
+        produced, last = 0, Batch.empty_repeat()
         while produced < quota and (batch := next(passes, None)) is not None:
             yield batch
             produced, last = produced + 1, batch
         for _ in range(quota - produced):
-            yield {**last, "repeat": True}
+            yield replace(last, repeat=True)
         if self._validation and next(passes, None) is not None:
             log.warning(
                 "validation: this rank reached the agreed %d batches before the end of its samples "
@@ -307,7 +308,7 @@ class ShardStream(IterableDataset):
                 quota,
             )
 
-    def _passes(self, rng: random.Random) -> Iterator[dict]:
+    def _passes(self, rng: random.Random) -> Iterator[Batch]:
         """Validation: one pass. Training: pass after pass, for a reader whose shards yield fewer
         batches than their index rows promise (unreadable samples)."""
         if self._validation or self.settings.resampled:

@@ -1,4 +1,10 @@
-"""Incremental decoding state: a preallocated key/value cache with per-row write pointers.
+"""Incremental decoding state: what decode loops may do with it, and the transformer's key/value cache.
+
+`DecodeCache` is the contract every backbone's state keeps (clone, reorder, the next position);
+`StaticCache` adds what a compiled one-token step needs (`static_view`, `advance`). The decode loops in
+`valle.sampling` see only these, never a cache's insides.
+
+`KVCache` is a preallocated key/value cache with per-row write pointers.
 
 Slots are filled left to right, `used[b]` of them per row; `positions[b, j]` is the absolute position
 held by slot j (-1 when empty). Slots and positions coincide until a context window evicts old slots:
@@ -9,11 +15,71 @@ the cache stay valid (nothing is re-rotated).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import NamedTuple, Protocol, Self, runtime_checkable
 
 import torch
 from torch import Tensor
 
-from valle.models.backbones.base import ContextWindow
+
+@dataclass(frozen=True)
+class ContextWindow:
+    """`max_ar_context`: a causal query sees the fixed prefix plus only its most recent positions.
+
+    A query at absolute position `q` sees key `k <= q` when `k < prefix_lengths[b]` (the text and prompt,
+    always kept) or `k > q - size` (the `size` most recent positions, the query's own included). Positions
+    stay absolute: nothing is re-numbered or re-rotated when older positions drop out.
+
+    Attributes:
+        size: N, how many of the most recent positions a query sees besides the prefix (>= 1).
+        prefix_lengths: [B] int64, positions that are never dropped.
+    """
+
+    size: int
+    prefix_lengths: Tensor
+
+    def __post_init__(self) -> None:
+        if self.size < 1:
+            raise ValueError(f"a context window must keep at least 1 position, got size={self.size}")
+
+
+class DecodeCache(Protocol):
+    """What a decode loop may do with a backbone's incremental state (`Backbone.new_cache`), whatever the
+    state is: the transformer's `KVCache`, RetNet's `RetNetCache`. Only the backbone's `step` reads or
+    writes what is inside."""
+
+    next_position: Tensor  # [B] int64 absolute position of each row's next token
+
+    def clone(self) -> Self:
+        """An independent copy: decoding on from both gives the same outputs (beam search, retries)."""
+        ...
+
+    def reorder(self, index: Tensor) -> Self:
+        """The cache of rows `index` [B'] (beam search: each new beam continues its parent's row)."""
+        ...
+
+
+class StaticView(NamedTuple):
+    """A cache as the fixed tensors one static decode step reads and writes in place
+    (`StaticStepping.static_step`). Made once per decode, so a compiled step sees the same tensors at
+    every call; `StaticCache.advance` moves `slot` and `position` on in place, keeping the view valid."""
+
+    keys: list[Tensor]  # per layer [B, H, S, Dh]
+    values: list[Tensor]  # per layer [B, H, S, Dh]
+    positions: Tensor  # [B, S] int64 absolute position of each slot, -1 when empty
+    slot: Tensor  # [B] int64 the slot each row's next token is written to
+    position: Tensor  # [B] int64 that token's absolute position
+
+
+@runtime_checkable
+class StaticCache(DecodeCache, Protocol):
+    """A `DecodeCache` a static step can write through: fixed tensors, and the bookkeeping kept apart
+    from the step so that a compiled graph holds no state of its own."""
+
+    def static_view(self) -> StaticView: ...
+
+    def advance(self, n: int) -> None:
+        """Count `n` more positions in every row, written by a static step through the view."""
+        ...
 
 
 @dataclass
@@ -88,6 +154,24 @@ class KVCache:
             self.next_position.index_select(0, index),
             window,
         )
+
+    def static_view(self) -> StaticView:
+        """This cache's own tensors as one static step reads and writes them (`StaticView`).
+
+        Raises:
+            ValueError: the cache has a context window (eviction replaces its tensors; a static step has
+                no window).
+        """
+        if self.window is not None:
+            raise ValueError("a static decode step has no context window (max_ar_context); decode eagerly")
+        layers = range(self.keys.shape[0])
+        keys, values = [self.keys[i] for i in layers], [self.values[i] for i in layers]
+        return StaticView(keys, values, self.positions, self.used, self.next_position)
+
+    def advance(self, n: int) -> None:
+        """Count `n` more positions in every row (in place, so a `static_view` stays valid)."""
+        self.used += n
+        self.next_position += n
 
     def reserve(self, n: int) -> Tensor:
         """Slots [B, n] for each row's next n positions, evicting out-of-window slots if room runs out.

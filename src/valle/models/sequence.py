@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from valle.models.embeddings import Embeddings, sinusoidal
+from valle.utils.batch import Conditioning
 
 IGNORE = -100  # targets at positions without a loss
 
@@ -66,31 +67,19 @@ def pack(segments: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor, list[Te
     return out[:, :size], total, offsets
 
 
-def _prefix_segments(
-    emb: Embeddings,
-    text: Tensor,
-    text_lengths: Tensor,
-    prompt: Tensor,
-    prompt_lengths: Tensor,
-    scale: float = 0.0,
-    continues: Tensor | None = None,
-) -> list[tuple[Tensor, Tensor]]:
-    batch = text.shape[0]
+def _prefix_segments(emb: Embeddings, cond: Conditioning, scale: float = 0.0) -> list[tuple[Tensor, Tensor]]:
+    text, prompt = cond.text, cond.prompt
+    batch = cond.size
     ones = torch.ones(batch, dtype=torch.long, device=text.device)
     sep = emb.separator.expand(batch, 1, -1)
     text_x, prompt_x = emb.text(text), emb.embed_prompt(prompt)
     if scale > 0:
-        shift = torch.where(continues_or(continues, batch, text.device), prompt_lengths, 0)
+        shift = torch.where(cond.continuing, cond.prompt_lengths, 0)
         text_at = torch.arange(text.shape[1], device=text.device)[None, :] * scale - shift[:, None]
-        prompt_at = torch.arange(prompt.shape[2], device=text.device)[None, :] - prompt_lengths[:, None]
+        prompt_at = torch.arange(prompt.shape[2], device=text.device)[None, :] - cond.prompt_lengths[:, None]
         text_x = text_x + sinusoidal(text_at, text_x.shape[-1]).to(text_x.dtype)
         prompt_x = prompt_x + sinusoidal(prompt_at, prompt_x.shape[-1]).to(prompt_x.dtype)
-    return [(text_x, text_lengths), (sep, ones), (prompt_x, prompt_lengths), (sep, ones)]
-
-
-def continues_or(continues: Tensor | None, batch: int, device: torch.device) -> Tensor:
-    """[B] bool: which rows continue their prompt's utterance (all False when not given)."""
-    return torch.zeros(batch, dtype=torch.bool, device=device) if continues is None else continues
+    return [(text_x, cond.text_lengths), (sep, ones), (prompt_x, cond.prompt_lengths), (sep, ones)]
 
 
 def response_positions(emb_dim: int, first: int, length: int, device: torch.device) -> Tensor:
@@ -104,34 +93,31 @@ def _add_level(emb: Embeddings, packed: Tensor, levels: Tensor) -> Tensor:
 
 def build_ar(
     emb: Embeddings,
-    text: Tensor,
-    text_lengths: Tensor,
-    prompt: Tensor,
-    prompt_lengths: Tensor,
+    cond: Conditioning,
     codes: Tensor | None = None,
     code_lengths: Tensor | None = None,
+    *,
     stop_token: int = 0,
     segment_positions: float = 0.0,
-    continues: Tensor | None = None,
     input_dropout: float = 0.0,
 ) -> Packed:
     """AR inputs (and targets when `codes` is given) for level 0.
 
     Args:
-        text: [B, N] ids; prompt: [B, L, Tp] codes; codes: [B, L, T] target codes (None when decoding:
-            the response is then only the start vector, and the next output is the first code).
-        *_lengths: [B] valid lengths.
+        cond: the text and prompt of each row (`cond.continues` places the text's positions in
+            continuation rows when `segment_positions` is on).
+        codes: [B, L, T] target codes (None when decoding: the response is then only the start vector,
+            and the next output is the first code); code_lengths: [B] their valid frames.
         stop_token: the id of the stop target (the codebook size).
         segment_positions: r > 0 adds the per-segment sinusoidal positions (module docstring).
-        continues: [B] bool, rows whose prompt is their own utterance's beginning (continuation).
         input_dropout: training only: the share of response inputs whose code embedding is dropped
             (zeroed; its position stays), so the next frame cannot simply be copied from the last one.
             The targets are unchanged.
     """
-    batch = text.shape[0]
+    batch, device = cond.size, cond.device
     start = emb.start.expand(batch, 1, -1)
     if codes is None:
-        response, response_lengths = start, torch.ones(batch, dtype=torch.long, device=text.device)
+        response, response_lengths = start, torch.ones(batch, dtype=torch.long, device=device)
     else:
         if code_lengths is None:
             raise ValueError("build_ar: codes need their code_lengths")
@@ -142,10 +128,10 @@ def build_ar(
         response = torch.cat([start, inputs], dim=1)
         response_lengths = code_lengths + 1
     if segment_positions > 0:
-        response = response + response_positions(response.shape[-1], 0, response.shape[1], text.device)
-    segments = _prefix_segments(emb, text, text_lengths, prompt, prompt_lengths, segment_positions, continues)
+        response = response + response_positions(response.shape[-1], 0, response.shape[1], device)
+    segments = _prefix_segments(emb, cond, segment_positions)
     x, lengths, offsets = pack([*segments, (response, response_lengths)])
-    x = _add_level(emb, x, torch.zeros(batch, dtype=torch.long, device=text.device))
+    x = _add_level(emb, x, torch.zeros(batch, dtype=torch.long, device=device))
     targets = None
     if codes is not None and code_lengths is not None:
         stop = torch.full((batch, 1), stop_token, dtype=torch.long, device=codes.device)
@@ -157,22 +143,26 @@ def build_ar(
 
 def build_nar(
     emb: Embeddings,
-    text: Tensor,
-    text_lengths: Tensor,
-    prompt: Tensor,
-    prompt_lengths: Tensor,
+    cond: Conditioning,
     codes: Tensor,
     code_lengths: Tensor,
     levels: Tensor,
+    *,
     with_targets: bool = True,
     segment_positions: float = 0.0,
-    continues: Tensor | None = None,
 ) -> Packed:
-    """NAR inputs for level `levels[b]` of each row (>= 1): the response sums the levels below it."""
+    """NAR inputs for level `levels[b]` of each row (>= 1): the response sums the levels below it.
+
+    Args:
+        cond: the text and prompt of each row; codes: [B, L, T] (levels < `levels[b]` are read);
+        code_lengths: [B] valid frames; levels: [B] int64.
+        with_targets: also place `codes[b, levels[b]]` as targets at the response positions.
+        segment_positions: as in `build_ar`.
+    """
     response = emb.embed_levels_below(codes, levels)
     if segment_positions > 0:  # frame j at j + 1, where the AR feeds it
-        response = response + response_positions(response.shape[-1], 1, response.shape[1], text.device)
-    segments = _prefix_segments(emb, text, text_lengths, prompt, prompt_lengths, segment_positions, continues)
+        response = response + response_positions(response.shape[-1], 1, response.shape[1], codes.device)
+    segments = _prefix_segments(emb, cond, segment_positions)
     x, lengths, offsets = pack([*segments, (response, code_lengths)])
     x = _add_level(emb, x, levels)
     targets = None
@@ -182,16 +172,15 @@ def build_nar(
     return Packed(x, lengths, offsets[-1], targets)
 
 
-def prefix_targets(
-    text: Tensor, text_lengths: Tensor, prompt: Tensor, prompt_lengths: Tensor, size: int
-) -> tuple[Tensor, Tensor]:
+def prefix_targets(cond: Conditioning, size: int) -> tuple[Tensor, Tensor]:
     """Optional AR targets on the prefix: the next text id at text positions, the next prompt frame's
     level-0 code at prompt positions (each [B, size], IGNORE elsewhere)."""
+    text_lengths, prompt_lengths = cond.text_lengths, cond.prompt_lengths
     text_targets = place_targets(
-        text[:, 1:], (text_lengths - 1).clamp(min=0), torch.zeros_like(text_lengths), size
+        cond.text[:, 1:], (text_lengths - 1).clamp(min=0), torch.zeros_like(text_lengths), size
     )
     prompt_targets = place_targets(
-        prompt[:, 0, 1:], (prompt_lengths - 1).clamp(min=0), text_lengths + 1, size
+        cond.prompt[:, 0, 1:], (prompt_lengths - 1).clamp(min=0), text_lengths + 1, size
     )
     return text_targets, prompt_targets
 

@@ -19,6 +19,7 @@ from valle.models.sequence import (
     prefix_targets,
     response_positions,
 )
+from valle.utils.batch import Batch, Conditioning
 
 
 class Heads(nn.Module):
@@ -95,38 +96,32 @@ class Valle(nn.Module):
         return self.nar_stack if self.nar_stack is not None else self.ar
 
     # ---------------------------------------------------------------------------------------- training
-    def ar_packed(self, batch: dict, input_dropout: float = 0.0) -> Packed:
+    def ar_packed(
+        self, cond: Conditioning, codes: Tensor, code_lengths: Tensor, input_dropout: float = 0.0
+    ) -> Packed:
         return build_ar(
             self.ar.embeddings,
-            batch["text"],
-            batch["text_lengths"],
-            batch["prompt"],
-            batch["prompt_lengths"],
-            batch["codes"],
-            batch["code_lengths"],
-            self.config.stop_token,
-            self.config.segment_positions,
-            batch.get("continues"),
-            input_dropout,
+            cond,
+            codes,
+            code_lengths,
+            stop_token=self.config.stop_token,
+            segment_positions=self.config.segment_positions,
+            input_dropout=input_dropout,
         )
 
-    def nar_packed(self, batch: dict, levels: Tensor) -> Packed:
+    def nar_packed(self, cond: Conditioning, codes: Tensor, code_lengths: Tensor, levels: Tensor) -> Packed:
         return build_nar(
             self.nar.embeddings,
-            batch["text"],
-            batch["text_lengths"],
-            batch["prompt"],
-            batch["prompt_lengths"],
-            batch["codes"],
-            batch["code_lengths"],
+            cond,
+            codes,
+            code_lengths,
             levels,
             segment_positions=self.config.segment_positions,
-            continues=batch.get("continues"),
         )
 
     def forward(
         self,
-        batch: dict,
+        batch: Batch,
         levels: Tensor,
         prefix_losses: bool = False,
         attention_layers: Sequence[int] = (),
@@ -135,7 +130,7 @@ class Valle(nn.Module):
         """Teacher-forced logits for every row at its level.
 
         Args:
-            batch: a collated batch (`valle.data.batching.collate`), tensors on the model's device.
+            batch: a padded batch (`valle.data.batching.collate` makes them), tensors on the model's device.
             levels: [B] int64, the RVQ level each row is trained on (0 = AR).
             prefix_losses: also return the AR rows' predictions on their text (next id, through the
                 tied text embedding) and prompt (next frame's level-0 code) for the optional losses.
@@ -149,7 +144,8 @@ class Valle(nn.Module):
         outputs, aux, attention = [], torch.zeros((), device=levels.device), ()
         ar_rows = (levels == 0).nonzero().squeeze(1)
         if len(ar_rows):
-            packed = self.ar_packed(_rows(batch, ar_rows), ar_input_dropout)
+            cond, codes, code_lengths = _rows(batch, ar_rows)
+            packed = self.ar_packed(cond, codes, code_lengths, ar_input_dropout)
             h = self.ar.backbone(
                 packed.x,
                 packed.lengths,
@@ -162,10 +158,10 @@ class Valle(nn.Module):
             outputs.append(_level_output(self.ar.heads, h.hidden, packed.targets, 0, with_stop=True))
             aux = aux + h.aux_loss
             if prefix_losses:
-                text_out, prompt_out = self._prefix_outputs(_rows(batch, ar_rows), h.hidden)
+                text_out, prompt_out = self._prefix_outputs(cond, h.hidden)
         nar_rows = (levels > 0).nonzero().squeeze(1)
         if len(nar_rows):
-            packed = self.nar_packed(_rows(batch, nar_rows), levels[nar_rows])
+            packed = self.nar_packed(*_rows(batch, nar_rows), levels[nar_rows])
             h = self.nar.backbone(packed.x, packed.lengths, causal=False)
             aux = aux + h.aux_loss
             assert packed.targets is not None  # training batches carry their codes
@@ -177,10 +173,8 @@ class Valle(nn.Module):
             return TrainOutput(outputs, aux, text_out, prompt_out, ar_rows, attention)
         return TrainOutput(outputs, aux, ar_rows=ar_rows, ar_attention=attention)
 
-    def _prefix_outputs(self, rows: dict, hidden: Tensor) -> tuple[LevelOutput, LevelOutput]:
-        text_targets, prompt_targets = prefix_targets(
-            rows["text"], rows["text_lengths"], rows["prompt"], rows["prompt_lengths"], hidden.shape[1]
-        )
+    def _prefix_outputs(self, cond: Conditioning, hidden: Tensor) -> tuple[LevelOutput, LevelOutput]:
+        text_targets, prompt_targets = prefix_targets(cond, hidden.shape[1])
         where = text_targets != IGNORE
         text_logits = hidden[where] @ self.ar.embeddings.text.weight.t()  # tied: no extra parameters
         text = LevelOutput(-1, text_logits, text_targets[where])
@@ -189,28 +183,13 @@ class Valle(nn.Module):
         return text, LevelOutput(0, prompt_logits, prompt_targets[where])
 
     # ---------------------------------------------------------------------------------------- decoding
-    def ar_prefix(
-        self,
-        text: Tensor,
-        text_lengths: Tensor,
-        prompt: Tensor,
-        prompt_lengths: Tensor,
-        continues: Tensor | None = None,
-    ) -> Packed:
-        """The AR's input before its first code: `[text ; sep ; prompt ; sep ; start]` (as in training).
-
-        `continues` [B] bool: rows whose prompt is the beginning of the utterance to say (continuation)."""
+    def ar_prefix(self, cond: Conditioning) -> Packed:
+        """The AR's input before its first code: `[text ; sep ; prompt ; sep ; start]` (as in training)."""
         return build_ar(
             self.ar.embeddings,
-            text,
-            text_lengths,
-            prompt,
-            prompt_lengths,
-            None,
-            None,
-            self.config.stop_token,
-            self.config.segment_positions,
-            continues,
+            cond,
+            stop_token=self.config.stop_token,
+            segment_positions=self.config.segment_positions,
         )
 
     def ar_step_input(self, codes: Tensor, step: int = 0) -> Tensor:
@@ -229,31 +208,17 @@ class Valle(nn.Module):
         """AR hidden states [..., D] → logits [..., V + 1] over level-0 codes and stop."""
         return self.ar.heads(hidden, 0)
 
-    def nar_logits(
-        self,
-        text: Tensor,
-        text_lengths: Tensor,
-        prompt: Tensor,
-        prompt_lengths: Tensor,
-        codes: Tensor,
-        code_lengths: Tensor,
-        level: int,
-        continues: Tensor | None = None,
-    ) -> Tensor:
+    def nar_logits(self, cond: Conditioning, codes: Tensor, code_lengths: Tensor, level: int) -> Tensor:
         """Logits [B, T, V] of level `level` for every response frame, given levels < `level` of `codes`."""
         levels = torch.full((codes.shape[0],), level, dtype=torch.long, device=codes.device)
         packed = build_nar(
             self.nar.embeddings,
-            text,
-            text_lengths,
-            prompt,
-            prompt_lengths,
+            cond,
             codes,
             code_lengths,
             levels,
             with_targets=False,
             segment_positions=self.config.segment_positions,
-            continues=continues,
         )
         hidden = self.nar.backbone(packed.x, packed.lengths, causal=False).hidden
         frames = torch.arange(codes.shape[2], device=codes.device)[None, :]
@@ -262,12 +227,15 @@ class Valle(nn.Module):
         return self.nar.heads(response, level)[..., : self.config.codebook_size]
 
 
-def _rows(batch: dict, rows: Tensor) -> dict:
-    names = ("text", "text_lengths", "prompt", "prompt_lengths", "codes", "code_lengths", "continues")
-    keys = tuple(k for k in names if k in batch)
-    if len(rows) == batch["text"].shape[0]:
-        return {k: batch[k] for k in keys}
-    return {k: batch[k].index_select(0, rows) for k in keys}
+def _rows(batch: Batch, rows: Tensor) -> tuple[Conditioning, Tensor, Tensor]:
+    """The conditioning, codes and code lengths of `rows` (the batch's own when it is every row)."""
+    if len(rows) == batch.size:
+        return batch.cond, batch.codes, batch.code_lengths
+    return (
+        batch.cond.select(rows),
+        batch.codes.index_select(0, rows),
+        batch.code_lengths.index_select(0, rows),
+    )
 
 
 def _level_output(heads: Heads, hidden: Tensor, targets: Tensor, level: int, with_stop: bool) -> LevelOutput:

@@ -1,11 +1,11 @@
 """The AR decode step as one static graph, compiled once and replayed: the optional fast path.
 
 `decode_ar(..., fast=True)` swaps its per-step model call for `FastStep`: the same model computation
-(`TransformerBackbone.static_step`, then the level-0 head) with fixed shapes and no host sync, wrapped
-in `torch.compile` (on CUDA with `mode="reduce-overhead"`, i.e. CUDA graphs). Everything else, the
-sampler pipeline included, is the eager loop's. The cache is the same preallocated `KVCache`, sized to
-the request and rounded up to `CAPACITY_STEP` positions so that requests of similar length reuse one
-compiled graph.
+(the backbone's `static_step`, see `StaticStepping`, then the level-0 head) with fixed shapes and no host
+sync, wrapped in `torch.compile` (on CUDA with `mode="reduce-overhead"`, i.e. CUDA graphs). Everything
+else, the sampler pipeline included, is the eager loop's. The cache is the backbone's own preallocated
+one, sized to the request and rounded up to `CAPACITY_STEP` positions so that requests of similar length
+reuse one compiled graph; this module only asks it for its `static_view` and to `advance`.
 
 When the fast path cannot run (a RetNet backbone, a `max_ar_context` window, int8 weights, a torch
 without a working compiler), `fast_step` logs why and returns None, and decoding stays eager.
@@ -23,8 +23,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from valle.models.backbones.transformer import TransformerBackbone
-from valle.models.cache import KVCache
+from valle.models.backbones import DecodeCache, StaticStepping
+from valle.models.cache import StaticCache, StaticView
 from valle.models.quantize import Int8Linear
 from valle.models.valle import Valle
 
@@ -39,27 +39,21 @@ class FastStep:
     """`(codes [B], cache) → logits [B, V + 1]` through one static graph (see `bind`); advances the cache.
 
     Args:
-        model: a Valle whose AR backbone is the transformer, in eval mode.
+        model: a Valle whose AR backbone has a static step (`StaticStepping`: the transformer), in eval mode.
         compile: wrap the step with `torch.compile`; False runs the very same static step eagerly.
         backend: torch.compile's backend.
     """
 
     def __init__(self, model: Valle, compile: bool = True, backend: str | Callable = "inductor") -> None:
         backbone = model.ar.backbone
-        if not isinstance(backbone, TransformerBackbone):
+        if not isinstance(backbone, StaticStepping):
             raise TypeError(
-                f"the static decode step needs the transformer backbone, not {type(backbone).__name__}"
+                f"the static decode step needs a backbone that has one (the transformer), not "
+                f"{type(backbone).__name__}"
             )
 
-        def step(
-            codes: Tensor,
-            keys: list[Tensor],
-            values: list[Tensor],
-            positions: Tensor,
-            slot: Tensor,
-            position: Tensor,
-        ) -> Tensor:
-            hidden = backbone.static_step(model.ar_step_input(codes), keys, values, positions, slot, position)
+        def step(codes: Tensor, view: StaticView) -> Tensor:
+            hidden = backbone.static_step(model.ar_step_input(codes), view)
             return model.ar_logits(hidden[:, 0])
 
         self.eager: StepFn = step
@@ -70,16 +64,22 @@ class FastStep:
             self.step = torch.compile(step, fullgraph=True, dynamic=False, mode=mode, backend=backend)
         self.compiled = compile
 
-    def bind(self, cache: KVCache) -> Callable[[Tensor], Tensor]:
-        """`codes [B] → logits` on this cache; the per-layer views are made once, not every step."""
-        layers = range(cache.keys.shape[0])
-        keys, values = [cache.keys[i] for i in layers], [cache.values[i] for i in layers]
-        return lambda codes: self(codes, cache, keys, values)
+    def bind(self, cache: DecodeCache) -> Callable[[Tensor], Tensor]:
+        """`codes [B] → logits` on this cache; its static view is made once, not every step.
 
-    def __call__(self, codes: Tensor, cache: KVCache, keys: list[Tensor], values: list[Tensor]) -> Tensor:
-        args = (codes, keys, values, cache.positions, cache.used, cache.next_position)
+        Raises:
+            TypeError: the cache has no static view (it is not from a `StaticStepping` backbone).
+        """
+        if not isinstance(cache, StaticCache):
+            raise TypeError(
+                f"a static decode step needs a cache with a static view, not {type(cache).__name__}"
+            )
+        view = cache.static_view()
+        return lambda codes: self(codes, cache, view)
+
+    def __call__(self, codes: Tensor, cache: StaticCache, view: StaticView) -> Tensor:
         try:
-            logits = self.step(*args)
+            logits = self.step(codes, view)
         except Exception as error:  # noqa: BLE001 - compilation happens on the first call; nothing was written
             if not self.compiled:
                 raise
@@ -89,9 +89,8 @@ class FastStep:
                 str(error).splitlines()[0] if str(error) else "",
             )
             self.step, self.compiled = self.eager, False
-            logits = self.step(*args)
-        cache.used += 1
-        cache.next_position += 1
+            logits = self.step(codes, view)
+        cache.advance(1)
         return logits
 
 
@@ -100,9 +99,10 @@ _steps: weakref.WeakKeyDictionary[Valle, FastStep] = weakref.WeakKeyDictionary()
 
 def fast_step(model: Valle, max_context: int | None) -> FastStep | None:
     """The model's compiled step (built once per model), or None with a log line when it cannot apply."""
-    if not isinstance(model.ar.backbone, TransformerBackbone):
+    if not isinstance(model.ar.backbone, StaticStepping):
         log.info(
-            "fast decoding needs the transformer backbone (this AR is %s); decoding eagerly",
+            "fast decoding needs a backbone with a static step, the transformer backbone (this AR is %s); "
+            "decoding eagerly",
             type(model.ar.backbone).__name__,
         )
         return None

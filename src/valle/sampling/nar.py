@@ -9,28 +9,28 @@ from torch import Tensor
 
 from valle.models.valle import Valle
 from valle.sampling.pipeline import NarSampler
+from valle.utils.batch import Conditioning
 
 
 @torch.inference_mode()
 def decode_nar(
     model: Valle,
-    text: Tensor,
-    text_lengths: Tensor,
-    prompt: Tensor,
-    prompt_lengths: Tensor,
+    cond: Conditioning,
     level0: Tensor,
     lengths: Tensor,
     sampler: NarSampler,
+    *,
     generator: torch.Generator | None = None,
     on_level: Callable[[int], None] | None = None,
-    continues: Tensor | None = None,
 ) -> Tensor:
     """Fill levels 1..L-1 given level 0.
 
     Args:
+        cond: the text and prompt of each row, as the AR decoded them.
         level0: [B, T] level-0 codes; lengths: [B] valid frames per row.
         sampler: logits [N, V] → codes [N] (the NAR sampler: argmax at temperature 0).
-        continues: [B] bool, continuation rows (see `decode_ar`).
+        generator: the random source of sampling (None: torch's global one).
+        on_level: called after every level (progress bars).
 
     Returns:
         codes [B, L, T] (0 past each row's length).
@@ -40,9 +40,7 @@ def decode_nar(
     codes[:, 0] = level0
     valid = torch.arange(frames, device=level0.device)[None, :] < lengths[:, None]
     for level in range(1, model.config.n_levels):
-        logits = model.nar_logits(
-            text, text_lengths, prompt, prompt_lengths, codes, lengths, level, continues
-        )
+        logits = model.nar_logits(cond, codes, lengths, level)
         sampled = sampler(logits, generator=generator)
         codes[:, level] = torch.where(valid, sampled, 0)
         if on_level is not None:

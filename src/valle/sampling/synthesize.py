@@ -24,13 +24,12 @@ from valle.errors import ConfigError
 from valle.export import LoadedModel
 from valle.models.quantize import quantize as quantize_model
 from valle.models.valle import Valle
-from valle.sampling.ar import decode_ar, decode_ar_beam
-from valle.sampling.nar import decode_nar
-from valle.sampling.pipeline import ArSampler, NarSampler, SamplerConfig, make_generator
+from valle.sampling.decode import ar_limits, decode
+from valle.sampling.pipeline import SamplerConfig
 from valle.sampling.prompt import Prompt, load_prompt
 from valle.text.phonemize import TextError, phonemize
 from valle.text.split import split_sentences
-from valle.utils.padding import pad_1d, pad_codes
+from valle.utils.batch import Conditioning
 
 log = logging.getLogger(__name__)
 LONG_TEXT_MODES = ("fixed", "sliding")
@@ -124,69 +123,33 @@ class Synthesizer:
             self.text_ids(f"{p.text} {t}" if p.text else t, language)
             for t, p in zip(texts, prompts, strict=True)
         ]
-        text, text_lengths = (x.to(self.device) for x in pad_1d(ids, self.loaded.symbols.pad_id))
-        prompt, prompt_lengths = (x.to(self.device) for x in pad_codes([p.codes for p in prompts]))
         # A prompt with its transcript is continued: the text covers it (continuation mode).
-        continues = torch.tensor([bool(p.text) for p in prompts], device=self.device)
-        limits = config.ar_step_limit(text_lengths)
-        generator = make_generator(config.seed, self.device)
-        sampler = ArSampler(config, self.model.config.stop_token)
-        bar = tqdm(total=int(limits.max()), desc="AR", unit="step", disable=not progress, leave=False)
-        if config.beam_width > 1:
-            ar = decode_ar_beam(
-                self.model,
-                text,
-                text_lengths,
-                prompt,
-                prompt_lengths,
-                sampler,
-                int(limits.max()),
-                config.max_ar_context,
-                lambda _: bar.update(),
-                continues=continues,
-            )
-        else:
-            ar = decode_ar(
-                self.model,
-                text,
-                text_lengths,
-                prompt,
-                prompt_lengths,
-                sampler,
-                int(limits.max()),
-                config.max_ar_context,
-                generator,
-                lambda _: bar.update(),
-                limits,
-                fast=self.compile,
-                continues=continues,
-            )
-        bar.close()
-        if bool(ar.hit_limit.any()):
-            log.warning(
-                "%d of %d utterance(s) reached max_ar_steps without a stop token (raise "
-                "sampler.max_ar_steps, or check the prompt and text)",
-                int(ar.hit_limit.sum()),
-                len(texts),
-            )
+        continues = torch.tensor([bool(p.text) for p in prompts])
+        cond = Conditioning.pad(ids, [p.codes for p in prompts], self.loaded.symbols.pad_id, continues)
+        cond = cond.to(self.device)
+        steps = ar_limits(config, cond).max_steps
+        bar = tqdm(total=steps, desc="AR", unit="step", disable=not progress, leave=False)
         levels = tqdm(
             total=self.model.config.n_levels - 1, desc="NAR", unit="level", disable=not progress, leave=False
         )
-        codes = decode_nar(
+        out = decode(
             self.model,
-            text,
-            text_lengths,
-            prompt,
-            prompt_lengths,
-            ar.codes,
-            ar.lengths,
-            NarSampler(config),
-            generator,
-            lambda _: levels.update(),
-            continues,
+            cond,
+            config,
+            fast=self.compile,
+            on_step=lambda _: bar.update(),
+            on_level=lambda _: levels.update(),
         )
+        bar.close()
         levels.close()
-        return [(codes[b, :, : int(n)].cpu(), bool(ar.hit_limit[b])) for b, n in enumerate(ar.lengths)]
+        if bool(out.hit_limit.any()):
+            log.warning(
+                "%d of %d utterance(s) reached max_ar_steps without a stop token (raise "
+                "sampler.max_ar_steps, or check the prompt and text)",
+                int(out.hit_limit.sum()),
+                len(texts),
+            )
+        return [(out.codes[b, :, : int(n)].cpu(), bool(out.hit_limit[b])) for b, n in enumerate(out.lengths)]
 
     def synthesize(
         self,

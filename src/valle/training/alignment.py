@@ -16,12 +16,13 @@ does, it is a next-frame predictor conditioned on the prompt: its loss falls, ye
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor, nn
 
 from valle.errors import ConfigError
+from valle.utils.batch import Batch
 
 
 @dataclass
@@ -184,10 +185,6 @@ def spoken_frames(prompt_lengths: Tensor, code_lengths: Tensor, prefix_rows: Ten
     return code_lengths + torch.where(prefix_rows, prompt_lengths, 0)
 
 
-def rolled_text(batch: dict) -> dict:
-    """The batch with each row given the next row's text (the text-dependence gap's counterfactual)."""
-    return {
-        **batch,
-        "text": batch["text"].roll(1, dims=0),
-        "text_lengths": batch["text_lengths"].roll(1, dims=0),
-    }
+def rolled_text(batch: Batch) -> Batch:
+    """The batch with each row given the previous row's text (the text-dependence gap's counterfactual)."""
+    return replace(batch, cond=batch.cond.with_text_rolled())

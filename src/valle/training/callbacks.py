@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
@@ -12,9 +13,9 @@ from matplotlib.figure import Figure  # not pyplot, which would pick a backend f
 from valle.audio import write_wav
 from valle.codecs import codec_for
 from valle.codecs.base import Codec, CodecInfo
-from valle.sampling.ar import decode_ar
-from valle.sampling.nar import decode_nar
-from valle.sampling.pipeline import ArSampler, NarSampler, SamplerConfig
+from valle.sampling.decode import decode
+from valle.sampling.pipeline import SamplerConfig
+from valle.utils.batch import Batch, Conditioning
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +35,11 @@ class SampleAudio(L.Callback):
         self, n_samples: int = 2, codec_weights: str | None = None, max_seconds: float = 10.0
     ) -> None:
         self.n_samples, self.codec_weights, self.max_seconds = n_samples, codec_weights, max_seconds
-        self._batch: dict | None = None
+        self._batch: Batch | None = None
         self._codec: Codec | None = None
 
     def on_validation_batch_start(self, trainer, module, batch, batch_idx, dataloader_idx=0) -> None:
-        if batch_idx == 0:
+        if batch_idx == 0 and not batch.repeat:
             self._batch = batch
 
     @torch.inference_mode()
@@ -50,24 +51,22 @@ class SampleAudio(L.Callback):
             state = getattr(module, "codec_state", None)
             self._codec = codec_for(info, self.codec_weights, state=state).to(module.device).eval()
         codec = self._codec
-        batch = {
-            k: v[: self.n_samples] if torch.is_tensor(v) or isinstance(v, list) else v
-            for k, v in self._batch.items()
-        }
-        codes, lengths = self._speak(module.model, batch, info)
+        rows = torch.arange(min(self.n_samples, self._batch.size), device=self._batch.cond.device)
+        codes, lengths = self._speak(module.model, self._batch.cond.select(rows), info)
         folder = Path(trainer.default_root_dir) / "samples" / f"step{trainer.global_step:07d}"
-        for i, key in enumerate(batch["keys"]):
+        for i, key in enumerate(self._batch.keys[: len(rows)]):
             wav = codec.decode(codes[i, :, : int(lengths[i])]).cpu() if int(lengths[i]) else torch.zeros(1)
             write_wav(folder / f"{key.replace('/', '_')}.wav", wav, info.sample_rate)
             self._log(trainer, f"val_samples/{i}", wav, info.sample_rate)
         log.info("validation samples: %s", folder)
 
-    def _speak(self, model, batch: dict, info: CodecInfo) -> tuple[torch.Tensor, torch.Tensor]:
+    def _speak(self, model, cond: Conditioning, info: CodecInfo) -> tuple[torch.Tensor, torch.Tensor]:
         max_steps = max(1, int(self.max_seconds * info.frame_rate))
         config = SamplerConfig(ar_temperature=0.0, max_ar_steps=max_steps)
-        args = (batch["text"], batch["text_lengths"], batch["prompt"], batch["prompt_lengths"])
-        ar = decode_ar(model, *args, ArSampler(config, model.config.stop_token), max_steps)
-        return decode_nar(model, *args, ar.codes, ar.lengths, NarSampler(config)), ar.lengths
+        # continuation flags dropped: every row is decoded with a cross-utterance prompt layout, prefix
+        # rows included (passing them would move the text positions of models with segment_positions)
+        out = decode(model, replace(cond, continues=None), config)
+        return out.codes, out.lengths
 
     @staticmethod
     def _log(trainer: L.Trainer, tag: str, wav: torch.Tensor, sample_rate: int) -> None:

@@ -30,6 +30,7 @@ from valle.training.alignment import (
 )
 from valle.training.optim import OptimConfig, build_optimizer
 from valle.training.rng import capture_rng_state, gather_from_ranks, restore_rng_state
+from valle.utils.batch import Batch
 
 log = logging.getLogger(__name__)
 
@@ -178,21 +179,21 @@ class ValleModule(L.LightningModule):
             self.device
         )
 
-    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+    def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
         # Each step starts from the generator state the previous one ended with (or the checkpoint's),
         # so what runs between steps (validation, a fresh data iterator after a resume, sample audio)
         # never changes the dropout masks: a resumed run draws exactly what the uninterrupted one did.
         if self._rng_next_step is not None:
             restore_rng_state(self._rng_next_step)
 
-    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         self._step_started = time.perf_counter()
         tc = self.training_config
         prefix = tc.text_loss_weight > 0 or tc.prompt_loss_weight > 0
         guided = tc.guided_attention
         output = self.model(
             batch,
-            self.sample_levels(batch["text"].shape[0]),
+            self.sample_levels(batch.size),
             prefix_losses=prefix,
             attention_layers=guided.layers if guided.weight > 0 else (),
             ar_input_dropout=tc.ar_input_dropout,
@@ -206,7 +207,7 @@ class ValleModule(L.LightningModule):
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
         self.stats["train_seconds"] += time.perf_counter() - self._step_started
-        self._unknown_symbols.update(batch.get("unknown_symbols", {}))
+        self._unknown_symbols.update(batch.unknown_symbols)
 
     def on_train_epoch_end(self) -> None:
         if self._unknown_symbols:
@@ -221,7 +222,7 @@ class ValleModule(L.LightningModule):
             )
         self._unknown_symbols.clear()
 
-    def _train_loss(self, output: TrainOutput, batch: dict) -> Tensor:
+    def _train_loss(self, output: TrainOutput, batch: Batch) -> Tensor:
         """Mean cross-entropy over every trained token of the batch (+ the MoE balancing loss), logged."""
         total: Tensor | float = 0.0
         count = 0
@@ -237,7 +238,7 @@ class ValleModule(L.LightningModule):
             self.log(f"train/loss_l{out.level}", loss_sum / n, batch_size=n)
             self._log_accuracy(out, "train")
         loss = total / max(count, 1) + self.training_config.aux_loss_weight * output.aux_loss
-        batch_size = batch["text"].shape[0]
+        batch_size = batch.size
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
         if output.aux_loss.requires_grad or output.aux_loss.item():
             self.log("train/aux_loss", output.aux_loss, batch_size=batch_size)
@@ -250,11 +251,11 @@ class ValleModule(L.LightningModule):
             metric(out.logits.detach(), out.targets)
             self.log(f"{split}/{name}_l{out.level}", metric, batch_size=out.targets.numel())
 
-    def _log_padding(self, batch: dict, split: str) -> None:
+    def _log_padding(self, batch: Batch, split: str) -> None:
         self.log(
             f"{split}/padding",
-            1 - batch["n_tokens"] / max(batch["n_padded_tokens"], 1),
-            batch_size=batch["text"].shape[0],
+            1 - batch.n_tokens / max(batch.n_padded_tokens, 1),
+            batch_size=batch.size,
         )
 
     # ------------------------------------------------------------------------------------ validation
@@ -262,14 +263,14 @@ class ValleModule(L.LightningModule):
         self._val_sums = torch.zeros(self.config.n_levels, 2, device=self.device)
         self._gap_sums = torch.zeros(3, device=self.device)  # CE own text, CE other text, tokens
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        if batch.get("repeat"):  # padding that keeps every rank's batch count equal: already counted
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        if batch.repeat:  # padding that keeps every rank's batch count equal: already counted
             return
         # Every level of every row, so each level's metrics see the whole validation set. Plain
         # cross-entropy (no label smoothing), so runs with different smoothing compare.
         val_sums, gap_sums = self._val_sums, self._gap_sums
         assert val_sums is not None and gap_sums is not None  # made in on_validation_epoch_start
-        batch_size = batch["text"].shape[0]
+        batch_size = batch.size
         for level in range(self.config.n_levels):
             levels = torch.full((batch_size,), level, dtype=torch.long, device=self.device)
             [out] = self.model(batch, levels).levels
@@ -280,9 +281,9 @@ class ValleModule(L.LightningModule):
                 gap_sums += self._text_gap_sums(batch, loss_sum, out.targets.numel())  # in place
         self._log_padding(batch, "val")
 
-    def _text_gap_sums(self, batch: dict, own_sum: Tensor, n: int) -> Tensor:
+    def _text_gap_sums(self, batch: Batch, own_sum: Tensor, n: int) -> Tensor:
         """[CE sum with the rows' own text, CE sum with another row's text, tokens] of the AR (level 0)."""
-        levels = torch.zeros(batch["text"].shape[0], dtype=torch.long, device=self.device)
+        levels = torch.zeros(batch.size, dtype=torch.long, device=self.device)
         [other] = self.model(rolled_text(batch), levels).levels
         other_sum = F.cross_entropy(other.logits.float(), other.targets, reduction="sum")
         return torch.stack([own_sum, other_sum, own_sum.new_tensor(n)])
@@ -322,15 +323,15 @@ class ValleModule(L.LightningModule):
                 total = total + weight * loss
         return total
 
-    def _alignment_loss(self, output: TrainOutput, batch: dict) -> Tensor | float:
+    def _alignment_loss(self, output: TrainOutput, batch: Batch) -> Tensor | float:
         """The guided-attention loss on the AR rows (`training.guided_attention`), weighted and logged."""
         guided = self.training_config.guided_attention
         rows = output.ar_rows
         if not output.ar_attention or rows is None:  # the two are set together
             return 0.0
-        text, text_lengths, prompt_lengths, code_lengths, continues = (
-            batch[k][rows] for k in ("text", "text_lengths", "prompt_lengths", "code_lengths", "continues")
-        )
+        cond, code_lengths = batch.cond.select(rows), batch.code_lengths[rows]
+        text, text_lengths, prompt_lengths = cond.text, cond.text_lengths, cond.prompt_lengths
+        continues = cond.continuing
         centres = None
         if self.duration_prior is not None:
             self.duration_prior.update(
@@ -350,11 +351,11 @@ class ValleModule(L.LightningModule):
         self.log("train/loss_guided_attention", loss, batch_size=len(rows))
         return guided.weight * loss
 
-    def _count(self, batch: dict) -> None:
+    def _count(self, batch: Batch) -> None:
         self.stats["steps"] = int(self.global_step) + 1
-        self.stats["samples"] += int(batch["text"].shape[0])
-        self.stats["tokens"] += int(batch["code_lengths"].sum()) * self.config.n_levels
-        frames = int(batch["code_lengths"].max()) + int(batch["prompt_lengths"].max())
+        self.stats["samples"] += int(batch.size)
+        self.stats["tokens"] += int(batch.code_lengths.sum()) * self.config.n_levels
+        frames = int(batch.code_lengths.max()) + int(batch.cond.prompt_lengths.max())
         self.stats["longest_seconds"] = max(
             self.stats["longest_seconds"], frames / self.hparams["codec"]["frame_rate"]
         )

@@ -8,10 +8,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from valle.models.backbones.base import Backbone, BackboneOutput, ContextWindow, attention_mask
+from valle.models.backbones.base import Backbone, BackboneOutput, StaticStepping, attention_mask
+from valle.models.cache import ContextWindow, DecodeCache
 from valle.utils.registry import check_settings, lookup
 
-__all__ = ["BACKBONES", "Backbone", "BackboneOutput", "ContextWindow", "attention_mask", "build_backbone"]
+__all__ = [
+    "BACKBONES",
+    "Backbone",
+    "BackboneOutput",
+    "ContextWindow",
+    "DecodeCache",
+    "StaticStepping",
+    "attention_mask",
+    "build_backbone",
+]
 
 # name → "module:Class", imported on demand so that a backbone's extra dependencies (torchscale for RetNet)
 # load only when it is built. A new backbone is one more line here.

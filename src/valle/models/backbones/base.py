@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
+
+from valle.models.cache import ContextWindow, DecodeCache, StaticView
 
 
 class BackboneOutput(NamedTuple):
@@ -29,27 +30,6 @@ class BackboneOutput(NamedTuple):
     hidden: Tensor  # [B, T, D]; rows' padded positions are don't-care
     aux_loss: Tensor  # scalar; a mixture-of-experts balancing loss, zero for dense backbones
     attention: tuple[Tensor, ...] = ()  # [B, H, T, T] probabilities of the layers asked for, in layer order
-
-
-@dataclass(frozen=True)
-class ContextWindow:
-    """`max_ar_context`: a causal query sees the fixed prefix plus only its most recent positions.
-
-    A query at absolute position `q` sees key `k <= q` when `k < prefix_lengths[b]` (the text and prompt,
-    always kept) or `k > q - size` (the `size` most recent positions, the query's own included). Positions
-    stay absolute: nothing is re-numbered or re-rotated when older positions drop out.
-
-    Attributes:
-        size: N, how many of the most recent positions a query sees besides the prefix (>= 1).
-        prefix_lengths: [B] int64, positions that are never dropped.
-    """
-
-    size: int
-    prefix_lengths: Tensor
-
-    def __post_init__(self) -> None:
-        if self.size < 1:
-            raise ValueError(f"a context window must keep at least 1 position, got size={self.size}")
 
 
 def attention_mask(
@@ -150,7 +130,7 @@ class Backbone(nn.Module, abc.ABC):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         window: ContextWindow | None = None,
-    ) -> Any:
+    ) -> DecodeCache:
         """Preallocated incremental state for `batch_size` rows of up to `max_length` cached positions.
 
         With a `window`, positions that left it are evicted when the cache runs out of room, so
@@ -169,7 +149,8 @@ class Backbone(nn.Module, abc.ABC):
 
         Args:
             x: [B, t, D] the next t >= 1 embedded positions of each row, right-padded.
-            cache: from `new_cache`, updated in place.
+            cache: from this backbone's `new_cache` (each backbone takes only its own kind), updated in
+                place.
             lengths: [B] int64 how many of the t positions are real per row (default: all t). A batched
                 prefill of prefixes of different lengths is one step with t = the longest prefix.
             prefix_lengths: [B] prefix-LM mask for a prefill, as in `forward`; the whole prefix must then
@@ -178,3 +159,15 @@ class Backbone(nn.Module, abc.ABC):
         Returns:
             [B, t, D] hidden states of the new positions (those past lengths[b] are don't-care).
         """
+
+
+@runtime_checkable
+class StaticStepping(Protocol):
+    """A backbone whose one-token decode step also runs with fixed shapes and no host sync: the step
+    `valle.sampling.compiled` compiles and replays (the transformer has one; RetNet does not). Its
+    `new_cache` returns a `StaticCache`."""
+
+    def static_step(self, x: Tensor, view: StaticView) -> Tensor:
+        """The next token of every row, x [B, 1, D] → hidden [B, 1, D], written through `view` (made by
+        `StaticCache.static_view`); the caller then moves the cache on with `advance(1)`."""
+        ...

@@ -39,7 +39,8 @@ from torchscale.architecture.retnet import DecoderLayer, RetNetDecoder
 from torchscale.component.feedforward_network import FeedForwardNetwork
 from torchscale.component.multiscale_retention import MultiScaleRetention
 
-from valle.models.backbones.base import Backbone, BackboneOutput, ContextWindow
+from valle.models.backbones.base import Backbone, BackboneOutput
+from valle.models.cache import ContextWindow
 
 NO_BIDIRECTIONAL = (
     "RetNet retention is causal by construction and has no bidirectional form; build the NAR on a "

@@ -13,14 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from valle.models.backbones.base import (
-    Backbone,
-    BackboneOutput,
-    ContextWindow,
-    attention_mask,
-    padded_positions,
-)
-from valle.models.cache import KVCache
+from valle.models.backbones.base import Backbone, BackboneOutput, attention_mask, padded_positions
+from valle.models.cache import ContextWindow, KVCache, StaticView
 from valle.models.embeddings import sinusoidal
 
 Rotary = tuple[Tensor, Tensor]  # (cos, signed sin), each [B, 1, T, head_dim]
@@ -267,31 +261,23 @@ class TransformerBackbone(Backbone):
         values = [cache.values[i, :, :, :filled] for i in range(len(self.blocks))]
         return self._through_blocks(x, positions, bias, keys, values, slots)
 
-    def static_step(
-        self,
-        x: Tensor,
-        keys: Sequence[Tensor],
-        values: Sequence[Tensor],
-        positions: Tensor,
-        slot: Tensor,
-        position: Tensor,
-    ) -> Tensor:
+    def static_step(self, x: Tensor, view: StaticView) -> Tensor:
         """One token per row with fixed shapes and no host sync: what `torch.compile` / CUDA graphs replay.
 
         The same computation as `step` for one token, but over the whole preallocated capacity (empty
-        slots masked) and with the write slot and position given as tensors, so every call has the same
-        graph. Causal, no context window.
+        slots masked) and with the write slot and position read from tensors, so every call has the same
+        graph. Causal, no context window (`StaticStepping`).
 
         Args:
             x: [B, 1, D] the new token's input.
-            keys, values: per layer [B, H, S, Dh] (a `KVCache`'s tensors indexed by layer); written at `slot`.
-            positions: [B, S] the cache's slot positions; `position` is written at `slot` (in place).
-            slot, position: [B] where each row's token goes and its absolute position. The caller
-                advances them (`KVCache.used`, `next_position`) after the call.
+            view: `KVCache.static_view()`: the token's keys, values and position are written at
+                `view.slot` (in place). The caller then calls the cache's `advance(1)`.
         """
-        positions.scatter_(1, slot[:, None], position[:, None])
-        mask = attention_mask(position[:, None], positions, True)
-        return self._through_blocks(x, position[:, None], mask, keys, values, slot[:, None])
+        view.positions.scatter_(1, view.slot[:, None], view.position[:, None])
+        mask = attention_mask(view.position[:, None], view.positions, True)
+        return self._through_blocks(
+            x, view.position[:, None], mask, view.keys, view.values, view.slot[:, None]
+        )
 
     def _through_blocks(
         self,

@@ -1,0 +1,67 @@
+"""Text and prompt → codes at every level: the AR, then the NAR.
+
+The one decode that synthesis (`valle.sampling.synthesize.Synthesizer`) and the validation samples
+(`valle.training.callbacks.SampleAudio`) share, so both hear what the same settings produce.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from valle.models.valle import Valle
+from valle.sampling.ar import ArResult, DecodeLimits, decode_ar, decode_ar_beam
+from valle.sampling.nar import decode_nar
+from valle.sampling.pipeline import ArSampler, NarSampler, SamplerConfig, make_generator
+from valle.utils.batch import Conditioning
+
+
+@dataclass
+class Decoded:
+    codes: Tensor  # [B, L, T] codes of every level, 0 past each row's length
+    lengths: Tensor  # [B] frames per row
+    hit_limit: Tensor  # [B] bool: the row reached its step limit without a stop token
+
+
+def ar_limits(config: SamplerConfig, cond: Conditioning) -> DecodeLimits:
+    """The AR's limits under `config`: `max_ar_steps`, or `max_ar_steps_per_phoneme` per text id of
+    each row (`SamplerConfig.ar_step_limit`), and the `max_ar_context` window."""
+    rows = config.ar_step_limit(cond.text_lengths)
+    return DecodeLimits(int(rows.max()), rows, config.max_ar_context)
+
+
+@torch.inference_mode()
+def decode(
+    model: Valle,
+    cond: Conditioning,
+    config: SamplerConfig,
+    *,
+    fast: bool = False,
+    on_step: Callable[[int], None] | None = None,
+    on_level: Callable[[int], None] | None = None,
+) -> Decoded:
+    """Decode every row of `cond`: level 0 by the AR (sampling, or beam search when
+    `config.beam_width > 1`), then levels 1..L-1 by the NAR.
+
+    Args:
+        model: the model, in eval mode, on `cond`'s device.
+        cond: the text and prompt of each row.
+        config: the sampler settings, step limits and seed (a seeded generator on `cond`'s device
+            draws for the AR and then the NAR; None draws from torch's global one).
+        fast: decode AR steps through the compiled static step (`decode_ar`'s `fast`; not with beams).
+        on_step, on_level: called after each AR step and each NAR level (progress bars).
+    """
+    generator = make_generator(config.seed, cond.device)
+    sampler, limits = ArSampler(config, model.config.stop_token), ar_limits(config, cond)
+    ar: ArResult
+    if config.beam_width > 1:
+        ar = decode_ar_beam(model, cond, sampler, limits, on_step=on_step)
+    else:
+        ar = decode_ar(model, cond, sampler, limits, generator=generator, on_step=on_step, fast=fast)
+    codes = decode_nar(
+        model, cond, ar.codes, ar.lengths, NarSampler(config), generator=generator, on_level=on_level
+    )
+    return Decoded(codes, ar.lengths, ar.hit_limit)
