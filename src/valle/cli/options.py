@@ -33,7 +33,7 @@ def typed(schema: type[T], node: DictConfig | Mapping[str, Any] | None) -> T:
     field), a required field left out its MissingMandatoryValue: each names the key.
     """
     if node is not None and not isinstance(node, DictConfig):
-        node = {k: escape_interpolation(v) if isinstance(v, str) else v for k, v in node.items()}
+        node = {str(k): escape_interpolation(v) if isinstance(v, str) else v for k, v in node.items()}
     value = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node or {}))
     assert isinstance(value, schema)  # a structured config becomes its dataclass
     return value
@@ -97,6 +97,7 @@ def parse_options(
     if any(arg in ("-h", "--help") for arg in argv):
         print(f"usage: {usage(command, schema, positional)}\n\n{doc}".rstrip())
         raise SystemExit(0)
+    assert dataclasses.is_dataclass(schema), f"{schema} must be a dataclass"
     raw = split_arguments(command, schema, argv, positional)
     names = {f.name: option_name(f) for f in dataclasses.fields(schema)}
     missing = [
