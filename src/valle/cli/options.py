@@ -39,9 +39,9 @@ def typed(schema: type[T], node: DictConfig | Mapping[str, Any] | None) -> T:
     return value
 
 
-def choice(default: str, *choices: str, help: str = "") -> Any:
+def choice(default: str, *choices: str) -> Any:
     """A string field limited to `choices` (`parse_options` refuses others, naming them)."""
-    return dataclasses.field(default=default, metadata={"choices": (default, *choices), "help": help})
+    return dataclasses.field(default=default, metadata={"choices": (default, *choices)})
 
 
 def option_name(field: dataclasses.Field) -> str:
