@@ -28,6 +28,9 @@ def random_batch(levels: int = 3, codebook: int = 16, n_text: int = 20, seed: in
                 "text": torch.randint(1, n_text, (n,), generator=g),
                 "prompt": torch.randint(0, codebook, (levels, tp), generator=g),
                 "codes": torch.randint(0, codebook, (levels, t), generator=g),
+                # which text id each frame says: forward only, as an alignment reads (row 1 starts late)
+                "frame_symbols": torch.randint(int(i == 1), n, (t,), generator=g).sort().values,
+                "aligned": i != 2,
             }
         )
     return collate(items, 0)
@@ -44,8 +47,9 @@ def random_batch(levels: int = 3, codebook: int = 16, n_text: int = 20, seed: in
             nar_backbone=BackboneConfig("transformer", 0.0),
         ),
         ValleConfig.tiny(segment_positions=4.0),
+        ValleConfig.tiny(monotonic_alignment=True),
     ],
-    ids=["transformer", "transformer-prefixlm", "retnet", "segment-positions"],
+    ids=["transformer", "transformer-prefixlm", "retnet", "segment-positions", "monotonic-alignment"],
 )
 def test_training_and_decoding_build_the_same_ar_sequence(config):
     torch.manual_seed(0)
@@ -54,10 +58,14 @@ def test_training_and_decoding_build_the_same_ar_sequence(config):
     with torch.no_grad():
         [out] = model(batch, torch.zeros(3, dtype=torch.long)).levels  # [sum(T + 1), V + 1] in row order
         assert batch.cond.continuing.tolist() == [False, True, False]
-        cache, logits = _start(model, batch.cond, DecodeLimits(max_steps=8))
-        steps = [logits]
+        cache, hidden = _start(model, batch.cond, DecodeLimits(max_steps=8))
+        steps = [model.ar_logits(hidden)]
+        assert batch.frame_symbols is not None
         for t in range(int(batch.code_lengths.max())):
-            hidden = model.ar.backbone.step(model.ar_step_input(batch.codes[:, 0, t], t), cache)
+            # the next frame's text id (the stop position says the last one, as in training)
+            at = torch.where(t + 1 < batch.code_lengths, batch.frame_symbols[:, min(t + 1, batch.frame_symbols.shape[1] - 1)], batch.cond.text_lengths - 1)
+            said = batch.cond.text.gather(1, at[:, None])[:, 0] if config.monotonic_alignment else None
+            hidden = model.ar.backbone.step(model.ar_step_input(batch.codes[:, 0, t], t, said), cache)
             steps.append(model.ar_logits(hidden[:, 0]))
     incremental = torch.stack(steps, dim=1)  # [B, T_max + 1, V + 1]
     expected = torch.cat([incremental[b, : int(n) + 1] for b, n in enumerate(batch.code_lengths)])

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import wave
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 from valle.corpus.sentences import SENTENCES
 from valle.errors import ConfigError, SetupError
 from valle.utils.io import atomic_write_text
+from valle.utils.textgrid import Interval, write_textgrid
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +90,11 @@ def synthesize_voice(text: str, voice: Voice, path: Path) -> None:
     try:
         _speak(text, voice, raw)
         apply_variant(raw, voice, path)
+        if timings_path(raw).is_file():
+            _write_alignment(timings_path(raw), voice, path)
     finally:
         raw.unlink(missing_ok=True)
+        timings_path(raw).unlink(missing_ok=True)
 
 
 def apply_variant(raw: Path, voice: Voice, path: Path) -> None:
@@ -114,18 +119,41 @@ def _scheme_string(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
+# Writes each segment of an utterance as `word<TAB>start<TAB>end<TAB>phone`, in order: festival's own
+# timings of what it said, which `_write_alignment` turns into the TextGrid beside the wav.
+_SAVE_TIMINGS = """(define (valle_save_timings utt file)
+  (let ((fd (fopen file "w")) (k 0))
+    (mapcar (lambda (word)
+      (set! k (+ k 1))
+      (mapcar (lambda (syl)
+        (mapcar (lambda (seg)
+          (format fd "%d\\t%s\\t%f\\t%f\\t%s\\n" k (item.name word) (item.feat seg "segment_start")
+                  (item.feat seg "end") (item.name seg)))
+          (item.relation.daughters syl 'SylStructure)))
+        (item.relation.daughters word 'SylStructure)))
+      (utt.relation.items utt 'Word))
+    (fclose fd)))"""
+
+
+def timings_path(wav: Path) -> Path:
+    """Where `festival_batch` writes the segment timings of `wav`."""
+    return wav.with_suffix(".timings.tsv")
+
+
 def festival_batch(voice_name: str, lines: Sequence[tuple[str, Path]]) -> None:
-    """Many sentences in one festival process, each to its wav.
+    """Many sentences in one festival process, each to its wav, with its timings (`timings_path`).
 
     Loading the voice is most of a `text2wave` call (~0.4 s against ~0.02 s to speak a sentence), so the
     corpus is spoken in batches; the files are byte-identical to text2wave's.
     """
     _require("festival", "festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts")
-    script = [f"(voice_{voice_name})"] + [
-        f'(utt.save.wave (utt.synth (Utterance Text "{_scheme_string(text)}")) '
-        f'"{_scheme_string(str(wav))}" \'riff)'
-        for text, wav in lines
-    ]
+    script = [_SAVE_TIMINGS, f"(voice_{voice_name})"]
+    for text, wav in lines:
+        script += [
+            f'(set! valle_utt (utt.synth (Utterance Text "{_scheme_string(text)}")))',
+            f"(utt.save.wave valle_utt \"{_scheme_string(str(wav))}\" 'riff)",
+            f'(valle_save_timings valle_utt "{_scheme_string(str(timings_path(wav)))}")',
+        ]
     with tempfile.NamedTemporaryFile("w", suffix=".scm", delete=False) as file:
         file.write("\n".join(script) + "\n")
     try:
@@ -141,16 +169,40 @@ def festival_batch(voice_name: str, lines: Sequence[tuple[str, Path]]) -> None:
         )
 
 
+def _write_alignment(timings: Path, voice: Voice, wav: Path) -> None:
+    """festival's segment timings of the raw wav → `{stem}.TextGrid` beside the variant's wav (sox `speed`
+    divides every time by the speed; `pitch` keeps them)."""
+    words: dict[str, Interval] = {}
+    phones: list[Interval] = []
+    for line in timings.read_text().splitlines():
+        k, word, start, end, phone = line.split("\t")
+        phone_interval = Interval(float(start) / voice.speed, float(end) / voice.speed, phone)
+        phones.append(phone_interval)
+        first = words.get(k, phone_interval)
+        words[k] = Interval(first.start, phone_interval.end, word)
+    with wave.open(str(wav)) as audio:
+        seconds = audio.getnframes() / audio.getframerate()
+    write_textgrid(wav.with_suffix(".TextGrid"), {"words": list(words.values()), "phones": phones}, seconds)
+
+
 def _write_utterance(job: tuple[str, Voice, Path, Path | None]) -> None:
-    """The wav (from the engine, or from a batch's `raw` wav), then its transcript: a transcript always has
-    its audio beside it."""
+    """The wav (from the engine, or from a batch's `raw` wav), its alignment when the engine gave timings
+    (festival), then its transcript: a transcript always has its audio beside it."""
     text, voice, wav, raw = job
     if not wav.is_file():
         if raw is None:
             synthesize_voice(text, voice, wav)
         else:
             apply_variant(raw, voice, wav)
+    if raw is not None and timings_path(raw).is_file():
+        _write_alignment(timings_path(raw), voice, wav)
     atomic_write_text(wav.with_suffix(".txt"), text + "\n")
+
+
+def _complete(text: str, voice: Voice, wav: Path) -> bool:
+    """Whether an utterance's files are all there: wav, transcript, and for festival its TextGrid."""
+    needed = [wav, wav.with_suffix(".txt")] + ([wav.with_suffix(".TextGrid")] if voice.engine == "festival" else [])
+    return all(path.is_file() for path in needed)
 
 
 def _speak_festival_batches(
@@ -206,13 +258,14 @@ def build_corpus(
             index = (first_sentence + v * spread + n) % len(sentences)
             stem = f"{voice.speaker}_{index:04d}"
             todo.append((sentences[index], voice, folder / f"{stem}.wav"))
-    todo = [job for job in todo if not job[2].is_file() or not job[2].with_suffix(".txt").is_file()]
+    todo = [job for job in todo if not _complete(*job)]
     root.mkdir(parents=True, exist_ok=True)
     with (
         ThreadPoolExecutor(max(1, jobs)) as pool,
         tempfile.TemporaryDirectory(prefix=".festival-", dir=root) as cache,
     ):  # threads: the work is in child processes
-        raws = _speak_festival_batches([job for job in todo if not job[2].is_file()], Path(cache), jobs, pool)
+        # festival speaks again where a wav lacks its TextGrid (a corpus built before alignments were written)
+        raws = _speak_festival_batches(todo, Path(cache), jobs, pool)
         work = [(text, voice, wav, raws.get((voice.name, text))) for text, voice, wav in todo]
         list(
             tqdm(

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from valle.utils.batch import Batch, Conditioning
-from valle.utils.padding import pad_codes
+from valle.utils.padding import pad_1d, pad_codes
 
 
 def bucket_boundaries(lengths: Sequence[int], n_buckets: int) -> list[int]:
@@ -79,8 +79,13 @@ def collate(items: Sequence[dict], pad_id: int) -> Batch:
     `<unk>`.
     """
     continues = torch.tensor([item["key"] == item["prompt_key"] for item in items], dtype=torch.bool)
+    frame_symbols = aligned = start_symbol = None
+    if all("frame_symbols" in item for item in items):
+        frame_symbols, _ = pad_1d([item["frame_symbols"] for item in items], 0)
+        aligned = torch.tensor([item["aligned"] for item in items], dtype=torch.bool)
+        start_symbol = frame_symbols[:, 0].clone()
     cond = Conditioning.pad(
-        [item["text"] for item in items], [item["prompt"] for item in items], pad_id, continues
+        [item["text"] for item in items], [item["prompt"] for item in items], pad_id, continues, start_symbol
     )
     codes, code_lengths = pad_codes([item["codes"] for item in items])
     totals = cond.text_lengths + cond.prompt_lengths + code_lengths
@@ -91,6 +96,8 @@ def collate(items: Sequence[dict], pad_id: int) -> Batch:
         cond,
         codes,
         code_lengths,
+        frame_symbols=frame_symbols,
+        aligned=aligned,
         keys=[item["key"] for item in items],
         prompt_keys=[item["prompt_key"] for item in items],
         speakers=[item["speaker"] for item in items],

@@ -31,6 +31,7 @@ class IndexRow:
     frames: int
     n_phonemes: int
     duration: float
+    aligned: bool = False  # the shard holds its frames per text id (`durations.npy`)
 
 
 @dataclass

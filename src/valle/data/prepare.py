@@ -31,6 +31,7 @@ from tqdm import tqdm
 from valle.audio import AudioError, load_for_codec
 from valle.codecs.base import Codec, CodecInfo
 from valle.codecs.weights import UNKNOWN_IDENTITY, weights_conflict
+from valle.data.alignment import symbol_durations
 from valle.data.index import INDEX_NAME, IndexRow, ShardIndex
 from valle.data.readers import read_corpus
 from valle.data.records import Utterance
@@ -40,6 +41,7 @@ from valle.errors import ConfigError
 from valle.text.phonemize import TextError, check_language, phonemize_batch
 from valle.text.symbols import SymbolMap
 from valle.utils.io import atomic_write_json, remove_temporaries
+from valle.utils.textgrid import read_textgrid
 from valle.utils.lock import exclusive_lock
 
 log = logging.getLogger(__name__)
@@ -323,7 +325,21 @@ def _sample(utterance: Utterance, codes, symbols: list[str], codec: CodecInfo) -
         "format_version": SHARD_FORMAT_VERSION,
         **utterance.extra,
     }
-    return ShardSample(key=utterance.key, codes=codes, symbols=symbols, text=utterance.text, meta=meta)
+    durations = None
+    if utterance.alignment is not None:
+        tiers = read_textgrid(utterance.alignment)
+        if "words" not in tiers:
+            raise ConfigError(
+                f"{utterance.alignment}: no interval tier named \"words\" (it has {sorted(tiers)}); "
+                "name the word tier \"words\" (as the Montreal Forced Aligner does)"
+            )
+        durations = symbol_durations(
+            symbols, tiers["words"], tiers.get("phones"), int(codes.shape[1]), codec.frame_rate
+        )
+        meta["aligned"] = durations is not None
+    return ShardSample(
+        key=utterance.key, codes=codes, symbols=symbols, text=utterance.text, meta=meta, durations=durations
+    )
 
 
 def prepare_shard(
@@ -367,6 +383,7 @@ def prepare_shard(
             frames=s.meta["frames"],
             n_phonemes=len(s.symbols),
             duration=s.meta["duration"],
+            aligned=s.durations is not None,
         )
         for s in samples
     ]
@@ -577,6 +594,9 @@ def summarize(result: PrepareResult) -> str:
             f"index: {result.output / INDEX_NAME}",
             f"utterances: {len(index.samples)}, speakers: {len(index.by_speaker())}, "
             f"hours: {index.hours():.3f}, symbols: {len(index.symbols)}",
+            f"aligned: {sum(row.aligned for row in index.samples)} of {len(index.samples)} utterances "
+            "(a `{stem}.TextGrid` beside the audio whose words match the transcript's; "
+            "model.monotonic_alignment needs them)",
         ]
         skipped = index.skipped
     else:

@@ -52,7 +52,14 @@ def read_folder(root: Path, language: str) -> ReaderResult:
             text=_read_text(text_path),
             language=language,
             audio_path=audio,
+            alignment=sidecar_alignment(audio),
         )
+
+
+def sidecar_alignment(audio: Path) -> Path | None:
+    """The forced alignment beside an audio file, `{stem}.TextGrid`, if there is one."""
+    path = audio.with_suffix(".TextGrid")
+    return path if path.is_file() else None
 
 
 def read_libritts(root: Path, language: str) -> ReaderResult:

@@ -25,6 +25,7 @@ class Utterance:
     codes: np.ndarray | None = None  # int16 [levels, frames], only for imported data
     phonemes: list[str] | None = None  # symbols, when the source already phonemized the text
     duration: float | None = None  # seconds; known up front for imported data
+    alignment: Path | None = None  # a TextGrid with the words' (and phones') times (data/alignment.py)
     extra: dict = field(default_factory=dict)  # source-specific metadata kept in the shard's json
 
 

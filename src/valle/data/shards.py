@@ -6,6 +6,8 @@ Member names are `{group}/{speaker}/{id}.{field}`:
                    shards never need rewriting when maps are merged or extended
 - `txt`            the original text
 - `json`           speaker, group, language, duration (s), sample_rate, codec, frames, format version
+- `durations.npy`  optional int32 [symbols + 3]: frames per text id `[<bos>, <lang>, *symbols, <eos>]`,
+                   from a forced alignment (`valle.data.alignment`)
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class ShardSample:
     symbols: list[str]
     text: str
     meta: dict
+    durations: np.ndarray | None = None  # int32 [len(symbols) + 3] frames per text id, when aligned
 
     @property
     def speaker(self) -> str:
@@ -46,13 +49,16 @@ class ShardSample:
 
     def to_wds(self) -> dict:
         """The dict TarWriter stores (it encodes by extension: npy, json, txt)."""
-        return {
+        members = {
             "__key__": self.key,
             "codes.npy": self.codes.astype(np.int16),
             "txt": self.text,
             "phonemes.json": {"symbols": self.symbols},
             "json": self.meta,
         }
+        if self.durations is not None:
+            members["durations.npy"] = self.durations.astype(np.int32)
+        return members
 
 
 def decode_sample(raw: dict) -> ShardSample:
@@ -62,6 +68,7 @@ def decode_sample(raw: dict) -> ShardSample:
         meta = json.loads(raw["json"])
         symbols = json.loads(raw["phonemes.json"])["symbols"]
         text = raw["txt"].decode("utf-8")
+        durations = np.load(io.BytesIO(raw["durations.npy"])) if "durations.npy" in raw else None
     except (KeyError, ValueError, OSError) as error:
         where = f"{raw.get('__url__', '?')}:{raw.get('__key__', '?')}"
         raise ConfigError(
@@ -69,7 +76,15 @@ def decode_sample(raw: dict) -> ShardSample:
         ) from error
     if codes.ndim != 2:
         raise ConfigError(f"{raw.get('__key__')}: codes must be [levels, frames], got shape {codes.shape}")
-    return ShardSample(key=raw["__key__"], codes=codes, symbols=symbols, text=text, meta=meta)
+    if durations is not None and (len(durations) != len(symbols) + 3 or int(durations.sum()) != codes.shape[1]):
+        raise ConfigError(
+            f"{raw.get('__key__')}: durations.npy has {len(durations)} entries summing to "
+            f"{int(durations.sum())}, expected {len(symbols) + 3} summing to the {codes.shape[1]} frames; "
+            "re-run prepare for this shard"
+        )
+    return ShardSample(
+        key=raw["__key__"], codes=codes, symbols=symbols, text=text, meta=meta, durations=durations
+    )
 
 
 def write_shard(path: str | Path, samples: Iterable[ShardSample]) -> int:

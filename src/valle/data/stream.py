@@ -27,6 +27,7 @@ from webdataset.utils import pytorch_worker_info
 
 from valle.data.batching import batch_by_tokens, collate, split_count
 from valle.data.index import IndexRow
+from valle.data.alignment import frame_symbols, uniform_durations
 from valle.data.shards import ShardSample, decode_sample
 from valle.data.skips import SkipTally, check_codes
 from valle.data.training_prompts import PromptConfig, PromptedSample, attach_prompts
@@ -240,6 +241,9 @@ class ShardStream(IterableDataset):
         sample = prompted.sample
         unknown: Counter = Counter()  # per item: workers' counts reach the trainer inside the batches
         ids = self.settings.symbols.encode(sample.symbols, sample.language, unknown)
+        aligned = sample.durations is not None
+        durations = sample.durations if aligned else uniform_durations(len(ids), sample.codes.shape[1])
+        said = frame_symbols(durations)[prompted.response_start :]
         return {
             "key": sample.key,
             "prompt_key": prompted.prompt_key,
@@ -248,6 +252,8 @@ class ShardStream(IterableDataset):
             "text": torch.tensor(ids, dtype=torch.long),
             "prompt": torch.from_numpy(prompted.prompt.astype("int64")),
             "codes": torch.from_numpy(prompted.response.astype("int64")),
+            "frame_symbols": torch.from_numpy(said),
+            "aligned": aligned,
             "unknown_symbols": unknown,
         }
 

@@ -58,6 +58,7 @@ class PromptedSample:
     prompt: np.ndarray  # int16 [levels, prompt frames]
     response: np.ndarray  # int16 [levels, frames]
     prompt_key: str  # the utterance the prompt came from (the sample's own key in prefix mode)
+    response_start: int = 0  # the utterance's frame the response starts at (the prompt's length in prefix mode)
 
 
 def _prompt_frames(config: PromptConfig, frame_rate: float, rng: random.Random) -> int:
@@ -70,7 +71,7 @@ def _prefix_split(
     total = sample.codes.shape[1]
     frames = min(_prompt_frames(config, frame_rate, rng), max(1, int(total * config.max_prefix_fraction)))
     frames = min(frames, total - 1) if total > 1 else 0
-    return PromptedSample(sample, sample.codes[:, :frames], sample.codes[:, frames:], sample.key)
+    return PromptedSample(sample, sample.codes[:, :frames], sample.codes[:, frames:], sample.key, frames)
 
 
 def _sibling_crop(

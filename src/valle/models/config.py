@@ -47,6 +47,9 @@ class ValleConfig:
     # > 0: add per-segment sinusoidal positions (text, prompt, response; VALL-E paper), the text's scaled
     # by this factor ≈ audio frames per text symbol (valle.models.sequence); 0 = off
     segment_positions: float = 0.0
+    # VALL-E R's monotonic alignment: every response frame also gets the embedding of the text symbol it
+    # says, and the AR predicts when the next frame moves on (valle.models.sequence; needs aligned shards)
+    monotonic_alignment: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.backbone, dict):

@@ -29,7 +29,9 @@ class Embeddings(nn.Module):
 
     offsets: Tensor  # [L] int64 buffer: level l's first row in the code tables
 
-    def __init__(self, n_text_tokens: int, n_levels: int, codebook_size: int, d_model: int) -> None:
+    def __init__(
+        self, n_text_tokens: int, n_levels: int, codebook_size: int, d_model: int, said: bool = False
+    ) -> None:
         super().__init__()
         self.n_levels, self.codebook_size = n_levels, codebook_size
         self.text = nn.Embedding(n_text_tokens, d_model)
@@ -39,6 +41,8 @@ class Embeddings(nn.Module):
         self.separator = nn.Parameter(torch.randn(d_model) * 0.02)
         self.start = nn.Parameter(torch.randn(d_model) * 0.02)  # the AR's input before its first code
         self.register_buffer("offsets", torch.arange(n_levels) * codebook_size, persistent=False)
+        # monotonic alignment: the text symbol a response frame says, added to that frame's input
+        self.said = nn.Embedding(n_text_tokens, d_model) if said else None
 
     def embed_prompt(self, prompt: Tensor) -> Tensor:
         """prompt [B, L, T] codes → [B, T, D], every frame the sum of its levels' embeddings."""

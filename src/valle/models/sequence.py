@@ -16,6 +16,13 @@ it, and text symbol t is at t·r, r being about the audio frames per text symbol
 symbol it says have similar positions. In a continuation row (the prompt is the utterance's own
 beginning, which the text covers too) the text is shifted by -Tp, so the response's first frame lines
 up with the first symbol it still has to say.
+
+With monotonic alignment (`ValleConfig.monotonic_alignment`, VALL-E R), every response position also
+gets `E_said(text[s_j])`, the embedding of the text id `s_j` that frame j says (`frame_symbols`, from a
+forced alignment; the stop position says the last id, `<eos>`), and the AR is trained to predict
+`min(s_{j+1} - s_j, ADVANCE_CLASSES - 1)` at position j: how far the next frame moves on through the
+text. Decoding follows its own prediction (a pointer that only moves forward), so the text is read once,
+in order, and the frame always knows which symbol it is saying. The NAR's frames get the same embedding.
 """
 
 from __future__ import annotations
@@ -29,6 +36,9 @@ from valle.models.embeddings import Embeddings, sinusoidal
 from valle.utils.batch import Conditioning
 
 IGNORE = -100  # targets at positions without a loss
+# monotonic alignment: the next frame moves on by 0, 1, 2 or ≥ 3 text ids (ids of no frames, e.g. a word
+# separator without a pause, are skipped)
+ADVANCE_CLASSES = 4
 
 
 @dataclass
@@ -39,6 +49,8 @@ class Packed:
     lengths: Tensor  # [B] valid positions per row
     prefix_lengths: Tensor  # [B] positions of text ; sep ; prompt ; sep (the response starts here)
     targets: Tensor | None  # [B, S] int64, IGNORE except at response positions
+    # [B, S] int64 (AR with monotonic alignment): how far the next frame moves on through the text
+    advance_targets: Tensor | None = None
 
 
 def pack(segments: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor, list[Tensor]]:
@@ -100,6 +112,7 @@ def build_ar(
     stop_token: int = 0,
     segment_positions: float = 0.0,
     input_dropout: float = 0.0,
+    frame_symbols: Tensor | None = None,
 ) -> Packed:
     """AR inputs (and targets when `codes` is given) for level 0.
 
@@ -113,6 +126,8 @@ def build_ar(
         input_dropout: training only: the share of response inputs whose code embedding is dropped
             (zeroed; its position stays), so the next frame cannot simply be copied from the last one.
             The targets are unchanged.
+        frame_symbols: [B, T] the text id each target frame says (monotonic alignment: needed with
+            `codes` when the embeddings have a `said` table; decoding starts at `cond.starts`).
     """
     batch, device = cond.size, cond.device
     start = emb.start.expand(batch, 1, -1)
@@ -129,16 +144,38 @@ def build_ar(
         response_lengths = code_lengths + 1
     if segment_positions > 0:
         response = response + response_positions(response.shape[-1], 0, response.shape[1], device)
+    said = None
+    if emb.said is not None:
+        said = _said_positions(cond, codes, code_lengths, frame_symbols)
+        response = response + emb.said(cond.text.gather(1, said))
     segments = _prefix_segments(emb, cond, segment_positions)
     x, lengths, offsets = pack([*segments, (response, response_lengths)])
     x = _add_level(emb, x, torch.zeros(batch, dtype=torch.long, device=device))
-    targets = None
+    targets = advance = None
     if codes is not None and code_lengths is not None:
         stop = torch.full((batch, 1), stop_token, dtype=torch.long, device=codes.device)
         level0 = torch.cat([codes[:, 0], stop], dim=1)
         level0 = level0.scatter(1, code_lengths[:, None], stop)  # stop right after each row's last code
         targets = place_targets(level0, response_lengths, offsets[-1], x.shape[1])
-    return Packed(x, lengths, offsets[-1], targets)
+        if said is not None:
+            steps = (said[:, 1:] - said[:, :-1]).clamp(0, ADVANCE_CLASSES - 1)
+            advance = place_targets(steps, code_lengths, offsets[-1], x.shape[1])
+    return Packed(x, lengths, offsets[-1], targets, advance)
+
+
+def _said_positions(
+    cond: Conditioning, codes: Tensor | None, code_lengths: Tensor | None, frame_symbols: Tensor | None
+) -> Tensor:
+    """[B, T + 1] the text position each AR response input says: frame j's, then `<eos>` at the stop
+    position (decoding: [B, 1], the row's start)."""
+    last = (cond.text_lengths - 1).clamp(min=0)[:, None]
+    if codes is None:
+        return torch.minimum(cond.starts[:, None], last)
+    if frame_symbols is None or code_lengths is None:
+        raise ValueError("a model with monotonic alignment needs the batch's frame_symbols to train")
+    said = torch.cat([frame_symbols[:, : codes.shape[2]], last], dim=1)
+    said = said.scatter(1, code_lengths[:, None], last)  # the stop position says `<eos>`
+    return torch.minimum(said, last)
 
 
 def build_nar(
@@ -150,6 +187,7 @@ def build_nar(
     *,
     with_targets: bool = True,
     segment_positions: float = 0.0,
+    frame_symbols: Tensor | None = None,
 ) -> Packed:
     """NAR inputs for level `levels[b]` of each row (>= 1): the response sums the levels below it.
 
@@ -158,8 +196,15 @@ def build_nar(
         code_lengths: [B] valid frames; levels: [B] int64.
         with_targets: also place `codes[b, levels[b]]` as targets at the response positions.
         segment_positions: as in `build_ar`.
+        frame_symbols: [B, T] the text id each frame says (needed when the embeddings have `said`).
     """
     response = emb.embed_levels_below(codes, levels)
+    if emb.said is not None:
+        if frame_symbols is None:
+            raise ValueError("a model with monotonic alignment needs frame_symbols for the NAR")
+        last = (cond.text_lengths - 1).clamp(min=0)[:, None]
+        said = torch.minimum(frame_symbols[:, : codes.shape[2]], last)
+        response = response + emb.said(cond.text.gather(1, said))
     if segment_positions > 0:  # frame j at j + 1, where the AR feeds it
         response = response + response_positions(response.shape[-1], 1, response.shape[1], codes.device)
     segments = _prefix_segments(emb, cond, segment_positions)

@@ -12,6 +12,7 @@ from valle.models.backbones import Backbone, build_backbone
 from valle.models.config import BackboneConfig, ValleConfig
 from valle.models.embeddings import Embeddings
 from valle.models.sequence import (
+    ADVANCE_CLASSES,
     IGNORE,
     Packed,
     build_ar,
@@ -42,7 +43,13 @@ class CodecLM(nn.Module):
     def __init__(self, config: ValleConfig, backbone: BackboneConfig) -> None:
         super().__init__()
         s = config.scale
-        self.embeddings = Embeddings(config.n_text_tokens, config.n_levels, config.codebook_size, s.d_model)
+        self.embeddings = Embeddings(
+            config.n_text_tokens,
+            config.n_levels,
+            config.codebook_size,
+            s.d_model,
+            said=config.monotonic_alignment,
+        )
         self.backbone: Backbone = build_backbone(
             backbone.name,
             d_model=s.d_model,
@@ -53,6 +60,8 @@ class CodecLM(nn.Module):
             **backbone.options,
         )
         self.heads = Heads(1 if config.shared_head else config.n_levels, s.d_model, config.codebook_size)
+        # monotonic alignment: how far the next frame moves on through the text (valle.models.sequence)
+        self.advance = nn.Linear(s.d_model, ADVANCE_CLASSES) if config.monotonic_alignment else None
 
 
 @dataclass
@@ -72,6 +81,7 @@ class TrainOutput:
     prompt: LevelOutput | None = None  # AR next-frame level-0 predictions on the prompt (with prefix_losses)
     ar_rows: Tensor | None = None  # [B_ar] the batch rows trained on the AR, in `ar_attention`'s order
     ar_attention: tuple[Tensor, ...] = ()  # [B_ar, H, S, S] per layer asked for (`attention_layers`)
+    advance: LevelOutput | None = None  # monotonic alignment: the AR's advance predictions (aligned rows)
 
 
 class Valle(nn.Module):
@@ -96,27 +106,27 @@ class Valle(nn.Module):
         return self.nar_stack if self.nar_stack is not None else self.ar
 
     # ---------------------------------------------------------------------------------------- training
-    def ar_packed(
-        self, cond: Conditioning, codes: Tensor, code_lengths: Tensor, input_dropout: float = 0.0
-    ) -> Packed:
+    def ar_packed(self, rows: _Rows, input_dropout: float = 0.0) -> Packed:
         return build_ar(
             self.ar.embeddings,
-            cond,
-            codes,
-            code_lengths,
+            rows.cond,
+            rows.codes,
+            rows.code_lengths,
             stop_token=self.config.stop_token,
             segment_positions=self.config.segment_positions,
             input_dropout=input_dropout,
+            frame_symbols=rows.frame_symbols,
         )
 
-    def nar_packed(self, cond: Conditioning, codes: Tensor, code_lengths: Tensor, levels: Tensor) -> Packed:
+    def nar_packed(self, rows: _Rows, levels: Tensor) -> Packed:
         return build_nar(
             self.nar.embeddings,
-            cond,
-            codes,
-            code_lengths,
+            rows.cond,
+            rows.codes,
+            rows.code_lengths,
             levels,
             segment_positions=self.config.segment_positions,
+            frame_symbols=rows.frame_symbols,
         )
 
     def forward(
@@ -143,9 +153,11 @@ class Valle(nn.Module):
         """
         outputs, aux, attention = [], torch.zeros((), device=levels.device), ()
         ar_rows = (levels == 0).nonzero().squeeze(1)
+        advance = None
         if len(ar_rows):
-            cond, codes, code_lengths = _rows(batch, ar_rows)
-            packed = self.ar_packed(cond, codes, code_lengths, ar_input_dropout)
+            rows = _rows(batch, ar_rows)
+            cond = rows.cond
+            packed = self.ar_packed(rows, ar_input_dropout)
             h = self.ar.backbone(
                 packed.x,
                 packed.lengths,
@@ -157,11 +169,13 @@ class Valle(nn.Module):
             assert packed.targets is not None  # training batches carry their codes
             outputs.append(_level_output(self.ar.heads, h.hidden, packed.targets, 0, with_stop=True))
             aux = aux + h.aux_loss
+            if self.ar.advance is not None and packed.advance_targets is not None:
+                advance = _advance_output(self.ar.advance, h.hidden, packed.advance_targets, rows.aligned)
             if prefix_losses:
                 text_out, prompt_out = self._prefix_outputs(cond, h.hidden)
         nar_rows = (levels > 0).nonzero().squeeze(1)
         if len(nar_rows):
-            packed = self.nar_packed(*_rows(batch, nar_rows), levels[nar_rows])
+            packed = self.nar_packed(_rows(batch, nar_rows), levels[nar_rows])
             h = self.nar.backbone(packed.x, packed.lengths, causal=False)
             aux = aux + h.aux_loss
             assert packed.targets is not None  # training batches carry their codes
@@ -170,8 +184,8 @@ class Valle(nn.Module):
                 targets = torch.where((row_levels == level)[:, None], packed.targets, IGNORE)
                 outputs.append(_level_output(self.nar.heads, h.hidden, targets, level, with_stop=False))
         if prefix_losses and len(ar_rows):
-            return TrainOutput(outputs, aux, text_out, prompt_out, ar_rows, attention)
-        return TrainOutput(outputs, aux, ar_rows=ar_rows, ar_attention=attention)
+            return TrainOutput(outputs, aux, text_out, prompt_out, ar_rows, attention, advance)
+        return TrainOutput(outputs, aux, ar_rows=ar_rows, ar_attention=attention, advance=advance)
 
     def _prefix_outputs(self, cond: Conditioning, hidden: Tensor) -> tuple[LevelOutput, LevelOutput]:
         text_targets, prompt_targets = prefix_targets(cond, hidden.shape[1])
@@ -192,9 +206,11 @@ class Valle(nn.Module):
             segment_positions=self.config.segment_positions,
         )
 
-    def ar_step_input(self, codes: Tensor, step: int = 0) -> Tensor:
+    def ar_step_input(self, codes: Tensor, step: int = 0, said: Tensor | None = None) -> Tensor:
         """Level-0 codes [B] just decoded at decoding step `step` → the next AR input [B, 1, D] (as
-        `build_ar` embeds them: code j is response position j + 1)."""
+        `build_ar` embeds them: code j is response position j + 1).
+
+        `said`: [B] the text ids the next frame says (monotonic alignment; required then)."""
         emb = self.ar.embeddings
         safe = codes.clamp(
             max=self.config.codebook_size - 1
@@ -202,14 +218,33 @@ class Valle(nn.Module):
         x = emb.embed_level0(safe) + emb.level.weight[0]
         if self.config.segment_positions > 0:
             x = x + response_positions(x.shape[-1], step + 1, 1, x.device)[0].to(x.dtype)
+        if emb.said is not None:
+            if said is None:
+                raise ValueError("a model with monotonic alignment needs the text id each step says")
+            x = x + emb.said(said)
         return x[:, None, :]
 
     def ar_logits(self, hidden: Tensor) -> Tensor:
         """AR hidden states [..., D] → logits [..., V + 1] over level-0 codes and stop."""
         return self.ar.heads(hidden, 0)
 
-    def nar_logits(self, cond: Conditioning, codes: Tensor, code_lengths: Tensor, level: int) -> Tensor:
-        """Logits [B, T, V] of level `level` for every response frame, given levels < `level` of `codes`."""
+    def ar_advance(self, hidden: Tensor) -> Tensor:
+        """AR hidden states [..., D] → logits [..., ADVANCE_CLASSES]: how far the next frame moves on
+        through the text (monotonic alignment only)."""
+        if self.ar.advance is None:
+            raise ValueError("this model has no monotonic alignment (model.monotonic_alignment=false)")
+        return self.ar.advance(hidden)
+
+    def nar_logits(
+        self,
+        cond: Conditioning,
+        codes: Tensor,
+        code_lengths: Tensor,
+        level: int,
+        frame_symbols: Tensor | None = None,
+    ) -> Tensor:
+        """Logits [B, T, V] of level `level` for every response frame, given levels < `level` of `codes`
+        (and, with monotonic alignment, the text id each frame says)."""
         levels = torch.full((codes.shape[0],), level, dtype=torch.long, device=codes.device)
         packed = build_nar(
             self.nar.embeddings,
@@ -219,6 +254,7 @@ class Valle(nn.Module):
             levels,
             with_targets=False,
             segment_positions=self.config.segment_positions,
+            frame_symbols=frame_symbols,
         )
         hidden = self.nar.backbone(packed.x, packed.lengths, causal=False).hidden
         frames = torch.arange(codes.shape[2], device=codes.device)[None, :]
@@ -227,15 +263,41 @@ class Valle(nn.Module):
         return self.nar.heads(response, level)[..., : self.config.codebook_size]
 
 
-def _rows(batch: Batch, rows: Tensor) -> tuple[Conditioning, Tensor, Tensor]:
-    """The conditioning, codes and code lengths of `rows` (the batch's own when it is every row)."""
+@dataclass
+class _Rows:
+    """What the model reads of some rows of a batch."""
+
+    cond: Conditioning
+    codes: Tensor
+    code_lengths: Tensor
+    frame_symbols: Tensor | None
+    aligned: Tensor | None
+
+
+def _rows(batch: Batch, rows: Tensor) -> _Rows:
+    """The conditioning, codes, lengths and alignment of `rows` (the batch's own when it is every row)."""
     if len(rows) == batch.size:
-        return batch.cond, batch.codes, batch.code_lengths
-    return (
+        return _Rows(batch.cond, batch.codes, batch.code_lengths, batch.frame_symbols, batch.aligned)
+
+    def pick(t: Tensor | None) -> Tensor | None:
+        return None if t is None else t.index_select(0, rows)
+
+    return _Rows(
         batch.cond.select(rows),
         batch.codes.index_select(0, rows),
         batch.code_lengths.index_select(0, rows),
+        pick(batch.frame_symbols),
+        pick(batch.aligned),
     )
+
+
+def _advance_output(head: nn.Module, hidden: Tensor, targets: Tensor, aligned: Tensor | None) -> LevelOutput:
+    """Advance logits where there is a target, in rows whose frame symbols come from an alignment (an
+    even spread would teach the wrong durations)."""
+    if aligned is not None:
+        targets = torch.where(aligned[:, None], targets, IGNORE)
+    where = targets != IGNORE
+    return LevelOutput(-2, head(hidden[where]), targets[where])
 
 
 def _level_output(heads: Heads, hidden: Tensor, targets: Tensor, level: int, with_stop: bool) -> LevelOutput:

@@ -41,12 +41,53 @@ class ArResult:
     codes: Tensor  # [B, T] level-0 codes, 0 after each row's end
     lengths: Tensor  # [B] frames per row
     hit_limit: Tensor  # [B] bool: the row reached max_steps without a stop token
+    # [B, T] the text id each frame says (monotonic alignment: the AR's own pointer; else None)
+    frame_symbols: Tensor | None = None
+
+
+class TextPointer:
+    """Monotonic alignment while decoding: which text id each row's next frame says.
+
+    It starts at `cond.starts` and after every frame moves on by a draw from the AR's advance
+    distribution, never past the row's last id (`<eos>`). Drawn, not its argmax: "stay" is the likelier
+    class at almost every frame (a symbol lasts several frames), so an argmax would rarely move on and
+    stretch every symbol; a draw gives each symbol the duration the model expects. The decode's generator
+    draws, so a seeded decode repeats.
+    """
+
+    def __init__(
+        self, model: Valle, cond: Conditioning, max_steps: int, generator: torch.Generator | None = None
+    ) -> None:
+        self.model, self.text, self.generator = model, cond.text, generator
+        self.last = (cond.text_lengths - 1).clamp(min=0)
+        self.at = torch.minimum(cond.starts, self.last)
+        self.history = torch.zeros(cond.size, max_steps, dtype=torch.long, device=cond.device)
+
+    def advance(self, step: int, hidden: Tensor) -> Tensor:
+        """Record where frame `step` was, move on by the AR's prediction from its hidden state [B, D];
+        return the text ids [B] the next frame says."""
+        self.history[:, step] = self.at
+        probs = self.model.ar_advance(hidden).float().softmax(-1)
+        moved = self.at + torch.multinomial(probs, 1, generator=self.generator)[:, 0]
+        self.at = torch.minimum(moved, self.last)
+        return self.text.gather(1, self.at[:, None])[:, 0]
+
+    def reorder(self, parents: Tensor) -> None:
+        """Beam search: each row continues its parent's reading."""
+        self.at, self.history = self.at.index_select(0, parents), self.history.index_select(0, parents)
+        self.text, self.last = self.text.index_select(0, parents), self.last.index_select(0, parents)
+
+
+def _pointer(
+    model: Valle, cond: Conditioning, max_steps: int, generator: torch.Generator | None = None
+) -> TextPointer | None:
+    return TextPointer(model, cond, max_steps, generator) if model.config.monotonic_alignment else None
 
 
 def _start(
     model: Valle, cond: Conditioning, limits: DecodeLimits, capacity: Callable[[int], int] | None = None
 ) -> tuple[DecodeCache, Tensor]:
-    """Prefill: cache holding the prefix, and the logits [B, V + 1] of the first code.
+    """Prefill: cache holding the prefix, and the hidden state [B, D] that predicts the first code.
 
     `capacity` maps the positions needed to the cache size (the fast path rounds it up)."""
     packed = model.ar_prefix(cond)
@@ -58,8 +99,7 @@ def _start(
     cache = backbone.new_cache(cond.size, capacity(needed) if capacity else needed, window=window)
     prefix = packed.prefix_lengths if model.config.prefix_lm else None
     hidden = backbone.step(packed.x, cache, lengths=packed.lengths, prefix_lengths=prefix)
-    last = hidden[torch.arange(cond.size, device=cond.device), packed.lengths - 1]
-    return cache, model.ar_logits(last)
+    return cache, hidden[torch.arange(cond.size, device=cond.device), packed.lengths - 1]
 
 
 @torch.inference_mode()
@@ -88,7 +128,9 @@ def decode_ar(
     """
     batch, stop, max_steps, device = cond.size, model.config.stop_token, limits.max_steps, cond.device
     fast_path = fast_step(model, limits.max_context) if fast else None
-    cache, logits = _start(model, cond, limits, static_capacity if fast_path else None)
+    cache, hidden = _start(model, cond, limits, static_capacity if fast_path else None)
+    logits, pointer = model.ar_logits(hidden), _pointer(model, cond, max_steps, generator)
+    said = None
     step_fn = fast_path.bind(cache) if fast_path else None
     history = torch.full((batch, max_steps), -1, dtype=torch.long, device=device)
     lengths = torch.full((batch,), max_steps, dtype=torch.long, device=device)
@@ -104,6 +146,8 @@ def decode_ar(
         lengths = torch.where(~finished & (codes == stop), step, lengths)
         finished = finished | (codes == stop)
         history[:, step] = torch.where(finished, -1, codes)
+        if pointer is not None:
+            said = pointer.advance(step, hidden)
         if on_step is not None:
             on_step(step)
         if bool(finished.all()):
@@ -111,11 +155,12 @@ def decode_ar(
         if step_fn is not None:
             logits = step_fn(codes)
         else:
-            hidden = model.ar.backbone.step(model.ar_step_input(codes, step), cache)
-            logits = model.ar_logits(hidden[:, 0])
+            hidden = model.ar.backbone.step(model.ar_step_input(codes, step, said), cache)[:, 0]
+            logits = model.ar_logits(hidden)
     width = int(lengths.max()) if batch else 0
     out = history[:, :width].clamp(min=0)
-    return ArResult(out, lengths, hit_limit | ~finished)
+    frame_symbols = pointer.history[:, :width] if pointer is not None else None
+    return ArResult(out, lengths, hit_limit | ~finished, frame_symbols)
 
 
 @torch.inference_mode()
@@ -126,19 +171,24 @@ def decode_ar_beam(
     limits: DecodeLimits,
     *,
     on_step: Callable[[int], None] | None = None,
+    generator: torch.Generator | None = None,
 ) -> ArResult:
     """Beam search of `width` over accumulated log-probabilities (docs/design.md, "Beam search").
 
     Each row is expanded to `sampler.cfg.beam_width` beams (scored after the repetition and length
     penalties); after every step the cache rows are reordered so each
     beam continues its parent. Finished beams are kept until all are done or `limits.max_steps` (the
-    per-row limits are not applied); the best beam by length-normalised score is returned.
+    per-row limits are not applied); the best beam by length-normalised score is returned. With monotonic
+    alignment, `generator` draws each beam's text pointer (`TextPointer`).
     """
     from valle.sampling.beam import beam_step, best_beam, initial_scores
 
     batch, stop, width = cond.size, model.config.stop_token, sampler.cfg.beam_width
     max_steps, device = limits.max_steps, cond.device
-    cache, logits = _start(model, cond.repeat_rows(width), limits)
+    beams = cond.repeat_rows(width)
+    cache, hidden = _start(model, beams, limits)
+    logits, pointer = model.ar_logits(hidden), _pointer(model, beams, max_steps, generator)
+    said = None
     scores = initial_scores(batch, width, device)
     finished = torch.zeros(batch, width, dtype=torch.bool, device=device)
     lengths = torch.zeros(batch, width, dtype=torch.long, device=device)
@@ -148,6 +198,10 @@ def decode_ar_beam(
         log_probs = sampler.beam_log_probs(logits, history[:, :step], step).view(batch, width, -1)
         chosen = beam_step(log_probs, scores, finished, stop, lengths)
         parents = (rows + chosen.parents).view(-1)
+        if pointer is not None:
+            pointer.advance(step, hidden)  # each beam's own reading, then carried to its children
+            pointer.reorder(parents)
+            said = pointer.text.gather(1, pointer.at[:, None])[:, 0]
         cache, history = cache.reorder(parents), history.index_select(0, parents)
         assert chosen.lengths is not None  # lengths passed in come back extended
         scores, finished, lengths = chosen.scores, chosen.finished, chosen.lengths
@@ -156,11 +210,12 @@ def decode_ar_beam(
             on_step(step)
         if bool(finished.all()):
             break
-        hidden = model.ar.backbone.step(model.ar_step_input(chosen.tokens.view(-1), step), cache)
-        logits = model.ar_logits(hidden[:, 0])
+        hidden = model.ar.backbone.step(model.ar_step_input(chosen.tokens.view(-1), step, said), cache)[:, 0]
+        logits = model.ar_logits(hidden)
     best = best_beam(scores, lengths, finished)
     pick = rows[:, 0] + best
     done = finished.gather(1, best[:, None])[:, 0]
     frames = torch.where(done, lengths.gather(1, best[:, None])[:, 0] - 1, max_steps)
     width_out = int(frames.max()) if batch else 0
-    return ArResult(history.index_select(0, pick)[:, :width_out].clamp(min=0), frames, ~done)
+    frame_symbols = pointer.history.index_select(0, pick)[:, :width_out] if pointer is not None else None
+    return ArResult(history.index_select(0, pick)[:, :width_out].clamp(min=0), frames, ~done, frame_symbols)

@@ -58,10 +58,17 @@ def decode(
     sampler, limits = ArSampler(config, model.config.stop_token), ar_limits(config, cond)
     ar: ArResult
     if config.beam_width > 1:
-        ar = decode_ar_beam(model, cond, sampler, limits, on_step=on_step)
+        ar = decode_ar_beam(model, cond, sampler, limits, on_step=on_step, generator=generator)
     else:
         ar = decode_ar(model, cond, sampler, limits, generator=generator, on_step=on_step, fast=fast)
     codes = decode_nar(
-        model, cond, ar.codes, ar.lengths, NarSampler(config), generator=generator, on_level=on_level
+        model,
+        cond,
+        ar.codes,
+        ar.lengths,
+        NarSampler(config),
+        generator=generator,
+        on_level=on_level,
+        frame_symbols=ar.frame_symbols,
     )
     return Decoded(codes, ar.lengths, ar.hit_limit)

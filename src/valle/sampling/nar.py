@@ -22,6 +22,7 @@ def decode_nar(
     *,
     generator: torch.Generator | None = None,
     on_level: Callable[[int], None] | None = None,
+    frame_symbols: Tensor | None = None,
 ) -> Tensor:
     """Fill levels 1..L-1 given level 0.
 
@@ -31,6 +32,7 @@ def decode_nar(
         sampler: logits [N, V] → codes [N] (the NAR sampler: argmax at temperature 0).
         generator: the random source of sampling (None: torch's global one).
         on_level: called after every level (progress bars).
+        frame_symbols: [B, T] the text id each frame says (monotonic alignment: the AR's pointer).
 
     Returns:
         codes [B, L, T] (0 past each row's length).
@@ -40,7 +42,7 @@ def decode_nar(
     codes[:, 0] = level0
     valid = torch.arange(frames, device=level0.device)[None, :] < lengths[:, None]
     for level in range(1, model.config.n_levels):
-        logits = model.nar_logits(cond, codes, lengths, level)
+        logits = model.nar_logits(cond, codes, lengths, level, frame_symbols)
         sampled = sampler(logits, generator=generator)
         codes[:, level] = torch.where(valid, sampled, 0)
         if on_level is not None:

@@ -125,7 +125,12 @@ class Synthesizer:
         ]
         # A prompt with its transcript is continued: the text covers it (continuation mode).
         continues = torch.tensor([bool(p.text) for p in prompts])
-        cond = Conditioning.pad(ids, [p.codes for p in prompts], self.loaded.symbols.pad_id, continues)
+        starts = None
+        if self.model.config.monotonic_alignment:  # a continued prompt's own words are already said
+            starts = torch.tensor([len(self.text_ids(p.text, language)) if p.text else 0 for p in prompts])
+        cond = Conditioning.pad(
+            ids, [p.codes for p in prompts], self.loaded.symbols.pad_id, continues, starts
+        )
         cond = cond.to(self.device)
         steps = ar_limits(config, cond).max_steps
         bar = tqdm(total=steps, desc="AR", unit="step", disable=not progress, leave=False)

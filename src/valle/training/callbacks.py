@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
@@ -63,9 +62,9 @@ class SampleAudio(L.Callback):
     def _speak(self, model, cond: Conditioning, info: CodecInfo) -> tuple[torch.Tensor, torch.Tensor]:
         max_steps = max(1, int(self.max_seconds * info.frame_rate))
         config = SamplerConfig(ar_temperature=0.0, max_ar_steps=max_steps)
-        # continuation flags dropped: every row is decoded with a cross-utterance prompt layout, prefix
-        # rows included (passing them would move the text positions of models with segment_positions)
-        out = decode(model, replace(cond, continues=None), config)
+        # each row as training laid it out: a prefix row continues its prompt (its text covers the prompt,
+        # its text positions and, with monotonic alignment, its start symbol follow from that)
+        out = decode(model, cond, config)
         return out.codes, out.lengths
 
     @staticmethod

@@ -47,6 +47,9 @@ class TrainingConfig:
     # AR: drop this share of the response's input codes (Tacotron's prenet dropout, as whole tokens), so
     # that copying the last frame stops paying and the text has to be read (docs/training.md)
     ar_input_dropout: float = 0.0
+    # monotonic alignment (model.monotonic_alignment): weight of the AR's "how far does the next frame
+    # move on through the text" cross-entropy
+    advance_loss_weight: float = 1.0
     seed: int = 0  # levels are drawn from (seed, step), so a resumed run draws what it would have
     guided_attention: GuidedAttentionConfig = field(default_factory=GuidedAttentionConfig)
 
@@ -199,7 +202,10 @@ class ValleModule(L.LightningModule):
             ar_input_dropout=tc.ar_input_dropout,
         )
         loss = (
-            self._train_loss(output, batch) + self._prefix_loss(output) + self._alignment_loss(output, batch)
+            self._train_loss(output, batch)
+            + self._prefix_loss(output)
+            + self._alignment_loss(output, batch)
+            + self._advance_loss(output, "train")
         )
         self._count(batch)
         self._rng_next_step = capture_rng_state()  # backward and the optimizer draw nothing
@@ -273,8 +279,10 @@ class ValleModule(L.LightningModule):
         batch_size = batch.size
         for level in range(self.config.n_levels):
             levels = torch.full((batch_size,), level, dtype=torch.long, device=self.device)
-            [out] = self.model(batch, levels).levels
+            output = self.model(batch, levels)
+            [out] = output.levels
             loss_sum = F.cross_entropy(out.logits.float(), out.targets, reduction="sum")
+            self._advance_loss(output, "val")
             val_sums[level] += torch.stack([loss_sum, loss_sum.new_tensor(out.targets.numel())])
             self._log_accuracy(out, "val")
             if level == 0 and batch_size > 1:
@@ -309,6 +317,19 @@ class ValleModule(L.LightningModule):
         if gap[2] > 0:
             self.log("val/loss_ar_other_text", float(gap[1] / gap[2]))
             self.log("val/text_gap", float((gap[1] - gap[0]) / gap[2]), prog_bar=True)
+
+    def _advance_loss(self, output: TrainOutput, split: str) -> Tensor | float:
+        """Monotonic alignment: the weighted cross-entropy of the AR's advance predictions, logged with
+        its accuracy (`{split}/loss_advance`, `{split}/acc_advance`)."""
+        part = output.advance
+        if part is None or not part.targets.numel():
+            return 0.0
+        loss = F.cross_entropy(part.logits.float(), part.targets)
+        n = part.targets.numel()
+        self.log(f"{split}/loss_advance", loss, batch_size=n)
+        accuracy = (part.logits.argmax(-1) == part.targets).float().mean()
+        self.log(f"{split}/acc_advance", accuracy, batch_size=n)
+        return self.training_config.advance_loss_weight * loss
 
     def _prefix_loss(self, output: TrainOutput) -> Tensor | float:
         """The optional, small-weighted AR losses on the text and prompt positions."""

@@ -32,15 +32,23 @@ class Conditioning:
     # [B] bool: the prompt is the beginning of the utterance the text describes (continuation mode);
     # None reads as False for every row
     continues: Tensor | None = None
+    # [B] int64: the text id the response's first frame says, for a model with monotonic alignment (a
+    # continuation row starts after its prompt's words); None reads as 0 (`<bos>`) for every row
+    start_symbol: Tensor | None = None
 
     @classmethod
     def pad(
-        cls, texts: Sequence[Tensor], prompts: Sequence[Tensor], pad_id: int, continues: Tensor | None = None
+        cls,
+        texts: Sequence[Tensor],
+        prompts: Sequence[Tensor],
+        pad_id: int,
+        continues: Tensor | None = None,
+        start_symbol: Tensor | None = None,
     ) -> Conditioning:
         """Per-row text ids [N_i] and prompt codes [L, Tp_i] → one right-padded conditioning (on the CPU)."""
         text, text_lengths = pad_1d(texts, pad_id)
         prompt, prompt_lengths = pad_codes(prompts)
-        return cls(text, text_lengths, prompt, prompt_lengths, continues)
+        return cls(text, text_lengths, prompt, prompt_lengths, continues, start_symbol)
 
     @property
     def size(self) -> int:
@@ -50,6 +58,13 @@ class Conditioning:
     @property
     def device(self) -> torch.device:
         return self.text.device
+
+    @property
+    def starts(self) -> Tensor:
+        """[B] int64: the text id each row's response starts at (`start_symbol`, or 0)."""
+        if self.start_symbol is None:
+            return torch.zeros(self.size, dtype=torch.long, device=self.device)
+        return self.start_symbol
 
     @property
     def continuing(self) -> Tensor:
@@ -76,8 +91,9 @@ class Conditioning:
     def _map(self, fn: Callable[[Tensor], Tensor]) -> Conditioning:
         """Every tensor of the bundle through `fn`: one place that knows them all."""
         continues = None if self.continues is None else fn(self.continues)
+        start_symbol = None if self.start_symbol is None else fn(self.start_symbol)
         return Conditioning(
-            fn(self.text), fn(self.text_lengths), fn(self.prompt), fn(self.prompt_lengths), continues
+            fn(self.text), fn(self.text_lengths), fn(self.prompt), fn(self.prompt_lengths), continues, start_symbol
         )
 
 
@@ -92,6 +108,9 @@ class Batch:
     cond: Conditioning
     codes: Tensor  # [B, L, T] int64 target codes, right-padded with 0
     code_lengths: Tensor  # [B] valid frames per row
+    # [B, T] int64: the text id each target frame says (from the alignment; 0 past each row's frames)
+    frame_symbols: Tensor | None = None
+    aligned: Tensor | None = None  # [B] bool: `frame_symbols` comes from an alignment, not an even spread
     # What the data layer reports; a batch built by hand (a benchmark, a test) may leave it out.
     keys: list[str] = field(default_factory=list)  # [B] sample keys `{group}/{speaker}/{id}`
     prompt_keys: list[str] = field(default_factory=list)  # [B] the key each row's prompt was cut from
@@ -122,4 +141,6 @@ class Batch:
             cond=self.cond.to(device, non_blocking),
             codes=self.codes.to(device, non_blocking=non_blocking),
             code_lengths=self.code_lengths.to(device, non_blocking=non_blocking),
+            frame_symbols=None if self.frame_symbols is None else self.frame_symbols.to(device, non_blocking=non_blocking),
+            aligned=None if self.aligned is None else self.aligned.to(device, non_blocking=non_blocking),
         )

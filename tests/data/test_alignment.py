@@ -1,0 +1,99 @@
+"""Forced alignments → frames per text id: festival's own timings through prepare, and TextGrids whose
+words espeak-ng groups differently."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import numpy as np
+import pytest
+
+from tests.conftest import prepare_settings
+from valle.corpus import Voice, build_corpus
+from valle.data.alignment import frame_symbols, symbol_durations
+from valle.data.prepare import prepare
+from valle.text.phonemize import phonemize
+from valle.utils.textgrid import Interval, read_textgrid
+
+
+def ids_of(symbols):
+    return ["<bos>", "<lang>", *symbols, "<eos>"]
+
+
+def test_pauses_go_to_punctuation_and_silences_to_the_markers():
+    symbols = phonemize("Hello, world.")  # h ə l ˈoʊ , ␣ w ˈɜː l d .
+    words = [Interval(0, 0.2, ""), Interval(0.2, 0.6, "hello"), Interval(0.6, 0.9, "sil"), Interval(0.9, 1.3, "world")]
+    durations = symbol_durations(symbols, words, None, frames=75, frame_rate=50)
+    assert durations is not None and durations.sum() == 75 and len(durations) == len(symbols) + 3
+    said = dict(zip(ids_of(symbols), durations.tolist(), strict=True))
+    assert said["<bos>"] == 10 and said["<lang>"] == 0  # 0.2 s of silence before the first word
+    assert said[","] == 15 and said[" "] == 0  # the comma holds the 0.3 s pause
+    assert said["<eos>"] == 75 - 65  # from the last word's end (1.3 s) to the last frame
+    spans = np.cumsum(durations)
+    hello_phones = [i + 2 for i, s in enumerate(symbols[:4])]
+    assert spans[hello_phones[-1]] == 30 and spans[hello_phones[0] - 1] == 10  # "hello" is 0.2–0.6 s
+
+
+def test_words_espeak_joins_are_paired_with_the_aligners_separate_words():
+    symbols = phonemize("Sit in the car")
+    groups = "".join(symbols).split(" ")
+    assert len(groups) == 3, groups  # espeak-ng says "in the" as one word
+    words = [Interval(0.0, 0.3, "sit"), Interval(0.3, 0.45, "in"), Interval(0.45, 0.6, "the"), Interval(0.6, 1.0, "car")]
+    durations = symbol_durations(symbols, words, None, frames=50, frame_rate=50)
+    assert durations is not None
+    ends = np.cumsum(durations)
+    last_of = [i + 2 for i, s in enumerate(symbols) if i + 1 == len(symbols) or symbols[i + 1] == " "]
+    assert ends[last_of].tolist() == [15, 30, 50]  # sit | in the | car
+
+
+@pytest.fixture(scope="module")
+def festival_shards(tmp_path_factory, tiny_codec):
+    voices = [Voice("plain", "kal_diphone", "festival"), Voice("slower", "kal_diphone", "festival", speed=0.9)]
+    corpus = build_corpus(tmp_path_factory.mktemp("corpus"), voices, n_sentences=3, spread=0)
+    output = tmp_path_factory.mktemp("shards")
+    index = prepare(prepare_settings(corpus, output), tiny_codec, tiny_codec.info).index
+    return corpus, output, index
+
+
+def test_festival_corpus_writes_its_timings_and_speed_variants_scale_them(festival_shards):
+    corpus, _, _ = festival_shards
+    plain = sorted((corpus / "builtin" / "plain").glob("*.TextGrid"))
+    slower = sorted((corpus / "builtin" / "slower").glob("*.TextGrid"))
+    assert len(plain) == len(slower) == 3
+    for a, b in zip(plain, slower, strict=True):
+        words_a = [w for w in read_textgrid(a)["words"] if w.text]
+        words_b = [w for w in read_textgrid(b)["words"] if w.text]
+        text = a.with_suffix(".txt").read_text().lower()
+        assert [w.text.lower() for w in words_a] == [w.text.lower() for w in words_b]
+        assert all(w.text.lower() in text for w in words_a)
+        assert words_b[-1].end == pytest.approx(words_a[-1].end / 0.9, rel=1e-3)
+
+
+def test_prepare_stores_frames_per_text_id_that_follow_the_words(festival_shards, tiny_codec):
+    corpus, output, index = festival_shards
+    assert all(row.aligned for row in index.samples) and len(index.samples) == 6
+    rate = tiny_codec.info.frame_rate
+    for shard in index.shard_paths():
+        with tarfile.open(shard) as tar:
+            members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+        for name in [n for n in members if n.endswith(".durations.npy")]:
+            key = name[: -len(".durations.npy")]
+            durations = np.load(io.BytesIO(members[name]))
+            codes = np.load(io.BytesIO(members[key + ".codes.npy"]))
+            symbols = json.loads(members[key + ".phonemes.json"])["symbols"]
+            assert durations.sum() == codes.shape[1] and len(durations) == len(symbols) + 3
+            said = frame_symbols(durations)
+            assert (np.diff(said) >= 0).all()  # read once, in order
+            # the first phone starts where festival's first word does (within a frame)
+            grid = corpus / "builtin" / key.split("/")[1] / (key.split("/")[2] + ".TextGrid")
+            first_word = next(w for w in read_textgrid(grid)["words"] if w.text)
+            assert abs(int(np.argmax(said >= 2)) - first_word.start * rate) <= 1.0
+
+
+def test_audio_without_a_textgrid_is_prepared_unaligned(tiny_shards):
+    from valle.data.index import ShardIndex
+
+    index = ShardIndex.load(tiny_shards)
+    assert not any(row.aligned for row in index.samples)

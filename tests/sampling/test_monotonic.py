@@ -1,0 +1,90 @@
+"""Decoding with monotonic alignment: a text pointer that starts where the row starts, moves on only as
+the AR's advance head says, never backwards and never past `<eos>`, and reaches the NAR."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from valle.models.config import ValleConfig
+from valle.models.sequence import ADVANCE_CLASSES
+from valle.models.valle import Valle
+from valle.sampling.ar import DecodeLimits, decode_ar, decode_ar_beam
+from valle.sampling.decode import decode
+from valle.sampling.pipeline import ArSampler, SamplerConfig
+from valle.utils.batch import Conditioning
+
+TEXT_LENGTHS = (9, 6)
+
+
+def aligned_model(advance_by: int | None = None) -> Valle:
+    """A tiny model with monotonic alignment; `advance_by` pins its advance head to that many ids a frame."""
+    torch.manual_seed(0)
+    model = Valle(ValleConfig.tiny(monotonic_alignment=True).with_data(20, 3, 32)).eval()
+    assert model.ar.advance is not None
+    if advance_by is not None:
+        with torch.no_grad():
+            model.ar.advance.weight.zero_()
+            model.ar.advance.bias.copy_(torch.nn.functional.one_hot(torch.tensor(advance_by), ADVANCE_CLASSES) * 10.0)
+    return model
+
+
+def conditioning(starts=(0, 3)) -> Conditioning:
+    g = torch.Generator().manual_seed(1)
+    text = [torch.randint(1, 20, (n,), generator=g) for n in TEXT_LENGTHS]
+    prompts = [torch.randint(0, 32, (3, n), generator=g) for n in (12, 7)]
+    return Conditioning.pad(text, prompts, 0, torch.tensor([False, True]), torch.tensor(starts))
+
+
+def never_stops(model: Valle) -> ArSampler:
+    with torch.no_grad():  # the stop logit out of reach, so every row runs to the step limit
+        model.ar.heads.bias[0, -1] = -1e4
+    return ArSampler(SamplerConfig(ar_temperature=0.0), model.config.stop_token)
+
+
+@pytest.mark.parametrize("beam", [False, True], ids=["greedy", "beam"])
+def test_the_pointer_follows_the_advance_head_from_each_rows_start_to_eos(beam):
+    model = aligned_model(advance_by=1)
+    sampler, limits = never_stops(model), DecodeLimits(max_steps=12)
+    if beam:
+        sampler = ArSampler(SamplerConfig(ar_temperature=0.0, beam_width=2), model.config.stop_token)
+        result = decode_ar_beam(model, conditioning(), sampler, limits)
+    else:
+        result = decode_ar(model, conditioning(), sampler, limits)
+    assert result.frame_symbols is not None and result.frame_symbols.shape == result.codes.shape
+    for row, (start, n) in enumerate(zip((0, 3), TEXT_LENGTHS, strict=True)):
+        frames = int(result.lengths[row])
+        expected = torch.clamp(torch.arange(start, start + frames), max=n - 1)
+        assert torch.equal(result.frame_symbols[row, :frames], expected)
+
+
+def test_a_pointer_that_never_advances_stays_on_the_start_symbol():
+    model = aligned_model(advance_by=0)
+    result = decode_ar(model, conditioning(), never_stops(model), DecodeLimits(max_steps=6))
+    assert result.frame_symbols is not None
+    assert result.frame_symbols[0].eq(0).all() and result.frame_symbols[1].eq(3).all()
+
+
+def test_a_trained_style_random_head_only_moves_forward_and_the_nar_hears_the_pointer():
+    model = aligned_model()
+    cond = conditioning()
+    sampler, limits = never_stops(model), DecodeLimits(max_steps=10)
+    result = decode_ar(model, cond, sampler, limits)
+    assert result.frame_symbols is not None
+    assert (result.frame_symbols.diff(dim=1) >= 0).all()
+    assert (result.frame_symbols.max(dim=1).values < torch.tensor(TEXT_LENGTHS)).all()
+    # the NAR reads which symbol each frame says: other frame symbols, other level-1 logits
+    level0 = result.codes[:, None].expand(-1, 3, -1).clone()
+    said = model.nar_logits(cond, level0, result.lengths, 1, result.frame_symbols)
+    other = model.nar_logits(cond, level0, result.lengths, 1, torch.zeros_like(result.frame_symbols))
+    assert not torch.allclose(said, other)
+
+
+def test_decode_passes_the_pointer_to_the_nar_and_the_fast_path_declines():
+    model = aligned_model(advance_by=1)
+    cond = conditioning()
+    config = SamplerConfig(ar_temperature=0.0, max_ar_steps=8)
+    plain, fast = decode(model, cond, config), decode(model, cond, config, fast=True)
+    assert torch.equal(plain.codes, fast.codes)  # the compiled step cannot follow the pointer: eager
+    with pytest.raises(ValueError, match="needs the text id each step says"):
+        model.ar_step_input(torch.zeros(2, dtype=torch.long))
