@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from valle.codecs import build_codec
-from valle.corpus import build_corpus, espeak_voices
+from valle.corpus import Voice, build_corpus, espeak_voices
+from valle.data.index import ShardIndex
 from valle.data.prepare import PrepareSettings, prepare
 from valle.models.quantize import FBGEMM_CPUS
 
@@ -63,6 +64,18 @@ def tiny_shards(tiny_corpus, tiny_codec, tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("shards")
     prepare(prepare_settings(tiny_corpus, output), tiny_codec, tiny_codec.info)
     return output
+
+
+@pytest.fixture(scope="session")
+def aligned_corpus(tmp_path_factory, tiny_codec) -> tuple[Path, Path, ShardIndex]:
+    """(corpus, shards, index): a festival voice at two speeds × 3 sentences, with festival's own timings
+    as TextGrids beside the wavs, prepared into aligned shards."""
+    voices = [Voice("plain", "kal_diphone", "festival"), Voice("slower", "kal_diphone", "festival", speed=0.9)]
+    corpus = build_corpus(tmp_path_factory.mktemp("aligned-corpus"), voices, n_sentences=3, spread=0)
+    output = tmp_path_factory.mktemp("aligned-shards")
+    index = prepare(prepare_settings(corpus, output), tiny_codec, tiny_codec.info).index
+    assert index is not None
+    return corpus, output, index
 
 
 @pytest.fixture

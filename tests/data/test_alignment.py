@@ -10,10 +10,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from tests.conftest import prepare_settings
-from valle.corpus import Voice, build_corpus
 from valle.data.alignment import frame_symbols, symbol_durations
-from valle.data.prepare import prepare
 from valle.text.phonemize import phonemize
 from valle.utils.textgrid import Interval, read_textgrid
 
@@ -48,17 +45,8 @@ def test_words_espeak_joins_are_paired_with_the_aligners_separate_words():
     assert ends[last_of].tolist() == [15, 30, 50]  # sit | in the | car
 
 
-@pytest.fixture(scope="module")
-def festival_shards(tmp_path_factory, tiny_codec):
-    voices = [Voice("plain", "kal_diphone", "festival"), Voice("slower", "kal_diphone", "festival", speed=0.9)]
-    corpus = build_corpus(tmp_path_factory.mktemp("corpus"), voices, n_sentences=3, spread=0)
-    output = tmp_path_factory.mktemp("shards")
-    index = prepare(prepare_settings(corpus, output), tiny_codec, tiny_codec.info).index
-    return corpus, output, index
-
-
-def test_festival_corpus_writes_its_timings_and_speed_variants_scale_them(festival_shards):
-    corpus, _, _ = festival_shards
+def test_festival_corpus_writes_its_timings_and_speed_variants_scale_them(aligned_corpus):
+    corpus, _, _ = aligned_corpus
     plain = sorted((corpus / "builtin" / "plain").glob("*.TextGrid"))
     slower = sorted((corpus / "builtin" / "slower").glob("*.TextGrid"))
     assert len(plain) == len(slower) == 3
@@ -71,8 +59,8 @@ def test_festival_corpus_writes_its_timings_and_speed_variants_scale_them(festiv
         assert words_b[-1].end == pytest.approx(words_a[-1].end / 0.9, rel=1e-3)
 
 
-def test_prepare_stores_frames_per_text_id_that_follow_the_words(festival_shards, tiny_codec):
-    corpus, output, index = festival_shards
+def test_prepare_stores_frames_per_text_id_that_follow_the_words(aligned_corpus, tiny_codec):
+    corpus, output, index = aligned_corpus
     assert all(row.aligned for row in index.samples) and len(index.samples) == 6
     rate = tiny_codec.info.frame_rate
     for shard in index.shard_paths():

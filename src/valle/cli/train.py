@@ -39,10 +39,39 @@ def build_datamodule(cfg: DictConfig) -> ValleDataModule:
     return dm
 
 
+def check_alignments(model: ValleConfig, dm: ValleDataModule, root: str) -> None:
+    """A model with monotonic alignment learns durations from the shards' alignments: refuse data with
+    none, and say how much of it lacks them (those utterances train on an even spread, without the
+    advance loss)."""
+    if not model.monotonic_alignment:
+        return
+    assert dm.index is not None  # build_datamodule has set it up
+    rows = dm.index.samples
+    aligned = sum(row.aligned for row in rows)
+    fix = (
+        "put a `{stem}.TextGrid` with a \"words\" tier (e.g. from the Montreal Forced Aligner) beside "
+        "each audio file and re-run prepare"
+    )
+    if not aligned:
+        raise ConfigError(
+            f"model.monotonic_alignment=true, but none of the {len(rows)} utterances in data.root={root} "
+            f"has an alignment: {fix}, or set model.monotonic_alignment=false"
+        )
+    if aligned < len(rows):
+        log.warning(
+            "%d of %d utterances have no alignment: they train with an even spread of frames over their "
+            "text and no advance loss; %s",
+            len(rows) - aligned,
+            len(rows),
+            fix,
+        )
+
+
 def build_module(cfg: DictConfig, dm: ValleDataModule) -> ValleModule:
     model = typed(ValleConfig, cfg.model).with_data(
         len(dm.symbols), dm.codec_info.n_levels, dm.codec_info.codebook_size
     )
+    check_alignments(model, dm, cfg.data.root)
     return ValleModule(
         model=model.to_dict(),
         symbols=dm.symbols.to_dict(),

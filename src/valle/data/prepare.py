@@ -595,8 +595,7 @@ def summarize(result: PrepareResult) -> str:
             f"utterances: {len(index.samples)}, speakers: {len(index.by_speaker())}, "
             f"hours: {index.hours():.3f}, symbols: {len(index.symbols)}",
             f"aligned: {sum(row.aligned for row in index.samples)} of {len(index.samples)} utterances "
-            "(a `{stem}.TextGrid` beside the audio whose words match the transcript's; "
-            "model.monotonic_alignment needs them)",
+            "(from a `{stem}.TextGrid` beside the audio; model.monotonic_alignment needs them)",
         ]
         skipped = index.skipped
     else:
