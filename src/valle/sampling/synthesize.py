@@ -18,10 +18,9 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from valle.codecs import codec_for
+from valle.card import LoadedModel
 from valle.codecs.base import Codec
 from valle.errors import ConfigError
-from valle.export import LoadedModel
 from valle.models.quantize import quantize as quantize_model
 from valle.models.valle import Valle
 from valle.sampling.decode import ar_limits, decode
@@ -65,7 +64,7 @@ class Synthesizer:
     Args:
         loaded: from `valle.load`.
         codec: the codec to decode with (default: the model's, built with `codec_weights`: None for the
-            weights it was trained with, see `valle.codecs.codec_for`).
+            weights it was trained with, see `ModelCard.build_codec`).
         device: where the model and codec run. `loaded.model` is never changed: when it is on another
             device or in training mode, the synthesizer decodes with a copy (one more model in memory).
         quantize: "int8" runs the model's linear layers and heads with int8 weights (CPU only, faster,
@@ -87,9 +86,7 @@ class Synthesizer:
         self.loaded = loaded
         self.compile = compile
         self.model = decoding_model(loaded.model, device, quantize)
-        self.codec = (
-            (codec or codec_for(loaded.codec, codec_weights, state=loaded.codec_state)).to(device).eval()
-        )
+        self.codec = (codec or loaded.card.build_codec(codec_weights)).to(device).eval()
         loaded.codec.check_compatible(self.codec.info, "the decoding codec")
         self.device = device
 
