@@ -12,6 +12,7 @@ codec weights at its top level (`valle_stats`, `codec_state`), as `valle.checkpo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from valle.codecs import codec_for
 from valle.codecs.base import Codec, CodecInfo
@@ -85,23 +86,8 @@ class LoadedModel:
     model: Valle
     card: ModelCard
 
-    # The card's fields, for short: `valle.load(path).stats`.
-    @property
-    def config(self) -> ValleConfig:
-        return self.card.config
-
-    @property
-    def symbols(self) -> SymbolMap:
-        return self.card.symbols
-
-    @property
-    def codec(self) -> CodecInfo:
-        return self.card.codec
-
-    @property
-    def stats(self) -> dict:
-        return self.card.stats
-
-    @property
-    def codec_state(self) -> dict | None:
-        return self.card.codec_state
+    def __getattr__(self, name: str) -> Any:
+        """The card's fields, as `LoadedModel` had them before the card: `valle.load(path).stats`."""
+        if name in ModelCard.__dataclass_fields__:
+            return getattr(self.card, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")

@@ -87,13 +87,13 @@ class Synthesizer:
         self.compile = compile
         self.model = decoding_model(loaded.model, device, quantize)
         self.codec = (codec or loaded.card.build_codec(codec_weights)).to(device).eval()
-        loaded.codec.check_compatible(self.codec.info, "the decoding codec")
+        loaded.card.codec.check_compatible(self.codec.info, "the decoding codec")
         self.device = device
 
     def text_ids(self, text: str, language: str) -> torch.Tensor:
         """Text → [bos, <lang>, phonemes..., eos] ids with the model's symbol map."""
         unknown: Counter = Counter()
-        ids = self.loaded.symbols.encode(phonemize(text, language), language, unknown)
+        ids = self.loaded.card.symbols.encode(phonemize(text, language), language, unknown)
         if unknown:
             log.warning(
                 "%d phoneme(s) unknown to the model read as <unk>: %s",
@@ -122,7 +122,7 @@ class Synthesizer:
         ]
         # A prompt with its transcript is continued: the text covers it (continuation mode).
         continues = torch.tensor([bool(p.text) for p in prompts])
-        cond = Conditioning.pad(ids, [p.codes for p in prompts], self.loaded.symbols.pad_id, continues)
+        cond = Conditioning.pad(ids, [p.codes for p in prompts], self.loaded.card.symbols.pad_id, continues)
         cond = cond.to(self.device)
         steps = ar_limits(config, cond).max_steps
         bar = tqdm(total=steps, desc="AR", unit="step", disable=not progress, leave=False)
@@ -212,7 +212,7 @@ class Synthesizer:
     def _finish(self, text: str, parts: list[tuple[torch.Tensor, bool]]) -> Synthesis:
         codes = torch.cat([c for c, _ in parts], dim=1)
         seconds = codes.shape[1] / self.codec.frame_rate
-        longest = self.loaded.stats.get("longest_seconds")
+        longest = self.loaded.card.stats.get("longest_seconds")
         if longest and max(c.shape[1] for c, _ in parts) / self.codec.frame_rate > longest:
             log.warning(
                 "an output sentence is longer (%.1f s) than the longest utterance seen in training "
