@@ -19,6 +19,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from valle.card import ModelCard
 from valle.codecs import build_codec
 from valle.corpus import build_corpus
 from valle.data.datamodule import DataConfig, ValleDataModule
@@ -72,7 +73,7 @@ def measure(root: Path, scale: str, steps: int, max_tokens: int, n_buckets: int)
         len(dm.symbols), dm.codec_info.n_levels, dm.codec_info.codebook_size
     )
     torch.manual_seed(0)
-    module = ValleModule(model=config.to_dict(), symbols=dm.symbols.to_dict(), codec=dm.codec_info.to_dict())
+    module = ValleModule(ModelCard(config, dm.symbols, dm.codec_info))
     meter = Meter(warmup=3)
     L.Trainer(
         accelerator="auto",

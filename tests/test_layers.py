@@ -65,10 +65,31 @@ RULES = [
     ),
     Rule(
         "inference-without-training",
-        "valle.load and valle.synthesize (export, checkpoints, sampling/, voice) never import training/ "
-        "or data/: padding lives in utils/, below both",
-        scope=("valle.export", "valle.checkpoints", "valle.sampling", "valle.cli.voice", "valle.cli.export"),
+        "valle.load and valle.synthesize (the card, export, checkpoints, sampling/, voice) never import "
+        "training/ or data/: padding lives in utils/, below both",
+        scope=(
+            "valle.card",
+            "valle.export",
+            "valle.checkpoints",
+            "valle.sampling",
+            "valle.cli.voice",
+            "valle.cli.export",
+        ),
         forbidden=("valle.training", "valle.data"),
+    ),
+    Rule(
+        "sampling-reads-the-card",
+        "sampling/ learns what a model is from its `ModelCard` (valle.card), never from the files it came "
+        "in: it imports neither export.py nor checkpoints.py",
+        scope=("valle.sampling",),
+        forbidden=("valle.export", "valle.checkpoints"),
+    ),
+    Rule(
+        "card-below-files-and-sampling",
+        "the model card is plain data over models/, codecs/ and text/: it imports none of the layers "
+        "that read or use it (export, checkpoints, sampling/, training/, evaluate/)",
+        scope=("valle.card",),
+        forbidden=("valle.export", "valle.checkpoints", "valle.sampling", "valle.training", "valle.evaluate"),
     ),
     Rule(
         "cache-internals-stay-in-models",

@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # `import valle` stays light: torch loads on the first call
 
     import torch
 
-    from valle.export import LoadedModel
+    from valle.card import LoadedModel
     from valle.sampling.prompt import Prompt
     from valle.sampling.synthesize import Synthesis
 

@@ -1,4 +1,4 @@
-"""Reading what a checkpoint or an export describes (model, symbols, codec) without Lightning.
+"""Reading what a checkpoint or an export describes (its `ModelCard`) and its weights, without Lightning.
 
 Both file kinds load with `torch.load(weights_only=True)`: they hold tensors and plain data only.
 """
@@ -6,14 +6,13 @@ Both file kinds load with `torch.load(weights_only=True)`: they hold tensors and
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 from torch import nn
 
-from valle.codecs.base import CodecInfo
+from valle.card import ModelCard
 from valle.errors import ConfigError, MissingFileError
-from valle.text.symbols import SymbolMap
 
 EXPORT_FORMAT = "valle"
 
@@ -29,30 +28,33 @@ def load_file(path: str | Path) -> dict:
         raise ConfigError(f"{path}: not a valle checkpoint or export ({error})") from error
 
 
-def describe_file(data: dict, path: str | Path = "") -> dict:
-    """{"model", "symbols", "codec", "stats", "codec_state"} of a loaded Lightning checkpoint or export."""
+def card_dict(data: dict, path: str | Path = "") -> dict:
+    """The model card of a loaded Lightning checkpoint or export as plain data (`ModelCard.to_dict()`).
+
+    An export holds the card at its top level. A checkpoint keeps its constructor part in
+    `hyper_parameters["card"]` (those written before the card existed: `hyper_parameters` "model",
+    "symbols" and "codec"; both are read) and the stats and codec weights at its top level.
+    """
     if data.get("format") == EXPORT_FORMAT:
-        return {
-            "model": data["config"],
-            "symbols": data["symbols"],
-            "codec": data["codec"],
-            "stats": data.get("stats", {}),
-            "codec_state": data.get("codec_state"),
-        }
-    hparams = data.get("hyper_parameters")
-    if not hparams or "model" not in hparams:
+        return data
+    hparams = data.get("hyper_parameters") or {}
+    if "card" in hparams:
+        described = hparams["card"]
+    elif "model" in hparams:
+        described = {"config": hparams["model"], "symbols": hparams["symbols"], "codec": hparams["codec"]}
+    else:
         raise ConfigError(f"{path}: not a valle checkpoint (no model hyper-parameters inside)")
-    return {
-        "model": hparams["model"],
-        "symbols": hparams["symbols"],
-        "codec": hparams["codec"],
-        "stats": data.get("valle_stats", {}),
-        "codec_state": data.get("codec_state"),
-    }
+    return {**described, "stats": data.get("valle_stats"), "codec_state": data.get("codec_state")}
 
 
-def read_checkpoint_meta(path: str | Path) -> dict:
-    return describe_file(load_file(path), path)
+def card_of(data: dict, path: str | Path = "") -> ModelCard:
+    """The model card of a loaded Lightning checkpoint or export."""
+    return ModelCard.from_dict(card_dict(data, path))
+
+
+def read_card(path: str | Path) -> ModelCard:
+    """The model card of a checkpoint or export file."""
+    return card_of(load_file(path), path)
 
 
 def model_state_dict(data: dict) -> dict[str, torch.Tensor]:
@@ -62,17 +64,16 @@ def model_state_dict(data: dict) -> dict[str, torch.Tensor]:
     return {k.removeprefix("model."): v for k, v in data["state_dict"].items() if k.startswith("model.")}
 
 
-def check_compatible(found: dict, expected: Any, what: str) -> None:
+def check_compatible(found: ModelCard, expected: ModelCard, what: str) -> None:
     """Refuse weights made for another codec or symbol map, naming both sides.
 
     Args:
-        found: `describe_file(...)` of the file.
-        expected: mapping with "symbols" and "codec" (e.g. a module's hparams) of the current setup.
+        found: the card of the file.
+        expected: the card of the current setup (e.g. a module's).
         what: the file, as named in messages.
     """
-    mine, theirs = CodecInfo.from_dict(expected["codec"]), CodecInfo.from_dict(found["codec"])
-    mine.check_compatible(theirs, what)
-    old, new = SymbolMap.from_dict(found["symbols"]), SymbolMap.from_dict(expected["symbols"])
+    expected.codec.check_compatible(found.codec, what)
+    old, new = found.symbols, expected.symbols
     if old.fingerprint() != new.fingerprint():
         missing = sorted(set(new.symbols) - set(old.symbols))[:10]
         raise ConfigError(
@@ -84,19 +85,19 @@ def check_compatible(found: dict, expected: Any, what: str) -> None:
 
 
 class HasModel(Protocol):
-    """What `load_model_weights` fills: a `ValleModule`, or anything with its `model` and `hparams`."""
+    """What `load_model_weights` fills: a `ValleModule`, or anything with its `model` and `card`."""
 
     @property
     def model(self) -> nn.Module: ...
 
     @property
-    def hparams(self) -> Any: ...
+    def card(self) -> ModelCard: ...
 
 
 def load_model_weights(module: HasModel, path: str | Path) -> None:
     """Fine-tuning start: copy a checkpoint's or export's model weights into `module.model`."""
     data = load_file(path)
-    check_compatible(describe_file(data, path), module.hparams, what=f"init_from={path}")
+    check_compatible(card_of(data, path), module.card, what=f"init_from={path}")
     state = _to_lora_names(model_state_dict(data), module.model.state_dict())
     try:
         missing, unexpected = module.model.load_state_dict(state, strict=False)

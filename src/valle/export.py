@@ -3,49 +3,34 @@
 
     python -m valle.export ckpt=runs/tiny_cpu/checkpoints/last.ckpt out=model.pt [dtype=fp16]
 
-The file is `{"format": "valle", "version": 1, "model": state_dict, "config": ValleConfig dict,
-"codec": CodecInfo dict (with the identity of the codec weights the training codes came from, which
-inference builds by default), "symbols": SymbolMap dict, "stats": {...}}`, readable with
+The file is `{"format": "valle", "version": 1, "model": state_dict, "dtype": name, **ModelCard.to_dict()}`
+(the card: "config", "codec" (with the identity of the codec weights the training codes came from,
+which inference builds by default), "symbols", "stats", "codec_state"), readable with
 `torch.load(weights_only=True)`. LoRA adapters are merged into the weights; with the EMA callback,
 the checkpoint's weights already are the averaged ones.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from valle.checkpoints import EXPORT_FORMAT, describe_file, load_file, model_state_dict
-from valle.codecs.base import CodecInfo
+from valle.card import LoadedModel, ModelCard
+from valle.checkpoints import EXPORT_FORMAT, card_of, load_file, model_state_dict
 from valle.errors import ConfigError
-from valle.models.config import ValleConfig
 from valle.models.lora import LoRAConfig, apply_lora, merge_lora
 from valle.models.valle import Valle
-from valle.text.symbols import SymbolMap
 from valle.utils.io import atomic_torch_save
 
 EXPORT_VERSION = 1
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-@dataclass
-class LoadedModel:
-    """What `load` returns: the model in eval mode and everything needed to use it."""
-
-    model: Valle
-    config: ValleConfig
-    symbols: SymbolMap
-    codec: CodecInfo
-    stats: dict
-    codec_state: dict | None = None  # codec weights carried with the model (mel codebooks); else None
-
-
-def _merged_lora_state(data: dict, meta: dict) -> dict[str, torch.Tensor]:
+def _merged_lora_state(data: dict, card: ModelCard) -> dict[str, torch.Tensor]:
     """A LoRA checkpoint holds adapters only: rebuild base + adapters, then fold them together."""
     hparams = data["hyper_parameters"]
-    model = Valle(ValleConfig.from_dict(meta["model"]))
+    model = Valle(card.config)
     base = model_state_dict(load_file(hparams["init_from"]))
     model.load_state_dict(base)
     apply_lora(model, LoRAConfig(**hparams["lora"]))
@@ -67,20 +52,16 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, dtype: str = "fp32") ->
     if dtype not in DTYPES:
         raise ConfigError(f"dtype={dtype!r}: choose one of {sorted(DTYPES)}")
     data = load_file(ckpt)
-    meta = describe_file(data, ckpt)
+    card = card_of(data, ckpt)
     lora = data.get("hyper_parameters", {}).get("lora")
-    state = _merged_lora_state(data, meta) if lora else model_state_dict(data)
+    state = _merged_lora_state(data, card) if lora else model_state_dict(data)
     state = {k: v.to(DTYPES[dtype]) if v.is_floating_point() else v for k, v in state.items()}
     payload = {
         "format": EXPORT_FORMAT,
         "version": EXPORT_VERSION,
         "model": state,
-        "config": meta["model"],
-        "codec": meta["codec"],
-        "symbols": meta["symbols"],
-        "stats": meta["stats"],
         "dtype": dtype,
-        "codec_state": meta["codec_state"],
+        **card.to_dict(),  # config, symbols, codec, stats, codec_state
     }
     out = Path(out)
     atomic_torch_save(payload, out)  # a full disk: a one-line error, and no half-written file
@@ -94,28 +75,20 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> LoadedMo
         LoadedModel with the model in eval mode, in float32 on `map_location`.
     """
     data = load_file(path)
-    meta = describe_file(data, path)
+    card = card_of(data, path)
     if data.get("format") == EXPORT_FORMAT and data.get("version") != EXPORT_VERSION:
         raise ConfigError(
             f"{path}: export version {data.get('version')} is not supported "
             f"(this valle reads version {EXPORT_VERSION})"
         )
-    config = ValleConfig.from_dict(meta["model"])
-    model = Valle(config)
+    model = Valle(card.config)
     state = (
-        _merged_lora_state(data, meta)
+        _merged_lora_state(data, card)
         if data.get("hyper_parameters", {}).get("lora")
         else model_state_dict(data)
     )
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    return LoadedModel(
-        model.to(map_location).eval(),
-        config,
-        SymbolMap.from_dict(meta["symbols"]),
-        CodecInfo.from_dict(meta["codec"]),
-        dict(meta["stats"]),
-        meta["codec_state"],
-    )
+    return LoadedModel(model.to(map_location).eval(), card)
 
 
 if __name__ == "__main__":  # `python -m valle.export`: the command itself lives in valle.cli.export

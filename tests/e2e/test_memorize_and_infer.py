@@ -12,7 +12,6 @@ import torch
 
 from tests.data.test_prepare import read_all
 from tests.training.conftest import Repeat, cpu_trainer, tiny_datamodule, tiny_module
-from valle.codecs.base import CodecInfo
 from valle.data.batching import collate
 from valle.export import export_checkpoint
 from valle.sampling.prompt import Prompt, save_voice
@@ -57,7 +56,7 @@ def memorized(tiny_shards, tmp_path_factory):
     trainer.fit(module, torch.utils.data.DataLoader(Repeat(batch, 400), batch_size=None))
     trainer.save_checkpoint(tmp / "model.ckpt")
     model = export_checkpoint(tmp / "model.ckpt", tmp / "model.pt")
-    info = CodecInfo.from_dict(module.hparams.codec)
+    info = module.card.codec
     voices = [
         save_voice(tmp / f"voice{i}.npz", Prompt(p["prompt"], None, p["prompt_key"]), info)
         for i, p in enumerate(pairs)

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from tests.training.conftest import cpu_trainer, tiny_datamodule, tiny_module
-from valle.checkpoints import load_model_weights, read_checkpoint_meta
+from valle.card import ModelCard
+from valle.checkpoints import load_model_weights, read_card
 from valle.codecs import build_codec
 from valle.errors import UserError
 from valle.export import export_checkpoint, load
@@ -47,7 +48,7 @@ def test_a_checkpoint_from_another_codec_is_refused_naming_both(checkpoint, tiny
     mel = build_codec("mel", weights="random", codebook_size=64).info
     dm = tiny_datamodule(tiny_shards)
     config = ValleConfig.tiny().with_data(len(dm.symbols), mel.n_levels, mel.codebook_size)
-    module = ValleModule(model=config.to_dict(), symbols=dm.symbols.to_dict(), codec=mel.to_dict())
+    module = ValleModule(ModelCard(config, dm.symbols, mel))
     with pytest.raises(UserError, match=r"codec 'encodec'.*codec 'mel'") as error:
         load_model_weights(module, checkpoint)
     assert str(checkpoint) in str(error.value) and "\n" not in str(error.value)
@@ -61,7 +62,7 @@ def test_a_truncated_file_is_refused_naming_it(kind, checkpoint, export, tmp_pat
     with pytest.raises(UserError, match=f"{cut}: not a valle checkpoint or export"):
         load(cut)
     with pytest.raises(UserError, match=f"{cut}: not a valle checkpoint or export"):
-        read_checkpoint_meta(cut)
+        read_card(cut)
 
 
 @pytest.mark.parametrize("container", ["torch.save", "plain pickle"])

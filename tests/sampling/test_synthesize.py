@@ -12,7 +12,7 @@ import torch
 
 from tests.conftest import needs_int8_kernels, real_speech_dir
 from valle.audio import AudioError
-from valle.export import LoadedModel
+from valle.card import LoadedModel, ModelCard
 from valle.models.config import ValleConfig
 from valle.models.quantize import Int8Heads, Int8Linear
 from valle.models.valle import Valle
@@ -28,7 +28,8 @@ def synthesizer(tiny_codec):
     symbols = SymbolMap.build([phonemize("The quick brown fox jumps over the lazy dog, twice!")], ["en-us"])
     torch.manual_seed(0)
     model = Valle(ValleConfig.tiny().with_data(len(symbols), tiny_codec.n_levels, tiny_codec.codebook_size))
-    loaded = LoadedModel(model.eval(), model.config, symbols, tiny_codec.info, {"longest_seconds": 1.0})
+    card = ModelCard(model.config, symbols, tiny_codec.info, {"longest_seconds": 1.0})
+    loaded = LoadedModel(model.eval(), card)
     return Synthesizer(loaded, tiny_codec)
 
 

@@ -4,6 +4,7 @@ import lightning as L
 import pytest
 import torch
 
+from valle.card import ModelCard
 from valle.data.datamodule import DataConfig, ValleDataModule
 from valle.data.training_prompts import PromptConfig
 from valle.models.config import ValleConfig
@@ -25,18 +26,15 @@ def tiny_datamodule(root, **overrides) -> ValleDataModule:
     return dm
 
 
-def tiny_module(dm: ValleDataModule, model: ValleConfig | None = None, **kwargs) -> ValleModule:
+def tiny_module(
+    dm: ValleDataModule, model: ValleConfig | None = None, codec_state: dict | None = None, **kwargs
+) -> ValleModule:
     config = (model or ValleConfig.tiny()).with_data(
         len(dm.symbols), dm.codec_info.n_levels, dm.codec_info.codebook_size
     )
     optim = kwargs.pop("optim", {"lr": 3e-3, "warmup_steps": 5})
-    return ValleModule(
-        model=config.to_dict(),
-        symbols=dm.symbols.to_dict(),
-        codec=dm.codec_info.to_dict(),
-        optim=optim,
-        **kwargs,
-    )
+    card = ModelCard(config, dm.symbols, dm.codec_info, codec_state=codec_state)
+    return ValleModule(card, optim=optim, **kwargs)
 
 
 def cpu_trainer(tmp_path, **overrides) -> L.Trainer:

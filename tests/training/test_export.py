@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from unittest import mock
 
@@ -10,10 +11,10 @@ import torch
 
 from tests.helpers.codes import assert_codes_match_up_to_near_ties, codec_latents, quantizer_for
 from tests.training.conftest import cpu_trainer, tiny_datamodule, tiny_module
-from valle.checkpoints import load_model_weights
-from valle.codecs.base import CodecInfo
+from valle.card import ModelCard
+from valle.checkpoints import load_model_weights, read_card
 from valle.export import export_checkpoint, load
-from valle.text.symbols import SymbolMap
+from valle.training.module import ValleModule
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +46,8 @@ def test_export_then_load_gives_the_same_weights_and_logits_without_lightning(tr
     for level in range(module.config.n_levels):
         # Two models in other memory: kernels may round differently, so the logits agree to float rounding.
         torch.testing.assert_close(logits(loaded.model, batch, level), logits(module.model, batch, level))
-    assert loaded.symbols == SymbolMap.from_dict(module.hparams.symbols)
-    assert loaded.codec == CodecInfo.from_dict(module.hparams.codec)
+    assert loaded.symbols == module.card.symbols
+    assert loaded.codec == module.card.codec
     assert loaded.stats["steps"] == 4 and loaded.stats["tokens"] > 0 and loaded.stats["longest_seconds"] > 0
     raw = torch.load(out, weights_only=True)
     assert raw["format"] == "valle" and raw["version"] == 1
@@ -55,6 +56,55 @@ def test_export_then_load_gives_the_same_weights_and_logits_without_lightning(tr
         "assert 'lightning' not in sys.modules and 'hydra' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_the_card_round_trips_through_plain_data_and_an_export_keeps_its_keys(trained, tmp_path):
+    module, ckpt, _ = trained
+    card = read_card(ckpt)
+    assert card.config == module.config and card.symbols == module.card.symbols
+    assert card.stats == module.stats and card.codec_state is None
+    assert ModelCard.from_dict(card.to_dict()) == card
+    assert ModelCard.from_dict(card.to_dict(with_state=False)) == ModelCard(
+        card.config, card.symbols, card.codec
+    )
+    raw = torch.load(export_checkpoint(ckpt, tmp_path / "model.pt"), weights_only=True)
+    assert set(raw) == {
+        "format",
+        "version",
+        "model",
+        "dtype",
+        "config",
+        "symbols",
+        "codec",
+        "stats",
+        "codec_state",
+    }
+    assert ModelCard.from_dict(raw) == card
+
+
+def as_written_before_the_card(ckpt: Path, out: Path) -> Path:
+    """The checkpoint with its hyper-parameters as valle wrote them before `ModelCard`: model, symbols and
+    codec side by side."""
+    data = torch.load(ckpt, weights_only=True)
+    described = data["hyper_parameters"].pop("card")
+    data["hyper_parameters"] |= {
+        "model": described["config"],
+        "symbols": described["symbols"],
+        "codec": described["codec"],
+    }
+    torch.save(data, out)
+    return out
+
+
+def test_checkpoints_written_before_the_card_still_load_export_and_rebuild_the_module(trained, tmp_path):
+    module, ckpt, batch = trained
+    old = as_written_before_the_card(ckpt, tmp_path / "old.ckpt")
+    assert read_card(old) == read_card(ckpt)
+    for loaded in (load(old), load(export_checkpoint(old, tmp_path / "old.pt"))):
+        assert loaded.card == read_card(ckpt)
+        torch.testing.assert_close(logits(loaded.model, batch, 0), logits(module.model, batch, 0))
+    rebuilt = ValleModule.load_from_checkpoint(old, card=read_card(old))
+    assert rebuilt.card.config == module.config and rebuilt.stats == module.stats
 
 
 def test_fp16_export_is_half_the_size_and_close(trained, tmp_path):
@@ -72,17 +122,11 @@ def test_fp16_export_is_half_the_size_and_close(trained, tmp_path):
 def test_weights_for_another_codec_or_symbol_map_are_refused(trained, tiny_shards):
     module, ckpt, _ = trained
     other_codec = tiny_module(tiny_datamodule(tiny_shards))
-    other_codec.hparams.codec = {
-        **other_codec.hparams.codec,
-        "name": "dac",
-        "n_levels": 9,
-        "sample_rate": 44100,
-    }
+    other_codec.card.codec = replace(other_codec.card.codec, name="dac", n_levels=9, sample_rate=44100)
     with pytest.raises(ValueError, match="codec 'encodec'.*but codec 'dac'"):
         load_model_weights(other_codec, ckpt)
     other_symbols = tiny_module(tiny_datamodule(tiny_shards))
-    symbols = SymbolMap.from_dict(other_symbols.hparams.symbols).extended(["ʘ"], [])
-    other_symbols.hparams.symbols = symbols.to_dict()
+    other_symbols.card.symbols = other_symbols.card.symbols.extended(["ʘ"], [])
     with pytest.raises(ValueError, match="another symbol map.*symbols it lacks: ʘ"):
         load_model_weights(other_symbols, ckpt)
 
@@ -133,7 +177,8 @@ def test_mel_models_carry_their_codebooks_into_checkpoints_and_exports(tiny_corp
     module = tiny_module(dm, codec_state=carried_state(dm.codec_info, shards))
     cpu_trainer(tmp_path, max_steps=1).fit(module, dm)
     module.trainer.save_checkpoint(tmp_path / "model.ckpt")
-    assert "codec_state" not in module.hparams  # tensors stay out of hparams.yaml
+    assert "codec_state" not in module.hparams and "codec_state" not in module.hparams.card  # no tensors
+    # in hparams.yaml
 
     for path in (tmp_path / "model.ckpt", export_checkpoint(tmp_path / "model.ckpt", tmp_path / "model.pt")):
         loaded = load(path)
@@ -167,7 +212,7 @@ def test_a_model_on_random_codec_codes_says_so_and_infer_decodes_with_that_codec
     from valle.cli.infer import run
 
     module, ckpt, _ = trained
-    assert module.hparams.codec["weights"] == "random:seed=0"  # from the shards' index
+    assert module.card.codec.weights == "random:seed=0"  # from the shards' index
     export = export_checkpoint(ckpt, tmp_path / "model.pt")
     assert load(ckpt).codec.weights == load(export).codec.weights == "random:seed=0"
     prompt = sorted(tiny_corpus.rglob("*.wav"))[0]
@@ -192,7 +237,7 @@ def test_a_model_on_random_codec_codes_says_so_and_infer_decodes_with_that_codec
 
 def test_files_that_record_no_codec_weights_still_load_as_unknown(trained, tmp_path):
     _, ckpt, _ = trained
-    data = torch.load(ckpt, weights_only=True)
+    data = torch.load(as_written_before_the_card(ckpt, tmp_path / "old.ckpt"), weights_only=True)
     del data["hyper_parameters"]["codec"]["weights"]  # as checkpoints were written before
     torch.save(data, tmp_path / "old.ckpt")
     export = torch.load(export_checkpoint(ckpt, tmp_path / "model.pt"), weights_only=True)

@@ -190,7 +190,7 @@ def test_checkpoint_loads_without_training_config(tiny_dm, tmp_path):
     trainer.fit(module, tiny_dm)
     trainer.save_checkpoint(tmp_path / "m.ckpt")
     loaded = ValleModule.load_from_checkpoint(tmp_path / "m.ckpt")
-    assert loaded.config == module.config and loaded.hparams.symbols == module.hparams.symbols
+    assert loaded.config == module.config and loaded.card.symbols == module.card.symbols
     for key, value in module.model.state_dict().items():
         assert torch.equal(value, loaded.model.state_dict()[key])
     assert loaded.stats["steps"] == 2 and loaded.stats["samples"] > 0

@@ -10,7 +10,6 @@ from omegaconf import DictConfig
 
 from valle.audio import write_wav
 from valle.cli.options import typed
-from valle.codecs import codec_for
 from valle.codecs.base import Codec
 from valle.errors import ConfigError, MissingFileError
 from valle.export import load
@@ -74,7 +73,7 @@ def run(cfg: DictConfig) -> list[Path]:
             "no prompt: pass prompt=ref.wav (or a voice .npz), or end each line of texts= with |prompt"
         )
     loaded = load(cfg.ckpt, cfg.device)
-    codec = codec_for(loaded.codec, cfg.codec.weights, cfg.codec.name, loaded.codec_state)
+    codec = loaded.card.build_codec(cfg.codec.weights, cfg.codec.name)
     synthesizer = Synthesizer(loaded, codec, cfg.device, quantize=cfg.quantize, compile=cfg.compile)
     prompts = load_prompts(requests, cfg, codec)
     results = synthesizer.synthesize(

@@ -13,7 +13,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from valle.checkpoints import check_compatible, load_model_weights, read_checkpoint_meta
+from valle.card import ModelCard
+from valle.checkpoints import check_compatible, load_model_weights, read_card
 from valle.cli.logs import log_through_root_only
 from valle.cli.options import typed
 from valle.codecs import carried_state
@@ -72,15 +73,15 @@ def build_module(cfg: DictConfig, dm: ValleDataModule) -> ValleModule:
         len(dm.symbols), dm.codec_info.n_levels, dm.codec_info.codebook_size
     )
     check_alignments(model, dm, cfg.data.root)
+    card = ModelCard(
+        model, dm.symbols, dm.codec_info, codec_state=carried_state(dm.codec_info, cfg.data.root)
+    )
     return ValleModule(
-        model=model.to_dict(),
-        symbols=dm.symbols.to_dict(),
-        codec=dm.codec_info.to_dict(),
+        card,
         optim=asdict(typed(OptimConfig, cfg.optim)),
         training={**asdict(typed(TrainingConfig, cfg.training)), "seed": cfg.seed},
         lora=asdict(typed(LoRAConfig, cfg.lora)) if cfg.get("lora") else None,
         init_from=str(cfg.init_from) if cfg.get("init_from") else None,
-        codec_state=carried_state(dm.codec_info, cfg.data.root),
     )
 
 
@@ -124,7 +125,7 @@ def run(cfg: DictConfig) -> float | None:
     module = build_module(cfg, dm)
     ckpt_path = resume_path(cfg, run_dir)
     if ckpt_path:
-        check_compatible(read_checkpoint_meta(ckpt_path), module.hparams, what=f"checkpoint {ckpt_path}")
+        check_compatible(read_card(ckpt_path), module.card, what=f"checkpoint {ckpt_path}")
         log.info("resuming from %s", ckpt_path)
     if cfg.get("init_from") and (not ckpt_path or module.hparams["lora"]):
         load_model_weights(module, cfg.init_from)  # a LoRA checkpoint holds only adapters: reload the base

@@ -13,10 +13,10 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from valle.checkpoints import read_checkpoint_meta
+from valle.checkpoints import read_card
 from valle.cli.options import REQUIRED, parse_options
-from valle.codecs import build_codec, codec_for
-from valle.codecs.base import Codec, CodecInfo
+from valle.codecs import build_codec
+from valle.codecs.base import Codec
 from valle.errors import ConfigError
 from valle.sampling.prompt import load_prompt, save_voice
 
@@ -39,8 +39,7 @@ def voice_codec(options: VoiceOptions) -> Codec:
     if options.ckpt:
         if options.codec:
             raise ConfigError(f"give ckpt= or codec=, not both: ckpt={options.ckpt} carries its codec")
-        meta = read_checkpoint_meta(options.ckpt)
-        return codec_for(CodecInfo.from_dict(meta["codec"]), options.codec_weights, state=meta["codec_state"])
+        return read_card(options.ckpt).build_codec(options.codec_weights)
     return build_codec(options.codec or DEFAULT_CODEC, weights=options.codec_weights or "pretrained")
 
 

@@ -103,7 +103,7 @@ def codec_for(
             "pretrained", "random" or a local file (see docs/codecs.md), refused when they are not the
             model's. For the mel codec, "pretrained" means the codebooks the model file carries (`state`).
         name: decode with another codec of the same codes ("vocos" for EnCodec codes).
-        state: the codec weights a model file carries (`LoadedModel.codec_state`, see `carried_state`).
+        state: the codec weights a model file carries (`ModelCard.codec_state`, see `carried_state`).
 
     Raises:
         ValueError: `weights` (or `name`) make other codes than the model's; checked before any download.

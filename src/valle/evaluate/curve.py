@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from valle.checkpoints import describe_file, load_file
+from valle.checkpoints import card_dict, load_file
 from valle.evaluate.report import RowScores, estimate_of, format_cell, metrics_of
 from valle.evaluate.stats import Estimate
 from valle.utils.io import atomic_write_json
@@ -94,7 +94,7 @@ def snapshot_files(folder: str | Path) -> list[Path]:
 
 def training_position(path: str | Path) -> tuple[int, float]:
     """(optimizer steps, minutes of training) recorded in a checkpoint or export."""
-    stats = describe_file(load_file(path), path)["stats"]
+    stats = card_dict(load_file(path), path).get("stats") or {}  # the stats alone: no config to check
     return int(stats.get("steps", 0)), float(stats.get("train_seconds", 0.0)) / 60
 
 

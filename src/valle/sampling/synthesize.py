@@ -18,10 +18,9 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from valle.codecs import codec_for
+from valle.card import LoadedModel
 from valle.codecs.base import Codec
 from valle.errors import ConfigError
-from valle.export import LoadedModel
 from valle.models.quantize import quantize as quantize_model
 from valle.models.valle import Valle
 from valle.sampling.decode import ar_limits, decode
@@ -65,7 +64,7 @@ class Synthesizer:
     Args:
         loaded: from `valle.load`.
         codec: the codec to decode with (default: the model's, built with `codec_weights`: None for the
-            weights it was trained with, see `valle.codecs.codec_for`).
+            weights it was trained with, see `ModelCard.build_codec`).
         device: where the model and codec run. `loaded.model` is never changed: when it is on another
             device or in training mode, the synthesizer decodes with a copy (one more model in memory).
         quantize: "int8" runs the model's linear layers and heads with int8 weights (CPU only, faster,
@@ -87,16 +86,14 @@ class Synthesizer:
         self.loaded = loaded
         self.compile = compile
         self.model = decoding_model(loaded.model, device, quantize)
-        self.codec = (
-            (codec or codec_for(loaded.codec, codec_weights, state=loaded.codec_state)).to(device).eval()
-        )
-        loaded.codec.check_compatible(self.codec.info, "the decoding codec")
+        self.codec = (codec or loaded.card.build_codec(codec_weights)).to(device).eval()
+        loaded.card.codec.check_compatible(self.codec.info, "the decoding codec")
         self.device = device
 
     def text_ids(self, text: str, language: str) -> torch.Tensor:
         """Text → [bos, <lang>, phonemes..., eos] ids with the model's symbol map."""
         unknown: Counter = Counter()
-        ids = self.loaded.symbols.encode(phonemize(text, language), language, unknown)
+        ids = self.loaded.card.symbols.encode(phonemize(text, language), language, unknown)
         if unknown:
             log.warning(
                 "%d phoneme(s) unknown to the model read as <unk>: %s",
@@ -129,7 +126,7 @@ class Synthesizer:
         if self.model.config.monotonic_alignment:  # a continued prompt's own words are already said
             starts = torch.tensor([len(self.text_ids(p.text, language)) if p.text else 0 for p in prompts])
         cond = Conditioning.pad(
-            ids, [p.codes for p in prompts], self.loaded.symbols.pad_id, continues, starts
+            ids, [p.codes for p in prompts], self.loaded.card.symbols.pad_id, continues, starts
         )
         cond = cond.to(self.device)
         steps = ar_limits(config, cond).max_steps
@@ -220,7 +217,7 @@ class Synthesizer:
     def _finish(self, text: str, parts: list[tuple[torch.Tensor, bool]]) -> Synthesis:
         codes = torch.cat([c for c, _ in parts], dim=1)
         seconds = codes.shape[1] / self.codec.frame_rate
-        longest = self.loaded.stats.get("longest_seconds")
+        longest = self.loaded.card.stats.get("longest_seconds")
         if longest and max(c.shape[1] for c, _ in parts) / self.codec.frame_rate > longest:
             log.warning(
                 "an output sentence is longer (%.1f s) than the longest utterance seen in training "

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import cast
 
 import lightning as L
 import torch
 from matplotlib.figure import Figure  # not pyplot, which would pick a backend for the process
 
 from valle.audio import write_wav
-from valle.codecs import codec_for
+from valle.card import ModelCard
 from valle.codecs.base import Codec, CodecInfo
 from valle.sampling.decode import decode
 from valle.sampling.pipeline import SamplerConfig
@@ -45,10 +46,10 @@ class SampleAudio(L.Callback):
     def on_validation_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero or self._batch is None:
             return
-        info = CodecInfo.from_dict(module.hparams["codec"])
+        card = cast(ModelCard, module.card)  # a ValleModule's
+        info = card.codec
         if self._codec is None:
-            state = getattr(module, "codec_state", None)
-            self._codec = codec_for(info, self.codec_weights, state=state).to(module.device).eval()
+            self._codec = card.build_codec(self.codec_weights).to(module.device).eval()
         codec = self._codec
         rows = torch.arange(min(self.n_samples, self._batch.size), device=self._batch.cond.device)
         codes, lengths = self._speak(module.model, self._batch.cond.select(rows), info)

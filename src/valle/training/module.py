@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import cast
 
 import lightning as L
@@ -17,6 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
+from valle.card import ModelCard
 from valle.errors import ConfigError
 from valle.models.config import ValleConfig
 from valle.models.lora import LoRAConfig, apply_lora, lora_state_dict
@@ -102,36 +103,37 @@ def check_ddp_finds_unused_parameters(wrapped: nn.Module | None) -> None:
 class ValleModule(L.LightningModule):
     """Trains the AR and NAR of `Valle` with teacher forcing.
 
-    Built from plain dicts (saved by `save_hyperparameters`), so `ValleModule.load_from_checkpoint(path)`
-    needs no training config: the checkpoint describes its model, symbols and codec.
+    Its hyper-parameters are plain data (the card as `ModelCard.to_dict(with_state=False)`), so
+    `ValleModule.load_from_checkpoint(path)` needs no training config: the checkpoint describes its model,
+    symbols and codec. (A checkpoint written before the card existed loads with
+    `load_from_checkpoint(path, card=valle.checkpoints.read_card(path))`.)
 
     Args:
-        model: `ValleConfig` as a dict, with the data's sizes filled in.
-        symbols: the symbol map (`SymbolMap.to_dict()`).
-        codec: the codec description (`CodecInfo.to_dict()`).
+        card: the model card (or its `to_dict()`): config with the data's sizes filled in, symbols,
+            codec, and the codec weights the model must carry (`codec_state`: the mel codec's codebooks,
+            see `valle.codecs.carried_state`), saved in every checkpoint, not in the hyper-parameters.
+            Its stats are counted afresh (`self.stats`) and restored from a checkpoint on resume.
         optim: `OptimConfig` as a dict.
         training: `TrainingConfig` as a dict.
-        codec_state: codec weights the model must carry (the mel codec's codebooks, see
-            `valle.codecs.carried_state`); saved in every checkpoint, not in the hyper-parameters.
+        lora: `LoRAConfig` as a dict: train adapters on the model of `init_from`.
+        init_from: the checkpoint or export a LoRA fine-tune adapts.
     """
 
     level_p: Tensor  # [L] buffer: the share of training rows each level gets
 
     def __init__(
         self,
-        model: dict,
-        symbols: dict,
-        codec: dict,
+        card: ModelCard | dict,
         optim: dict | None = None,
         training: dict | None = None,
         lora: dict | None = None,
         init_from: str | None = None,
-        codec_state: dict | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["codec_state"])
-        self.codec_state = codec_state
-        self.config = ValleConfig.from_dict(model)
+        card = card if isinstance(card, ModelCard) else ModelCard.from_dict(card)
+        hparams = {"optim": optim, "training": training, "lora": lora, "init_from": init_from}
+        self.save_hyperparameters({"card": card.to_dict(with_state=False), **hparams})
+        self.config = card.config
         self.optim_config = OptimConfig(**(optim or {}))
         self.training_config = TrainingConfig(**(training or {}))
         check_prefix_losses(self.config, self.training_config)
@@ -163,6 +165,7 @@ class ValleModule(L.LightningModule):
             }
         )
         self.stats = {"steps": 0, "samples": 0, "tokens": 0, "longest_seconds": 0.0, "train_seconds": 0.0}
+        self.card = replace(card, stats=self.stats)  # the card's stats are the ones training counts
         self._step_started = 0.0
         self._val_sums: Tensor | None = None  # [L, 2]: cross-entropy sum and token count per level
         self._gap_sums: Tensor | None = None  # [3]: the text-dependence gap's sums (`_text_gap_sums`)
@@ -378,7 +381,7 @@ class ValleModule(L.LightningModule):
         self.stats["tokens"] += int(batch.code_lengths.sum()) * self.config.n_levels
         frames = int(batch.code_lengths.max()) + int(batch.cond.prompt_lengths.max())
         self.stats["longest_seconds"] = max(
-            self.stats["longest_seconds"], frames / self.hparams["codec"]["frame_rate"]
+            self.stats["longest_seconds"], frames / self.card.codec.frame_rate
         )
 
     # -------------------------------------------------------------------------------- optimizer, state
@@ -391,15 +394,15 @@ class ValleModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["valle_stats"] = dict(self.stats)
         checkpoint["rng_states"] = gather_from_ranks(self._rng_next_step or capture_rng_state())  # [rank]
-        if self.codec_state is not None:
-            checkpoint["codec_state"] = self.codec_state
+        if self.card.codec_state is not None:
+            checkpoint["codec_state"] = self.card.codec_state
         if self.hparams["lora"]:
             adapters = {f"model.{k}" for k in lora_state_dict(self.model)}
             checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in adapters}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.stats.update(checkpoint.get("valle_stats", {}))
-        self.codec_state = checkpoint.get("codec_state", self.codec_state)
+        self.card.codec_state = checkpoint.get("codec_state", self.card.codec_state)
         self._rng_next_step = self._own_rng_state(checkpoint.get("rng_states") or [])
 
     def _own_rng_state(self, states: list[dict]) -> dict | None:

@@ -51,15 +51,15 @@ def make_plots(
 
 def training_summary(out: Path) -> str:
     """One line on the exported model: steps, training time, samples, size."""
-    from valle.checkpoints import describe_file, load_file
+    from valle.checkpoints import card_of, load_file
 
-    data = load_file(out / "model.pt")  # read once: the description and the weights' size
-    meta = describe_file(data, out / "model.pt")
-    stats, scale = meta["stats"], meta["model"]["scale"]
+    data = load_file(out / "model.pt")  # read once: the card and the weights' size
+    card = card_of(data, out / "model.pt")
+    stats, scale = card.stats, card.config.scale
     params = sum(v.numel() for v in data["model"].values()) / 1e6
     return (
         f"{stats.get('steps', 0)} steps in {stats.get('train_seconds', 0) / 60:.1f} min, "
-        f"{stats.get('samples', 0)} samples; d_model {scale['d_model']}, {scale['n_layers']} layers, "
+        f"{stats.get('samples', 0)} samples; d_model {scale.d_model}, {scale.n_layers} layers, "
         f"{params:.1f} M parameters"
     )
 
