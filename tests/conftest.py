@@ -70,7 +70,10 @@ def tiny_shards(tiny_corpus, tiny_codec, tmp_path_factory) -> Path:
 def aligned_corpus(tmp_path_factory, tiny_codec) -> tuple[Path, Path, ShardIndex]:
     """(corpus, shards, index): a festival voice at two speeds × 3 sentences, with festival's own timings
     as TextGrids beside the wavs, prepared into aligned shards."""
-    voices = [Voice("plain", "kal_diphone", "festival"), Voice("slower", "kal_diphone", "festival", speed=0.9)]
+    voices = [
+        Voice("plain", "kal_diphone", "festival"),
+        Voice("slower", "kal_diphone", "festival", speed=0.9),
+    ]
     corpus = build_corpus(tmp_path_factory.mktemp("aligned-corpus"), voices, n_sentences=3, spread=0)
     output = tmp_path_factory.mktemp("aligned-shards")
     index = prepare(prepare_settings(corpus, output), tiny_codec, tiny_codec.info).index

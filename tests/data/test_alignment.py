@@ -21,7 +21,12 @@ def ids_of(symbols):
 
 def test_pauses_go_to_punctuation_and_silences_to_the_markers():
     symbols = phonemize("Hello, world.")  # h ə l ˈoʊ , ␣ w ˈɜː l d .
-    words = [Interval(0, 0.2, ""), Interval(0.2, 0.6, "hello"), Interval(0.6, 0.9, "sil"), Interval(0.9, 1.3, "world")]
+    words = [
+        Interval(0, 0.2, ""),
+        Interval(0.2, 0.6, "hello"),
+        Interval(0.6, 0.9, "sil"),
+        Interval(0.9, 1.3, "world"),
+    ]
     durations = symbol_durations(symbols, words, None, frames=75, frame_rate=50)
     assert durations is not None and durations.sum() == 75 and len(durations) == len(symbols) + 3
     said = dict(zip(ids_of(symbols), durations.tolist(), strict=True))
@@ -37,7 +42,12 @@ def test_words_espeak_joins_are_paired_with_the_aligners_separate_words():
     symbols = phonemize("Sit in the car")
     groups = "".join(symbols).split(" ")
     assert len(groups) == 3, groups  # espeak-ng says "in the" as one word
-    words = [Interval(0.0, 0.3, "sit"), Interval(0.3, 0.45, "in"), Interval(0.45, 0.6, "the"), Interval(0.6, 1.0, "car")]
+    words = [
+        Interval(0.0, 0.3, "sit"),
+        Interval(0.3, 0.45, "in"),
+        Interval(0.45, 0.6, "the"),
+        Interval(0.6, 1.0, "car"),
+    ]
     durations = symbol_durations(symbols, words, None, frames=50, frame_rate=50)
     assert durations is not None
     ends = np.cumsum(durations)

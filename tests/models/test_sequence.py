@@ -63,7 +63,11 @@ def test_training_and_decoding_build_the_same_ar_sequence(config):
         assert batch.frame_symbols is not None
         for t in range(int(batch.code_lengths.max())):
             # the next frame's text id (the stop position says the last one, as in training)
-            at = torch.where(t + 1 < batch.code_lengths, batch.frame_symbols[:, min(t + 1, batch.frame_symbols.shape[1] - 1)], batch.cond.text_lengths - 1)
+            at = torch.where(
+                t + 1 < batch.code_lengths,
+                batch.frame_symbols[:, min(t + 1, batch.frame_symbols.shape[1] - 1)],
+                batch.cond.text_lengths - 1,
+            )
             said = batch.cond.text.gather(1, at[:, None])[:, 0] if config.monotonic_alignment else None
             hidden = model.ar.backbone.step(model.ar_step_input(batch.codes[:, 0, t], t, said), cache)
             steps.append(model.ar_logits(hidden[:, 0]))

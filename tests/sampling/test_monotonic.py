@@ -25,7 +25,9 @@ def aligned_model(advance_by: int | None = None) -> Valle:
     if advance_by is not None:
         with torch.no_grad():
             model.ar.advance.weight.zero_()
-            model.ar.advance.bias.copy_(torch.nn.functional.one_hot(torch.tensor(advance_by), ADVANCE_CLASSES) * 10.0)
+            model.ar.advance.bias.copy_(
+                torch.nn.functional.one_hot(torch.tensor(advance_by), ADVANCE_CLASSES) * 10.0
+            )
     return model
 
 

@@ -46,7 +46,7 @@ item []:
 '''
 
 # Praat's short text format: the same values without labels.
-SHORT = '''File type = "ooTextFile"
+SHORT = """File type = "ooTextFile"
 Object class = "TextGrid"
 
 0
@@ -64,7 +64,7 @@ Object class = "TextGrid"
 0.7
 1.5
 "eɪ"
-'''
+"""
 
 
 def test_long_format_with_escaped_quotes_and_a_point_tier(tmp_path):
@@ -72,7 +72,11 @@ def test_long_format_with_escaped_quotes_and_a_point_tier(tmp_path):
     path.write_text(LONG)
     tiers = read_textgrid(path)
     assert list(tiers) == ["words"]  # the point tier is skipped
-    assert tiers["words"] == [Interval(0, 0.31, ""), Interval(0.31, 0.9, 'say "hi"'), Interval(0.9, 1.5, "now")]
+    assert tiers["words"] == [
+        Interval(0, 0.31, ""),
+        Interval(0.31, 0.9, 'say "hi"'),
+        Interval(0.9, 1.5, "now"),
+    ]
 
 
 def test_short_format_in_utf16_as_praat_saves_non_ascii_labels(tmp_path):

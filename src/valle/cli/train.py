@@ -50,7 +50,7 @@ def check_alignments(model: ValleConfig, dm: ValleDataModule, root: str) -> None
     rows = dm.index.samples
     aligned = sum(row.aligned for row in rows)
     fix = (
-        "put a `{stem}.TextGrid` with a \"words\" tier (e.g. from the Montreal Forced Aligner) beside "
+        'put a `{stem}.TextGrid` with a "words" tier (e.g. from the Montreal Forced Aligner) beside '
         "each audio file and re-run prepare"
     )
     if not aligned:

@@ -151,7 +151,7 @@ def festival_batch(voice_name: str, lines: Sequence[tuple[str, Path]]) -> None:
     for text, wav in lines:
         script += [
             f'(set! valle_utt (utt.synth (Utterance Text "{_scheme_string(text)}")))',
-            f"(utt.save.wave valle_utt \"{_scheme_string(str(wav))}\" 'riff)",
+            f'(utt.save.wave valle_utt "{_scheme_string(str(wav))}" \'riff)',
             f'(valle_save_timings valle_utt "{_scheme_string(str(timings_path(wav)))}")',
         ]
     with tempfile.NamedTemporaryFile("w", suffix=".scm", delete=False) as file:
@@ -201,7 +201,9 @@ def _write_utterance(job: tuple[str, Voice, Path, Path | None]) -> None:
 
 def _complete(text: str, voice: Voice, wav: Path) -> bool:
     """Whether an utterance's files are all there: wav, transcript, and for festival its TextGrid."""
-    needed = [wav, wav.with_suffix(".txt")] + ([wav.with_suffix(".TextGrid")] if voice.engine == "festival" else [])
+    needed = [wav, wav.with_suffix(".txt")] + (
+        [wav.with_suffix(".TextGrid")] if voice.engine == "festival" else []
+    )
     return all(path.is_file() for path in needed)
 
 

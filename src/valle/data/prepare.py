@@ -41,8 +41,8 @@ from valle.errors import ConfigError
 from valle.text.phonemize import TextError, check_language, phonemize_batch
 from valle.text.symbols import SymbolMap
 from valle.utils.io import atomic_write_json, remove_temporaries
-from valle.utils.textgrid import read_textgrid
 from valle.utils.lock import exclusive_lock
+from valle.utils.textgrid import read_textgrid
 
 log = logging.getLogger(__name__)
 
@@ -330,8 +330,8 @@ def _sample(utterance: Utterance, codes, symbols: list[str], codec: CodecInfo) -
         tiers = read_textgrid(utterance.alignment)
         if "words" not in tiers:
             raise ConfigError(
-                f"{utterance.alignment}: no interval tier named \"words\" (it has {sorted(tiers)}); "
-                "name the word tier \"words\" (as the Montreal Forced Aligner does)"
+                f'{utterance.alignment}: no interval tier named "words" (it has {sorted(tiers)}); '
+                'name the word tier "words" (as the Montreal Forced Aligner does)'
             )
         durations = symbol_durations(
             symbols, tiers["words"], tiers.get("phones"), int(codes.shape[1]), codec.frame_rate

@@ -76,7 +76,9 @@ def decode_sample(raw: dict) -> ShardSample:
         ) from error
     if codes.ndim != 2:
         raise ConfigError(f"{raw.get('__key__')}: codes must be [levels, frames], got shape {codes.shape}")
-    if durations is not None and (len(durations) != len(symbols) + 3 or int(durations.sum()) != codes.shape[1]):
+    if durations is not None and (
+        len(durations) != len(symbols) + 3 or int(durations.sum()) != codes.shape[1]
+    ):
         raise ConfigError(
             f"{raw.get('__key__')}: durations.npy has {len(durations)} entries summing to "
             f"{int(durations.sum())}, expected {len(symbols) + 3} summing to the {codes.shape[1]} frames; "

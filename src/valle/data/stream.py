@@ -25,9 +25,9 @@ from torch.utils.data import IterableDataset
 from webdataset.filters import _shuffle
 from webdataset.utils import pytorch_worker_info
 
+from valle.data.alignment import frame_symbols, uniform_durations
 from valle.data.batching import batch_by_tokens, collate, split_count
 from valle.data.index import IndexRow
-from valle.data.alignment import frame_symbols, uniform_durations
 from valle.data.shards import ShardSample, decode_sample
 from valle.data.skips import SkipTally, check_codes
 from valle.data.training_prompts import PromptConfig, PromptedSample, attach_prompts
@@ -241,8 +241,10 @@ class ShardStream(IterableDataset):
         sample = prompted.sample
         unknown: Counter = Counter()  # per item: workers' counts reach the trainer inside the batches
         ids = self.settings.symbols.encode(sample.symbols, sample.language, unknown)
-        aligned = sample.durations is not None
-        durations = sample.durations if aligned else uniform_durations(len(ids), sample.codes.shape[1])
+        durations = sample.durations
+        aligned = durations is not None
+        if durations is None:  # unaligned: an even spread (trains no advance loss: `aligned` is False)
+            durations = uniform_durations(len(ids), sample.codes.shape[1])
         said = frame_symbols(durations)[prompted.response_start :]
         return {
             "key": sample.key,

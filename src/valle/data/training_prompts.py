@@ -58,7 +58,9 @@ class PromptedSample:
     prompt: np.ndarray  # int16 [levels, prompt frames]
     response: np.ndarray  # int16 [levels, frames]
     prompt_key: str  # the utterance the prompt came from (the sample's own key in prefix mode)
-    response_start: int = 0  # the utterance's frame the response starts at (the prompt's length in prefix mode)
+    response_start: int = (
+        0  # the utterance's frame the response starts at (the prompt's length in prefix mode)
+    )
 
 
 def _prompt_frames(config: PromptConfig, frame_rate: float, rng: random.Random) -> int:

@@ -116,7 +116,9 @@ def fast_step(model: Valle, max_context: int | None) -> FastStep | None:
         )
         return None
     if model.config.monotonic_alignment:
-        log.info("fast decoding does not follow the text pointer (model.monotonic_alignment); decoding eagerly")
+        log.info(
+            "fast decoding does not follow the text pointer (model.monotonic_alignment); decoding eagerly"
+        )
         return None
     if any(isinstance(module, Int8Linear) for module in model.modules()):
         # dynamo cannot trace fbgemm's int8 kernel, and wrapping it as an opaque op made the step slower

@@ -93,7 +93,12 @@ class Conditioning:
         continues = None if self.continues is None else fn(self.continues)
         start_symbol = None if self.start_symbol is None else fn(self.start_symbol)
         return Conditioning(
-            fn(self.text), fn(self.text_lengths), fn(self.prompt), fn(self.prompt_lengths), continues, start_symbol
+            fn(self.text),
+            fn(self.text_lengths),
+            fn(self.prompt),
+            fn(self.prompt_lengths),
+            continues,
+            start_symbol,
         )
 
 
@@ -141,6 +146,8 @@ class Batch:
             cond=self.cond.to(device, non_blocking),
             codes=self.codes.to(device, non_blocking=non_blocking),
             code_lengths=self.code_lengths.to(device, non_blocking=non_blocking),
-            frame_symbols=None if self.frame_symbols is None else self.frame_symbols.to(device, non_blocking=non_blocking),
+            frame_symbols=None
+            if self.frame_symbols is None
+            else self.frame_symbols.to(device, non_blocking=non_blocking),
             aligned=None if self.aligned is None else self.aligned.to(device, non_blocking=non_blocking),
         )

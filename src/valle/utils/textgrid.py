@@ -25,7 +25,7 @@ class Interval:
     text: str
 
 
-# A quoted string ("" is an escaped quote), a number, or one of Praat's flags; `[12]` item numbers are dropped.
+# A quoted string ("" escapes a quote), a number, or one of Praat's flags; `[12]` item numbers are dropped.
 _TOKEN = re.compile(r'"((?:[^"]|"")*)"|(-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)|<exists>|<absent>')
 
 
