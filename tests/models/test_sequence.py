@@ -9,7 +9,8 @@ import torch
 
 from valle.data.batching import collate
 from valle.models.config import BackboneConfig, ValleConfig
-from valle.models.valle import Valle
+from valle.models.sequence import IGNORE
+from valle.models.valle import Valle, _rows
 from valle.sampling.ar import DecodeLimits, _start
 from valle.utils.batch import Batch
 
@@ -164,3 +165,21 @@ def test_ar_codes_without_their_lengths_are_refused():
     batch = random_batch()
     with pytest.raises(ValueError, match="codes need their code_lengths"):
         build_ar(model.ar.embeddings, batch.cond, batch.codes)
+
+
+def test_pointer_targets_say_how_far_the_next_frame_moves_and_how_long_each_symbol_lasts():
+    from valle.models.sequence import frames_left
+
+    said = torch.tensor([[2, 2, 2, 3, 3, 5, 5, 0], [4, 4, 6, 6, 6, 6, 0, 0]])
+    lengths = torch.tensor([7, 6])
+    assert frames_left(said, lengths).tolist() == [[2, 1, 0, 1, 0, 1, 0, 0], [1, 0, 3, 2, 1, 0, 0, 0]]
+    batch = random_batch()
+    model = Valle(ValleConfig.tiny(monotonic_alignment=True).with_data(20, 3, 16))
+    packed = model.ar_packed(_rows(batch, torch.arange(batch.size)), 0.0)  # the training layout of every row
+    assert packed.advance_targets is not None and packed.remaining_targets is not None
+    for row in range(batch.size):
+        n, start = int(batch.code_lengths[row]), int(packed.prefix_lengths[row])
+        said = torch.cat([batch.frame_symbols[row, :n], batch.cond.text_lengths[row : row + 1] - 1])
+        advance = packed.advance_targets[row, start : start + n]
+        assert torch.equal(advance, (said[1:] - said[:-1]).clamp(0, 3))
+        assert (packed.advance_targets[row, start + n :] == IGNORE).all()  # none at the stop position

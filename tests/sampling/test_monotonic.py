@@ -17,17 +17,18 @@ from valle.utils.batch import Conditioning
 TEXT_LENGTHS = (9, 6)
 
 
-def aligned_model(advance_by: int | None = None) -> Valle:
-    """A tiny model with monotonic alignment; `advance_by` pins its advance head to that many ids a frame."""
+def aligned_model(frames_per_symbol: int | None = None) -> Valle:
+    """A tiny model with monotonic alignment; `frames_per_symbol` pins its pointer heads to give every
+    symbol that many frames and then move on by one."""
     torch.manual_seed(0)
     model = Valle(ValleConfig.tiny(monotonic_alignment=True).with_data(20, 3, 32)).eval()
     assert model.ar.advance is not None
-    if advance_by is not None:
+    if frames_per_symbol is not None:
         with torch.no_grad():
             model.ar.advance.weight.zero_()
-            model.ar.advance.bias.copy_(
-                torch.nn.functional.one_hot(torch.tensor(advance_by), ADVANCE_CLASSES) * 10.0
-            )
+            model.ar.advance.bias.fill_(-10.0)
+            model.ar.advance.bias[1] = 10.0  # move on by one symbol
+            model.ar.advance.bias[ADVANCE_CLASSES + frames_per_symbol - 1] = 10.0  # after this many frames
     return model
 
 
@@ -44,27 +45,28 @@ def never_stops(model: Valle) -> ArSampler:
     return ArSampler(SamplerConfig(ar_temperature=0.0), model.config.stop_token)
 
 
-@pytest.mark.parametrize("beam", [False, True], ids=["greedy", "beam"])
-def test_the_pointer_follows_the_advance_head_from_each_rows_start_to_eos(beam):
-    model = aligned_model(advance_by=1)
-    sampler, limits = never_stops(model), DecodeLimits(max_steps=12)
-    if beam:
-        sampler = ArSampler(SamplerConfig(ar_temperature=0.0, beam_width=2), model.config.stop_token)
-        result = decode_ar_beam(model, conditioning(), sampler, limits)
-    else:
-        result = decode_ar(model, conditioning(), sampler, limits)
+@pytest.mark.parametrize("frames_per_symbol", [1, 3])
+def test_the_pointer_reads_each_symbol_for_its_drawn_frames_and_stops_after_eos(frames_per_symbol):
+    model = aligned_model(frames_per_symbol)
+    result = decode_ar(model, conditioning(), never_stops(model), DecodeLimits(max_steps=40))
     assert result.frame_symbols is not None and result.frame_symbols.shape == result.codes.shape
     for row, (start, n) in enumerate(zip((0, 3), TEXT_LENGTHS, strict=True)):
-        frames = int(result.lengths[row])
-        expected = torch.clamp(torch.arange(start, start + frames), max=n - 1)
-        assert torch.equal(result.frame_symbols[row, :frames], expected)
+        expected = torch.arange(start, n).repeat_interleave(frames_per_symbol)
+        assert int(result.lengths[row]) == len(expected)  # `<eos>`'s frames over: the stop, not the limit
+        assert torch.equal(result.frame_symbols[row, : len(expected)], expected)
+    assert not result.hit_limit.any()
 
 
-def test_a_pointer_that_never_advances_stays_on_the_start_symbol():
-    model = aligned_model(advance_by=0)
-    result = decode_ar(model, conditioning(), never_stops(model), DecodeLimits(max_steps=6))
+def test_beams_carry_their_pointers():
+    model = aligned_model(frames_per_symbol=2)
+    sampler = ArSampler(SamplerConfig(ar_temperature=0.0, beam_width=2), model.config.stop_token)
+    never_stops(model)
+    result = decode_ar_beam(model, conditioning(), sampler, DecodeLimits(max_steps=12))
     assert result.frame_symbols is not None
-    assert result.frame_symbols[0].eq(0).all() and result.frame_symbols[1].eq(3).all()
+    for row, (start, n) in enumerate(zip((0, 3), TEXT_LENGTHS, strict=True)):
+        frames = int(result.lengths[row])
+        expected = torch.clamp(torch.arange(start, start + 6).repeat_interleave(2), max=n - 1)[:frames]
+        assert torch.equal(result.frame_symbols[row, :frames], expected)
 
 
 def test_a_trained_style_random_head_only_moves_forward_and_the_nar_hears_the_pointer():
@@ -83,7 +85,7 @@ def test_a_trained_style_random_head_only_moves_forward_and_the_nar_hears_the_po
 
 
 def test_decode_passes_the_pointer_to_the_nar_and_the_fast_path_declines():
-    model = aligned_model(advance_by=1)
+    model = aligned_model(frames_per_symbol=1)
     cond = conditioning()
     config = SamplerConfig(ar_temperature=0.0, max_ar_steps=8)
     plain, fast = decode(model, cond, config), decode(model, cond, config, fast=True)

@@ -20,9 +20,10 @@ up with the first symbol it still has to say.
 With monotonic alignment (`ValleConfig.monotonic_alignment`, VALL-E R), every response position also
 gets `E_said(text[s_j])`, the embedding of the text id `s_j` that frame j says (`frame_symbols`, from a
 forced alignment; the stop position says the last id, `<eos>`), and the AR is trained to predict
-`min(s_{j+1} - s_j, ADVANCE_CLASSES - 1)` at position j: how far the next frame moves on through the
-text. Decoding follows its own prediction (a pointer that only moves forward), so the text is read once,
-in order, and the frame always knows which symbol it is saying. The NAR's frames get the same embedding.
+`min(s_{j+1} - s_j, ADVANCE_CLASSES - 1)` at position j (how far the next frame moves on through the
+text) and how many more frames say `s_j` (`REMAINING_CLASSES`). Decoding follows its own prediction (a
+pointer that only moves forward), so the text is read once, in order, and the frame always knows which
+symbol it is saying. The NAR's frames get the same embedding.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ IGNORE = -100  # targets at positions without a loss
 # monotonic alignment: the next frame moves on by 0, 1, 2 or ≥ 3 text ids (ids of no frames, e.g. a word
 # separator without a pause, are skipped)
 ADVANCE_CLASSES = 4
+# monotonic alignment: how many more frames the current text id lasts after this one (0..30, or ≥ 31)
+REMAINING_CLASSES = 32
 
 
 @dataclass
@@ -51,6 +54,8 @@ class Packed:
     targets: Tensor | None  # [B, S] int64, IGNORE except at response positions
     # [B, S] int64 (AR with monotonic alignment): how far the next frame moves on through the text
     advance_targets: Tensor | None = None
+    # [B, S] int64 (AR with monotonic alignment): how many more frames say the current text id
+    remaining_targets: Tensor | None = None
 
 
 def pack(segments: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor, list[Tensor]]:
@@ -151,7 +156,7 @@ def build_ar(
     segments = _prefix_segments(emb, cond, segment_positions)
     x, lengths, offsets = pack([*segments, (response, response_lengths)])
     x = _add_level(emb, x, torch.zeros(batch, dtype=torch.long, device=device))
-    targets = advance = None
+    targets = advance = remaining = None
     if codes is not None and code_lengths is not None:
         stop = torch.full((batch, 1), stop_token, dtype=torch.long, device=codes.device)
         level0 = torch.cat([codes[:, 0], stop], dim=1)
@@ -160,7 +165,21 @@ def build_ar(
         if said is not None:
             steps = (said[:, 1:] - said[:, :-1]).clamp(0, ADVANCE_CLASSES - 1)
             advance = place_targets(steps, code_lengths, offsets[-1], x.shape[1])
-    return Packed(x, lengths, offsets[-1], targets, advance)
+            left = frames_left(said[:, :-1], code_lengths).clamp(max=REMAINING_CLASSES - 1)
+            remaining = place_targets(left, code_lengths, offsets[-1], x.shape[1])
+    return Packed(x, lengths, offsets[-1], targets, advance, remaining)
+
+
+def frames_left(said: Tensor, lengths: Tensor) -> Tensor:
+    """[B, T] text positions of each frame → [B, T] how many of the following frames (before `lengths`)
+    still say the same position: the frames left in each run (0 on a run's last frame)."""
+    frames = torch.arange(said.shape[1], device=said.device)[None, :].expand_as(said)
+    starts = torch.ones_like(said, dtype=torch.bool)
+    starts[:, 1:] = said[:, 1:] != said[:, :-1]
+    run = starts.long().cumsum(1) - 1  # each frame's run, counted from 0 within the row
+    last = torch.where(frames < lengths[:, None], frames, -1)
+    run_end = torch.full_like(said, -1).scatter_reduce(1, run, last, reduce="amax")
+    return (run_end.gather(1, run) - frames).clamp(min=0)
 
 
 def _said_positions(

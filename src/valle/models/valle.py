@@ -14,6 +14,7 @@ from valle.models.embeddings import Embeddings
 from valle.models.sequence import (
     ADVANCE_CLASSES,
     IGNORE,
+    REMAINING_CLASSES,
     Packed,
     build_ar,
     build_nar,
@@ -60,8 +61,10 @@ class CodecLM(nn.Module):
             **backbone.options,
         )
         self.heads = Heads(1 if config.shared_head else config.n_levels, s.d_model, config.codebook_size)
-        # monotonic alignment: how far the next frame moves on through the text (valle.models.sequence)
-        self.advance = nn.Linear(s.d_model, ADVANCE_CLASSES) if config.monotonic_alignment else None
+        # monotonic alignment: how far the next frame moves on through the text, and how many more frames
+        # say the current symbol (valle.models.sequence), side by side in one projection
+        pointer_outputs = ADVANCE_CLASSES + REMAINING_CLASSES
+        self.advance = nn.Linear(s.d_model, pointer_outputs) if config.monotonic_alignment else None
 
 
 @dataclass
@@ -82,6 +85,7 @@ class TrainOutput:
     ar_rows: Tensor | None = None  # [B_ar] the batch rows trained on the AR, in `ar_attention`'s order
     ar_attention: tuple[Tensor, ...] = ()  # [B_ar, H, S, S] per layer asked for (`attention_layers`)
     advance: LevelOutput | None = None  # monotonic alignment: the AR's advance predictions (aligned rows)
+    remaining: LevelOutput | None = None  # and its frames-left-on-this-symbol predictions
 
 
 class Valle(nn.Module):
@@ -153,7 +157,7 @@ class Valle(nn.Module):
         """
         outputs, aux, attention = [], torch.zeros((), device=levels.device), ()
         ar_rows = (levels == 0).nonzero().squeeze(1)
-        advance = None
+        advance = remaining = None
         if len(ar_rows):
             rows = _rows(batch, ar_rows)
             cond = rows.cond
@@ -170,7 +174,11 @@ class Valle(nn.Module):
             outputs.append(_level_output(self.ar.heads, h.hidden, packed.targets, 0, with_stop=True))
             aux = aux + h.aux_loss
             if self.ar.advance is not None and packed.advance_targets is not None:
-                advance = _advance_output(self.ar.advance, h.hidden, packed.advance_targets, rows.aligned)
+                assert packed.remaining_targets is not None  # built together
+                advance, remaining = (
+                    _pointer_output(self, h.hidden, targets, rows.aligned, part)
+                    for part, targets in enumerate((packed.advance_targets, packed.remaining_targets))
+                )
             if prefix_losses:
                 text_out, prompt_out = self._prefix_outputs(cond, h.hidden)
         nar_rows = (levels > 0).nonzero().squeeze(1)
@@ -184,8 +192,10 @@ class Valle(nn.Module):
                 targets = torch.where((row_levels == level)[:, None], packed.targets, IGNORE)
                 outputs.append(_level_output(self.nar.heads, h.hidden, targets, level, with_stop=False))
         if prefix_losses and len(ar_rows):
-            return TrainOutput(outputs, aux, text_out, prompt_out, ar_rows, attention, advance)
-        return TrainOutput(outputs, aux, ar_rows=ar_rows, ar_attention=attention, advance=advance)
+            return TrainOutput(outputs, aux, text_out, prompt_out, ar_rows, attention, advance, remaining)
+        return TrainOutput(
+            outputs, aux, ar_rows=ar_rows, ar_attention=attention, advance=advance, remaining=remaining
+        )
 
     def _prefix_outputs(self, cond: Conditioning, hidden: Tensor) -> tuple[LevelOutput, LevelOutput]:
         text_targets, prompt_targets = prefix_targets(cond, hidden.shape[1])
@@ -228,12 +238,14 @@ class Valle(nn.Module):
         """AR hidden states [..., D] → logits [..., V + 1] over level-0 codes and stop."""
         return self.ar.heads(hidden, 0)
 
-    def ar_advance(self, hidden: Tensor) -> Tensor:
-        """AR hidden states [..., D] → logits [..., ADVANCE_CLASSES]: how far the next frame moves on
-        through the text (monotonic alignment only)."""
+    def ar_pointer(self, hidden: Tensor) -> tuple[Tensor, Tensor]:
+        """AR hidden states [..., D] → (logits [..., ADVANCE_CLASSES]: how far the next frame moves on
+        through the text, logits [..., REMAINING_CLASSES]: how many more frames say the current symbol);
+        monotonic alignment only."""
         if self.ar.advance is None:
             raise ValueError("this model has no monotonic alignment (model.monotonic_alignment=false)")
-        return self.ar.advance(hidden)
+        logits = self.ar.advance(hidden)
+        return logits[..., :ADVANCE_CLASSES], logits[..., ADVANCE_CLASSES:]
 
     def nar_logits(
         self,
@@ -291,13 +303,15 @@ def _rows(batch: Batch, rows: Tensor) -> _Rows:
     )
 
 
-def _advance_output(head: nn.Module, hidden: Tensor, targets: Tensor, aligned: Tensor | None) -> LevelOutput:
-    """Advance logits where there is a target, in rows whose frame symbols come from an alignment (an
-    even spread would teach the wrong durations)."""
+def _pointer_output(
+    model: Valle, hidden: Tensor, targets: Tensor, aligned: Tensor | None, part: int
+) -> LevelOutput:
+    """Advance (`part` 0) or frames-left (1) logits where there is a target, in rows whose frame symbols
+    come from an alignment (an even spread would teach the wrong durations)."""
     if aligned is not None:
         targets = torch.where(aligned[:, None], targets, IGNORE)
     where = targets != IGNORE
-    return LevelOutput(-2, head(hidden[where]), targets[where])
+    return LevelOutput(-2 - part, model.ar_pointer(hidden[where])[part], targets[where])
 
 
 def _level_output(heads: Heads, hidden: Tensor, targets: Tensor, level: int, with_stop: bool) -> LevelOutput:

@@ -322,17 +322,20 @@ class ValleModule(L.LightningModule):
             self.log("val/text_gap", float((gap[1] - gap[0]) / gap[2]), prog_bar=True)
 
     def _advance_loss(self, output: TrainOutput, split: str) -> Tensor | float:
-        """Monotonic alignment: the weighted cross-entropy of the AR's advance predictions, logged with
-        its accuracy (`{split}/loss_advance`, `{split}/acc_advance`)."""
-        part = output.advance
-        if part is None or not part.targets.numel():
-            return 0.0
-        loss = F.cross_entropy(part.logits.float(), part.targets)
-        n = part.targets.numel()
-        self.log(f"{split}/loss_advance", loss, batch_size=n)
-        accuracy = (part.logits.argmax(-1) == part.targets).float().mean()
-        self.log(f"{split}/acc_advance", accuracy, batch_size=n)
-        return self.training_config.advance_loss_weight * loss
+        """Monotonic alignment: the weighted cross-entropies of the AR's pointer predictions (how far the
+        next frame moves on, how many more frames the symbol lasts), each logged with its accuracy
+        (`{split}/loss_advance`, `{split}/acc_advance`, `{split}/loss_remaining`, `{split}/acc_remaining`)."""
+        total: Tensor | float = 0.0
+        for name, part in (("advance", output.advance), ("remaining", output.remaining)):
+            if part is None or not part.targets.numel():
+                continue
+            loss = F.cross_entropy(part.logits.float(), part.targets)
+            n = part.targets.numel()
+            self.log(f"{split}/loss_{name}", loss, batch_size=n)
+            accuracy = (part.logits.argmax(-1) == part.targets).float().mean()
+            self.log(f"{split}/acc_{name}", accuracy, batch_size=n)
+            total = total + loss
+        return self.training_config.advance_loss_weight * total
 
     def _prefix_loss(self, output: TrainOutput) -> Tensor | float:
         """The optional, small-weighted AR losses on the text and prompt positions."""
