@@ -69,3 +69,15 @@ def test_bad_layout_and_missing_folder_are_clear_errors(tmp_path):
         read_corpus("folder", tmp_path / "nope", "en-us")
     with pytest.raises(FileNotFoundError, match="metadata.csv"):
         read_corpus("ljspeech", tmp_path, "en-us")
+
+
+def test_a_textgrid_beside_the_audio_is_its_alignment(tmp_path):
+    from valle.utils.textgrid import Interval, write_textgrid
+
+    root = ljspeech_layout(tmp_path / "LJSpeech")
+    first = sorted((root / "wavs").glob("*.wav"))[0]
+    write_textgrid(first.with_suffix(".TextGrid"), {"words": [Interval(0.1, 0.5, "the")]}, end=1.0)
+    utterances, _ = read_corpus("ljspeech", root, "en-us")
+    aligned = {u.audio_path.stem: u.alignment for u in utterances}
+    assert aligned.pop(first.stem) == first.with_suffix(".TextGrid")
+    assert set(aligned.values()) == {None}

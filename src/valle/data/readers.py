@@ -81,6 +81,7 @@ def read_libritts(root: Path, language: str) -> ReaderResult:
             text=_read_text(text_path),
             language=language,
             audio_path=audio,
+            alignment=sidecar_alignment(audio),
         )
 
 
@@ -115,6 +116,7 @@ def read_ljspeech(root: Path, language: str) -> ReaderResult:
             text=text,
             language=language,
             audio_path=audio,
+            alignment=sidecar_alignment(audio),
         )
 
 
