@@ -92,7 +92,10 @@ def plot_spectrograms(wavs: Mapping[str, str | Path], path: str | Path, title: s
     images = {}
     for name, source in wavs.items():
         wav, source_rate = read_audio(source)
-        images[name] = torch.log10(mel(prepare_waveform(wav, source_rate, rate)) + 1e-5).numpy()
+        wav = prepare_waveform(wav, source_rate, rate)
+        # a clip shorter than half a window (an undertrained model's few frames) cannot be reflect-padded
+        wav = torch.nn.functional.pad(wav, (0, max(0, 513 - wav.shape[-1])))
+        images[name] = torch.log10(mel(wav) + 1e-5).numpy()
     seconds = max(image.shape[-1] for image in images.values()) * 160 / rate
     fig = Figure(figsize=(9, 1.8 * len(images)))
     axes = fig.subplots(len(images), 1, squeeze=False)

@@ -212,3 +212,20 @@ def test_beam_rows_are_independent_and_the_sampler_feeds_log_probs():
     both = beam_step(lp, scores, finished, STOP)
     alone = beam_step(lp[1:], scores[1:], finished[1:], STOP)
     assert torch.equal(both.tokens[1], alone.tokens[0]) and torch.equal(both.parents[1], alone.parents[0])
+
+
+def test_the_stop_token_is_never_the_first_output():
+    """An utterance has at least one frame: empty audio is neither decodable nor scorable."""
+    import torch
+
+    from valle.sampling.pipeline import ArSampler, SamplerConfig
+
+    logits = torch.zeros(3, 9)
+    logits[:, 8] = 50.0  # stop (id 8) is by far the likeliest
+    for config in (SamplerConfig(ar_temperature=0.0), SamplerConfig(ar_temperature=1.0, top_p=0.9, seed=0)):
+        sampler = ArSampler(config, stop_token=8)
+        empty = torch.empty(3, 0, dtype=torch.long)
+        assert (sampler(logits, empty, 0) != 8).all()
+        assert (sampler(logits, torch.zeros(3, 1, dtype=torch.long), 1) == 8).all()
+        per_row = sampler(logits, torch.zeros(3, 1, dtype=torch.long), torch.tensor([0, 1, 1]))
+        assert per_row.tolist()[1:] == [8, 8] and per_row[0] != 8

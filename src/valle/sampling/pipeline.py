@@ -197,7 +197,7 @@ class ArSampler:
         return SamplerState()
 
     def penalise(self, logits: Tensor, history: Tensor, step: int | Tensor) -> Tensor:
-        """Steps 1 and 2: repetition penalty, then length penalty.
+        """Steps 1 and 2: repetition penalty, then length penalty (and no stop as the first token).
 
         Args:
             logits: [B, V] float.
@@ -205,6 +205,17 @@ class ArSampler:
             step: steps decoded so far, an int or a [B] tensor.
         """
         cfg = self.cfg
+        # An utterance has at least one frame: the stop token is never the first output (an undertrained
+        # model would otherwise give empty audio, which no codec decodes and no scorer reads).
+        if isinstance(step, int):
+            if step == 0:
+                logits = logits.clone()
+                logits[:, self.stop_token] = float("-inf")
+        else:
+            first = (step == 0)[:, None] & (
+                torch.arange(logits.shape[1], device=logits.device) == self.stop_token
+            )
+            logits = logits.masked_fill(first, float("-inf"))
         if cfg.repetition_penalty != 1.0:
             logits = processors.repetition_penalty(
                 logits, history, cfg.repetition_penalty, cfg.repetition_penalty_decay
