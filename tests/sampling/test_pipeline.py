@@ -24,9 +24,9 @@ def log_probs(*probs) -> torch.Tensor:
     return torch.tensor(probs, dtype=torch.float32).log()
 
 
-def draw(sampler, logits, history, n=2000, seed=0, **kw) -> set[int]:
-    """The set of tokens drawn over n identical rows."""
-    tokens = sampler(logits.expand(n, -1), history.expand(n, -1), 0, make_generator(seed), **kw)
+def draw(sampler, logits, history, n=2000, seed=0, step=1, **kw) -> set[int]:
+    """The set of tokens drawn over n identical rows (at step 1: at step 0 the stop token is masked)."""
+    tokens = sampler(logits.expand(n, -1), history.expand(n, -1), step, make_generator(seed), **kw)
     return set(tokens.tolist())
 
 
