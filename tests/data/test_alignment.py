@@ -95,3 +95,46 @@ def test_audio_without_a_textgrid_is_prepared_unaligned(tiny_shards):
 
     index = ShardIndex.load(tiny_shards)
     assert not any(row.aligned for row in index.samples)
+
+
+def test_a_textgrid_without_a_words_tier_is_named_with_the_fix(tmp_path, tiny_codec):
+    import shutil
+
+    from tests.conftest import prepare_settings, real_speech_dir
+    from valle.data.prepare import prepare
+    from valle.errors import ConfigError
+    from valle.utils.textgrid import write_textgrid
+
+    wav = sorted(real_speech_dir().glob("*.wav"))[0]
+    folder = tmp_path / "corpus" / "lj" / "reader"
+    folder.mkdir(parents=True)
+    shutil.copy(wav, folder / wav.name)
+    shutil.copy(wav.with_suffix(".txt"), folder / f"{wav.stem}.txt")
+    write_textgrid(folder / f"{wav.stem}.TextGrid", {"segments": [Interval(0.1, 0.5, "the")]}, end=1.0)
+    with pytest.raises(ConfigError, match=r'\.TextGrid: no interval tier named "words".*name the word tier'):
+        prepare(prepare_settings(tmp_path / "corpus", tmp_path / "shards"), tiny_codec, tiny_codec.info)
+
+
+def test_shard_durations_that_do_not_fit_the_sample_are_refused():
+    import io
+
+    from valle.data.shards import ShardSample, decode_sample
+    from valle.errors import ConfigError
+
+    sample = ShardSample(
+        "g/s/1", np.zeros((2, 10), np.int16), ["a", "b"], "ab", {"speaker": "s"}, np.array([1, 2, 3, 4, 5])
+    )
+    raw = {}
+    for name, value in sample.to_wds().items():
+        if name.endswith(".npy") or name == "codes.npy" or name == "durations.npy":
+            buffer = io.BytesIO()
+            np.save(buffer, value)
+            raw[name] = buffer.getvalue()
+        elif name == "__key__":
+            raw[name] = value
+        else:
+            raw[name] = (json.dumps(value) if not isinstance(value, str) else value).encode()
+    with pytest.raises(
+        ConfigError, match="durations.npy has 5 entries summing to 15, expected 5 summing to the 10"
+    ):
+        decode_sample(raw)

@@ -187,7 +187,7 @@ def _said_positions(
 ) -> Tensor:
     """[B, T + 1] the text position each AR response input says: frame j's, then `<eos>` at the stop
     position (decoding: [B, 1], the row's start)."""
-    last = (cond.text_lengths - 1).clamp(min=0)[:, None]
+    last = cond.last_symbol[:, None]
     if codes is None:
         return torch.minimum(cond.starts[:, None], last)
     if frame_symbols is None or code_lengths is None:
@@ -221,8 +221,7 @@ def build_nar(
     if emb.said is not None:
         if frame_symbols is None:
             raise ValueError("a model with monotonic alignment needs frame_symbols for the NAR")
-        last = (cond.text_lengths - 1).clamp(min=0)[:, None]
-        said = torch.minimum(frame_symbols[:, : codes.shape[2]], last)
+        said = torch.minimum(frame_symbols[:, : codes.shape[2]], cond.last_symbol[:, None])
         response = response + emb.said(cond.text.gather(1, said))
     if segment_positions > 0:  # frame j at j + 1, where the AR feeds it
         response = response + response_positions(response.shape[-1], 1, response.shape[1], codes.device)

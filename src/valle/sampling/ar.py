@@ -64,7 +64,7 @@ class TextPointer:
         self, model: Valle, cond: Conditioning, max_steps: int, generator: torch.Generator | None = None
     ) -> None:
         self.model, self.text, self.generator = model, cond.text, generator
-        self.last = (cond.text_lengths - 1).clamp(min=0)
+        self.last = cond.last_symbol
         self.at = torch.minimum(cond.starts, self.last)
         self.left = torch.full_like(self.at, -1)  # frames the current symbol lasts after this one; -1: new
         self.read_all = torch.zeros_like(self.at, dtype=torch.bool)  # `<eos>`'s frames are over
@@ -82,6 +82,10 @@ class TextPointer:
         self.read_all = self.read_all | (moving & (self.at == self.last))
         self.at = torch.where(moving, torch.minimum(self.at + jump, self.last), self.at)
         self.left = torch.where(moving, -1, self.left - 1)
+        return self.said()
+
+    def said(self) -> Tensor:
+        """The text ids [B] the next frame says."""
         return self.text.gather(1, self.at[:, None])[:, 0]
 
     def reorder(self, parents: Tensor) -> None:
@@ -217,7 +221,7 @@ def decode_ar_beam(
         if pointer is not None:
             pointer.advance(step, hidden)  # each beam's own reading, then carried to its children
             pointer.reorder(parents)
-            said = pointer.text.gather(1, pointer.at[:, None])[:, 0]
+            said = pointer.said()
         cache, history = cache.reorder(parents), history.index_select(0, parents)
         assert chosen.lengths is not None  # lengths passed in come back extended
         scores, finished, lengths = chosen.scores, chosen.finished, chosen.lengths

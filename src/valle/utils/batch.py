@@ -67,6 +67,11 @@ class Conditioning:
         return self.start_symbol
 
     @property
+    def last_symbol(self) -> Tensor:
+        """[B] int64: each row's last text position (`<eos>`), where a reading pointer ends."""
+        return (self.text_lengths - 1).clamp(min=0)
+
+    @property
     def continuing(self) -> Tensor:
         """[B] bool: which rows continue their prompt's utterance (all False when `continues` is None)."""
         if self.continues is None:
