@@ -57,6 +57,11 @@ class DecodeCache(Protocol):
         """The cache of rows `index` [B'] (beam search: each new beam continues its parent's row)."""
         ...
 
+    def join(self, other: Self) -> Self:
+        """This cache's rows followed by `other`'s (continuous batching: rows prefilled apart join a
+        running batch, each keeping its own positions)."""
+        ...
+
 
 class StaticView(NamedTuple):
     """A cache as the fixed tensors one static decode step reads and writes in place
@@ -152,6 +157,36 @@ class KVCache:
             self.positions.index_select(0, index),
             self.used.index_select(0, index),
             self.next_position.index_select(0, index),
+            window,
+        )
+
+    def join(self, other: KVCache) -> KVCache:
+        """This cache's rows followed by `other`'s; the smaller capacity is padded with empty slots.
+
+        Raises:
+            ValueError: one has a context window and the other not, or their windows differ in size.
+        """
+        if (self.window is None) != (other.window is None) or (
+            self.window is not None and other.window is not None and self.window.size != other.window.size
+        ):
+            raise ValueError("caches join only with the same context window (max_ar_context)")
+        capacity = max(self.capacity, other.capacity)
+
+        def widen(t: Tensor, dim: int, fill: float) -> Tensor:
+            pad = [0, 0] * (t.dim() - 1 - dim) + [0, capacity - t.shape[dim]]
+            return torch.nn.functional.pad(t, pad, value=fill)
+
+        window = None
+        if self.window is not None and other.window is not None:
+            window = ContextWindow(
+                self.window.size, torch.cat([self.window.prefix_lengths, other.window.prefix_lengths])
+            )
+        return KVCache(
+            torch.cat([widen(self.keys, 3, 0.0), widen(other.keys, 3, 0.0)], dim=1),
+            torch.cat([widen(self.values, 3, 0.0), widen(other.values, 3, 0.0)], dim=1),
+            torch.cat([widen(self.positions, 1, -1), widen(other.positions, 1, -1)]),
+            torch.cat([self.used, other.used]),
+            torch.cat([self.next_position, other.next_position]),
             window,
         )
 

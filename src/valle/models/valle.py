@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from valle.models.backbones import Backbone, build_backbone
 from valle.models.config import BackboneConfig, ValleConfig
-from valle.models.embeddings import Embeddings
+from valle.models.embeddings import Embeddings, sinusoidal
 from valle.models.sequence import (
     ADVANCE_CLASSES,
     IGNORE,
@@ -216,9 +216,10 @@ class Valle(nn.Module):
             segment_positions=self.config.segment_positions,
         )
 
-    def ar_step_input(self, codes: Tensor, step: int = 0, said: Tensor | None = None) -> Tensor:
-        """Level-0 codes [B] just decoded at decoding step `step` → the next AR input [B, 1, D] (as
-        `build_ar` embeds them: code j is response position j + 1).
+    def ar_step_input(self, codes: Tensor, step: int | Tensor = 0, said: Tensor | None = None) -> Tensor:
+        """Level-0 codes [B] just decoded at decoding step `step` (an int, or [B] when rows are at
+        different steps) → the next AR input [B, 1, D] (as `build_ar` embeds them: code j is response
+        position j + 1).
 
         `said`: [B] the text ids the next frame says (monotonic alignment; required then)."""
         emb = self.ar.embeddings
@@ -227,7 +228,10 @@ class Valle(nn.Module):
         )  # a finished row's stop id: its output is unused
         x = emb.embed_level0(safe) + emb.level.weight[0]
         if self.config.segment_positions > 0:
-            x = x + response_positions(x.shape[-1], step + 1, 1, x.device)[0].to(x.dtype)
+            if isinstance(step, Tensor):
+                x = x + sinusoidal((step + 1)[:, None], x.shape[-1])[:, 0].to(x.dtype)
+            else:
+                x = x + response_positions(x.shape[-1], step + 1, 1, x.device)[0].to(x.dtype)
         if emb.said is not None:
             if said is None:
                 raise ValueError("a model with monotonic alignment needs the text id each step says")

@@ -23,6 +23,7 @@ def decode_nar(
     generator: torch.Generator | None = None,
     on_level: Callable[[int], None] | None = None,
     frame_symbols: Tensor | None = None,
+    fixed: Tensor | None = None,
 ) -> Tensor:
     """Fill levels 1..L-1 given level 0.
 
@@ -33,6 +34,8 @@ def decode_nar(
         generator: the random source of sampling (None: torch's global one).
         on_level: called after every level (progress bars).
         frame_symbols: [B, T] the text id each frame says (monotonic alignment: the AR's pointer).
+        fixed: [B, L, F] codes of the first F frames, kept as they are and heard by the later levels
+            (streaming: frames already played).
 
     Returns:
         codes [B, L, T] (0 past each row's length).
@@ -45,6 +48,8 @@ def decode_nar(
         logits = model.nar_logits(cond, codes, lengths, level, frame_symbols)
         sampled = sampler(logits, generator=generator)
         codes[:, level] = torch.where(valid, sampled, 0)
+        if fixed is not None:
+            codes[:, level, : fixed.shape[2]] = fixed[:, level]
         if on_level is not None:
             on_level(level)
     return codes

@@ -48,6 +48,7 @@ class SamplerConfig:
     max_ar_steps_per_phoneme: float = 20.0
     max_ar_context: int | None = None  # keep only the last N response tokens in the context
     seed: int | None = None
+    speed: float = 1.0  # > 1 faster speech: each symbol's drawn duration / speed (monotonic alignment only)
 
     def __post_init__(self) -> None:
         problems = self._problems()
@@ -79,6 +80,8 @@ class SamplerConfig:
         for key in ("max_ar_steps", "max_ar_context"):
             if getattr(self, key) is not None and getattr(self, key) < 1:
                 out.append(f"{key}={getattr(self, key)} must be >= 1 or null")
+        if not 0.25 <= self.speed <= 4.0:
+            out.append(f"speed={self.speed} must lie in [0.25, 4] (1 = as the model speaks)")
         if self.max_ar_steps_per_phoneme <= 0:
             out.append(f"max_ar_steps_per_phoneme={self.max_ar_steps_per_phoneme} must be > 0")
         return out
@@ -196,6 +199,18 @@ class ArSampler:
             return SamplerState(processors.MirostatState.initial(batch, self.cfg.mirostat_tau, device))
         return SamplerState()
 
+    def select_state(self, state: SamplerState, rows: Tensor) -> SamplerState:
+        """The state of rows `rows` [B'] (the rows that decode on)."""
+        if state.mirostat is None:
+            return state
+        return SamplerState(processors.MirostatState(state.mirostat.mu.index_select(0, rows)))
+
+    def join_states(self, state: SamplerState, other: SamplerState) -> SamplerState:
+        """The state of `state`'s rows followed by `other`'s (rows joining a running batch)."""
+        if state.mirostat is None or other.mirostat is None:
+            return state
+        return SamplerState(processors.MirostatState(torch.cat([state.mirostat.mu, other.mirostat.mu])))
+
     def penalise(self, logits: Tensor, history: Tensor, step: int | Tensor) -> Tensor:
         """Steps 1 and 2: repetition penalty, then length penalty (and no stop as the first token).
 
@@ -229,7 +244,7 @@ class ArSampler:
         logits: Tensor,
         history: Tensor,
         step: int | Tensor,
-        generator: torch.Generator | None = None,
+        generator: processors.Generators = None,
         state: SamplerState | None = None,
     ) -> Tensor:
         """Steps 1 to 6 on one AR step's logits.

@@ -14,6 +14,7 @@ Conventions:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -192,18 +193,59 @@ def top_p(logits: Tensor, p: float) -> Tensor:
     return logits.masked_fill(~keep, -math.inf)
 
 
-def sample(logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
+class RowGenerators:
+    """One seeded generator per row: each row draws from its own stream, so what a row samples does not
+    depend on which other rows share its batch (continuous batching in `valle.serving`: requests join and
+    leave a running batch, and a request's seed must still mean the same output).
+
+    Every draw of the sampler pipeline and the text pointer goes through `multinomial`, which takes either
+    this or one `torch.Generator` (or None) for the whole batch.
+    """
+
+    def __init__(self, generators: Sequence[torch.Generator]) -> None:
+        self.generators = list(generators)
+
+    @classmethod
+    def seeded(cls, seeds: Sequence[int], device: torch.device | str = "cpu") -> RowGenerators:
+        return cls([torch.Generator(device=device).manual_seed(seed) for seed in seeds])
+
+    def __len__(self) -> int:
+        return len(self.generators)
+
+    def index_select(self, index: Tensor) -> RowGenerators:
+        """The generators of rows `index` (the rows that stay, or beams that continue a parent)."""
+        return RowGenerators([self.generators[i] for i in index.tolist()])
+
+    def join(self, other: RowGenerators) -> RowGenerators:
+        return RowGenerators(self.generators + other.generators)
+
+
+Generators = torch.Generator | RowGenerators | None
+
+
+def multinomial(probs: Tensor, generator: Generators = None) -> Tensor:
+    """One draw per row of `probs` [B, V] → [B] int64, from one generator or from each row's own."""
+    if isinstance(generator, RowGenerators):
+        if len(generator) != probs.shape[0]:
+            raise ValueError(f"{len(generator)} row generators for {probs.shape[0]} rows")
+        draws = [
+            torch.multinomial(row, 1, generator=g) for row, g in zip(probs, generator.generators, strict=True)
+        ]
+        return torch.cat(draws) if draws else probs.new_zeros(0, dtype=torch.long)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def sample(logits: Tensor, generator: Generators = None) -> Tensor:
     """Draw one token per row from softmax(logits) (docs/design.md, "Sampler pipeline", step 5).
 
     Args:
         logits: [B, V] float; at least one finite entry per row.
-        generator: source of randomness; None = torch's global one.
+        generator: source of randomness (`Generators`); None = torch's global one.
 
     Returns:
         [B] int64 token ids.
     """
-    probs = torch.softmax(logits.float(), dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    return multinomial(torch.softmax(logits.float(), dim=-1), generator)
 
 
 def greedy(logits: Tensor) -> Tensor:
@@ -251,7 +293,7 @@ def mirostat_sample(
     state: MirostatState,
     tau: float,
     eta: float,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
 ) -> Tensor:
     """Mirostat v2: sample among tokens whose surprise is at most mu, then steer mu towards tau.
 
@@ -309,7 +351,7 @@ def repetition_aware(
     history: Tensor,
     window: int,
     threshold: float,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
 ) -> Tensor:
     """Repetition Aware Sampling (VALL-E 2, docs/design.md, "Sampler pipeline", step 6).
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -23,9 +23,11 @@ from valle.codecs.base import Codec
 from valle.errors import ConfigError
 from valle.models.quantize import quantize as quantize_model
 from valle.models.valle import Valle
+from valle.sampling.ar import ArRows
 from valle.sampling.decode import ar_limits, decode
-from valle.sampling.pipeline import SamplerConfig
+from valle.sampling.pipeline import ArSampler, NarSampler, SamplerConfig, make_generator
 from valle.sampling.prompt import Prompt, load_prompt
+from valle.sampling.stream import StreamDecoder, StreamSettings
 from valle.text.phonemize import TextError, phonemize
 from valle.text.split import split_sentences
 from valle.utils.batch import Conditioning
@@ -107,15 +109,12 @@ class Synthesizer:
     ) -> Prompt:
         return source if isinstance(source, Prompt) else load_prompt(source, self.codec, prompt_seconds, text)
 
-    def generate(
-        self,
-        texts: Sequence[str],
-        prompts: Sequence[Prompt],
-        language: str,
-        config: SamplerConfig,
-        progress: bool = False,
-    ) -> list[tuple[torch.Tensor, bool]]:
-        """One AR + NAR pass for a batch of (text, prompt) pairs → (codes [L, T], hit_limit) each."""
+    def conditioning(self, texts: Sequence[str], prompts: Sequence[Prompt], language: str) -> Conditioning:
+        """The model's input rows for (sentence, prompt) pairs, on the synthesizer's device.
+
+        Raises:
+            TextError: a text espeak-ng cannot phonemize (e.g. an unknown language).
+        """
         ids = [
             self.text_ids(f"{p.text} {t}" if p.text else t, language)
             for t, p in zip(texts, prompts, strict=True)
@@ -128,7 +127,71 @@ class Synthesizer:
         cond = Conditioning.pad(
             ids, [p.codes for p in prompts], self.loaded.card.symbols.pad_id, continues, starts
         )
-        cond = cond.to(self.device)
+        return cond.to(self.device)
+
+    @torch.inference_mode()
+    def stream(
+        self,
+        text: str,
+        prompt: str | Path | Prompt,
+        language: str = "en-us",
+        config: SamplerConfig | None = None,
+        settings: StreamSettings | None = None,
+        prompt_seconds: float | None = 3.0,
+    ) -> Iterator[torch.Tensor]:
+        """Speak `text` in `prompt`'s voice as audio chunks [samples] at `codec.sample_rate`, each
+        yielded as soon as it is decoded; sentence after sentence, each with the prompt.
+
+        Joined, the chunks are the whole utterance (`valle.sampling.stream`): a one-sentence text's
+        level-0 codes are those `synthesize` gives with the same seed; the NAR levels are fixed chunk by
+        chunk, from the frames so far.
+
+        Args:
+            settings: how the stream is cut (default: `StreamSettings.for_codec`, 0.5 s chunks).
+
+        Raises:
+            TextError: empty text or unknown language; AudioError: a bad prompt; ConfigError: beam search
+                (it picks its best beam only at the end).
+        """
+        config = config or SamplerConfig()
+        if config.beam_width > 1:
+            raise ConfigError(
+                "beam search picks its best beam only at the end and cannot stream: beam_width=1"
+            )
+        sentences = split_sentences(text)
+        if not sentences:
+            raise TextError(f"empty text {text!r}: nothing to say")
+        loaded = self.prompt(prompt, prompt_seconds)
+        settings = settings or StreamSettings.for_codec(self.codec.frame_rate)
+        generator = make_generator(config.seed, self.device)
+        nar_generator = make_generator(config.seed, self.device)  # its own: NAR draws leave the AR's alone
+        sampler = ArSampler(config, self.model.config.stop_token)
+        for sentence in sentences:
+            cond = self.conditioning([sentence], [loaded], language)
+            rows = ArRows(
+                self.model, cond, sampler, ar_limits(config, cond), generator=generator, fast=self.compile
+            )
+            decoder = StreamDecoder(self.model, self.codec, cond, NarSampler(config), settings, nar_generator)
+            while not rows.done:
+                code = int(rows.step()[0])
+                if not rows.finished[0]:
+                    chunk = decoder.push(code, rows.frame_symbol(0))
+                    if chunk is not None:
+                        yield chunk
+            if bool(rows.hit_limit[0]):
+                log.warning("a sentence reached max_ar_steps without a stop token: %r", sentence)
+            yield decoder.finish()
+
+    def generate(
+        self,
+        texts: Sequence[str],
+        prompts: Sequence[Prompt],
+        language: str,
+        config: SamplerConfig,
+        progress: bool = False,
+    ) -> list[tuple[torch.Tensor, bool]]:
+        """One AR + NAR pass for a batch of (text, prompt) pairs → (codes [L, T], hit_limit) each."""
+        cond = self.conditioning(texts, prompts, language)
         steps = ar_limits(config, cond).max_steps
         bar = tqdm(total=steps, desc="AR", unit="step", disable=not progress, leave=False)
         levels = tqdm(

@@ -234,6 +234,16 @@ class RetNetCache:
         layers = [{name: t.index_select(0, index) for name, t in state.items()} for state in self.layers]
         return replace(self, layers=layers, next_position=self.next_position.index_select(0, index))
 
+    def join(self, other: RetNetCache) -> RetNetCache:
+        """This cache's rows followed by `other`'s: the recurrent state has no length to pad."""
+        layers = [
+            {name: torch.cat([mine[name], theirs[name]]) for name in mine}
+            for mine, theirs in zip(self.layers, other.layers, strict=True)
+        ]
+        return RetNetCache(
+            layers, torch.cat([self.next_position, other.next_position]), max(self.max_length, other.max_length)
+        )
+
     def check_room(self, n: int) -> None:
         """Raise if some row would pass `max_length` with n more positions."""
         reached = int(self.next_position.max()) + n

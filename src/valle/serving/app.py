@@ -1,0 +1,428 @@
+"""The HTTP API: OpenAI's `POST /v1/audio/speech`, voices, health, metrics and the web page.
+
+    app = create_app(Server(synthesizer, engine, voices, limits))   # valle.cli.serve builds these
+
+Errors are JSON in OpenAI's shape, `{"error": {"message", "type", "code"}}`, with a 4xx status that
+says whose fault it was; the message names the field and the fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import secrets
+import struct
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import torch
+from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from valle.errors import ConfigError
+from valle.sampling.pipeline import SamplerConfig
+from valle.sampling.synthesize import Synthesizer
+from valle.serving.engine import Engine, Job, QueueFull
+from valle.serving.voices import VoiceError, VoiceStore
+from valle.text.phonemize import TextError
+from valle.text.split import split_sentences
+
+log = logging.getLogger(__name__)
+PAGE = Path(__file__).parent / "static" / "index.html"
+FORMATS = ("wav", "flac", "pcm")
+MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "pcm": "audio/pcm"}
+JSON_BODY_BYTES = 1 << 20  # a speech request is text and a few numbers
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask (each refused with a 4xx that says the limit)."""
+
+    max_text_chars: int = 2000
+    max_upload_bytes: int = 10 * 1024 * 1024
+    max_upload_seconds: float = 30.0
+
+
+@dataclass
+class Server:
+    """Everything the routes use."""
+
+    synthesizer: Synthesizer
+    engine: Engine
+    voices: VoiceStore
+    limits: Limits = field(default_factory=Limits)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)  # defaults for what a request leaves out
+    language: str = "en-us"
+    api_key: str | None = None  # None: no key needed
+    model_name: str = "valle"
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, code: str, kind: str = "invalid_request_error") -> None:
+        super().__init__(message)
+        self.status, self.message, self.code, self.kind = status, message, code, kind
+
+
+def error_response(status: int, message: str, code: str, kind: str = "invalid_request_error") -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    body = {"error": {"message": message, "type": kind, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class SpeechRequest(BaseModel):
+    """OpenAI's request shape, and valle's sampler settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = "valle"  # one model per server: any name is accepted
+    input: str
+    voice: str
+    response_format: str = "wav"
+    speed: float = Field(1.0, ge=0.25, le=4.0)
+    stream: bool = False
+    instructions: str | None = None  # OpenAI's style prompt: accepted, not used (VALL-E follows the voice)
+    # valle's own: the main sampler knobs, then any other `SamplerConfig` key in `sampler`
+    temperature: float | None = Field(None, ge=0.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    top_k: int | None = Field(None, ge=0)
+    repetition_penalty: float | None = Field(None, ge=1.0)
+    seed: int | None = Field(None, ge=0, lt=2**63)
+    language: str | None = None
+    sampler: dict[str, Any] | None = None
+
+
+def sampler_config(request: SpeechRequest, defaults: SamplerConfig) -> SamplerConfig:
+    """The request's settings over the server's defaults.
+
+    Raises:
+        ApiError: an unknown `sampler` key, beam search (not streamable), or an inconsistent setting.
+    """
+    known = {f.name for f in fields(SamplerConfig)}
+    extra = dict(request.sampler or {})
+    unknown = sorted(set(extra) - known)
+    if unknown:
+        raise ApiError(400, f"sampler: unknown key(s) {unknown}; known: {sorted(known)}", "invalid_sampler")
+    given = {
+        "ar_temperature": request.temperature,
+        "top_p": request.top_p,
+        "top_k": request.top_k,
+        "repetition_penalty": request.repetition_penalty,
+        "seed": request.seed,
+    }
+    changes = {**extra, **{k: v for k, v in given.items() if v is not None}, "speed": request.speed}
+    try:
+        config = replace(defaults, **changes)
+    except (ConfigError, TypeError) as error:
+        raise ApiError(400, f"sampler: {str(error).replace(chr(10), ' ')}", "invalid_sampler") from None
+    if config.beam_width > 1:
+        raise ApiError(
+            400, "sampler: beam_width > 1 cannot stream or share a batch; use 1", "invalid_sampler"
+        )
+    return config
+
+
+def pcm16(audio: torch.Tensor) -> bytes:
+    """float [-1, 1] → 16-bit signed little-endian PCM."""
+    return (audio.clamp(-1, 1) * 32767).round().to(torch.int16).numpy().astype("<i2").tobytes()
+
+
+def streaming_wav_header(sample_rate: int) -> bytes:
+    """A RIFF header whose sizes say "unknown" (0xFFFFFFFF), as streamed wav is written by ffmpeg and
+    OpenAI; players read the data to its end."""
+    unknown = 0xFFFFFFFF
+    fmt = struct.pack("<HHIIHH", 1, 1, sample_rate, sample_rate * 2, 2, 16)
+    return (
+        b"RIFF"
+        + struct.pack("<I", unknown)
+        + b"WAVEfmt "
+        + struct.pack("<I", 16)
+        + fmt
+        + b"data"
+        + struct.pack("<I", unknown)
+    )
+
+
+def encode_audio(audio: torch.Tensor, sample_rate: int, response_format: str) -> bytes:
+    if response_format == "pcm":
+        return pcm16(audio)
+    buffer = io.BytesIO()
+    data = audio.clamp(-1, 1).numpy().astype(np.float32)
+    sf.write(buffer, data, sample_rate, format=response_format.upper(), subtype="PCM_16")
+    return buffer.getvalue()
+
+
+class BodyLimit:
+    """Refuse a request body over its limit with 413 before the app reads it all (by Content-Length,
+    and by counting when the body comes chunked)."""
+
+    def __init__(self, app: ASGIApp, limit_for: Any) -> None:
+        self.app, self.limit_for = app, limit_for
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope["path"])
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            await too_large(limit)(scope, receive, send)
+            return
+        received, refused = 0, False
+
+        async def limited_receive() -> Message:
+            nonlocal received, refused
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit and not refused:
+                    refused = True
+                    await too_large(limit)(scope, receive, send)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            if not refused:
+                await send(message)
+
+        await self.app(scope, limited_receive, guarded_send)
+
+
+def too_large(limit: int) -> JSONResponse:
+    return error_response(
+        413, f"request body over {limit} bytes; send a smaller file or text", "body_too_large"
+    )
+
+
+def create_app(server: Server) -> FastAPI:
+    """The FastAPI app over a started engine."""
+    app = FastAPI(title="valle", summary="VALL-E text-to-speech, OpenAI-compatible", docs_url="/docs")
+    limits, rate = server.limits, server.synthesizer.codec.sample_rate
+
+    @app.exception_handler(ApiError)
+    async def on_api_error(_: Request, error: ApiError) -> JSONResponse:
+        server.engine.metrics.reject(error.code)
+        return error_response(error.status, error.message, error.code, error.kind)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+        problems = []
+        for e in error.errors():
+            where = ".".join(str(part) for part in e.get("loc", ())[1:]) or "body"
+            problems.append(f"{where}: {e.get('msg', 'invalid')}")
+        server.engine.metrics.reject("invalid_request")
+        return error_response(400, "; ".join(problems), "invalid_request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        return error_response(error.status_code, str(error.detail), "http_error")
+
+    def authorize(request: Request) -> None:
+        if server.api_key is None:
+            return
+        given = request.headers.get("authorization", "")
+        scheme, _, key = given.partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(key.strip(), server.api_key):
+            raise ApiError(
+                401, "missing or wrong API key: send Authorization: Bearer <key>", "invalid_api_key"
+            )
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(PAGE, media_type="text/html")
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {
+            "status": "ok",
+            "model": server.model_name,
+            "sample_rate": rate,
+            "running_rows": server.engine.running_rows,
+            "queue_depth": len(server.engine.waiting),
+        }
+
+    @app.get("/metrics")
+    async def metrics(request: Request) -> PlainTextResponse:
+        authorize(request)
+        text = server.engine.metrics.render(server.engine.running_rows)
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+    @app.get("/v1/limits")
+    async def get_limits(request: Request) -> dict:
+        authorize(request)
+        return {**asdict(limits), "sample_rate": rate}
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> dict:
+        authorize(request)
+        return {"object": "list", "data": [{"id": server.model_name, "object": "model", "owned_by": "valle"}]}
+
+    @app.get("/v1/voices")
+    async def list_voices(request: Request) -> dict:
+        authorize(request)
+        voices = await asyncio.to_thread(server.voices.list)
+        return {"voices": [asdict(v) for v in voices]}
+
+    @app.post("/v1/voices", status_code=201)
+    async def add_voice(
+        request: Request,
+        file: UploadFile = File(...),
+        name: str | None = Form(None),
+        transcript: str | None = Form(None),
+    ) -> dict:
+        authorize(request)
+        data = await file.read()
+        if len(data) > limits.max_upload_bytes:
+            raise ApiError(
+                413, f"file: {len(data)} bytes; at most {limits.max_upload_bytes}", "upload_too_large"
+            )
+        if not data:
+            raise ApiError(400, "file: the upload is empty; send a recording of the voice", "invalid_audio")
+        try:
+            voice = await asyncio.to_thread(
+                server.voices.add, data, file.filename or "upload", name, transcript
+            )
+        except VoiceError as error:
+            raise ApiError(error.status, str(error), error.code) from None
+        return asdict(voice)
+
+    @app.delete("/v1/voices/{voice_id}")
+    async def delete_voice(request: Request, voice_id: str) -> dict:
+        authorize(request)
+        try:
+            await asyncio.to_thread(server.voices.delete, voice_id)
+        except VoiceError as error:
+            raise ApiError(error.status, str(error), error.code) from None
+        return {"id": voice_id, "deleted": True}
+
+    @app.post("/v1/audio/speech")
+    async def speech(request: Request, body: SpeechRequest) -> Response:
+        authorize(request)
+        chunks: asyncio.Queue = asyncio.Queue()
+        job = await asyncio.to_thread(make_job, server, body, asyncio.get_running_loop(), chunks)
+        try:
+            server.engine.submit(job)
+        except QueueFull as error:
+            raise ApiError(503, str(error), "queue_full", "server_error") from None
+        headers = {"X-Sample-Rate": str(rate), "X-Request-Id": job.id}
+        first = await next_chunk(request, job, chunks)
+        if first is None:  # the client left before any audio
+            return Response(status_code=204)
+        if isinstance(first, BaseException):
+            log.error("request %s failed: %s", job.id, first)
+            raise ApiError(500, f"synthesis failed: {first}", "synthesis_failed", "server_error")
+        if body.stream:
+            return StreamingResponse(
+                stream_body(request, job, chunks, first, body.response_format, rate),
+                media_type=MEDIA_TYPES[body.response_format],
+                headers=headers,
+            )
+        audio: list[torch.Tensor] = [first]
+        while True:
+            item = await next_chunk(request, job, chunks)
+            if item is None:
+                break
+            if isinstance(item, BaseException):
+                raise ApiError(500, f"synthesis failed: {item}", "synthesis_failed", "server_error")
+            audio.append(item)
+        data = encode_audio(torch.cat(audio), rate, body.response_format)
+        return Response(data, media_type=MEDIA_TYPES[body.response_format], headers=headers)
+
+    return app
+
+
+def make_job(
+    server: Server, body: SpeechRequest, loop: asyncio.AbstractEventLoop, chunks: asyncio.Queue
+) -> Job:
+    """Check a request and turn it into an engine job whose chunks arrive on `chunks`, in `loop`: each
+    an audio tensor, then None at the end or the exception that ended it.
+
+    Raises:
+        ApiError: empty or too long text, text espeak-ng cannot read, a bad voice, format or setting.
+    """
+    text, limits = body.input.strip(), server.limits
+    if body.response_format not in FORMATS:
+        raise ApiError(
+            400,
+            f"response_format={body.response_format!r}: valle writes {', '.join(FORMATS)}",
+            "invalid_format",
+        )
+    if body.stream and body.response_format == "flac":
+        raise ApiError(
+            400, "response_format=flac cannot stream; ask for wav or pcm, or stream=false", "invalid_format"
+        )
+    if not text:
+        raise ApiError(400, "input: the text is empty; give the words to say", "empty_input")
+    if len(text) > limits.max_text_chars:
+        raise ApiError(
+            400,
+            f"input: {len(text)} characters; at most {limits.max_text_chars} per request",
+            "input_too_long",
+        )
+    config = sampler_config(body, server.sampler)
+    if config.speed != 1.0 and not server.synthesizer.model.config.monotonic_alignment:
+        raise ApiError(
+            400, f"speed={config.speed}: this model cannot change its speed; use 1.0", "invalid_speed"
+        )
+    try:
+        prompt = server.voices.prompt(body.voice)
+    except VoiceError as error:
+        raise ApiError(error.status, str(error), error.code) from None
+    language = body.language or server.language
+    sentences = split_sentences(text)
+    try:
+        for sentence in sentences:
+            server.synthesizer.text_ids(sentence, language)
+    except TextError as error:
+        raise ApiError(400, f"input: {error}", "invalid_input") from None
+    return Job(
+        sentences,
+        prompt,
+        language,
+        config,
+        on_chunk=lambda chunk: loop.call_soon_threadsafe(chunks.put_nowait, chunk),
+        on_done=lambda error: loop.call_soon_threadsafe(chunks.put_nowait, error),
+    )
+
+
+async def next_chunk(
+    request: Request, job: Job, chunks: asyncio.Queue
+) -> torch.Tensor | BaseException | None:
+    """The job's next chunk (None at the end); cancels the job when the client has gone."""
+    while True:
+        try:
+            return await asyncio.wait_for(chunks.get(), timeout=0.5)
+        except TimeoutError:
+            if await request.is_disconnected():
+                job.cancel()
+                return None
+
+
+async def stream_body(
+    request: Request, job: Job, chunks: asyncio.Queue, first: torch.Tensor, response_format: str, rate: int
+) -> AsyncIterator[bytes]:
+    """The streamed response: a wav header (for wav), then 16-bit PCM chunk by chunk. A client that
+    disconnects closes this generator, which cancels the job and frees its row."""
+    try:
+        if response_format == "wav":
+            yield streaming_wav_header(rate)
+        yield pcm16(first)
+        while True:
+            item = await next_chunk(request, job, chunks)
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                log.error("request %s failed mid-stream: %s", job.id, item)
+                return
+            yield pcm16(item)
+    finally:
+        job.cancel()  # a no-op once the job is done; frees the row when the client left early

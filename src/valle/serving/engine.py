@@ -1,0 +1,270 @@
+"""Continuous batching: many requests share each AR step, joining and leaving the running batch.
+
+One thread decodes. Each turn of its loop it admits queued requests (prefilled together, then joined to
+the running rows with the same sampler settings), takes one AR step for every running row, hands each
+row's new frame to its request's `StreamDecoder` (which returns an audio chunk every half second or so)
+and drops the rows that stopped or whose client went away. A request of several sentences comes back to
+the front of the queue for its next sentence.
+
+Rows with different sampler settings cannot share a step's sampler, so the engine keeps one batch per
+distinct setting (the seed aside) and steps each in turn. Every row draws from its own generator
+(`RowGenerators`), seeded per request: a request's audio depends on its own text, voice, settings and
+seed, not on who else was being served (up to float rounding of batched arithmetic).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import astuple, dataclass, field, replace
+
+import torch
+
+from valle.sampling.ar import ArRows
+from valle.sampling.decode import ar_limits
+from valle.sampling.pipeline import ArSampler, NarSampler, SamplerConfig, make_generator
+from valle.sampling.processors import RowGenerators
+from valle.sampling.prompt import Prompt
+from valle.sampling.stream import StreamDecoder, StreamSettings
+from valle.sampling.synthesize import Synthesizer
+from valle.serving.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+class QueueFull(Exception):
+    """The engine's queue holds `max_queue` requests already."""
+
+
+@dataclass
+class Job:
+    """One speech request in the engine.
+
+    `on_chunk(audio)` is called from the engine's thread with each audio chunk [samples] (float32 at the
+    codec's rate), then `on_done(None)` or `on_done(error)` once. `cancel()` from any thread stops it at
+    the engine's next step.
+    """
+
+    sentences: list[str]
+    prompt: Prompt
+    language: str
+    config: SamplerConfig
+    on_chunk: Callable[[torch.Tensor], object]
+    on_done: Callable[[BaseException | None], object]
+    id: str = field(default_factory=lambda: secrets.token_hex(8))
+    created: float = field(default_factory=time.perf_counter)
+    first_audio: float | None = None
+    sentence: int = 0
+    samples: int = 0
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    generator: torch.Generator | None = None  # the AR's draws, across all of the request's sentences
+    nar_generator: torch.Generator | None = None
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+
+@dataclass
+class _Batch:
+    """The running rows that share one sampler setting, and the job and stream of each row."""
+
+    rows: ArRows
+    jobs: list[Job]
+    decoders: list[StreamDecoder]
+
+
+class Engine:
+    """The decoding thread and its queue.
+
+    Args:
+        synthesizer: the model and codec (its device; int8 weights when it was made with them).
+        max_rows: rows decoded together at most (1: one request at a time, no batching).
+        max_queue: requests waiting at most; `submit` raises `QueueFull` past it.
+        settings: how each stream is cut.
+        metrics: counters for `/metrics`.
+    """
+
+    def __init__(
+        self,
+        synthesizer: Synthesizer,
+        max_rows: int = 16,
+        max_queue: int = 64,
+        settings: StreamSettings | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        if max_rows < 1 or max_queue < 0:
+            raise ValueError(f"max_rows={max_rows} must be >= 1 and max_queue={max_queue} >= 0")
+        self.synthesizer, self.max_rows, self.max_queue = synthesizer, max_rows, max_queue
+        self.settings = settings or StreamSettings.for_codec(synthesizer.codec.frame_rate)
+        self.metrics = metrics or Metrics()
+        self.waiting: deque[Job] = deque()
+        self.lock = threading.Condition()
+        self.batches: dict[tuple, _Batch] = {}  # by sampler settings, the seed aside
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, name="valle-engine", daemon=True)
+
+    def start(self) -> Engine:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopping = True
+            self.lock.notify_all()
+        self.thread.join(timeout=30)
+
+    @property
+    def running_rows(self) -> int:
+        return sum(len(b.jobs) for b in self.batches.values())
+
+    def submit(self, job: Job) -> None:
+        """Queue a job; it joins the running batch at the next step with room.
+
+        Raises:
+            QueueFull: `max_queue` jobs are waiting already.
+        """
+        seed = job.config.seed if job.config.seed is not None else secrets.randbits(63)
+        job.generator = make_generator(seed, self.synthesizer.device)
+        job.nar_generator = make_generator(seed, self.synthesizer.device)
+        with self.lock:
+            if len(self.waiting) >= self.max_queue:
+                raise QueueFull(f"{len(self.waiting)} requests are waiting already; try again shortly")
+            self.waiting.append(job)
+            self.metrics.queue_depth = len(self.waiting)
+            self.lock.notify_all()
+
+    def _run(self) -> None:
+        torch.set_grad_enabled(False)
+        while True:
+            with self.lock:
+                while not self.stopping and not self.waiting and not self.batches:
+                    self.lock.wait()
+                if self.stopping:
+                    break
+                admitted = self._take()
+            with torch.inference_mode():
+                try:
+                    self._admit(admitted)
+                except Exception as error:  # noqa: BLE001 - a failed prefill fails its requests only
+                    log.exception("starting %d request(s) failed", len(admitted))
+                    for job in admitted:
+                        if not any(job in batch.jobs for batch in self.batches.values()):
+                            self._finish(job, error)
+                try:
+                    self._step()
+                except Exception as error:  # noqa: BLE001 - a failed step fails its requests, not the server
+                    log.exception("decoding failed")
+                    for batch in self.batches.values():
+                        for job in batch.jobs:
+                            self._finish(job, error)
+                    self.batches.clear()
+        for batch in self.batches.values():
+            for job in batch.jobs:
+                self._finish(job, RuntimeError("the server is shutting down"))
+        for job in self.waiting:
+            self._finish(job, RuntimeError("the server is shutting down"))
+
+    def _take(self) -> list[Job]:
+        """Waiting jobs that fit now (cancelled ones are dropped here)."""
+        room = self.max_rows - self.running_rows
+        taken: list[Job] = []
+        while self.waiting and len(taken) < room:
+            job = self.waiting.popleft()
+            if job.cancelled.is_set():
+                self._finish(job, None)
+                continue
+            taken.append(job)
+        self.metrics.queue_depth = len(self.waiting)
+        return taken
+
+    def _admit(self, jobs: list[Job]) -> None:
+        """Prefill the jobs' next sentences, grouped by sampler setting, and join them to the batches."""
+        groups: dict[tuple, list[Job]] = {}
+        for job in jobs:
+            groups.setdefault(astuple(replace(job.config, seed=None)), []).append(job)
+        synthesizer, model = self.synthesizer, self.synthesizer.model
+        for key, group in groups.items():
+            config = replace(group[0].config, seed=None)
+            cond = synthesizer.conditioning(
+                [job.sentences[job.sentence] for job in group],
+                [job.prompt for job in group],
+                group[0].language,
+            )
+            generators = RowGenerators([job.generator for job in group if job.generator is not None])
+            rows = ArRows(
+                model,
+                cond,
+                ArSampler(config, model.config.stop_token),
+                ar_limits(config, cond),
+                generator=generators,
+            )
+            decoders = [
+                StreamDecoder(
+                    model,
+                    synthesizer.codec,
+                    cond.select(torch.tensor([i], device=cond.device)),
+                    NarSampler(config),
+                    self.settings,
+                    job.nar_generator,
+                )
+                for i, job in enumerate(group)
+            ]
+            if key in self.batches:
+                batch = self.batches[key]
+                batch.rows.join(rows)
+                batch.jobs += group
+                batch.decoders += decoders
+            else:
+                self.batches[key] = _Batch(rows, list(group), decoders)
+
+    def _step(self) -> None:
+        """One AR step of every batch; chunks to their jobs; finished and cancelled rows leave."""
+        for key in list(self.batches):
+            batch = self.batches[key]
+            rows = batch.rows
+            started = time.perf_counter()
+            codes = rows.step().tolist()
+            finished = rows.finished.tolist()
+            self.metrics.observe_step(rows.size, time.perf_counter() - started)
+            staying = []
+            for index, job in enumerate(batch.jobs):
+                decoder = batch.decoders[index]
+                if job.cancelled.is_set():
+                    self._finish(job, None)
+                    continue
+                if not finished[index]:
+                    self._send(job, decoder.push(codes[index], rows.frame_symbol(index)))
+                    staying.append(index)
+                    continue
+                self._send(job, decoder.finish())
+                job.sentence += 1
+                if job.sentence < len(job.sentences):
+                    with self.lock:  # its next sentence goes first
+                        self.waiting.appendleft(job)
+                else:
+                    self._finish(job, None)
+            if not staying:
+                del self.batches[key]
+            elif len(staying) < rows.size:
+                rows.keep(torch.tensor(staying, device=rows.steps.device))
+                batch.jobs = [batch.jobs[i] for i in staying]
+                batch.decoders = [batch.decoders[i] for i in staying]
+
+    def _send(self, job: Job, chunk: torch.Tensor | None) -> None:
+        if chunk is None or chunk.numel() == 0:
+            return
+        if job.first_audio is None:
+            job.first_audio = time.perf_counter()
+            self.metrics.observe_first_audio(job.first_audio - job.created)
+        job.samples += chunk.numel()
+        job.on_chunk(chunk)
+
+    def _finish(self, job: Job, error: BaseException | None) -> None:
+        seconds = job.samples / self.synthesizer.codec.sample_rate
+        status = "cancelled" if job.cancelled.is_set() else ("error" if error else "ok")
+        self.metrics.observe_request(status, time.perf_counter() - job.created, seconds)
+        job.on_done(error)

@@ -1,0 +1,168 @@
+"""The server's voices: built-in ones from a folder of recordings, and uploads kept as voice presets.
+
+An uploaded voice is encoded once with the model's codec and stored as `{id}.npz` (the same preset
+`python -m valle.voice make` writes) with `{id}.json` beside it (its name, transcript and length), both
+written atomically, so the voices survive a restart and a crash never leaves half a voice. Ids are made
+here and checked against one pattern, so no request can name a path outside the folder.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import tempfile
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from valle.audio import AudioError, read_audio
+from valle.codecs.base import Codec
+from valle.data.readers import AUDIO_SUFFIXES
+from valle.sampling.prompt import Prompt, load_prompt, load_voice, save_voice
+from valle.utils.io import atomic_write_json
+
+VOICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,95}$")
+
+
+class VoiceError(Exception):
+    """A voice request that cannot be met; `status` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 400, code: str = "invalid_voice") -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+@dataclass
+class Voice:
+    id: str
+    name: str
+    builtin: bool
+    transcript: str | None
+    seconds: float
+
+
+class VoiceStore:
+    """Voices by id: built-in (read-only) and uploaded (a folder of presets).
+
+    Args:
+        folder: where uploads are kept (created if missing).
+        codec: the model's codec (uploads are encoded with it; presets must match it).
+        builtin: a folder of recordings (`*.wav`, ...; a `{stem}.txt` beside one is its transcript, unused
+            for cross-utterance prompts) or voice presets, each a voice named by its file stem; or None.
+        prompt_seconds: an upload without transcript is cropped to this, as `infer.py` crops prompts.
+        max_seconds: the longest upload accepted.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        codec: Codec,
+        builtin: Path | None = None,
+        prompt_seconds: float = 3.0,
+        max_seconds: float = 30.0,
+    ) -> None:
+        self.folder, self.codec = Path(folder), codec
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.prompt_seconds, self.max_seconds = prompt_seconds, max_seconds
+        self.lock = threading.Lock()
+        self.cache: dict[str, Prompt] = {}
+        self.builtin: dict[str, Path] = {}
+        if builtin is not None:
+            files = sorted(
+                p for p in Path(builtin).iterdir() if p.suffix.lower() in {*AUDIO_SUFFIXES, ".npz"}
+            )
+            self.builtin = {p.stem: p for p in files if VOICE_ID.match(p.stem)}
+
+    def list(self) -> list[Voice]:
+        voices = [self._builtin_voice(key) for key in self.builtin]
+        for meta in sorted(self.folder.glob("*.json")):
+            if meta.stem not in self.builtin and (self.folder / f"{meta.stem}.npz").is_file():
+                voices.append(Voice(**json.loads(meta.read_text())))
+        return voices
+
+    def prompt(self, voice_id: str) -> Prompt:
+        """The prompt of a voice.
+
+        Raises:
+            VoiceError: an id that is malformed or names no voice (400).
+        """
+        with self.lock:
+            if voice_id in self.cache:
+                return self.cache[voice_id]
+        if not VOICE_ID.match(voice_id):
+            raise VoiceError(f"voice={voice_id!r} is not a voice id; GET /v1/voices lists them")
+        if voice_id in self.builtin:
+            prompt = load_prompt(self.builtin[voice_id], self.codec, self.prompt_seconds)
+        elif (self.folder / f"{voice_id}.npz").is_file():
+            prompt = load_voice(self.folder / f"{voice_id}.npz", self.codec.info)
+        else:
+            raise VoiceError(f"unknown voice {voice_id!r}; GET /v1/voices lists them", code="voice_not_found")
+        with self.lock:
+            self.cache[voice_id] = prompt
+        return prompt
+
+    def add(
+        self, data: bytes, filename: str, name: str | None = None, transcript: str | None = None
+    ) -> Voice:
+        """Encode an uploaded recording and keep it as a new voice.
+
+        Raises:
+            VoiceError: not audio, silent, too short or too long (400).
+        """
+        suffix = Path(filename or "upload.wav").suffix.lower() or ".wav"
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"upload{suffix}"
+            path.write_bytes(data)
+            try:
+                wav, rate = read_audio(path)
+                seconds = wav.shape[-1] / rate
+                if seconds > self.max_seconds:
+                    raise VoiceError(
+                        f"file={filename}: {seconds:.1f} s of audio; upload at most {self.max_seconds:g} s "
+                        "(3 to 10 s of one speaker works best)",
+                        code="upload_too_long",
+                    )
+                prompt = load_prompt(path, self.codec, self.prompt_seconds, transcript or None)
+            except AudioError as error:
+                raise VoiceError(
+                    str(error).replace(str(path), filename or "upload"), code="invalid_audio"
+                ) from None
+        voice_id = f"voice-{secrets.token_hex(6)}"
+        voice = Voice(
+            voice_id,
+            (name or Path(filename or "upload").stem)[:100],
+            False,
+            transcript or None,
+            round(prompt.codes.shape[1] / self.codec.frame_rate, 2),
+        )
+        prompt.source = f"upload {filename}"
+        save_voice(self.folder / f"{voice_id}.npz", prompt, self.codec.info)
+        atomic_write_json(self.folder / f"{voice_id}.json", asdict(voice))
+        return voice
+
+    def delete(self, voice_id: str) -> None:
+        """Remove an uploaded voice.
+
+        Raises:
+            VoiceError: a built-in voice (403) or no such voice (404).
+        """
+        if voice_id in self.builtin:
+            raise VoiceError(f"voice {voice_id!r} is built in and cannot be deleted", 403, "voice_builtin")
+        if not VOICE_ID.match(voice_id) or not (self.folder / f"{voice_id}.npz").is_file():
+            raise VoiceError(f"unknown voice {voice_id!r}; GET /v1/voices lists them", 404, "voice_not_found")
+        with self.lock:
+            self.cache.pop(voice_id, None)
+        (self.folder / f"{voice_id}.json").unlink(missing_ok=True)
+        (self.folder / f"{voice_id}.npz").unlink(missing_ok=True)
+
+    def _builtin_voice(self, key: str) -> Voice:
+        path = self.builtin[key]
+        transcript = path.with_suffix(".txt")
+        return Voice(
+            key,
+            key,
+            True,
+            transcript.read_text().strip() if transcript.is_file() else None,
+            round(self.prompt(key).codes.shape[1] / self.codec.frame_rate, 2),
+        )
