@@ -12,7 +12,7 @@ DEMO_DIR ?= outputs/demo
 DEMO_MINUTES ?= 15
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps test test-all lint format demo experiments clean
+.PHONY: help setup system-deps test test-all lint format demo serve experiments clean
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -51,6 +51,10 @@ format: setup ## rewrite src/, tests/, benchmarks/ in ruff's format (what `make 
 
 demo: setup ## the main job on the built-in corpus, offline (see README)
 	$(PY) -m valle.demo out=$(DEMO_DIR) minutes=$(DEMO_MINUTES)
+
+serve: setup ## serve the demo's model: OpenAI-compatible API and web page on http://127.0.0.1:8000
+	@test -f $(DEMO_DIR)/model.pt || { echo "error: no $(DEMO_DIR)/model.pt; run make demo first"; exit 1; }
+	$(PY) -m valle.serve ckpt=$(DEMO_DIR)/model.pt builtin_voices=$(DEMO_DIR)/voices voices_dir=$(DEMO_DIR)/uploaded_voices
 
 experiments: ## list the experiment presets (python train.py experiment=NAME)
 	@ls conf/experiment | sed 's/\.yaml$$//'

@@ -46,6 +46,7 @@ from valle.models.quantize import quantize
 from valle.models.sequence import build_ar
 from valle.models.valle import Valle
 from valle.sampling.ar import DecodeLimits, _start, decode_ar
+from valle.sampling.pipeline import ArSampler, SamplerConfig
 from valle.utils.batch import Conditioning
 
 FRAMES_PER_SECOND = 75  # EnCodec 24 kHz
@@ -73,21 +74,21 @@ def inputs() -> Conditioning:
     return Conditioning(text, torch.tensor([TEXT_IDS]), prompt, torch.tensor([PROMPT_FRAMES]))
 
 
-class GreedyNoStop:
+class GreedyNoStop(ArSampler):
     """Argmax over the codes only (the stop logit is masked): a run is exactly max_steps long.
 
-    Has the `ArSampler` call shape (`new_state`, then `sampler(logits, history, step, generator, state)`).
+    An `ArSampler` whose choice skips the pipeline (no penalties, no stop at step 0 to mask).
     """
 
-    def new_state(self, batch: int, device: torch.device | str = "cpu") -> None:
-        return None
+    def __init__(self) -> None:
+        super().__init__(SamplerConfig(ar_temperature=0.0), stop_token=CODEBOOK)
 
     def __call__(
         self,
         logits: Tensor,
         history: Tensor,
-        step: int,
-        generator: torch.Generator | None = None,
+        step: int | Tensor,
+        generator: object = None,
         state: object = None,
     ) -> Tensor:
         return logits[:, :-1].argmax(dim=-1)

@@ -8,11 +8,16 @@ from pathlib import Path
 import pytest
 import torch
 
+from valle.checkpoints import EXPORT_FORMAT
 from valle.codecs import build_codec
 from valle.corpus import Voice, build_corpus, espeak_voices
 from valle.data.index import ShardIndex
 from valle.data.prepare import PrepareSettings, prepare
+from valle.export import EXPORT_VERSION
+from valle.models.config import ValleConfig
 from valle.models.quantize import FBGEMM_CPUS
+from valle.models.valle import Valle
+from valle.text import SymbolMap, phonemize
 
 REAL_SPEECH = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real-speech"
 TINY_VOICES = ["en-us+m3", "en-us+f2", "en-gb+m1"]
@@ -85,3 +90,34 @@ def aligned_corpus(tmp_path_factory, tiny_codec) -> tuple[Path, Path, ShardIndex
 def shards_copy(tiny_shards, tmp_path) -> Path:
     """A private copy of `tiny_shards` that a test may damage."""
     return Path(shutil.copytree(tiny_shards, tmp_path / "shards"))
+
+
+def save_random_model(path: Path, codec, texts: dict[str, str]) -> Path:
+    """A tiny random-weight model as an export file, whose symbols are those of `texts` ({language: text})."""
+    symbols = SymbolMap.build([phonemize(text, language) for language, text in texts.items()], list(texts))
+    torch.manual_seed(0)
+    config = ValleConfig.tiny().with_data(len(symbols), codec.n_levels, codec.codebook_size)
+    torch.save(
+        {
+            "format": EXPORT_FORMAT,
+            "version": EXPORT_VERSION,
+            "model": Valle(config).state_dict(),
+            "config": config.to_dict(),
+            "codec": codec.info.to_dict(),
+            "symbols": symbols.to_dict(),
+            "stats": {},
+            "dtype": "fp32",
+            "codec_state": None,
+        },
+        path,
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def random_export(tiny_codec, tmp_path_factory) -> Path:
+    """A tiny random-weight model as an export file: for runs that need a model, not a good one."""
+    path = tmp_path_factory.mktemp("export") / "model.pt"
+    return save_random_model(
+        path, tiny_codec, {"en-us": "The quick brown fox jumps over the lazy dog, twice!"}
+    )

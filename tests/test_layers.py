@@ -72,16 +72,18 @@ RULES = [
             "valle.export",
             "valle.checkpoints",
             "valle.sampling",
+            "valle.serving",
             "valle.cli.voice",
             "valle.cli.export",
+            "valle.cli.serve",
         ),
         forbidden=("valle.training", "valle.data"),
     ),
     Rule(
         "sampling-reads-the-card",
-        "sampling/ learns what a model is from its `ModelCard` (valle.card), never from the files it came "
-        "in: it imports neither export.py nor checkpoints.py",
-        scope=("valle.sampling",),
+        "sampling/ and serving/ learn what a model is from its `ModelCard` (valle.card), never from the "
+        "files it came in: they import neither export.py nor checkpoints.py (cli/serve.py loads the file)",
+        scope=("valle.sampling", "valle.serving"),
         forbidden=("valle.export", "valle.checkpoints"),
     ),
     Rule(

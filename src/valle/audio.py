@@ -11,6 +11,9 @@ import torchaudio.functional as AF
 
 from valle.errors import ConfigError
 
+# What the corpus readers and the server take as audio files (libsndfile reads them all).
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+
 
 class AudioError(ConfigError):
     """Audio that cannot be used: unreadable, empty, silent, or of the wrong length."""

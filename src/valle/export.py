@@ -55,6 +55,19 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, dtype: str = "fp32") ->
     card = card_of(data, ckpt)
     lora = data.get("hyper_parameters", {}).get("lora")
     state = _merged_lora_state(data, card) if lora else model_state_dict(data)
+    return save_export(state, card, out, dtype)
+
+
+def save_export(
+    state: dict[str, torch.Tensor], card: ModelCard, out: str | Path, dtype: str = "fp32"
+) -> Path:
+    """Write a release file: a model's weights (in `dtype`) and its card, what `load` reads.
+
+    Raises:
+        ConfigError: unknown dtype.
+    """
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype={dtype!r}: choose one of {sorted(DTYPES)}")
     state = {k: v.to(DTYPES[dtype]) if v.is_floating_point() else v for k, v in state.items()}
     payload = {
         "format": EXPORT_FORMAT,

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,8 +31,9 @@ def _which(names: tuple[str, ...]) -> str | None:
     return next((path for path in map(shutil.which, names) if path), None)
 
 
-def headless_chromium():
-    """A selenium driver for headless Chromium; skips the test (saying what is missing) without one."""
+def headless_chromium(*arguments: str):
+    """A selenium driver for headless Chromium (with extra command-line `arguments`); skips the test (saying
+    what is missing) without one."""
     webdriver = pytest.importorskip(
         "selenium.webdriver", reason="selenium is not installed (pip install '.[test]')"
     )
@@ -43,9 +47,27 @@ def headless_chromium():
         )
     options = webdriver.ChromeOptions()
     options.binary_location = browser
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        *arguments,
+    ):
         options.add_argument(argument)
     return webdriver.Chrome(options=options, service=Service(driver))  # an explicit driver: no download
+
+
+@contextmanager
+def browser_at(url: str) -> Iterator[Any]:
+    """Headless Chromium with `url` open (audio may play without a click, as a user's click would allow);
+    quit on exit."""
+    driver = headless_chromium("--autoplay-policy=no-user-gesture-required")
+    try:
+        driver.get(url)
+        yield driver
+    finally:
+        driver.quit()
 
 
 def page_media(page: Path, timeout: float = 30.0) -> dict[str, list[dict]]:

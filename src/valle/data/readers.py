@@ -15,13 +15,12 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from valle.audio import AUDIO_SUFFIXES
 from valle.data.records import MissingTranscript, Utterance, make_key
 from valle.errors import ConfigError, MissingFileError
 from valle.utils.io import read_utf8
 
 log = logging.getLogger(__name__)
-
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 
 
 ReaderResult = Iterator["Utterance | MissingTranscript"]

@@ -284,14 +284,17 @@ class ArRows:
         `step` on they decode with these, each at its own step.
 
         Raises:
-            ValueError: either is a fast (compiled) batch, their sampler settings differ, or they do not
+            ValueError: either is a fast (compiled) batch, their sampler settings differ (but for the seed
+                and the step limits, which are each row's own), or they do not
                 both draw from per-row generators (`RowGenerators`), so a row's draws would depend on
                 its neighbours.
         """
         if self.step_fn is not None or other.step_fn is not None:
             raise ValueError("rows cannot join a compiled (fast) decode; decode eagerly to join rows")
-        if self.sampler.cfg != other.sampler.cfg:
-            raise ValueError("rows join a batch with the same sampler settings only")
+        if self.sampler.cfg.batch_key() != other.sampler.cfg.batch_key():
+            raise ValueError(
+                "rows join a batch with the same sampler settings only (seed and step limits aside)"
+            )
         if not (
             isinstance(self.generator, processors.RowGenerators)
             and isinstance(other.generator, processors.RowGenerators)

@@ -12,7 +12,7 @@ log-probabilities and `valle.sampling.beam` chooses the beams.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, replace
 from typing import overload
 
 import torch
@@ -119,6 +119,11 @@ class SamplerConfig:
                     f"beam_width=1"
                 )
         return out
+
+    def batch_key(self) -> tuple:
+        """What rows decoding in one batch must share: every setting but the seed and the step limits,
+        which each row keeps for itself (`valle.sampling.ar.ArRows`)."""
+        return astuple(replace(self, seed=None, max_ar_steps=None, max_ar_steps_per_phoneme=1.0))
 
     @overload
     def ar_step_limit(self, n_phonemes: int) -> int: ...

@@ -11,7 +11,7 @@ import copy
 import logging
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,21 @@ class Synthesis:
     wav: torch.Tensor  # [samples] at `sample_rate`
     sample_rate: int
     hit_limit: bool  # some sentence reached max_ar_steps without a stop token
+
+
+@dataclass
+class SpeechStream:
+    """One text being spoken chunk by chunk (`Synthesizer.stream`): iterate it for the audio chunks
+    ([samples] float at `sample_rate`); once a sentence is said, its codes [L, T] are in `codes`."""
+
+    text: str
+    sample_rate: int
+    codes: list[torch.Tensor] = field(default_factory=list)
+    hit_limit: bool = False  # some sentence reached max_ar_steps without a stop token
+    chunks: Iterator[torch.Tensor] = field(default_factory=lambda: iter(()))
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return self.chunks
 
 
 def decoding_model(model: Valle, device: str, quantize: str | None = None) -> Valle:
@@ -129,7 +144,6 @@ class Synthesizer:
         )
         return cond.to(self.device)
 
-    @torch.inference_mode()
     def stream(
         self,
         text: str,
@@ -138,20 +152,22 @@ class Synthesizer:
         config: SamplerConfig | None = None,
         settings: StreamSettings | None = None,
         prompt_seconds: float | None = 3.0,
-    ) -> Iterator[torch.Tensor]:
-        """Speak `text` in `prompt`'s voice as audio chunks [samples] at `codec.sample_rate`, each
-        yielded as soon as it is decoded; sentence after sentence, each with the prompt.
+    ) -> SpeechStream:
+        """Speak `text` in `prompt`'s voice as audio chunks, each yielded as soon as it is decoded.
 
-        Joined, the chunks are the whole utterance (`valle.sampling.stream`): a one-sentence text's
-        level-0 codes are those `synthesize` gives with the same seed; the NAR levels are fixed chunk by
-        chunk, from the frames so far.
+            for chunk in synthesizer.stream("Hello there. How are you?", "ref.wav"):
+                play(chunk)  # [samples] float at synthesizer.codec.sample_rate
+
+        Sentence after sentence, each with the prompt. Joined, the chunks are the whole utterance
+        (`valle.sampling.stream`): a one-sentence text's level-0 codes are those `synthesize` gives with
+        the same seed; the NAR levels are fixed chunk by chunk, from the frames so far.
 
         Args:
             settings: how the stream is cut (default: `StreamSettings.for_codec`, 0.5 s chunks).
 
         Raises:
             TextError: empty text or unknown language; AudioError: a bad prompt; ConfigError: beam search
-                (it picks its best beam only at the end).
+                (it picks its best beam only at the end). Raised here, before the first chunk.
         """
         config = config or SamplerConfig()
         if config.beam_width > 1:
@@ -162,12 +178,20 @@ class Synthesizer:
         if not sentences:
             raise TextError(f"empty text {text!r}: nothing to say")
         loaded = self.prompt(prompt, prompt_seconds)
+        conds = [self.conditioning([sentence], [loaded], language) for sentence in sentences]
+        stream = SpeechStream(text, self.codec.sample_rate)
         settings = settings or StreamSettings.for_codec(self.codec.frame_rate)
+        stream.chunks = self._stream(conds, config, settings, stream)
+        return stream
+
+    @torch.inference_mode()
+    def _stream(
+        self, conds: list[Conditioning], config: SamplerConfig, settings: StreamSettings, stream: SpeechStream
+    ) -> Iterator[torch.Tensor]:
         generator = make_generator(config.seed, self.device)
         nar_generator = make_generator(config.seed, self.device)  # its own: NAR draws leave the AR's alone
         sampler = ArSampler(config, self.model.config.stop_token)
-        for sentence in sentences:
-            cond = self.conditioning([sentence], [loaded], language)
+        for cond in conds:
             rows = ArRows(
                 self.model, cond, sampler, ar_limits(config, cond), generator=generator, fast=self.compile
             )
@@ -178,9 +202,9 @@ class Synthesizer:
                     chunk = decoder.push(code, rows.frame_symbol(0))
                     if chunk is not None:
                         yield chunk
-            if bool(rows.hit_limit[0]):
-                log.warning("a sentence reached max_ar_steps without a stop token: %r", sentence)
             yield decoder.finish()
+            stream.codes.append(decoder.codes())
+            stream.hit_limit = stream.hit_limit or bool(rows.hit_limit[0])
 
     def generate(
         self,

@@ -16,7 +16,7 @@ import struct
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_type_hints
 
 import numpy as np
 import soundfile as sf
@@ -40,7 +40,9 @@ log = logging.getLogger(__name__)
 PAGE = Path(__file__).parent / "static" / "index.html"
 FORMATS = ("wav", "flac", "pcm")
 MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "pcm": "audio/pcm"}
-JSON_BODY_BYTES = 1 << 20  # a speech request is text and a few numbers
+SAMPLER_TYPES = get_type_hints(SamplerConfig)
+JSON_BODY_BYTES = 1 << 20  # a speech request is text (up to 6 bytes a character in JSON) and a few numbers
+FORM_BYTES = 1 << 16  # an upload's multipart framing and its name and transcript fields
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ class ApiError(Exception):
 
 
 def error_response(status: int, message: str, code: str, kind: str = "invalid_request_error") -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = {401: {"WWW-Authenticate": "Bearer"}, 429: {"Retry-After": "1"}}.get(status)
     body = {"error": {"message": message, "type": kind, "code": code}}
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -104,13 +106,17 @@ def sampler_config(request: SpeechRequest, defaults: SamplerConfig) -> SamplerCo
     """The request's settings over the server's defaults.
 
     Raises:
-        ApiError: an unknown `sampler` key, beam search (not streamable), or an inconsistent setting.
+        ApiError: an unknown `sampler` key, a value of the wrong type, beam search (not streamable), or an
+            inconsistent setting.
     """
     known = {f.name for f in fields(SamplerConfig)}
     extra = dict(request.sampler or {})
     unknown = sorted(set(extra) - known)
     if unknown:
         raise ApiError(400, f"sampler: unknown key(s) {unknown}; known: {sorted(known)}", "invalid_sampler")
+    wrong = [f"{k}={v!r} is not {type_name(k)}" for k, v in extra.items() if not fits(v, k)]
+    if wrong:
+        raise ApiError(400, f"sampler: {'; '.join(wrong)}", "invalid_sampler")
     given = {
         "ar_temperature": request.temperature,
         "top_p": request.top_p,
@@ -128,6 +134,26 @@ def sampler_config(request: SpeechRequest, defaults: SamplerConfig) -> SamplerCo
             400, "sampler: beam_width > 1 cannot stream or share a batch; use 1", "invalid_sampler"
         )
     return config
+
+
+def kinds_of(key: str) -> tuple[type, ...]:
+    return get_args(SAMPLER_TYPES[key]) or (SAMPLER_TYPES[key],)
+
+
+def type_name(key: str) -> str:
+    names = {int: "an integer", float: "a number", type(None): "null"}
+    return " or ".join(names.get(kind, kind.__name__) for kind in kinds_of(key))
+
+
+def fits(value: Any, key: str) -> bool:
+    """Whether `value` (from JSON) has the type of `SamplerConfig.<key>`: a wrong one would fail inside
+    the engine's step, and with it every request sharing the batch. An int does for a float."""
+    kinds = kinds_of(key)
+    if value is None or isinstance(value, bool):
+        return value is None and type(None) in kinds
+    if isinstance(value, int):
+        return (int in kinds and -(2**63) <= value < 2**63) or float in kinds
+    return isinstance(value, float) and float in kinds
 
 
 def pcm16(audio: torch.Tensor) -> bytes:
@@ -207,6 +233,9 @@ def create_app(server: Server) -> FastAPI:
     """The FastAPI app over a started engine."""
     app = FastAPI(title="valle", summary="VALL-E text-to-speech, OpenAI-compatible", docs_url="/docs")
     limits, rate = server.limits, server.synthesizer.codec.sample_rate
+    body_limits = {"/v1/voices": limits.max_upload_bytes + FORM_BYTES}
+    json_limit = max(JSON_BODY_BYTES, 6 * limits.max_text_chars)
+    app.add_middleware(BodyLimit, limit_for=lambda path: body_limits.get(path, json_limit))
 
     @app.exception_handler(ApiError)
     async def on_api_error(_: Request, error: ApiError) -> JSONResponse:
@@ -217,6 +246,9 @@ def create_app(server: Server) -> FastAPI:
     async def on_invalid(_: Request, error: RequestValidationError) -> JSONResponse:
         problems = []
         for e in error.errors():
+            if e.get("type") == "json_invalid":  # its location is a character offset, not a field
+                problems.append(f"body: not valid JSON ({e.get('ctx', {}).get('error', e.get('msg'))})")
+                continue
             where = ".".join(str(part) for part in e.get("loc", ())[1:]) or "body"
             problems.append(f"{where}: {e.get('msg', 'invalid')}")
         server.engine.metrics.reject("invalid_request")
@@ -312,7 +344,7 @@ def create_app(server: Server) -> FastAPI:
         try:
             server.engine.submit(job)
         except QueueFull as error:
-            raise ApiError(503, str(error), "queue_full", "server_error") from None
+            raise ApiError(429, str(error), "queue_full", "rate_limit_exceeded") from None
         headers = {"X-Sample-Rate": str(rate), "X-Request-Id": job.id}
         first = await next_chunk(request, job, chunks)
         if first is None:  # the client left before any audio
@@ -347,7 +379,8 @@ def make_job(
     an audio tensor, then None at the end or the exception that ended it.
 
     Raises:
-        ApiError: empty or too long text, text espeak-ng cannot read, a bad voice, format or setting.
+        ApiError: empty or too long text, text espeak-ng cannot read, a language the model does not know,
+            a bad voice, format or setting.
     """
     text, limits = body.input.strip(), server.limits
     if body.response_format not in FORMATS:
@@ -384,6 +417,8 @@ def make_job(
             server.synthesizer.text_ids(sentence, language)
     except TextError as error:
         raise ApiError(400, f"input: {error}", "invalid_input") from None
+    except ConfigError as error:  # a language espeak-ng reads but the model was not trained on
+        raise ApiError(400, f"language: {error}", "unsupported_language") from None
     return Job(
         sentences,
         prompt,

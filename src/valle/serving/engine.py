@@ -184,15 +184,14 @@ class Engine:
     def _admit(self, jobs: list[Job]) -> None:
         """Prefill the jobs' next sentences, grouped by sampler setting, and join them to the batches."""
         groups: dict[tuple, list[Job]] = {}
-        for job in jobs:
-            groups.setdefault(astuple(replace(job.config, seed=None)), []).append(job)
+        for job in jobs:  # one prefill per setting and language; they join the batch of their sampling
+            groups.setdefault((astuple(replace(job.config, seed=None)), job.language), []).append(job)
         synthesizer, model = self.synthesizer, self.synthesizer.model
-        for key, group in groups.items():
+        for (_, language), group in groups.items():
             config = replace(group[0].config, seed=None)
+            key = config.batch_key()  # rows whose step limits differ still share the steps
             cond = synthesizer.conditioning(
-                [job.sentences[job.sentence] for job in group],
-                [job.prompt for job in group],
-                group[0].language,
+                [job.sentences[job.sentence] for job in group], [job.prompt for job in group], language
             )
             generators = RowGenerators([job.generator for job in group if job.generator is not None])
             rows = ArRows(

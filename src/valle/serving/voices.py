@@ -16,9 +16,9 @@ import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from valle.audio import AudioError, read_audio
+from valle.audio import AUDIO_SUFFIXES, AudioError, read_audio
 from valle.codecs.base import Codec
-from valle.data.readers import AUDIO_SUFFIXES
+from valle.errors import ConfigError
 from valle.sampling.prompt import Prompt, load_prompt, load_voice, save_voice
 from valle.utils.io import atomic_write_json
 
@@ -50,6 +50,10 @@ class VoiceStore:
         codec: the model's codec (uploads are encoded with it; presets must match it).
         builtin: a folder of recordings (`*.wav`, ...; a `{stem}.txt` beside one is its transcript, unused
             for cross-utterance prompts) or voice presets, each a voice named by its file stem; or None.
+            Each is encoded here, once.
+
+    Raises:
+        ConfigError: a built-in voice that cannot be read (silent, unreadable, another codec's preset).
         prompt_seconds: an upload without transcript is cropped to this, as `infer.py` crops prompts.
         max_seconds: the longest upload accepted.
     """
@@ -73,6 +77,11 @@ class VoiceStore:
                 p for p in Path(builtin).iterdir() if p.suffix.lower() in {*AUDIO_SUFFIXES, ".npz"}
             )
             self.builtin = {p.stem: p for p in files if VOICE_ID.match(p.stem)}
+        for key, path in self.builtin.items():  # encoded now: a broken file stops the start, not a request
+            try:
+                self.prompt(key)
+            except (AudioError, ValueError) as error:
+                raise ConfigError(f"builtin_voices={builtin}: {path.name}: {error}") from None
 
     def list(self) -> list[Voice]:
         voices = [self._builtin_voice(key) for key in self.builtin]

@@ -72,8 +72,9 @@ def held_out_items(out: Path) -> list[tuple[str, Path, Path]]:
 
 @torch.inference_mode()
 def plan_items(out: Path, codec: Codec) -> tuple[list[Item], list[Prompt], list[Prompt]]:
-    """Every held-out recording's prompts in both modes; writes the prompt and resynthesis wavs and the
-    manifest (samples/manifest.json), whose outputs speak() then fills.
+    """Every held-out recording's prompts in both modes; writes the prompt and resynthesis wavs, the
+    manifest (samples/manifest.json), whose outputs speak() then fills, and one prompt per held-out voice
+    in voices/ (the built-in voices of `make serve`).
 
     Returns:
         (items, cross-utterance prompts, continuation prompts), in the same order.
@@ -107,6 +108,9 @@ def plan_items(out: Path, codec: Codec) -> tuple[list[Item], list[Prompt], list[
         write_wav(out / rows["resynthesis"], codec.decode(truth_codes), rate)
         prompt_wav = f"samples/prompts/{key}.wav"  # the prompt as the model got it, before the codec
         write_wav(out / prompt_wav, prompt, rate)
+        voice = out / "voices" / f"{speaker}.wav"  # each held-out voice's first prompt: `make serve`'s voices
+        if not voice.is_file():
+            write_wav(voice, prompt, rate)
         items.append(
             Item(
                 key,

@@ -241,7 +241,9 @@ class RetNetCache:
             for mine, theirs in zip(self.layers, other.layers, strict=True)
         ]
         return RetNetCache(
-            layers, torch.cat([self.next_position, other.next_position]), max(self.max_length, other.max_length)
+            layers,
+            torch.cat([self.next_position, other.next_position]),
+            max(self.max_length, other.max_length),
         )
 
     def check_room(self, n: int) -> None:

@@ -1,0 +1,103 @@
+"""Streaming synthesis: chunks come while the AR decodes, join to the whole utterance without clicks,
+and say the level-0 codes of the same seed not streamed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from valle.card import LoadedModel, ModelCard
+from valle.errors import ConfigError
+from valle.models.config import ValleConfig
+from valle.models.valle import Valle
+from valle.sampling.nar import decode_nar
+from valle.sampling.pipeline import NarSampler, SamplerConfig
+from valle.sampling.prompt import Prompt
+from valle.sampling.stream import StreamSettings
+from valle.sampling.synthesize import Synthesizer
+from valle.text import SymbolMap, phonemize
+
+TEXT = "The lazy dog sleeps."
+SETTINGS = StreamSettings(
+    chunk_frames=10, first_chunk_frames=5, lookahead_frames=2, context_frames=8, crossfade_frames=2
+)
+
+
+@pytest.fixture(scope="module")
+def synthesizer(tiny_codec):
+    symbols = SymbolMap.build([phonemize("The quick brown fox jumps over the lazy dog, twice!")], ["en-us"])
+    torch.manual_seed(0)
+    config = ValleConfig.tiny(monotonic_alignment=True)
+    model = Valle(config.with_data(len(symbols), tiny_codec.n_levels, tiny_codec.codebook_size))
+    card = ModelCard(model.config, symbols, tiny_codec.info, {})
+    return Synthesizer(LoadedModel(model.eval(), card), tiny_codec)
+
+
+@pytest.fixture(scope="module")
+def prompt():
+    return Prompt(torch.randint(0, 1024, (2, 40), generator=torch.Generator().manual_seed(3)))
+
+
+def test_a_stream_says_the_level0_codes_of_the_same_seed_not_streamed(synthesizer, prompt):
+    config = SamplerConfig(ar_temperature=0.9, top_p=0.9, max_ar_steps=45, seed=5)
+    stream = synthesizer.stream(TEXT, prompt, config=config, settings=SETTINGS)
+    chunks = list(stream)
+    [whole] = synthesizer.synthesize([TEXT], [prompt], config=config)
+    [codes] = stream.codes
+    assert torch.equal(codes[0], whole.codes[0])
+    frames, hop = codes.shape[1], synthesizer.codec.hop_length
+    assert frames > SETTINGS.first_chunk_frames + SETTINGS.chunk_frames  # several chunks were due
+    assert len(chunks) >= 3 and sum(c.numel() for c in chunks) == frames * hop == whole.wav.numel()
+    # the first chunk is out after `first_chunk_frames` (+ lookahead) frames, not at the end
+    assert chunks[0].numel() <= (SETTINGS.first_chunk_frames + SETTINGS.lookahead_frames) * hop
+
+
+def test_joined_chunks_are_the_whole_decode_without_clicks(synthesizer, prompt):
+    config = SamplerConfig(ar_temperature=0.9, max_ar_steps=60, seed=1)
+    stream = synthesizer.stream(TEXT, prompt, config=config, settings=SETTINGS)
+    chunks = list(stream)
+    joined = torch.cat(chunks)
+    whole = synthesizer.codec.decode(stream.codes[0])  # the same codes decoded in one go
+    assert joined.shape == whole.shape
+    # with decoder context and a crossfade, the stream follows the one-go decode closely ...
+    error = (joined - whole).pow(2).mean() / whole.pow(2).mean()
+    assert float(error) < 0.1
+    # ... and no chunk boundary jumps more than the signal itself does anywhere
+    steps = (whole[1:] - whole[:-1]).abs()
+    boundaries = torch.tensor([c.numel() for c in chunks[:-1]]).cumsum(0)
+    jumps = (joined[boundaries] - joined[boundaries - 1]).abs()
+    assert float(jumps.max()) <= float(steps.max())
+
+
+def test_the_nar_keeps_the_levels_of_frames_already_played(synthesizer):
+    """A chunk's NAR pass runs over every frame so far: the frames already emitted keep their levels,
+    and the later levels hear those (not a fresh draw), so what was played is what the stream's codes say."""
+    model = synthesizer.model
+    g = torch.Generator().manual_seed(0)
+    cond = synthesizer.conditioning([TEXT], [Prompt(torch.randint(0, 1024, (2, 30), generator=g))], "en-us")
+    level0 = torch.randint(0, 1024, (1, 24), generator=g)
+    symbols = torch.arange(24)[None] // 8 + 2
+    fixed = torch.randint(0, 1024, (1, 2, 10), generator=g)
+    fixed[:, 0] = level0[:, :10]
+    sampler = NarSampler(SamplerConfig(nar_temperature=1.0))
+    codes = decode_nar(
+        model, cond, level0, torch.tensor([24]), sampler, generator=g, frame_symbols=symbols, fixed=fixed
+    )
+    assert torch.equal(codes[:, :, :10], fixed) and torch.equal(codes[:, 0], level0)
+    free = decode_nar(model, cond, level0, torch.tensor([24]), sampler, generator=g, frame_symbols=symbols)
+    assert not torch.equal(free[:, 1, :10], fixed[:, 1])  # a random code per frame: the pass kept them
+
+
+def test_beam_search_and_empty_text_are_refused_before_any_audio(synthesizer, prompt):
+    with pytest.raises(ConfigError, match="beam"):
+        synthesizer.stream(TEXT, prompt, config=SamplerConfig(beam_width=2))
+    with pytest.raises(Exception, match="empty text"):
+        synthesizer.stream("  ", prompt)
+
+
+def test_stream_settings_follow_the_codec_frame_rate():
+    settings = StreamSettings.for_codec(75.0, chunk_seconds=0.4, first_chunk_seconds=0.2)
+    assert (settings.chunk_frames, settings.first_chunk_frames) == (30, 15)
+    assert settings.crossfade_frames <= settings.context_frames
+    with pytest.raises(ValueError, match="crossfade"):
+        StreamSettings(context_frames=1, crossfade_frames=2)

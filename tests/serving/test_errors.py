@@ -1,0 +1,172 @@
+"""Every limit and bad input gets its 4xx, with a JSON error in OpenAI's shape that says what to fix.
+
+The shared server runs with max_text_chars=200, max_upload_bytes=600000 and max_upload_seconds=12.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import requests
+import soundfile as sf
+
+from tests.conftest import real_speech_dir
+from tests.serving.conftest import VOICE, Server
+
+
+def assert_error(response: requests.Response, status: int, code: str, *words: str) -> str:
+    """The response is `status` with an OpenAI-shaped error of `code` whose message names `words`."""
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code and error["type"], error
+    message = error["message"]
+    for word in words:
+        assert word in message, f"{word!r} not in {message!r}"
+    return message
+
+
+@pytest.mark.parametrize(
+    ("fields", "code", "words"),
+    [
+        ({"input": ""}, "empty_input", ["input", "empty"]),
+        ({"input": " \n\t "}, "empty_input", ["input", "empty"]),
+        ({"input": "fox " * 60}, "input_too_long", ["at most 200"]),
+        ({"voice": "nobody"}, "voice_not_found", ["nobody", "/v1/voices"]),
+        ({"voice": "../x"}, "invalid_voice", ["not a voice id"]),
+        ({"response_format": "mp3"}, "invalid_format", ["mp3", "wav"]),
+        ({"response_format": "flac", "stream": True}, "invalid_format", ["flac cannot stream"]),
+        ({"speed": 1.5}, "invalid_speed", ["speed"]),
+        ({"speed": 9}, "invalid_request", ["speed"]),
+        ({"temperature": -1}, "invalid_request", ["temperature"]),
+        ({"top_p": 0}, "invalid_request", ["top_p"]),
+        ({"seed": -1}, "invalid_request", ["seed"]),
+        ({"language": "xx-nowhere"}, "invalid_input", ["xx-nowhere"]),
+        ({"language": "fr-fr"}, "unsupported_language", ["fr-fr", "en-us"]),
+        ({"sampler": {"max_ar_stepz": 4}}, "invalid_sampler", ["max_ar_stepz"]),
+        ({"sampler": {"max_ar_steps": 0}}, "invalid_sampler", ["max_ar_steps"]),
+        ({"sampler": {"max_ar_steps": "many"}}, "invalid_sampler", ["max_ar_steps='many'", "an integer"]),
+        ({"sampler": {"top_k": 2.5}}, "invalid_sampler", ["top_k=2.5", "an integer"]),
+        ({"sampler": {"seed": "x", "top_p": True}}, "invalid_sampler", ["seed='x'", "top_p=True"]),
+        ({"sampler": {"beam_width": 2}}, "invalid_sampler", ["beam_width"]),
+        ({"voices": "x"}, "invalid_request", ["voices"]),
+    ],
+)
+def test_a_bad_speech_request_is_refused_with_its_reason(server: Server, fields, code, words):
+    assert_error(server.speak(**fields), 400, code, *words)
+
+
+def test_a_request_without_text_or_voice_names_the_missing_fields(server: Server):
+    response = requests.post(server.url + "/v1/audio/speech", json={"model": "valle"}, timeout=30)
+    assert_error(response, 400, "invalid_request", "input", "voice")
+
+
+def test_a_body_that_is_not_json_is_refused(server: Server):
+    response = requests.post(
+        server.url + "/v1/audio/speech",
+        data=b"input=hello",
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert_error(response, 400, "invalid_request", "body: not valid JSON")
+
+
+def test_an_oversized_body_is_refused_before_it_is_read(server: Server):
+    body = b'{"input": "' + b"a" * (2 << 20) + b'", "voice": "x"}'
+    response = requests.post(
+        server.url + "/v1/audio/speech", data=body, headers={"Content-Type": "application/json"}, timeout=30
+    )
+    assert_error(response, 413, "body_too_large", "bytes")
+
+
+def test_an_oversized_chunked_body_is_refused(server: Server):
+    def parts():  # no Content-Length: the server counts as the body comes
+        yield b'{"input": "'
+        for _ in range(40):
+            yield b"a" * (64 << 10)
+        yield b'", "voice": "x"}'
+
+    response = requests.post(
+        server.url + "/v1/audio/speech",
+        data=parts(),
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert_error(response, 413, "body_too_large", "bytes")
+    assert server.get("/health").ok  # and the server still serves
+
+
+def upload(server: Server, data: bytes, filename: str = "voice.wav", **form) -> requests.Response:
+    return requests.post(server.url + "/v1/voices", files={"file": (filename, data)}, data=form, timeout=60)
+
+
+def tone(seconds: float, rate: int = 8000) -> bytes:
+    buffer = io.BytesIO()
+    t = np.arange(int(seconds * rate)) / rate
+    sf.write(buffer, 0.3 * np.sin(2 * np.pi * 220 * t), rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def test_a_garbage_upload_is_refused_as_unreadable_audio(server: Server):
+    garbage = np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes()
+    message = assert_error(upload(server, garbage, "garbage.wav"), 400, "invalid_audio", "garbage.wav")
+    assert "/tmp" not in message  # the server's temporary path stays private
+
+
+def test_an_empty_upload_is_refused(server: Server):
+    assert_error(upload(server, b""), 400, "invalid_audio", "empty")
+
+
+def test_an_upload_without_a_file_is_refused(server: Server):
+    response = requests.post(server.url + "/v1/voices", data={"name": "x"}, timeout=30)
+    assert_error(response, 400, "invalid_request", "file")
+
+
+@pytest.mark.parametrize(
+    ("size", "code"),
+    [(600_001, "upload_too_large"), (3_000_000, "body_too_large")],  # the second is refused unread
+)
+def test_an_upload_over_the_byte_limit_is_refused(server: Server, size: int, code: str):
+    data = (real_speech_dir() / "LJ049-0110.wav").read_bytes()
+    data += b"\0" * (size - len(data))  # a valid wav with trailing bytes past max_upload_bytes
+    assert_error(upload(server, data), 413, code, "bytes")
+
+
+def test_an_upload_over_the_time_limit_is_refused(server: Server):
+    assert_error(upload(server, tone(13.0)), 400, "upload_too_long", "13.0 s", "at most 12 s")
+
+
+def test_a_silent_upload_is_refused(server: Server):
+    silence = io.BytesIO()
+    sf.write(silence, np.zeros(16000), 8000, format="WAV")
+    assert_error(upload(server, silence.getvalue(), "quiet.wav"), 400, "invalid_audio", "silent")
+
+
+def test_no_refused_upload_leaves_a_voice_behind(server: Server):
+    voices = server.get("/v1/voices").json()["voices"]
+    assert all(voice["builtin"] for voice in voices), voices
+
+
+def test_unknown_paths_and_voices_answer_404_in_the_same_shape(server: Server):
+    assert_error(server.get("/v1/nothing"), 404, "http_error")
+    response = requests.delete(server.url + "/v1/voices/voice-000000000000", timeout=30)
+    assert_error(response, 404, "voice_not_found", "voice-000000000000")
+
+
+def test_the_limits_are_published(server: Server):
+    limits = server.get("/v1/limits").json()
+    assert limits == {
+        "max_text_chars": 200,
+        "max_upload_bytes": 600000,
+        "max_upload_seconds": 12.0,
+        "sample_rate": 24000,
+    }
+    assert server.get("/v1/models").json()["data"][0]["id"] == "model"
+
+
+def test_refusals_are_counted(server: Server):
+    before = server.metric('valle_rejected_total{code="empty_input"}')
+    server.speak(input="")
+    assert server.metric('valle_rejected_total{code="empty_input"}') == before + 1
+    assert VOICE in {v["id"] for v in server.get("/v1/voices").json()["voices"]}

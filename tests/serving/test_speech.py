@@ -1,0 +1,130 @@
+"""POST /v1/audio/speech against a real server: formats, streaming, batching and clients that leave."""
+
+from __future__ import annotations
+
+import io
+import struct
+import threading
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import requests
+import soundfile as sf
+
+from tests.serving.conftest import HOP, VOICE, Server
+
+SENTENCE = "The quick brown fox jumps over the lazy dog, twice!"
+THREE_SENTENCES = " ".join([SENTENCE] * 3)  # decoded one after the other, each to max_ar_steps
+
+
+def wav_samples(data: bytes) -> np.ndarray:
+    audio, rate = sf.read(io.BytesIO(data), dtype="float32")
+    assert rate == 24000
+    return audio
+
+
+def test_a_request_returns_a_wav_of_the_requested_length(server: Server):
+    response = server.speak(seed=1)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "audio/wav"
+    assert response.headers["x-sample-rate"] == "24000"
+    audio = wav_samples(response.content)
+    assert audio.ndim == 1 and len(audio) == 40 * HOP  # a random model runs to max_ar_steps
+    assert np.isfinite(audio).all() and np.abs(audio).max() > 0
+
+
+def test_pcm_and_flac_decode_to_the_length_of_the_wav(server: Server):
+    wav = wav_samples(server.speak(seed=3).content)
+    flac = server.speak(seed=3, response_format="flac")
+    pcm = server.speak(seed=3, response_format="pcm")
+    assert flac.headers["content-type"] == "audio/flac" and pcm.headers["content-type"] == "audio/pcm"
+    assert len(wav_samples(flac.content)) == len(wav)
+    assert len(np.frombuffer(pcm.content, "<i2")) == len(wav)
+
+
+def read_stream(chunks: Iterator[bytes]) -> tuple[list[bytes], list[float]]:
+    """The rest of a body's chunks as they arrive, and when each came."""
+    out, times = [], []
+    for chunk in chunks:
+        out.append(chunk)
+        times.append(time.monotonic())
+    return out, times
+
+
+def test_streamed_audio_arrives_while_the_row_still_decodes(server: Server):
+    body = {"input": SENTENCE, "voice": VOICE, "stream": True, "response_format": "pcm", "seed": 2}
+    body["sampler"] = {"max_ar_steps": 300}
+    with requests.post(server.url + "/v1/audio/speech", json=body, stream=True, timeout=120) as response:
+        assert response.status_code == 200, response.text
+        assert response.headers.get("transfer-encoding") == "chunked"
+        chunks = response.iter_content(chunk_size=None)
+        first = next(chunks)
+        first_at = time.monotonic()
+        running = server.get("/health").json()["running_rows"]
+        rest, times = read_stream(chunks)
+    assert running == 1, "the first chunk should come while the request is still decoding"
+    assert len(first) > 0 and len(rest) >= 1 and first_at < times[-1]
+    assert (len(first) + sum(map(len, rest))) // 2 == 300 * HOP
+
+
+def test_a_streamed_and_a_whole_request_with_one_seed_have_the_same_length(server: Server):
+    whole = wav_samples(server.speak(seed=5, input=THREE_SENTENCES).content)
+    pcm = server.speak(seed=5, input=THREE_SENTENCES, stream=True, response_format="pcm").content
+    assert len(pcm) // 2 == len(whole) == 3 * 40 * HOP
+    # a streamed wav: a header whose sizes say "unknown", then the same 16-bit samples
+    streamed_wav = server.speak(seed=5, input=THREE_SENTENCES, stream=True).content
+    assert streamed_wav[:4] == b"RIFF" and streamed_wav[36:40] == b"data"
+    assert struct.unpack("<I", streamed_wav[40:44])[0] == 0xFFFFFFFF
+    assert (len(streamed_wav) - 44) // 2 == len(whole)
+
+
+def test_eight_concurrent_requests_share_steps_and_each_gets_its_own_length(server: Server):
+    texts = [" ".join(["The quick brown fox"] + ["jumps"] * i) + "." for i in range(8)]
+    per_phoneme = {"sampler": {"max_ar_steps_per_phoneme": 3}}  # one setting for all: one batch
+    alone = [
+        len(wav_samples(server.speak(input=text, seed=i, **per_phoneme).content))
+        for i, text in enumerate(texts)
+    ]
+    assert len(set(alone)) == 8, "each text should have its own step limit"
+    frames, steps = server.metric("valle_ar_frames_total"), server.metric("valle_ar_steps_total")
+    start, responses = threading.Barrier(8), [requests.Response()] * 8
+
+    def ask(i: int) -> None:
+        start.wait()
+        responses[i] = server.speak(input=texts[i], seed=i, **per_phoneme)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert [r.status_code for r in responses] == [200] * 8, [r.text[:200] for r in responses]
+    assert [len(wav_samples(r.content)) for r in responses] == alone
+    frames = server.metric("valle_ar_frames_total") - frames
+    steps = server.metric("valle_ar_steps_total") - steps
+    assert frames > steps, f"{frames} frames in {steps} steps: no step decoded two rows"
+    assert server.metric("valle_batch_rows_max") > 1
+
+
+def test_a_client_that_leaves_mid_stream_frees_its_row(server: Server):
+    cancelled = server.metric('valle_requests_total{status="cancelled"}')
+    body = {"input": SENTENCE, "voice": VOICE, "stream": True, "response_format": "pcm"}
+    body["sampler"] = {"max_ar_steps": 5000}  # about a minute of audio: far longer than this test
+    session = requests.Session()
+    response = session.post(server.url + "/v1/audio/speech", json=body, stream=True, timeout=60)
+    chunks = response.iter_content(chunk_size=None)  # one iterator: dropping one closes the connection
+    assert response.status_code == 200 and next(chunks)
+    time.sleep(1.0)  # the server's disconnect checks come every half second: this is not one
+    assert server.get("/health").json()["running_rows"] == 1
+    response.close()
+    session.close()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if server.metric("valle_running_rows") == 0 and (
+            server.metric('valle_requests_total{status="cancelled"}') == cancelled + 1
+        ):
+            break
+        time.sleep(0.2)
+    assert server.metric("valle_running_rows") == 0, "the row still decodes after its client left"
+    assert server.metric('valle_requests_total{status="cancelled"}') == cancelled + 1
