@@ -69,9 +69,9 @@ def time_one(
     return first or 0.0, time.perf_counter() - start
 
 
-def speed(presets: list[str], frames: int, repeats: int) -> None:
+def speed(presets: list[str], lengths: list[int], repeats: int) -> None:
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads; {frames} frames per utterance; "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; frames per utterance {lengths}; "
         f"medians of {repeats}"
     )
     for preset in presets:
@@ -81,19 +81,25 @@ def speed(presets: list[str], frames: int, repeats: int) -> None:
             prompt = Prompt(
                 torch.randint(0, 1024, (codec.n_levels, 225), generator=torch.Generator().manual_seed(1))
             )
-            config = SamplerConfig(ar_temperature=0.8, top_p=0.9, max_ar_steps=frames, seed=0)
-            seconds = frames / codec.frame_rate
-            rows = {}
-            for mode in ("whole", "stream"):
-                time_one(synthesizer, prompt, config, mode == "stream")  # warm-up
-                runs = [time_one(synthesizer, prompt, config, mode == "stream") for _ in range(repeats)]
-                rows[mode] = (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
-            (w_first, w_total), (s_first, s_total) = rows["whole"], rows["stream"]
-            print(
-                f"{preset:5s} {quantize or 'fp32':4s} | whole TTFA {w_first:6.3f} s RTF "
-                f"{w_total / seconds:5.3f} | stream TTFA {s_first:6.3f} s RTF {s_total / seconds:5.3f} | "
-                f"TTFA whole/stream {w_first / s_first:5.1f}x | total stream/whole {s_total / w_total:4.2f}x"
-            )
+            for frames in lengths:
+                config = SamplerConfig(ar_temperature=0.8, top_p=0.9, max_ar_steps=frames, seed=0)
+                seconds = frames / codec.frame_rate
+                rows = {}
+                for mode in ("whole", "stream"):
+                    time_one(synthesizer, prompt, config, mode == "stream")  # warm-up
+                    runs = [time_one(synthesizer, prompt, config, mode == "stream") for _ in range(repeats)]
+                    rows[mode] = (
+                        statistics.median(r[0] for r in runs),
+                        statistics.median(r[1] for r in runs),
+                    )
+                (w_first, w_total), (s_first, s_total) = rows["whole"], rows["stream"]
+                print(
+                    f"{preset:5s} {quantize or 'fp32':4s} {seconds:4.1f} s | whole TTFA {w_first:6.3f} s RTF "
+                    f"{w_total / seconds:5.3f} | stream TTFA {s_first:6.3f} s RTF {s_total / seconds:5.3f} | "
+                    f"TTFA whole/stream {w_first / s_first:5.1f}x | "
+                    f"total stream/whole {s_total / w_total:4.2f}x",
+                    flush=True,
+                )
 
 
 def demo(out: Path) -> None:
@@ -147,7 +153,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--presets", nargs="+", default=["tiny", "small"])
-    parser.add_argument("--frames", type=int, default=150)
+    parser.add_argument("--frames", type=int, nargs="+", default=[150, 375])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--demo", type=Path, help="a `make demo` output folder: agreement and the instrument")
     args = parser.parse_args()

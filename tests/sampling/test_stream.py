@@ -3,6 +3,8 @@ and say the level-0 codes of the same seed not streamed."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -13,7 +15,7 @@ from valle.models.valle import Valle
 from valle.sampling.nar import decode_nar
 from valle.sampling.pipeline import NarSampler, SamplerConfig
 from valle.sampling.prompt import Prompt
-from valle.sampling.stream import StreamSettings
+from valle.sampling.stream import StreamDecoder, StreamSettings, nar_levels
 from valle.sampling.synthesize import Synthesizer
 from valle.text import SymbolMap, phonemize
 
@@ -101,3 +103,35 @@ def test_stream_settings_follow_the_codec_frame_rate():
     assert settings.crossfade_frames <= settings.context_frames
     with pytest.raises(ValueError, match="crossfade"):
         StreamSettings(context_frames=1, crossfade_frames=2)
+
+
+def test_chunks_grow_so_a_long_sentence_costs_a_few_nar_passes():
+    settings = StreamSettings(chunk_frames=10, first_chunk_frames=5, growth=2.0, max_chunk_frames=30)
+    assert [settings.due(k) for k in range(5)] == [5, 10, 20, 30, 30]
+    with pytest.raises(ValueError, match="growth"):
+        StreamSettings(growth=0.5)
+
+
+def test_rows_due_at_one_step_share_one_nar_pass_with_the_levels_of_each_alone(synthesizer):
+    """The server runs one NAR pass for every row whose chunk fell due at a step (`emit_chunks`); each
+    row gets the levels its own pass would give, its emitted frames kept. In float64, so that padding
+    the rows together cannot flip an argmax at a float32 near-tie."""
+    model = copy.deepcopy(synthesizer.model).double()
+    g = torch.Generator().manual_seed(4)
+    decoders = []
+    for frames, text in ((30, "The lazy dog."), (17, "A quick brown fox jumps."), (24, "Twice!")):
+        prompt = Prompt(
+            torch.randint(0, 1024, (2, int(torch.randint(10, 40, (1,), generator=g))), generator=g)
+        )
+        cond = synthesizer.conditioning([text], [prompt], "en-us")
+        decoder = StreamDecoder(model, synthesizer.codec, cond, NarSampler(SamplerConfig()), SETTINGS)
+        for code in torch.randint(0, 1024, (frames,), generator=g).tolist():
+            decoder.append(code, 3)
+        decoder.fixed = torch.randint(0, 1024, (2, frames // 3), generator=g)  # frames already played
+        decoder.fixed[0] = torch.tensor(decoder.level0[: frames // 3])  # (their level 0 is the AR's)
+        decoders.append(decoder)
+    together = nar_levels(decoders)
+    for decoder, levels in zip(decoders, together, strict=True):
+        [alone] = nar_levels([decoder])
+        assert torch.equal(levels, alone) and levels.shape == (2, decoder.frames)
+        assert torch.equal(levels[:, : decoder.fixed.shape[1]], decoder.fixed)

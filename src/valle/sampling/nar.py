@@ -24,6 +24,7 @@ def decode_nar(
     on_level: Callable[[int], None] | None = None,
     frame_symbols: Tensor | None = None,
     fixed: Tensor | None = None,
+    fixed_lengths: Tensor | None = None,
 ) -> Tensor:
     """Fill levels 1..L-1 given level 0.
 
@@ -35,7 +36,8 @@ def decode_nar(
         on_level: called after every level (progress bars).
         frame_symbols: [B, T] the text id each frame says (monotonic alignment: the AR's pointer).
         fixed: [B, L, F] codes of the first F frames, kept as they are and heard by the later levels
-            (streaming: frames already played).
+            (streaming: frames already played); `fixed_lengths` [B]: of row b only the first
+            `fixed_lengths[b]` (default: all F).
 
     Returns:
         codes [B, L, T] (0 past each row's length).
@@ -49,7 +51,12 @@ def decode_nar(
         sampled = sampler(logits, generator=generator)
         codes[:, level] = torch.where(valid, sampled, 0)
         if fixed is not None:
-            codes[:, level, : fixed.shape[2]] = fixed[:, level]
+            kept = codes[:, level, : fixed.shape[2]]
+            if fixed_lengths is not None:
+                keep = torch.arange(fixed.shape[2], device=kept.device)[None] < fixed_lengths[:, None]
+                kept.copy_(torch.where(keep, fixed[:, level], kept))
+            else:
+                kept.copy_(fixed[:, level])
         if on_level is not None:
             on_level(level)
     return codes

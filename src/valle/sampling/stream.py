@@ -1,8 +1,9 @@
 """Streaming: level-0 codes as the AR makes them → audio chunks that join without clicks.
 
-`StreamDecoder` follows one row. Every `chunk_frames` new level-0 frames it runs the NAR over the row's
-frames so far (the NAR is bidirectional: it sees the whole prefix, and the newest `lookahead_frames` wait
-for the right context of the next chunk), then decodes the new span's codes with `context_frames` of
+`StreamDecoder` follows one row. Every chunk's worth of new level-0 frames (`StreamSettings.due`: a short
+first chunk, then growing ones) it runs the NAR over the row's frames so far (the NAR is bidirectional:
+it sees the whole prefix, and the newest `lookahead_frames` wait for the right context of the next
+chunk), then decodes the new span's codes with `context_frames` of
 codes before it (a codec decoder is convolutional: its first samples need the frames before them) and
 crossfades the span's first `crossfade_frames` with the end of the audio held back from the last chunk.
 
@@ -37,6 +38,11 @@ class StreamSettings:
             fixed (their right context).
         context_frames: codes before a span decoded with it (the codec decoder's left context).
         crossfade_frames: the overlap over which consecutive chunks are crossfaded.
+        growth: each chunk after the second is this many times longer than the one before, up to
+            `max_chunk_frames`. Every chunk reruns the NAR over all frames so far, so equal chunks cost
+            O(frames²) NAR work on a long sentence; growing ones keep it within a few whole passes, while
+            the audio already sent covers the longer wait.
+        max_chunk_frames: the longest chunk.
     """
 
     chunk_frames: int = 25
@@ -44,24 +50,54 @@ class StreamSettings:
     lookahead_frames: int = 4
     context_frames: int = 16
     crossfade_frames: int = 2
+    growth: float = 1.0
+    max_chunk_frames: int = 1 << 30
+
+    def due(self, chunks: int) -> int:
+        """Frames of chunk number `chunks` (0: the first)."""
+        if chunks == 0:
+            return self.first_chunk_frames
+        return min(self.max_chunk_frames, round(self.chunk_frames * self.growth ** (chunks - 1)))
 
     def __post_init__(self) -> None:
         if min(self.chunk_frames, self.first_chunk_frames) < 1:
             raise ValueError("chunk_frames and first_chunk_frames must be >= 1")
         if min(self.lookahead_frames, self.context_frames, self.crossfade_frames) < 0:
             raise ValueError("lookahead_frames, context_frames and crossfade_frames must be >= 0")
+        if self.growth < 1 or self.max_chunk_frames < self.chunk_frames:
+            raise ValueError("growth must be >= 1 and max_chunk_frames >= chunk_frames")
         if self.crossfade_frames > self.context_frames:
             raise ValueError("crossfade_frames must be <= context_frames (the overlap is decoded again)")
 
     @classmethod
+    def whole(cls) -> StreamSettings:
+        """No chunk before the end: one NAR pass and one decode, as `Synthesizer.synthesize` does (a
+        request that wants its audio whole)."""
+        never = 1 << 30
+        return cls(never, never, 0, 0, 0, 1.0, never)
+
+    @classmethod
     def for_codec(
-        cls, frame_rate: float, chunk_seconds: float = 0.5, first_chunk_seconds: float = 0.25
+        cls,
+        frame_rate: float,
+        chunk_seconds: float = 0.5,
+        first_chunk_seconds: float = 0.25,
+        growth: float = 1.5,
+        max_chunk_seconds: float = 3.0,
     ) -> StreamSettings:
-        """Chunks of `chunk_seconds` (the first `first_chunk_seconds`), 80 ms lookahead, 320 ms of
-        decoder context and a 40 ms crossfade at the codec's frame rate."""
+        """A `first_chunk_seconds` chunk, then `chunk_seconds` growing by `growth` up to
+        `max_chunk_seconds`; 80 ms lookahead, 320 ms of decoder context and a 40 ms crossfade at the
+        codec's frame rate."""
         frames = lambda seconds: max(1, round(seconds * frame_rate))  # noqa: E731
+        chunk = frames(chunk_seconds)
         return cls(
-            frames(chunk_seconds), frames(first_chunk_seconds), frames(0.08), frames(0.32), frames(0.04)
+            chunk,
+            frames(first_chunk_seconds),
+            frames(0.08),
+            frames(0.32),
+            frames(0.04),
+            growth,
+            max(chunk, frames(max_chunk_seconds)),
         )
 
 
@@ -95,6 +131,7 @@ class StreamDecoder:
         self.symbols: list[int] = []
         self.fixed: Tensor | None = None  # [L, F] codes of the frames whose levels are fixed
         self.emitted = 0  # frames whose audio has been returned (the held-back tail not counted)
+        self.chunks = 0  # chunks returned
         self.tail = torch.zeros(0)  # the last emitted span's final crossfade samples, not yet returned
 
     @property
@@ -104,20 +141,25 @@ class StreamDecoder:
     def push(self, code: int, symbol: int | None = None) -> Tensor | None:
         """Add one level-0 frame (and the text id it says, with monotonic alignment); returns an audio
         chunk when one is due, else None."""
-        self.level0.append(code)
-        if symbol is not None:
-            self.symbols.append(symbol)
-        s = self.settings
-        due = s.first_chunk_frames if self.emitted == 0 else s.chunk_frames
-        if self.frames - s.lookahead_frames - self.emitted >= due:
-            return self._emit(self.frames - s.lookahead_frames, final=False)
-        return None
+        self.append(code, symbol)
+        upto = self.due()
+        return None if upto is None else emit_chunks([self], [upto], [False])[0]
 
     def finish(self) -> Tensor:
         """The rest of the audio once the row has stopped (possibly empty)."""
-        if self.frames == 0:
-            return torch.zeros(0)
-        return self._emit(self.frames, final=True)
+        return emit_chunks([self], [self.frames], [True])[0]
+
+    def append(self, code: int, symbol: int | None = None) -> None:
+        """Add one level-0 frame without decoding (`due` says when a chunk is ready)."""
+        self.level0.append(code)
+        if symbol is not None:
+            self.symbols.append(symbol)
+
+    def due(self) -> int | None:
+        """The frame up to which a chunk is due now (its NAR levels and audio), else None."""
+        s = self.settings
+        upto = self.frames - s.lookahead_frames
+        return upto if upto - self.emitted >= s.due(self.chunks) else None
 
     def codes(self) -> Tensor:
         """[L, F] every level of the frames emitted so far."""
@@ -125,9 +167,11 @@ class StreamDecoder:
             return torch.zeros(self.model.config.n_levels, 0, dtype=torch.long)
         return self.fixed
 
-    @torch.inference_mode()
-    def _emit(self, upto: int, final: bool) -> Tensor:
-        levels = self._levels()  # every level of every frame so far, those already emitted as they were
+    def emit(self, levels: Tensor, upto: int, final: bool) -> Tensor:
+        """Fix the levels of frames up to `upto` (from `levels` [L, frames], a NAR pass over every frame so
+        far that kept the fixed ones) and return their audio, crossfaded onto the last chunk's tail."""
+        if self.frames == 0:
+            return torch.zeros(0)
         start = 0 if self.fixed is None else self.fixed.shape[1]
         new = levels[:, start:upto]
         self.fixed = new if self.fixed is None else torch.cat([self.fixed, new], dim=1)
@@ -145,22 +189,88 @@ class StreamDecoder:
         keep = 0 if final else min(s.crossfade_frames, upto - self.emitted) * hop
         out, self.tail = wav[: wav.numel() - keep], wav[wav.numel() - keep :]
         self.emitted = upto - (keep // hop)
+        self.chunks += 1
         return out
 
-    def _levels(self) -> Tensor:
-        level0 = torch.tensor([self.level0], dtype=torch.long, device=self.cond.device)
-        lengths = torch.tensor([self.frames], device=self.cond.device)
-        symbols = None
-        if self.symbols:
-            symbols = torch.tensor([self.symbols], dtype=torch.long, device=self.cond.device)
-        codes = decode_nar(
-            self.model,
-            self.cond,
-            level0,
-            lengths,
-            self.sampler,
-            generator=self.generator,
-            frame_symbols=symbols,
-            fixed=None if self.fixed is None else self.fixed[None].to(self.cond.device),
-        )
-        return codes[0].cpu()
+
+@torch.inference_mode()
+def emit_chunks(decoders: list[StreamDecoder], uptos: list[int], finals: list[bool]) -> list[Tensor]:
+    """The due chunks of several rows: one NAR pass for all of them when it draws nothing (a greedy NAR,
+    the default; the server's rows that fall due at one step), else one per row (each row's own NAR
+    generator); then each row's own codec decode and crossfade.
+
+    Args:
+        decoders: the rows, sharing a model and NAR sampler.
+        uptos: per row, the frame up to which its chunk goes (`StreamDecoder.due`, or all frames at the end).
+        finals: per row, whether its row has stopped (nothing is held back).
+    """
+    live = [i for i, d in enumerate(decoders) if d.frames > 0]
+    levels: dict[int, Tensor] = {}
+    greedy = decoders[0].sampler.cfg.nar_temperature == 0 if decoders else True
+    groups = [live] if greedy else [[i] for i in live]
+    for group in groups:
+        if group:
+            for i, filled in zip(group, nar_levels([decoders[i] for i in group]), strict=True):
+                levels[i] = filled
+    return [
+        d.emit(levels[i], upto, final) if i in levels else torch.zeros(0)
+        for i, (d, upto, final) in enumerate(zip(decoders, uptos, finals, strict=True))
+    ]
+
+
+def nar_levels(decoders: list[StreamDecoder]) -> list[Tensor]:
+    """Every level [L, frames] of each row's frames so far, in one NAR pass over the padded rows; the
+    levels of frames already emitted are kept as they were (`decode_nar`'s `fixed`)."""
+    first = decoders[0]
+    model, device = first.model, first.cond.device
+    cond = stack_rows([d.cond for d in decoders])
+    lengths = torch.tensor([d.frames for d in decoders], device=device)
+    width = int(lengths.max())
+    level0 = torch.zeros(len(decoders), width, dtype=torch.long, device=device)
+    symbols = None
+    if all(d.symbols for d in decoders):
+        symbols = torch.zeros(len(decoders), width, dtype=torch.long, device=device)
+    fixed = torch.zeros(len(decoders), model.config.n_levels, width, dtype=torch.long, device=device)
+    fixed_lengths = torch.zeros(len(decoders), dtype=torch.long, device=device)
+    for row, d in enumerate(decoders):
+        level0[row, : d.frames] = torch.tensor(d.level0, device=device)
+        if symbols is not None:
+            symbols[row, : d.frames] = torch.tensor(d.symbols, device=device)
+        if d.fixed is not None:
+            fixed[row, :, : d.fixed.shape[1]] = d.fixed.to(device)
+            fixed_lengths[row] = d.fixed.shape[1]
+    codes = decode_nar(
+        model,
+        cond,
+        level0,
+        lengths,
+        first.sampler,
+        generator=first.generator,
+        frame_symbols=symbols,
+        fixed=fixed,
+        fixed_lengths=fixed_lengths,
+    )
+    return [codes[row, :, : d.frames].cpu() for row, d in enumerate(decoders)]
+
+
+def stack_rows(conds: list[Conditioning]) -> Conditioning:
+    """One-row conditionings → one batch, re-padded to the widest text and prompt (with 0: the sequence
+    builder packs each row's valid ids and frames, so padding is never read)."""
+    if len(conds) == 1:
+        return conds[0]
+    text_width = max(c.text.shape[1] for c in conds)
+    prompt_width = max(c.prompt.shape[2] for c in conds)
+    pad = lambda t, width: torch.nn.functional.pad(t, (0, width - t.shape[-1]))  # noqa: E731
+
+    def optional(values: list[Tensor | None]) -> Tensor | None:
+        present = [v for v in values if v is not None]
+        return torch.cat(present) if len(present) == len(values) else None
+
+    return Conditioning(
+        torch.cat([pad(c.text, text_width) for c in conds]),
+        torch.cat([c.text_lengths for c in conds]),
+        torch.cat([pad(c.prompt, prompt_width) for c in conds]),
+        torch.cat([c.prompt_lengths for c in conds]),
+        optional([c.continues for c in conds]),
+        optional([c.start_symbol for c in conds]),
+    )

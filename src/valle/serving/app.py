@@ -424,6 +424,7 @@ def make_job(
         prompt,
         language,
         config,
+        stream=body.stream,
         on_chunk=lambda chunk: loop.call_soon_threadsafe(chunks.put_nowait, chunk),
         on_done=lambda error: loop.call_soon_threadsafe(chunks.put_nowait, error),
     )

@@ -2,8 +2,9 @@
 
 One thread decodes. Each turn of its loop it admits queued requests (prefilled together, then joined to
 the running rows with the same sampler settings), takes one AR step for every running row, hands each
-row's new frame to its request's `StreamDecoder` (which returns an audio chunk every half second or so)
-and drops the rows that stopped or whose client went away. A request of several sentences comes back to
+row's new frame to its request's `StreamDecoder`, runs one NAR pass for all the rows whose chunk fell due
+at this step (`emit_chunks`) and sends their audio, and drops the rows that stopped or whose client went
+away. A request of several sentences comes back to
 the front of the queue for its next sentence.
 
 Rows with different sampler settings cannot share a step's sampler, so the engine keeps one batch per
@@ -29,7 +30,7 @@ from valle.sampling.decode import ar_limits
 from valle.sampling.pipeline import ArSampler, NarSampler, SamplerConfig, make_generator
 from valle.sampling.processors import RowGenerators
 from valle.sampling.prompt import Prompt
-from valle.sampling.stream import StreamDecoder, StreamSettings
+from valle.sampling.stream import StreamDecoder, StreamSettings, emit_chunks
 from valle.sampling.synthesize import Synthesizer
 from valle.serving.metrics import Metrics
 
@@ -61,6 +62,7 @@ class Job:
     sentence: int = 0
     samples: int = 0
     cancelled: threading.Event = field(default_factory=threading.Event)
+    stream: bool = True  # False: each sentence's audio comes whole (one NAR pass, one decode)
     generator: torch.Generator | None = None  # the AR's draws, across all of the request's sentences
     nar_generator: torch.Generator | None = None
 
@@ -207,7 +209,7 @@ class Engine:
                     synthesizer.codec,
                     cond.select(torch.tensor([i], device=cond.device)),
                     NarSampler(config),
-                    self.settings,
+                    self.settings if job.stream else StreamSettings.whole(),
                     job.nar_generator,
                 )
                 for i, job in enumerate(group)
@@ -229,17 +231,32 @@ class Engine:
             codes = rows.step().tolist()
             finished = rows.finished.tolist()
             self.metrics.observe_step(rows.size, time.perf_counter() - started)
-            staying = []
+            staying, due, uptos, finals = [], [], [], []
             for index, job in enumerate(batch.jobs):
                 decoder = batch.decoders[index]
                 if job.cancelled.is_set():
                     self._finish(job, None)
                     continue
                 if not finished[index]:
-                    self._send(job, decoder.push(codes[index], rows.frame_symbol(index)))
+                    decoder.append(codes[index], rows.frame_symbol(index))
                     staying.append(index)
+                    upto = decoder.due()
+                    if upto is None:
+                        continue
+                    due.append(index)
+                    uptos.append(upto)
+                    finals.append(False)
+                else:
+                    due.append(index)
+                    uptos.append(decoder.frames)
+                    finals.append(True)
+            # the rows whose chunks fell due at this step share one NAR pass
+            chunks = emit_chunks([batch.decoders[i] for i in due], uptos, finals)
+            for index, chunk, final in zip(due, chunks, finals, strict=True):
+                job = batch.jobs[index]
+                self._send(job, chunk)
+                if not final:
                     continue
-                self._send(job, decoder.finish())
                 job.sentence += 1
                 if job.sentence < len(job.sentences):
                     with self.lock:  # its next sentence goes first
