@@ -5,7 +5,8 @@
 
 Starts `python -m valle.serve` twice on localhost, with `batching=true` and with `batching=false`
 (`max_rows=1`: requests wait their turn), and for each number of concurrent clients runs that many client
-threads for `--seconds`, each sending streamed requests (`stream=true`, pcm) back to back. Prints per
+threads for `--seconds`, each sending streamed requests (`stream=true`, pcm; `--whole`: `stream=false`)
+back to back. Prints per
 setting: throughput (seconds of audio delivered per second of wall time), p50/p95 time to first audio
 (the first body byte) and p50/p95 total latency; then batching's throughput over sequential's.
 
@@ -163,13 +164,16 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--frames", type=int, default=150, help="frames per request (random model)")
+    parser.add_argument(
+        "--whole", action="store_true", help="ask for whole audio (stream=false): one NAR pass"
+    )
     args = parser.parse_args()
     quantize = None if args.quantize == "none" else args.quantize
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         ckpt = args.ckpt or random_export(workdir, args.preset)
         voices = args.voices or random_voice(workdir)
-        body = {"stream": True, "response_format": "pcm", "temperature": 0.8, "top_p": 0.9}
+        body = {"stream": not args.whole, "response_format": "pcm", "temperature": 0.8, "top_p": 0.9}
         if args.ckpt is None:
             body["sampler"] = {"max_ar_steps": args.frames}
         print(
