@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError
 
-from valle.cli.train import complete, resume_path, typed
+from valle.cli.train import complete, newest_checkpoint, resume_path, typed
 from valle.models.config import ValleConfig
 from valle.plot import plot_run, read_metrics
 
@@ -192,3 +192,17 @@ def test_resume_skips_a_checkpoint_cut_short_by_a_kill(tmp_path):
     cfg = OmegaConf.create({"ckpt_path": None})
     assert not complete(folder / "last.ckpt") and resume_path(cfg, tmp_path) == str(good)
     assert resume_path(cfg, tmp_path / "nothing") is None
+
+
+def test_the_newest_checkpoint_wins_when_a_resumed_copy_wrote_last_v1(tmp_path):
+    """A run resumed in a copied folder saves `last-v1.ckpt` (Lightning keeps the original folder's
+    `last.ckpt` in its restored state); resuming and the demo's export take that newer file."""
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    torch.save({"global_step": 5850}, folder / "last.ckpt")
+    torch.save({"global_step": 12750}, folder / "last-v1.ckpt")
+    os.utime(folder / "last.ckpt", ns=(1_000_000_000, 1_000_000_000))
+    os.utime(folder / "last-v1.ckpt", ns=(2_000_000_000, 2_000_000_000))
+    assert newest_checkpoint(folder) == folder / "last-v1.ckpt"
+    assert resume_path(OmegaConf.create({"ckpt_path": None}), tmp_path) == str(folder / "last-v1.ckpt")
+    assert newest_checkpoint(tmp_path / "empty") is None

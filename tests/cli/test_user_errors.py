@@ -96,7 +96,10 @@ def test_train_py_and_prepare_py_name_a_missing_folder(tmp_path):
         (["valle.plot", "{tmp}"], ["no CSV log"]),
         (["valle.export", "ckpt={tmp}/none.ckpt", "out={tmp}/m.pt"], ["none.ckpt", "no such checkpoint"]),
         (["valle.evaluate", "hyp_dir={tmp}/none", "ref_dir={tmp}"], ["hyp_dir=", "no such folder"]),
-        (["valle.demo", "out={tmp}", "stage=export"], ["last.ckpt", "no such checkpoint"]),
+        (
+            ["valle.demo", "out={tmp}", "stage=export"],
+            ["run/checkpoints", "no checkpoint to export", "stage=train"],
+        ),
     ],
 )
 def test_python_m_commands_report_user_errors_in_one_line(silent_wav, tmp_path, command, fragments):

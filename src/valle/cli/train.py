@@ -96,21 +96,27 @@ def complete(path: Path) -> bool:
 
 def resume_path(cfg: DictConfig, run_dir: Path) -> str | None:
     """`ckpt_path` when given, else the run directory's newest complete checkpoint (a rerun continues
-    where it stopped, even when a kill cut the last write short).
-
-    Newest by time, last.ckpt included: a kill between a step's top-k file and its last.ckpt leaves
-    last.ckpt a step behind.
-    """
+    where it stopped, even when a kill cut the last write short; see `newest_checkpoint`)."""
     if cfg.get("ckpt_path"):
         return str(cfg.ckpt_path)
-    folder = run_dir / "checkpoints"
+    found = newest_checkpoint(run_dir / "checkpoints")
+    return str(found) if found else None
+
+
+def newest_checkpoint(folder: Path) -> Path | None:
+    """The newest complete checkpoint in `folder` (last.ckpt first on a tie), or None.
+
+    Newest by time rather than by name: a kill between a step's top-k file and its last.ckpt leaves
+    last.ckpt a step behind, and a run resumed in a copied folder writes `last-v1.ckpt` (Lightning keeps
+    the `last.ckpt` its restored state names in the original folder).
+    """
     candidates = sorted(
         folder.glob("*.ckpt"), key=lambda p: (p.stat().st_mtime_ns, p.name == "last.ckpt"), reverse=True
     )
     for candidate in candidates:
         if candidate.is_file():
             if complete(candidate):
-                return str(candidate)
+                return candidate
             log.warning("skipping %s: incomplete (the run was killed while writing it)", candidate)
     return None
 

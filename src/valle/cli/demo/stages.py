@@ -9,6 +9,7 @@ from pathlib import Path
 from valle.cli.demo.settings import MEL, N_HELD_OUT_SENTENCES, N_SENTENCES, ROOT, SIZES, DemoSize, voices
 from valle.corpus import build_corpus
 from valle.corpus.sentences import all_sentences
+from valle.errors import ConfigError
 
 
 # ------------------------------------------------------------------------------------------- stages
@@ -104,9 +105,17 @@ def train(
 
 
 def export(out: Path) -> Path:
+    """The newest complete checkpoint of out/run → out/model.pt (skipped when that is newer already).
+
+    Raises:
+        ConfigError: no checkpoint yet (run the train stage first).
+    """
+    from valle.cli.train import newest_checkpoint
     from valle.export import export_checkpoint
 
-    checkpoint, model = out / "run" / "checkpoints" / "last.ckpt", out / "model.pt"
+    checkpoint, model = newest_checkpoint(out / "run" / "checkpoints"), out / "model.pt"
+    if checkpoint is None:
+        raise ConfigError(f"{out / 'run' / 'checkpoints'}: no checkpoint to export; run stage=train first")
     if model.is_file() and model.stat().st_mtime >= checkpoint.stat().st_mtime:
         return model  # already exported from this checkpoint
     return export_checkpoint(checkpoint, model)
