@@ -73,11 +73,13 @@ def test_a_body_that_is_not_json_is_refused(server: Server):
 
 
 def test_an_oversized_body_is_refused_before_it_is_read(server: Server):
+    counted = server.metric('valle_rejected_total{code="body_too_large"}')
     body = b'{"input": "' + b"a" * (2 << 20) + b'", "voice": "x"}'
     response = requests.post(
         server.url + "/v1/audio/speech", data=body, headers={"Content-Type": "application/json"}, timeout=30
     )
     assert_error(response, 413, "body_too_large", "bytes")
+    assert server.metric('valle_rejected_total{code="body_too_large"}') == counted + 1
 
 
 def test_an_oversized_chunked_body_is_refused(server: Server):

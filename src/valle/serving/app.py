@@ -190,8 +190,13 @@ class BodyLimit:
     """Refuse a request body over its limit with 413 before the app reads it all (by Content-Length,
     and by counting when the body comes chunked)."""
 
-    def __init__(self, app: ASGIApp, limit_for: Any) -> None:
-        self.app, self.limit_for = app, limit_for
+    def __init__(self, app: ASGIApp, limit_for: Any, on_refuse: Any = None) -> None:
+        self.app, self.limit_for, self.on_refuse = app, limit_for, on_refuse
+
+    async def refuse(self, limit: int, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.on_refuse is not None:
+            self.on_refuse()
+        await too_large(limit)(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -201,7 +206,7 @@ class BodyLimit:
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
-            await too_large(limit)(scope, receive, send)
+            await self.refuse(limit, scope, receive, send)
             return
         received, refused = 0, False
 
@@ -212,7 +217,7 @@ class BodyLimit:
                 received += len(message.get("body", b""))
                 if received > limit and not refused:
                     refused = True
-                    await too_large(limit)(scope, receive, send)
+                    await self.refuse(limit, scope, receive, send)
                     return {"type": "http.disconnect"}
             return message
 
@@ -235,7 +240,11 @@ def create_app(server: Server) -> FastAPI:
     limits, rate = server.limits, server.synthesizer.codec.sample_rate
     body_limits = {"/v1/voices": limits.max_upload_bytes + FORM_BYTES}
     json_limit = max(JSON_BODY_BYTES, 6 * limits.max_text_chars)
-    app.add_middleware(BodyLimit, limit_for=lambda path: body_limits.get(path, json_limit))
+    app.add_middleware(
+        BodyLimit,
+        limit_for=lambda path: body_limits.get(path, json_limit),
+        on_refuse=lambda: server.engine.metrics.reject("body_too_large"),
+    )
 
     @app.exception_handler(ApiError)
     async def on_api_error(_: Request, error: ApiError) -> JSONResponse:
