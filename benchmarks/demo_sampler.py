@@ -27,19 +27,15 @@ from dataclasses import fields, replace
 from pathlib import Path
 from statistics import fmean
 
-import torch
 from omegaconf.errors import OmegaConfBaseException
 
 import valle
-from valle.audio import write_wav
 from valle.cli.demo.scoring import AudioCache, eval_rows, one_thread, scorers
-from valle.cli.demo.settings import PROMPT_SECONDS
-from valle.cli.demo.speak import Item, first_per_voice, read_manifest
+from valle.cli.demo.speak import Item, first_per_voice, read_manifest, speak_cross_utterance
 from valle.cli.options import typed
 from valle.errors import ConfigError
 from valle.evaluate.report import RowScores, evaluate_rows
 from valle.sampling.pipeline import SamplerConfig
-from valle.sampling.prompt import Prompt, prompt_audio
 from valle.sampling.synthesize import Synthesizer
 
 ROW = "cross-utterance"
@@ -57,30 +53,6 @@ def parse_settings(parser: argparse.ArgumentParser, arguments: list[str]) -> dic
             parser.error(f"{argument!r}: expected key=value with a key among {', '.join(sorted(known))}")
         settings[key] = value
     return settings
-
-
-@torch.inference_mode()
-def speak(
-    synthesizer: Synthesizer, out: Path, items: list[Item], config: SamplerConfig, folder: str
-) -> list[Item]:
-    """Speak the items' texts with the demo's cross-utterance prompts; write OUT/folder/<key>.wav.
-
-    Returns:
-        the items with their cross-utterance output pointing at the new wavs.
-    """
-    codec, rate = synthesizer.codec, synthesizer.codec.sample_rate
-    prompts = [
-        Prompt(codec.encode(prompt_audio(path, rate, PROMPT_SECONDS), rate), source=str(path))
-        for path in ((out / item.truth).with_name(f"{item.prompt_key}.wav") for item in items)
-    ]
-    results = synthesizer.synthesize(
-        [item.text for item in items], prompts, "en-us", config, prompt_seconds=None
-    )
-    spoken = []
-    for item, result in zip(items, results, strict=True):
-        spoken.append(replace(item, outputs={ROW: f"{folder}/{item.key}.wav"}))
-        write_wav(out / spoken[-1].outputs[ROW], result.wav, rate)
-    return spoken
 
 
 def seed_line(seed: int, row: RowScores, spoken: list[Item]) -> str:
@@ -124,7 +96,9 @@ def main() -> None:
     started = time.perf_counter()
     folder = f"samples/sampler/{name}"
     spoken = {
-        seed: speak(synthesizer, out, chosen, replace(config, seed=seed), f"{folder}/seed{seed}")
+        seed: speak_cross_utterance(
+            synthesizer, out, chosen, replace(config, seed=seed), f"{folder}/seed{seed}"
+        )
         for seed in args.seeds
     }
     spoke = time.perf_counter()

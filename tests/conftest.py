@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from valle.checkpoints import EXPORT_FORMAT
+from valle.card import ModelCard
 from valle.codecs import build_codec
 from valle.corpus import Voice, build_corpus, espeak_voices
 from valle.data.index import ShardIndex
 from valle.data.prepare import PrepareSettings, prepare
-from valle.export import EXPORT_VERSION
+from valle.export import save_export
 from valle.models.config import ValleConfig
 from valle.models.quantize import FBGEMM_CPUS
 from valle.models.valle import Valle
@@ -92,32 +92,34 @@ def shards_copy(tiny_shards, tmp_path) -> Path:
     return Path(shutil.copytree(tiny_shards, tmp_path / "shards"))
 
 
-def save_random_model(path: Path, codec, texts: dict[str, str]) -> Path:
-    """A tiny random-weight model as an export file, whose symbols are those of `texts` ({language: text})."""
+RANDOM_MODEL_TEXT = "The quick brown fox jumps over the lazy dog, twice!"  # the random models' symbols
+
+
+def save_random_model(path: Path, codec, texts: dict[str, str], *, stops: bool = True) -> Path:
+    """A tiny random-weight model as an export file, whose symbols are those of `texts` ({language: text}).
+
+    `stops=False` puts the stop logit out of reach: every output then runs to its step limit. Where a
+    random model may stop is a draw among near-equal probabilities, which float rounding of a batched
+    step can move; a length that must not depend on the batch needs the limit.
+    """
     symbols = SymbolMap.build([phonemize(text, language) for language, text in texts.items()], list(texts))
     torch.manual_seed(0)
-    config = ValleConfig.tiny().with_data(len(symbols), codec.n_levels, codec.codebook_size)
-    torch.save(
-        {
-            "format": EXPORT_FORMAT,
-            "version": EXPORT_VERSION,
-            "model": Valle(config).state_dict(),
-            "config": config.to_dict(),
-            "codec": codec.info.to_dict(),
-            "symbols": symbols.to_dict(),
-            "stats": {},
-            "dtype": "fp32",
-            "codec_state": None,
-        },
-        path,
-    )
-    return path
+    model = Valle(ValleConfig.tiny().with_data(len(symbols), codec.n_levels, codec.codebook_size))
+    if not stops:
+        with torch.no_grad():
+            model.ar.heads.bias[0, -1] = -1e4
+    return save_export(model.state_dict(), ModelCard(model.config, symbols, codec.info, {}), path)
 
 
 @pytest.fixture(scope="session")
 def random_export(tiny_codec, tmp_path_factory) -> Path:
     """A tiny random-weight model as an export file: for runs that need a model, not a good one."""
     path = tmp_path_factory.mktemp("export") / "model.pt"
-    return save_random_model(
-        path, tiny_codec, {"en-us": "The quick brown fox jumps over the lazy dog, twice!"}
-    )
+    return save_random_model(path, tiny_codec, {"en-us": RANDOM_MODEL_TEXT})
+
+
+@pytest.fixture(scope="session")
+def endless_export(tiny_codec, tmp_path_factory) -> Path:
+    """`random_export` that never says its stop token: every output is exactly its step limit long."""
+    path = tmp_path_factory.mktemp("endless") / "model.pt"
+    return save_random_model(path, tiny_codec, {"en-us": RANDOM_MODEL_TEXT}, stops=False)

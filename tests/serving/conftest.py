@@ -1,7 +1,7 @@
 """A real server for the serving tests: `python -m valle.serve` in a subprocess on a free local port, with
-the tiny random model (`random_export`) and two real recordings as built-in voices.
+the tiny random model (`endless_export`) and two real recordings as built-in voices.
 
-A random model never says its stop token, so every request runs to its step limit: requests pass a
+Its stop logit is out of reach, so every request runs to its step limit: requests pass a
 small `max_ar_steps` (or `max_ar_steps_per_phoneme`) to stay fast, and the lengths are known.
 """
 
@@ -113,11 +113,11 @@ def builtin_voices(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def server(random_export, builtin_voices, tmp_path_factory) -> Iterator[Server]:
+def server(endless_export, builtin_voices, tmp_path_factory) -> Iterator[Server]:
     """One server shared by the tests that leave no lasting state: small limits, so each is cheap to hit."""
     folder = tmp_path_factory.mktemp("server")
     with serve(
-        random_export,
+        endless_export,
         folder,
         f"voices_dir={folder / 'voices'}",
         f"builtin_voices={builtin_voices}",

@@ -26,10 +26,10 @@ CALLS = [  # (method, path, request kwargs)
 
 
 @pytest.fixture(scope="module")
-def keyed(random_export, builtin_voices, tmp_path_factory) -> Iterator[Server]:
+def keyed(endless_export, builtin_voices, tmp_path_factory) -> Iterator[Server]:
     folder = tmp_path_factory.mktemp("keyed")
     with serve(
-        random_export,
+        endless_export,
         folder,
         f"voices_dir={folder / 'voices'}",
         f"builtin_voices={builtin_voices}",

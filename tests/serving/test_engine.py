@@ -20,7 +20,10 @@ TEXT = "Hello there, my friend."  # 18 phonemes in en-us, 20 in es: a step limit
 def bilingual(tiny_codec, tmp_path_factory) -> Synthesizer:
     """A random model that knows the symbols of TEXT in en-us and in es."""
     path = save_random_model(
-        tmp_path_factory.mktemp("bilingual") / "model.pt", tiny_codec, {"en-us": TEXT, "es": TEXT}
+        tmp_path_factory.mktemp("bilingual") / "model.pt",
+        tiny_codec,
+        {"en-us": TEXT, "es": TEXT},
+        stops=False,
     )
     return Synthesizer(load(path, "cpu"), device="cpu")
 

@@ -37,11 +37,11 @@ def speaks(server: Server, voice: str) -> bool:
 
 
 def test_an_uploaded_voice_is_listed_speaks_survives_a_restart_and_is_deleted(
-    random_export, builtin_voices, tmp_path
+    endless_export, builtin_voices, tmp_path
 ):
     voices_dir = tmp_path / "voices"
     recording = (real_speech_dir() / "LJ049-0124.wav").read_bytes()
-    with start(random_export, builtin_voices, voices_dir) as server:
+    with start(endless_export, builtin_voices, voices_dir) as server:
         response = requests.post(
             server.url + "/v1/voices",
             files={"file": ("my voice.wav", recording, "audio/wav")},
@@ -54,7 +54,7 @@ def test_an_uploaded_voice_is_listed_speaks_survives_a_restart_and_is_deleted(
         assert voice_ids(server) == {VOICE: True, "LJ049-0110": True, voice["id"]: False}
         assert speaks(server, voice["id"])
 
-    with start(random_export, builtin_voices, voices_dir) as server:  # the same folder, a new process
+    with start(endless_export, builtin_voices, voices_dir) as server:  # the same folder, a new process
         assert voice_ids(server)[voice["id"]] is False
         assert speaks(server, voice["id"])
         response = requests.delete(f"{server.url}/v1/voices/{voice['id']}", timeout=30)
@@ -86,12 +86,12 @@ def test_a_voice_id_cannot_reach_outside_the_voices_folder(server: Server, voice
     assert response.status_code == 400 and "voice" in response.json()["error"]["message"]
 
 
-def test_a_broken_built_in_voice_stops_the_start_with_one_line(random_export, builtin_voices, tmp_path):
+def test_a_broken_built_in_voice_stops_the_start_with_one_line(endless_export, builtin_voices, tmp_path):
     voices = tmp_path / "builtin"
     shutil.copytree(builtin_voices, voices)
     (voices / "broken.wav").write_bytes(b"RIFF not really a wav")
     done = subprocess.run(
-        [sys.executable, "-m", "valle.serve", f"ckpt={random_export}", f"builtin_voices={voices}",
+        [sys.executable, "-m", "valle.serve", f"ckpt={endless_export}", f"builtin_voices={voices}",
          f"voices_dir={tmp_path / 'uploads'}", f"port={free_port()}"],
         capture_output=True, text=True, timeout=180,
     )  # fmt: skip

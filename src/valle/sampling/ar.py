@@ -209,7 +209,7 @@ class ArRows:
     ) -> None:
         batch, device = cond.size, cond.device
         self.model, self.sampler, self.generator = model, sampler, generator
-        self.stop, self.max_steps = model.config.stop_token, limits.max_steps
+        self.stop = model.config.stop_token
         fast_path = fast_step(model, limits.max_context) if fast else None
         self.cache, self.hidden = _start(model, cond, limits, static_capacity if fast_path else None)
         self.step_fn = fast_path.bind(self.cache) if fast_path else None
@@ -226,14 +226,11 @@ class ArRows:
         self.state = sampler.new_state(batch, device)
         self.steps = torch.zeros(batch, dtype=torch.long, device=device)
         self.common_step: int | None = 0  # every row's step while they all started together
+        self.done = False  # every row has stopped (kept here: one host sync a step, in `step`)
 
     @property
     def size(self) -> int:
         return int(self.steps.shape[0])
-
-    @property
-    def done(self) -> bool:
-        return bool(self.finished.all())
 
     def step(self) -> Tensor:
         """Decode one frame of every row: its code [B] (the stop token for a row that stopped now or
@@ -253,6 +250,7 @@ class ArRows:
         self.steps = self.steps + 1
         if self.common_step is not None:
             self.common_step += 1
+        self.done = bool(self.finished.all())
         if not self.done:
             if self.step_fn is not None:
                 self.logits = self.step_fn(codes)
@@ -262,12 +260,13 @@ class ArRows:
                 self.logits = self.model.ar_logits(self.hidden)
         return codes
 
-    def frame_symbol(self, row: int) -> int | None:
-        """The text id row `row`'s newest frame says (monotonic alignment), else None."""
+    def last_symbols(self) -> list[int | None]:
+        """The text id each row's newest frame says (monotonic alignment), else None per row; one read
+        for the whole batch."""
         if self.pointer is None:
-            return None
-        column = min(int(self.steps[row]) - 1, self.pointer.history.shape[1] - 1)
-        return int(self.pointer.history[row, column])
+            return [None] * self.size
+        column = (self.steps - 1).clamp(0, self.pointer.history.shape[1] - 1)
+        return self.pointer.history.gather(1, column[:, None])[:, 0].tolist()
 
     def recent(self) -> Tensor:
         """Each row's codes so far [B, T], newest last (right-aligned, `processors.EMPTY` before a row's
@@ -310,12 +309,12 @@ class ArRows:
             torch.cat([self.logits, other.logits]),
         )
         self.history = _cat_padded(self.history, other.history, -1)
-        self.max_steps = self.history.shape[1]
         for name in ("row_limits", "lengths", "finished", "hit_limit", "steps"):
             setattr(self, name, torch.cat([getattr(self, name), getattr(other, name)]))
         self.state = self.sampler.join_states(self.state, other.state)
         if self.common_step != other.common_step:
             self.common_step = None
+        self.done = self.done and other.done
 
     def keep(self, rows: Tensor) -> None:
         """Only rows `rows` [B'] (int64 indices, in that order) decode on; the others are dropped."""
@@ -337,6 +336,7 @@ class ArRows:
         ):
             setattr(self, name, getattr(self, name).index_select(0, rows))
         self.state = self.sampler.select_state(self.state, rows)
+        self.done = bool(self.finished.all())
 
     def result(self) -> ArResult:
         """Every row's codes so far, as `decode_ar` returns them."""

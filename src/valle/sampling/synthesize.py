@@ -198,8 +198,8 @@ class Synthesizer:
             decoder = StreamDecoder(self.model, self.codec, cond, NarSampler(config), settings, nar_generator)
             while not rows.done:
                 code = int(rows.step()[0])
-                if not rows.finished[0]:
-                    chunk = decoder.push(code, rows.frame_symbol(0))
+                if not rows.done:  # one row: its stop is the batch's
+                    chunk = decoder.push(code, rows.last_symbols()[0])
                     if chunk is not None:
                         yield chunk
             yield decoder.finish()

@@ -229,7 +229,7 @@ class Engine:
             rows = batch.rows
             started = time.perf_counter()
             codes = rows.step().tolist()
-            finished = rows.finished.tolist()
+            finished, symbols = rows.finished.tolist(), rows.last_symbols()
             self.metrics.observe_step(rows.size, time.perf_counter() - started)
             staying, due, uptos, finals = [], [], [], []
             for index, job in enumerate(batch.jobs):
@@ -238,7 +238,7 @@ class Engine:
                     self._finish(job, None)
                     continue
                 if not finished[index]:
-                    decoder.append(codes[index], rows.frame_symbol(index))
+                    decoder.append(codes[index], symbols[index])
                     staying.append(index)
                     upto = decoder.due()
                     if upto is None:

@@ -11,6 +11,7 @@ import functools
 import logging
 import re
 import shutil
+import threading
 from typing import Any
 
 from valle.errors import ConfigError, SetupError
@@ -66,6 +67,11 @@ class _Demoted(logging.LoggerAdapter):
         self.debug(msg, *args, **kwargs)
 
 
+# libespeak-ng keeps one global state per process: two threads phonemizing at once (the server's request
+# handlers and its engine) can each get the other's phonemes. One call at a time.
+_ESPEAK = threading.RLock()
+
+
 @functools.cache
 def _backend(language: str):
     # One backend per language and process: creating one loads espeak's data, which is slow.
@@ -112,9 +118,10 @@ def phonemize_batch(texts: list[str], language: str = "en-us") -> list[list[str]
     from phonemizer.separator import Separator
 
     separator = Separator(phone=_PHONE_SEPARATOR, word=WORD_SEPARATOR, syllable="")
-    outputs = _backend(language).phonemize(
-        [t.replace("\n", " ") for t in texts], separator=separator, strip=True
-    )
+    with _ESPEAK:
+        outputs = _backend(language).phonemize(
+            [t.replace("\n", " ") for t in texts], separator=separator, strip=True
+        )
     return [split_symbols(output) for output in outputs]
 
 

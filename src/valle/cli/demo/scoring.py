@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -14,15 +14,13 @@ from valle.cli.demo.report import make_plots, render_report, training_summary, w
 from valle.cli.demo.settings import (
     CURVE_ITEMS_PER_VOICE,
     LISTEN_PER_VOICE,
-    PROMPT_SECONDS,
     ROWS,
     DemoSize,
     sampler_config,
 )
-from valle.cli.demo.speak import Item, first_per_voice, read_manifest
+from valle.cli.demo.speak import Item, first_per_voice, read_manifest, speak_cross_utterance
 from valle.evaluate.curve import CurvePoint
 from valle.evaluate.report import EvalItem, RowScores
-from valle.sampling.prompt import Prompt
 
 
 def scorers() -> dict:
@@ -94,10 +92,8 @@ def learning_curve(
         else str(curve_file.parent.relative_to(out) / "samples")
     )
     import valle
-    from valle.audio import write_wav
     from valle.evaluate.curve import snapshot_files, update_curve
     from valle.evaluate.report import evaluate_rows
-    from valle.sampling.prompt import prompt_audio
     from valle.sampling.synthesize import Synthesizer
 
     items = read_manifest(out)
@@ -108,20 +104,7 @@ def learning_curve(
 
     def score(model: Path) -> RowScores:
         synthesizer = Synthesizer(valle.load(model))
-        codec, rate = synthesizer.codec, synthesizer.codec.sample_rate
-        prompts = [
-            Prompt(codec.encode(prompt_audio(path, rate, PROMPT_SECONDS), rate), source=str(path))
-            for path in ((out / item.truth).with_name(f"{item.prompt_key}.wav") for item in chosen)
-        ]
-        results = synthesizer.synthesize(
-            [item.text for item in chosen], prompts, "en-us", config, prompt_seconds=None
-        )
-        spoken = []
-        for item, result in zip(chosen, results, strict=True):
-            spoken.append(
-                replace(item, outputs={"cross-utterance": f"{outputs}/{model.stem}/{item.key}.wav"})
-            )
-            write_wav(out / spoken[-1].outputs["cross-utterance"], result.wav, rate)
+        spoken = speak_cross_utterance(synthesizer, out, chosen, config, f"{outputs}/{model.stem}")
         rows = eval_rows(spoken, read, rows=("cross-utterance",))
         for scored in rows["cross-utterance"]:
             scored.candidates = candidates

@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -15,6 +16,10 @@ from valle.codecs.base import Codec
 from valle.evaluate.asr import WordTiming
 from valle.sampling.prompt import Prompt
 from valle.utils.io import atomic_write_json
+
+if TYPE_CHECKING:  # annotations only: the synthesizer is imported where it is built
+    from valle.sampling.pipeline import SamplerConfig
+    from valle.sampling.synthesize import Synthesizer
 
 
 @dataclass
@@ -147,6 +152,37 @@ def speak(out: Path, size: DemoSize) -> list[Item]:
             write_wav(out / item.outputs[row], result.wav, rate)
         log.info("%s: %d utterances in %.1f s", row, len(items), time.perf_counter() - started)
     return items
+
+
+@torch.inference_mode()
+def speak_cross_utterance(
+    synthesizer: Synthesizer, out: Path, items: Sequence[Item], config: SamplerConfig, folder: str
+) -> list[Item]:
+    """Say the items' texts with their cross-utterance prompts (the first seconds of another recording of
+    the voice, as the speak stage cut them) and write OUT/folder/<key>.wav: what the learning curve and
+    the recipe and sampler searches score.
+
+    Returns:
+        the items, their cross-utterance output pointing at the new wavs.
+    """
+    from dataclasses import replace
+
+    from valle.audio import write_wav
+    from valle.sampling.prompt import prompt_audio
+
+    codec, rate = synthesizer.codec, synthesizer.codec.sample_rate
+    prompts = [
+        Prompt(codec.encode(prompt_audio(path, rate, PROMPT_SECONDS), rate), source=str(path))
+        for path in ((out / item.truth).with_name(f"{item.prompt_key}.wav") for item in items)
+    ]
+    results = synthesizer.synthesize(
+        [item.text for item in items], prompts, "en-us", config, prompt_seconds=None
+    )
+    spoken = []
+    for item, result in zip(items, results, strict=True):
+        spoken.append(replace(item, outputs={"cross-utterance": f"{folder}/{item.key}.wav"}))
+        write_wav(out / spoken[-1].outputs["cross-utterance"], result.wav, rate)
+    return spoken
 
 
 def read_manifest(out: Path) -> list[Item]:
