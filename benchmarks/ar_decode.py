@@ -20,6 +20,19 @@ compute per second of audio, 75 codes = 1 s of EnCodec audio) of:
   (e) (b) with `fast=True`: each step one compiled static graph (`valle.sampling.compiled`; CUDA graphs
       on a GPU). The warm-up run includes compilation; the timed runs do not. Its tokens are checked
       against (b)'s.
+  (f) one Medusa verification pass (`sampler.medusa`): backbone.step over the newest frame and 3
+      guesses, their logits and the rollback of the guesses, like (c); with (d), int8 too. (f)/(c) is
+      what a pass costs in one-token steps: Medusa decodes faster when a pass keeps more frames than that.
+
+With `--medusa MODEL --demo DIR` it measures Medusa decoding instead (`sampler.medusa`,
+valle.sampling.ar.Speculation) on a trained model whose heads are trained (an export or checkpoint with
+`model.medusa.heads > 0`), one utterance at a time, on the demo's held-out cross-utterance items (their
+texts and 3 s prompts from DIR, a `make demo` folder): for greedy and the demo's sampler (T 0.8, top-p
+0.9), fp32 and int8, AR frames per second plain against Medusa, the mean frames a pass keeps, and
+whether every item's frames are the plain decode's.
+
+    .venv/bin/python benchmarks/ar_decode.py --medusa outputs/demo/recipes/medusa3/run/checkpoints/last.ckpt \
+        --demo outputs/demo --items 12
 
 Times are the median of `--repeats` runs after one warm-up run (recompute step lengths: of
 `--recompute-repeats`). (b)/(a) is the speed-up of
@@ -45,7 +58,8 @@ from valle.models.config import BackboneConfig, ValleConfig
 from valle.models.quantize import quantize
 from valle.models.sequence import build_ar
 from valle.models.valle import Valle
-from valle.sampling.ar import DecodeLimits, _start, decode_ar
+from valle.sampling.ar import ArRows, DecodeLimits, _start, decode_ar
+from valle.sampling.decode import ar_limits
 from valle.sampling.pipeline import ArSampler, SamplerConfig
 from valle.utils.batch import Conditioning
 
@@ -175,6 +189,25 @@ def bare_steps(model: Valle, data: Conditioning, steps: int, repeats: int) -> fl
     return statistics.median(run() for _ in range(repeats))
 
 
+@torch.inference_mode()
+def bare_passes(model: Valle, data: Conditioning, steps: int, repeats: int, guesses: int = 3) -> float:
+    """Mean seconds of one Medusa verification pass (`Speculation`): backbone.step over 1 + `guesses`
+    positions + their logits + the rollback of the guesses, over `steps` passes on a fresh cache."""
+    x = model.ar_step_input(torch.full((1, 1 + guesses), 7), torch.arange(1 + guesses)[None, :])
+    backbone, drop = model.ar.backbone, torch.tensor([guesses])
+
+    def run() -> float:
+        cache, _ = _start(model, data, DecodeLimits(steps), ahead=guesses)
+        start = time.perf_counter()
+        for _ in range(steps):
+            model.ar_logits(backbone.step(x, cache))
+            cache.rollback(drop)
+        return (time.perf_counter() - start) / steps
+
+    run()
+    return statistics.median(run() for _ in range(repeats))
+
+
 @dataclass
 class Row:
     preset: str
@@ -187,6 +220,8 @@ class Row:
     c_step: float | None = None
     d_seconds: float | None = None
     e_seconds: float | None = None
+    f_pass: float | None = None  # one Medusa pass of 4 positions (bare, like c)
+    f_int8: tuple[float, float] | None = None  # int8: (one-token step, one pass)
     e_same_tokens: bool | None = None
 
     def line(self) -> str:
@@ -227,7 +262,81 @@ class Row:
             ratios.append(f"(b)/(a) {self.a_seconds / self.b_seconds:6.1f}x")
         if self.c_step is not None and b_step is not None:
             ratios.append(f"(c)/(b) {self.c_step / b_step:.2f}")
+        if self.f_pass is not None and self.c_step is not None:
+            parts.append(f"(f) Medusa pass {self.f_pass * 1e3:.2f} ms")
+            ratios.append(f"(f)/(c) {self.f_pass / self.c_step:.2f}")
+        if self.f_int8 is not None:
+            ratios.append(f"int8 (f)/(c) {self.f_int8[1] / self.f_int8[0]:.2f}")
         return " | ".join(parts + ([" ".join(ratios)] if ratios else []))
+
+
+def seeded_decode(model: Valle, cond: Conditioning, sampler: ArSampler, limits: DecodeLimits):
+    return decode_ar(model, cond, sampler, limits, generator=torch.Generator().manual_seed(0))
+
+
+@torch.inference_mode()
+def medusa_part(path: str, demo: str, items: int, repeats: int) -> None:
+    """Medusa against plain incremental decoding on a trained model (module docstring)."""
+    from pathlib import Path
+
+    import valle
+    from valle.cli.demo.settings import PROMPT_SECONDS
+    from valle.cli.demo.speak import read_manifest
+    from valle.sampling.prompt import Prompt, prompt_audio
+    from valle.sampling.synthesize import Synthesizer
+
+    loaded = valle.load(path)
+    print(f"{path}: {loaded.config.medusa.heads} Medusa heads; AR frames per second, batch 1")
+    every = read_manifest(Path(demo))
+    chosen = [every[i * len(every) // items] for i in range(items)]  # spread over the held-out voices
+    for quantized in (None, "int8"):
+        synthesizer = Synthesizer(loaded, quantize=quantized)
+        codec, rate = synthesizer.codec, synthesizer.codec.sample_rate
+        conds = []
+        for item in chosen:
+            prompt_path = (Path(demo) / item.truth).with_name(f"{item.prompt_key}.wav")
+            prompt = Prompt(codec.encode(prompt_audio(prompt_path, rate, PROMPT_SECONDS), rate))
+            conds.append(synthesizer.conditioning([item.text], [prompt], "en-us"))
+        model = synthesizer.model
+        for name, settings in (
+            ("greedy", {"ar_temperature": 0.0}),
+            ("T 0.8 top-p 0.9", {"ar_temperature": 0.8, "top_p": 0.9}),
+        ):
+            seconds, frames, same, kept, row_passes = {False: 0.0, True: 0.0}, 0, 0, 0, 0
+            for cond in conds:
+                outputs = {}
+                for medusa in (False, True):
+                    config = SamplerConfig(seed=0, max_ar_steps_per_phoneme=12, medusa=medusa, **settings)
+                    sampler, limits = ArSampler(config, model.config.stop_token), ar_limits(config, cond)
+
+                    run = partial(seeded_decode, model, cond, sampler, limits)
+                    seconds[medusa] += median_time(run, repeats)
+                    outputs[medusa] = run()
+                    if medusa:
+                        rows = ArRows(
+                            model,
+                            cond,
+                            sampler,
+                            limits,
+                            generator=torch.Generator().manual_seed(0),
+                            speculate=True,
+                        )
+                        while not rows.done:
+                            rows.advance()
+                        assert rows.speculation is not None
+                        kept, row_passes = (
+                            kept + rows.speculation.kept,
+                            row_passes + rows.speculation.row_passes,
+                        )
+                frames += int(outputs[False].lengths[0])
+                same += torch.equal(outputs[False].codes, outputs[True].codes)
+            label = quantized or "fp32"
+            print(
+                f"{label:>4} {name:>16}: plain {frames / seconds[False]:7.1f} frames/s | Medusa "
+                f"{frames / seconds[True]:7.1f} frames/s ({seconds[False] / seconds[True]:.2f}x) | "
+                f"{kept / max(row_passes, 1):.2f} frames kept a pass | same frames {same}/{len(conds)}",
+                flush=True,
+            )
 
 
 def main() -> None:
@@ -255,10 +364,18 @@ def main() -> None:
         "--parts",
         nargs="+",
         default=["a", "b", "c"],
-        choices=["a", "b", "c", "d", "e"],
+        choices=["a", "b", "c", "d", "e", "f"],
         help="which measurements to make",
     )
+    parser.add_argument("--medusa", help="a trained model with Medusa heads: measure Medusa decoding instead")
+    parser.add_argument("--demo", help="with --medusa: a `make demo` folder (its held-out items)")
+    parser.add_argument("--items", type=int, default=12, help="with --medusa: how many held-out items")
     args = parser.parse_args()
+    if args.medusa:
+        if not args.demo:
+            parser.error("--medusa needs --demo DIR (the held-out items' texts and prompts)")
+        medusa_part(args.medusa, args.demo, args.items, args.repeats)
+        return
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -291,6 +408,15 @@ def main() -> None:
                 row.c_step = bare_steps(model, data, n, args.repeats)
             if int8 is not None:
                 row.d_seconds = median_time(partial(incremental, int8, data, n), args.repeats)
+            if "f" in args.parts:
+                row.f_pass = bare_passes(model, data, n, args.repeats)
+                if row.c_step is None:
+                    row.c_step = bare_steps(model, data, n, args.repeats)
+                if int8 is not None:
+                    row.f_int8 = (
+                        bare_steps(int8, data, n, args.repeats),
+                        bare_passes(int8, data, n, args.repeats),
+                    )
             if "e" in args.parts:
                 row.e_seconds = median_time(partial(incremental, model, data, n, True), args.repeats)
                 row.e_same_tokens = torch.equal(

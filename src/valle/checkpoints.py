@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Protocol
 
 import torch
-from torch import nn
 
 from valle.card import ModelCard
 from valle.errors import ConfigError, MissingFileError
+from valle.models.valle import Valle
 
 EXPORT_FORMAT = "valle"
 
@@ -88,7 +88,7 @@ class HasModel(Protocol):
     """What `load_model_weights` fills: a `ValleModule`, or anything with its `model` and `card`."""
 
     @property
-    def model(self) -> nn.Module: ...
+    def model(self) -> Valle: ...
 
     @property
     def card(self) -> ModelCard: ...
@@ -106,13 +106,17 @@ def load_model_weights(module: HasModel, path: str | Path) -> None:
             f"init_from={path}: its model has other sizes than this configuration ({error}); "
             "use the same model/scale and backbone settings as the run that made it"
         ) from error
-    base_missing = [k for k in missing if "lora_" not in k]  # fresh adapters are expected to be missing
+    # fresh adapters and fresh Medusa heads (added to a model trained without them) are expected to be missing
+    fresh_heads = [k for k in missing if k.startswith("ar.medusa.")]
+    base_missing = [k for k in missing if "lora_" not in k and k not in fresh_heads]
     if base_missing or unexpected:
         raise ConfigError(
             f"init_from={path}: its model does not match this configuration (missing "
             f"{base_missing[:5]}, unexpected {unexpected[:5]}); use the same model/scale and "
             "backbone settings as the run that made it"
         )
+    if fresh_heads:
+        module.model.start_medusa()  # each new head starts as the loaded model's own head
 
 
 def _to_lora_names(

@@ -32,10 +32,12 @@ def _merged_lora_state(data: dict, card: ModelCard) -> dict[str, torch.Tensor]:
     hparams = data["hyper_parameters"]
     model = Valle(card.config)
     base = model_state_dict(load_file(hparams["init_from"]))
-    model.load_state_dict(base)
+    # a base without Medusa heads is fine: heads added by the fine-tune are in the checkpoint, trained
+    _, base_unexpected = model.load_state_dict(base, strict=False)
     apply_lora(model, LoRAConfig(**hparams["lora"]))
     missing, unexpected = model.load_state_dict(model_state_dict(data), strict=False)
-    if unexpected or any("lora_" in k for k in missing):
+    unexpected = [*base_unexpected, *unexpected]
+    if unexpected or any("lora_" in k or k.startswith("ar.medusa.") for k in missing):
         raise ConfigError(
             f"the checkpoint's adapters do not fit lora={hparams['lora']} (missing "
             f"{[k for k in missing if 'lora_' in k][:3]}, unexpected {unexpected[:3]})"

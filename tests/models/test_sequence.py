@@ -183,3 +183,104 @@ def test_pointer_targets_say_how_far_the_next_frame_moves_and_how_long_each_symb
         advance = packed.advance_targets[row, start : start + n]
         assert torch.equal(advance, (said[1:] - said[:-1]).clamp(0, 3))
         assert (packed.advance_targets[row, start + n :] == IGNORE).all()  # none at the stop position
+
+
+@pytest.mark.parametrize("monotonic", [False, True], ids=["transformer", "monotonic-alignment"])
+def test_rows_shown_no_text_train_as_classifier_free_guidance_decodes_them(monotonic):
+    """Training's text dropout and decoding's guide (valle.sampling.ar.Guide) lay out the same unconditional
+    rows: no text segment, no `said` embedding; and what such a row predicts does not depend on its text."""
+    torch.manual_seed(0)
+    config = ValleConfig.tiny(monotonic_alignment=monotonic, segment_positions=4.0, text_dropout=0.2)
+    model = Valle(config.with_data(20, 3, 16)).eval()
+    batch = random_batch()
+    unconditional = replace(batch, cond=batch.cond.without_text())
+    other_text = random_batch(seed=5).cond  # other ids and lengths
+    swapped = replace(
+        unconditional,
+        cond=replace(unconditional.cond, text=other_text.text, text_lengths=other_text.text_lengths),
+    )
+    levels = torch.zeros(3, dtype=torch.long)
+    with torch.no_grad():
+        [out] = model(unconditional, levels).levels
+        [out_swapped] = model(swapped, levels).levels
+        [conditional] = model(batch, levels).levels
+        cache, hidden = _start(model, unconditional.cond, DecodeLimits(max_steps=8))
+        steps = [model.ar_logits(hidden)]
+        for t in range(int(batch.code_lengths.max())):
+            x = model.ar_step_input(batch.codes[:, 0, t], t, text_shown=False)
+            steps.append(model.ar_logits(model.ar.backbone.step(x, cache)[:, 0]))
+    incremental = torch.stack(steps, dim=1)
+    expected = torch.cat([incremental[b, : int(n) + 1] for b, n in enumerate(batch.code_lengths)])
+    torch.testing.assert_close(expected, out.logits, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(out_swapped.logits, out.logits, atol=1e-5, rtol=1e-5)
+    assert (conditional.logits - out.logits).abs().max() > 1e-3  # the text does reach the others
+
+
+def test_text_dropout_shows_a_share_of_the_ar_training_rows_no_text():
+    torch.manual_seed(0)
+    model = Valle(ValleConfig.tiny(monotonic_alignment=True, text_dropout=0.5).with_data(20, 3, 16)).train()
+    batch = random_batch()
+    other = replace(batch, cond=replace(batch.cond, text=random_batch(seed=5).cond.text))
+    levels = torch.zeros(3, dtype=torch.long)
+    unchanged, advance_rows = 0, []
+    for seed in range(12):
+        torch.manual_seed(seed)
+        output = model(batch, levels)
+        torch.manual_seed(seed)  # the same rows dropped
+        [swapped] = model(other, levels).levels
+        row_of = torch.repeat_interleave(torch.arange(3), batch.code_lengths + 1)
+        for b in range(3):
+            same = torch.allclose(output.levels[0].logits[row_of == b], swapped.logits[row_of == b])
+            unchanged += same
+        assert output.advance is not None
+        advance_rows.append(len(output.advance.targets))
+    # about half the rows never saw their text; the others did (row 2 is not aligned: no pointer targets)
+    assert 8 <= unchanged <= 28
+    # dropped rows teach no durations: the pointer's targets come and go with them
+    assert len(set(advance_rows)) > 1 and min(advance_rows) < int(batch.code_lengths[:2].sum())
+
+
+def test_scheduled_sampling_feeds_draws_that_only_saw_the_true_frames_before_them():
+    """`ar_self_feed`: input code j becomes a draw for frame j given the recording's frames < j, the input
+    the model would have fed itself; the targets stay the recording's."""
+    torch.manual_seed(0)
+    model = Valle(ValleConfig.tiny(monotonic_alignment=True).with_data(20, 3, 16)).train()
+    batch = random_batch()
+    rows = _rows(batch, torch.arange(3))
+    torch.manual_seed(1)
+    fed = model.ar_self_fed_inputs(rows, 1.0)
+    assert fed.shape == batch.codes[:, 0].shape and int(fed.max()) < 16  # codes, never the stop id
+    assert (fed != batch.codes[:, 0]).any()
+    later = batch.codes.clone()
+    later[:, 0, 4:] = (later[:, 0, 4:] + 1) % 16  # other frames from frame 4 on
+    torch.manual_seed(1)
+    fed_later = model.ar_self_fed_inputs(replace(rows, codes=later), 1.0)
+    for b, n in enumerate(batch.code_lengths.tolist()):
+        assert torch.equal(fed[b, : min(n, 5)], fed_later[b, : min(n, 5)])  # frame 4 saw frames 0..3 only
+    assert torch.equal(model.ar_self_fed_inputs(rows, 0.0), batch.codes[:, 0])
+    torch.manual_seed(2)
+    [fed_out] = model(batch, torch.zeros(3, dtype=torch.long), ar_self_feed=0.5).levels
+    [plain_out] = model(batch, torch.zeros(3, dtype=torch.long)).levels
+    assert torch.equal(fed_out.targets, plain_out.targets)
+    assert not torch.allclose(fed_out.logits, plain_out.logits)
+
+
+def test_a_training_window_is_what_decoding_with_max_ar_context_sees():
+    """`training.sliding_context`: the AR trained on a window of the last W response positions sees
+    exactly what decoding with `max_ar_context=W` sees, positions unchanged."""
+    torch.manual_seed(0)
+    model = Valle(ValleConfig.tiny(segment_positions=4.0).with_data(20, 3, 16)).eval()
+    batch = random_batch()
+    window = 2
+    with torch.no_grad():
+        [out] = model(batch, torch.zeros(3, dtype=torch.long), ar_context=window).levels
+        [full] = model(batch, torch.zeros(3, dtype=torch.long)).levels
+        cache, hidden = _start(model, batch.cond, DecodeLimits(max_steps=8, max_context=window))
+        steps = [model.ar_logits(hidden)]
+        for t in range(int(batch.code_lengths.max())):
+            x = model.ar_step_input(batch.codes[:, 0, t], t)
+            steps.append(model.ar_logits(model.ar.backbone.step(x, cache)[:, 0]))
+    incremental = torch.stack(steps, dim=1)
+    expected = torch.cat([incremental[b, : int(n) + 1] for b, n in enumerate(batch.code_lengths)])
+    torch.testing.assert_close(expected, out.logits, atol=1e-4, rtol=1e-4)
+    assert (full.logits - out.logits).abs().max() > 1e-3  # the window hides something

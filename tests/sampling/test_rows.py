@@ -30,11 +30,11 @@ def no_grad():
 
 def model_for(kind: str) -> Valle:
     torch.manual_seed(0)
-    overrides: dict = {}
+    overrides: dict = {"text_dropout": 0.1}  # so that classifier-free guidance ("guided") may steer it
     if kind == "aligned":  # the text pointer and per-row segment positions both follow each row's step
-        overrides = {"monotonic_alignment": True, "segment_positions": 4.0}
+        overrides |= {"monotonic_alignment": True, "segment_positions": 4.0}
     elif kind == "retnet":
-        overrides = {"backbone": BackboneConfig(name="retnet", dropout=0.0)}
+        overrides |= {"backbone": BackboneConfig(name="retnet", dropout=0.0)}
     return Valle(ValleConfig.tiny(**overrides).with_data(20, 3, 32)).double().eval()
 
 
@@ -70,6 +70,8 @@ CONFIGS = {
         ar_temperature=0.9, repetition_penalty=1.3, length_penalty=0.5, ras_window=4, max_ar_steps=25
     ),
     "mirostat": SamplerConfig(ar_temperature=1.0, mirostat_tau=3.0, max_ar_steps=25),
+    # the guide's unconditional rows join and leave with their rows
+    "guided": SamplerConfig(ar_temperature=1.0, top_p=0.9, cfg_scale=2.5, max_ar_steps=25),
 }
 
 

@@ -50,6 +50,9 @@ def assert_error(response: requests.Response, status: int, code: str, *words: st
         ({"sampler": {"top_k": 2.5}}, "invalid_sampler", ["top_k=2.5", "an integer"]),
         ({"sampler": {"seed": "x", "top_p": True}}, "invalid_sampler", ["seed='x'", "top_p=True"]),
         ({"sampler": {"beam_width": 2}}, "invalid_sampler", ["beam_width"]),
+        ({"sampler": {"medusa": True}}, "invalid_sampler", ["medusa=true"]),
+        # classifier-free guidance on a model trained without text dropout (the served one)
+        ({"sampler": {"cfg_scale": 2.0}}, "invalid_sampler", ["cfg_scale=2.0", "model.text_dropout"]),
         ({"voices": "x"}, "invalid_request", ["voices"]),
     ],
 )

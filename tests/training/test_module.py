@@ -271,3 +271,23 @@ def test_guided_attention_with_the_duration_prior_fits_it_and_keeps_it_in_checkp
 def test_an_ar_input_dropout_outside_0_to_1_is_refused_naming_the_field(share):
     with pytest.raises(ConfigError, match=rf"training.ar_input_dropout={share}"):
         TrainingConfig(ar_input_dropout=share)
+
+
+def test_sliding_context_training_draws_a_window_in_a_share_of_the_steps(tiny_dm, tmp_path):
+    from valle.training.module import SlidingContext
+
+    always, never = SlidingContext(p=1.0, min_frames=5, max_frames=9), SlidingContext(p=0.0)
+    assert all(5 <= (always.draw() or 0) <= 9 for _ in range(20)) and never.draw() is None
+    with pytest.raises(ConfigError, match="sliding_context"):
+        SlidingContext(p=0.5, min_frames=10, max_frames=5)
+    trainer = cpu_trainer(tmp_path, max_steps=2)
+    trainer.fit(
+        tiny_module(tiny_dm, training={"sliding_context": {"p": 1.0, "min_frames": 2, "max_frames": 4}}),
+        tiny_dm,
+    )
+    assert math.isfinite(float(trainer.callback_metrics["train/loss"]))
+    retnet = ValleConfig.tiny(
+        backbone=BackboneConfig("retnet", 0.0), shared=False, nar_backbone=BackboneConfig()
+    )
+    with pytest.raises(ConfigError, match="sliding_context.p > 0 slides an attention window"):
+        tiny_module(tiny_dm, model=retnet, training={"sliding_context": {"p": 0.5}})

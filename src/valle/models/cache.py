@@ -87,6 +87,15 @@ class StaticCache(DecodeCache, Protocol):
         ...
 
 
+@runtime_checkable
+class RollbackCache(DecodeCache, Protocol):
+    """A `DecodeCache` that can forget its newest positions (speculative decoding's rejected guesses)."""
+
+    def rollback(self, drop: Tensor) -> None:
+        """Forget each row's newest `drop[b]` positions."""
+        ...
+
+
 @dataclass
 class KVCache:
     """Keys and values of every layer for a batch of rows being decoded.
@@ -238,6 +247,15 @@ class KVCache:
         self.used += lengths
         self.next_position += lengths
         return new_positions
+
+    def rollback(self, drop: Tensor) -> None:
+        """Forget each row's newest `drop[b]` positions (speculative decoding: the guesses that were not
+        accepted); their slots are empty again and the row's next token takes the first one's position."""
+        slots = torch.arange(self.capacity, device=self.used.device)[None, :]
+        forgotten = (slots >= (self.used - drop)[:, None]) & (slots < self.used[:, None])
+        self.positions.masked_fill_(forgotten, -1)
+        self.used -= drop
+        self.next_position -= drop
 
     def evict(self) -> None:
         """Drop slots that no later query can see under the window and move the rest to the front.

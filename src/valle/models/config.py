@@ -28,6 +28,14 @@ class BackboneConfig:
 
 
 @dataclass
+class MedusaConfig:
+    """Medusa heads on the AR (the `model.medusa` keys; valle.models.medusa): `heads` = K extra heads
+    guessing the codes 2 .. K + 1 frames ahead, for multi-token decoding; 0 = none."""
+
+    heads: int = 0
+
+
+@dataclass
 class ValleConfig:
     """The model: an AR over RVQ level 0 and a NAR over levels 1..L-1 (docs/design.md, "Model").
 
@@ -50,6 +58,10 @@ class ValleConfig:
     # VALL-E R's monotonic alignment: every response frame also gets the embedding of the text symbol it
     # says, and the AR predicts when the next frame moves on (valle.models.sequence; needs aligned shards)
     monotonic_alignment: bool = False
+    # share of AR training rows shown no text (valle.models.sequence), so that the same model is also the
+    # unconditional one classifier-free guidance needs (`sampler.cfg_scale`); 0 = off, 0.1-0.2 typical
+    text_dropout: float = 0.0
+    medusa: MedusaConfig = field(default_factory=MedusaConfig)
 
     def __post_init__(self) -> None:
         if isinstance(self.backbone, dict):
@@ -58,10 +70,16 @@ class ValleConfig:
             self.nar_backbone = BackboneConfig(**self.nar_backbone)
         if isinstance(self.scale, dict):
             self.scale = ScaleConfig(**self.scale)
+        if isinstance(self.medusa, dict):
+            self.medusa = MedusaConfig(**self.medusa)
+        if self.medusa.heads < 0:
+            raise ConfigError(f"model.medusa.heads={self.medusa.heads}: must be >= 0 (0 = none, e.g. 3)")
         if self.scale.d_model % self.scale.n_heads:
             raise ConfigError(
                 f"model.scale: d_model={self.scale.d_model} is not divisible by n_heads={self.scale.n_heads}"
             )
+        if not 0.0 <= self.text_dropout < 1.0:
+            raise ConfigError(f"model.text_dropout={self.text_dropout}: must be in [0, 1) (e.g. 0.15)")
         if self.n_levels < 1:
             raise ConfigError(f"n_levels must be >= 1, got {self.n_levels}")
 

@@ -24,6 +24,11 @@ forced alignment; the stop position says the last id, `<eos>`), and the AR is tr
 text) and how many more frames say `s_j` (`REMAINING_CLASSES`). Decoding follows its own prediction (a
 pointer that only moves forward), so the text is read once, in order, and the frame always knows which
 symbol it is saying. The NAR's frames get the same embedding.
+
+Rows of `cond.text_dropped` are shown no text: the text segment is empty and no frame gets `E_said`. The
+AR is trained on a share of them (`ValleConfig.text_dropout`), so it also learns what comes next from
+the voice and the codes alone: the unconditional model that classifier-free guidance steers away from
+(`valle.sampling.ar`).
 """
 
 from __future__ import annotations
@@ -96,7 +101,7 @@ def _prefix_segments(emb: Embeddings, cond: Conditioning, scale: float = 0.0) ->
         prompt_at = torch.arange(prompt.shape[2], device=text.device)[None, :] - cond.prompt_lengths[:, None]
         text_x = text_x + sinusoidal(text_at, text_x.shape[-1]).to(text_x.dtype)
         prompt_x = prompt_x + sinusoidal(prompt_at, prompt_x.shape[-1]).to(prompt_x.dtype)
-    return [(text_x, cond.text_lengths), (sep, ones), (prompt_x, cond.prompt_lengths), (sep, ones)]
+    return [(text_x, cond.shown_text_lengths), (sep, ones), (prompt_x, cond.prompt_lengths), (sep, ones)]
 
 
 def response_positions(emb_dim: int, first: int, length: int, device: torch.device) -> Tensor:
@@ -118,6 +123,7 @@ def build_ar(
     segment_positions: float = 0.0,
     input_dropout: float = 0.0,
     frame_symbols: Tensor | None = None,
+    input_codes: Tensor | None = None,
 ) -> Packed:
     """AR inputs (and targets when `codes` is given) for level 0.
 
@@ -133,6 +139,8 @@ def build_ar(
             The targets are unchanged.
         frame_symbols: [B, T] the text id each target frame says (monotonic alignment: needed with
             `codes` when the embeddings have a `said` table; decoding starts at `cond.starts`).
+        input_codes: training only: [B, T] level-0 codes fed as the response's inputs in place of
+            `codes[:, 0]` (scheduled sampling feeds some of the model's own draws); the targets stay.
     """
     batch, device = cond.size, cond.device
     start = emb.start.expand(batch, 1, -1)
@@ -141,7 +149,7 @@ def build_ar(
     else:
         if code_lengths is None:
             raise ValueError("build_ar: codes need their code_lengths")
-        inputs = emb.embed_level0(codes[:, 0])
+        inputs = emb.embed_level0(codes[:, 0] if input_codes is None else input_codes)
         if input_dropout > 0:
             kept = torch.rand(inputs.shape[:2], device=inputs.device) >= input_dropout
             inputs = inputs * kept[..., None].to(inputs.dtype)
@@ -152,7 +160,7 @@ def build_ar(
     said = None
     if emb.said is not None:
         said = _said_positions(cond, codes, code_lengths, frame_symbols)
-        response = response + emb.said(cond.text.gather(1, said))
+        response = response + said_embedding(emb, cond, said)
     segments = _prefix_segments(emb, cond, segment_positions)
     x, lengths, offsets = pack([*segments, (response, response_lengths)])
     x = _add_level(emb, x, torch.zeros(batch, dtype=torch.long, device=device))
@@ -168,6 +176,16 @@ def build_ar(
             left = frames_left(said[:, :-1], code_lengths).clamp(max=REMAINING_CLASSES - 1)
             remaining = place_targets(left, code_lengths, offsets[-1], x.shape[1])
     return Packed(x, lengths, offsets[-1], targets, advance, remaining)
+
+
+def said_embedding(emb: Embeddings, cond: Conditioning, said: Tensor) -> Tensor:
+    """[B, T, D] the `said` embeddings of text positions `said` [B, T]; zero in rows shown no text
+    (`cond.text_dropped`: they must not learn, or be told, which symbol a frame says)."""
+    assert emb.said is not None  # only models with monotonic alignment say symbols
+    out = emb.said(cond.text.gather(1, said))
+    if cond.text_dropped is not None:
+        out = out * (~cond.text_dropped)[:, None, None].to(out.dtype)
+    return out
 
 
 def frames_left(said: Tensor, lengths: Tensor) -> Tensor:
@@ -222,7 +240,7 @@ def build_nar(
         if frame_symbols is None:
             raise ValueError("a model with monotonic alignment needs frame_symbols for the NAR")
         said = torch.minimum(frame_symbols[:, : codes.shape[2]], cond.last_symbol[:, None])
-        response = response + emb.said(cond.text.gather(1, said))
+        response = response + said_embedding(emb, cond, said)
     if segment_positions > 0:  # frame j at j + 1, where the AR feeds it
         response = response + response_positions(response.shape[-1], 1, response.shape[1], codes.device)
     segments = _prefix_segments(emb, cond, segment_positions)
@@ -238,7 +256,7 @@ def build_nar(
 def prefix_targets(cond: Conditioning, size: int) -> tuple[Tensor, Tensor]:
     """Optional AR targets on the prefix: the next text id at text positions, the next prompt frame's
     level-0 code at prompt positions (each [B, size], IGNORE elsewhere)."""
-    text_lengths, prompt_lengths = cond.text_lengths, cond.prompt_lengths
+    text_lengths, prompt_lengths = cond.shown_text_lengths, cond.prompt_lengths
     text_targets = place_targets(
         cond.text[:, 1:], (text_lengths - 1).clamp(min=0), torch.zeros_like(text_lengths), size
     )

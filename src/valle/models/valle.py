@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor, nn
 
-from valle.models.backbones import Backbone, build_backbone
+from valle.models.backbones import Backbone, ContextWindow, build_backbone
 from valle.models.config import BackboneConfig, ValleConfig
 from valle.models.embeddings import Embeddings, sinusoidal
+from valle.models.medusa import MedusaHeads
 from valle.models.sequence import (
     ADVANCE_CLASSES,
     IGNORE,
@@ -65,6 +66,7 @@ class CodecLM(nn.Module):
         # say the current symbol (valle.models.sequence), side by side in one projection
         pointer_outputs = ADVANCE_CLASSES + REMAINING_CLASSES
         self.advance = nn.Linear(s.d_model, pointer_outputs) if config.monotonic_alignment else None
+        self.medusa: MedusaHeads | None = None  # the AR's (Valle sets it)
 
 
 @dataclass
@@ -86,6 +88,8 @@ class TrainOutput:
     ar_attention: tuple[Tensor, ...] = ()  # [B_ar, H, S, S] per layer asked for (`attention_layers`)
     advance: LevelOutput | None = None  # monotonic alignment: the AR's advance predictions (aligned rows)
     remaining: LevelOutput | None = None  # and its frames-left-on-this-symbol predictions
+    # Medusa head k's guesses of the code k + 1 frames after the base head's (level = k), AR rows only
+    medusa: list[LevelOutput] = field(default_factory=list)
 
 
 class Valle(nn.Module):
@@ -104,13 +108,22 @@ class Valle(nn.Module):
         self.config = config
         self.ar = CodecLM(config, config.backbone)
         self.nar_stack = None if config.shared else CodecLM(config, config.nar_backbone or config.backbone)
+        if config.medusa.heads:
+            self.ar.medusa = MedusaHeads(config.medusa.heads, config.scale.d_model, config.codebook_size + 1)
+            self.start_medusa()
+
+    def start_medusa(self) -> None:
+        """Medusa heads := copies of the AR's level-0 head (at construction, and after `init_from` loads a
+        trained model that had none: `valle.checkpoints.load_model_weights`)."""
+        if self.ar.medusa is not None:
+            self.ar.medusa.start_from(self.ar.heads.weight[0], self.ar.heads.bias[0])
 
     @property
     def nar(self) -> CodecLM:
         return self.nar_stack if self.nar_stack is not None else self.ar
 
     # ---------------------------------------------------------------------------------------- training
-    def ar_packed(self, rows: _Rows, input_dropout: float = 0.0) -> Packed:
+    def ar_packed(self, rows: _Rows, input_dropout: float = 0.0, input_codes: Tensor | None = None) -> Packed:
         return build_ar(
             self.ar.embeddings,
             rows.cond,
@@ -120,7 +133,30 @@ class Valle(nn.Module):
             segment_positions=self.config.segment_positions,
             input_dropout=input_dropout,
             frame_symbols=rows.frame_symbols,
+            input_codes=input_codes,
         )
+
+    def ar_self_fed_inputs(self, rows: _Rows, share: float) -> Tensor:
+        """[B, T] level-0 input codes with about `share` of them the model's own draws (scheduled
+        sampling, Bengio et al. 2015, in one parallel pass as Duckworth et al. 2019): code j is replaced by
+        a draw from what the model predicts for frame j given the true frames before it, the input it
+        would have fed itself when decoding. Drawn without gradients; the targets stay the recording's."""
+        codes = rows.codes[:, 0]
+        with torch.no_grad():
+            packed = self.ar_packed(rows)
+            hidden = self.ar.backbone(
+                packed.x,
+                packed.lengths,
+                causal=True,
+                prefix_lengths=packed.prefix_lengths if self.config.prefix_lm else None,
+            ).hidden
+            frames = torch.arange(codes.shape[1], device=codes.device)[None, :]
+            at = (packed.prefix_lengths[:, None] + frames).clamp(max=hidden.shape[1] - 1)
+            response = hidden.gather(1, at[:, :, None].expand(-1, -1, hidden.shape[2]))
+            logits = self.ar_logits(response)[..., : self.config.codebook_size].float()
+            drawn = torch.multinomial(logits.softmax(-1).flatten(0, 1), 1).view_as(codes)
+        fed = torch.rand(codes.shape, device=codes.device) < share
+        return torch.where(fed, drawn, codes)
 
     def nar_packed(self, rows: _Rows, levels: Tensor) -> Packed:
         return build_nar(
@@ -140,6 +176,8 @@ class Valle(nn.Module):
         prefix_losses: bool = False,
         attention_layers: Sequence[int] = (),
         ar_input_dropout: float = 0.0,
+        ar_self_feed: float = 0.0,
+        ar_context: int | None = None,
     ) -> TrainOutput:
         """Teacher-forced logits for every row at its level.
 
@@ -151,6 +189,11 @@ class Valle(nn.Module):
             attention_layers: AR backbone layers whose attention probabilities to return (the
                 guided-attention loss, `valle.training.alignment`).
             ar_input_dropout: share of the AR's response inputs dropped (`build_ar`; training only).
+            ar_self_feed: share of the AR's response inputs replaced by the model's own draws
+                (`ar_self_fed_inputs`; training only).
+            ar_context: each AR response position sees the text and prompt and only the `ar_context`
+                most recent response positions (its own included): the window decoding slides with
+                `max_ar_context`, positions unchanged, so training on it teaches what decoding sees.
 
         Returns:
             per-level logits and targets at response positions, and the auxiliary loss.
@@ -158,15 +201,22 @@ class Valle(nn.Module):
         outputs, aux, attention = [], torch.zeros((), device=levels.device), ()
         ar_rows = (levels == 0).nonzero().squeeze(1)
         advance = remaining = None
+        medusa: list[LevelOutput] = []
         if len(ar_rows):
             rows = _rows(batch, ar_rows)
+            if self.training and self.config.text_dropout > 0:
+                rows = _drop_text(rows, self.config.text_dropout)
             cond = rows.cond
-            packed = self.ar_packed(rows, ar_input_dropout)
+            fed = self.ar_self_fed_inputs(rows, ar_self_feed) if ar_self_feed > 0 else None
+            packed = self.ar_packed(rows, ar_input_dropout, fed)
+            # the prefix and the start vector are always kept, as decoding keeps them (`ar_prefix`)
+            window = ContextWindow(ar_context, packed.prefix_lengths + 1) if ar_context else None
             h = self.ar.backbone(
                 packed.x,
                 packed.lengths,
                 causal=True,
                 prefix_lengths=packed.prefix_lengths if self.config.prefix_lm else None,
+                window=window,
                 **({"attention_layers": attention_layers} if attention_layers else {}),
             )
             attention = h.attention
@@ -179,6 +229,8 @@ class Valle(nn.Module):
                     _pointer_output(self, h.hidden, targets, rows.aligned, part)
                     for part, targets in enumerate((packed.advance_targets, packed.remaining_targets))
                 )
+            if self.ar.medusa is not None:
+                medusa = _medusa_outputs(self.ar.medusa, h.hidden, packed.targets)
             if prefix_losses:
                 text_out, prompt_out = self._prefix_outputs(cond, h.hidden)
         nar_rows = (levels > 0).nonzero().squeeze(1)
@@ -192,9 +244,17 @@ class Valle(nn.Module):
                 targets = torch.where((row_levels == level)[:, None], packed.targets, IGNORE)
                 outputs.append(_level_output(self.nar.heads, h.hidden, targets, level, with_stop=False))
         if prefix_losses and len(ar_rows):
-            return TrainOutput(outputs, aux, text_out, prompt_out, ar_rows, attention, advance, remaining)
+            return TrainOutput(
+                outputs, aux, text_out, prompt_out, ar_rows, attention, advance, remaining, medusa
+            )
         return TrainOutput(
-            outputs, aux, ar_rows=ar_rows, ar_attention=attention, advance=advance, remaining=remaining
+            outputs,
+            aux,
+            ar_rows=ar_rows,
+            ar_attention=attention,
+            advance=advance,
+            remaining=remaining,
+            medusa=medusa,
         )
 
     def _prefix_outputs(self, cond: Conditioning, hidden: Tensor) -> tuple[LevelOutput, LevelOutput]:
@@ -216,27 +276,29 @@ class Valle(nn.Module):
             segment_positions=self.config.segment_positions,
         )
 
-    def ar_step_input(self, codes: Tensor, step: int | Tensor = 0, said: Tensor | None = None) -> Tensor:
+    def ar_step_input(
+        self, codes: Tensor, step: int | Tensor = 0, said: Tensor | None = None, text_shown: bool = True
+    ) -> Tensor:
         """Level-0 codes [B] just decoded at decoding step `step` (an int, or [B] when rows are at
         different steps) → the next AR input [B, 1, D] (as `build_ar` embeds them: code j is response
-        position j + 1).
+        position j + 1). Codes [B, n] (with `step` and `said` [B, n]) are n consecutive inputs a row:
+        → [B, n, D] (speculative decoding feeds its guesses together).
 
-        `said`: [B] the text ids the next frame says (monotonic alignment; required then)."""
+        `said`: the text ids the next frame says (monotonic alignment; required then, unless
+        `text_shown` is False: rows shown no text, classifier-free guidance's unconditional rows)."""
         emb = self.ar.embeddings
-        safe = codes.clamp(
-            max=self.config.codebook_size - 1
-        )  # a finished row's stop id: its output is unused
-        x = emb.embed_level0(safe) + emb.level.weight[0]
+        # a finished row's stop id: its output is unused
+        x = emb.embed_level0(codes.clamp(max=self.config.codebook_size - 1)) + emb.level.weight[0]
         if self.config.segment_positions > 0:
             if isinstance(step, Tensor):
-                x = x + sinusoidal((step + 1)[:, None], x.shape[-1])[:, 0].to(x.dtype)
+                x = x + sinusoidal(step + 1, x.shape[-1]).to(x.dtype)
             else:
                 x = x + response_positions(x.shape[-1], step + 1, 1, x.device)[0].to(x.dtype)
-        if emb.said is not None:
+        if emb.said is not None and text_shown:
             if said is None:
                 raise ValueError("a model with monotonic alignment needs the text id each step says")
             x = x + emb.said(said)
-        return x[:, None, :]
+        return x if codes.dim() == 2 else x[:, None, :]
 
     def ar_logits(self, hidden: Tensor) -> Tensor:
         """AR hidden states [..., D] → logits [..., V + 1] over level-0 codes and stop."""
@@ -307,6 +369,14 @@ def _rows(batch: Batch, rows: Tensor) -> _Rows:
     )
 
 
+def _drop_text(rows: _Rows, share: float) -> _Rows:
+    """`rows` with about `share` of them shown no text (`ValleConfig.text_dropout`); those teach no
+    durations (the pointer heads need the text)."""
+    dropped = torch.rand(rows.cond.size, device=rows.cond.device) < share
+    aligned = rows.aligned if rows.aligned is not None else torch.ones_like(dropped)
+    return replace(rows, cond=rows.cond.without_text(dropped), aligned=aligned & ~dropped)
+
+
 def _pointer_output(
     model: Valle, hidden: Tensor, targets: Tensor, aligned: Tensor | None, part: int
 ) -> LevelOutput:
@@ -316,6 +386,18 @@ def _pointer_output(
         targets = torch.where(aligned[:, None], targets, IGNORE)
     where = targets != IGNORE
     return LevelOutput(-2 - part, model.ar_pointer(hidden[where])[part], targets[where])
+
+
+def _medusa_outputs(heads: MedusaHeads, hidden: Tensor, targets: Tensor) -> list[LevelOutput]:
+    """Head k's logits where frame j + k + 1 has a target, read at position j: the AR's own targets
+    [B, S] shifted left by k + 1 (a row's stop is the last target any head reaches)."""
+    out = []
+    for k in range(heads.size):
+        shift = k + 1
+        ahead = torch.nn.functional.pad(targets[:, shift:], (0, shift), value=IGNORE)
+        where = (ahead != IGNORE) & (targets != IGNORE)  # both in the response: j is a response input
+        out.append(LevelOutput(k, heads(hidden[where], k), ahead[where]))
+    return out
 
 
 def _level_output(heads: Heads, hidden: Tensor, targets: Tensor, level: int, with_stop: bool) -> LevelOutput:

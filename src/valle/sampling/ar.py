@@ -15,6 +15,7 @@ from torch import Tensor
 
 from valle.errors import ConfigError
 from valle.models.backbones import ContextWindow, DecodeCache
+from valle.models.cache import RollbackCache
 from valle.models.valle import Valle
 from valle.sampling import processors
 from valle.sampling.compiled import fast_step, static_capacity
@@ -77,21 +78,46 @@ class TextPointer:
         self.read_all = torch.zeros_like(self.at, dtype=torch.bool)  # `<eos>`'s frames are over
         self.history = torch.zeros(cond.size, max_steps, dtype=torch.long, device=cond.device)
 
-    def advance(self, step: int | Tensor, hidden: Tensor) -> Tensor:
+    def advance(
+        self,
+        step: int | Tensor,
+        hidden: Tensor,
+        active: Tensor | None = None,
+        generator: processors.Generators = None,
+    ) -> Tensor:
         """Record where frame `step` (an int, or [B] per row) was, move on as the AR's pointer heads say
-        from its hidden state [B, D]; return the text ids [B] the next frame says."""
+        from its hidden state [B, D]; return the text ids [B] the next frame says.
+
+        `active` [B] bool: only those rows move (speculative decoding's sub-steps; the caller points the
+        others' `step` at the history's spare last column); `generator`: the draws' source for this call
+        (default the pointer's own)."""
+        generator = self.generator if generator is None else generator
         _write(self.history, step, self.at)
         advance, remaining = (logits.float() for logits in self.model.ar_pointer(hidden))
-        drawn = processors.multinomial(remaining.softmax(-1), self.generator)
+        drawn = processors.multinomial(remaining.softmax(-1), generator)
         if self.speed != 1.0:  # the symbol's frames, this one included, scaled; at least this one
             drawn = (torch.round((drawn + 1).double() / self.speed).long() - 1).clamp(min=0)
-        self.left = torch.where(self.left < 0, drawn, self.left)
-        moving = self.left == 0
-        jump = 1 + processors.multinomial(advance[:, 1:].softmax(-1), self.generator)
-        self.read_all = self.read_all | (moving & (self.at == self.last))
-        self.at = torch.where(moving, torch.minimum(self.at + jump, self.last), self.at)
-        self.left = torch.where(moving, -1, self.left - 1)
+        left = torch.where(self.left < 0, drawn, self.left)
+        moving = left == 0
+        jump = 1 + processors.multinomial(advance[:, 1:].softmax(-1), generator)
+        read_all = self.read_all | (moving & (self.at == self.last))
+        at = torch.where(moving, torch.minimum(self.at + jump, self.last), self.at)
+        left = torch.where(moving, -1, left - 1)
+        if active is None:
+            self.left, self.read_all, self.at = left, read_all, at
+        else:
+            self.left = torch.where(active, left, self.left)
+            self.read_all = torch.where(active, read_all, self.read_all)
+            self.at = torch.where(active, at, self.at)
         return self.said()
+
+    def guess_said(self, frames: int) -> Tensor:
+        """[B, frames]: the text ids the `frames` frames after the next one probably say: the current
+        symbol while its drawn frames last, then the next one (speculative decoding checks the guess)."""
+        ahead = torch.arange(1, frames + 1, device=self.at.device)[None, :]
+        stays = self.left[:, None] >= ahead
+        at = torch.where(stays, self.at[:, None], torch.minimum(self.at + 1, self.last)[:, None])
+        return self.text.gather(1, at)
 
     def said(self) -> Tensor:
         """The text ids [B] the next frame says."""
@@ -158,21 +184,75 @@ def _pointer(
 
 
 def _start(
-    model: Valle, cond: Conditioning, limits: DecodeLimits, capacity: Callable[[int], int] | None = None
+    model: Valle,
+    cond: Conditioning,
+    limits: DecodeLimits,
+    capacity: Callable[[int], int] | None = None,
+    ahead: int = 0,
 ) -> tuple[DecodeCache, Tensor]:
     """Prefill: cache holding the prefix, and the hidden state [B, D] that predicts the first code.
 
-    `capacity` maps the positions needed to the cache size (the fast path rounds it up)."""
+    `capacity` maps the positions needed to the cache size (the fast path rounds it up); `ahead` more
+    positions hold guesses a speculative pass checks before it forgets the rejected ones."""
     packed = model.ar_prefix(cond)
     max_context = limits.max_context
     window = ContextWindow(max_context, packed.lengths) if max_context else None
-    room = (max_context + 1) if max_context else limits.max_steps + 1
+    room = ((max_context + 1) if max_context else limits.max_steps + 1) + ahead
     backbone = model.ar.backbone
     needed = int(packed.lengths.max()) + room
     cache = backbone.new_cache(cond.size, capacity(needed) if capacity else needed, window=window)
     prefix = packed.prefix_lengths if model.config.prefix_lm else None
     hidden = backbone.step(packed.x, cache, lengths=packed.lengths, prefix_lengths=prefix)
     return cache, hidden[torch.arange(cond.size, device=cond.device), packed.lengths - 1]
+
+
+class Guide:
+    """Classifier-free guidance (`sampler.cfg_scale` = w ≠ 1): the same rows shown no text
+    (`Conditioning.without_text`) decode beside the real ones, fed the same codes, and every step's logits
+    become `unconditional + w · (conditional − unconditional)` (audiocraft's `cfg_coef`) before the
+    sampler pipeline sees them. What the text adds is amplified, so a model drifting on its own codes is
+    pulled back towards the words. It needs a model trained with text dropout (`model.text_dropout`).
+
+    Its rows mirror the decode's: `join` and `keep` take the same rows in the same order.
+    """
+
+    def __init__(self, model: Valle, cond: Conditioning, limits: DecodeLimits, scale: float) -> None:
+        check_guidance(model, scale)
+        self.model, self.scale = model, scale
+        self.cache, hidden = _start(model, cond.without_text(), limits)
+        self.logits = model.ar_logits(hidden)
+
+    def mix(self, logits: Tensor) -> Tensor:
+        """The conditional logits [B, V + 1] → the guided ones."""
+        return self.logits + self.scale * (logits - self.logits)
+
+    def step(self, codes: Tensor, step: int | Tensor) -> None:
+        """Feed the codes [B] just decoded at `step` (the real rows' own) to the unconditional rows."""
+        x = self.model.ar_step_input(codes, step, text_shown=False)
+        self.logits = self.model.ar_logits(self.model.ar.backbone.step(x, self.cache)[:, 0])
+
+    def join(self, other: Guide) -> None:
+        self.cache = self.cache.join(other.cache)
+        self.logits = torch.cat([self.logits, other.logits])
+
+    def reorder(self, rows: Tensor) -> None:
+        self.cache = self.cache.reorder(rows)
+        self.logits = self.logits.index_select(0, rows)
+
+
+def check_guidance(model: Valle, scale: float) -> None:
+    """Raise ConfigError when `scale` ≠ 1 asks a model never trained without text to guide."""
+    if scale != 1.0 and model.config.text_dropout <= 0:
+        raise ConfigError(
+            f"sampler.cfg_scale={scale}: classifier-free guidance needs a model trained with text dropout "
+            "(model.text_dropout > 0, e.g. 0.15); this one never saw rows without text. Use cfg_scale=1"
+        )
+
+
+def _guide(model: Valle, cond: Conditioning, limits: DecodeLimits, sampler: ArSampler) -> Guide | None:
+    """The decode's classifier-free guide, or None when `sampler.cfg_scale` is 1 (off)."""
+    scale = sampler.cfg.cfg_scale
+    return Guide(model, cond, limits, scale) if scale != 1.0 else None
 
 
 class ArRows:
@@ -206,12 +286,15 @@ class ArRows:
         *,
         generator: processors.Generators = None,
         fast: bool = False,
+        speculate: bool = False,
     ) -> None:
         batch, device = cond.size, cond.device
         self.model, self.sampler, self.generator = model, sampler, generator
         self.stop = model.config.stop_token
-        fast_path = fast_step(model, limits.max_context) if fast else None
-        self.cache, self.hidden = _start(model, cond, limits, static_capacity if fast_path else None)
+        self.guide = _guide(model, cond, limits, sampler)
+        fast_path = fast_step(model, limits.max_context, self.guide is not None) if fast else None
+        ahead = model.config.medusa.heads if speculate else 0
+        self.cache, self.hidden = _start(model, cond, limits, static_capacity if fast_path else None, ahead)
         self.step_fn = fast_path.bind(self.cache) if fast_path else None
         self.logits = model.ar_logits(self.hidden)
         self.pointer = _pointer(model, cond, limits.max_steps + 1, generator, sampler.cfg.speed)
@@ -227,6 +310,7 @@ class ArRows:
         self.steps = torch.zeros(batch, dtype=torch.long, device=device)
         self.common_step: int | None = 0  # every row's step while they all started together
         self.done = False  # every row has stopped (kept here: one host sync a step, in `step`)
+        self.speculation = Speculation.start(model, self) if speculate else None
 
     @property
     def size(self) -> int:
@@ -235,22 +319,11 @@ class ArRows:
     def step(self) -> Tensor:
         """Decode one frame of every row: its code [B] (the stop token for a row that stopped now or
         before). A row stops on the stop token, at its step limit, or when its text pointer has read all."""
+        if self.speculation is not None:
+            raise ValueError("a speculative (Medusa) decode moves on by `advance`, several frames a row")
         step: int | Tensor = self.steps if self.common_step is None else self.common_step
-        history = self.recent()
-        codes = self.sampler(self.logits, history, step, self.generator, self.state)
-        if self.pointer is not None:  # the text is read, its final silence said: this frame is the stop
-            codes = torch.where(self.pointer.read_all, self.stop, codes)
-        at_limit = ~self.finished & (self.steps >= self.row_limits)
-        self.hit_limit = self.hit_limit | at_limit
-        codes = torch.where(self.finished | at_limit, self.stop, codes)
-        self.lengths = torch.where(~self.finished & (codes == self.stop), self.steps, self.lengths)
-        self.finished = self.finished | (codes == self.stop)
-        _write(self.history, step, torch.where(self.finished, -1, codes))
-        said = self.pointer.advance(step, self.hidden) if self.pointer is not None else None
-        self.steps = self.steps + 1
-        if self.common_step is not None:
-            self.common_step += 1
-        self.done = bool(self.finished.all())
+        logits = self.guide.mix(self.logits) if self.guide is not None else self.logits
+        codes, said = self.frame(logits, self.hidden)
         if not self.done:
             if self.step_fn is not None:
                 self.logits = self.step_fn(codes)
@@ -258,7 +331,51 @@ class ArRows:
                 x = self.model.ar_step_input(codes, step, said)
                 self.hidden = self.model.ar.backbone.step(x, self.cache)[:, 0]
                 self.logits = self.model.ar_logits(self.hidden)
+            if self.guide is not None:
+                self.guide.step(codes, step)
         return codes
+
+    def advance(self) -> None:
+        """Decode the next frames of every row: one (`step`), or with Medusa heads (`speculate`) one
+        backbone pass that checks their guesses and keeps 1 .. K + 1 frames a row (`Speculation`)."""
+        if self.speculation is None:
+            self.step()
+        else:
+            self.speculation.advance(self)
+
+    def frame(
+        self, logits: Tensor, hidden: Tensor, active: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """Sample and record one frame of each row from its logits [B, V + 1] and the hidden state [B, D]
+        they came from: (codes [B], the text ids [B] the next frame says, or None without a pointer).
+
+        `active` [B] bool: only those rows take a frame (a speculative sub-step; the others, and rows
+        that stopped before, get the stop id and keep their state). Every row draws from its own
+        generator, the inactive ones from a spare one, so a row's draws are those of a plain decode."""
+        whole = active is None
+        mask = torch.ones_like(self.finished) if active is None else active
+        step: int | Tensor = self.steps if self.common_step is None or not whole else self.common_step
+        live = mask & ~self.finished
+        generator = self.generator if whole else _only(self.generator, mask)
+        codes = self.sampler(logits, self.recent(), step, generator, self.state)
+        if self.pointer is not None:  # the text is read, its final silence said: this frame is the stop
+            codes = torch.where(self.pointer.read_all, self.stop, codes)
+        at_limit = live & (self.steps >= self.row_limits)
+        self.hit_limit = self.hit_limit | at_limit
+        codes = torch.where(~live | at_limit, self.stop, codes)
+        self.lengths = torch.where(live & (codes == self.stop), self.steps, self.lengths)
+        self.finished = self.finished | (live & (codes == self.stop))
+        spare = self.history.shape[1] - 1  # rows sitting this sub-step out write their marker there
+        column = step if whole else torch.where(mask, self.steps, spare)
+        _write(self.history, column, torch.where(self.finished | ~mask, -1, codes))
+        said = None
+        if self.pointer is not None:
+            said = self.pointer.advance(column, hidden, active, generator)
+        self.steps = self.steps + mask.long()
+        if self.common_step is not None:
+            self.common_step = self.common_step + 1 if whole else None
+        self.done = bool(self.finished.all())
+        return codes, said
 
     def last_symbols(self) -> list[int | None]:
         """The text id each row's newest frame says (monotonic alignment), else None per row; one read
@@ -290,6 +407,8 @@ class ArRows:
         """
         if self.step_fn is not None or other.step_fn is not None:
             raise ValueError("rows cannot join a compiled (fast) decode; decode eagerly to join rows")
+        if self.speculation is not None or other.speculation is not None:
+            raise ValueError("rows cannot join a speculative (Medusa) decode; decode with medusa=false")
         if self.sampler.cfg.batch_key() != other.sampler.cfg.batch_key():
             raise ValueError(
                 "rows join a batch with the same sampler settings only (seed and step limits aside)"
@@ -304,6 +423,8 @@ class ArRows:
             self.pointer.join(other.pointer)
             self.pointer.generator = self.generator
         self.cache = self.cache.join(other.cache)
+        if self.guide is not None and other.guide is not None:  # the same cfg_scale: the batch key has it
+            self.guide.join(other.guide)
         self.hidden, self.logits = (
             torch.cat([self.hidden, other.hidden]),
             torch.cat([self.logits, other.logits]),
@@ -318,7 +439,11 @@ class ArRows:
 
     def keep(self, rows: Tensor) -> None:
         """Only rows `rows` [B'] (int64 indices, in that order) decode on; the others are dropped."""
+        if self.speculation is not None:
+            raise ValueError("a speculative (Medusa) decode keeps its rows; decode with medusa=false")
         self.cache = self.cache.reorder(rows)
+        if self.guide is not None:
+            self.guide.reorder(rows)
         if isinstance(self.generator, processors.RowGenerators):
             self.generator = self.generator.index_select(rows)
         if self.pointer is not None:
@@ -342,8 +467,128 @@ class ArRows:
         """Every row's codes so far, as `decode_ar` returns them."""
         width = int(self.lengths.max()) if self.size else 0
         out = self.history[:, :width].clamp(min=0)
-        frame_symbols = self.pointer.history[:, :width] if self.pointer is not None else None
+        frame_symbols = None
+        if self.pointer is not None:  # 0 past each row's end, as the codes
+            frames = torch.arange(width, device=out.device)[None, :]
+            frame_symbols = torch.where(frames < self.lengths[:, None], self.pointer.history[:, :width], 0)
         return ArResult(out, self.lengths, self.hit_limit | ~self.finished, frame_symbols)
+
+
+def _only(generator: processors.Generators, active: Tensor) -> processors.Generators:
+    """Per-row generators where only the `active` rows draw from their own (the others from spare ones,
+    so that sitting a sub-step out leaves a row's stream where it was); one shared generator as it is."""
+    if not isinstance(generator, processors.RowGenerators):
+        return generator
+    own = active.tolist()
+    return processors.RowGenerators(
+        [
+            g if mine else torch.Generator(device=g.device)
+            for g, mine in zip(generator.generators, own, strict=True)
+        ]
+    )
+
+
+class Speculation:
+    """Medusa's multi-token decoding for `ArRows` (docs/design.md, "Medusa"): each pass feeds every row
+    its newest frame and the K heads' guesses of the frames after it, in one backbone call of K + 1
+    positions; then the rows sample frame after frame from those logits, and keep going while each drawn
+    frame is the guess that was fed after it (and, with monotonic alignment, the text pointer says the
+    symbol that was guessed for it). A pass keeps 1 .. K + 1 frames a row, and the cache forgets the
+    positions of the guesses that were not kept.
+
+    Every frame is drawn by the sampler pipeline from the logits a plain decode would have had, with the
+    row's own draws (`ArRows.frame`): greedy decoding gives the plain tokens, and so does sampling when
+    each row has its own generator (a single row always has). The guess only decides how far one pass
+    gets: exact-match acceptance, never an approximation of the distribution.
+    """
+
+    def __init__(self, model: Valle, rows: ArRows) -> None:
+        heads = model.ar.medusa
+        if heads is None:
+            raise ConfigError(
+                "sampler.medusa=true needs a model with Medusa heads (model.medusa.heads > 0, trained: "
+                "docs/training.md, 'Medusa heads'); set medusa=false"
+            )
+        if not isinstance(rows.cache, RollbackCache):
+            raise ConfigError(
+                f"sampler.medusa=true: the {type(model.ar.backbone).__name__} backbone's state cannot "
+                "forget rejected guesses (a recurrent state); Medusa decoding needs the transformer; "
+                "set medusa=false"
+            )
+        if rows.step_fn is not None:
+            raise ConfigError("sampler.medusa=true checks several positions a pass: decode with fast=false")
+        self.model, self.heads = model, heads
+        self.pending: Tensor | None = None  # [B] each row's newest frame, not yet fed
+        self.said: Tensor | None = None  # [B] the text ids the frame after it says (monotonic alignment)
+        self.guesses = self._guess(rows.hidden)  # [B, K] the frames after the next one
+        self.passes = 0
+        self._row_passes = torch.zeros((), dtype=torch.long, device=rows.steps.device)
+        self._kept = torch.zeros_like(self._row_passes)
+
+    @classmethod
+    def start(cls, model: Valle, rows: ArRows) -> Speculation:
+        return cls(model, rows)
+
+    def _guess(self, hidden: Tensor) -> Tensor:
+        """[B, D] → [B, K]: each head's most likely code (a chain of guesses; never the stop id)."""
+        logits = self.heads(hidden)[..., : self.model.config.codebook_size]  # [K, B, V]
+        return logits.argmax(-1).t()
+
+    def advance(self, rows: ArRows) -> None:
+        if self.pending is None:  # the first frame comes from the prefill's logits, as in a plain decode
+            self.pending, self.said = rows.frame(rows.logits, rows.hidden)
+            if rows.done:
+                return
+        self._pass(rows)
+
+    def _pass(self, rows: ArRows) -> None:
+        assert self.pending is not None
+        model, k = self.model, self.heads.size
+        running = ~rows.finished
+        step = rows.steps - 1  # the pending frame's step, as `step` feeds it
+        feed = torch.cat([self.pending[:, None], self.guesses], dim=1)  # [B, K + 1]
+        said = None
+        if rows.pointer is not None:
+            assert self.said is not None
+            said = torch.cat([self.said[:, None], rows.pointer.guess_said(k)], dim=1)  # [B, K + 1]
+        steps = step[:, None] + torch.arange(k + 1, device=step.device)[None, :]
+        inputs = model.ar_step_input(feed, steps, said)  # [B, K + 1, D]
+        hidden = model.ar.backbone.step(inputs, rows.cache)  # [B, K + 1, D]
+        logits = model.ar_logits(hidden)
+        ok = running.clone()
+        last = torch.zeros_like(rows.steps)  # the position whose logits drew each row's newest frame
+        newest = self.pending.clone()
+        for i in range(k + 1):
+            codes, next_said = rows.frame(logits[:, i], hidden[:, i], ok)
+            newest = torch.where(ok, codes, newest)
+            last = torch.where(ok, i, last)
+            if i == k:
+                break
+            right = (codes == feed[:, i + 1]) & ~rows.finished
+            if said is not None and next_said is not None:
+                right = right & (next_said == said[:, i + 1])
+            ok = ok & right
+            if not bool(ok.any()):
+                break
+        # keep the positions of the pending frame and the accepted guesses; forget the rest
+        assert isinstance(rows.cache, RollbackCache)  # checked at the start
+        rows.cache.rollback(torch.where(running, k - last, k + 1))  # stopped rows need none of them
+        # rows sitting sub-steps out kept their pointer: it says what follows each row's newest frame
+        self.pending, self.said = newest, rows.pointer.said() if rows.pointer is not None else None
+        self.guesses = self._guess(hidden.gather(1, last[:, None, None].expand(-1, 1, hidden.shape[2]))[:, 0])
+        self.passes += 1
+        self._row_passes += running.sum()  # tensors: no host sync a pass
+        self._kept += torch.where(running, last + 1, 0).sum()
+
+    @property
+    def row_passes(self) -> int:
+        """Passes summed over the rows still running in each."""
+        return int(self._row_passes)
+
+    @property
+    def kept(self) -> int:
+        """Frames kept over every pass and running row (a pass's mean: kept / row_passes)."""
+        return int(self._kept)
 
 
 @torch.inference_mode()
@@ -370,9 +615,9 @@ def decode_ar(
         fast: run each step through one compiled static graph (`valle.sampling.compiled`); the same
             tokens, falling back to eager decoding with a log line where it cannot apply.
     """
-    rows = ArRows(model, cond, sampler, limits, generator=generator, fast=fast)
+    rows = ArRows(model, cond, sampler, limits, generator=generator, fast=fast, speculate=sampler.cfg.medusa)
     for step in range(limits.max_steps):
-        rows.step()
+        rows.advance()
         if on_step is not None:
             on_step(step)
         if rows.done:
@@ -404,6 +649,7 @@ def decode_ar_beam(
     max_steps, device = limits.max_steps, cond.device
     beams = cond.repeat_rows(width)
     cache, hidden = _start(model, beams, limits)
+    guide = _guide(model, beams, limits, sampler)
     pointer = _pointer(model, beams, max_steps, generator, sampler.cfg.speed)
     logits = model.ar_logits(hidden)
     said = None
@@ -413,6 +659,8 @@ def decode_ar_beam(
     history = torch.full((batch * width, max_steps), -1, dtype=torch.long, device=device)
     rows = torch.arange(batch, device=device)[:, None] * width
     for step in range(max_steps):
+        if guide is not None:
+            logits = guide.mix(logits)
         log_probs = sampler.beam_log_probs(logits, history[:, :step], step).view(batch, width, -1)
         chosen = beam_step(log_probs, scores, finished, stop, lengths)
         parents = (rows + chosen.parents).view(-1)
@@ -421,6 +669,8 @@ def decode_ar_beam(
             pointer.reorder(parents)
             said = pointer.said()
         cache, history = cache.reorder(parents), history.index_select(0, parents)
+        if guide is not None:
+            guide.reorder(parents)
         assert chosen.lengths is not None  # lengths passed in come back extended
         scores, finished, lengths = chosen.scores, chosen.finished, chosen.lengths
         history[:, step] = torch.where(finished.view(-1), -1, chosen.tokens.view(-1))
@@ -428,8 +678,11 @@ def decode_ar_beam(
             on_step(step)
         if bool(finished.all()):
             break
-        hidden = model.ar.backbone.step(model.ar_step_input(chosen.tokens.view(-1), step, said), cache)[:, 0]
+        tokens = chosen.tokens.view(-1)
+        hidden = model.ar.backbone.step(model.ar_step_input(tokens, step, said), cache)[:, 0]
         logits = model.ar_logits(hidden)
+        if guide is not None:
+            guide.step(tokens, step)
     best = best_beam(scores, lengths, finished)
     pick = rows[:, 0] + best
     done = finished.gather(1, best[:, None])[:, 0]

@@ -97,8 +97,9 @@ class FastStep:
 _steps: weakref.WeakKeyDictionary[Valle, FastStep] = weakref.WeakKeyDictionary()
 
 
-def fast_step(model: Valle, max_context: int | None) -> FastStep | None:
-    """The model's compiled step (built once per model), or None with a log line when it cannot apply."""
+def fast_step(model: Valle, max_context: int | None, guided: bool = False) -> FastStep | None:
+    """The model's compiled step (built once per model), or None with a log line when it cannot apply
+    (`guided`: classifier-free guidance, whose second pass it does not run)."""
     if not isinstance(model.ar.backbone, StaticStepping):
         log.info(
             "fast decoding needs a backbone with a static step, the transformer backbone (this AR is %s); "
@@ -108,6 +109,9 @@ def fast_step(model: Valle, max_context: int | None) -> FastStep | None:
         return None
     if max_context:
         log.info("fast decoding has no max_ar_context window; decoding eagerly")
+        return None
+    if guided:
+        log.info("fast decoding does not run classifier-free guidance (sampler.cfg_scale); decoding eagerly")
         return None
     if model.config.segment_positions > 0:
         log.info(

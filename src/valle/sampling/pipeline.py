@@ -1,6 +1,7 @@
 """The sampler pipeline: `SamplerConfig` (the `sampler` Hydra group) → AR and NAR samplers.
 
-This module is the only place the order of the steps (docs/design.md, "Sampler pipeline") is set:
+This module is the only place the order of the steps (docs/design.md, "Sampler pipeline") is set
+(the AR's logits arrive already mixed by classifier-free guidance, `cfg_scale`: `valle.sampling.ar.Guide`):
 
 1. repetition penalty (AR)      2. length penalty (AR)      3. temperature / dynamic temperature
 4. top-k, then top-p            5. sample, greedy (T = 0) or mirostat v2      6. RAS (AR)
@@ -49,6 +50,12 @@ class SamplerConfig:
     max_ar_context: int | None = None  # keep only the last N response tokens in the context
     seed: int | None = None
     speed: float = 1.0  # > 1 faster speech: each symbol's drawn duration / speed (monotonic alignment only)
+    # classifier-free guidance of the AR by the text: 1 = off; > 1 says the text more firmly (needs a
+    # model trained with model.text_dropout > 0); costs a second AR pass per step
+    cfg_scale: float = 1.0
+    # multi-token decoding: each AR step also checks the model's Medusa heads' guesses of the next frames
+    # and keeps those the sampler draws anyway (needs model.medusa.heads > 0; the same tokens as off)
+    medusa: bool = False
 
     def __post_init__(self) -> None:
         problems = self._problems()
@@ -82,6 +89,8 @@ class SamplerConfig:
                 out.append(f"{key}={getattr(self, key)} must be >= 1 or null")
         if not 0.25 <= self.speed <= 4.0:
             out.append(f"speed={self.speed} must lie in [0.25, 4] (1 = as the model speaks)")
+        if not 0.0 <= self.cfg_scale <= 10.0:
+            out.append(f"cfg_scale={self.cfg_scale} must lie in [0, 10] (1 = off; 1.5-3 typical)")
         if self.max_ar_steps_per_phoneme <= 0:
             out.append(f"max_ar_steps_per_phoneme={self.max_ar_steps_per_phoneme} must be > 0")
         return out
@@ -105,6 +114,11 @@ class SamplerConfig:
             out.append(
                 "RAS resamples from the tempered distribution, but ar_temperature=0 means "
                 "greedy; set ar_temperature > 0 or ras_window=0"
+            )
+        if self.medusa and (self.mirostat_tau > 0 or self.beam_width > 1 or self.cfg_scale != 1.0):
+            out.append(
+                "medusa=true decodes several frames a step and cannot be combined with mirostat, beam search "
+                "or cfg_scale; drop them or set medusa=false"
             )
         if self.beam_width > 1:
             clashes = [

@@ -191,6 +191,8 @@ class Synthesizer:
         generator = make_generator(config.seed, self.device)
         nar_generator = make_generator(config.seed, self.device)  # its own: NAR draws leave the AR's alone
         sampler = ArSampler(config, self.model.config.stop_token)
+        if config.medusa:
+            log.info("streaming takes one frame a step: sampler.medusa applies to whole decodes, not here")
         for cond in conds:
             rows = ArRows(
                 self.model, cond, sampler, ar_limits(config, cond), generator=generator, fast=self.compile

@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from valle.errors import ConfigError
+from valle.sampling.ar import check_guidance
 from valle.sampling.pipeline import SamplerConfig
 from valle.sampling.synthesize import Synthesizer
 from valle.serving.engine import Engine, Job, QueueFull
@@ -133,6 +134,13 @@ def sampler_config(request: SpeechRequest, defaults: SamplerConfig) -> SamplerCo
         raise ApiError(
             400, "sampler: beam_width > 1 cannot stream or share a batch; use 1", "invalid_sampler"
         )
+    if config.medusa:
+        raise ApiError(
+            400,
+            "sampler: medusa=true decodes several frames a pass, and the server's batch takes one a step "
+            "(rows join and leave it); use false",
+            "invalid_sampler",
+        )
     return config
 
 
@@ -141,7 +149,7 @@ def kinds_of(key: str) -> tuple[type, ...]:
 
 
 def type_name(key: str) -> str:
-    names = {int: "an integer", float: "a number", type(None): "null"}
+    names = {int: "an integer", float: "a number", bool: "true or false", type(None): "null"}
     return " or ".join(names.get(kind, kind.__name__) for kind in kinds_of(key))
 
 
@@ -149,8 +157,10 @@ def fits(value: Any, key: str) -> bool:
     """Whether `value` (from JSON) has the type of `SamplerConfig.<key>`: a wrong one would fail inside
     the engine's step, and with it every request sharing the batch. An int does for a float."""
     kinds = kinds_of(key)
-    if value is None or isinstance(value, bool):
-        return value is None and type(None) in kinds
+    if isinstance(value, bool):  # before int: a JSON true is a bool, never a number
+        return bool in kinds
+    if value is None:
+        return type(None) in kinds
     if isinstance(value, int):
         return (int in kinds and -(2**63) <= value < 2**63) or float in kinds
     return isinstance(value, float) and float in kinds
@@ -415,6 +425,10 @@ def make_job(
         raise ApiError(
             400, f"speed={config.speed}: this model cannot change its speed; use 1.0", "invalid_speed"
         )
+    try:
+        check_guidance(server.synthesizer.model, config.cfg_scale)
+    except ConfigError as error:
+        raise ApiError(400, f"sampler: {error}", "invalid_sampler") from None
     try:
         prompt = server.voices.prompt(body.voice)
     except VoiceError as error:

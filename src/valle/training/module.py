@@ -37,6 +37,47 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
+class MedusaTraining:
+    """How the Medusa heads (`model.medusa.heads`) learn: the `training.medusa` keys (docs/training.md)."""
+
+    loss_weight: float = 0.2  # weight of head 1's cross-entropy next to the model's own loss
+    decay: float = 0.8  # head k's weight is loss_weight · decay^(k-1): the further ahead, the less it counts
+    # train the heads alone on a trained model (`init_from=`), as Medusa-1; false: jointly (Medusa-2)
+    freeze_backbone: bool = False
+
+    def __post_init__(self) -> None:
+        if self.loss_weight < 0 or not 0 < self.decay <= 1:
+            raise ConfigError(
+                f"training.medusa: loss_weight={self.loss_weight} must be >= 0 "
+                f"and decay={self.decay} in (0, 1]"
+            )
+
+
+@dataclass
+class SlidingContext:
+    """Training the AR for `max_ar_context` (the `training.sliding_context` keys, docs/training.md): in a
+    share `p` of the steps, every AR response position sees the text, the prompt and only the last W
+    response positions, W drawn uniformly from [min_frames, max_frames] each such step."""
+
+    p: float = 0.0  # 0 = off
+    min_frames: int = 100
+    max_frames: int = 400
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.p <= 1.0 or not 1 <= self.min_frames <= self.max_frames:
+            raise ConfigError(
+                f"training.sliding_context: p={self.p} must be in [0, 1] and 1 <= min_frames="
+                f"{self.min_frames} <= max_frames={self.max_frames}"
+            )
+
+    def draw(self) -> int | None:
+        """This step's window, or None (the whole context); from torch's generator (restored per step)."""
+        if self.p <= 0 or float(torch.rand(())) >= self.p:
+            return None
+        return int(torch.randint(self.min_frames, self.max_frames + 1, ()))
+
+
+@dataclass
 class TrainingConfig:
     """The `training` config keys: what each step learns."""
 
@@ -48,19 +89,45 @@ class TrainingConfig:
     # AR: drop this share of the response's input codes (Tacotron's prenet dropout, as whole tokens), so
     # that copying the last frame stops paying and the text has to be read (docs/training.md)
     ar_input_dropout: float = 0.0
+    # AR: feed this share of the response's input codes from the model's own draws instead of the
+    # recording's (scheduled sampling), so it learns to recover from its own frames (docs/training.md)
+    ar_self_feed: float = 0.0
     # monotonic alignment (model.monotonic_alignment): weight of the AR's "how far does the next frame
     # move on through the text" cross-entropy
     advance_loss_weight: float = 1.0
     seed: int = 0  # levels are drawn from (seed, step), so a resumed run draws what it would have
     guided_attention: GuidedAttentionConfig = field(default_factory=GuidedAttentionConfig)
+    medusa: MedusaTraining = field(default_factory=MedusaTraining)
+    sliding_context: SlidingContext = field(default_factory=SlidingContext)
 
     def __post_init__(self) -> None:
+        if isinstance(self.sliding_context, dict):
+            self.sliding_context = SlidingContext(**self.sliding_context)
         if isinstance(self.guided_attention, dict):
             self.guided_attention = GuidedAttentionConfig(**self.guided_attention)
+        if isinstance(self.medusa, dict):
+            self.medusa = MedusaTraining(**self.medusa)
+        if not 0.0 <= self.ar_self_feed <= 1.0:
+            raise ConfigError(f"training.ar_self_feed={self.ar_self_feed}: must be in [0, 1] (e.g. 0.3)")
         if not 0.0 <= self.ar_input_dropout < 1.0:
             raise ConfigError(
                 f"training.ar_input_dropout={self.ar_input_dropout}: must be in [0, 1) (e.g. 0.3)"
             )
+
+
+def freeze_medusa_stage(model: Valle, config: MedusaTraining, init_from: str | None, lora: bool) -> None:
+    """Medusa heads train alone on a frozen model (`freeze_backbone`), or beside LoRA's adapters (LoRA
+    freezes everything else). Raises ConfigError for a freeze with nothing to train or start from."""
+    heads = model.ar.medusa
+    if config.freeze_backbone:
+        if heads is None or not init_from:
+            raise ConfigError(
+                "training.medusa.freeze_backbone=true trains Medusa heads on a trained model: set "
+                "model.medusa.heads=K (e.g. 3) and init_from=<checkpoint or export>"
+            )
+        model.requires_grad_(False)
+    if heads is not None and (config.freeze_backbone or lora):
+        heads.requires_grad_(True)
 
 
 def level_distribution(config: TrainingConfig, n_levels: int) -> Tensor:
@@ -139,6 +206,16 @@ class ValleModule(L.LightningModule):
         check_prefix_losses(self.config, self.training_config)
         guided = self.training_config.guided_attention
         guided.check(self.config.scale.n_layers, self.config.scale.n_heads)
+        if self.training_config.sliding_context.p > 0 and self.config.backbone.name != "transformer":
+            raise ConfigError(
+                f"training.sliding_context.p > 0 slides an attention window; the {self.config.backbone.name} "
+                "backbone has none (its state already forgets with distance): set p=0"
+            )
+        if guided.weight > 0 and self.config.text_dropout > 0:
+            raise ConfigError(
+                "training.guided_attention.weight > 0 with model.text_dropout > 0: rows shown no text have "
+                "no text to attend to; set one of them to 0"
+            )
         self.model = Valle(self.config)
         # Fitted on the training batches and kept in checkpoints; not part of the exported model.
         self.duration_prior = (
@@ -150,8 +227,10 @@ class ValleModule(L.LightningModule):
             if not init_from:
                 raise ConfigError("lora.* adapts a trained model: set init_from=<checkpoint or export> too")
             apply_lora(self.model, LoRAConfig(**lora))
-            # Checkpoints hold only the adapters; the frozen base comes from `init_from` on every load.
+            # Checkpoints hold only what trains (the adapters, and Medusa heads); the frozen base comes from
+            # `init_from` on every load.
             self.strict_loading = False
+        freeze_medusa_stage(self.model, self.training_config.medusa, init_from, bool(lora))
         self.register_buffer(
             "level_p", level_distribution(self.training_config, self.config.n_levels), persistent=False
         )
@@ -162,6 +241,11 @@ class ValleModule(L.LightningModule):
                 for split in ("train", "val")
                 for name, k in (("acc", 1), ("top10", 10))
                 for level in range(self.config.n_levels)
+            }
+            | {  # Medusa head k: how often its guess of the code k + 1 frames ahead is right (top-1, top-5)
+                f"val_{name}_medusa{k + 1}": MulticlassAccuracy(classes(0), top_k=top, average="micro")
+                for name, top in (("acc", 1), ("top5", 5))
+                for k in range(self.config.medusa.heads)
             }
         )
         self.stats = {"steps": 0, "samples": 0, "tokens": 0, "longest_seconds": 0.0, "train_seconds": 0.0}
@@ -177,7 +261,10 @@ class ValleModule(L.LightningModule):
 
     # ------------------------------------------------------------------------------------------- steps
     def sample_levels(self, batch_size: int) -> Tensor:
-        """The level each row trains on, drawn from a generator seeded by (seed, step, rank)."""
+        """The level each row trains on, drawn from a generator seeded by (seed, step, rank); every row is
+        an AR row while only Medusa heads train (they read the AR's hidden states alone)."""
+        if self.training_config.medusa.freeze_backbone:
+            return torch.zeros(batch_size, dtype=torch.long, device=self.device)
         generator = torch.Generator().manual_seed(
             self.training_config.seed * 1_000_003 + int(self.global_step) * 1009 + self.global_rank
         )
@@ -203,12 +290,15 @@ class ValleModule(L.LightningModule):
             prefix_losses=prefix,
             attention_layers=guided.layers if guided.weight > 0 else (),
             ar_input_dropout=tc.ar_input_dropout,
+            ar_self_feed=tc.ar_self_feed,
+            ar_context=tc.sliding_context.draw(),
         )
         loss = (
             self._train_loss(output, batch)
             + self._prefix_loss(output)
             + self._alignment_loss(output, batch)
             + self._advance_loss(output, "train")
+            + self._medusa_loss(output, "train")
         )
         self._count(batch)
         self._rng_next_step = capture_rng_state()  # backward and the optimizer draw nothing
@@ -286,6 +376,7 @@ class ValleModule(L.LightningModule):
             [out] = output.levels
             loss_sum = F.cross_entropy(out.logits.float(), out.targets, reduction="sum")
             self._advance_loss(output, "val")
+            self._medusa_loss(output, "val")
             val_sums[level] += torch.stack([loss_sum, loss_sum.new_tensor(out.targets.numel())])
             self._log_accuracy(out, "val")
             if level == 0 and batch_size > 1:
@@ -336,6 +427,26 @@ class ValleModule(L.LightningModule):
             self.log(f"{split}/acc_{name}", accuracy, batch_size=n)
             total = total + loss
         return self.training_config.advance_loss_weight * total
+
+    def _medusa_loss(self, output: TrainOutput, split: str) -> Tensor | float:
+        """Σ_k loss_weight · decay^(k-1) · CE of Medusa head k (`training.medusa`), logged per head; in
+        validation also each head's top-1 and top-5 accuracy."""
+        config = self.training_config.medusa
+        total: Tensor | float = 0.0
+        for out in output.medusa:
+            n = out.targets.numel()
+            if not n:
+                continue
+            head = out.level + 1
+            loss = F.cross_entropy(out.logits.float(), out.targets)
+            total = total + config.loss_weight * config.decay ** (head - 1) * loss
+            self.log(f"{split}/loss_medusa{head}", loss, batch_size=n)
+            if split == "val":
+                for name in ("acc", "top5"):
+                    metric = cast(Metric, self.metrics[f"val_{name}_medusa{head}"])
+                    metric(out.logits.detach(), out.targets)
+                    self.log(f"val/{name}_medusa{head}", metric, batch_size=n)
+        return total
 
     def _prefix_loss(self, output: TrainOutput) -> Tensor | float:
         """The optional, small-weighted AR losses on the text and prompt positions."""
@@ -400,8 +511,9 @@ class ValleModule(L.LightningModule):
         if self.card.codec_state is not None:
             checkpoint["codec_state"] = self.card.codec_state
         if self.hparams["lora"]:
-            adapters = {f"model.{k}" for k in lora_state_dict(self.model)}
-            checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in adapters}
+            trained = {f"model.{k}" for k in lora_state_dict(self.model)}
+            trained |= {f"model.{k}" for k, p in self.model.named_parameters() if p.requires_grad}
+            checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trained}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.stats.update(checkpoint.get("valle_stats", {}))

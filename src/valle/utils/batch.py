@@ -35,6 +35,9 @@ class Conditioning:
     # [B] int64: the text id the response's first frame says, for a model with monotonic alignment (a
     # continuation row starts after its prompt's words); None reads as 0 (`<bos>`) for every row
     start_symbol: Tensor | None = None
+    # [B] bool: rows shown no text at all (classifier-free guidance's unconditional rows: training's
+    # text dropout, decoding's guide); the text stays here for the reading pointer; None: every row sees it
+    text_dropped: Tensor | None = None
 
     @classmethod
     def pad(
@@ -72,6 +75,18 @@ class Conditioning:
         return (self.text_lengths - 1).clamp(min=0)
 
     @property
+    def shown_text_lengths(self) -> Tensor:
+        """[B] int64: the text ids each row's prefix lays out (0 in `text_dropped` rows)."""
+        if self.text_dropped is None:
+            return self.text_lengths
+        return torch.where(self.text_dropped, 0, self.text_lengths)
+
+    def without_text(self, rows: Tensor | None = None) -> Conditioning:
+        """The same rows shown no text (`rows` [B] bool: only those; None: all of them)."""
+        dropped = torch.ones(self.size, dtype=torch.bool, device=self.device) if rows is None else rows
+        return replace(self, text_dropped=dropped)
+
+    @property
     def continuing(self) -> Tensor:
         """[B] bool: which rows continue their prompt's utterance (all False when `continues` is None)."""
         if self.continues is None:
@@ -97,6 +112,7 @@ class Conditioning:
         """Every tensor of the bundle through `fn`: one place that knows them all."""
         continues = None if self.continues is None else fn(self.continues)
         start_symbol = None if self.start_symbol is None else fn(self.start_symbol)
+        text_dropped = None if self.text_dropped is None else fn(self.text_dropped)
         return Conditioning(
             fn(self.text),
             fn(self.text_lengths),
@@ -104,6 +120,7 @@ class Conditioning:
             fn(self.prompt_lengths),
             continues,
             start_symbol,
+            text_dropped,
         )
 
 
