@@ -258,9 +258,10 @@ def _guide(model: Valle, cond: Conditioning, limits: DecodeLimits, sampler: ArSa
 class ArRows:
     """The AR's rows in flight: everything sampling level 0 keeps between steps.
 
-    The one AR decode: `decode_ar` steps a batch until every row has stopped; `Synthesizer.stream` and
-    the server (`valle.serving`) step it themselves, read each step's codes as they come, `join` rows
-    that arrive while others decode and `keep` only the rows still running.
+    The one AR decode: `decode_ar` advances a batch until every row has stopped (one frame a row per
+    `step`, or several with Medusa heads: `speculate`, `Speculation`); `Synthesizer.stream` and the
+    server (`valle.serving`) step it themselves, read each step's codes as they come, `join` rows that
+    arrive while others decode and `keep` only the rows still running.
 
     Each row counts its own steps (`steps`): rows that joined later are at earlier steps, and their
     positions, step limits, length penalty and history window are their own. While every row started
@@ -275,6 +276,8 @@ class ArRows:
             to `join`), or None (torch's global one).
         fast: step through one compiled static graph (`valle.sampling.compiled`); the same tokens,
             eager with a log line where it cannot apply. Rows cannot join a fast batch.
+        speculate: check the model's Medusa heads' guesses each `advance` (`Speculation`); the same
+            frames. Such rows cannot join, leave or `step`.
     """
 
     def __init__(
