@@ -143,3 +143,15 @@ def test_medusa_decoding_needs_heads_and_a_transformer():
         run(model_for("retnet"), config)
     with pytest.raises(ConfigError, match="medusa=true decodes several frames"):
         SamplerConfig(medusa=True, mirostat_tau=3.0)
+
+
+def test_a_fast_medusa_decode_decodes_eagerly_with_a_log_line(caplog):
+    model = model_for("transformer")
+    config = SamplerConfig(ar_temperature=0.0, max_ar_steps=20, medusa=True)
+    rows_cond = cond()
+    sampler = ArSampler(config, model.config.stop_token)
+    with caplog.at_level("INFO", logger="valle.sampling.compiled"):
+        fast = decode_ar(model, rows_cond, sampler, DecodeLimits(20), fast=True)
+    assert "Medusa passes take several" in caplog.text
+    eager = decode_ar(model, rows_cond, sampler, DecodeLimits(20))
+    assert torch.equal(fast.codes, eager.codes)

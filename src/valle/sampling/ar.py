@@ -295,7 +295,7 @@ class ArRows:
         self.model, self.sampler, self.generator = model, sampler, generator
         self.stop = model.config.stop_token
         self.guide = _guide(model, cond, limits, sampler)
-        fast_path = fast_step(model, limits.max_context, self.guide is not None) if fast else None
+        fast_path = fast_step(model, limits.max_context, self.guide is not None, speculate) if fast else None
         ahead = model.config.medusa.heads if speculate else 0
         self.cache, self.hidden = _start(model, cond, limits, static_capacity if fast_path else None, ahead)
         self.step_fn = fast_path.bind(self.cache) if fast_path else None
@@ -518,8 +518,6 @@ class Speculation:
                 "forget rejected guesses (a recurrent state); Medusa decoding needs the transformer; "
                 "set medusa=false"
             )
-        if rows.step_fn is not None:
-            raise ConfigError("sampler.medusa=true checks several positions a pass: decode with fast=false")
         self.model, self.heads = model, heads
         self.pending: Tensor | None = None  # [B] each row's newest frame, not yet fed
         self.said: Tensor | None = None  # [B] the text ids the frame after it says (monotonic alignment)

@@ -97,9 +97,12 @@ class FastStep:
 _steps: weakref.WeakKeyDictionary[Valle, FastStep] = weakref.WeakKeyDictionary()
 
 
-def fast_step(model: Valle, max_context: int | None, guided: bool = False) -> FastStep | None:
+def fast_step(
+    model: Valle, max_context: int | None, guided: bool = False, speculative: bool = False
+) -> FastStep | None:
     """The model's compiled step (built once per model), or None with a log line when it cannot apply
-    (`guided`: classifier-free guidance, whose second pass it does not run)."""
+    (`guided`: classifier-free guidance, whose second pass it does not run; `speculative`: Medusa
+    decoding, whose passes take several positions)."""
     if not isinstance(model.ar.backbone, StaticStepping):
         log.info(
             "fast decoding needs a backbone with a static step, the transformer backbone (this AR is %s); "
@@ -112,6 +115,11 @@ def fast_step(model: Valle, max_context: int | None, guided: bool = False) -> Fa
         return None
     if guided:
         log.info("fast decoding does not run classifier-free guidance (sampler.cfg_scale); decoding eagerly")
+        return None
+    if speculative:
+        log.info(
+            "fast decoding steps one position; Medusa passes take several (sampler.medusa); decoding eagerly"
+        )
         return None
     if model.config.segment_positions > 0:
         log.info(
