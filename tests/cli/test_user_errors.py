@@ -56,6 +56,9 @@ def test_infer_py_user_mistakes_before_the_model_loads(tmp_path):
         (["prompt={silent}", "text=Hello."], ["silent.wav", "silent"]),
         (["prompt={speech}", "text=  ..."], ["empty text"]),
         (["prompt={speech}", "text=Hello.", "language=xx-nowhere"], ["unknown language 'xx-nowhere'"]),
+        # decoding options this model was not trained for
+        (["prompt={speech}", "text=Hello.", "sampler.cfg_scale=2"], ["cfg_scale=2.0", "model.text_dropout"]),
+        (["prompt={speech}", "text=Hello.", "sampler.medusa=true"], ["medusa=true", "model.medusa.heads"]),
     ],
 )
 def test_infer_py_bad_prompt_or_text_is_one_line(random_export, silent_wav, tmp_path, args, fragments):

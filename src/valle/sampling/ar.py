@@ -249,6 +249,23 @@ def check_guidance(model: Valle, scale: float) -> None:
         )
 
 
+def check_medusa(model: Valle, medusa: bool) -> None:
+    """Raise ConfigError when `medusa` asks for Medusa decoding a model cannot do (no heads, or a backbone
+    whose state cannot forget rejected guesses)."""
+    if not medusa:
+        return
+    if model.ar.medusa is None:
+        raise ConfigError(
+            "sampler.medusa=true needs a model with Medusa heads (model.medusa.heads > 0, trained: "
+            "docs/training.md, 'Medusa heads'); set medusa=false"
+        )
+    if model.config.backbone.name != "transformer":
+        raise ConfigError(
+            f"sampler.medusa=true: the {model.config.backbone.name} backbone's state cannot forget rejected "
+            "guesses (a recurrent state); Medusa decoding needs the transformer; set medusa=false"
+        )
+
+
 def _guide(model: Valle, cond: Conditioning, limits: DecodeLimits, sampler: ArSampler) -> Guide | None:
     """The decode's classifier-free guide, or None when `sampler.cfg_scale` is 1 (off)."""
     scale = sampler.cfg.cfg_scale
@@ -506,19 +523,9 @@ class Speculation:
     """
 
     def __init__(self, model: Valle, rows: ArRows) -> None:
-        heads = model.ar.medusa
-        if heads is None:
-            raise ConfigError(
-                "sampler.medusa=true needs a model with Medusa heads (model.medusa.heads > 0, trained: "
-                "docs/training.md, 'Medusa heads'); set medusa=false"
-            )
-        if not isinstance(rows.cache, RollbackCache):
-            raise ConfigError(
-                f"sampler.medusa=true: the {type(model.ar.backbone).__name__} backbone's state cannot "
-                "forget rejected guesses (a recurrent state); Medusa decoding needs the transformer; "
-                "set medusa=false"
-            )
-        self.model, self.heads = model, heads
+        check_medusa(model, True)
+        assert model.ar.medusa is not None and isinstance(rows.cache, RollbackCache)  # checked
+        self.model, self.heads = model, model.ar.medusa
         self.pending: Tensor | None = None  # [B] each row's newest frame, not yet fed
         self.said: Tensor | None = None  # [B] the text ids the frame after it says (monotonic alignment)
         self.guesses = self._guess(rows.hidden)  # [B, K] the frames after the next one
