@@ -167,7 +167,10 @@ def test_the_limits_are_published(server: Server):
         "max_upload_seconds": 12.0,
         "sample_rate": 24000,
     }
-    assert server.get("/v1/models").json()["data"][0]["id"] == "model"
+    [model] = server.get("/v1/models").json()["data"]
+    assert model["id"] == "model"
+    # the served random model has neither durations to scale nor text dropout to guide by
+    assert model["supports"] == {"speed": False, "cfg_scale": False}
 
 
 def test_refusals_are_counted(server: Server):

@@ -315,7 +315,11 @@ def create_app(server: Server) -> FastAPI:
     @app.get("/v1/models")
     async def models(request: Request) -> dict:
         authorize(request)
-        return {"object": "list", "data": [{"id": server.model_name, "object": "model", "owned_by": "valle"}]}
+        config = server.synthesizer.model.config
+        # what a request may ask of this model beyond OpenAI's fields (each other value is a 400)
+        supports = {"speed": config.monotonic_alignment, "cfg_scale": config.text_dropout > 0}
+        entry = {"id": server.model_name, "object": "model", "owned_by": "valle", "supports": supports}
+        return {"object": "list", "data": [entry]}
 
     @app.get("/v1/voices")
     async def list_voices(request: Request) -> dict:
