@@ -137,3 +137,28 @@ def test_negative_head_counts_are_refused():
     with pytest.raises(ConfigError, match=r"model.medusa.heads=-1"):
         ValleConfig.tiny(medusa={"heads": -1})
     assert replace(ValleConfig.tiny(), medusa={"heads": 2}).medusa.heads == 2  # Hydra hands dicts
+
+
+def test_self_distilled_heads_learn_the_base_heads_own_argmax():
+    """`training.medusa.targets=model`: head k's target at frame j + k + 1 is what the base head predicts
+    there, the frame greedy decoding will check its guess against."""
+    model = medusa_model(heads=2).eval()
+    batch = random_batch()
+    levels = torch.zeros(3, dtype=torch.long)
+    with torch.no_grad():
+        recorded = model(batch, levels)
+        distilled = model(batch, levels, medusa_distill=True)
+    [base] = recorded.levels
+    own = base.logits.argmax(-1).tolist()  # the base head's argmax at every response position, in row order
+    lengths = [int(n) + 1 for n in batch.code_lengths]
+    rows, start = [], 0
+    for n in lengths:
+        rows.append(own[start : start + n])
+        start += n
+    for k, out in enumerate(distilled.medusa):
+        assert out.targets.tolist() == [t for row in rows for t in row[k + 1 :]]
+        assert out.targets.tolist() != recorded.medusa[k].targets.tolist()
+    with pytest.raises(ConfigError, match="training.medusa.targets='teacher'"):
+        from valle.training.module import MedusaTraining
+
+        MedusaTraining(targets="teacher")

@@ -178,6 +178,7 @@ class Valle(nn.Module):
         ar_input_dropout: float = 0.0,
         ar_self_feed: float = 0.0,
         ar_context: int | None = None,
+        medusa_distill: bool = False,
     ) -> TrainOutput:
         """Teacher-forced logits for every row at its level.
 
@@ -194,6 +195,7 @@ class Valle(nn.Module):
             ar_context: each AR response position sees the text and prompt and only the `ar_context`
                 most recent response positions (its own included): the window decoding slides with
                 `max_ar_context`, positions unchanged, so training on it teaches what decoding sees.
+            medusa_distill: Medusa heads learn the base head's own argmax, not the recording's codes.
 
         Returns:
             per-level logits and targets at response positions, and the auxiliary loss.
@@ -230,7 +232,7 @@ class Valle(nn.Module):
                     for part, targets in enumerate((packed.advance_targets, packed.remaining_targets))
                 )
             if self.ar.medusa is not None:
-                medusa = _medusa_outputs(self.ar.medusa, h.hidden, packed.targets)
+                medusa = _medusa_outputs(self, h.hidden, packed.targets, medusa_distill)
             if prefix_losses:
                 text_out, prompt_out = self._prefix_outputs(cond, h.hidden)
         nar_rows = (levels > 0).nonzero().squeeze(1)
@@ -388,9 +390,19 @@ def _pointer_output(
     return LevelOutput(-2 - part, model.ar_pointer(hidden[where])[part], targets[where])
 
 
-def _medusa_outputs(heads: MedusaHeads, hidden: Tensor, targets: Tensor) -> list[LevelOutput]:
+def _medusa_outputs(
+    model: Valle, hidden: Tensor, targets: Tensor, distill: bool = False
+) -> list[LevelOutput]:
     """Head k's logits where frame j + k + 1 has a target, read at position j: the AR's own targets
-    [B, S] shifted left by k + 1 (a row's stop is the last target any head reaches)."""
+    [B, S] shifted left by k + 1 (a row's stop is the last target any head reaches). `distill`: the
+    targets are the base head's own argmax at those positions instead of the recording's codes
+    (self-distillation: what greedy decoding will check the guesses against)."""
+    heads = model.ar.medusa
+    assert heads is not None
+    if distill:
+        with torch.no_grad():
+            own = model.ar_logits(hidden).argmax(-1)
+        targets = torch.where(targets != IGNORE, own, IGNORE)
     out = []
     for k in range(heads.size):
         shift = k + 1

@@ -44,8 +44,13 @@ class MedusaTraining:
     decay: float = 0.8  # head k's weight is loss_weight · decay^(k-1): the further ahead, the less it counts
     # train the heads alone on a trained model (`init_from=`), as Medusa-1; false: jointly (Medusa-2)
     freeze_backbone: bool = False
+    # "recording": the heads learn the recording's codes; "model": the base head's own argmax at those
+    # frames (self-distillation), which is what decoding checks their guesses against
+    targets: str = "recording"
 
     def __post_init__(self) -> None:
+        if self.targets not in ("recording", "model"):
+            raise ConfigError(f"training.medusa.targets={self.targets!r}: choose 'recording' or 'model'")
         if self.loss_weight < 0 or not 0 < self.decay <= 1:
             raise ConfigError(
                 f"training.medusa: loss_weight={self.loss_weight} must be >= 0 "
@@ -292,6 +297,7 @@ class ValleModule(L.LightningModule):
             ar_input_dropout=tc.ar_input_dropout,
             ar_self_feed=tc.ar_self_feed,
             ar_context=tc.sliding_context.draw(),
+            medusa_distill=tc.medusa.targets == "model",
         )
         loss = (
             self._train_loss(output, batch)
@@ -372,7 +378,7 @@ class ValleModule(L.LightningModule):
         batch_size = batch.size
         for level in range(self.config.n_levels):
             levels = torch.full((batch_size,), level, dtype=torch.long, device=self.device)
-            output = self.model(batch, levels)
+            output = self.model(batch, levels, medusa_distill=self.training_config.medusa.targets == "model")
             [out] = output.levels
             loss_sum = F.cross_entropy(out.logits.float(), out.targets, reduction="sum")
             self._advance_loss(output, "val")
