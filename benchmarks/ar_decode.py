@@ -270,8 +270,14 @@ class Row:
         return " | ".join(parts + ([" ".join(ratios)] if ratios else []))
 
 
-def seeded_decode(model: Valle, cond: Conditioning, sampler: ArSampler, limits: DecodeLimits):
-    return decode_ar(model, cond, sampler, limits, generator=torch.Generator().manual_seed(0))
+def seeded_rows(model: Valle, cond: Conditioning, sampler: ArSampler, limits: DecodeLimits) -> ArRows:
+    """`decode_ar`'s loop, keeping the rows: their result and, with Medusa, the frames each pass kept."""
+    rows = ArRows(
+        model, cond, sampler, limits, generator=torch.Generator().manual_seed(0), speculate=sampler.cfg.medusa
+    )
+    while not rows.done:
+        rows.advance()
+    return rows
 
 
 @torch.inference_mode()
@@ -309,25 +315,13 @@ def medusa_part(path: str, demo: str, items: int, repeats: int) -> None:
                     config = SamplerConfig(seed=0, max_ar_steps_per_phoneme=12, medusa=medusa, **settings)
                     sampler, limits = ArSampler(config, model.config.stop_token), ar_limits(config, cond)
 
-                    run = partial(seeded_decode, model, cond, sampler, limits)
+                    run = partial(seeded_rows, model, cond, sampler, limits)
                     seconds[medusa] += median_time(run, repeats)
-                    outputs[medusa] = run()
-                    if medusa:
-                        rows = ArRows(
-                            model,
-                            cond,
-                            sampler,
-                            limits,
-                            generator=torch.Generator().manual_seed(0),
-                            speculate=True,
-                        )
-                        while not rows.done:
-                            rows.advance()
-                        assert rows.speculation is not None
-                        kept, row_passes = (
-                            kept + rows.speculation.kept,
-                            row_passes + rows.speculation.row_passes,
-                        )
+                    rows = run()
+                    outputs[medusa] = rows.result()
+                    if rows.speculation is not None:
+                        kept += rows.speculation.kept
+                        row_passes += rows.speculation.row_passes
                 frames += int(outputs[False].lengths[0])
                 same += torch.equal(outputs[False].codes, outputs[True].codes)
             label = quantized or "fp32"

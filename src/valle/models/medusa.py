@@ -5,7 +5,8 @@ one). Head k (1..K) reads the same hidden state and predicts the code of frame j
 has not seen yet. Each head is Medusa's (Cai et al. 2024, "Medusa: Simple LLM Inference Acceleration
 Framework with Multiple Decoding Heads"): one residual block `h + SiLU(W h)`, W zero-initialised so that
 the head starts as the base head, then its own projection, initialised from the base head's level-0 rows.
-Decoding proposes their guesses and keeps those the base head agrees with (`valle.sampling.medusa`).
+Decoding proposes their guesses and keeps those the base head agrees with
+(`valle.sampling.ar.Speculation`).
 """
 
 from __future__ import annotations

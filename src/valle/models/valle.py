@@ -150,9 +150,7 @@ class Valle(nn.Module):
                 causal=True,
                 prefix_lengths=packed.prefix_lengths if self.config.prefix_lm else None,
             ).hidden
-            frames = torch.arange(codes.shape[1], device=codes.device)[None, :]
-            at = (packed.prefix_lengths[:, None] + frames).clamp(max=hidden.shape[1] - 1)
-            response = hidden.gather(1, at[:, :, None].expand(-1, -1, hidden.shape[2]))
+            response = _response_states(hidden, packed.prefix_lengths, codes.shape[1])
             logits = self.ar_logits(response)[..., : self.config.codebook_size].float()
             drawn = torch.multinomial(logits.softmax(-1).flatten(0, 1), 1).view_as(codes)
         fed = torch.rand(codes.shape, device=codes.device) < share
@@ -232,7 +230,8 @@ class Valle(nn.Module):
                     for part, targets in enumerate((packed.advance_targets, packed.remaining_targets))
                 )
             if self.ar.medusa is not None:
-                medusa = _medusa_outputs(self, h.hidden, packed.targets, medusa_distill)
+                base = outputs[0] if medusa_distill else None  # the AR's level output
+                medusa = _medusa_outputs(self.ar.medusa, h.hidden, packed.targets, base)
             if prefix_losses:
                 text_out, prompt_out = self._prefix_outputs(cond, h.hidden)
         nar_rows = (levels > 0).nonzero().squeeze(1)
@@ -337,9 +336,7 @@ class Valle(nn.Module):
             frame_symbols=frame_symbols,
         )
         hidden = self.nar.backbone(packed.x, packed.lengths, causal=False).hidden
-        frames = torch.arange(codes.shape[2], device=codes.device)[None, :]
-        index = (packed.prefix_lengths[:, None] + frames).clamp(max=hidden.shape[1] - 1)
-        response = hidden.gather(1, index[:, :, None].expand(-1, -1, hidden.shape[2]))
+        response = _response_states(hidden, packed.prefix_lengths, codes.shape[2])
         return self.nar.heads(response, level)[..., : self.config.codebook_size]
 
 
@@ -371,6 +368,13 @@ def _rows(batch: Batch, rows: Tensor) -> _Rows:
     )
 
 
+def _response_states(hidden: Tensor, prefix_lengths: Tensor, frames: int) -> Tensor:
+    """hidden [B, S, D] → [B, frames, D]: the states at each row's response positions (clamped past its
+    end: those rows' extra frames are padding)."""
+    at = prefix_lengths[:, None] + torch.arange(frames, device=hidden.device)[None, :]
+    return hidden.gather(1, at.clamp(max=hidden.shape[1] - 1)[:, :, None].expand(-1, -1, hidden.shape[2]))
+
+
 def _drop_text(rows: _Rows, share: float) -> _Rows:
     """`rows` with about `share` of them shown no text (`ValleConfig.text_dropout`); those teach no
     durations (the pointer heads need the text)."""
@@ -391,18 +395,14 @@ def _pointer_output(
 
 
 def _medusa_outputs(
-    model: Valle, hidden: Tensor, targets: Tensor, distill: bool = False
+    heads: MedusaHeads, hidden: Tensor, targets: Tensor, base: LevelOutput | None = None
 ) -> list[LevelOutput]:
     """Head k's logits where frame j + k + 1 has a target, read at position j: the AR's own targets
-    [B, S] shifted left by k + 1 (a row's stop is the last target any head reaches). `distill`: the
-    targets are the base head's own argmax at those positions instead of the recording's codes
-    (self-distillation: what greedy decoding will check the guesses against)."""
-    heads = model.ar.medusa
-    assert heads is not None
-    if distill:
-        with torch.no_grad():
-            own = model.ar_logits(hidden).argmax(-1)
-        targets = torch.where(targets != IGNORE, own, IGNORE)
+    [B, S] shifted left by k + 1 (a row's stop is the last target any head reaches). With `base` (the
+    AR's output at those targets, in the same order), the targets are the base head's own argmax
+    instead of the recording's codes (self-distillation: what greedy decoding checks the guesses against)."""
+    if base is not None:
+        targets = targets.masked_scatter(targets != IGNORE, base.logits.detach().argmax(-1))
     out = []
     for k in range(heads.size):
         shift = k + 1

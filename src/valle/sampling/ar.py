@@ -330,7 +330,7 @@ class ArRows:
         self.steps = torch.zeros(batch, dtype=torch.long, device=device)
         self.common_step: int | None = 0  # every row's step while they all started together
         self.done = False  # every row has stopped (kept here: one host sync a step, in `step`)
-        self.speculation = Speculation.start(model, self) if speculate else None
+        self.speculation = Speculation(model, self) if speculate else None
 
     @property
     def size(self) -> int:
@@ -372,11 +372,11 @@ class ArRows:
         `active` [B] bool: only those rows take a frame (a speculative sub-step; the others, and rows
         that stopped before, get the stop id and keep their state). Every row draws from its own
         generator, the inactive ones from a spare one, so a row's draws are those of a plain decode."""
+        # the plain step (active None) stays as lean as before: no mask ops on the decode's hot path
         whole = active is None
-        mask = torch.ones_like(self.finished) if active is None else active
         step: int | Tensor = self.steps if self.common_step is None or not whole else self.common_step
-        live = mask & ~self.finished
-        generator = self.generator if whole else _only(self.generator, mask)
+        live = ~self.finished if active is None else active & ~self.finished
+        generator = self.generator if active is None else _only(self.generator, active)
         codes = self.sampler(logits, self.recent(), step, generator, self.state)
         if self.pointer is not None:  # the text is read, its final silence said: this frame is the stop
             codes = torch.where(self.pointer.read_all, self.stop, codes)
@@ -385,13 +385,17 @@ class ArRows:
         codes = torch.where(~live | at_limit, self.stop, codes)
         self.lengths = torch.where(live & (codes == self.stop), self.steps, self.lengths)
         self.finished = self.finished | (live & (codes == self.stop))
-        spare = self.history.shape[1] - 1  # rows sitting this sub-step out write their marker there
-        column = step if whole else torch.where(mask, self.steps, spare)
-        _write(self.history, column, torch.where(self.finished | ~mask, -1, codes))
+        if active is None:
+            column: int | Tensor = step
+            _write(self.history, column, torch.where(self.finished, -1, codes))
+            self.steps = self.steps + 1
+        else:  # rows sitting this sub-step out write their marker in the history's spare last column
+            column = torch.where(active, self.steps, self.history.shape[1] - 1)
+            _write(self.history, column, torch.where(self.finished | ~active, -1, codes))
+            self.steps = self.steps + active.long()
         said = None
         if self.pointer is not None:
             said = self.pointer.advance(column, hidden, active, generator)
-        self.steps = self.steps + mask.long()
         if self.common_step is not None:
             self.common_step = self.common_step + 1 if whole else None
         self.done = bool(self.finished.all())
@@ -532,10 +536,6 @@ class Speculation:
         self.passes = 0
         self._row_passes = torch.zeros((), dtype=torch.long, device=rows.steps.device)
         self._kept = torch.zeros_like(self._row_passes)
-
-    @classmethod
-    def start(cls, model: Valle, rows: ArRows) -> Speculation:
-        return cls(model, rows)
 
     def _guess(self, hidden: Tensor) -> Tensor:
         """[B, D] → [B, K]: each head's most likely code (a chain of guesses; never the stop id)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import cast
 
@@ -106,12 +107,12 @@ class TrainingConfig:
     sliding_context: SlidingContext = field(default_factory=SlidingContext)
 
     def __post_init__(self) -> None:
-        if isinstance(self.sliding_context, dict):
-            self.sliding_context = SlidingContext(**self.sliding_context)
         if isinstance(self.guided_attention, dict):
             self.guided_attention = GuidedAttentionConfig(**self.guided_attention)
         if isinstance(self.medusa, dict):
             self.medusa = MedusaTraining(**self.medusa)
+        if isinstance(self.sliding_context, dict):
+            self.sliding_context = SlidingContext(**self.sliding_context)
         if not 0.0 <= self.ar_self_feed <= 1.0:
             raise ConfigError(f"training.ar_self_feed={self.ar_self_feed}: must be in [0, 1] (e.g. 0.3)")
         if not 0.0 <= self.ar_input_dropout < 1.0:
@@ -350,11 +351,15 @@ class ValleModule(L.LightningModule):
         self._log_padding(batch, "train")
         return loss
 
-    def _log_accuracy(self, out: LevelOutput, split: str) -> None:
-        for name in ("acc", "top10"):
-            metric = cast(Metric, self.metrics[f"{split}_{name}_l{out.level}"])  # a MulticlassAccuracy
+    def _log_accuracy(
+        self, out: LevelOutput, split: str, tag: str | None = None, names: Sequence[str] = ("acc", "top10")
+    ) -> None:
+        """Log `split/{name}_{tag}` for each accuracy `name` (tag: the level's `l{level}` by default)."""
+        tag = tag or f"l{out.level}"
+        for name in names:
+            metric = cast(Metric, self.metrics[f"{split}_{name}_{tag}"])  # a MulticlassAccuracy
             metric(out.logits.detach(), out.targets)
-            self.log(f"{split}/{name}_l{out.level}", metric, batch_size=out.targets.numel())
+            self.log(f"{split}/{name}_{tag}", metric, batch_size=out.targets.numel())
 
     def _log_padding(self, batch: Batch, split: str) -> None:
         self.log(
@@ -448,10 +453,7 @@ class ValleModule(L.LightningModule):
             total = total + config.loss_weight * config.decay ** (head - 1) * loss
             self.log(f"{split}/loss_medusa{head}", loss, batch_size=n)
             if split == "val":
-                for name in ("acc", "top5"):
-                    metric = cast(Metric, self.metrics[f"val_{name}_medusa{head}"])
-                    metric(out.logits.detach(), out.targets)
-                    self.log(f"val/{name}_medusa{head}", metric, batch_size=n)
+                self._log_accuracy(out, split, f"medusa{head}", ("acc", "top5"))
         return total
 
     def _prefix_loss(self, output: TrainOutput) -> Tensor | float:
