@@ -20,16 +20,18 @@ compute per second of audio, 75 codes = 1 s of EnCodec audio) of:
   (e) (b) with `fast=True`: each step one compiled static graph (`valle.sampling.compiled`; CUDA graphs
       on a GPU). The warm-up run includes compilation; the timed runs do not. Its tokens are checked
       against (b)'s.
-  (f) one Medusa verification pass (`sampler.medusa`): backbone.step over the newest frame and 3
-      guesses, their logits and the rollback of the guesses, like (c); with (d), int8 too. (f)/(c) is
-      what a pass costs in one-token steps: Medusa decodes faster when a pass keeps more frames than that.
+  (f) one Medusa verification pass (`sampler.medusa`): `tree_step` over the newest frame and a candidate
+      tree (the last of `--medusa-trees`; default 3-2-1, 15 candidates), their logits and forgetting the
+      candidates, like (c); with (d), int8 too. (f)/(c) is what a pass costs in one-token steps: Medusa
+      decodes faster when a pass keeps more frames than that.
 
 With `--medusa MODEL --demo DIR` it measures Medusa decoding instead (`sampler.medusa`,
-valle.sampling.ar.Speculation) on a trained model whose heads are trained (an export or checkpoint with
+valle.sampling.speculation) on a trained model whose heads are trained (an export or checkpoint with
 `model.medusa.heads > 0`), one utterance at a time, on the demo's held-out cross-utterance items (their
 texts and 3 s prompts from DIR, a `make demo` folder): for greedy and the demo's sampler (T 0.8, top-p
-0.9), fp32 and int8, AR frames per second plain against Medusa, the mean frames a pass keeps, and
-whether every item's frames are the plain decode's.
+0.9), fp32 and int8, AR frames per second plain against Medusa with each of `--medusa-trees` (default:
+the chain 1,1,1 and the tree 3,2,1), the mean frames a pass keeps, and whether every item's frames are
+the plain decode's.
 
     .venv/bin/python benchmarks/ar_decode.py --medusa outputs/demo/recipes/medusa3/run/checkpoints/last.ckpt \
         --demo outputs/demo --items 12
@@ -48,12 +50,13 @@ import copy
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import torch
 from torch import Tensor
 
+from valle.models.backbones import TreeStepping
 from valle.models.config import BackboneConfig, ValleConfig
 from valle.models.quantize import quantize
 from valle.models.sequence import build_ar
@@ -61,7 +64,15 @@ from valle.models.valle import Valle
 from valle.sampling.ar import ArRows, DecodeLimits, _start, decode_ar
 from valle.sampling.decode import ar_limits
 from valle.sampling.pipeline import ArSampler, SamplerConfig
+from valle.sampling.speculation import CandidateTree
 from valle.utils.batch import Conditioning
+
+Widths = tuple[int, ...]  # a candidate tree: how many of each Medusa head's guesses (sampler.medusa_tree)
+
+
+def widths_arg(text: str) -> Widths:
+    return tuple(int(w) for w in text.split(","))
+
 
 FRAMES_PER_SECOND = 75  # EnCodec 24 kHz
 N_TEXT_TOKENS, N_LEVELS, CODEBOOK = 100, 8, 1024
@@ -190,18 +201,27 @@ def bare_steps(model: Valle, data: Conditioning, steps: int, repeats: int) -> fl
 
 
 @torch.inference_mode()
-def bare_passes(model: Valle, data: Conditioning, steps: int, repeats: int, guesses: int = 3) -> float:
-    """Mean seconds of one Medusa verification pass (`Speculation`): backbone.step over 1 + `guesses`
-    positions + their logits + the rollback of the guesses, over `steps` passes on a fresh cache."""
-    x = model.ar_step_input(torch.full((1, 1 + guesses), 7), torch.arange(1 + guesses)[None, :])
-    backbone, drop = model.ar.backbone, torch.tensor([guesses])
+def bare_passes(
+    model: Valle, data: Conditioning, steps: int, repeats: int, widths: Widths = (1, 1, 1)
+) -> float:
+    """Mean seconds of one Medusa verification pass (`Speculation`): `tree_step` over the root and the
+    candidate tree of `widths` + their logits + accepting the root alone, over `steps` passes on a fresh
+    cache."""
+    tree = CandidateTree.of_widths(widths)
+    x = model.ar_step_input(torch.full((1, tree.size), 7), tree.depth[None, :])
+    backbone, root, one = (
+        model.ar.backbone,
+        torch.zeros(1, 1, dtype=torch.long),
+        torch.ones(1, dtype=torch.long),
+    )
+    assert isinstance(backbone, TreeStepping)
 
     def run() -> float:
-        cache, _ = _start(model, data, DecodeLimits(steps), ahead=guesses)
+        cache, _ = _start(model, data, DecodeLimits(steps), ahead=tree.size)
         start = time.perf_counter()
         for _ in range(steps):
-            model.ar_logits(backbone.step(x, cache))
-            cache.rollback(drop)
+            model.ar_logits(backbone.tree_step(x, cache, tree.depth, tree.sees))
+            cache.accept(tree.size, root, one)
         return (time.perf_counter() - start) / steps
 
     run()
@@ -220,7 +240,7 @@ class Row:
     c_step: float | None = None
     d_seconds: float | None = None
     e_seconds: float | None = None
-    f_pass: float | None = None  # one Medusa pass of 4 positions (bare, like c)
+    f_pass: float | None = None  # one Medusa pass over the candidate tree (bare, like c)
     f_int8: tuple[float, float] | None = None  # int8: (one-token step, one pass)
     e_same_tokens: bool | None = None
 
@@ -281,7 +301,7 @@ def seeded_rows(model: Valle, cond: Conditioning, sampler: ArSampler, limits: De
 
 
 @torch.inference_mode()
-def medusa_part(path: str, demo: str, items: int, repeats: int) -> None:
+def medusa_part(path: str, demo: str, items: int, repeats: int, trees: list[Widths]) -> None:
     """Medusa against plain incremental decoding on a trained model (module docstring)."""
     from pathlib import Path
 
@@ -308,29 +328,42 @@ def medusa_part(path: str, demo: str, items: int, repeats: int) -> None:
             ("greedy", {"ar_temperature": 0.0}),
             ("T 0.8 top-p 0.9", {"ar_temperature": 0.8, "top_p": 0.9}),
         ):
-            seconds, frames, same, kept, row_passes = {False: 0.0, True: 0.0}, 0, 0, 0, 0
-            for cond in conds:
-                outputs = {}
-                for medusa in (False, True):
-                    config = SamplerConfig(seed=0, max_ar_steps_per_phoneme=12, medusa=medusa, **settings)
-                    sampler, limits = ArSampler(config, model.config.stop_token), ar_limits(config, cond)
-
-                    run = partial(seeded_rows, model, cond, sampler, limits)
-                    seconds[medusa] += median_time(run, repeats)
-                    rows = run()
-                    outputs[medusa] = rows.result()
-                    if rows.speculation is not None:
-                        kept += rows.speculation.kept
-                        row_passes += rows.speculation.row_passes
-                frames += int(outputs[False].lengths[0])
-                same += torch.equal(outputs[False].codes, outputs[True].codes)
-            label = quantized or "fp32"
-            print(
-                f"{label:>4} {name:>16}: plain {frames / seconds[False]:7.1f} frames/s | Medusa "
-                f"{frames / seconds[True]:7.1f} frames/s ({seconds[False] / seconds[True]:.2f}x) | "
-                f"{kept / max(row_passes, 1):.2f} frames kept a pass | same frames {same}/{len(conds)}",
-                flush=True,
+            plain_seconds, frames = 0.0, 0
+            seconds, same, kept, row_passes = (
+                [0.0] * len(trees),
+                [0] * len(trees),
+                [0] * len(trees),
+                [0] * len(trees),
             )
+            for cond in conds:
+                config = SamplerConfig(seed=0, max_ar_steps_per_phoneme=12, **settings)
+                sampler, limits = ArSampler(config, model.config.stop_token), ar_limits(config, cond)
+                run = partial(seeded_rows, model, cond, sampler, limits)
+                plain_seconds += median_time(run, repeats)
+                plain = run().result()
+                frames += int(plain.lengths[0])
+                for i, widths in enumerate(trees):
+                    medusa = replace(config, medusa=True, medusa_tree=list(widths))
+                    run = partial(
+                        seeded_rows, model, cond, ArSampler(medusa, model.config.stop_token), limits
+                    )
+                    seconds[i] += median_time(run, repeats)
+                    rows = run()
+                    assert rows.speculation is not None
+                    kept[i] += rows.speculation.kept
+                    row_passes[i] += rows.speculation.row_passes
+                    same[i] += torch.equal(plain.codes, rows.result().codes)
+            label = quantized or "fp32"
+            print(f"{label:>4} {name:>16}: plain {frames / plain_seconds:7.1f} frames/s", flush=True)
+            for i, widths in enumerate(trees):
+                candidates = CandidateTree.of_widths(widths).size - 1
+                print(
+                    f"{'':>22}Medusa tree {list(widths)} ({candidates} candidates): "
+                    f"{frames / seconds[i]:7.1f} frames/s ({plain_seconds / seconds[i]:.2f}x) | "
+                    f"{kept[i] / max(row_passes[i], 1):.2f} frames kept a pass | "
+                    f"same frames {same[i]}/{len(conds)}",
+                    flush=True,
+                )
 
 
 def main() -> None:
@@ -364,11 +397,19 @@ def main() -> None:
     parser.add_argument("--medusa", help="a trained model with Medusa heads: measure Medusa decoding instead")
     parser.add_argument("--demo", help="with --medusa: a `make demo` folder (its held-out items)")
     parser.add_argument("--items", type=int, default=12, help="with --medusa: how many held-out items")
+    parser.add_argument(
+        "--medusa-trees",
+        nargs="+",
+        type=widths_arg,
+        default=[(1, 1, 1), (3, 2, 1)],
+        help="candidate trees (sampler.medusa_tree) as comma-separated widths, e.g. 1,1,1 3,2,1: with "
+        "--medusa each is measured; part (f) times the last",
+    )
     args = parser.parse_args()
     if args.medusa:
         if not args.demo:
             parser.error("--medusa needs --demo DIR (the held-out items' texts and prompts)")
-        medusa_part(args.medusa, args.demo, args.items, args.repeats)
+        medusa_part(args.medusa, args.demo, args.items, args.repeats, args.medusa_trees)
         return
 
     if args.threads:
@@ -403,13 +444,13 @@ def main() -> None:
             if int8 is not None:
                 row.d_seconds = median_time(partial(incremental, int8, data, n), args.repeats)
             if "f" in args.parts:
-                row.f_pass = bare_passes(model, data, n, args.repeats)
+                row.f_pass = bare_passes(model, data, n, args.repeats, args.medusa_trees[-1])
                 if row.c_step is None:
                     row.c_step = bare_steps(model, data, n, args.repeats)
                 if int8 is not None:
                     row.f_int8 = (
                         bare_steps(int8, data, n, args.repeats),
-                        bare_passes(int8, data, n, args.repeats),
+                        bare_passes(int8, data, n, args.repeats, args.medusa_trees[-1]),
                     )
             if "e" in args.parts:
                 row.e_seconds = median_time(partial(incremental, model, data, n, True), args.repeats)

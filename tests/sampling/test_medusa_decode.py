@@ -1,4 +1,4 @@
-"""Medusa decoding (`sampler.medusa`, valle.sampling.ar.Speculation): several frames a backbone pass, and
+"""Medusa decoding (`sampler.medusa`, valle.sampling.speculation): several frames a backbone pass, and
 exactly the frames of a plain decode.
 
 Every frame is still drawn by the sampler pipeline from the logits a plain decode would have had, with the
@@ -11,6 +11,9 @@ the heads (started as copies of the base head) guess: passes keep more than one 
 
 from __future__ import annotations
 
+import functools
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -20,6 +23,7 @@ from valle.models.valle import Valle
 from valle.sampling.ar import ArRows, DecodeLimits, decode_ar
 from valle.sampling.pipeline import ArSampler, SamplerConfig
 from valle.sampling.processors import RowGenerators
+from valle.sampling.speculation import CandidateTree
 from valle.utils.batch import Conditioning
 
 
@@ -79,21 +83,6 @@ CONFIGS = {
 }
 
 
-@pytest.mark.parametrize("kind", ["transformer", "aligned"])
-@pytest.mark.parametrize("config", list(CONFIGS.values()), ids=list(CONFIGS))
-def test_medusa_decoding_gives_the_plain_decodes_frames_in_fewer_passes(kind, config):
-    from dataclasses import replace
-
-    model = model_for(kind)
-    _, plain_codes, plain_symbols = run(model, config)
-    rows, codes, symbols = run(model, replace(config, medusa=True))
-    assert codes == plain_codes
-    assert symbols == plain_symbols
-    speculation = rows.speculation
-    assert speculation is not None
-    assert speculation.kept > speculation.row_passes  # some passes kept more than one frame
-
-
 def test_decode_ar_speculates_when_the_sampler_says_so():
     model = model_for("transformer")
     config = SamplerConfig(ar_temperature=0.0, max_ar_steps=30, medusa=True)
@@ -108,31 +97,75 @@ def test_decode_ar_speculates_when_the_sampler_says_so():
     assert torch.equal(result.codes, plain.codes) and torch.equal(result.lengths, plain.lengths)
 
 
-def test_a_rolled_back_cache_continues_as_if_the_guesses_were_never_fed():
+def prefilled(model: Valle, rows_cond: Conditioning, copies: int = 2) -> list:
+    packed = model.ar_prefix(rows_cond)
+    caches = []
+    for _ in range(copies):
+        cache = model.ar.backbone.new_cache(rows_cond.size, int(packed.lengths.max()) + 20)
+        model.ar.backbone.step(packed.x, cache, lengths=packed.lengths)
+        caches.append(cache)
+    return caches
+
+
+def test_a_tree_step_gives_each_candidate_the_hidden_state_of_feeding_its_branch_alone():
     model = model_for("transformer")
     rows_cond = cond()
-    packed = model.ar_prefix(rows_cond)
-    backbone = model.ar.backbone
-    caches = []
-    for _ in range(2):
-        cache = backbone.new_cache(3, int(packed.lengths.max()) + 10)
-        backbone.step(packed.x, cache, lengths=packed.lengths)
-        caches.append(cache)
-    codes = torch.tensor([1, 2, 3])
-    x = model.ar_step_input(codes, 0)
-    guesses = torch.cat([x, model.ar_step_input(codes + 1, 1), model.ar_step_input(codes + 2, 2)], dim=1)
-    backbone.step(guesses, caches[0])
-    caches[0].rollback(torch.tensor([2, 1, 0]))  # row 0 keeps the first, row 1 two, row 2 all three
-    backbone.step(x, caches[1])
-    nxt = model.ar_step_input(codes + 4, 1)
-    after_rollback = backbone.step(nxt, caches[0])[0]  # row 0: as if only x had been fed
-    plain = backbone.step(nxt, caches[1])[0]
-    torch.testing.assert_close(after_rollback, plain)
-    assert caches[0].used.tolist() == [
-        caches[1].used[0].item(),
-        caches[1].used[1].item() + 1,
-        caches[1].used[2].item() + 2,
-    ]
+    tree = CandidateTree.of_widths([2, 2])  # root; a, b; aa, ab, ba, bb
+    assert tree.depth.tolist() == [0, 1, 1, 2, 2, 2, 2] and tree.children[0].tolist() == [1, 2]
+    codes = torch.tensor([[1, 4, 5, 2, 3, 6, 7], [2, 6, 5, 1, 0, 4, 3], [3, 0, 1, 2, 2, 5, 6]])
+    fed = model.ar_step_input(codes, tree.depth[None, :].expand(3, -1))
+    caches = prefilled(model, rows_cond, 1 + tree.size)
+    hidden = model.ar.backbone.tree_step(fed, caches[0], tree.depth, tree.sees)
+    for node in range(tree.size):
+        branch = [j for j in range(tree.size) if tree.sees[node, j]]  # root .. node, in depth order
+        plain = model.ar.backbone.step(fed[:, branch], caches[1 + node])
+        torch.testing.assert_close(hidden[:, node], plain[:, -1])
+
+
+def test_an_accepted_branch_continues_as_if_only_it_had_been_fed():
+    model = model_for("transformer")
+    rows_cond = cond()
+    tree = CandidateTree.of_widths([2, 2])
+    codes = torch.tensor([[1, 4, 5, 2, 3, 6, 7], [2, 6, 5, 1, 0, 4, 3], [3, 0, 1, 2, 2, 5, 6]])
+    fed = model.ar_step_input(codes, tree.depth[None, :].expand(3, -1))
+    caches = prefilled(model, rows_cond, 4)
+    model.ar.backbone.tree_step(fed, caches[0], tree.depth, tree.sees)
+    # row 0 keeps root → b → bb, row 1 root → a, row 2 the root alone
+    paths, kept = torch.tensor([[0, 2, 6], [0, 1, 0], [0, 0, 0]]), torch.tensor([3, 2, 1])
+    caches[0].accept(tree.size, paths, kept)
+    nxt = model.ar_step_input(torch.tensor([7, 7, 7]), kept[:, None])
+    after = model.ar.backbone.step(nxt, caches[0])[:, 0]
+    for row in range(3):
+        branch = paths[row, : int(kept[row])]
+        alone = caches[1 + row]
+        model.ar.backbone.step(fed[:, branch], alone)
+        torch.testing.assert_close(after[row], model.ar.backbone.step(nxt, alone)[row, 0])
+        assert int(caches[0].used[row]) == int(alone.used[row])  # both took `nxt` after the branch
+    # a chain keeps a prefix: nothing moves, the rest is forgotten
+    chain = CandidateTree.of_widths([1, 1])
+    assert chain.sees.tolist() == torch.ones(3, 3).tril().bool().tolist()  # the causal layout
+
+
+TREES = {"chain": None, "tree 3-2-1": [3, 2, 1], "tree 4-1": [4, 1]}  # [4, 1]: fewer levels than heads
+
+
+@functools.cache
+def plain_decode(kind: str, config_name: str) -> tuple[list[list[int]], list[list[int]] | None]:
+    _, codes, symbols = run(model_for(kind), CONFIGS[config_name])
+    return codes, symbols
+
+
+@pytest.mark.parametrize("kind", ["transformer", "aligned"])
+@pytest.mark.parametrize("config_name", list(CONFIGS))
+@pytest.mark.parametrize("widths", list(TREES.values()), ids=list(TREES))
+def test_medusa_decoding_gives_the_plain_decodes_frames_in_fewer_passes(kind, config_name, widths):
+    rows, codes, symbols = run(
+        model_for(kind), replace(CONFIGS[config_name], medusa=True, medusa_tree=widths)
+    )
+    assert (codes, symbols) == plain_decode(kind, config_name)
+    speculation = rows.speculation
+    assert speculation is not None
+    assert speculation.kept > speculation.row_passes  # some passes kept more than one frame
 
 
 def test_medusa_decoding_needs_heads_and_a_transformer():
@@ -143,6 +176,12 @@ def test_medusa_decoding_needs_heads_and_a_transformer():
         run(model_for("retnet"), config)
     with pytest.raises(ConfigError, match="medusa=true decodes several frames"):
         SamplerConfig(medusa=True, mirostat_tau=3.0)
+    with pytest.raises(ConfigError, match=r"medusa_tree=\[1, 1, 1, 1\] is 4 deep, but the model has 3"):
+        run(model_for("transformer"), replace(config, medusa_tree=[1, 1, 1, 1]))
+    with pytest.raises(ConfigError, match=r"checks 84 candidates a pass, more than 64"):
+        SamplerConfig(medusa=True, medusa_tree=[4, 4, 4])
+    with pytest.raises(ConfigError, match=r"widths >= 1"):
+        SamplerConfig(medusa=True, medusa_tree=[2, 0])
 
 
 def test_a_fast_medusa_decode_decodes_eagerly_with_a_log_line(caplog):

@@ -51,6 +51,12 @@ def assert_error(response: requests.Response, status: int, code: str, *words: st
         ({"sampler": {"seed": "x", "top_p": True}}, "invalid_sampler", ["seed='x'", "top_p=True"]),
         ({"sampler": {"beam_width": 2}}, "invalid_sampler", ["beam_width"]),
         ({"sampler": {"medusa": True}}, "invalid_sampler", ["medusa=true"]),
+        (
+            {"sampler": {"medusa_tree": [3, "x"]}},
+            "invalid_sampler",
+            ["medusa_tree=[3, 'x']", "a list of integers"],
+        ),
+        ({"sampler": {"medusa_tree": [3, 0]}}, "invalid_sampler", ["medusa_tree=[3, 0]", "widths >= 1"]),
         # classifier-free guidance on a model trained without text dropout (the served one)
         ({"sampler": {"cfg_scale": 2.0}}, "invalid_sampler", ["cfg_scale=2.0", "model.text_dropout"]),
         ({"voices": "x"}, "invalid_request", ["voices"]),

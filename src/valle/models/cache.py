@@ -88,11 +88,12 @@ class StaticCache(DecodeCache, Protocol):
 
 
 @runtime_checkable
-class RollbackCache(DecodeCache, Protocol):
-    """A `DecodeCache` that can forget its newest positions (speculative decoding's rejected guesses)."""
+class SpeculativeCache(DecodeCache, Protocol):
+    """A `DecodeCache` that can keep some of its newest positions and forget the others (speculative
+    decoding: the candidates a pass checked, of which each row accepts one path)."""
 
-    def rollback(self, drop: Tensor) -> None:
-        """Forget each row's newest `drop[b]` positions."""
+    def accept(self, fed: int, path: Tensor, kept: Tensor) -> None:
+        """Of the newest `fed` positions, each row keeps `path[b, :kept[b]]` as its next positions."""
         ...
 
 
@@ -233,29 +234,50 @@ class KVCache:
             )
         return self.used[:, None] + torch.arange(n, device=self.used.device)
 
-    def commit(self, slots: Tensor, lengths: Tensor) -> Tensor:
+    def commit(self, slots: Tensor, lengths: Tensor, offsets: Tensor | None = None) -> Tensor:
         """Record the positions of newly written slots; returns their positions [B, n].
 
         Args:
             slots: [B, n] from `reserve`.
             lengths: [B] how many of the n are real; the others stay empty (-1) and get overwritten later.
+            offsets: [n] each slot's position after the row's next one (default 0, 1, 2, ...): a tree of
+                candidates gives siblings the same position (`Transformer.tree_step`).
         """
-        offsets = torch.arange(slots.shape[1], device=slots.device)
+        index = torch.arange(slots.shape[1], device=slots.device)
+        offsets = index if offsets is None else offsets
         new_positions = self.next_position[:, None] + offsets
-        real = offsets < lengths[:, None]
+        real = index < lengths[:, None]
         self.positions.scatter_(1, slots, torch.where(real, new_positions, -1))
         self.used += lengths
         self.next_position += lengths
         return new_positions
 
-    def rollback(self, drop: Tensor) -> None:
-        """Forget each row's newest `drop[b]` positions (speculative decoding: the guesses that were not
-        accepted); their slots are empty again and the row's next token takes the first one's position."""
+    def accept(self, fed: int, path: Tensor, kept: Tensor) -> None:
+        """Of the newest `fed` positions (candidates a speculative pass checked), each row keeps the path
+        `path[b, :kept[b]]` (indices among the fed, in order, each the next position of the one before)
+        as its next positions; the others are forgotten, and their slots are empty again.
+
+        A chain of candidates keeps a prefix (path 0, 1, 2, ...: nothing moves); a tree keeps one branch,
+        whose keys and values move to the slots after the row's last kept position.
+        """
+        start, first = self.used - fed, self.next_position - fed  # [B] the fed block's slot and position
+        width = path.shape[1]
+        order = torch.arange(width, device=path.device)[None, :]
+        path = torch.where(order < kept[:, None], path, order)  # past kept: nothing to move
+        if bool((path != order).any()):
+            rows = torch.arange(path.shape[0], device=path.device)[:, None]
+            source, target = start[:, None] + path, start[:, None] + order
+            self.keys[:, rows, :, target] = self.keys[:, rows, :, source]
+            self.values[:, rows, :, target] = self.values[:, rows, :, source]
         slots = torch.arange(self.capacity, device=self.used.device)[None, :]
-        forgotten = (slots >= (self.used - drop)[:, None]) & (slots < self.used[:, None])
-        self.positions.masked_fill_(forgotten, -1)
-        self.used -= drop
-        self.next_position -= drop
+        block = slots - start[:, None]  # each slot's index in the fed block
+        in_block = (block >= 0) & (block < fed)
+        self.positions.copy_(  # in place, as `commit`
+            torch.where(
+                in_block, torch.where(block < kept[:, None], first[:, None] + block, -1), self.positions
+            )
+        )
+        self.used, self.next_position = start + kept, first + kept
 
     def evict(self) -> None:
         """Drop slots that no later query can see under the window and move the rest to the front.

@@ -15,11 +15,11 @@ from torch import Tensor
 
 from valle.errors import ConfigError
 from valle.models.backbones import ContextWindow, DecodeCache
-from valle.models.cache import RollbackCache
 from valle.models.valle import Valle
 from valle.sampling import processors
 from valle.sampling.compiled import fast_step, static_capacity
 from valle.sampling.pipeline import ArSampler
+from valle.sampling.speculation import Speculation, candidate_tree
 from valle.utils.batch import Conditioning
 
 
@@ -249,23 +249,6 @@ def check_guidance(model: Valle, scale: float) -> None:
         )
 
 
-def check_medusa(model: Valle, medusa: bool) -> None:
-    """Raise ConfigError when `medusa` asks for Medusa decoding a model cannot do (no heads, or a backbone
-    whose state cannot forget rejected guesses)."""
-    if not medusa:
-        return
-    if model.ar.medusa is None:
-        raise ConfigError(
-            "sampler.medusa=true needs a model with Medusa heads (model.medusa.heads > 0, trained: "
-            "docs/training.md, 'Medusa heads'); set medusa=false"
-        )
-    if model.config.backbone.name != "transformer":
-        raise ConfigError(
-            f"sampler.medusa=true: the {model.config.backbone.name} backbone's state cannot forget rejected "
-            "guesses (a recurrent state); Medusa decoding needs the transformer; set medusa=false"
-        )
-
-
 def _guide(model: Valle, cond: Conditioning, limits: DecodeLimits, sampler: ArSampler) -> Guide | None:
     """The decode's classifier-free guide, or None when `sampler.cfg_scale` is 1 (off)."""
     scale = sampler.cfg.cfg_scale
@@ -313,7 +296,8 @@ class ArRows:
         self.stop = model.config.stop_token
         self.guide = _guide(model, cond, limits, sampler)
         fast_path = fast_step(model, limits.max_context, self.guide is not None, speculate) if fast else None
-        ahead = model.config.medusa.heads if speculate else 0
+        tree = candidate_tree(model, sampler.cfg, cond.device) if speculate else None
+        ahead = tree.size if tree is not None else 0
         self.cache, self.hidden = _start(model, cond, limits, static_capacity if fast_path else None, ahead)
         self.step_fn = fast_path.bind(self.cache) if fast_path else None
         self.logits = model.ar_logits(self.hidden)
@@ -330,7 +314,7 @@ class ArRows:
         self.steps = torch.zeros(batch, dtype=torch.long, device=device)
         self.common_step: int | None = 0  # every row's step while they all started together
         self.done = False  # every row has stopped (kept here: one host sync a step, in `step`)
-        self.speculation = Speculation(model, self) if speculate else None
+        self.speculation = Speculation(model, tree, self) if tree is not None else None
 
     @property
     def size(self) -> int:
@@ -510,93 +494,6 @@ def _only(generator: processors.Generators, active: Tensor) -> processors.Genera
             for g, mine in zip(generator.generators, own, strict=True)
         ]
     )
-
-
-class Speculation:
-    """Medusa's multi-token decoding for `ArRows` (docs/design.md, "Medusa"): each pass feeds every row
-    its newest frame and the K heads' guesses of the frames after it, in one backbone call of K + 1
-    positions; then the rows sample frame after frame from those logits, and keep going while each drawn
-    frame is the guess that was fed after it (and, with monotonic alignment, the text pointer says the
-    symbol that was guessed for it). A pass keeps 1 .. K + 1 frames a row, and the cache forgets the
-    positions of the guesses that were not kept.
-
-    Every frame is drawn by the sampler pipeline from the logits a plain decode would have had, with the
-    row's own draws (`ArRows.frame`): greedy decoding gives the plain tokens, and so does sampling when
-    each row has its own generator (a single row always has). The guess only decides how far one pass
-    gets: exact-match acceptance, never an approximation of the distribution.
-    """
-
-    def __init__(self, model: Valle, rows: ArRows) -> None:
-        check_medusa(model, True)
-        assert model.ar.medusa is not None and isinstance(rows.cache, RollbackCache)  # checked
-        self.model, self.heads = model, model.ar.medusa
-        self.pending: Tensor | None = None  # [B] each row's newest frame, not yet fed
-        self.said: Tensor | None = None  # [B] the text ids the frame after it says (monotonic alignment)
-        self.guesses = self._guess(rows.hidden)  # [B, K] the frames after the next one
-        self.passes = 0
-        self._row_passes = torch.zeros((), dtype=torch.long, device=rows.steps.device)
-        self._kept = torch.zeros_like(self._row_passes)
-
-    def _guess(self, hidden: Tensor) -> Tensor:
-        """[B, D] → [B, K]: each head's most likely code (a chain of guesses; never the stop id)."""
-        logits = self.heads(hidden)[..., : self.model.config.codebook_size]  # [K, B, V]
-        return logits.argmax(-1).t()
-
-    def advance(self, rows: ArRows) -> None:
-        if self.pending is None:  # the first frame comes from the prefill's logits, as in a plain decode
-            self.pending, self.said = rows.frame(rows.logits, rows.hidden)
-            if rows.done:
-                return
-        self._pass(rows)
-
-    def _pass(self, rows: ArRows) -> None:
-        assert self.pending is not None
-        model, k = self.model, self.heads.size
-        running = ~rows.finished
-        step = rows.steps - 1  # the pending frame's step, as `step` feeds it
-        feed = torch.cat([self.pending[:, None], self.guesses], dim=1)  # [B, K + 1]
-        said = None
-        if rows.pointer is not None:
-            assert self.said is not None
-            said = torch.cat([self.said[:, None], rows.pointer.guess_said(k)], dim=1)  # [B, K + 1]
-        steps = step[:, None] + torch.arange(k + 1, device=step.device)[None, :]
-        inputs = model.ar_step_input(feed, steps, said)  # [B, K + 1, D]
-        hidden = model.ar.backbone.step(inputs, rows.cache)  # [B, K + 1, D]
-        logits = model.ar_logits(hidden)
-        ok = running.clone()
-        last = torch.zeros_like(rows.steps)  # the position whose logits drew each row's newest frame
-        newest = self.pending.clone()
-        for i in range(k + 1):
-            codes, next_said = rows.frame(logits[:, i], hidden[:, i], ok)
-            newest = torch.where(ok, codes, newest)
-            last = torch.where(ok, i, last)
-            if i == k:
-                break
-            right = (codes == feed[:, i + 1]) & ~rows.finished
-            if said is not None and next_said is not None:
-                right = right & (next_said == said[:, i + 1])
-            ok = ok & right
-            if not bool(ok.any()):
-                break
-        # keep the positions of the pending frame and the accepted guesses; forget the rest
-        assert isinstance(rows.cache, RollbackCache)  # checked at the start
-        rows.cache.rollback(torch.where(running, k - last, k + 1))  # stopped rows need none of them
-        # rows sitting sub-steps out kept their pointer: it says what follows each row's newest frame
-        self.pending, self.said = newest, rows.pointer.said() if rows.pointer is not None else None
-        self.guesses = self._guess(hidden.gather(1, last[:, None, None].expand(-1, 1, hidden.shape[2]))[:, 0])
-        self.passes += 1
-        self._row_passes += running.sum()  # tensors: no host sync a pass
-        self._kept += torch.where(running, last + 1, 0).sum()
-
-    @property
-    def row_passes(self) -> int:
-        """Passes summed over the rows still running in each."""
-        return int(self._row_passes)
-
-    @property
-    def kept(self) -> int:
-        """Frames kept over every pass and running row (a pass's mean: kept / row_passes)."""
-        return int(self._kept)
 
 
 @torch.inference_mode()

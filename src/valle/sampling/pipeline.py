@@ -56,6 +56,9 @@ class SamplerConfig:
     # multi-token decoding: each AR step also checks the model's Medusa heads' guesses of the next frames
     # and keeps those the sampler draws anyway (needs model.medusa.heads > 0; the same tokens as off)
     medusa: bool = False
+    # which of the heads' guesses a pass checks: the top widths[d - 1] of head d, as a tree (e.g. [3, 2, 1]:
+    # 15 candidates); None = a chain of each head's top guess
+    medusa_tree: list[int] | None = None
 
     def __post_init__(self) -> None:
         problems = self._problems()
@@ -91,9 +94,29 @@ class SamplerConfig:
             out.append(f"speed={self.speed} must lie in [0.25, 4] (1 = as the model speaks)")
         if not 0.0 <= self.cfg_scale <= 10.0:
             out.append(f"cfg_scale={self.cfg_scale} must lie in [0, 10] (1 = off; 1.5-3 typical)")
+        if self.medusa_tree is not None:
+            self.medusa_tree = [int(w) for w in self.medusa_tree]  # a Hydra ListConfig or a tuple
+            out += self._tree_problems(self.medusa_tree)
         if self.max_ar_steps_per_phoneme <= 0:
             out.append(f"max_ar_steps_per_phoneme={self.max_ar_steps_per_phoneme} must be > 0")
         return out
+
+    @staticmethod
+    def _tree_problems(widths: list[int]) -> list[str]:
+        from valle.sampling.speculation import MAX_CANDIDATES
+
+        candidates, level = 0, 1
+        for width in widths:
+            level *= max(width, 0)
+            candidates += level
+        if not widths or min(widths) < 1:
+            return [f"medusa_tree={widths} must list widths >= 1, one per head (e.g. [3, 2, 1]), or be null"]
+        if candidates > MAX_CANDIDATES:
+            return [
+                f"medusa_tree={widths} checks {candidates} candidates a pass, more than {MAX_CANDIDATES}; "
+                "use smaller widths (e.g. [3, 2, 1]: 15)"
+            ]
+        return []
 
     def _sampling_problems(self) -> list[str]:
         out = []

@@ -23,10 +23,11 @@ from valle.codecs.base import Codec
 from valle.errors import ConfigError
 from valle.models.quantize import quantize as quantize_model
 from valle.models.valle import Valle
-from valle.sampling.ar import ArRows, check_guidance, check_medusa
+from valle.sampling.ar import ArRows, check_guidance
 from valle.sampling.decode import ar_limits, decode
 from valle.sampling.pipeline import ArSampler, NarSampler, SamplerConfig, make_generator
 from valle.sampling.prompt import Prompt, load_prompt
+from valle.sampling.speculation import check_medusa
 from valle.sampling.stream import StreamDecoder, StreamSettings
 from valle.text.phonemize import TextError, phonemize
 from valle.text.split import split_sentences
@@ -218,7 +219,7 @@ class Synthesizer:
     ) -> list[tuple[torch.Tensor, bool]]:
         """One AR + NAR pass for a batch of (text, prompt) pairs → (codes [L, T], hit_limit) each."""
         check_guidance(self.model, config.cfg_scale)  # before any work: one line, not a half-drawn bar
-        check_medusa(self.model, config.medusa)
+        check_medusa(self.model, config)
         cond = self.conditioning(texts, prompts, language)
         steps = ar_limits(config, cond).max_steps
         bar = tqdm(total=steps, desc="AR", unit="step", disable=not progress, leave=False)

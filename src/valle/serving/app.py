@@ -149,7 +149,13 @@ def kinds_of(key: str) -> tuple[type, ...]:
 
 
 def type_name(key: str) -> str:
-    names = {int: "an integer", float: "a number", bool: "true or false", type(None): "null"}
+    names = {
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+        type(None): "null",
+        list[int]: "a list of integers",
+    }
     return " or ".join(names.get(kind, kind.__name__) for kind in kinds_of(key))
 
 
@@ -161,6 +167,8 @@ def fits(value: Any, key: str) -> bool:
         return bool in kinds
     if value is None:
         return type(None) in kinds
+    if isinstance(value, list):  # medusa_tree's widths
+        return list[int] in kinds and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
     if isinstance(value, int):
         return (int in kinds and -(2**63) <= value < 2**63) or float in kinds
     return isinstance(value, float) and float in kinds

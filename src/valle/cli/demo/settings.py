@@ -28,7 +28,8 @@ LISTEN_PER_VOICE = 1  # the report's players: the first held-out item of each vo
 
 @dataclass(frozen=True)
 class DemoSize:
-    """How much of everything: `full` is `make demo`, `ci` the shortened run the tests make."""
+    """How much of everything: `full` is `make demo`, `quick` a short run that shows the learning, `ci` the
+    shortened run the tests make to check every stage."""
 
     train_sentences: int  # per training voice
     held_out_sentences: int  # per held-out voice (each is a target, and a prompt for its neighbour)
@@ -47,6 +48,17 @@ SIZES = {
         codebook_size=256,
         minutes=15.0,
         max_steps=100_000,
+        max_ar_steps_per_phoneme=12.0,
+    ),
+    # quick: the full corpus and recipe, stopped by steps (the same on every CPU: the schedule does not
+    # depend on the budget), with fewer held-out items to speak and score; the slow test that checks a short
+    # run learns to say the words, and a user's ten-minute check of a machine (`size=quick`).
+    "quick": DemoSize(
+        train_sentences=N_SENTENCES - N_HELD_OUT_SENTENCES,
+        held_out_sentences=8,
+        codebook_size=256,
+        minutes=30.0,
+        max_steps=1500,
         max_ar_steps_per_phoneme=12.0,
     ),
     "ci": DemoSize(

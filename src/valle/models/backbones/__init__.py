@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from valle.models.backbones.base import Backbone, BackboneOutput, StaticStepping, attention_mask
+from valle.models.backbones.base import Backbone, BackboneOutput, StaticStepping, TreeStepping, attention_mask
 from valle.models.cache import ContextWindow, DecodeCache
 from valle.utils.registry import check_settings, lookup
 
@@ -19,6 +19,7 @@ __all__ = [
     "ContextWindow",
     "DecodeCache",
     "StaticStepping",
+    "TreeStepping",
     "attention_mask",
     "build_backbone",
 ]

@@ -171,3 +171,25 @@ class StaticStepping(Protocol):
         """The next token of every row, x [B, 1, D] → hidden [B, 1, D], written through `view` (made by
         `StaticCache.static_view`); the caller then moves the cache on with `advance(1)`."""
         ...
+
+
+@runtime_checkable
+class TreeStepping(Protocol):
+    """A backbone that can check a tree of candidate positions in one step (Medusa decoding: the
+    transformer can; a recurrent state cannot branch). Its `new_cache` returns a `SpeculativeCache`."""
+
+    def tree_step(self, x: Tensor, cache: Any, depths: Tensor, sees: Tensor) -> Tensor:
+        """Append n candidate positions to every row, laid out as a tree, and return their hidden states.
+
+        Args:
+            x: [B, n, D] the candidates' inputs; candidate 0 is the root (the row's next position).
+            cache: from this backbone's `new_cache`; the caller then keeps one path (`accept`).
+            depths: [n] int64 each candidate's depth (root 0): its position is the row's next + depth.
+            sees: [n, n] bool, candidate i attends to candidate j (its ancestors and itself), besides the
+                whole cache.
+
+        Returns:
+            [B, n, D] hidden states: candidate i's is what a plain decode that had fed the root-to-i path
+            would have (up to float rounding).
+        """
+        ...

@@ -245,15 +245,36 @@ class TransformerBackbone(Backbone):
             lengths = torch.full((batch,), length, dtype=torch.long, device=x.device)
         slots = cache.reserve(length)
         positions = cache.commit(slots, lengths)
-        # Attend only to the slots filled so far, not the whole preallocated capacity: on a one-token
-        # step the attention over empty slots costs as much as a small model's matmuls. The mask is
-        # turned into an additive bias once here, not by every layer's attention call.
         filled = int(cache.used.max())
-        bias = None
+        mask = None
         if not (batch == 1 and length == 1 and cache.window is None):
             # One row's new token sees every filled slot (they hold only earlier positions, no padding),
             # so the common single-utterance step needs no mask at all.
             mask = attention_mask(positions, cache.positions[:, :filled], True, prefix_lengths, cache.window)
+        return self._over_cache(x, cache, filled, mask, positions, slots)
+
+    def tree_step(self, x: Tensor, cache: KVCache, depths: Tensor, sees: Tensor) -> Tensor:
+        """See `TreeStepping.tree_step`: a causal step whose new positions see each other only along
+        their tree's branches (Medusa's tree attention); siblings share a position."""
+        batch, n, _ = x.shape
+        slots = cache.reserve(n)
+        positions = cache.commit(slots, torch.full((batch,), n, dtype=torch.long, device=x.device), depths)
+        filled = int(cache.used.max())
+        mask = attention_mask(positions, cache.positions[:, :filled], True, None, cache.window)
+        candidate = torch.arange(filled, device=x.device)[None, :] - slots[:, :1]  # [B, filled]
+        among = (candidate >= 0) & (candidate < n)
+        branch = sees[:, candidate.clamp(0, n - 1)].transpose(0, 1)  # [B, n, filled]
+        return self._over_cache(x, cache, filled, mask & (~among[:, None, :] | branch), positions, slots)
+
+    def _over_cache(
+        self, x: Tensor, cache: KVCache, filled: int, mask: Tensor | None, positions: Tensor, slots: Tensor
+    ) -> Tensor:
+        """New positions through the blocks over the cache's first `filled` slots; `mask` [B, t, filled]
+        (None: every query sees every filled slot) becomes an additive bias once here, not in every layer.
+        Attending only to the filled slots, not the whole preallocated capacity: on a one-token step the
+        attention over empty slots would cost as much as a small model's matmuls."""
+        bias = None
+        if mask is not None:
             bias = torch.zeros(mask.shape, dtype=cache.keys.dtype, device=x.device).masked_fill_(
                 ~mask, float("-inf")
             )
