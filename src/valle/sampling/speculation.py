@@ -131,8 +131,20 @@ class Speculation:
     """
 
     def __init__(self, model: Valle, tree: CandidateTree, rows: ArRows) -> None:
-        assert model.ar.medusa is not None and isinstance(rows.cache, SpeculativeCache)  # check_medusa
-        self.model, self.heads, self.tree = model, model.ar.medusa, tree
+        backbone, cache = model.ar.backbone, rows.cache
+        # checked once here (`candidate_tree`), not every pass: a protocol isinstance costs ~20 µs
+        assert model.ar.medusa is not None and isinstance(backbone, TreeStepping)
+        assert isinstance(cache, SpeculativeCache)  # rows that speculate never join or leave: the same cache
+        self.model, self.heads, self.tree, self.backbone, self.cache = (
+            model,
+            model.ar.medusa,
+            tree,
+            backbone,
+            cache,
+        )
+        # each node's children, a missing one pointing past the last node, at a code no row draws
+        self.children = torch.where(tree.children >= 0, tree.children, tree.size)
+        self.rows = torch.arange(rows.size, device=rows.steps.device)
         self.pending: Tensor | None = None  # [B] each row's newest frame, not yet fed
         self.said: Tensor | None = None  # [B] the text ids the frame after it says (monotonic alignment)
         self.guesses = self._guess(rows.hidden)  # [B, n - 1] the tree's candidates
@@ -156,7 +168,7 @@ class Speculation:
 
     def _pass(self, rows: ArRows) -> None:
         assert self.pending is not None
-        model, tree, depth = self.model, self.tree, len(self.tree.widths)
+        model, tree, depth, batch = self.model, self.tree, len(self.tree.widths), self.rows
         running = ~rows.finished
         feed = torch.cat([self.pending[:, None], self.guesses], dim=1)  # [B, n]
         said = None
@@ -165,39 +177,45 @@ class Speculation:
             guessed = torch.cat([self.said[:, None], rows.pointer.guess_said(depth)], dim=1)  # by depth
             said = guessed[:, tree.depth]
         steps = (rows.steps - 1)[:, None] + tree.depth[None, :]  # the root's step is the pending frame's
-        backbone = model.ar.backbone
-        assert isinstance(backbone, TreeStepping)  # check_medusa
-        hidden = backbone.tree_step(model.ar_step_input(feed, steps, said), rows.cache, tree.depth, tree.sees)
+        x = model.ar_step_input(feed, steps, said)
+        hidden = self.backbone.tree_step(x, self.cache, tree.depth, tree.sees)
         logits = model.ar_logits(hidden)
-        batch = torch.arange(feed.shape[0], device=feed.device)
-        node = torch.zeros_like(rows.steps)  # where each row is in the tree
+        # row b's node j is entry b * n + j of the flattened passes (index_select: cheaper than [rows, node])
+        flat_logits, flat_hidden = logits.flatten(0, 1), hidden.flatten(0, 1)
+        first = batch * tree.size
+        nowhere = torch.full_like(feed[:, :1], -2)  # what a missing child guessed: never a code or symbol
+        feed = torch.cat([feed, nowhere], dim=1)
+        said = torch.cat([said, nowhere], dim=1) if said is not None else None
+        node = torch.zeros_like(rows.steps)  # where each row is in the tree (a row no longer `ok`: anywhere)
         path = torch.zeros(feed.shape[0], depth + 1, dtype=torch.long, device=feed.device)
         kept = torch.zeros_like(rows.steps)
-        ok, newest = running.clone(), self.pending.clone()
+        ok, newest = running, self.pending
         for i in range(depth + 1):
-            codes, next_said = rows.frame(logits[batch, node], hidden[batch, node], ok)
+            at = first + node
+            codes, next_said = rows.frame(
+                flat_logits.index_select(0, at), flat_hidden.index_select(0, at), ok
+            )
             newest = torch.where(ok, codes, newest)
-            kept = torch.where(ok, i + 1, kept)
+            kept = kept + ok  # `ok` only ever turns off: it counts the frames kept
             if i == depth:
                 break
-            below = tree.children[node]  # [B, W]
-            right = (below >= 0) & (feed.gather(1, below.clamp(min=0)) == codes[:, None])
+            below = self.children[node]  # [B, W]
+            right = feed.gather(1, below) == codes[:, None]
             if said is not None and next_said is not None:
-                right = right & (said.gather(1, below.clamp(min=0)) == next_said[:, None])
+                right = right & (said.gather(1, below) == next_said[:, None])
             ok = ok & right.any(dim=1) & ~rows.finished
-            node = torch.where(ok, below.gather(1, right.long().argmax(dim=1, keepdim=True))[:, 0], node)
+            node = below.gather(1, right.long().argmax(dim=1, keepdim=True))[:, 0]
             path[:, i + 1] = node
             if not bool(ok.any()):
                 break
-        assert isinstance(rows.cache, SpeculativeCache)  # check_medusa
         last = path.gather(1, (kept - 1).clamp(min=0)[:, None])[:, 0]  # the node that drew the newest frame
-        rows.cache.accept(tree.size, path, torch.where(running, kept, 0))  # stopped rows keep none
+        self.cache.accept(tree.size, path, kept)  # stopped rows (kept 0) keep none
         # rows sitting sub-steps out kept their pointer: it says what follows each row's newest frame
         self.pending, self.said = newest, rows.pointer.said() if rows.pointer is not None else None
-        self.guesses = self._guess(hidden[batch, last])
+        self.guesses = self._guess(flat_hidden.index_select(0, first + last))
         self.passes += 1
         self._row_passes += running.sum()  # tensors: no host sync a pass
-        self._kept += torch.where(running, kept, 0).sum()
+        self._kept += kept.sum()
 
     @property
     def row_passes(self) -> int:
