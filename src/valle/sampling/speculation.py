@@ -135,13 +135,8 @@ class Speculation:
         # checked once here (`candidate_tree`), not every pass: a protocol isinstance costs ~20 µs
         assert model.ar.medusa is not None and isinstance(backbone, TreeStepping)
         assert isinstance(cache, SpeculativeCache)  # rows that speculate never join or leave: the same cache
-        self.model, self.heads, self.tree, self.backbone, self.cache = (
-            model,
-            model.ar.medusa,
-            tree,
-            backbone,
-            cache,
-        )
+        self.model, self.heads, self.tree = model, model.ar.medusa, tree
+        self.backbone, self.cache = backbone, cache
         # each node's children, a missing one pointing past the last node, at a code no row draws
         self.children = torch.where(tree.children >= 0, tree.children, tree.size)
         self.rows = torch.arange(rows.size, device=rows.steps.device)

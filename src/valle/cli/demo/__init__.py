@@ -3,9 +3,9 @@
     python -m valle.demo [out=outputs/demo] [size=full|quick|ci] [minutes=15] [steps=N] [curve_minutes=3] \
         [stage=all|NAME]
 
-Sizes: `full` (`make demo`: 15 minutes of training, 60 held-out items a row), `quick` (the same corpus and
-recipe stopped at 1500 steps, 24 held-out items a row: a ~10-minute check that training learns to talk),
-`ci` (a toy run that checks every stage writes its files).
+Sizes: `full` (`make demo`: 15 minutes of training, 60 held-out items a row), `quick` (the same corpus
+and recipe at d_model 128 stopped at 1500 steps, 24 held-out items a row: a ~6-minute check that training
+learns to talk), `ci` (a toy run that checks every stage writes its files).
 
 Stages (each reuses what a previous run finished, so a rerun is quick and `stage=NAME` reruns one):
   1. corpus    festival voices and their sox pitch/tempo variants read the built-in sentences; three

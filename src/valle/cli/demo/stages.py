@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from valle.cli.demo.settings import MEL, N_HELD_OUT_SENTENCES, N_SENTENCES, ROOT, SIZES, DemoSize, voices
+from valle.cli.demo.settings import MEL, N_HELD_OUT_SENTENCES, N_SENTENCES, ROOT, DemoSize, voices
 from valle.corpus import build_corpus
 from valle.corpus.sentences import all_sentences
 from valle.errors import ConfigError
@@ -88,16 +88,9 @@ def train(
         f"run_dir={run_dir}",
         f"trainer.max_steps={steps}",
         f"trainer.max_time={budget}",
+        *size.train_overrides,
         *overrides,
     ]
-    if size is SIZES["ci"]:
-        overrides += [
-            "trainer.val_check_interval=3",
-            "data.val_utterances=2",
-            "model.scale.d_model=64",
-            "model.scale.n_layers=2",
-            "training.guided_attention.layers=[1]",
-        ]
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     run(cfg)
