@@ -51,11 +51,9 @@ SIZES = {
         max_steps=100_000,
         max_ar_steps_per_phoneme=12.0,
     ),
-    # quick: the full corpus and the recipe at d_model 128, stopped by steps (the same on every CPU: the
-    # schedule does not depend on the budget), with fewer held-out items to speak and score: the slow test
-    # that checks a short run learns to say the words, and a user's few-minute check of a machine. The
-    # narrow model learns more a minute at first (5/9 curve items at 2.7 minutes against 4/9 at 5.6 for
-    # d256); the wider one ends higher at 15 minutes (docs/benchmarks.md, "A wider AR").
+    # quick: the full corpus and recipe, stopped by steps (the same on every CPU: the schedule does not
+    # depend on the budget), with fewer held-out items to speak and score: the slow test that checks a short
+    # run learns to say the words, and a user's few-minute check of a machine.
     "quick": DemoSize(
         train_sentences=N_SENTENCES - N_HELD_OUT_SENTENCES,
         held_out_sentences=8,
@@ -63,7 +61,6 @@ SIZES = {
         minutes=30.0,
         max_steps=1500,
         max_ar_steps_per_phoneme=12.0,
-        train_overrides=("model.scale.d_model=128",),
     ),
     "ci": DemoSize(
         train_sentences=5,
