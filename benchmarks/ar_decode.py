@@ -26,7 +26,7 @@ compute per second of audio, 75 codes = 1 s of EnCodec audio) of:
       decodes faster when a pass keeps more frames than that.
 
 With `--medusa MODEL --demo DIR` it measures Medusa decoding instead (`sampler.medusa`,
-valle.sampling.speculation) on a trained model whose heads are trained (an export or checkpoint with
+valle.sampling.candidates) on a trained model whose heads are trained (an export or checkpoint with
 `model.medusa.heads > 0`), one utterance at a time, on the demo's held-out cross-utterance items (their
 texts and 3 s prompts from DIR, a `make demo` folder): for greedy and the demo's sampler (T 0.8, top-p
 0.9), fp32 and int8, AR frames per second plain against Medusa with each of `--medusa-trees` (default:
@@ -62,9 +62,9 @@ from valle.models.quantize import quantize
 from valle.models.sequence import build_ar
 from valle.models.valle import Valle
 from valle.sampling.ar import ArRows, DecodeLimits, _start, decode_ar
+from valle.sampling.candidates import CandidateTree
 from valle.sampling.decode import ar_limits
 from valle.sampling.pipeline import ArSampler, SamplerConfig
-from valle.sampling.speculation import CandidateTree
 from valle.utils.batch import Conditioning
 
 Widths = tuple[int, ...]  # a candidate tree: how many of each Medusa head's guesses (sampler.medusa_tree)

@@ -1,4 +1,4 @@
-"""Medusa decoding (`sampler.medusa`, valle.sampling.speculation): several frames a backbone pass, and
+"""Medusa decoding (`sampler.medusa`, valle.sampling.ar.Speculation): several frames a backbone pass, and
 exactly the frames of a plain decode.
 
 Every frame is still drawn by the sampler pipeline from the logits a plain decode would have had, with the
@@ -21,9 +21,9 @@ from valle.errors import ConfigError
 from valle.models.config import BackboneConfig, MedusaConfig, ValleConfig
 from valle.models.valle import Valle
 from valle.sampling.ar import ArRows, DecodeLimits, decode_ar
+from valle.sampling.candidates import CandidateTree
 from valle.sampling.pipeline import ArSampler, SamplerConfig
 from valle.sampling.processors import RowGenerators
-from valle.sampling.speculation import CandidateTree
 from valle.utils.batch import Conditioning
 
 

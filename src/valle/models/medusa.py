@@ -6,7 +6,7 @@ has not seen yet. Each head is Medusa's (Cai et al. 2024, "Medusa: Simple LLM In
 Framework with Multiple Decoding Heads"): one residual block `h + SiLU(W h)`, W zero-initialised so that
 the head starts as the base head, then its own projection, initialised from the base head's level-0 rows.
 Decoding proposes their guesses and keeps those the base head agrees with
-(`valle.sampling.speculation.Speculation`).
+(`valle.sampling.ar.Speculation`).
 """
 
 from __future__ import annotations

@@ -22,6 +22,8 @@ from torch import Tensor
 import valle.sampling.processors as processors
 from valle.errors import ConfigError
 
+MAX_CANDIDATES = 64  # a Medusa pass's guesses (`medusa_tree`): beyond this a pass costs more than it keeps
+
 
 @dataclass
 class SamplerConfig:
@@ -103,8 +105,6 @@ class SamplerConfig:
 
     @staticmethod
     def _tree_problems(widths: list[int]) -> list[str]:
-        from valle.sampling.speculation import MAX_CANDIDATES
-
         candidates, level = 0, 1
         for width in widths:
             level *= max(width, 0)

@@ -24,10 +24,10 @@ from valle.errors import ConfigError
 from valle.models.quantize import quantize as quantize_model
 from valle.models.valle import Valle
 from valle.sampling.ar import ArRows, check_guidance
+from valle.sampling.candidates import check_medusa
 from valle.sampling.decode import ar_limits, decode
 from valle.sampling.pipeline import ArSampler, NarSampler, SamplerConfig, make_generator
 from valle.sampling.prompt import Prompt, load_prompt
-from valle.sampling.speculation import check_medusa
 from valle.sampling.stream import StreamDecoder, StreamSettings
 from valle.text.phonemize import TextError, phonemize
 from valle.text.split import split_sentences
