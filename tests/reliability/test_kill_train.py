@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from tests.reliability.children import kill_9_at, run_to_end, start
 from tests.reliability.conftest import MAX_STEPS, TRIALS, train_cfg
-from valle.cli.train import complete, resume_path
+from valle.cli.train import bring_last_up_to_date, complete, resume_path
 from valle.plot import metrics_files
 
 
@@ -84,3 +84,18 @@ def test_resume_takes_a_newer_step_checkpoint_over_a_last_ckpt_a_step_behind(tmp
     os.utime(folder / "last.ckpt", ns=(1_000_000_000, 1_000_000_000))
     os.utime(newer, ns=(2_000_000_000, 2_000_000_000))
     assert resume_path(OmegaConf.create({"ckpt_path": None}), tmp_path) == str(newer)
+
+
+def test_a_rerun_with_nothing_left_to_train_brings_last_ckpt_up_to_the_newest_checkpoint(tmp_path):
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    torch.save({"global_step": 8}, folder / "last.ckpt")
+    newest = folder / "step0000010-loss1.000.ckpt"
+    torch.save({"global_step": 10}, newest)  # killed after the last step's top-k file, before its last.ckpt
+    os.utime(folder / "last.ckpt", ns=(1_000_000_000, 1_000_000_000))
+    os.utime(newest, ns=(2_000_000_000, 2_000_000_000))
+    bring_last_up_to_date(folder)
+    assert torch.load(folder / "last.ckpt")["global_step"] == 10 and newest.is_file()
+    bring_last_up_to_date(folder)  # up to date: nothing changes
+    assert torch.load(folder / "last.ckpt")["global_step"] == 10
+    assert sorted(p.name for p in folder.iterdir()) == ["last.ckpt", newest.name]  # no temporary left

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import zipfile
 from dataclasses import asdict
 from pathlib import Path
@@ -24,6 +25,7 @@ from valle.models.config import ValleConfig
 from valle.models.lora import LoRAConfig
 from valle.training.module import TrainingConfig, ValleModule
 from valle.training.optim import OptimConfig
+from valle.utils.io import atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +123,17 @@ def newest_checkpoint(folder: Path) -> Path | None:
     return None
 
 
+def bring_last_up_to_date(folder: Path) -> None:
+    """Make `last.ckpt` the newest complete checkpoint again (an atomic copy), where it fell behind: a kill
+    between a step's top-k file and its last.ckpt, then a rerun that had nothing left to train (it resumed
+    from that top-k file at the last step), would otherwise leave last.ckpt a step behind for good."""
+    last, newest = folder / "last.ckpt", newest_checkpoint(folder)
+    if newest is None or newest == last or not last.is_file():
+        return
+    with atomic_output(last) as tmp:
+        shutil.copyfile(newest, tmp)
+
+
 def run(cfg: DictConfig) -> float | None:
     """Train; returns the last `val/loss`, the total over every level that checkpoints monitor too
     (what a Hydra sweeper minimises)."""
@@ -140,6 +153,7 @@ def run(cfg: DictConfig) -> float | None:
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     trainer.fit(module, dm, ckpt_path=ckpt_path)
     if trainer.is_global_zero:
+        bring_last_up_to_date(run_dir / "checkpoints")
         print(
             f"run directory: {run_dir}\ncheckpoints: {run_dir / 'checkpoints'}\n"
             f"metrics: {run_dir / 'csv'}  (plot: python -m valle.plot {run_dir})"
