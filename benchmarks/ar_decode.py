@@ -26,7 +26,7 @@ compute per second of audio, 75 codes = 1 s of EnCodec audio) of:
       decodes faster when a pass keeps more frames than that.
 
 With `--medusa MODEL --demo DIR` it measures Medusa decoding instead (`sampler.medusa`,
-valle.sampling.candidates) on a trained model whose heads are trained (an export or checkpoint with
+valle.sampling.ar.Speculation) on a trained model whose heads are trained (an export or checkpoint with
 `model.medusa.heads > 0`), one utterance at a time, on the demo's held-out cross-utterance items (their
 texts and 3 s prompts from DIR, a `make demo` folder): for greedy and the demo's sampler (T 0.8, top-p
 0.9), fp32 and int8, AR frames per second plain against Medusa with each of `--medusa-trees` (default:
@@ -49,6 +49,7 @@ import argparse
 import copy
 import statistics
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
@@ -209,12 +210,9 @@ def bare_passes(
     cache."""
     tree = CandidateTree.of_widths(widths)
     x = model.ar_step_input(torch.full((1, tree.size), 7), tree.depth[None, :])
-    backbone, root, one = (
-        model.ar.backbone,
-        torch.zeros(1, 1, dtype=torch.long),
-        torch.ones(1, dtype=torch.long),
-    )
+    backbone = model.ar.backbone
     assert isinstance(backbone, TreeStepping)
+    root, one = torch.zeros(1, 1, dtype=torch.long), torch.ones(1, dtype=torch.long)  # keep the root alone
 
     def run() -> float:
         cache, _ = _start(model, data, DecodeLimits(steps), ahead=tree.size)
@@ -329,12 +327,7 @@ def medusa_part(path: str, demo: str, items: int, repeats: int, trees: list[Widt
             ("T 0.8 top-p 0.9", {"ar_temperature": 0.8, "top_p": 0.9}),
         ):
             plain_seconds, frames = 0.0, 0
-            seconds, same, kept, row_passes = (
-                [0.0] * len(trees),
-                [0] * len(trees),
-                [0] * len(trees),
-                [0] * len(trees),
-            )
+            tallies = [Counter() for _ in trees]  # per tree: seconds, kept, row_passes, same
             for cond in conds:
                 config = SamplerConfig(seed=0, max_ar_steps_per_phoneme=12, **settings)
                 sampler, limits = ArSampler(config, model.config.stop_token), ar_limits(config, cond)
@@ -347,21 +340,22 @@ def medusa_part(path: str, demo: str, items: int, repeats: int, trees: list[Widt
                     run = partial(
                         seeded_rows, model, cond, ArSampler(medusa, model.config.stop_token), limits
                     )
-                    seconds[i] += median_time(run, repeats)
+                    tally = tallies[i]
+                    tally["seconds"] += median_time(run, repeats)
                     rows = run()
                     assert rows.speculation is not None
-                    kept[i] += rows.speculation.kept
-                    row_passes[i] += rows.speculation.row_passes
-                    same[i] += torch.equal(plain.codes, rows.result().codes)
+                    tally["kept"] += rows.speculation.kept
+                    tally["row_passes"] += rows.speculation.row_passes
+                    tally["same"] += torch.equal(plain.codes, rows.result().codes)
             label = quantized or "fp32"
             print(f"{label:>4} {name:>16}: plain {frames / plain_seconds:7.1f} frames/s", flush=True)
-            for i, widths in enumerate(trees):
+            for widths, tally in zip(trees, tallies, strict=True):
                 candidates = CandidateTree.of_widths(widths).size - 1
                 print(
                     f"{'':>22}Medusa tree {list(widths)} ({candidates} candidates): "
-                    f"{frames / seconds[i]:7.1f} frames/s ({plain_seconds / seconds[i]:.2f}x) | "
-                    f"{kept[i] / max(row_passes[i], 1):.2f} frames kept a pass | "
-                    f"same frames {same[i]}/{len(conds)}",
+                    f"{frames / tally['seconds']:7.1f} frames/s ({plain_seconds / tally['seconds']:.2f}x) | "
+                    f"{tally['kept'] / max(tally['row_passes'], 1):.2f} frames kept a pass | "
+                    f"same frames {tally['same']}/{len(conds)}",
                     flush=True,
                 )
 

@@ -63,6 +63,8 @@ class SamplerConfig:
     medusa_tree: list[int] | None = None
 
     def __post_init__(self) -> None:
+        if self.medusa_tree is not None:  # a Hydra ListConfig, a tuple or JSON's list: one type from here on
+            self.medusa_tree = [int(w) for w in self.medusa_tree]
         problems = self._problems()
         if problems:
             raise ConfigError("invalid sampler config:\n  - " + "\n  - ".join(problems))
@@ -97,7 +99,6 @@ class SamplerConfig:
         if not 0.0 <= self.cfg_scale <= 10.0:
             out.append(f"cfg_scale={self.cfg_scale} must lie in [0, 10] (1 = off; 1.5-3 typical)")
         if self.medusa_tree is not None:
-            self.medusa_tree = [int(w) for w in self.medusa_tree]  # a Hydra ListConfig or a tuple
             out += self._tree_problems(self.medusa_tree)
         if self.max_ar_steps_per_phoneme <= 0:
             out.append(f"max_ar_steps_per_phoneme={self.max_ar_steps_per_phoneme} must be > 0")
@@ -105,12 +106,9 @@ class SamplerConfig:
 
     @staticmethod
     def _tree_problems(widths: list[int]) -> list[str]:
-        candidates, level = 0, 1
-        for width in widths:
-            level *= max(width, 0)
-            candidates += level
         if not widths or min(widths) < 1:
             return [f"medusa_tree={widths} must list widths >= 1, one per head (e.g. [3, 2, 1]), or be null"]
+        candidates = sum(math.prod(widths[: d + 1]) for d in range(len(widths)))  # each level's nodes
         if candidates > MAX_CANDIDATES:
             return [
                 f"medusa_tree={widths} checks {candidates} candidates a pass, more than {MAX_CANDIDATES}; "
