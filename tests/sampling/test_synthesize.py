@@ -168,3 +168,17 @@ def test_split_sentences():
     ]
     long = ", ".join(["word"] * 80)
     assert all(len(piece) <= 200 for piece in split_sentences(long))
+
+
+def test_abbreviations_initials_and_lowercase_continuations_do_not_end_a_sentence():
+    text = (
+        "Dr. Smith met Mr. J. K. Rowling at 5 p.m. in the U.S. Army base, e.g. by the gate. "
+        "Then they left! Note: it rained. (Really.) No. 5 stayed."
+    )
+    assert split_sentences(text) == [
+        "Dr. Smith met Mr. J. K. Rowling at 5 p.m. in the U.S. Army base, e.g. by the gate.",
+        "Then they left!",
+        "Note: it rained.",
+        "(Really.)",
+        "No. 5 stayed.",
+    ]

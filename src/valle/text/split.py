@@ -3,19 +3,48 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
-# Whitespace after sentence-ending punctuation, possibly followed by one closing quote or bracket.
-_SENTENCE_END = re.compile(r"(?<=[.!?…;:])\s+|(?<=[.!?…;:][\"'”»)])\s+")
+# Sentence-ending punctuation, possibly followed by one closing quote or bracket, then whitespace.
+_BOUNDARY = re.compile(r"([.!?…;:][\"'”»)]?)\s+")
+# Words whose period does not end a sentence as people type them ("Dr. Smith", "vs. them").
+_ABBREVIATIONS = frozenset(
+    "mr mrs ms mx dr prof rev st mt ft jr sr vs etc approx dept est fig no nos vol inc ltd co corp".split()
+)
+_DOTTED = re.compile(r"(?:\w\.)+\w")  # "e.g", "U.S", "p.m" (the last period is the boundary's)
 
 
 def split_sentences(text: str, max_chars: int = 200) -> list[str]:
     """Split after sentence-ending punctuation; a sentence longer than `max_chars` is split at commas,
-    then at spaces, then anywhere. Short pieces are kept as they are (one word is a valid utterance)."""
+    then at spaces, then anywhere. Short pieces are kept as they are (one word is a valid utterance).
+
+    A period after an abbreviation ("Dr.", "etc."), an initial ("J. K.") or a dotted abbreviation
+    ("U.S.", "p.m."), and any mark followed by a lowercase word, does not end a sentence: splitting
+    there would speak "Dr." and "Smith" as two utterances with a pause between them."""
     pieces: list[str] = []
-    for sentence in (s.strip() for s in _SENTENCE_END.split(text.strip())):
+    for sentence in (s.strip() for s in _sentences(text.strip())):
         if sentence:
             pieces.extend(_split_long(sentence, max_chars))
     return pieces
+
+
+def _sentences(text: str) -> Iterator[str]:
+    start = 0
+    for boundary in _BOUNDARY.finditer(text):
+        if not _sentence_goes_on(text, boundary):
+            yield text[start : boundary.end(1)]
+            start = boundary.end()
+    yield text[start:]
+
+
+def _sentence_goes_on(text: str, boundary: re.Match[str]) -> bool:
+    if text[boundary.end() : boundary.end() + 1].islower():  # "Note: this", "etc. and", "ok? yes"
+        return True
+    if boundary.group(1) != ".":
+        return False
+    before = text[: boundary.start(1)].split()
+    word = before[-1].lstrip("\"'“«(").lower() if before else ""
+    return (len(word) == 1 and word.isalpha()) or word in _ABBREVIATIONS or bool(_DOTTED.fullmatch(word))
 
 
 def _split_long(sentence: str, max_chars: int, separators: tuple[str, ...] = (", ", " ")) -> list[str]:
