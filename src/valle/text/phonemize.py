@@ -15,6 +15,7 @@ import threading
 from typing import Any
 
 from valle.errors import ConfigError, SetupError
+from valle.text.normalize import normalize
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,8 @@ def phonemize(text: str, language: str = "en-us") -> list[str]:
 
 
 def phonemize_batch(texts: list[str], language: str = "en-us") -> list[list[str]]:
-    """Several texts of one language in one espeak call (much faster than one call each)."""
+    """Several texts of one language in one espeak call (much faster than one call each), each first
+    written out as it is said (`valle.text.normalize`: abbreviations, currency, clock times, decades)."""
     for text in texts:
         if not text or not re.search(r"\w", text):
             raise TextError(f"empty text {text!r}: nothing to phonemize; give the utterance a transcript")
@@ -117,11 +119,11 @@ def phonemize_batch(texts: list[str], language: str = "en-us") -> list[list[str]
             )
     from phonemizer.separator import Separator
 
+    texts = [normalize(t.replace("\n", " "), language) for t in texts]  # "Dr." → "Doctor", "$5" → "5 dollars"
+
     separator = Separator(phone=_PHONE_SEPARATOR, word=WORD_SEPARATOR, syllable="")
     with _ESPEAK:
-        outputs = _backend(language).phonemize(
-            [t.replace("\n", " ") for t in texts], separator=separator, strip=True
-        )
+        outputs = _backend(language).phonemize(texts, separator=separator, strip=True)
     return [split_symbols(output) for output in outputs]
 
 

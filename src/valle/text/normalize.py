@@ -1,0 +1,122 @@
+"""Written English → the words a reader says, for what espeak-ng reads wrongly or pauses on.
+
+espeak-ng already reads numbers, ordinals, percentages and most symbols. What it gets wrong, and so
+what this module rewrites (English only; other languages pass through unchanged):
+
+- an abbreviation's period ("Dr. Smith"): espeak says "doctor" but phonemizer keeps the ".", which
+  the model has only ever seen at the end of a sentence, so it pauses or stops there;
+- currency ("$3.50" reads "dollar three point five zero"): "3 dollars 50 cents";
+- clock times ("3:30" keeps the ":" as a pause): "3 30"; "3:00" is "3 o'clock", "3:05" "3 oh 5";
+- decades ("1990s" reads "nineteen hundred ninety z"): "19 nineties".
+"""
+
+from __future__ import annotations
+
+import re
+
+_ABBREVIATIONS = {
+    "mr": "mister",
+    "mrs": "missus",
+    "ms": "miz",
+    "dr": "doctor",
+    "prof": "professor",
+    "rev": "reverend",
+    "mt": "mount",
+    "ft": "fort",
+    "jr": "junior",
+    "sr": "senior",
+    "vs": "versus",
+    "etc": "et cetera",
+    "approx": "approximately",
+    "dept": "department",
+    "fig": "figure",
+    "vol": "volume",
+    "inc": "incorporated",
+    "ltd": "limited",
+    "corp": "corporation",
+}
+_ABBREVIATION = re.compile(r"\b(" + "|".join(_ABBREVIATIONS) + r")\.(?=\s|$)", re.IGNORECASE)
+_SAINT_OR_STREET = re.compile(r"\bSt\.(?=\s|$)(\s+(?=[A-Z]))?")
+_NUMBER_SIGN = re.compile(r"\bNo\.(?=\s*\d)", re.IGNORECASE)
+_LATIN = {"e.g.": "for example", "i.e.": "that is", "a.m.": "AM", "p.m.": "PM"}
+_DOTTED = re.compile(r"(?<!\w)(" + "|".join(re.escape(k) for k in _LATIN) + r")(?!\w)", re.IGNORECASE)
+
+# name, plural, name of the hundredth, its plural
+_CURRENCIES = {
+    "$": ("dollar", "dollars", "cent", "cents"),
+    "€": ("euro", "euros", "cent", "cents"),
+    "£": ("pound", "pounds", "penny", "pence"),
+    "¥": ("yen", "yen", "sen", "sen"),
+}
+_SCALE = r"(?:\s?(thousand|million|billion|trillion|[kKmMbB]n?)\b)?"
+_MONEY = re.compile(r"([$€£¥])\s?(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?" + _SCALE)
+_SCALE_LETTERS = {"k": "thousand", "m": "million", "mn": "million", "b": "billion", "bn": "billion"}
+
+_CLOCK = re.compile(r"(?<![:\d])(\d{1,2}):(\d{2})\b(?!:)")
+_TENS = "- tens twenties thirties forties fifties sixties seventies eighties nineties".split()
+_DECADE = re.compile(r"\b(\d\d)?(\d)0'?s\b")
+
+
+def normalize(text: str, language: str = "en-us") -> str:
+    """The text as it is said: abbreviations, currency, clock times and decades written out in words
+    (numbers stay digits: espeak reads them). Only for English (`language` "en" or "en-*")."""
+    if not (language == "en" or language.startswith("en-")):
+        return text
+    text = _DOTTED.sub(lambda m: _LATIN[m.group(1).lower()] + _period_if_last(m), text)
+    text = _SAINT_OR_STREET.sub(lambda m: "Saint " if m.group(1) else "Street" + _period_if_last(m), text)
+    text = _NUMBER_SIGN.sub(lambda m: "Number" if m.group(0)[0] == "N" else "number", text)
+    text = _ABBREVIATION.sub(_abbreviation, text)
+    text = _MONEY.sub(_money, text)
+    text = _CLOCK.sub(_clock, text)
+    return _DECADE.sub(_decade, text)
+
+
+def _period_if_last(match: re.Match[str]) -> str:
+    """The abbreviation's period, kept where it also ends the text (and so the sentence)."""
+    return "." if not match.string[match.end() :].strip() else ""
+
+
+def _abbreviation(match: re.Match[str]) -> str:
+    written = match.group(1)
+    said = _ABBREVIATIONS[written.lower()]
+    said = said.capitalize() if written[0].isupper() else said
+    # "pears, etc. Then we left": a capital after "etc." starts the next sentence
+    ends = written.lower() == "etc" and re.match(r"\s+[A-Z]", match.string[match.end() :])
+    return said + ("." if ends else _period_if_last(match))
+
+
+def _money(match: re.Match[str]) -> str:
+    one, many, cent, cents = _CURRENCIES[match.group(1)]
+    whole, fraction, scale = match.group(2), match.group(3), match.group(4)
+    if scale:  # "$1.5 million" → "1.5 million dollars"
+        scale = _SCALE_LETTERS.get(scale.lower(), scale)
+        amount = whole + (f".{fraction}" if fraction else "")
+        return f"{amount} {scale} {many}"
+    units = f"{whole} {one if whole == '1' else many}"
+    if not fraction:
+        return units
+    if len(fraction) != 2:  # "$3.5" is not a price in cents: read the number
+        return f"{whole}.{fraction} {many}"
+    hundredths = int(fraction)
+    if hundredths == 0:
+        return units
+    in_cents = f"{hundredths} {cent if hundredths == 1 else cents}"
+    return in_cents if whole.strip("0,") == "" else f"{units} {in_cents}"
+
+
+def _clock(match: re.Match[str]) -> str:
+    hours, minutes = match.group(1), match.group(2)
+    if int(minutes) >= 60:
+        return match.group(0)
+    if minutes == "00":
+        return f"{hours} o'clock"
+    return f"{hours} oh {minutes[1]}" if minutes[0] == "0" else f"{hours} {minutes}"
+
+
+def _decade(match: re.Match[str]) -> str:
+    century, tens = match.group(1), int(match.group(2))
+    if tens == 0:  # "1800s" → "18 hundreds", "2000s" → "2 thousands"; "00s" alone is no decade
+        if not century:
+            return match.group(0)
+        return f"{int(century) // 10} thousands" if century.endswith("0") else f"{century} hundreds"
+    return f"{century} {_TENS[tens]}" if century else _TENS[tens]

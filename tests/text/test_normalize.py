@@ -1,0 +1,46 @@
+"""Text as people type it is said as a reader would say it (valle.text.normalize, through espeak-ng)."""
+
+from __future__ import annotations
+
+import pytest
+
+from valle.text import phonemize
+from valle.text.normalize import normalize
+
+
+@pytest.mark.parametrize(
+    ("typed", "said"),
+    [
+        ("Dr. Smith and Mr. Jones", "Doctor Smith and Mister Jones"),
+        ("It costs $3.50.", "It costs 3 dollars 50 cents."),
+        ("He paid $1,000, then $1.", "He paid 1,000 dollars, then 1 dollar."),
+        ("Only $0.99 or €20 or £5.00.", "Only 99 cents or 20 euros or 5 pounds."),
+        ("A $1.5 million house, a $3bn fund", "A 1.5 million dollars house, a 3 billion dollars fund"),
+        ("We met at 3:30 p.m. and left at 5:00.", "We met at 3 30 PM and left at 5 o'clock."),
+        ("Back by 9:05, e.g. after lunch", "Back by 9 oh 5, for example after lunch"),
+        ("Music of the 1990s and the 60s", "Music of the 19 nineties and the sixties"),
+        ("St. Louis is on Main St.", "Saint Louis is on Main Street."),
+        ("Apples, pears, etc. Then we left.", "Apples, pears, et cetera. Then we left."),
+        ("No. 5 said no. Fig. 2 agrees", "Number 5 said no. Figure 2 agrees"),
+    ],
+)
+def test_what_people_type_is_written_out_as_it_is_said(typed, said):
+    assert normalize(typed) == said
+
+
+@pytest.mark.parametrize("text", ["The ratio was 3:2 at 10:30:15.", "Call 555 1234.", "It is 7:75 now."])
+def test_what_is_not_a_price_time_or_abbreviation_is_left_alone(text):
+    assert normalize(text) == text
+
+
+def test_other_languages_pass_through():
+    assert normalize("Dr. Müller zahlt $5 um 3:30.", "de") == "Dr. Müller zahlt $5 um 3:30."
+
+
+def test_the_phonemes_are_those_of_the_words_a_reader_says():
+    typed = phonemize("Dr. Smith paid $3.50 at 3:30 p.m. in the 1990s.")
+    said = phonemize(
+        "Doctor Smith paid three dollars fifty cents at three thirty PM in the nineteen nineties."
+    )
+    assert typed == said
+    assert typed.count(".") == 1  # only the sentence's own end: no stop inside it
