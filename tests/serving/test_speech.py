@@ -34,13 +34,21 @@ def test_a_request_returns_a_wav_of_the_requested_length(server: Server):
     assert np.isfinite(audio).all() and np.abs(audio).max() > 0
 
 
-def test_pcm_and_flac_decode_to_the_length_of_the_wav(server: Server):
+def test_every_format_decodes_to_the_length_of_the_wav(server: Server):
     wav = wav_samples(server.speak(seed=3).content)
-    flac = server.speak(seed=3, response_format="flac")
-    pcm = server.speak(seed=3, response_format="pcm")
-    assert flac.headers["content-type"] == "audio/flac" and pcm.headers["content-type"] == "audio/pcm"
-    assert len(wav_samples(flac.content)) == len(wav)
-    assert len(np.frombuffer(pcm.content, "<i2")) == len(wav)
+    answers = {f: server.speak(seed=3, response_format=f) for f in ("flac", "pcm", "mp3", "opus")}
+    assert {f: a.headers["content-type"] for f, a in answers.items()} == {
+        "flac": "audio/flac",
+        "pcm": "audio/pcm",
+        "mp3": "audio/mpeg",
+        "opus": "audio/ogg",
+    }
+    assert len(wav_samples(answers["flac"].content)) == len(wav)
+    assert len(np.frombuffer(answers["pcm"].content, "<i2")) == len(wav)
+    for lossy in ("mp3", "opus"):  # within one mp3 frame: encoders may pad
+        assert abs(len(wav_samples(answers[lossy].content)) - len(wav)) <= 1152, lossy
+    assert sf.info(io.BytesIO(answers["opus"].content)).subtype == "OPUS"
+    assert len(answers["mp3"].content) < len(wav) * 2 / 4  # compressed: under a quarter of 16-bit PCM
 
 
 def read_stream(chunks: Iterator[bytes]) -> tuple[list[bytes], list[float]]:

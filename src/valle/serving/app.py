@@ -9,14 +9,16 @@ says whose fault it was; the message names the field and the fix.
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
+import json
 import logging
 import secrets
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, get_args, get_type_hints
+from typing import Any, Literal, get_args, get_type_hints
 
 import numpy as np
 import soundfile as sf
@@ -28,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from valle.audio import resample
 from valle.errors import ConfigError
 from valle.sampling.ar import check_guidance
 from valle.sampling.pipeline import SamplerConfig
@@ -39,8 +42,23 @@ from valle.text.split import split_sentences
 
 log = logging.getLogger(__name__)
 PAGE = Path(__file__).parent / "static" / "index.html"
-FORMATS = ("wav", "flac", "pcm")
-MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "pcm": "audio/pcm"}
+FORMATS = ("wav", "flac", "pcm", "mp3", "opus")
+STREAMABLE = ("wav", "pcm")  # a compressed file is written whole; concatenated pieces would click
+MEDIA_TYPES = {
+    "wav": "audio/wav",
+    "flac": "audio/flac",
+    "pcm": "audio/pcm",
+    "mp3": "audio/mpeg",
+    "opus": "audio/ogg",
+}
+# libsndfile's container and encoding for each file format
+_SOUNDFILE = {
+    "wav": ("WAV", "PCM_16"),
+    "flac": ("FLAC", "PCM_16"),
+    "mp3": ("MP3", "MPEG_LAYER_III"),
+    "opus": ("OGG", "OPUS"),
+}
+OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
 SAMPLER_TYPES = get_type_hints(SamplerConfig)
 JSON_BODY_BYTES = 1 << 20  # a speech request is text (up to 6 bytes a character in JSON) and a few numbers
 FORM_BYTES = 1 << 16  # an upload's multipart framing and its name and transcript fields
@@ -81,6 +99,14 @@ def error_response(status: int, message: str, code: str, kind: str = "invalid_re
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+class VoiceRef(BaseModel):
+    """OpenAI's custom-voice object, `{"id": "voice_1234"}`: the same id as the plain string."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+
+
 class SpeechRequest(BaseModel):
     """OpenAI's request shape, and valle's sampler settings."""
 
@@ -88,10 +114,13 @@ class SpeechRequest(BaseModel):
 
     model: str = "valle"  # one model per server: any name is accepted
     input: str
-    voice: str
+    voice: str | VoiceRef  # a voice id from GET /v1/voices, or OpenAI's {"id": ...}
     response_format: str = "wav"
     speed: float = Field(1.0, ge=0.25, le=4.0)
     stream: bool = False
+    # OpenAI's streaming field: "audio" streams the audio bytes (as stream=true), "sse" the same bytes as
+    # server-sent events (`speech.audio.delta` with base64 audio, then `speech.audio.done`)
+    stream_format: Literal["audio", "sse"] | None = None
     instructions: str | None = None  # OpenAI's style prompt: accepted, not used (VALL-E follows the voice)
     # valle's own: the main sampler knobs, then any other `SamplerConfig` key in `sampler`
     temperature: float | None = Field(None, ge=0.0)
@@ -196,11 +225,17 @@ def streaming_wav_header(sample_rate: int) -> bytes:
 
 
 def encode_audio(audio: torch.Tensor, sample_rate: int, response_format: str) -> bytes:
+    """The whole audio as a file of `response_format` (one of FORMATS). Opus takes only a few rates, so
+    other rates are resampled to the next one up (48 kHz at most); mp3 keeps the codec's rate."""
     if response_format == "pcm":
         return pcm16(audio)
+    if response_format == "opus" and sample_rate not in OPUS_RATES:
+        target = next((r for r in OPUS_RATES if r > sample_rate), OPUS_RATES[-1])
+        audio, sample_rate = resample(audio, sample_rate, target), target
+    container, encoding = _SOUNDFILE[response_format]
     buffer = io.BytesIO()
     data = audio.clamp(-1, 1).numpy().astype(np.float32)
-    sf.write(buffer, data, sample_rate, format=response_format.upper(), subtype="PCM_16")
+    sf.write(buffer, data, sample_rate, format=container, subtype=encoding)
     return buffer.getvalue()
 
 
@@ -383,7 +418,10 @@ def create_app(server: Server) -> FastAPI:
         if isinstance(first, BaseException):
             log.error("request %s failed: %s", job.id, first)
             raise ApiError(500, f"synthesis failed: {first}", "synthesis_failed", "server_error")
-        if body.stream:
+        if body.stream_format == "sse":
+            events = sse_events(stream_body(request, job, chunks, first, body.response_format, rate))
+            return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+        if streams(body):
             return StreamingResponse(
                 stream_body(request, job, chunks, first, body.response_format, rate),
                 media_type=MEDIA_TYPES[body.response_format],
@@ -420,9 +458,11 @@ def make_job(
             f"response_format={body.response_format!r}: valle writes {', '.join(FORMATS)}",
             "invalid_format",
         )
-    if body.stream and body.response_format == "flac":
+    if streams(body) and body.response_format not in STREAMABLE:
         raise ApiError(
-            400, "response_format=flac cannot stream; ask for wav or pcm, or stream=false", "invalid_format"
+            400,
+            f"response_format={body.response_format} cannot stream; ask for wav or pcm, or stream=false",
+            "invalid_format",
         )
     if not text:
         raise ApiError(400, "input: the text is empty; give the words to say", "empty_input")
@@ -442,7 +482,7 @@ def make_job(
     except ConfigError as error:
         raise ApiError(400, f"sampler: {error}", "invalid_sampler") from None
     try:
-        prompt = server.voices.prompt(body.voice)
+        prompt = server.voices.prompt(body.voice if isinstance(body.voice, str) else body.voice.id)
     except VoiceError as error:
         raise ApiError(error.status, str(error), error.code) from None
     language = body.language or server.language
@@ -459,7 +499,7 @@ def make_job(
         prompt,
         language,
         config,
-        stream=body.stream,
+        stream=streams(body),
         on_chunk=lambda chunk: loop.call_soon_threadsafe(chunks.put_nowait, chunk),
         on_done=lambda error: loop.call_soon_threadsafe(chunks.put_nowait, error),
     )
@@ -476,6 +516,24 @@ async def next_chunk(
             if await request.is_disconnected():
                 job.cancel()
                 return None
+
+
+def streams(body: SpeechRequest) -> bool:
+    """valle's `stream: true` or OpenAI's `stream_format` ("audio" or "sse")."""
+    return body.stream or body.stream_format is not None
+
+
+async def sse_events(audio: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
+    """OpenAI's server-sent events for speech: each piece of the audio stream as base64 in a
+    `speech.audio.delta` event, then one `speech.audio.done`. Closing this closes `audio` (and so
+    cancels the job) when the client leaves."""
+    try:
+        async for piece in audio:
+            delta = {"type": "speech.audio.delta", "audio": base64.b64encode(piece).decode("ascii")}
+            yield f"data: {json.dumps(delta)}\n\n".encode()
+        yield f"data: {json.dumps({'type': 'speech.audio.done'})}\n\n".encode()
+    finally:
+        await audio.aclose()
 
 
 async def stream_body(
