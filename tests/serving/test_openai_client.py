@@ -50,35 +50,28 @@ def test_a_custom_voice_object_is_the_same_voice_as_its_id(server: Server):
     assert by_object.content == by_id.content  # one seed, one voice: the same samples
 
 
-def test_the_openai_client_streams_audio_and_server_sent_events(server: Server, tmp_path):
-    speech = client(server).audio.speech.with_streaming_response
-    with speech.create(
-        model="valle",
-        voice=VOICE,
-        input="Hello there.",
-        response_format="pcm",
-        stream_format="audio",
-        extra_body=LENGTH,
-    ) as response:
-        assert response.headers["content-type"] == "audio/pcm"
-        response.stream_to_file(tmp_path / "hello.pcm")
-    streamed = (tmp_path / "hello.pcm").read_bytes()
-    assert len(streamed) // 2 == 40 * HOP
+def test_the_openai_client_streams_audio_and_server_sent_events(server: Server):
+    def stream(stream_format: str) -> tuple[str, list[bytes]]:
+        with client(server).audio.speech.with_streaming_response.create(
+            model="valle",
+            voice=VOICE,
+            input="Hello there.",
+            response_format="pcm",
+            stream_format=stream_format,
+            extra_body=LENGTH,
+        ) as response:
+            return response.headers["content-type"], list(
+                response.iter_lines() if stream_format == "sse" else response.iter_bytes()
+            )
 
-    with speech.create(
-        model="valle",
-        voice=VOICE,
-        input="Hello there.",
-        response_format="pcm",
-        stream_format="sse",
-        extra_body=LENGTH,
-    ) as response:
-        assert response.headers["content-type"].startswith("text/event-stream")
-        events = [
-            json.loads(line[len("data: ") :]) for line in response.iter_lines() if line.startswith("data: ")
-        ]
-    assert [e["type"] for e in events[:-1]] == ["speech.audio.delta"] * (len(events) - 1)
-    assert events[-1]["type"] == "speech.audio.done"
+    kind, pieces = stream("audio")
+    streamed = b"".join(pieces)
+    assert kind == "audio/pcm" and len(streamed) // 2 == 40 * HOP
+
+    kind, lines = stream("sse")
+    events = [json.loads(line[len("data: ") :]) for line in lines if line.startswith("data: ")]
+    assert kind.startswith("text/event-stream")
+    assert [e["type"] for e in events] == ["speech.audio.delta"] * (len(events) - 1) + ["speech.audio.done"]
     assert b"".join(base64.b64decode(e["audio"]) for e in events[:-1]) == streamed
 
 

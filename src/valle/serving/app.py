@@ -538,7 +538,7 @@ async def sse_events(audio: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]
 
 async def stream_body(
     request: Request, job: Job, chunks: asyncio.Queue, first: torch.Tensor, response_format: str, rate: int
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """The streamed response: a wav header (for wav), then 16-bit PCM chunk by chunk. A client that
     disconnects closes this generator, which cancels the job and frees its row."""
     try:
