@@ -40,6 +40,29 @@ def test_ljspeech_layout_reads_metadata_csv(tmp_path):
     assert utterances[0].text == (real_speech_dir() / "LJ049-0108.txt").read_text().strip()
 
 
+def test_files_saved_by_windows_editors_read_the_same(tmp_path):
+    """A byte-order mark and CRLF line ends (Notepad, Excel's "CSV UTF-8") in metadata.csv and in a
+    folder corpus's transcripts, and upper-case audio suffixes."""
+    plain = read_corpus("ljspeech", ljspeech_layout(tmp_path / "plain"), "en-us")[0]
+    root = ljspeech_layout(tmp_path / "windows")
+    metadata = root / "metadata.csv"
+    metadata.write_bytes(b"\xef\xbb\xbf" + metadata.read_bytes().replace(b"\n", b"\r\n"))
+    windows = read_corpus("ljspeech", root, "en-us")[0]
+    assert [(u.key.split("/")[-1], u.text) for u in windows] == [
+        (u.key.split("/")[-1], u.text) for u in plain
+    ]
+
+    speaker = tmp_path / "folder" / "group" / "speaker"
+    speaker.mkdir(parents=True)
+    wav = sorted(real_speech_dir().glob("*.wav"))[0]
+    shutil.copy(wav, speaker / "one.WAV")
+    (speaker / "one.txt").write_bytes(
+        b"\xef\xbb\xbf" + wav.with_suffix(".txt").read_bytes().strip() + b"\r\n"
+    )
+    [utterance], missing = read_corpus("folder", tmp_path / "folder", "en-us")
+    assert not missing and utterance.text == wav.with_suffix(".txt").read_text(encoding="utf-8").strip()
+
+
 def test_libritts_layout_prefers_normalized_text(tmp_path):
     source = real_speech_dir() / "LJ049-0124.wav"
     chapter = tmp_path / "train-clean-100" / "84" / "121123"

@@ -93,8 +93,7 @@ def read_ljspeech(root: Path, language: str) -> ReaderResult:
             "with lines `id|text|normalized text` and the audio in wavs/"
         )
     speaker = root.name
-    with metadata.open(encoding="utf-8", newline="") as handle:
-        rows = sorted(csv.reader(handle, delimiter="|", quoting=csv.QUOTE_NONE))
+    rows = sorted(csv.reader(read_utf8(metadata).splitlines(), delimiter="|", quoting=csv.QUOTE_NONE))
     for row in rows:
         if not row or not row[0].strip():
             continue

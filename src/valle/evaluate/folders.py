@@ -4,19 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from valle.audio import read_audio
+from valle.audio import AUDIO_SUFFIXES, read_audio
 from valle.errors import ConfigError, MissingFileError
 from valle.evaluate.report import EvalItem
-
-AUDIO_SUFFIXES = (".wav", ".flac")
+from valle.utils.io import read_utf8
 
 
 def find_audio(folder: Path, stem: str) -> Path | None:
-    return next((p for p in (folder / (stem + s) for s in AUDIO_SUFFIXES) if p.is_file()), None)
+    """`folder/{stem}` with any audio suffix, in any case (`.wav`, `.WAV`, `.flac`, `.mp3`, ...)."""
+    if not folder.is_dir():
+        return None
+    return next(
+        (p for p in sorted(folder.iterdir()) if p.stem == stem and p.suffix.lower() in AUDIO_SUFFIXES),
+        None,
+    )
 
 
 def load_rows(hyp_dir: Path, ref_dir: Path, prompt_dir: Path | None, name: str) -> dict[str, list[EvalItem]]:
-    """The "ground truth" and `name` rows: every `hyp_dir/{stem}.wav` (or .flac) beside
+    """The "ground truth" and `name` rows: every `hyp_dir/{stem}.wav` (or .flac, .ogg, .mp3) beside
     `ref_dir/{stem}.wav` and its transcript `ref_dir/{stem}.txt`, and `prompt_dir/{stem}.wav` if given.
 
     Raises:
@@ -25,9 +30,9 @@ def load_rows(hyp_dir: Path, ref_dir: Path, prompt_dir: Path | None, name: str) 
     """
     if not hyp_dir.is_dir():
         raise MissingFileError(f"hyp_dir={hyp_dir}: no such folder")
-    hyps = sorted(p for p in hyp_dir.iterdir() if p.suffix in AUDIO_SUFFIXES)
+    hyps = sorted(p for p in hyp_dir.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
     if not hyps:
-        raise ConfigError(f"hyp_dir={hyp_dir}: no .wav or .flac files to score")
+        raise ConfigError(f"hyp_dir={hyp_dir}: no audio files ({', '.join(AUDIO_SUFFIXES)}) to score")
     truth, model = [], []
     for hyp in hyps:
         ref, txt = find_audio(ref_dir, hyp.stem), ref_dir / f"{hyp.stem}.txt"
@@ -35,7 +40,7 @@ def load_rows(hyp_dir: Path, ref_dir: Path, prompt_dir: Path | None, name: str) 
             raise ConfigError(
                 f"{hyp}: needs {ref_dir}/{hyp.stem}.wav and {txt}; add them or remove the output"
             )
-        text = txt.read_text(encoding="utf-8").strip()
+        text = read_utf8(txt, "ref_dir: ").strip()
         ref_wav, ref_rate = read_audio(ref)
         prompt = find_audio(prompt_dir, hyp.stem) if prompt_dir else None
         prompt_wav, prompt_rate = read_audio(prompt) if prompt else (None, None)

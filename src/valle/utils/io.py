@@ -30,9 +30,10 @@ class DiskFullError(UserError, OSError):
 
 
 def read_utf8(path: str | Path, field: str = "") -> str:
-    """A text file's content; a file in another encoding is a one-line error naming it (and `field=`)."""
+    """A text file's content; a file in another encoding is a one-line error naming it (and `field=`).
+    A byte-order mark (Windows editors write one) is dropped, so it cannot stick to the first id or word."""
     try:
-        return Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as error:
         raise ConfigError(
             f"{field}{path}: not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset "
