@@ -11,20 +11,24 @@ _BOUNDARY = re.compile(r"([.!?…;:][\"'”»)]?)\s+")
 _ABBREVIATIONS = frozenset(
     "mr mrs ms mx dr prof rev st mt ft jr sr vs etc approx dept est fig no nos vol inc ltd co corp".split()
 )
+# A blank line ends what comes before it even without a mark (a title, a list item); a single line break
+# does not, since hard-wrapped text (e-mail, a pasted PDF) breaks lines inside its sentences.
+_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 _DOTTED = re.compile(r"(?:\w\.)+\w")  # "e.g", "U.S", "p.m" (the last period is the boundary's)
 
 
 def split_sentences(text: str, max_chars: int = 200) -> list[str]:
-    """Split after sentence-ending punctuation; a sentence longer than `max_chars` is split at commas,
+    """Split at blank lines and after sentence-ending punctuation; a sentence longer than `max_chars` is split at commas,
     then at spaces, then anywhere. Short pieces are kept as they are (one word is a valid utterance).
 
     A period after an abbreviation ("Dr.", "etc."), an initial ("J. K.") or a dotted abbreviation
     ("U.S.", "p.m."), and any mark followed by a lowercase word, does not end a sentence: splitting
     there would speak "Dr." and "Smith" as two utterances with a pause between them."""
     pieces: list[str] = []
-    for sentence in (s.strip() for s in _sentences(text.strip())):
-        if sentence:
-            pieces.extend(_split_long(sentence, max_chars))
+    for paragraph in _PARAGRAPH_BREAK.split(text.strip()):
+        for sentence in (s.strip() for s in _sentences(paragraph)):
+            if sentence:
+                pieces.extend(_split_long(sentence, max_chars))
     return pieces
 
 
