@@ -22,6 +22,11 @@ from valle.text.normalize import normalize
         ("St. Louis is on Main St.", "Saint Louis is on Main Street."),
         ("Apples, pears, etc. Then we left.", "Apples, pears, et cetera. Then we left."),
         ("No. 5 said no. Fig. 2 agrees", "Number 5 said no. Figure 2 agrees"),
+        (
+            "J. K. Rowling, a.k.a. Jo, left the U.S. for the U.K.",
+            "J K Rowling, also known as Jo, left the US for the UK.",
+        ),
+        ("A Ph.D. in the U.S.A. at 9 a.m.", "A PhD in the USA at 9 AM."),
     ],
 )
 def test_what_people_type_is_written_out_as_it_is_said(typed, said):

@@ -3,8 +3,9 @@
 espeak-ng already reads numbers, ordinals, percentages and most symbols. What it gets wrong, and so
 what this module rewrites (English only; other languages pass through unchanged):
 
-- an abbreviation's period ("Dr. Smith"): espeak says "doctor" but phonemizer keeps the ".", which
-  the model has only ever seen at the end of a sentence, so it pauses or stops there;
+- an abbreviation's period ("Dr. Smith", "U.S. law", "J. K. Rowling"): espeak says "doctor" but
+  phonemizer keeps the ".", which the model has only ever seen at the end of a sentence, so it pauses
+  or stops there;
 - currency ("$3.50" reads "dollar three point five zero"): "3 dollars 50 cents";
 - clock times ("3:30" keeps the ":" as a pause): "3 30"; "3:00" is "3 o'clock", "3:05" "3 oh 5";
 - decades ("1990s" reads "nineteen hundred ninety z"): "19 nineties".
@@ -38,8 +39,19 @@ _ABBREVIATIONS = {
 _ABBREVIATION = re.compile(r"\b(" + "|".join(_ABBREVIATIONS) + r")\.(?=\s|$)", re.IGNORECASE)
 _SAINT_OR_STREET = re.compile(r"\bSt\.(?=\s|$)(\s+(?=[A-Z]))?")
 _NUMBER_SIGN = re.compile(r"\bNo\.(?=\s*\d)", re.IGNORECASE)
-_LATIN = {"e.g.": "for example", "i.e.": "that is", "a.m.": "AM", "p.m.": "PM"}
+_LATIN = {
+    "e.g.": "for example",
+    "i.e.": "that is",
+    "a.k.a.": "also known as",
+    "a.m.": "AM",
+    "p.m.": "PM",
+    "Ph.D.": "PhD",
+}
 _DOTTED = re.compile(r"(?<!\w)(" + "|".join(re.escape(k) for k in _LATIN) + r")(?!\w)", re.IGNORECASE)
+_SPELLED = re.compile(r"(?<![\w.])((?:[A-Za-z]\.){2,})")  # "U.S.": espeak says the letters of "US"
+_INITIAL = re.compile(r"\b([A-Z])\.(?=\s+[A-Z])")  # "J. K. Rowling"
+
+_LATIN_LOWER = {written.lower(): said for written, said in _LATIN.items()}
 
 # name, plural, name of the hundredth, its plural
 _CURRENCIES = {
@@ -62,7 +74,9 @@ def normalize(text: str, language: str = "en-us") -> str:
     (numbers stay digits: espeak reads them). Only for English (`language` "en" or "en-*")."""
     if not (language == "en" or language.startswith("en-")):
         return text
-    text = _DOTTED.sub(lambda m: _LATIN[m.group(1).lower()] + _period_if_last(m), text)
+    text = _DOTTED.sub(lambda m: _LATIN_LOWER[m.group(1).lower()] + _period_if_last(m), text)
+    text = _SPELLED.sub(lambda m: m.group(1).replace(".", "").upper() + _period_if_last(m), text)
+    text = _INITIAL.sub(r"\1", text)
     text = _SAINT_OR_STREET.sub(lambda m: "Saint " if m.group(1) else "Street" + _period_if_last(m), text)
     text = _NUMBER_SIGN.sub(lambda m: "Number" if m.group(0)[0] == "N" else "number", text)
     text = _ABBREVIATION.sub(_abbreviation, text)
