@@ -186,4 +186,9 @@ def test_abbreviations_initials_and_lowercase_continuations_do_not_end_a_sentenc
 
 def test_a_blank_line_ends_a_sentence_and_a_single_line_break_does_not():
     text = "A Title\n\nThe first line wraps\nin the middle. The end\n \n- an item"
-    assert split_sentences(text) == ["A Title", "The first line wraps\nin the middle.", "The end", "- an item"]
+    assert split_sentences(text) == [
+        "A Title",
+        "The first line wraps\nin the middle.",
+        "The end",
+        "- an item",
+    ]

@@ -18,8 +18,9 @@ _DOTTED = re.compile(r"(?:\w\.)+\w")  # "e.g", "U.S", "p.m" (the last period is 
 
 
 def split_sentences(text: str, max_chars: int = 200) -> list[str]:
-    """Split at blank lines and after sentence-ending punctuation; a sentence longer than `max_chars` is split at commas,
-    then at spaces, then anywhere. Short pieces are kept as they are (one word is a valid utterance).
+    """Split at blank lines and after sentence-ending punctuation; a sentence longer than `max_chars` is
+    split at commas, then at spaces, then anywhere. Short pieces are kept as they are (one word is a
+    valid utterance).
 
     A period after an abbreviation ("Dr.", "etc."), an initial ("J. K.") or a dotted abbreviation
     ("U.S.", "p.m."), and any mark followed by a lowercase word, does not end a sentence: splitting
