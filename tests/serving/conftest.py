@@ -28,6 +28,7 @@ STARTUP_SECONDS = 120  # importing torch and encoding the built-in voices, on 2 
 HOP = 320  # samples per frame of the tiny codec (EnCodec at 24 kHz, 75 Hz)
 VOICE = "LJ049-0108"  # a built-in voice (a recording's stem)
 SHORT = {"sampler": {"max_ar_steps": 40}}  # 40 frames: 12,800 samples
+APP_ORIGIN = "http://localhost:3000"  # a web app on another origin that the shared server lets call it
 
 
 @dataclass
@@ -124,5 +125,6 @@ def server(endless_export, builtin_voices, tmp_path_factory) -> Iterator[Server]
         "max_text_chars=200",
         "max_upload_bytes=600000",
         "max_upload_seconds=12",
+        f"cors_origins=[{APP_ORIGIN!r}]",
     ) as running:
         yield running

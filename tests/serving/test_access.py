@@ -1,5 +1,5 @@
 """A server with an API key and no batching: every route but /health and the page wants the key, and a
-full queue answers 429."""
+full queue answers 429. And which web pages on other origins may call the API from a browser (CORS)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.serving.conftest import VOICE, Server, serve
+from tests.serving.conftest import APP_ORIGIN, VOICE, Server, serve
 
 KEY = "secret"
 SPEAK = {"input": "The quick brown fox.", "voice": VOICE, "sampler": {"max_ar_steps": 20}}
@@ -99,3 +99,26 @@ def test_a_full_queue_answers_429_and_the_waiting_request_still_completes(keyed:
     # the client left: its row frees, and the waiting request gets it
     thread.join(timeout=60)
     assert waiting["r"].status_code == 200 and waiting["r"].content[:4] == b"RIFF"
+
+
+def test_a_web_app_on_an_allowed_origin_may_call_the_api_and_others_may_not(server: Server):
+    def preflight(origin: str) -> requests.Response:
+        headers = {
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        }
+        return requests.options(server.url + "/v1/audio/speech", headers=headers, timeout=30)
+
+    allowed = preflight(APP_ORIGIN)
+    assert allowed.status_code == 200 and allowed.headers["access-control-allow-origin"] == APP_ORIGIN
+    assert "authorization" in allowed.headers["access-control-allow-headers"].lower()
+    other = preflight("http://elsewhere.example")
+    assert other.status_code == 400 and "access-control-allow-origin" not in other.headers
+
+    spoken = server.speak(headers={"Origin": APP_ORIGIN})
+    assert spoken.ok and spoken.headers["access-control-allow-origin"] == APP_ORIGIN
+    assert "x-sample-rate" in spoken.headers["access-control-expose-headers"].lower()
+    refused = server.speak(headers={"Origin": APP_ORIGIN}, voice="nobody")  # a refusal is readable too
+    assert refused.json()["error"]["code"] == "voice_not_found"
+    assert refused.headers["access-control-allow-origin"] == APP_ORIGIN

@@ -49,7 +49,8 @@ def build_server(cfg: DictConfig):  # noqa: ANN201 - valle.serving.app.Server, i
     limits = Limits(cfg.max_text_chars, cfg.max_upload_bytes, cfg.max_upload_seconds)
     api_key = (os.environ.get(cfg.api_key_env) or None) if cfg.api_key_env else None
     name = Path(cfg.ckpt).stem
-    return Server(synthesizer, engine, voices, limits, sampler, cfg.language, api_key, name)
+    origins = tuple(cfg.get("cors_origins") or ())
+    return Server(synthesizer, engine, voices, limits, sampler, cfg.language, api_key, name, origins)
 
 
 def main(argv: list[str]) -> None:

@@ -25,6 +25,7 @@ import soundfile as sf
 import torch
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -85,6 +86,8 @@ class Server:
     language: str = "en-us"
     api_key: str | None = None  # None: no key needed
     model_name: str = "valle"
+    # web pages on these origins may call the API from a browser (CORS); empty: only the server's own page
+    cors_origins: tuple[str, ...] = ()
 
 
 class ApiError(Exception):
@@ -298,6 +301,14 @@ def create_app(server: Server) -> FastAPI:
         limit_for=lambda path: body_limits.get(path, json_limit),
         on_refuse=lambda: server.engine.metrics.reject("body_too_large"),
     )
+    if server.cors_origins:  # outermost, so refusals (413 and the rest) carry the CORS headers too
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(server.cors_origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["X-Sample-Rate", "X-Request-Id"],
+        )
 
     @app.exception_handler(ApiError)
     async def on_api_error(_: Request, error: ApiError) -> JSONResponse:
