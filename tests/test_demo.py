@@ -11,6 +11,7 @@ from valle.cli.demo import main
 from valle.cli.demo.scoring import AudioCache, eval_rows
 from valle.cli.demo.settings import N_SENTENCES, ROWS, SIZES, STAGES
 from valle.cli.demo.speak import Item, continuation_split, read_manifest
+from valle.cli.demo.stages import trained_width
 from valle.corpus.sentences import all_sentences
 from valle.errors import ConfigError
 from valle.evaluate.asr import WordTiming
@@ -48,6 +49,7 @@ def test_shortened_demo_runs_every_stage_writes_its_files_and_scores_every_row(t
     assert (tmp_path / "shards" / "codebooks.pt").is_file()
     # train + export
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file() and (tmp_path / "model.pt").is_file()
+    assert trained_width(tmp_path / "run") == 64  # size=ci's width: what a rerun resumes at
     # speak: every held-out recording in every generated row
     manifest = json.loads((tmp_path / "samples" / "manifest.json").read_text())
     assert len(manifest) == 6
@@ -204,6 +206,17 @@ def test_each_row_is_scored_on_what_it_said_against_the_prompt_it_was_given():
     assert [len(i.others) for i in rows["continuation"]] == [1, 1]
     scores = {row.name: row for row in evaluate_rows(rows)}
     assert scores["continuation"].duration_ratio == pytest.approx((700 / 750 + 700 / 700) / 2)
+
+
+def test_the_full_demo_trains_wider_from_a_30_minute_budget(tmp_path):
+    from valle.cli.demo.settings import width_for_budget
+
+    full, quick, ci = SIZES["full"], SIZES["quick"], SIZES["ci"]
+    assert width_for_budget(full, 15) is None and width_for_budget(full, 29.9) is None
+    assert width_for_budget(full, 30) == width_for_budget(full, 120) == 256
+    # quick stops by steps (its 30 minutes are only a cap) and ci has its own tiny width
+    assert width_for_budget(quick, quick.minutes) is None and width_for_budget(ci, 60) is None
+    assert trained_width(tmp_path) is None  # nothing trained: the budget decides
 
 
 def test_curve_overrides_keep_snapshots_by_time_or_for_ci_by_steps(tmp_path):

@@ -12,7 +12,8 @@ Stages (each reuses what a previous run finished, so a rerun is quick and `stage
                voices and the last 60 sentences are held out of training (valle.corpus)
   2. shards    prepare.py's work with the offline `mel` codec: its codebooks are fit on the corpus
   3. train     train.py experiment=demo for a time budget (resumes from its last checkpoint); a weights-only
-               snapshot every `curve_minutes` of training goes to run/curve/ (callbacks=curve)
+               snapshot every `curve_minutes` of training goes to run/curve/ (callbacks=curve). A budget of
+               30 minutes or more trains d_model 256 instead of 128 (it keeps learning where 128 stops)
   4. export    the last checkpoint → one portable file (it carries the mel codebooks)
   5. speak     every held-out voice says held-out sentences: cross-utterance (a 3 s prompt from another
                recording of that voice) and continuation (the recording's own first words, up to 3 s, cut

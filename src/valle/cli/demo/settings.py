@@ -74,6 +74,18 @@ SIZES = {
 }
 
 
+# The width for the budget. On 2 cores d_model 128 says the most in 15 minutes, but it stops learning by 30
+# (sentence ID 60.0 % at 15 minutes, 58.9 % at 30), where d_model 256 keeps going (67.8 %, then 73.9 %, with
+# its voice and durations back in band): docs/benchmarks.md, "Twice the budget for the wider AR".
+WIDE_FROM_MINUTES = 30.0
+WIDE_D_MODEL = 256
+
+
+def width_for_budget(size: DemoSize, minutes: float) -> int | None:
+    """The d_model the full demo trains for a budget of `minutes` (None: the experiment's, 128)."""
+    return WIDE_D_MODEL if size is SIZES["full"] and minutes >= WIDE_FROM_MINUTES else None
+
+
 def voices() -> tuple[list[Voice], list[Voice]]:
     """(training voices, held-out voices) of the built-in festival corpus."""
     every = festival_voices(FESTIVAL_VOICES)

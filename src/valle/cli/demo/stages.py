@@ -6,7 +6,16 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from valle.cli.demo.settings import MEL, N_HELD_OUT_SENTENCES, N_SENTENCES, ROOT, DemoSize, voices
+from valle.cli.demo.settings import (
+    MEL,
+    N_HELD_OUT_SENTENCES,
+    N_SENTENCES,
+    ROOT,
+    DemoSize,
+    log,
+    voices,
+    width_for_budget,
+)
 from valle.corpus import build_corpus
 from valle.corpus.sentences import all_sentences
 from valle.errors import ConfigError
@@ -71,8 +80,9 @@ def train(
 ) -> Path:
     """Compose train.py's config for the demo experiment and run it (resuming if possible).
 
-    `run_dir` (default `out/run`) and extra Hydra `overrides` are for recipe searches
-    (`benchmarks/demo_recipe.py`), which train variants on the same shards.
+    The full demo's width follows the budget (`width_for_budget`); a run that already trained keeps its
+    own. `run_dir` (default `out/run`) and extra Hydra `overrides` (over all of that) are for recipe
+    searches (`benchmarks/demo_recipe.py`), which train variants on the same shards.
     """
     from hydra import compose, initialize_config_dir
 
@@ -82,6 +92,18 @@ def train(
     seconds = int(minutes * 60)
     budget = f"00:{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
     run_dir = run_dir or out / "run"
+    width, trained = width_for_budget(size, minutes), trained_width(run_dir)
+    if trained is not None and width is not None and trained != width:
+        log.warning(
+            "%s trained d_model %d, and resumes at that width; a %g-minute budget trains d_model %d from "
+            "the start: give it a new out= (or remove %s)",
+            run_dir,
+            trained,
+            minutes,
+            width,
+            run_dir,
+        )
+    width = trained or width
     overrides = [
         "experiment=demo",
         f"data.root={out / 'shards'}",
@@ -89,12 +111,22 @@ def train(
         f"trainer.max_steps={steps}",
         f"trainer.max_time={budget}",
         *size.train_overrides,
+        *([f"model.scale.d_model={width}"] if width else []),
         *overrides,
     ]
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     run(cfg)
     return run_dir / "checkpoints" / "last.ckpt"
+
+
+def trained_width(run_dir: Path) -> int | None:
+    """The d_model of the newest checkpoint in `run_dir` (None: nothing trained there yet)."""
+    from valle.checkpoints import read_card
+    from valle.cli.train import newest_checkpoint
+
+    checkpoint = newest_checkpoint(run_dir / "checkpoints")
+    return None if checkpoint is None else read_card(checkpoint).config.scale.d_model
 
 
 def export(out: Path) -> Path:
