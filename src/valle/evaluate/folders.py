@@ -10,14 +10,13 @@ from valle.evaluate.report import EvalItem
 from valle.utils.io import read_utf8
 
 
-def find_audio(folder: Path, stem: str) -> Path | None:
-    """`folder/{stem}` with any audio suffix, in any case (`.wav`, `.WAV`, `.flac`, `.mp3`, ...)."""
-    if not folder.is_dir():
-        return None
-    return next(
-        (p for p in sorted(folder.iterdir()) if p.stem == stem and p.suffix.lower() in AUDIO_SUFFIXES),
-        None,
-    )
+def audio_by_stem(folder: Path | None) -> dict[str, Path]:
+    """`folder`'s audio files by stem, any audio suffix in any case (`.wav`, `.WAV`, `.flac`, `.mp3`, ...);
+    read once per folder, not once per item."""
+    if folder is None or not folder.is_dir():
+        return {}
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+    return {p.stem: p for p in reversed(files)}  # the first in name order wins a shared stem
 
 
 def load_rows(hyp_dir: Path, ref_dir: Path, prompt_dir: Path | None, name: str) -> dict[str, list[EvalItem]]:
@@ -30,19 +29,20 @@ def load_rows(hyp_dir: Path, ref_dir: Path, prompt_dir: Path | None, name: str) 
     """
     if not hyp_dir.is_dir():
         raise MissingFileError(f"hyp_dir={hyp_dir}: no such folder")
-    hyps = sorted(p for p in hyp_dir.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+    hyps = sorted(audio_by_stem(hyp_dir).values())
+    refs, prompts = audio_by_stem(ref_dir), audio_by_stem(prompt_dir)
     if not hyps:
         raise ConfigError(f"hyp_dir={hyp_dir}: no audio files ({', '.join(AUDIO_SUFFIXES)}) to score")
     truth, model = [], []
     for hyp in hyps:
-        ref, txt = find_audio(ref_dir, hyp.stem), ref_dir / f"{hyp.stem}.txt"
+        ref, txt = refs.get(hyp.stem), ref_dir / f"{hyp.stem}.txt"
         if ref is None or not txt.is_file():
             raise ConfigError(
                 f"{hyp}: needs {ref_dir}/{hyp.stem}.wav and {txt}; add them or remove the output"
             )
         text = read_utf8(txt, "ref_dir: ").strip()
         ref_wav, ref_rate = read_audio(ref)
-        prompt = find_audio(prompt_dir, hyp.stem) if prompt_dir else None
+        prompt = prompts.get(hyp.stem)
         prompt_wav, prompt_rate = read_audio(prompt) if prompt else (None, None)
         hyp_wav, hyp_rate = read_audio(hyp)
         truth.append(EvalItem(hyp.stem, text, ref_wav, ref_rate, prompt_wav, None, prompt_rate))

@@ -43,8 +43,6 @@ from valle.text.split import split_sentences
 
 log = logging.getLogger(__name__)
 PAGE = Path(__file__).parent / "static" / "index.html"
-FORMATS = ("wav", "flac", "pcm", "mp3", "opus")
-STREAMABLE = ("wav", "pcm")  # a compressed file is written whole; concatenated pieces would click
 MEDIA_TYPES = {
     "wav": "audio/wav",
     "flac": "audio/flac",
@@ -52,6 +50,8 @@ MEDIA_TYPES = {
     "mp3": "audio/mpeg",
     "opus": "audio/ogg",
 }
+FORMATS = tuple(MEDIA_TYPES)
+STREAMABLE = ("wav", "pcm")  # a compressed file is written whole; concatenated pieces would click
 # libsndfile's container and encoding for each file format
 _SOUNDFILE = {
     "wav": ("WAV", "PCM_16"),
@@ -472,7 +472,8 @@ def make_job(
     if streams(body) and body.response_format not in STREAMABLE:
         raise ApiError(
             400,
-            f"response_format={body.response_format} cannot stream; ask for wav or pcm, or stream=false",
+            f"response_format={body.response_format} cannot stream; ask for {' or '.join(STREAMABLE)}, "
+            "or leave out stream and stream_format",
             "invalid_format",
         )
     if not text:

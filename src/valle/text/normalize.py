@@ -36,6 +36,8 @@ _ABBREVIATIONS = {
     "ltd": "limited",
     "corp": "corporation",
 }
+# every word whose period this module writes out: a period after one does not end a sentence (split.py)
+ABBREVIATED_WORDS = frozenset({*_ABBREVIATIONS, "st", "no"})
 _ABBREVIATION = re.compile(r"\b(" + "|".join(_ABBREVIATIONS) + r")\.(?=\s|$)", re.IGNORECASE)
 _SAINT_OR_STREET = re.compile(r"\bSt\.(?=\s|$)(\s+(?=[A-Z]))?")
 _NUMBER_SIGN = re.compile(r"\bNo\.(?=\s*\d)", re.IGNORECASE)

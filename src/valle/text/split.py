@@ -5,12 +5,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from valle.text.normalize import ABBREVIATED_WORDS
+
 # Sentence-ending punctuation, possibly followed by one closing quote or bracket, then whitespace.
 _BOUNDARY = re.compile(r"([.!?…;:][\"'”»)]?)\s+")
-# Words whose period does not end a sentence as people type them ("Dr. Smith", "vs. them").
-_ABBREVIATIONS = frozenset(
-    "mr mrs ms mx dr prof rev st mt ft jr sr vs etc approx dept est fig no nos vol inc ltd co corp".split()
-)
 # A blank line ends what comes before it even without a mark (a title, a list item); a single line break
 # does not, since hard-wrapped text (e-mail, a pasted PDF) breaks lines inside its sentences.
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
@@ -49,7 +47,8 @@ def _sentence_goes_on(text: str, boundary: re.Match[str]) -> bool:
         return False
     before = text[: boundary.start(1)].split()
     word = before[-1].lstrip("\"'“«(").lower() if before else ""
-    return (len(word) == 1 and word.isalpha()) or word in _ABBREVIATIONS or bool(_DOTTED.fullmatch(word))
+    # "Dr. Smith", "vs. them": the abbreviations that valle.text.normalize writes out
+    return (len(word) == 1 and word.isalpha()) or word in ABBREVIATED_WORDS or bool(_DOTTED.fullmatch(word))
 
 
 def _split_long(sentence: str, max_chars: int, separators: tuple[str, ...] = (", ", " ")) -> list[str]:
