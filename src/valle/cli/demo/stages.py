@@ -52,8 +52,8 @@ def make_corpus(out: Path, size: DemoSize) -> Path:
 def make_shards(out: Path, size: DemoSize, mel: dict[str, int] | None = None) -> str:
     """prepare.py layout=folder codec=mel codec.weights=fit on the training voices.
 
-    `mel` overrides the codec settings of `MEL` (recipe searches: e.g. 25 frames/s is
-    `hop_length=960, n_fft=2048`, `benchmarks/demo_shards.py`)."""
+    `mel` overrides the codec settings of `MEL` and the size's codebook size (recipe searches: e.g.
+    25 frames/s is `hop_length=960, n_fft=2048`; `benchmarks/demo_shards.py`)."""
     from valle.codecs import build_codec
     from valle.data.prepare import PrepareSettings, fit_mel_codebooks_for, prepare, summarize
 
@@ -64,7 +64,7 @@ def make_shards(out: Path, size: DemoSize, mel: dict[str, int] | None = None) ->
         num_workers=0,
         batch_seconds=0,
     )
-    codec_kwargs = {**MEL, **(mel or {}), "codebook_size": size.codebook_size}
+    codec_kwargs = {**MEL, "codebook_size": size.codebook_size, **(mel or {})}
     codebooks = fit_mel_codebooks_for(settings, codec_kwargs)
     codec = build_codec("mel", **codec_kwargs, weights=str(codebooks)).eval()
     return summarize(prepare(settings, codec, codec.info))
