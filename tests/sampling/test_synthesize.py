@@ -33,6 +33,14 @@ def synthesizer(tiny_codec):
     return Synthesizer(loaded, tiny_codec)
 
 
+def test_typed_punctuation_reaches_the_model_as_the_pauses_it_knows(synthesizer, caplog):
+    # the model knows "," and "!" only: a word processor's dashes, quotes and ellipsis are not <unk>
+    with caplog.at_level("WARNING"):
+        typed = synthesizer.text_ids("The “quick” fox — the lazy dog…", "en-us")
+    assert "unknown" not in caplog.text
+    assert typed.tolist() == synthesizer.text_ids("The quick fox, the lazy dog,", "en-us").tolist()
+
+
 def test_outputs_have_codec_shapes_and_stop_within_the_guard(synthesizer):
     config = SamplerConfig(max_ar_steps=40, seed=0)
     prompt = Prompt(torch.randint(0, 1024, (2, 50)))

@@ -27,13 +27,34 @@ from valle.text.normalize import normalize
             "J K Rowling, also known as Jo, left the US for the UK.",
         ),
         ("A Ph.D. in the U.S.A. at 9 a.m.", "A PhD in the USA at 9 AM."),
+        ("Meet at 10:30am or 9pm.", "Meet at 10 30 am or 9 pm."),
+        (
+            "Due 12/25/2024, 25/12/24 or 2024-12-01",
+            "Due December 25th 2024, December 25th 24 or December 1st 2024",
+        ),
+        ("From Jan. 5 to Sept. 22nd", "From January 5 to September 22nd"),
+        ("Add 1/2 cup, then 3/4, open 24/7", "Add 1 half cup, then 3 quarters, open 24 7"),
+        (
+            "Drive 10km at 60 mph; 1 kg at 20°C",
+            "Drive 10 kilometers at 60 miles per hour; 1 kilogram at 20 degrees Celsius",
+        ),
+        ("Our #1 fan on Park Ave. and Abbey Rd.", "Our number 1 fan on Park Avenue and Abbey Road."),
     ],
 )
 def test_what_people_type_is_written_out_as_it_is_said(typed, said):
     assert normalize(typed) == said
 
 
-@pytest.mark.parametrize("text", ["The ratio was 3:2 at 10:30:15.", "Call 555 1234.", "It is 7:75 now."])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The ratio was 3:2 at 10:30:15.",
+        "Call 555 1234.",
+        "It is 7:75 now.",
+        "I met Jan. Then we left.",  # a name, not a month: no number after it
+        "On 9/11 it was 50/50, 13/13/2024.",  # not proper fractions, not a date
+    ],
+)
 def test_what_is_not_a_price_time_or_abbreviation_is_left_alone(text):
     assert normalize(text) == text
 

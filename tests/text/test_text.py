@@ -54,6 +54,32 @@ def test_encode_wraps_in_bos_language_eos_and_counts_unknowns():
     assert unknown == {"x": 2}
 
 
+@pytest.mark.parametrize(
+    ("typed", "plain"),
+    [
+        ("Wait — what?", "Wait, what?"),
+        ("Wait—what; really: yes!", "Wait, what, really, yes."),
+        ("She said “hello” (twice) to me…", "She said hello, twice, to me."),
+        ('He said "no" — then left', "He said no, then left"),
+        ("Hi, — there. ¿Yes?", "Hi, there. Yes?"),
+    ],
+)
+def test_punctuation_a_model_never_saw_becomes_the_pauses_it_knows(typed, plain):
+    # a model trained on ", . ?" only, as the demo's corpus is
+    symbol_map = SymbolMap.build([phonemize("Hello, a test. Is it?")], ["en-us"])
+    unknown: Counter = Counter()
+    folded = symbol_map.fold_punctuation(phonemize(typed))
+    symbol_map.encode(folded, "en-us", unknown)
+    assert not {s for s in unknown if not s.isalpha()}  # no punctuation left to become <unk>
+    assert "".join(folded) == "".join(phonemize(plain))
+
+
+def test_folding_keeps_what_the_map_knows():
+    symbol_map = SymbolMap.build([phonemize("Stop! Wait; go: now.")], ["en-us"])
+    phonemes = phonemize("Stop! Wait; go: now.")
+    assert symbol_map.fold_punctuation(phonemes) == phonemes
+
+
 def test_encode_refuses_a_language_the_map_lacks():
     with pytest.raises(ValueError, match="language 'de' is not in this symbol map"):
         SymbolMap.build([["a"]], ["en-us"]).encode(["a"], "de")

@@ -109,9 +109,11 @@ class Synthesizer:
         self.device = device
 
     def text_ids(self, text: str, language: str) -> torch.Tensor:
-        """Text → [bos, <lang>, phonemes..., eos] ids with the model's symbol map."""
+        """Text → [bos, <lang>, phonemes..., eos] ids with the model's symbol map (punctuation it lacks
+        folded into the pauses it knows: `SymbolMap.fold_punctuation`)."""
         unknown: Counter = Counter()
-        ids = self.loaded.card.symbols.encode(phonemize(text, language), language, unknown)
+        symbols = self.loaded.card.symbols
+        ids = symbols.encode(symbols.fold_punctuation(phonemize(text, language)), language, unknown)
         if unknown:
             log.warning(
                 "%d phoneme(s) unknown to the model read as <unk>: %s",

@@ -8,7 +8,15 @@ what this module rewrites (English only; other languages pass through unchanged)
   or stops there;
 - currency ("$3.50" reads "dollar three point five zero"): "3 dollars 50 cents";
 - clock times ("3:30" keeps the ":" as a pause): "3 30"; "3:00" is "3 o'clock", "3:05" "3 oh 5";
-- decades ("1990s" reads "nineteen hundred ninety z"): "19 nineties".
+  "10:30am" and "10pm" get their space ("30am" is one unknown word);
+- decades ("1990s" reads "nineteen hundred ninety z"): "19 nineties";
+- dates ("12/25/2024" reads "twelve slash twenty-five slash ..."): "December 25th 2024"; month/day/year
+  as in the US unless the first number cannot be a month ("25/12/2024"), and ISO "2024-12-25";
+  "Jan. 5" → "January 5";
+- fractions ("3/4" reads "three slash four"): "3 quarters", "1 half";
+- units after a number ("10km" reads "ten K M"): "10 kilometers", "1 kilogram", "60 mph" → "60 miles
+  per hour", "20°C" → "20 degrees Celsius";
+- "#1": "number 1".
 """
 
 from __future__ import annotations
@@ -35,6 +43,9 @@ _ABBREVIATIONS = {
     "inc": "incorporated",
     "ltd": "limited",
     "corp": "corporation",
+    "ave": "avenue",
+    "blvd": "boulevard",
+    "rd": "road",
 }
 # every word whose period this module writes out: a period after one does not end a sentence (split.py)
 ABBREVIATED_WORDS = frozenset({*_ABBREVIATIONS, "st", "no"})
@@ -67,6 +78,39 @@ _MONEY = re.compile(r"([$€£¥])\s?(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?" + _SC
 _SCALE_LETTERS = {"k": "thousand", "m": "million", "mn": "million", "b": "billion", "bn": "billion"}
 
 _CLOCK = re.compile(r"(?<![:\d])(\d{1,2}):(\d{2})\b(?!:)")
+_MERIDIEM = re.compile(r"(?<=\d)([ap]m)\b", re.IGNORECASE)  # "10:30am", "9pm": espeak needs the space
+
+_MONTHS = "January February March April May June July August September October November December".split()
+_MONTH_ABBREVIATION = re.compile(r"\b(Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept?|Oct|Nov|Dec)\.(?=\s*\d)")
+_SLASH_DATE = re.compile(r"(?<![\d/])(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})(?![\d/])")
+_ISO_DATE = re.compile(r"(?<![\d-])(\d{4})-(\d{2})-(\d{2})(?![\d-])")
+_FRACTION = re.compile(r"(?<![\d/])(\d{1,2})/(\d{1,2})(?![\d/])")
+_FRACTION_NAMES = {
+    2: ("half", "halves"),
+    3: ("third", "thirds"),
+    4: ("quarter", "quarters"),
+    5: ("fifth", "fifths"),
+    6: ("sixth", "sixths"),
+    7: ("seventh", "sevenths"),
+    8: ("eighth", "eighths"),
+    9: ("ninth", "ninths"),
+    10: ("tenth", "tenths"),
+}
+_UNITS = {  # written after a number → (one, many)
+    "km/h": ("kilometer per hour", "kilometers per hour"),
+    "mph": ("mile per hour", "miles per hour"),
+    "km": ("kilometer", "kilometers"),
+    "cm": ("centimeter", "centimeters"),
+    "mm": ("millimeter", "millimeters"),
+    "kg": ("kilogram", "kilograms"),
+    "ml": ("milliliter", "milliliters"),
+    "°C": ("degree Celsius", "degrees Celsius"),
+    "°F": ("degree Fahrenheit", "degrees Fahrenheit"),
+}
+_UNIT = re.compile(
+    r"(?<![\w.])(-?\d+(?:\.\d+)?)\s?(" + "|".join(re.escape(u) for u in _UNITS) + r")(?![\w/])"
+)
+_HASH_NUMBER = re.compile(r"#(?=\d)")
 _TENS = "- tens twenties thirties forties fifties sixties seventies eighties nineties".split()
 _DECADE = re.compile(r"\b(\d\d)?(\d)0'?s\b")
 
@@ -82,7 +126,14 @@ def normalize(text: str, language: str = "en-us") -> str:
     text = _SAINT_OR_STREET.sub(lambda m: "Saint " if m.group(1) else "Street" + _period_if_last(m), text)
     text = _NUMBER_SIGN.sub(lambda m: "Number" if m.group(0)[0] == "N" else "number", text)
     text = _ABBREVIATION.sub(_abbreviation, text)
+    text = _MONTH_ABBREVIATION.sub(lambda m: _month_named(m.group(1)), text)
     text = _MONEY.sub(_money, text)
+    text = _ISO_DATE.sub(lambda m: _date(m.group(2), m.group(3), m.group(1)) or m.group(0), text)
+    text = _SLASH_DATE.sub(_slash_date, text)
+    text = _FRACTION.sub(_fraction, text)
+    text = _UNIT.sub(_unit, text)
+    text = _HASH_NUMBER.sub("number ", text)
+    text = _MERIDIEM.sub(r" \1", text)
     text = _CLOCK.sub(_clock, text)
     return _DECADE.sub(_decade, text)
 
@@ -127,6 +178,45 @@ def _clock(match: re.Match[str]) -> str:
     if minutes == "00":
         return f"{hours} o'clock"
     return f"{hours} oh {minutes[1]}" if minutes[0] == "0" else f"{hours} {minutes}"
+
+
+def _month_named(abbreviation: str) -> str:
+    return next(month for month in _MONTHS if month.startswith(abbreviation[:3]))
+
+
+def _ordinal(day: int) -> str:
+    suffix = "th" if 10 <= day % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
+    return f"{day}{suffix}"
+
+
+def _date(month: str, day: str, year: str) -> str | None:
+    """ "December 25th 2024", or None where month and day are not a calendar's."""
+    m, d = int(month), int(day)
+    if not (1 <= m <= 12 and 1 <= d <= 31):
+        return None
+    return f"{_MONTHS[m - 1]} {_ordinal(d)} {year}"
+
+
+def _slash_date(match: re.Match[str]) -> str:
+    first, second, year = match.groups()
+    said = _date(first, second, year) or _date(second, first, year)  # 25/12/2024: day first
+    return said or match.group(0)
+
+
+def _fraction(match: re.Match[str]) -> str:
+    numerator, denominator = int(match.group(1)), int(match.group(2))
+    if match.group(0) == "24/7":
+        return "24 7"
+    if not (0 < numerator < denominator and denominator in _FRACTION_NAMES):
+        return match.group(0)  # "9/11", "50/50": not a proper fraction; espeak reads the numbers
+    one, many = _FRACTION_NAMES[denominator]
+    return f"{numerator} {one if numerator == 1 else many}"
+
+
+def _unit(match: re.Match[str]) -> str:
+    amount, unit = match.group(1), match.group(2)
+    one, many = _UNITS[unit]
+    return f"{amount} {one if amount in ('1', '-1') else many}"
 
 
 def _decade(match: re.Match[str]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,31 @@ from valle.utils.io import atomic_write_text
 FORMAT_VERSION = 1
 PAD, BOS, EOS, UNK, SEP = "<pad>", "<bos>", "<eos>", "<unk>", "<sep>"
 SPECIALS = (PAD, BOS, EOS, UNK, SEP)
+
+
+# What a reader does with punctuation that a model's corpus never had: the nearest pause the model knows
+# (tried in order), or nothing (quotes are not heard). Without this, text typed in a word processor (curly
+# quotes, dashes, ellipses) or with "!" and ";" reaches a model trained on ", . ?" as `<unk>`, which it
+# never saw in training.
+PUNCTUATION_FALLBACK: dict[str, tuple[str, ...]] = {
+    "!": (".",),
+    ";": (",", "."),
+    ":": (",", "."),
+    "…": (",", "."),
+    "—": (",",),
+    "–": (",",),
+    "―": (",",),
+    "-": (",",),
+    "(": (",",),
+    ")": (",",),
+    "[": (",",),
+    "]": (",",),
+    **dict.fromkeys(('"', "“", "”", "„", "‟", "«", "»", "‹", "›", "'", "‘", "’", "‚", "`", "¡", "¿"), ()),
+}
+
+
+def _is_punctuation(symbol: str) -> bool:
+    return len(symbol) == 1 and unicodedata.category(symbol).startswith("P")
 
 
 def language_token(language: str) -> str:
@@ -102,6 +128,34 @@ class SymbolMap:
         if unknown is not None:
             unknown.update(symbol for symbol in phonemes if symbol not in self._ids)
         return [self._ids[BOS], self.language_id(language), *ids, self._ids[EOS]]
+
+    def fold_punctuation(self, phonemes: Sequence[str]) -> list[str]:
+        """Punctuation this map lacks → the nearest pause it knows, or dropped (`PUNCTUATION_FALLBACK`).
+
+        A pause goes where the corpus puts one: right after the word, then a word boundary ("wait — what"
+        → "wait, what"); two pauses in a row keep the first, none opens the text, and one that closes it
+        is a full stop. Symbols the map
+        knows, and unknown symbols that are not punctuation, are kept as they are. For inference: a
+        training row's symbols must stay one-to-one with its durations.
+        """
+        folded: list[str] = []
+        for symbol in phonemes:
+            if symbol in self._ids or symbol not in PUNCTUATION_FALLBACK:
+                if not (symbol == " " and (not folded or folded[-1] == " ")):
+                    folded.append(symbol)
+                continue
+            pause = next((p for p in PUNCTUATION_FALLBACK[symbol] if p in self._ids), None)
+            if pause is None:
+                continue
+            while folded and folded[-1] == " ":
+                folded.pop()
+            if folded and not _is_punctuation(folded[-1]):
+                folded += [pause, " "]
+        while folded and folded[-1] == " ":
+            folded.pop()
+        if folded and folded[-1] == "," and phonemes[-1] != "," and "." in self._ids:
+            folded[-1] = "."  # "Really…", "and then —": a pause that ends the text ends the sentence
+        return folded
 
     def decode(self, ids: Iterable[int]) -> list[str]:
         symbols = self.symbols
