@@ -39,6 +39,7 @@ from valle.text.normalize import normalize
             "Drive 10 kilometers at 60 miles per hour; 1 kilogram at 20 degrees Celsius",
         ),
         ("Our #1 fan on Park Ave. and Abbey Rd.", "Our number 1 fan on Park Avenue and Abbey Road."),
+        ("She lives on Abbey Rd. The house is red.", "She lives on Abbey Road. The house is red."),
     ],
 )
 def test_what_people_type_is_written_out_as_it_is_said(typed, said):

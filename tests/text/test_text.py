@@ -62,6 +62,7 @@ def test_encode_wraps_in_bos_language_eos_and_counts_unknowns():
         ("She said “hello” (twice) to me…", "She said hello, twice, to me."),
         ('He said "no" — then left', "He said no, then left"),
         ("Hi, — there. ¿Yes?", "Hi, there. Yes?"),
+        ("He said “no,”", "He said no,"),  # a comma that was typed stays a comma at the end
     ],
 )
 def test_punctuation_a_model_never_saw_becomes_the_pauses_it_knows(typed, plain):

@@ -47,6 +47,7 @@ _ABBREVIATIONS = {
     "blvd": "boulevard",
     "rd": "road",
 }
+_ENDS_SENTENCES = frozenset({"etc", "ave", "blvd", "rd"})  # rarely before a name, unlike "Dr." or "Mt."
 # every word whose period this module writes out: a period after one does not end a sentence (split.py)
 ABBREVIATED_WORDS = frozenset({*_ABBREVIATIONS, "st", "no"})
 _ABBREVIATION = re.compile(r"\b(" + "|".join(_ABBREVIATIONS) + r")\.(?=\s|$)", re.IGNORECASE)
@@ -147,8 +148,8 @@ def _abbreviation(match: re.Match[str]) -> str:
     written = match.group(1)
     said = _ABBREVIATIONS[written.lower()]
     said = said.capitalize() if written[0].isupper() else said
-    # "pears, etc. Then we left": a capital after "etc." starts the next sentence
-    ends = written.lower() == "etc" and re.match(r"\s+[A-Z]", match.string[match.end() :])
+    # "pears, etc. Then we left", "on Park Ave. The": a capital after these starts the next sentence
+    ends = written.lower() in _ENDS_SENTENCES and re.match(r"\s+[A-Z]", match.string[match.end() :])
     return said + ("." if ends else _period_if_last(match))
 
 
@@ -190,7 +191,7 @@ def _ordinal(day: int) -> str:
 
 
 def _date(month: str, day: str, year: str) -> str | None:
-    """ "December 25th 2024", or None where month and day are not a calendar's."""
+    """The date as it is said ("December 25th 2024"), or None where month and day are not a calendar's."""
     m, d = int(month), int(day)
     if not (1 <= m <= 12 and 1 <= d <= 31):
         return None

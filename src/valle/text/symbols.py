@@ -133,16 +133,18 @@ class SymbolMap:
         """Punctuation this map lacks → the nearest pause it knows, or dropped (`PUNCTUATION_FALLBACK`).
 
         A pause goes where the corpus puts one: right after the word, then a word boundary ("wait — what"
-        → "wait, what"); two pauses in a row keep the first, none opens the text, and one that closes it
-        is a full stop. Symbols the map
-        knows, and unknown symbols that are not punctuation, are kept as they are. For inference: a
-        training row's symbols must stay one-to-one with its durations.
+        → "wait, what"); two pauses in a row keep the first, none opens the text, and a comma put in at
+        the end of the text is a full stop. Symbols the map knows, and unknown symbols that are not
+        punctuation, are kept as they are. For inference: a training row's symbols must stay one-to-one
+        with its durations.
         """
         folded: list[str] = []
+        put_in = False  # whether the last pause in `folded` stands for another mark
         for symbol in phonemes:
             if symbol in self._ids or symbol not in PUNCTUATION_FALLBACK:
                 if not (symbol == " " and (not folded or folded[-1] == " ")):
                     folded.append(symbol)
+                    put_in = put_in and symbol == " "
                 continue
             pause = next((p for p in PUNCTUATION_FALLBACK[symbol] if p in self._ids), None)
             if pause is None:
@@ -151,9 +153,10 @@ class SymbolMap:
                 folded.pop()
             if folded and not _is_punctuation(folded[-1]):
                 folded += [pause, " "]
+                put_in = True
         while folded and folded[-1] == " ":
             folded.pop()
-        if folded and folded[-1] == "," and phonemes[-1] != "," and "." in self._ids:
+        if put_in and folded[-1] == "," and "." in self._ids:
             folded[-1] = "."  # "Really…", "and then —": a pause that ends the text ends the sentence
         return folded
 
