@@ -10,7 +10,7 @@ every held-out recording's text, prompted by the first 3 s of the voice's next r
 `key=value` argument sets a `SamplerConfig` field (valle.sampling.pipeline); the others keep
 SamplerConfig's defaults, not the demo's (the demo speaks with `ar_temperature=0.8 top_p=0.9
 max_ar_steps_per_phoneme=12 seed=0`). `--seeds` replaces the seed. `--model` is an exported model or a
-Lightning checkpoint (default OUT/model.pt).
+Lightning checkpoint (default OUT/model.pt); `--recognizer` judges `best_of=N` candidates.
 
 The outputs go to OUT/samples/sampler/NAME/seedN/. Each seed's outputs are scored as the report's
 cross-utterance row: sentence ID among all the held-out texts, PER, WER, SIM to the prompt, and the
@@ -35,6 +35,7 @@ from valle.cli.demo.speak import Item, first_per_voice, read_manifest, speak_cro
 from valle.cli.options import typed
 from valle.errors import ConfigError
 from valle.evaluate.report import RowScores, evaluate_rows
+from valle.recognizer_card import load_recognizer
 from valle.sampling.pipeline import SamplerConfig
 from valle.sampling.synthesize import Synthesizer
 
@@ -79,6 +80,9 @@ def main() -> None:
     parser.add_argument("--name", help="outputs' folder in OUT/samples/sampler (default: the settings)")
     parser.add_argument("--items", type=int, help="only the first N held-out items of each voice")
     parser.add_argument("--jobs", type=int, default=2, help="scoring processes")
+    parser.add_argument(
+        "--recognizer", type=Path, help="a level-0 recognizer (python -m valle.recognizer) for best_of=N"
+    )
     parser.add_argument("settings", nargs="*", metavar="key=value", help="SamplerConfig fields")
     args = parser.parse_args()
     settings = parse_settings(parser, args.settings)
@@ -92,7 +96,8 @@ def main() -> None:
     candidates = list(dict.fromkeys(item.text for item in items))  # every held-out text
     chosen = items if args.items is None else first_per_voice(items, args.items)
 
-    synthesizer = Synthesizer(valle.load(args.model or out / "model.pt"))
+    recognizer = load_recognizer(args.recognizer) if args.recognizer else None
+    synthesizer = Synthesizer(valle.load(args.model or out / "model.pt"), recognizer=recognizer)
     started = time.perf_counter()
     folder = f"samples/sampler/{name}"
     spoken = {

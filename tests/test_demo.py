@@ -101,13 +101,14 @@ def test_shortened_demo_runs_every_stage_writes_its_files_and_scores_every_row(t
     links = re.findall(r"\]\(([^)]+)\)", report)
     assert (
         all((tmp_path / link).is_file() for link in links)
-        and sum(link.endswith(".wav") for link in links) == 15
+        and sum(link.endswith(".wav") for link in links)
+        == 3 * (1 + len(ROWS))  # the prompt and every row, one item per voice
     )
     # report.html: every player and image loads in a browser (skips without chromium)
     from tests.helpers.browser import assert_page_loads
 
     media = assert_page_loads(tmp_path / "report.html")
-    assert len(media["audio"]) == 3 * 5 + 3 * len(curve["points"])
+    assert len(media["audio"]) == 3 * (1 + len(ROWS)) + 3 * len(curve["points"])
 
     main([f"out={tmp_path}", "size=ci", "stage=export"])  # one stage alone: reuses the finished export
     assert capsys.readouterr().out.strip() == f"[4/{len(STAGES)}] export: {tmp_path / 'model.pt'}"
@@ -122,7 +123,7 @@ def test_a_short_run_learns_to_say_held_out_sentences_in_held_out_voices(tmp_pat
     prompts from other recordings) and continuations are identified among the held-out sentences far
     above chance. A model that ignores the text, or babbles, scores near chance: the property is the gap,
     not a tuned number."""
-    for name in ("corpus", "shards", "train", "export", "speak"):
+    for name in ("corpus", "shards", "train", "export", "recognizer", "speak"):
         main([f"out={tmp_path}", "size=quick", f"stage={name}"])
     items = read_manifest(tmp_path)
     assert len(items) == 3 * SIZES["quick"].held_out_sentences
@@ -294,10 +295,14 @@ def test_report_html_links_every_clip_and_figure_the_demo_writes(tmp_path):
     table = "| row | n | WER % |\n|---|---:|---:|\n| ground truth | 4 | 20.0 |\n"
     report = render_report(tmp_path, table, plots, items, listened, points, "3 steps")
     links = re.findall(r"\]\(([^)]+)\)", report)
-    assert len(links) == 5 * len(listened) + len(plots) and all((tmp_path / link).is_file() for link in links)
+    assert len(links) == (1 + len(ROWS)) * len(listened) + len(plots) and all(
+        (tmp_path / link).is_file() for link in links
+    )
     assert "| step0000002.ckpt | 2 | 0.5 |" in report and "plots/learning_curve.png" in report
 
     write_report_html(tmp_path, table, plots, items, listened, points, "3 steps")
     media = assert_page_loads(tmp_path / "report.html")
-    assert len(media["audio"]) == 5 * len(listened) + len(points) * 2  # the rows, then each model's voices
+    assert (
+        len(media["audio"]) == (1 + len(ROWS)) * len(listened) + len(points) * 2
+    )  # the rows, then each model's voices
     assert len(media["images"]) == len(plots) and len(CURVE_METRICS) > 1

@@ -13,6 +13,7 @@ from valle.cli.options import typed
 from valle.codecs.base import Codec
 from valle.errors import ConfigError, MissingFileError
 from valle.export import load
+from valle.recognizer_card import load_recognizer
 from valle.sampling.pipeline import SamplerConfig
 from valle.sampling.prompt import Prompt, load_prompt
 from valle.sampling.synthesize import Synthesis, Synthesizer
@@ -74,7 +75,10 @@ def run(cfg: DictConfig) -> list[Path]:
         )
     loaded = load(cfg.ckpt, cfg.device)
     codec = loaded.card.build_codec(cfg.codec.weights, cfg.codec.name)
-    synthesizer = Synthesizer(loaded, codec, cfg.device, quantize=cfg.quantize, compile=cfg.compile)
+    recognizer = load_recognizer(cfg.recognizer, cfg.device) if cfg.recognizer else None
+    synthesizer = Synthesizer(
+        loaded, codec, cfg.device, quantize=cfg.quantize, compile=cfg.compile, recognizer=recognizer
+    )
     prompts = load_prompts(requests, cfg, codec)
     results = synthesizer.synthesize(
         [t for t, _ in requests],

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from valle.models.recognizer import CodeRecognizer
 from valle.models.valle import Valle
 from valle.sampling.ar import ArResult, DecodeLimits, decode_ar, decode_ar_beam
+from valle.sampling.best_of import check_best_of, keep_clearest
 from valle.sampling.nar import decode_nar
 from valle.sampling.pipeline import ArSampler, NarSampler, SamplerConfig, make_generator
 from valle.utils.batch import Conditioning
@@ -40,11 +42,13 @@ def decode(
     config: SamplerConfig,
     *,
     fast: bool = False,
+    recognizer: CodeRecognizer | None = None,
     on_step: Callable[[int], None] | None = None,
     on_level: Callable[[int], None] | None = None,
 ) -> Decoded:
     """Decode every row of `cond`: level 0 by the AR (sampling, or beam search when
-    `config.beam_width > 1`), then levels 1..L-1 by the NAR.
+    `config.beam_width > 1`; with `config.best_of` N > 1, N candidates a row, of which `recognizer` keeps
+    the clearest: `valle.sampling.best_of`), then levels 1..L-1 by the NAR.
 
     Args:
         model: the model, in eval mode, on `cond`'s device.
@@ -52,15 +56,24 @@ def decode(
         config: the sampler settings, step limits and seed (a seeded generator on `cond`'s device
             draws for the AR and then the NAR; None draws from torch's global one).
         fast: decode AR steps through the compiled static step (`decode_ar`'s `fast`; not with beams).
+        recognizer: judges the candidates of `config.best_of` > 1 (required then).
         on_step, on_level: called after each AR step and each NAR level (progress bars).
+
+    Raises:
+        ConfigError: `config.best_of` > 1 without a recognizer.
     """
+    check_best_of(config.best_of, recognizer)
     generator = make_generator(config.seed, cond.device)
-    sampler, limits = ArSampler(config, model.config.stop_token), ar_limits(config, cond)
+    rows = cond.repeat_rows(config.best_of) if config.best_of > 1 else cond
+    sampler, limits = ArSampler(config, model.config.stop_token), ar_limits(config, rows)
     ar: ArResult
     if config.beam_width > 1:
-        ar = decode_ar_beam(model, cond, sampler, limits, on_step=on_step, generator=generator)
+        ar = decode_ar_beam(model, rows, sampler, limits, on_step=on_step, generator=generator)
     else:
-        ar = decode_ar(model, cond, sampler, limits, generator=generator, on_step=on_step, fast=fast)
+        ar = decode_ar(model, rows, sampler, limits, generator=generator, on_step=on_step, fast=fast)
+    if config.best_of > 1:
+        assert recognizer is not None  # check_best_of
+        ar = keep_clearest(recognizer, rows, ar, config.best_of)
     codes = decode_nar(
         model,
         cond,

@@ -45,6 +45,9 @@ class SamplerConfig:
     mirostat_tau: float = 0.0  # target surprise in bits; 0 = off
     mirostat_eta: float = 0.1
     beam_width: int = 1  # 1 = no beam search
+    # draw N level-0 candidates a row and keep the one a recognizer hears its text in best (1 = off; needs
+    # the synthesizer's recognizer, see valle.sampling.best_of); costs N AR rows, one NAR
+    best_of: int = 1
     ras_window: int = 0  # K; 0 = RAS off
     ras_threshold: float = 0.1  # t_r
     max_ar_steps: int | None = None  # None = max_ar_steps_per_phoneme * text length
@@ -129,6 +132,15 @@ class SamplerConfig:
         if self.beam_width < 1:
             out.append(f"beam_width={self.beam_width} must be >= 1 (1 = no beam search)")
         greedy = self.ar_temperature == 0
+        if self.best_of < 1:
+            out.append(f"best_of={self.best_of} must be >= 1 (1 = one draw, no recognizer)")
+        elif self.best_of > 1 and (greedy or self.beam_width > 1):
+            why = (
+                "ar_temperature=0 (greedy) draws the same one each time"
+                if greedy
+                else "beam search keeps one"
+            )
+            out.append(f"best_of={self.best_of} picks among different draws, but {why}; set best_of=1")
         if self.mirostat_tau > 0 and greedy:
             out.append("mirostat samples, but ar_temperature=0 means greedy; set ar_temperature > 0")
         if self.ras_window > 0 and greedy:

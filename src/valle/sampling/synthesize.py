@@ -23,7 +23,9 @@ from valle.codecs.base import Codec
 from valle.errors import ConfigError
 from valle.models.quantize import quantize as quantize_model
 from valle.models.valle import Valle
+from valle.recognizer_card import LoadedRecognizer
 from valle.sampling.ar import ArRows, check_guidance
+from valle.sampling.best_of import check_best_of
 from valle.sampling.candidates import check_medusa
 from valle.sampling.decode import ar_limits, decode
 from valle.sampling.pipeline import ArSampler, NarSampler, SamplerConfig, make_generator
@@ -90,6 +92,11 @@ class Synthesizer:
             as it was; None keeps the weights as loaded.
         compile: decode AR steps through one compiled static graph (`valle.sampling.compiled`; the same
             tokens; CUDA graphs on a GPU); falls back to eager decoding with a log line.
+        recognizer: judges `SamplerConfig.best_of` candidates (`valle.models.recognizer`; trained on the
+            model's own shards: checked against its codec and symbol map here).
+
+    Raises:
+        ValueError: the codec or the recognizer does not read the model's codes.
     """
 
     def __init__(
@@ -100,12 +107,17 @@ class Synthesizer:
         codec_weights: str | None = None,
         quantize: str | None = None,
         compile: bool = False,
+        recognizer: LoadedRecognizer | None = None,
     ) -> None:
         self.loaded = loaded
         self.compile = compile
         self.model = decoding_model(loaded.model, device, quantize)
         self.codec = (codec or loaded.card.build_codec(codec_weights)).to(device).eval()
         loaded.card.codec.check_compatible(self.codec.info, "the decoding codec")
+        if recognizer is not None:
+            recognizer.check_model(loaded.card.symbols, loaded.card.codec, "the model")
+            recognizer.to(device).network.eval()
+        self.recognizer = recognizer
         self.device = device
 
     def text_ids(self, text: str, language: str) -> torch.Tensor:
@@ -173,9 +185,10 @@ class Synthesizer:
                 (it picks its best beam only at the end). Raised here, before the first chunk.
         """
         config = config or SamplerConfig()
-        if config.beam_width > 1:
+        if config.beam_width > 1 or config.best_of > 1:
             raise ConfigError(
-                "beam search picks its best beam only at the end and cannot stream: beam_width=1"
+                "beam search and best_of pick their best candidate only at the end and cannot stream: "
+                "beam_width=1 best_of=1"
             )
         sentences = split_sentences(text)
         if not sentences:
@@ -222,6 +235,7 @@ class Synthesizer:
         """One AR + NAR pass for a batch of (text, prompt) pairs → (codes [L, T], hit_limit) each."""
         check_guidance(self.model, config.cfg_scale)  # before any work: one line, not a half-drawn bar
         check_medusa(self.model, config)
+        check_best_of(config.best_of, self.recognizer)
         cond = self.conditioning(texts, prompts, language)
         steps = ar_limits(config, cond).max_steps
         bar = tqdm(total=steps, desc="AR", unit="step", disable=not progress, leave=False)
@@ -233,6 +247,7 @@ class Synthesizer:
             cond,
             config,
             fast=self.compile,
+            recognizer=None if self.recognizer is None else self.recognizer.network,
             on_step=lambda _: bar.update(),
             on_level=lambda _: levels.update(),
         )

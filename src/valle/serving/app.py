@@ -162,9 +162,11 @@ def sampler_config(request: SpeechRequest, defaults: SamplerConfig) -> SamplerCo
         config = replace(defaults, **changes)
     except (ConfigError, TypeError) as error:
         raise ApiError(400, f"sampler: {str(error).replace(chr(10), ' ')}", "invalid_sampler") from None
-    if config.beam_width > 1:
+    if config.beam_width > 1 or config.best_of > 1:
         raise ApiError(
-            400, "sampler: beam_width > 1 cannot stream or share a batch; use 1", "invalid_sampler"
+            400,
+            "sampler: beam_width > 1 and best_of > 1 choose at the end: no streaming or shared batch; use 1",
+            "invalid_sampler",
         )
     if config.medusa:
         raise ApiError(

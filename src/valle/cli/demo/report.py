@@ -6,7 +6,14 @@ import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
-from valle.cli.demo.settings import CURVE_ITEMS_PER_VOICE, CURVE_METRICS, PROMPT_SECONDS, ROWS
+from valle.cli.demo.settings import (
+    BEST_OF,
+    BEST_OF_ROW,
+    CURVE_ITEMS_PER_VOICE,
+    CURVE_METRICS,
+    PROMPT_SECONDS,
+    ROWS,
+)
 from valle.cli.demo.speak import Item, first_per_voice
 from valle.evaluate.curve import CurvePoint
 
@@ -122,7 +129,9 @@ Held-out voices ({len(speakers)}: {", ".join(speakers)}) say held-out sentences 
   sentence, and only what it generated is scored: against the rest of the transcript and the rest of the
   recording;
 - **cross-utterance**: a {PROMPT_SECONDS:g} s prompt from another recording of the same voice, and the target
-  sentence.
+  sentence;
+- **{BEST_OF_ROW}**: the same items, each the clearest of {BEST_OF} draws to a small recognizer of level-0
+  codes trained on the training shards only (`sampler.best_of`; not pocketsphinx, which scores them).
 
 Sentence ID: pocketsphinx decoding constrained to the row's sentences (a JSGF grammar; continuation: the
 sentences' remainders), top-1 accuracy against chance. PER: pocketsphinx phone decoding against the

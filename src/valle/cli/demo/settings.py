@@ -11,13 +11,18 @@ from valle.sampling.pipeline import SamplerConfig
 
 log = logging.getLogger("valle.demo")  # not __name__: that is "__main__" under python -m
 ROOT = Path(__file__).resolve().parents[4]  # the repository: configs/, conf/
-STAGES = ("corpus", "shards", "train", "export", "speak", "curve", "evaluate")
+STAGES = ("corpus", "shards", "train", "export", "recognizer", "speak", "curve", "evaluate")
 N_SENTENCES, N_HELD_OUT_SENTENCES = 560, 60  # the last 60 are never spoken in training
 # One variant of each festival voice is held out: the model has heard that voice, never at that pitch/tempo.
 HELD_OUT = {("kal_diphone", 250, 1.0), ("ked_diphone", -250, 1.0), ("cmu_us_slt_arctic_hts", 0, 1.07)}
 MEL = dict(sample_rate=24_000, hop_length=480, n_mels=80, n_fft=1024, n_levels=4)  # 50 frames/s
 PROMPT_SECONDS = 3.0
-ROWS = ("ground truth", "resynthesis", "continuation", "cross-utterance")
+# The best-of row: the cross-utterance items again, each the clearest of BEST_OF draws by the level-0
+# recognizer trained on the training shards (docs/benchmarks.md, "Best of N"); its wavs in samples/BEST_OF_DIR
+BEST_OF = 8
+BEST_OF_ROW = f"cross-utterance, best of {BEST_OF}"
+BEST_OF_DIR = f"cross-utterance-best-of-{BEST_OF}"
+ROWS = ("ground truth", "resynthesis", "continuation", "cross-utterance", BEST_OF_ROW)
 CURVE_MINUTES = 3.0  # a training snapshot for the learning curve every 3 minutes (size=ci: by steps)
 CURVE_ITEMS_PER_VOICE = (
     3  # the learning curve's fixed held-out items: 9, under a minute per snapshot on 2 cores
@@ -37,6 +42,8 @@ class DemoSize:
     minutes: float  # training time budget (the other stages take about 8 minutes on 2 CPU cores)
     max_steps: int
     max_ar_steps_per_phoneme: float  # the runaway guard: an undertrained model may never say stop
+    recognizer_minutes: float = 4.0  # the best-of row's recognizer: its training budget
+    recognizer_steps: int = 5000
     train_overrides: tuple[str, ...] = ()  # train.py overrides of `experiment=demo` for this size
 
 
@@ -55,7 +62,9 @@ SIZES = {
     # quick: the full corpus and recipe, stopped by steps (the same on every CPU: the schedule does not
     # depend on the budget; the time budget is only a cap), with fewer held-out items to speak and score:
     # the slow test that checks a short run learns to say the words, and a user's few-minute check.
-    "quick": replace(FULL, held_out_sentences=8, minutes=30.0, max_steps=1500),
+    "quick": replace(
+        FULL, held_out_sentences=8, minutes=30.0, max_steps=1500, recognizer_minutes=2.0, recognizer_steps=400
+    ),
     "ci": DemoSize(
         train_sentences=5,
         held_out_sentences=2,
@@ -63,6 +72,8 @@ SIZES = {
         minutes=2.0,
         max_steps=6,
         max_ar_steps_per_phoneme=3.0,
+        recognizer_minutes=1.0,
+        recognizer_steps=4,
         train_overrides=(
             "trainer.val_check_interval=3",
             "data.val_utterances=2",

@@ -11,8 +11,17 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from valle.cli.demo.settings import PROMPT_SECONDS, DemoSize, log, sampler_config
+from valle.cli.demo.settings import (
+    BEST_OF,
+    BEST_OF_DIR,
+    BEST_OF_ROW,
+    PROMPT_SECONDS,
+    DemoSize,
+    log,
+    sampler_config,
+)
 from valle.codecs.base import Codec
+from valle.errors import ConfigError
 from valle.evaluate.asr import WordTiming
 from valle.sampling.prompt import Prompt
 from valle.utils.io import atomic_write_json
@@ -109,6 +118,7 @@ def plan_items(out: Path, codec: Codec) -> tuple[list[Item], list[Prompt], list[
             "resynthesis": f"samples/resynthesis/{key}.wav",
             "continuation": f"samples/continuation/{key}.wav",
             "cross-utterance": f"samples/cross-utterance/{key}.wav",
+            BEST_OF_ROW: f"samples/{BEST_OF_DIR}/{key}.wav",
         }
         write_wav(out / rows["resynthesis"], codec.decode(truth_codes), rate)
         prompt_wav = f"samples/prompts/{key}.wav"  # the prompt as the model got it, before the codec
@@ -135,19 +145,35 @@ def plan_items(out: Path, codec: Codec) -> tuple[list[Item], list[Prompt], list[
 
 @torch.inference_mode()
 def speak(out: Path, size: DemoSize) -> list[Item]:
-    """Synthesize every held-out recording's text in both modes; writes samples/ and its manifest."""
+    """Synthesize every held-out recording's text in both modes, and cross-utterance again as the best of
+    `BEST_OF` draws (out/recognizer.pt judges them); writes samples/ and its manifest."""
+    from dataclasses import replace
+
     import valle
     from valle.audio import write_wav
+    from valle.cli.demo.stages import RECOGNIZER_FILE
+    from valle.recognizer_card import load_recognizer
     from valle.sampling.synthesize import Synthesizer
 
-    synthesizer = Synthesizer(valle.load(out / "model.pt"))
+    if not (out / RECOGNIZER_FILE).is_file():
+        raise ConfigError(
+            f"{out / RECOGNIZER_FILE}: no recognizer for the best-of row; run stage=recognizer first"
+        )
+    synthesizer = Synthesizer(valle.load(out / "model.pt"), recognizer=load_recognizer(out / RECOGNIZER_FILE))
     rate = synthesizer.codec.sample_rate
     config = sampler_config(size)
     items, cross, continuation = plan_items(out, synthesizer.codec)
-    for row, prompts in (("cross-utterance", cross), ("continuation", continuation)):
+    best_of = replace(config, best_of=BEST_OF)
+    for row, prompts, settings in (
+        ("cross-utterance", cross, config),
+        ("continuation", continuation, config),
+        (BEST_OF_ROW, cross, best_of),
+    ):
         started = time.perf_counter()
         texts = [item.continuation_text if row == "continuation" else item.text for item in items]
-        results = synthesizer.synthesize(texts, prompts, "en-us", config, prompt_seconds=None, progress=True)
+        results = synthesizer.synthesize(
+            texts, prompts, "en-us", settings, prompt_seconds=None, progress=True
+        )
         for item, result in zip(items, results, strict=True):
             write_wav(out / item.outputs[row], result.wav, rate)
         log.info("%s: %d utterances in %.1f s", row, len(items), time.perf_counter() - started)

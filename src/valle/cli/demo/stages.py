@@ -1,4 +1,5 @@
-"""The demo's building stages: the corpus, its shards, the training run, the exported model."""
+"""The demo's building stages: the corpus, its shards, the training run, the exported model, the
+recognizer."""
 
 from __future__ import annotations
 
@@ -144,3 +145,27 @@ def export(out: Path) -> Path:
     if model.is_file() and model.stat().st_mtime >= checkpoint.stat().st_mtime:
         return model  # already exported from this checkpoint
     return export_checkpoint(checkpoint, model)
+
+
+RECOGNIZER_FILE = "recognizer.pt"
+
+
+def recognizer(out: Path, size: DemoSize) -> str:
+    """out/recognizer.pt: the level-0 recognizer that picks the best-of row's draws, trained on the demo's
+    training shards only (skipped when it is newer than the shards' index). Returns a line about it.
+
+    Raises:
+        ConfigError: no shards yet (run stage=shards first).
+    """
+    from valle.data.index import INDEX_NAME
+    from valle.training.recognizer import train_recognizer
+
+    index, path = out / "shards" / INDEX_NAME, out / RECOGNIZER_FILE
+    if not index.is_file():
+        raise ConfigError(f"{index}: no shards to train the recognizer on; run stage=shards first")
+    if path.is_file() and path.stat().st_mtime >= index.stat().st_mtime:
+        return f"{path} (trained before)"
+    run = train_recognizer(
+        out / "shards", path, minutes=size.recognizer_minutes, max_steps=size.recognizer_steps
+    )
+    return run.summary()
