@@ -38,6 +38,7 @@ def synthesize(
     language: str = "en-us",
     codec_weights: str | None = None,
     device: str = "cpu",
+    recognizer: str | Path | None = None,
     **sampler: Any,
 ) -> list[Synthesis]:
     """Speak `texts` in the voices of `prompts` (see `valle.sampling.synthesize.synthesize`).
@@ -49,7 +50,8 @@ def synthesize(
         language: the phonemizer's language code.
         codec_weights: the codec weights to decode with; None: those the model was trained with.
         device: where to decode, e.g. "cpu" or "cuda".
-        **sampler: `SamplerConfig` keys, e.g. `ar_temperature=0.8, top_p=0.9, seed=0`.
+        recognizer: a level-0 recognizer file (`python -m valle.recognizer`) to judge `best_of=N` draws.
+        **sampler: `SamplerConfig` keys, e.g. `ar_temperature=0.8, top_p=0.9, seed=0, best_of=8`.
 
     Returns:
         One `Synthesis` (text, codes, wav, sample rate, hit_limit) per text.
@@ -57,5 +59,12 @@ def synthesize(
     from valle.sampling.synthesize import synthesize as _synthesize
 
     return _synthesize(
-        model, texts, prompts, language=language, codec_weights=codec_weights, device=device, **sampler
+        model,
+        texts,
+        prompts,
+        language=language,
+        codec_weights=codec_weights,
+        device=device,
+        recognizer=recognizer,
+        **sampler,
     )

@@ -23,7 +23,7 @@ from valle.codecs.base import Codec
 from valle.errors import ConfigError
 from valle.models.quantize import quantize as quantize_model
 from valle.models.valle import Valle
-from valle.recognizer_card import LoadedRecognizer
+from valle.recognizer_card import LoadedRecognizer, load_recognizer
 from valle.sampling.ar import ArRows, check_guidance
 from valle.sampling.best_of import check_best_of
 from valle.sampling.candidates import check_medusa
@@ -345,14 +345,17 @@ def synthesize(
     language: str = "en-us",
     codec_weights: str | None = None,
     device: str = "cpu",
+    recognizer: LoadedRecognizer | str | Path | None = None,
     **sampler: Any,
 ) -> list[Synthesis]:
-    """`valle.synthesize(model, texts, prompts, **sampler)`: sampler keys are `SamplerConfig`'s."""
+    """`valle.synthesize(model, texts, prompts, **sampler)`: sampler keys are `SamplerConfig`'s;
+    `recognizer` (a `LoadedRecognizer` or its file) judges `best_of` draws."""
     known = {f.name for f in fields(SamplerConfig)}
     unknown = sorted(set(sampler) - known)
     if unknown:
         raise TypeError(f"unknown sampler setting(s) {unknown}; known: {sorted(known)}")
     config = replace(SamplerConfig(), **sampler)
-    return Synthesizer(model, device=device, codec_weights=codec_weights).synthesize(
-        texts, prompts, language, config
-    )
+    if recognizer is not None and not isinstance(recognizer, LoadedRecognizer):
+        recognizer = load_recognizer(recognizer, device)
+    synthesizer = Synthesizer(model, device=device, codec_weights=codec_weights, recognizer=recognizer)
+    return synthesizer.synthesize(texts, prompts, language, config)
