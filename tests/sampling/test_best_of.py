@@ -174,3 +174,35 @@ def _prompt():
     from valle.sampling.prompt import Prompt
 
     return Prompt(torch.randint(0, 1024, (2, 40), generator=torch.Generator().manual_seed(0)))
+
+
+def test_infer_speaks_the_best_of_n_with_a_recognizer_file(
+    trained, tiny_shards, tiny_corpus, tiny_codec, tmp_path
+):
+    from tests.cli.test_infer_cli import compose_infer
+    from valle.audio import read_audio
+    from valle.cli.infer import run
+    from valle.export import save_export
+
+    index = ShardIndex.load(tiny_shards)
+    model = random_model(index.symbols, tiny_codec)
+    ckpt = save_export(
+        model.state_dict(), ModelCard(model.config, index.symbols, tiny_codec.info, {}), tmp_path / "m.pt"
+    )
+    recognizer = trained[0].save(tmp_path / "recognizer.pt")
+    prompt = sorted(tiny_corpus.rglob("*.wav"))[0]
+    overrides = [f"ckpt={ckpt}", "text=The lazy dog.", f"out={tmp_path / 'out.wav'}", "codec.weights=random"]
+    cfg = compose_infer(
+        *overrides,
+        f"prompt={prompt}",
+        "sampler.ar_temperature=0.8",
+        "sampler.best_of=3",
+        "sampler.max_ar_steps=40",
+        "sampler.seed=0",
+        f"recognizer={recognizer}",
+    )
+    [path] = run(cfg)
+    wav, rate = read_audio(path)
+    assert rate == tiny_codec.sample_rate and 0 < wav.shape[-1] <= 40 * tiny_codec.hop_length
+    with pytest.raises(ConfigError, match="needs a recognizer"):  # best_of without one: one line, no output
+        run(compose_infer(*overrides, f"prompt={prompt}", "sampler.best_of=3"))

@@ -53,6 +53,7 @@ def assert_error(response: requests.Response, status: int, code: str, *words: st
         ({"sampler": {"top_k": 2.5}}, "invalid_sampler", ["top_k=2.5", "an integer"]),
         ({"sampler": {"seed": "x", "top_p": True}}, "invalid_sampler", ["seed='x'", "top_p=True"]),
         ({"sampler": {"beam_width": 2}}, "invalid_sampler", ["beam_width"]),
+        ({"sampler": {"best_of": 4}}, "invalid_sampler", ["best_of"]),
         ({"sampler": {"medusa": True}}, "invalid_sampler", ["medusa=true"]),
         (
             {"sampler": {"medusa_tree": [3, "x"]}},
