@@ -206,3 +206,18 @@ def test_infer_speaks_the_best_of_n_with_a_recognizer_file(
     assert rate == tiny_codec.sample_rate and 0 < wav.shape[-1] <= 40 * tiny_codec.hop_length
     with pytest.raises(ConfigError, match="needs a recognizer"):  # best_of without one: one line, no output
         run(compose_infer(*overrides, f"prompt={prompt}", "sampler.best_of=3"))
+
+
+@pytest.mark.parametrize(
+    "setting, words",
+    [
+        ({"keep": "worst"}, "keep='worst'"),
+        ({"val_share": 1.0}, "val_share=1.0"),
+        ({"noise": -0.1}, "noise=-0.1"),
+        ({"minutes": 0}, "minutes=0"),
+        ({"lr": 0.0}, "lr=0.0"),
+    ],
+)
+def test_recognizer_settings_out_of_range_are_refused_before_any_work(tmp_path, setting, words):
+    with pytest.raises(ConfigError, match=words):
+        train_recognizer(tmp_path / "no-shards-needed", tmp_path / "r.pt", **setting)

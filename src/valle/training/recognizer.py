@@ -203,10 +203,24 @@ def train_recognizer(
         the file written, its validation loss and the run's size.
 
     Raises:
-        ConfigError: the shards hold fewer than two texts to split, or `keep` is neither "best" nor "last".
+        ConfigError: a setting out of range (each named), or shards with fewer than two texts to split.
     """
-    if keep not in ("best", "last"):
-        raise ConfigError(f"recognizer keep={keep!r}: choose best (lowest validation loss) or last")
+    problems = [
+        message
+        for wrong, message in (
+            (keep not in ("best", "last"), f"keep={keep!r}: choose best (lowest validation loss) or last"),
+            (minutes <= 0 or max_steps < 1, f"minutes={minutes} and max_steps={max_steps} must be > 0"),
+            (
+                not 0 < val_share < 1,
+                f"val_share={val_share} must lie in (0, 1): the share of sentences held out",
+            ),
+            (not 0 <= noise < 1, f"noise={noise} must lie in [0, 1): the share of frames replaced"),
+            (lr <= 0 or max_frames < 1, f"lr={lr} and max_frames={max_frames} must be > 0"),
+        )
+        if wrong
+    ]
+    if problems:
+        raise ConfigError("recognizer: " + "; ".join(problems))
     index = ShardIndex.load(data_root)
     readings = read_shards(index)
     train, val = split_by_sentence(readings, val_share, seed)
