@@ -1,4 +1,4 @@
-"""`python -m valle.recognizer data.root=SHARDS out=recognizer.pt [minutes=3]`: train the level-0 recognizer
+"""`python -m valle.recognizer data.root=SHARDS out=recognizer.pt [minutes=4]`: train the level-0 recognizer
 that picks the clearest of N candidates (`sampler.best_of`, docs/inference.md "Best of N").
 
 Train it on the shards the model was trained on (the same codec and symbol map; it refuses another
@@ -20,7 +20,7 @@ class RecognizerOptions:
     # the shards' folder (prepare's output), the model's data.root
     data_root: str = dataclasses.field(default=REQUIRED, metadata={"key": "data.root"})
     out: str = REQUIRED  # the recognizer file to write (atomically)
-    minutes: float = 3.0  # the training budget
+    minutes: float = 4.0  # the training budget
     max_steps: int = 3000
     d_model: int = 192
     n_layers: int = 5

@@ -48,6 +48,12 @@ class ArResult:
     # [B, T] the text id each frame says (monotonic alignment: the AR's own pointer; else None)
     frame_symbols: Tensor | None = None
 
+    def select(self, rows: Tensor) -> ArResult:
+        """The rows `rows` [R] int64, in that order."""
+        symbols = None if self.frame_symbols is None else self.frame_symbols.index_select(0, rows)
+        pick = lambda t: t.index_select(0, rows)  # noqa: E731
+        return ArResult(pick(self.codes), pick(self.lengths), pick(self.hit_limit), symbols)
+
 
 class TextPointer:
     """Monotonic alignment while decoding: which text id each row's next frame says.

@@ -15,10 +15,8 @@ from valle.errors import ConfigError
 from valle.models.recognizer import CodeRecognizer
 from valle.recognizer_card import LoadedRecognizer
 from valle.sampling.ar import ArResult
+from valle.text.symbols import HEAD_IDS, TAIL_IDS
 from valle.utils.batch import Conditioning
-
-# <bos> and <lang> open every row's text ids and <eos> closes it: the recognizer reads the symbols between
-TEXT_START, TEXT_END = 2, 1
 
 
 def recognizer_rows(cond: Conditioning, ar: ArResult) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -35,31 +33,21 @@ def recognizer_rows(cond: Conditioning, ar: ArResult) -> tuple[Tensor, Tensor, T
         p, n = int(prompt_lengths[b]), int(ar.lengths[b])
         codes[b, :p] = cond.prompt[b, 0, :p]
         codes[b, p : p + n] = ar.codes[b, :n]
-    target_lengths = (cond.text_lengths - TEXT_START - TEXT_END).clamp(min=0)
-    targets = cond.text[:, TEXT_START : TEXT_START + max(1, int(target_lengths.max()))]
+    # the symbols between <bos> <lang> and <eos>
+    target_lengths = (cond.text_lengths - HEAD_IDS - TAIL_IDS).clamp(min=0)
+    targets = cond.text[:, HEAD_IDS : HEAD_IDS + max(1, int(target_lengths.max()))]
     return codes, lengths, targets, target_lengths
-
-
-def select_rows(ar: ArResult, rows: Tensor) -> ArResult:
-    """The decoded rows `rows` [R] int64, in that order."""
-    pick = lambda t: t.index_select(0, rows)  # noqa: E731
-    return ArResult(
-        pick(ar.codes),
-        pick(ar.lengths),
-        pick(ar.hit_limit),
-        None if ar.frame_symbols is None else pick(ar.frame_symbols),
-    )
 
 
 def keep_clearest(recognizer: CodeRecognizer, candidates: Conditioning, ar: ArResult, n: int) -> ArResult:
     """Of each `n` consecutive candidate rows (`Conditioning.repeat_rows(n)`), the one whose level 0 says its
     text best; a candidate that hit the step limit loses to any that stopped."""
     scores = recognizer.read_scores(*recognizer_rows(candidates, ar)).to(ar.codes.device)
-    scores = scores.masked_fill(ar.hit_limit, -torch.inf).nan_to_num(nan=-torch.inf)
+    scores = scores.masked_fill(ar.hit_limit, -torch.inf)
     groups = scores.view(-1, n)
     # all -inf (every candidate too short or stuck): the first, as best_of=1 would
     best = torch.where(torch.isinf(groups).all(1), 0, groups.argmax(1))
-    return select_rows(ar, torch.arange(groups.shape[0], device=best.device) * n + best)
+    return ar.select(torch.arange(groups.shape[0], device=best.device) * n + best)
 
 
 def check_best_of(best_of: int, recognizer: CodeRecognizer | LoadedRecognizer | None) -> None:

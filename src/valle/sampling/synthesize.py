@@ -182,7 +182,7 @@ class Synthesizer:
 
         Raises:
             TextError: empty text or unknown language; AudioError: a bad prompt; ConfigError: beam search
-                (it picks its best beam only at the end). Raised here, before the first chunk.
+                or best_of > 1 (they pick only at the end). Raised here, before the first chunk.
         """
         config = config or SamplerConfig()
         if config.beam_width > 1 or config.best_of > 1:

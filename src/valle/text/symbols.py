@@ -21,6 +21,8 @@ from valle.utils.io import atomic_write_text
 FORMAT_VERSION = 1
 PAD, BOS, EOS, UNK, SEP = "<pad>", "<bos>", "<eos>", "<unk>", "<sep>"
 SPECIALS = (PAD, BOS, EOS, UNK, SEP)
+# `SymbolMap.encode` puts HEAD_IDS ids (<bos>, <lang>) before a text's phonemes and TAIL_IDS (<eos>) after
+HEAD_IDS, TAIL_IDS = 2, 1
 
 
 # What a reader does with punctuation that a model's corpus never had: the nearest pause the model knows
@@ -118,7 +120,7 @@ class SymbolMap:
         return self._ids[token]
 
     def encode(self, phonemes: Sequence[str], language: str, unknown: Counter | None = None) -> list[int]:
-        """Phoneme symbols → `[bos, <lang>, ids..., eos]`.
+        """Phoneme symbols → `[bos, <lang>, ids..., eos]` (`HEAD_IDS` before the ids, `TAIL_IDS` after).
 
         Symbols the map does not know become `unk` (never an exception mid-batch); pass a Counter as
         `unknown` to count them by symbol.

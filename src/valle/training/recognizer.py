@@ -30,6 +30,7 @@ from valle.data.shards import decode_sample
 from valle.errors import ConfigError
 from valle.models.recognizer import CodeRecognizer, RecognizerConfig
 from valle.recognizer_card import LoadedRecognizer
+from valle.text.symbols import HEAD_IDS, TAIL_IDS
 
 Batch = tuple[Tensor, Tensor, Tensor, Tensor]  # codes [B, T], lengths [B], targets [B, N], target lengths [B]
 
@@ -66,7 +67,7 @@ def read_shards(index: ShardIndex) -> list[Reading]:
     readings = []
     for raw in wds.WebDataset(index.shard_paths(), shardshuffle=False, empty_check=False):
         sample = decode_sample(raw)
-        ids = index.symbols.encode(sample.symbols, sample.language)[2:-1]
+        ids = index.symbols.encode(sample.symbols, sample.language)[HEAD_IDS:-TAIL_IDS]
         readings.append(
             Reading(torch.from_numpy(sample.codes[0].astype(np.int64)), torch.tensor(ids), sample.text)
         )
@@ -181,7 +182,7 @@ class RecognizerTask(L.LightningModule):
 def train_recognizer(
     data_root: str | Path,
     out: str | Path,
-    minutes: float = 3.0,
+    minutes: float = 4.0,
     max_steps: int = 3000,
     config: RecognizerConfig | None = None,
     lr: float = 2e-3,
