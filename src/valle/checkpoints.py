@@ -5,6 +5,8 @@ Both file kinds load with `torch.load(weights_only=True)`: they hold tensors and
 
 from __future__ import annotations
 
+import re
+import zipfile
 from pathlib import Path
 from typing import Protocol
 
@@ -25,7 +27,22 @@ def load_file(path: str | Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as error:  # pickle errors of many types: all mean "not our file"
-        raise ConfigError(f"{path}: not a valle checkpoint or export ({error})") from error
+        reason = _why_torch_could_not_read(path, error)
+        raise ConfigError(
+            f"ckpt={path}: not a valle checkpoint or export (torch could not read it: {reason})"
+        ) from error
+
+
+def _why_torch_could_not_read(path: Path, error: Exception) -> str:
+    """A short reason for a failed `torch.load`: torch's own messages run to paragraphs of advice
+    (saving with `_use_new_zipfile_serialization`, loading with `weights_only=False`) that is no fix here."""
+    if not zipfile.is_zipfile(path):
+        return "not the zip archive torch.save writes, or one cut short"
+    refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+    if refused:  # a pickled object: loading it would run code
+        return f"it holds a Python object ({refused.group(1)}), which a weights-only load refuses"
+    first_line = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip().split("\n")[0]
+    return first_line[:120] or type(error).__name__
 
 
 def card_dict(data: dict, path: str | Path = "") -> dict:

@@ -2,13 +2,15 @@ from __future__ import annotations
 
 import pytest
 import soundfile as sf
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from tests.cli.test_train_cli import ROOT
 from tests.conftest import real_speech_dir
 from valle.cli.argv import literal_override
-from valle.cli.infer import load_prompts, read_requests
+from valle.cli.infer import load_prompts, read_requests, run
+from valle.errors import ConfigError
 from valle.sampling.pipeline import SamplerConfig
 
 
@@ -58,3 +60,29 @@ def test_prompt_text_describes_prompt_alone_which_is_then_kept_whole(tiny_codec,
         voice.text == transcript and voice.codes.shape[1] > 8 * tiny_codec.frame_rate
     )  # continuation: all of it
     assert other.text is None and other.codes.shape[1] == 3 * tiny_codec.frame_rate  # its own: cropped to 3 s
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "device=cuda",
+            r"device=cuda: no CUDA device is available \(torch.cuda.is_available\(\) is False\); use",
+        ),
+        (
+            "device=mps",
+            r"device=mps: no MPS device is available \(torch.backends.mps.is_available\(\) is False",
+        ),
+        ("device=gpu", "device=gpu: not a device torch knows; use device=cpu"),
+        ("prompt_seconds=-1", "prompt_seconds=-1: give at least 0.5 seconds"),
+        ("prompt_seconds=0", "prompt_seconds=0: give at least 0.5 seconds"),
+        ("prompt_seconds=0.2", "prompt_seconds=0.2: give at least 0.5 seconds .* or prompt_seconds=null"),
+    ],
+)
+def test_a_device_or_prompt_length_this_run_cannot_have_is_refused_before_loading(
+    override, message, monkeypatch
+):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a machine without a GPU
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=message):  # ckpt and prompt do not exist: refused before
+        run(compose_infer("ckpt=none.pt", "text=hi", "prompt=none.wav", override))

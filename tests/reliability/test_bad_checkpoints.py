@@ -59,9 +59,11 @@ def test_a_truncated_file_is_refused_naming_it(kind, checkpoint, export, tmp_pat
     source = checkpoint if kind == "checkpoint" else export
     cut = tmp_path / source.name
     cut.write_bytes(source.read_bytes()[: source.stat().st_size // 2])
-    with pytest.raises(UserError, match=f"{cut}: not a valle checkpoint or export"):
+    # one short reason: torch's advice (mmap, _use_new_zipfile_serialization) is left out
+    short = rf"ckpt={cut}: not a valle checkpoint or export \(torch could not read it: not the zip [^()]*\)$"
+    with pytest.raises(UserError, match=short):
         load(cut)
-    with pytest.raises(UserError, match=f"{cut}: not a valle checkpoint or export"):
+    with pytest.raises(UserError, match=short):
         read_card(cut)
 
 

@@ -13,6 +13,7 @@ import torch
 from tests.conftest import needs_int8_kernels, real_speech_dir
 from valle.audio import AudioError
 from valle.card import LoadedModel, ModelCard
+from valle.errors import UserError
 from valle.models.config import ValleConfig
 from valle.models.quantize import Int8Heads, Int8Linear
 from valle.models.valle import Valle
@@ -88,6 +89,19 @@ def test_long_text_is_split_and_joined(synthesizer, mode):
         assert result.codes.shape[1] > 0
 
 
+def test_the_long_output_warning_names_the_longest_sentence_not_the_whole_output(synthesizer, caplog):
+    # the model saw utterances of at most 1 s (the fixture's stats); each sentence here runs to 1.2 s
+    prompt = Prompt(torch.randint(0, 1024, (2, 50), generator=torch.Generator().manual_seed(0)))
+    config = SamplerConfig(max_ar_steps=90, seed=0, length_penalty=1000.0)  # no stop before the limit
+    with caplog.at_level("WARNING"):
+        [result] = synthesizer.synthesize(["The lazy dog. The brown fox!"], [prompt], config=config)
+    assert result.codes.shape[1] == 180  # 2.4 s in all
+    assert (
+        "an output sentence is longer (1.2 s) than the longest utterance seen in training (1.0 s)"
+        in caplog.text
+    )
+
+
 def test_prompt_audio_is_trimmed_cropped_and_encoded(tiny_codec, tmp_path):
     wav, rate = sf.read(str(real_speech_dir() / "LJ049-0108.wav"), dtype="float32")
     padded = np.concatenate([np.zeros(rate), wav, np.zeros(rate)])
@@ -142,6 +156,20 @@ def test_voice_presets_round_trip_and_check_the_codec(tiny_codec, tmp_path):
         load_voice(path, describe_codec("dac", n_levels=2))
 
 
+def test_a_missing_corrupt_or_foreign_voice_preset_is_named_with_how_to_make_one(tiny_codec, tmp_path):
+    (tmp_path / "text.npz").write_text("not an archive")
+    np.savez(tmp_path / "other.npz", weights=np.zeros(3))
+    for name, problem in [
+        ("missing.npz", "no such voice preset"),
+        ("text.npz", "not a voice preset \\(not an .npz archive\\)"),
+        ("other.npz", "not a voice preset \\(it has no array codes, text, codec, source\\)"),
+    ]:
+        with pytest.raises(
+            UserError, match=f"prompt=.*{name}: {problem}; make one with python -m valle.voice"
+        ):
+            load_prompt(tmp_path / name, tiny_codec)
+
+
 def test_bad_prompts_are_clear_errors(tiny_codec, tmp_path):
     sf.write(str(tmp_path / "silent.wav"), np.zeros(24000, dtype=np.float32), 24000)
     sf.write(
@@ -155,6 +183,22 @@ def test_bad_prompts_are_clear_errors(tiny_codec, tmp_path):
         load_prompt(tmp_path / "silent.wav", tiny_codec)
     with pytest.raises(AudioError, match="only 0.10 s of speech"):
         load_prompt(tmp_path / "short.wav", tiny_codec)
+    with pytest.raises(
+        UserError, match="prompt_seconds=0.2: give at least 0.5 seconds"
+    ):  # not cropped to 0.2 s
+        load_prompt(real_speech_dir() / "LJ049-0108.wav", tiny_codec, prompt_seconds=0.2)
+
+
+def test_a_lone_text_or_prompt_is_one_and_one_prompt_serves_every_text(synthesizer):
+    config = SamplerConfig(max_ar_steps=5, seed=0)
+    speech = str(real_speech_dir() / "LJ049-0108.wav")  # a path as a str: not 48 one-letter prompts
+    results = synthesizer.synthesize(
+        "The lazy dog.", speech, config=config, prompt_seconds=1.0
+    )  # not "T", "h"...
+    assert [r.text for r in results] == ["The lazy dog."]
+    prompt = Prompt(torch.randint(0, 1024, (2, 10)))
+    results = synthesizer.synthesize(["The lazy dog.", "The fox!"], prompt, config=config)
+    assert [r.text for r in results] == ["The lazy dog.", "The fox!"]
 
 
 def test_mismatched_counts_and_empty_text_are_refused(synthesizer):
@@ -178,18 +222,36 @@ def test_split_sentences():
     assert all(len(piece) <= 200 for piece in split_sentences(long))
 
 
-def test_abbreviations_initials_and_lowercase_continuations_do_not_end_a_sentence():
-    text = (
-        "Dr. Smith met Mr. J. K. Rowling at 5 p.m. in the U.S. Army base, e.g. by the gate. "
-        "Then they left! Note: it rained. (Really.) No. 5 stayed."
-    )
-    assert split_sentences(text) == [
-        "Dr. Smith met Mr. J. K. Rowling at 5 p.m. in the U.S. Army base, e.g. by the gate.",
-        "Then they left!",
-        "Note: it rained.",
-        "(Really.)",
-        "No. 5 stayed.",
-    ]
+@pytest.mark.parametrize(
+    ("text", "sentences"),
+    [
+        (
+            "Dr. Smith met Mr. J. K. Rowling at 5 p.m. in the U.S. Army base, e.g. by the gate. "
+            "Then they left! Note: it rained. (Really.) No. 5 stayed.",
+            [
+                "Dr. Smith met Mr. J. K. Rowling at 5 p.m. in the U.S. Army base, e.g. by the gate.",
+                "Then they left!",
+                "Note: it rained.",
+                "(Really.)",
+                "No. 5 stayed.",
+            ],
+        ),
+        (  # a month's period is the normalizer's only before a number; "Jan." alone is a name
+            "We met on Jan. 5 at noon, Sept. 3, Sep. 4 and Feb. 28. I met Jan. Then J. F. Kennedy came.",
+            [
+                "We met on Jan. 5 at noon, Sept. 3, Sep. 4 and Feb. 28.",
+                "I met Jan.",
+                "Then J. F. Kennedy came.",
+            ],
+        ),
+        (  # "etc." before a capital ends a sentence, as the normalizer reads it ("et cetera.")
+            "Apples, pears, etc. Then St. Louis, i.e. the U.S. Navy, said no. Fig. 2 agrees.",
+            ["Apples, pears, etc.", "Then St. Louis, i.e. the U.S. Navy, said no.", "Fig. 2 agrees."],
+        ),
+    ],
+)
+def test_abbreviations_initials_and_lowercase_continuations_do_not_end_a_sentence(text, sentences):
+    assert split_sentences(text) == sentences
 
 
 def test_a_blank_line_ends_a_sentence_and_a_single_line_break_does_not():

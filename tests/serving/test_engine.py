@@ -12,6 +12,7 @@ from valle.export import load
 from valle.sampling.pipeline import SamplerConfig
 from valle.sampling.synthesize import Synthesizer
 from valle.serving.engine import Engine, Job
+from valle.text.phonemize import TextError
 
 TEXT = "Hello there, my friend."  # 18 phonemes in en-us, 20 in es: a step limit per phoneme tells them apart
 
@@ -28,14 +29,16 @@ def bilingual(tiny_codec, tmp_path_factory) -> Synthesizer:
     return Synthesizer(load(path, "cpu"), device="cpu")
 
 
-def run_together(synthesizer: Synthesizer, languages: list[str], config: SamplerConfig) -> list[int]:
-    """One request of TEXT per language, all submitted before the engine starts (so that one turn admits
-    them all); the samples each got."""
+def run_together(
+    synthesizer: Synthesizer, requests: list[tuple[str, str]], config: SamplerConfig
+) -> tuple[list[Job], dict[int, BaseException | None]]:
+    """One job per (text, language), all submitted before the engine starts (so that one turn admits them
+    all); the jobs, and how each ended (None: cleanly)."""
     prompt = synthesizer.prompt(real_speech_dir() / "LJ049-0108.wav")
     done: dict[int, BaseException | None] = {}
     jobs = [
-        Job([TEXT], prompt, language, config, lambda chunk: None, lambda error, i=i: done.update({i: error}))
-        for i, language in enumerate(languages)
+        Job([text], prompt, language, config, lambda chunk: None, lambda error, i=i: done.update({i: error}))
+        for i, (text, language) in enumerate(requests)
     ]
     engine = Engine(synthesizer, max_rows=len(jobs))
     for job in jobs:
@@ -45,8 +48,8 @@ def run_together(synthesizer: Synthesizer, languages: list[str], config: Sampler
     while len(done) < len(jobs) and time.monotonic() < deadline:
         time.sleep(0.05)
     engine.stop()
-    assert done == dict.fromkeys(range(len(jobs))), f"not all finished cleanly: {done}"
-    return [job.samples for job in jobs]
+    assert len(done) == len(jobs), f"not all finished: {done}"
+    return jobs, done
 
 
 def test_requests_in_two_languages_admitted_together_each_keep_their_language(bilingual):
@@ -54,4 +57,16 @@ def test_requests_in_two_languages_admitted_together_each_keep_their_language(bi
     languages = ["en-us", "es"]
     expected = [config.ar_step_limit(len(bilingual.text_ids(TEXT, lang))) * HOP for lang in languages]
     assert expected[0] != expected[1]
-    assert run_together(bilingual, languages, config) == expected
+    jobs, done = run_together(bilingual, [(TEXT, language) for language in languages], config)
+    assert done == {0: None, 1: None}, f"not all finished cleanly: {done}"
+    assert [job.samples for job in jobs] == expected
+    assert all(job.hit_limit for job in jobs)  # the model never stops: each ran to its step limit
+
+
+def test_a_request_that_cannot_be_prepared_fails_alone_not_with_those_admitted_beside_it(bilingual):
+    # the same settings and language: one prefill for both, in which the first text cannot be phonemized
+    # (the server's request check refuses such text; a voice's transcript meets it only here)
+    config = SamplerConfig(max_ar_steps=10, seed=0)
+    jobs, done = run_together(bilingual, [("🍕🍕", "en-us"), (TEXT, "en-us")], config)
+    assert isinstance(done[0], TextError) and "nothing to phonemize" in str(done[0]), done
+    assert done[1] is None and jobs[1].samples == 10 * HOP

@@ -6,6 +6,7 @@ The shared server runs with max_text_chars=200, max_upload_bytes=600000 and max_
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -14,6 +15,8 @@ import soundfile as sf
 
 from tests.conftest import real_speech_dir
 from tests.serving.conftest import VOICE, Server
+from valle.cli.serve import main
+from valle.errors import exit_on_user_error
 
 
 def assert_error(response: requests.Response, status: int, code: str, *words: str) -> str:
@@ -85,6 +88,20 @@ def test_a_body_that_is_not_json_is_refused(server: Server):
     assert_error(response, 400, "invalid_request", "body: not valid JSON")
 
 
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain"])
+def test_a_json_body_sent_under_another_content_type_is_refused_with_415(server: Server, content_type):
+    # curl -d sends application/x-www-form-urlencoded unless told otherwise
+    response = requests.post(
+        server.url + "/v1/audio/speech",
+        data=b'{"input": "hi", "voice": "x"}',
+        headers={"Content-Type": content_type},
+        timeout=30,
+    )
+    assert_error(
+        response, 415, "unsupported_media_type", "JSON", "Content-Type: application/json", content_type
+    )
+
+
 def test_an_oversized_body_is_refused_before_it_is_read(server: Server):
     counted = server.metric('valle_rejected_total{code="body_too_large"}')
     body = b'{"input": "' + b"a" * (2 << 20) + b'", "voice": "x"}'
@@ -152,6 +169,14 @@ def test_an_upload_over_the_time_limit_is_refused(server: Server):
     assert_error(upload(server, tone(13.0)), 400, "upload_too_long", "13.0 s", "at most 12 s")
 
 
+@pytest.mark.parametrize("transcript", ["🍕🍕", " ?! "])
+def test_an_upload_whose_transcript_has_no_words_is_refused(server: Server, transcript: str):
+    # synthesis would phonemize it before every sentence and fail there
+    recording = (real_speech_dir() / "LJ049-0110.wav").read_bytes()
+    response = upload(server, recording, transcript=transcript)
+    assert_error(response, 400, "invalid_transcript", "transcript:", "nothing to phonemize")
+
+
 def test_a_silent_upload_is_refused(server: Server):
     silence = io.BytesIO()
     sf.write(silence, np.zeros(16000), 8000, format="WAV")
@@ -170,6 +195,10 @@ def test_unknown_paths_and_voices_answer_404_in_the_same_shape(server: Server):
 
 
 def test_the_limits_are_published(server: Server):
+    health = [server.get("/health"), server.get("/health")]
+    assert health[0].json()["sample_rate"] == 24000
+    ids = {answer.headers["x-request-id"] for answer in health}  # every answer carries its own id
+    assert len(ids) == 2 and all(re.fullmatch(r"[0-9a-f]{16}", i) for i in ids), ids
     limits = server.get("/v1/limits").json()
     assert limits == {
         "max_text_chars": 200,
@@ -188,3 +217,18 @@ def test_refusals_are_counted(server: Server):
     server.speak(input="")
     assert server.metric('valle_rejected_total{code="empty_input"}') == before + 1
     assert VOICE in {v["id"] for v in server.get("/v1/voices").json()["voices"]}
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("port=99999", "port=99999: choose a TCP port in 1-65535 (e.g. port=8000)"),
+        ("port=http", "port: Value 'http' of type 'str' could not be converted to Integer"),
+        ("max_rows=0", "max_rows=0: at least 1 (1 decodes one request at a time)"),
+    ],
+)
+def test_a_bad_serve_option_stops_the_start_with_one_line(option: str, message: str, capsys):
+    with pytest.raises(SystemExit) as exit_info:  # checked before the model loads: this one never is
+        exit_on_user_error(main)(["ckpt=never-loaded.pt", option])
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err.strip() == f"error: {message}"

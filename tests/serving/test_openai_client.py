@@ -72,6 +72,7 @@ def test_the_openai_client_streams_audio_and_server_sent_events(server: Server):
     events = [json.loads(line[len("data: ") :]) for line in lines if line.startswith("data: ")]
     assert kind.startswith("text/event-stream")
     assert [e["type"] for e in events] == ["speech.audio.delta"] * (len(events) - 1) + ["speech.audio.done"]
+    assert events[-1]["hit_step_limit"] is True  # 40 frames, cut at max_ar_steps: headers went out too early
     assert b"".join(base64.b64decode(e["audio"]) for e in events[:-1]) == streamed
 
 

@@ -11,8 +11,10 @@ from collections.abc import Iterator
 import numpy as np
 import requests
 import soundfile as sf
+import torch
 
 from tests.serving.conftest import HOP, VOICE, Server
+from valle.sampling.prompt import Prompt, save_voice
 
 SENTENCE = "The quick brown fox jumps over the lazy dog, twice!"
 THREE_SENTENCES = " ".join([SENTENCE] * 3)  # decoded one after the other, each to max_ar_steps
@@ -25,6 +27,7 @@ def wav_samples(data: bytes) -> np.ndarray:
 
 
 def test_a_request_returns_a_wav_of_the_requested_length(server: Server):
+    hits = server.metric("valle_step_limit_hits_total")
     response = server.speak(seed=1)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "audio/wav"
@@ -32,6 +35,14 @@ def test_a_request_returns_a_wav_of_the_requested_length(server: Server):
     audio = wav_samples(response.content)
     assert audio.ndim == 1 and len(audio) == 40 * HOP  # a random model runs to max_ar_steps
     assert np.isfinite(audio).all() and np.abs(audio).max() > 0
+    # so the audio may be cut short: said in a header, a counter and a warning naming the request
+    assert response.headers["x-hit-step-limit"] == "true"
+    assert server.metric("valle_step_limit_hits_total") == hits + 1
+    request_id = response.headers["x-request-id"]
+    assert any(
+        line.startswith("WARNING") and request_id in line and "step limit" in line
+        for line in server.log.read_text().splitlines()
+    ), f"no warning names request {request_id}"
 
 
 def test_every_format_decodes_to_the_length_of_the_wav(server: Server):
@@ -113,6 +124,34 @@ def test_eight_concurrent_requests_share_steps_and_each_gets_its_own_length(serv
     steps = server.metric("valle_ar_steps_total") - steps
     assert frames > steps, f"{frames} frames in {steps} steps: no step decoded two rows"
     assert server.metric("valle_batch_rows_max") > 1
+
+
+def test_a_request_whose_voice_fails_to_prefill_fails_alone(server: Server, tiny_codec):
+    # a preset whose transcript holds bytes that are not UTF-8: the request's own check reads the input
+    # only, so the engine meets the transcript when it prefills, maybe beside the other request
+    broken = "voice-unreadable-transcript"
+    codes = torch.randint(0, tiny_codec.codebook_size, (tiny_codec.n_levels, 150))
+    preset = Prompt(codes, "\udcff", "a test's broken preset")
+    save_voice(server.log.parent / "voices" / f"{broken}.npz", preset, tiny_codec.info)
+    start, answers = threading.Barrier(2), {}
+
+    def ask(voice: str) -> None:
+        start.wait()
+        answers[voice] = server.speak(voice=voice, seed=0)
+
+    threads = [threading.Thread(target=ask, args=(voice,)) for voice in (broken, VOICE)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+    finally:
+        requests.delete(f"{server.url}/v1/voices/{broken}", timeout=30)
+    assert answers[broken].status_code == 400, answers[broken].text
+    error = answers[broken].json()["error"]
+    assert error["code"] == "invalid_input" and broken in error["message"] and "UTF-8" in error["message"]
+    assert answers[VOICE].status_code == 200, answers[VOICE].text
+    assert len(wav_samples(answers[VOICE].content)) == 40 * HOP
 
 
 def test_a_client_that_leaves_mid_stream_frees_its_row(server: Server):

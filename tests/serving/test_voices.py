@@ -4,6 +4,7 @@ no voice id reaches outside the voices folder."""
 from __future__ import annotations
 
 import io
+import logging
 import shutil
 import subprocess
 import sys
@@ -13,9 +14,13 @@ import numpy as np
 import pytest
 import requests
 import soundfile as sf
+import torch
 
-from tests.conftest import real_speech_dir
+from tests.conftest import RANDOM_MODEL_TEXT, real_speech_dir
 from tests.serving.conftest import HOP, VOICE, Server, free_port, serve
+from valle.errors import ConfigError
+from valle.sampling.prompt import Prompt, save_voice
+from valle.serving.voices import builtin_files
 
 
 def start(ckpt: Path, builtin_voices: Path, voices_dir: Path):
@@ -29,6 +34,20 @@ def voice_ids(server: Server) -> dict[str, bool]:
     return {voice["id"]: voice["builtin"] for voice in response.json()["voices"]}
 
 
+def builtin_voices_as_people_name_them(folder: Path, codec) -> Path:
+    """A recording with a transcript beside it (not used: a built-in recording is a cross-utterance
+    prompt), a recording whose name is no voice id, one named by an emoji (no id can be made of it), and a
+    preset made with its transcript (continued from its end)."""
+    folder.mkdir()
+    shutil.copy(real_speech_dir() / f"{VOICE}.wav", folder / f"{VOICE}.wav")
+    (folder / f"{VOICE}.txt").write_text("Words the server does not use.")
+    shutil.copy(real_speech_dir() / "LJ049-0110.wav", folder / "my voice é.wav")
+    shutil.copy(real_speech_dir() / "LJ049-0110.wav", folder / "🍕.wav")
+    codes = torch.randint(0, codec.codebook_size, (codec.n_levels, 75))
+    save_voice(folder / "narrator.npz", Prompt(codes, RANDOM_MODEL_TEXT, "a test preset"), codec.info)
+    return folder
+
+
 def speaks(server: Server, voice: str) -> bool:
     response = server.speak(voice=voice, seed=0)
     assert response.status_code == 200, response.text
@@ -37,11 +56,21 @@ def speaks(server: Server, voice: str) -> bool:
 
 
 def test_an_uploaded_voice_is_listed_speaks_survives_a_restart_and_is_deleted(
-    endless_export, builtin_voices, tmp_path
+    endless_export, tiny_codec, tmp_path
 ):
     voices_dir = tmp_path / "voices"
+    builtin_voices = builtin_voices_as_people_name_them(tmp_path / "builtin", tiny_codec)
     recording = (real_speech_dir() / "LJ049-0124.wav").read_bytes()
     with start(endless_export, builtin_voices, voices_dir) as server:
+        # each built-in voice listed with the transcript synthesis uses; a name that is no id gets one
+        listed = {v["id"]: (v["name"], v["transcript"]) for v in server.get("/v1/voices").json()["voices"]}
+        assert listed == {
+            VOICE: (VOICE, None),
+            "my-voice-e": ("my voice é", None),
+            "narrator": ("narrator", RANDOM_MODEL_TEXT),
+        }
+        log = server.log.read_text().splitlines()
+        assert any(line.startswith("WARNING") and "skipped" in line for line in log), "no word of 🍕.wav"
         response = requests.post(
             server.url + "/v1/voices",
             files={"file": ("my voice.wav", recording, "audio/wav")},
@@ -51,7 +80,7 @@ def test_an_uploaded_voice_is_listed_speaks_survives_a_restart_and_is_deleted(
         assert response.status_code == 201, response.text
         voice = response.json()
         assert voice["name"] == "Narrator" and voice["builtin"] is False and 0 < voice["seconds"] <= 3.0
-        assert voice_ids(server) == {VOICE: True, "LJ049-0110": True, voice["id"]: False}
+        assert voice_ids(server) == {VOICE: True, "my-voice-e": True, "narrator": True, voice["id"]: False}
         assert speaks(server, voice["id"])
 
     with start(endless_export, builtin_voices, voices_dir) as server:  # the same folder, a new process
@@ -84,6 +113,22 @@ def test_a_voice_id_cannot_reach_outside_the_voices_folder(server: Server, voice
     name = requests.utils.unquote(voice_id)
     response = server.speak(voice=name)
     assert response.status_code == 400 and "voice" in response.json()["error"]["message"]
+
+
+def test_built_in_file_names_that_are_no_voice_ids_get_one_and_a_clash_is_an_error(tmp_path, caplog):
+    for name in ("a b.wav", "Zoë's take 2.flac", "ok-1.npz", "🍕.wav", ".hidden.wav", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    with caplog.at_level(logging.WARNING, "valle.serving.voices"):
+        files = builtin_files(tmp_path)
+    assert {key: path.name for key, path in files.items()} == {
+        "a-b": "a b.wav",
+        "Zoe-s-take-2": "Zoë's take 2.flac",
+        "ok-1": "ok-1.npz",
+    }
+    assert "🍕.wav skipped" in caplog.text and "letter or digit" in caplog.text
+    (tmp_path / "a-b.mp3").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"a b\.wav and a-b\.mp3 would both be voice 'a-b'; rename one"):
+        builtin_files(tmp_path)
 
 
 def test_a_broken_built_in_voice_stops_the_start_with_one_line(endless_export, builtin_voices, tmp_path):

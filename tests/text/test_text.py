@@ -27,6 +27,12 @@ def test_batch_equals_one_by_one():
     assert phonemize_batch(texts) == [phonemize(t) for t in texts]
 
 
+@pytest.mark.parametrize(("control", "language"), [("\x00", "en-us"), ("\x07", "en-us"), ("\x1b", "de")])
+def test_a_control_character_is_read_as_a_space_not_the_end_of_the_text(control, language):
+    # espeak-ng stops reading at a NUL: without the cleaning "world" would be lost
+    assert phonemize(f"Hello{control}world", language) == phonemize("Hello world", language)
+
+
 @pytest.mark.parametrize("text", ["", "   ", "...", "\n"])
 def test_empty_text_is_refused(text):
     with pytest.raises(TextError, match="empty text"):

@@ -9,13 +9,13 @@ import numpy as np
 from omegaconf import DictConfig
 
 from valle.audio import write_wav
-from valle.cli.options import typed
+from valle.cli.options import check_device, typed
 from valle.codecs.base import Codec
 from valle.errors import ConfigError, MissingFileError
 from valle.export import load
 from valle.recognizer_card import load_recognizer
 from valle.sampling.pipeline import SamplerConfig
-from valle.sampling.prompt import Prompt, load_prompt
+from valle.sampling.prompt import Prompt, check_prompt_seconds, load_prompt
 from valle.sampling.synthesize import Synthesis, Synthesizer
 from valle.utils.io import read_utf8
 
@@ -73,6 +73,8 @@ def run(cfg: DictConfig) -> list[Path]:
         raise ConfigError(
             "no prompt: pass prompt=ref.wav (or a voice .npz), or end each line of texts= with |prompt"
         )
+    check_prompt_seconds(cfg.prompt_seconds)
+    check_device(cfg.device)
     loaded = load(cfg.ckpt, cfg.device)
     codec = loaded.card.build_codec(cfg.codec.weights, cfg.codec.name)
     recognizer = load_recognizer(cfg.recognizer, cfg.device) if cfg.recognizer else None

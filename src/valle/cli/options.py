@@ -118,3 +118,30 @@ def parse_options(
                 f"{names[field.name]}={getattr(options, field.name)}: choose one of {', '.join(allowed)}"
             )
     return options
+
+
+def check_device(device: str) -> None:
+    """Refuse a device this machine does not have, before anything is loaded onto it (torch would
+    fail later, deep inside the model's loading, with a traceback)."""
+    import torch
+
+    try:
+        chosen = torch.device(device)
+    except RuntimeError as error:  # "gpu", "cuda0"
+        raise ConfigError(
+            f"device={device}: not a device torch knows; use device=cpu or device=cuda"
+        ) from error
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"device={device}: no CUDA device is available (torch.cuda.is_available() is False); "
+            "use device=cpu"
+        )
+    if chosen.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(
+            f"device={device}: no MPS device is available (torch.backends.mps.is_available() is False); "
+            "use device=cpu"
+        )
+    if chosen.type == "cuda" and (chosen.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(
+            f"device={device}: this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0"
+        )

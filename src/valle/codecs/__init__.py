@@ -12,7 +12,7 @@ from typing import Any
 
 from valle.codecs.base import Codec, CodecInfo
 from valle.codecs.weights import PRETRAINED, UNKNOWN_IDENTITY, WeightsError, setting_for_identity
-from valle.errors import MissingFileError
+from valle.errors import ConfigError, MissingFileError
 from valle.utils.registry import check_settings, lookup
 
 __all__ = [
@@ -110,10 +110,25 @@ def codec_for(
         WeightsError: the model's weights came from a local file, and `weights` does not name one.
     """
     name = name or info.name
+    _check_decodes(name, info)
     settings = _settings_for(info)
     chosen = _weights_for(info, weights, state)
     describe_codec(name, weights=chosen, **settings).check_compatible(info, "the model")
     return build_codec(name, weights=chosen, **settings)
+
+
+def _check_decodes(name: str, info: CodecInfo) -> None:
+    """Refuse a decoding codec (`codec.name`) that cannot read the model's codes, before it is built with
+    the model codec's settings, which it does not take (the error would name those settings instead)."""
+    if name == info.name or name not in CODECS or {name, info.name} == {"vocos", "encodec"}:
+        return
+    decodes = (
+        "Vocos decodes only EnCodec-coded models" if name == "vocos" else f"{name} decodes only its own codes"
+    )
+    raise ConfigError(
+        f"codec.name={name}: {decodes}, and this model's codec is {info.name}; "
+        "drop codec.name to decode with the model's own codec"
+    )
 
 
 def _settings_for(info: CodecInfo) -> dict[str, Any]:

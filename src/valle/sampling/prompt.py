@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import math
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,13 +14,16 @@ import torch
 
 from valle.audio import AudioError, prepare_waveform, read_audio
 from valle.codecs.base import Codec, CodecInfo
-from valle.errors import ConfigError
+from valle.errors import ConfigError, MissingFileError, one_line
 from valle.utils.io import atomic_output
 
 log = logging.getLogger(__name__)
 
 VOICE_SUFFIX = ".npz"
 LONG_CONTINUATION_SECONDS = 10.0  # a continuation prompt longer than this draws a warning
+MIN_PROMPT_SECONDS = 0.5  # of speech: less gives the model too little of the voice
+_VOICE_ARRAYS = ("codes", "text", "codec", "source")  # what save_voice writes
+_MAKE_VOICE = "make one with python -m valle.voice make prompt=REF.wav out=VOICE.npz ckpt=MODEL.pt"
 
 
 @dataclass
@@ -45,7 +51,7 @@ def load_prompt(
     codec: Codec,
     prompt_seconds: float | None = 3.0,
     text: str | None = None,
-    min_seconds: float = 0.5,
+    min_seconds: float = MIN_PROMPT_SECONDS,
     trim: bool = True,
 ) -> Prompt:
     """Read a prompt: audio (mixed to mono, resampled, silence trimmed, cropped) or a voice preset.
@@ -53,14 +59,17 @@ def load_prompt(
     Args:
         path: an audio file, or a voice preset (.npz).
         codec: encodes the audio.
-        prompt_seconds: crop the audio to this many seconds (None: keep it all). Not applied with
-            `text`: a transcript describes the whole recording, and the model continues from its end.
+        prompt_seconds: crop the audio to this many seconds (None: keep it all), at least
+            `min_seconds`. Not applied with `text`: a transcript describes the whole recording, and the
+            model continues from its end.
         text: the recording's transcript (continuation mode), or None (cross-utterance mode).
 
     Raises:
         AudioError: missing, unreadable, silent or too short (the message names the file and the fix).
-        ValueError: a voice preset made with another codec.
+        ConfigError: `prompt_seconds` under `min_seconds`; a voice preset that is not one, or was made
+            with another codec.
     """
+    check_prompt_seconds(prompt_seconds, min_seconds)  # refused even where unused (a preset, a transcript)
     path = Path(path)
     if path.suffix == VOICE_SUFFIX:
         return load_voice(path, codec.info, text)
@@ -80,27 +89,49 @@ def prompt_audio(
     path: str | Path,
     sample_rate: int,
     prompt_seconds: float | None = 3.0,
-    min_seconds: float = 0.5,
+    min_seconds: float = MIN_PROMPT_SECONDS,
     trim: bool = True,
 ) -> torch.Tensor:
-    """The waveform [samples] a prompt file gives the model: mono, at `sample_rate`, trimmed, cropped.
+    """The waveform [samples] a prompt file gives the model: mono, at `sample_rate`, trimmed, cropped to
+    `prompt_seconds` (None: kept whole), and at least `min_seconds` long.
 
     Raises:
         AudioError: missing, unreadable, silent or too short (the message names the file and the fix).
+        ConfigError: `prompt_seconds` under `min_seconds`.
     """
+    check_prompt_seconds(prompt_seconds, min_seconds)
     wav, rate = read_audio(path)
     wav = prepare_waveform(wav, rate, sample_rate)
     if trim:
         wav = trim_silence(wav, sample_rate)
+    if prompt_seconds is not None:
+        wav = wav[: int(prompt_seconds * sample_rate)]
     if wav.numel() == 0 or float(wav.abs().max()) < 1e-3:
         raise AudioError(f"prompt={path}: the recording is silent; give a recording of the voice to imitate")
     seconds = wav.numel() / sample_rate
-    if seconds < min_seconds:
+    if seconds < min_seconds:  # after the crop: what the model gets
         raise AudioError(
             f"prompt={path}: only {seconds:.2f} s of speech after trimming silence; give at "
             f"least {min_seconds:g} s (3 s or more works best)"
         )
-    return wav[: int(prompt_seconds * sample_rate)] if prompt_seconds else wav
+    return wav
+
+
+def check_prompt_seconds(prompt_seconds: float | None, min_seconds: float = MIN_PROMPT_SECONDS) -> None:
+    """Refuse a crop length shorter than any prompt may be (0 and negatives included); None, keeping the
+    whole recording, is valid.
+
+    Raises:
+        ConfigError: naming `prompt_seconds` and the values it takes.
+    """
+    if prompt_seconds is None:
+        return
+    is_number = isinstance(prompt_seconds, (int, float)) and not isinstance(prompt_seconds, bool)
+    if not (is_number and math.isfinite(prompt_seconds) and prompt_seconds >= min_seconds):
+        raise ConfigError(
+            f"prompt_seconds={prompt_seconds}: give at least {min_seconds:g} seconds (3 or more works "
+            "best), or prompt_seconds=null to keep the whole recording"
+        )
 
 
 def save_voice(path: str | Path, prompt: Prompt, info: CodecInfo) -> Path:
@@ -120,12 +151,49 @@ def save_voice(path: str | Path, prompt: Prompt, info: CodecInfo) -> Path:
 
 
 def load_voice(path: Path, info: CodecInfo, text: str | None = None) -> Prompt:
+    """A voice preset written by `save_voice` → its prompt (`text`, if given, replaces its transcript).
+
+    Raises:
+        MissingFileError: no such file.
+        ConfigError: not a voice preset (unreadable, or without a preset's arrays), or one made with
+            another codec (the message names both).
+    """
+    arrays = _voice_arrays(path)
+    saved = _saved_codec(arrays["codec"], path)
+    info.check_compatible(saved, f"voice preset {path}")
+    codes = torch.from_numpy(arrays["codes"].astype(np.int64))
+    return Prompt(codes, text or str(arrays["text"]) or None, str(arrays["source"]))
+
+
+def _voice_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The arrays `save_voice` writes, read from `path`; one error naming the file for anything else."""
+    if not path.is_file():
+        raise MissingFileError(f"prompt={path}: no such voice preset; {_MAKE_VOICE}")
+    if not zipfile.is_zipfile(path):  # np.load would take it for a pickle, and say so
+        raise ConfigError(f"prompt={path}: not a voice preset (not an .npz archive); {_MAKE_VOICE}")
+    try:
+        with np.load(path, allow_pickle=False) as archive:  # allow_pickle=False: a preset never runs code
+            arrays = dict(archive)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise ConfigError(
+            f"prompt={path}: not a voice preset (numpy could not read it: {one_line(error)}); {_MAKE_VOICE}"
+        ) from error
+    missing = [key for key in _VOICE_ARRAYS if key not in arrays]
+    if missing:
+        raise ConfigError(
+            f"prompt={path}: not a voice preset (it has no array {', '.join(missing)}); {_MAKE_VOICE}"
+        )
+    return arrays
+
+
+def _saved_codec(record: np.ndarray, path: Path) -> CodecInfo:
+    """The codec a preset's codes came from, as `save_voice` recorded it (a dict's repr)."""
     import ast
 
-    with np.load(path, allow_pickle=False) as data:
-        saved = CodecInfo.from_dict(ast.literal_eval(str(data["codec"])))
-        info.check_compatible(saved, f"voice preset {path}")
-        stored_text = str(data["text"]) or None
-        return Prompt(
-            torch.from_numpy(data["codes"].astype(np.int64)), text or stored_text, str(data["source"])
-        )
+    try:
+        return CodecInfo.from_dict(ast.literal_eval(str(record)))
+    except (ValueError, SyntaxError, TypeError, KeyError) as error:
+        raise ConfigError(
+            f"prompt={path}: not a voice preset (its codec record {str(record)[:80]!r} is unreadable); "
+            + _MAKE_VOICE
+        ) from error

@@ -29,7 +29,7 @@ from valle.sampling.best_of import check_best_of
 from valle.sampling.candidates import check_medusa
 from valle.sampling.decode import ar_limits, decode
 from valle.sampling.pipeline import ArSampler, NarSampler, SamplerConfig, make_generator
-from valle.sampling.prompt import Prompt, load_prompt
+from valle.sampling.prompt import Prompt, check_prompt_seconds, load_prompt
 from valle.sampling.stream import StreamDecoder, StreamSettings
 from valle.text.phonemize import TextError, phonemize
 from valle.text.split import split_sentences
@@ -37,6 +37,7 @@ from valle.utils.batch import Conditioning
 
 log = logging.getLogger(__name__)
 LONG_TEXT_MODES = ("fixed", "sliding")
+PromptSource = str | Path | Prompt  # an audio file, a voice preset (.npz) or a loaded prompt
 
 
 @dataclass
@@ -264,8 +265,8 @@ class Synthesizer:
 
     def synthesize(
         self,
-        texts: Sequence[str],
-        prompts: Sequence[str | Path | Prompt],
+        texts: str | Sequence[str],
+        prompts: PromptSource | Sequence[PromptSource],
         language: str = "en-us",
         config: SamplerConfig | None = None,
         long_text: str = "fixed",
@@ -275,21 +276,33 @@ class Synthesizer:
         """Speak each text in the voice of its prompt.
 
         Args:
-            texts: one string per utterance; long ones are split into sentences.
-            prompts: one per text (or one for all): audio files, voice presets (.npz) or `Prompt`s.
+            texts: one string per utterance (a lone string is one utterance); long ones are split into
+                sentences.
+            prompts: one per text, or one for all (alone or in a list): audio files, voice presets (.npz)
+                or `Prompt`s.
             language: espeak-ng language of the texts.
             config: sampler settings (defaults: `SamplerConfig()`).
             long_text: "fixed" (every sentence gets the same prompt) or "sliding" (each sentence is
                 prompted by the end of the previous one's output).
+            prompt_seconds: audio prompts are cropped to this many seconds (None: kept whole); with
+                "sliding", the length of the previous output that prompts the next sentence.
+
+        Returns:
+            one `Synthesis` per text, in order: a list, even for a lone string.
 
         Raises:
-            TextError: empty text or unknown language; AudioError: a bad prompt.
+            TextError: empty text or unknown language; AudioError: a bad prompt; ConfigError: a bad
+                setting, or as many prompts as neither 1 nor the texts.
         """
         config = config or SamplerConfig()
         if long_text not in LONG_TEXT_MODES:
             raise ConfigError(f"long_text={long_text!r}: choose one of {LONG_TEXT_MODES}")
+        check_prompt_seconds(prompt_seconds)
+        # A str is a Sequence of str too: taken as a list, "Hello" would be five texts "H", "e", ...
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        prompts = [prompts] if isinstance(prompts, (str, Path, Prompt)) else list(prompts)
         if len(prompts) == 1 and len(texts) > 1:
-            prompts = list(prompts) * len(texts)
+            prompts = prompts * len(texts)
         if len(prompts) != len(texts):
             raise ConfigError(
                 f"{len(texts)} texts but {len(prompts)} prompts; give one prompt, or one per text"
@@ -325,13 +338,14 @@ class Synthesizer:
 
     def _finish(self, text: str, parts: list[tuple[torch.Tensor, bool]]) -> Synthesis:
         codes = torch.cat([c for c, _ in parts], dim=1)
-        seconds = codes.shape[1] / self.codec.frame_rate
         longest = self.loaded.card.stats.get("longest_seconds")
-        if longest and max(c.shape[1] for c, _ in parts) / self.codec.frame_rate > longest:
+        # each sentence is one AR run: its length, not the joined output's, is what training bounds
+        longest_sentence = max(c.shape[1] for c, _ in parts) / self.codec.frame_rate
+        if longest and longest_sentence > longest:
             log.warning(
                 "an output sentence is longer (%.1f s) than the longest utterance seen in training "
                 "(%.1f s); quality may drop: split the text further",
-                seconds,
+                longest_sentence,
                 longest,
             )
         wav = self.codec.decode(codes.to(self.device)).cpu() if codes.shape[1] else torch.zeros(0)
@@ -340,16 +354,17 @@ class Synthesizer:
 
 def synthesize(
     model: LoadedModel,
-    texts: Sequence[str],
-    prompts: Sequence[str | Path | Prompt],
+    texts: str | Sequence[str],
+    prompts: PromptSource | Sequence[PromptSource],
     language: str = "en-us",
     codec_weights: str | None = None,
     device: str = "cpu",
     recognizer: LoadedRecognizer | str | Path | None = None,
     **sampler: Any,
 ) -> list[Synthesis]:
-    """`valle.synthesize(model, texts, prompts, **sampler)`: sampler keys are `SamplerConfig`'s;
-    `recognizer` (a `LoadedRecognizer` or its file) judges `best_of` draws."""
+    """`valle.synthesize(model, texts, prompts, **sampler)` → one `Synthesis` per text, as a list (see
+    `Synthesizer.synthesize`: a lone text or prompt is one, and one prompt serves every text). Sampler
+    keys are `SamplerConfig`'s; `recognizer` (a `LoadedRecognizer` or its file) judges `best_of` draws."""
     known = {f.name for f in fields(SamplerConfig)}
     unknown = sorted(set(sampler) - known)
     if unknown:

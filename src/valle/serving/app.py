@@ -32,7 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from valle.audio import resample
-from valle.errors import ConfigError
+from valle.errors import ConfigError, one_line
 from valle.sampling.ar import check_guidance
 from valle.sampling.pipeline import SamplerConfig
 from valle.sampling.synthesize import Synthesizer
@@ -63,6 +63,8 @@ OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
 SAMPLER_TYPES = get_type_hints(SamplerConfig)
 JSON_BODY_BYTES = 1 << 20  # a speech request is text (up to 6 bytes a character in JSON) and a few numbers
 FORM_BYTES = 1 << 16  # an upload's multipart framing and its name and transcript fields
+# whole (not streamed) speech: "true" when a sentence reached its AR step limit, so the audio may be cut short
+HIT_STEP_LIMIT = "X-Hit-Step-Limit"
 
 
 @dataclass(frozen=True)
@@ -292,6 +294,44 @@ def too_large(limit: int) -> JSONResponse:
     )
 
 
+class RequestIds:
+    """Give each request an id (`request.state.request_id`, which a speech request's job takes) and each
+    answer, refusals and errors included, its `X-Request-Id` header: what a client quotes to find the
+    server's log lines of its request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = secrets.token_hex(8)
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def is_json(content_type: str) -> bool:
+    """`application/json` or a `+json` type, parameters aside."""
+    media = content_type.split(";")[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def not_sent_as_json(request: Request, error: RequestValidationError) -> bool:
+    """Whether a JSON body was refused for its Content-Type: FastAPI reads the body as JSON only under a
+    JSON type (or none), and otherwise complains that the raw bytes are not an object, hiding the cause."""
+    content_type = request.headers.get("content-type")
+    whole_body = any(tuple(e.get("loc", ())) == ("body",) for e in error.errors())
+    return whole_body and content_type is not None and not is_json(content_type)
+
+
 def create_app(server: Server) -> FastAPI:
     """The FastAPI app over a started engine."""
     app = FastAPI(title="valle", summary="VALL-E text-to-speech, OpenAI-compatible", docs_url="/docs")
@@ -309,8 +349,9 @@ def create_app(server: Server) -> FastAPI:
             allow_origins=list(server.cors_origins),
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
-            expose_headers=["X-Sample-Rate", "X-Request-Id"],
+            expose_headers=["X-Sample-Rate", "X-Request-Id", HIT_STEP_LIMIT],
         )
+    app.add_middleware(RequestIds)  # outermost: every answer carries its id, CORS preflights included
 
     @app.exception_handler(ApiError)
     async def on_api_error(_: Request, error: ApiError) -> JSONResponse:
@@ -318,7 +359,15 @@ def create_app(server: Server) -> FastAPI:
         return error_response(error.status, error.message, error.code, error.kind)
 
     @app.exception_handler(RequestValidationError)
-    async def on_invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+    async def on_invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        if not_sent_as_json(request, error):
+            server.engine.metrics.reject("unsupported_media_type")
+            return error_response(
+                415,
+                "body: send the request as JSON with the header Content-Type: application/json "
+                f"(this one came as {request.headers['content-type']})",
+                "unsupported_media_type",
+            )
         problems = []
         for e in error.errors():
             if e.get("type") == "json_invalid":  # its location is a character offset, not a field
@@ -419,21 +468,21 @@ def create_app(server: Server) -> FastAPI:
     async def speech(request: Request, body: SpeechRequest) -> Response:
         authorize(request)
         chunks: asyncio.Queue = asyncio.Queue()
-        job = await asyncio.to_thread(make_job, server, body, asyncio.get_running_loop(), chunks)
+        loop = asyncio.get_running_loop()
+        job = await asyncio.to_thread(make_job, server, body, loop, chunks, request.state.request_id)
         try:
             server.engine.submit(job)
         except QueueFull as error:
             raise ApiError(429, str(error), "queue_full", "rate_limit_exceeded") from None
-        headers = {"X-Sample-Rate": str(rate), "X-Request-Id": job.id}
+        headers = {"X-Sample-Rate": str(rate)}  # X-Request-Id: RequestIds adds it, the job's id
         first = await next_chunk(request, job, chunks)
         if first is None:  # the client left before any audio
             return Response(status_code=204)
         if isinstance(first, BaseException):
-            log.error("request %s failed: %s", job.id, first)
-            raise ApiError(500, f"synthesis failed: {first}", "synthesis_failed", "server_error")
+            raise failure(job, voice_id(body), first)
         if body.stream_format == "sse":
-            events = sse_events(stream_body(request, job, chunks, first, body.response_format, rate))
-            return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+            pieces = stream_body(request, job, chunks, first, body.response_format, rate)
+            return StreamingResponse(sse_events(pieces, job), media_type="text/event-stream", headers=headers)
         if streams(body):
             return StreamingResponse(
                 stream_body(request, job, chunks, first, body.response_format, rate),
@@ -446,19 +495,37 @@ def create_app(server: Server) -> FastAPI:
             if item is None:
                 break
             if isinstance(item, BaseException):
-                raise ApiError(500, f"synthesis failed: {item}", "synthesis_failed", "server_error")
+                raise failure(job, voice_id(body), item)
             audio.append(item)
         data = encode_audio(torch.cat(audio), rate, body.response_format)
+        headers[HIT_STEP_LIMIT] = "true" if job.hit_limit else "false"  # final once the job is done
         return Response(data, media_type=MEDIA_TYPES[body.response_format], headers=headers)
 
     return app
 
 
+def voice_id(body: SpeechRequest) -> str:
+    return body.voice if isinstance(body.voice, str) else body.voice.id
+
+
+def failure(job: Job, voice: str, error: BaseException) -> ApiError:
+    """The answer to a request the engine could not serve: 400 when its own text or voice could not be
+    prepared (a ConfigError, e.g. a TextError: the engine logged it), 500 for anything else."""
+    if isinstance(error, ConfigError):
+        return ApiError(400, f"input with voice {voice!r}: {one_line(error)}", "invalid_input")
+    log.error("request %s failed: %s", job.id, error)
+    return ApiError(500, f"synthesis failed: {error}", "synthesis_failed", "server_error")
+
+
 def make_job(
-    server: Server, body: SpeechRequest, loop: asyncio.AbstractEventLoop, chunks: asyncio.Queue
+    server: Server,
+    body: SpeechRequest,
+    loop: asyncio.AbstractEventLoop,
+    chunks: asyncio.Queue,
+    request_id: str,
 ) -> Job:
-    """Check a request and turn it into an engine job whose chunks arrive on `chunks`, in `loop`: each
-    an audio tensor, then None at the end or the exception that ended it.
+    """Check a request and turn it into an engine job (of id `request_id`) whose chunks arrive on
+    `chunks`, in `loop`: each an audio tensor, then None at the end or the exception that ended it.
 
     Raises:
         ApiError: empty or too long text, text espeak-ng cannot read, a language the model does not know,
@@ -496,7 +563,7 @@ def make_job(
     except ConfigError as error:
         raise ApiError(400, f"sampler: {error}", "invalid_sampler") from None
     try:
-        prompt = server.voices.prompt(body.voice if isinstance(body.voice, str) else body.voice.id)
+        prompt = server.voices.prompt(voice_id(body))
     except VoiceError as error:
         raise ApiError(error.status, str(error), error.code) from None
     language = body.language or server.language
@@ -516,6 +583,7 @@ def make_job(
         stream=streams(body),
         on_chunk=lambda chunk: loop.call_soon_threadsafe(chunks.put_nowait, chunk),
         on_done=lambda error: loop.call_soon_threadsafe(chunks.put_nowait, error),
+        id=request_id,
     )
 
 
@@ -537,15 +605,17 @@ def streams(body: SpeechRequest) -> bool:
     return body.stream or body.stream_format is not None
 
 
-async def sse_events(audio: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
+async def sse_events(audio: AsyncGenerator[bytes, None], job: Job) -> AsyncIterator[bytes]:
     """OpenAI's server-sent events for speech: each piece of the audio stream as base64 in a
-    `speech.audio.delta` event, then one `speech.audio.done`. Closing this closes `audio` (and so
-    cancels the job) when the client leaves."""
+    `speech.audio.delta` event, then one `speech.audio.done`, which adds valle's `hit_step_limit` (whether
+    a sentence reached its AR step limit: the streamed answer's headers went out before that was known).
+    Closing this closes `audio` (and so cancels the job) when the client leaves."""
     try:
         async for piece in audio:
             delta = {"type": "speech.audio.delta", "audio": base64.b64encode(piece).decode("ascii")}
             yield f"data: {json.dumps(delta)}\n\n".encode()
-        yield f"data: {json.dumps({'type': 'speech.audio.done'})}\n\n".encode()
+        done = {"type": "speech.audio.done", "hit_step_limit": job.hit_limit}
+        yield f"data: {json.dumps(done)}\n\n".encode()
     finally:
         await audio.aclose()
 

@@ -5,7 +5,8 @@ the running rows with the same sampler settings), takes one AR step for every ru
 row's new frame to its request's `StreamDecoder`, runs one NAR pass for all the rows whose chunk fell due
 at this step (`emit_chunks`) and sends their audio, and drops the rows that stopped or whose client went
 away. A request of several sentences comes back to
-the front of the queue for its next sentence.
+the front of the queue for its next sentence. A request whose text or voice cannot be prefilled fails
+alone: the jobs admitted with it are prefilled again without it.
 
 Rows with different sampler settings cannot share a step's sampler, so the engine keeps one batch per
 distinct setting (the seed aside) and steps each in turn. Every row draws from its own generator
@@ -25,6 +26,7 @@ from dataclasses import astuple, dataclass, field, replace
 
 import torch
 
+from valle.errors import ConfigError, one_line
 from valle.sampling.ar import ArRows
 from valle.sampling.decode import ar_limits
 from valle.sampling.pipeline import ArSampler, NarSampler, SamplerConfig, make_generator
@@ -47,7 +49,7 @@ class Job:
 
     `on_chunk(audio)` is called from the engine's thread with each audio chunk [samples] (float32 at the
     codec's rate), then `on_done(None)` or `on_done(error)` once. `cancel()` from any thread stops it at
-    the engine's next step.
+    the engine's next step. `hit_limit` is final when `on_done` is called.
     """
 
     sentences: list[str]
@@ -65,6 +67,8 @@ class Job:
     stream: bool = True  # False: each sentence's audio comes whole (one NAR pass, one decode)
     generator: torch.Generator | None = None  # the AR's draws, across all of the request's sentences
     nar_generator: torch.Generator | None = None
+    hit_limit: bool = False  # some sentence reached its AR step limit without a stop token
+    done: bool = False  # on_done was called: a job ends once, whichever path ends it
 
     def cancel(self) -> None:
         self.cancelled.set()
@@ -151,7 +155,7 @@ class Engine:
             with torch.inference_mode():
                 try:
                     self._admit(admitted)
-                except Exception as error:  # noqa: BLE001 - a failed prefill fails its requests only
+                except Exception as error:  # noqa: BLE001 - joining the batch failed: a bug, its jobs fail
                     log.exception("starting %d request(s) failed", len(admitted))
                     for job in admitted:
                         if not any(job in batch.jobs for batch in self.batches.values()):
@@ -184,43 +188,72 @@ class Engine:
         return taken
 
     def _admit(self, jobs: list[Job]) -> None:
-        """Prefill the jobs' next sentences, grouped by sampler setting, and join them to the batches."""
+        """Prefill the jobs' next sentences, grouped by sampler setting and language, and join them to the
+        batches."""
         groups: dict[tuple, list[Job]] = {}
         for job in jobs:  # one prefill per setting and language; they join the batch of their sampling
             groups.setdefault((astuple(replace(job.config, seed=None)), job.language), []).append(job)
-        synthesizer, model = self.synthesizer, self.synthesizer.model
         for (_, language), group in groups.items():
-            config = replace(group[0].config, seed=None)
-            key = config.batch_key()  # rows whose step limits differ still share the steps
-            cond = synthesizer.conditioning(
-                [job.sentences[job.sentence] for job in group], [job.prompt for job in group], language
-            )
-            generators = RowGenerators([job.generator for job in group if job.generator is not None])
-            rows = ArRows(
-                model,
-                cond,
-                ArSampler(config, model.config.stop_token),
-                ar_limits(config, cond),
-                generator=generators,
-            )
-            decoders = [
-                StreamDecoder(
-                    model,
-                    synthesizer.codec,
-                    cond.select(torch.tensor([i], device=cond.device)),
-                    NarSampler(config),
-                    self.settings if job.stream else StreamSettings.whole(),
-                    job.nar_generator,
-                )
-                for i, job in enumerate(group)
-            ]
-            if key in self.batches:
-                batch = self.batches[key]
-                batch.rows.join(rows)
-                batch.jobs += group
-                batch.decoders += decoders
+            self._start(group, language)
+
+    def _start(self, group: list[Job], language: str) -> None:
+        """Prefill `group` together and join it to its batch. When that fails, each job is prefilled
+        alone: a job whose text or voice cannot be prepared then fails by itself, and the jobs admitted
+        beside it start as they would have (a prefill draws nothing, so their generators are untouched)."""
+        try:
+            rows, decoders = self._prefill(group, language)
+        except Exception as error:  # noqa: BLE001 - one request's input must not fail its neighbours
+            if len(group) > 1:
+                for job in group:
+                    self._start([job], language)
+                return
+            [job] = group
+            if isinstance(error, ConfigError):  # its text or voice: the request's fault, not the server's
+                log.warning("request %s cannot start: %s", job.id, one_line(error))
             else:
-                self.batches[key] = _Batch(rows, list(group), decoders)
+                log.exception("request %s cannot start", job.id)
+            self._finish(job, error)
+            return
+        key = group[0].config.batch_key()  # rows whose step limits differ still share the steps
+        if key in self.batches:
+            batch = self.batches[key]
+            batch.rows.join(rows)
+            batch.jobs += group
+            batch.decoders += decoders
+        else:
+            self.batches[key] = _Batch(rows, list(group), decoders)
+
+    def _prefill(self, group: list[Job], language: str) -> tuple[ArRows, list[StreamDecoder]]:
+        """The AR rows of the group's next sentences, prefilled together, and a stream decoder per job.
+
+        Raises:
+            ConfigError: a text or voice transcript that cannot be phonemized, a setting the model refuses.
+        """
+        synthesizer, model = self.synthesizer, self.synthesizer.model
+        config = replace(group[0].config, seed=None)
+        cond = synthesizer.conditioning(
+            [job.sentences[job.sentence] for job in group], [job.prompt for job in group], language
+        )
+        generators = RowGenerators([job.generator for job in group if job.generator is not None])
+        rows = ArRows(
+            model,
+            cond,
+            ArSampler(config, model.config.stop_token),
+            ar_limits(config, cond),
+            generator=generators,
+        )
+        decoders = [
+            StreamDecoder(
+                model,
+                synthesizer.codec,
+                cond.select(torch.tensor([i], device=cond.device)),
+                NarSampler(config),
+                self.settings if job.stream else StreamSettings.whole(),
+                job.nar_generator,
+            )
+            for i, job in enumerate(group)
+        ]
+        return rows, decoders
 
     def _step(self) -> None:
         """One AR step of every batch; chunks to their jobs; finished and cancelled rows leave."""
@@ -230,6 +263,7 @@ class Engine:
             started = time.perf_counter()
             codes = rows.step().tolist()
             finished, symbols = rows.finished.tolist(), rows.last_symbols()
+            hits = rows.hit_limit.tolist() if any(finished) else []  # one more read, only when rows end
             self.metrics.observe_step(rows.size, time.perf_counter() - started)
             staying, due, uptos, finals = [], [], [], []
             for index, job in enumerate(batch.jobs):
@@ -247,6 +281,7 @@ class Engine:
                     uptos.append(upto)
                     finals.append(False)
                 else:
+                    job.hit_limit = job.hit_limit or hits[index]
                     due.append(index)
                     uptos.append(decoder.frames)
                     finals.append(True)
@@ -280,7 +315,17 @@ class Engine:
         job.on_chunk(chunk)
 
     def _finish(self, job: Job, error: BaseException | None) -> None:
+        if job.done:
+            return
+        job.done = True
         seconds = job.samples / self.synthesizer.codec.sample_rate
         status = "cancelled" if job.cancelled.is_set() else ("error" if error else "ok")
         self.metrics.observe_request(status, time.perf_counter() - job.created, seconds)
+        if job.hit_limit:  # its audio may be cut short: say so where an operator looks
+            self.metrics.observe_step_limit_hit()
+            log.warning(
+                "request %s: a sentence reached its AR step limit without a stop token, so its audio may "
+                "be cut short (raise sampler.max_ar_steps or max_ar_steps_per_phoneme, or check the voice)",
+                job.id,
+            )
         job.on_done(error)

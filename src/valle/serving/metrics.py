@@ -53,6 +53,7 @@ class Metrics:
         self.steps = 0
         self.step_seconds = 0.0
         self.audio_seconds = 0.0
+        self.step_limit_hits = 0
         self.first_audio = Histogram()
         self.latency = Histogram()
 
@@ -72,6 +73,10 @@ class Metrics:
             self.requests[status] = self.requests.get(status, 0) + 1
             self.latency.observe(seconds)
             self.audio_seconds += audio_seconds
+
+    def observe_step_limit_hit(self) -> None:
+        with self.lock:
+            self.step_limit_hits += 1
 
     def reject(self, code: str) -> None:
         with self.lock:
@@ -108,6 +113,10 @@ class Metrics:
                 "# HELP valle_audio_seconds_total Seconds of audio sent.",
                 "# TYPE valle_audio_seconds_total counter",
                 f"valle_audio_seconds_total {self.audio_seconds:.6f}",
+                "# HELP valle_step_limit_hits_total Requests with a sentence that reached its AR step limit "
+                "without a stop token (audio maybe cut short).",
+                "# TYPE valle_step_limit_hits_total counter",
+                f"valle_step_limit_hits_total {self.step_limit_hits}",
                 "# HELP valle_time_to_first_audio_seconds From a request's arrival to its first audio chunk.",
                 "# TYPE valle_time_to_first_audio_seconds histogram",
                 *self.first_audio.lines("valle_time_to_first_audio_seconds"),

@@ -9,20 +9,25 @@ here and checked against one pattern, so no request can name a path outside the 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import secrets
 import tempfile
 import threading
+import unicodedata
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from valle.audio import AUDIO_SUFFIXES, AudioError, read_audio
 from valle.codecs.base import Codec
-from valle.errors import ConfigError
+from valle.errors import ConfigError, one_line
 from valle.sampling.prompt import Prompt, load_prompt, load_voice, save_voice
 from valle.utils.io import atomic_write_json
 
+log = logging.getLogger(__name__)
 VOICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,95}$")
+VOICE_ID_RULE = "a letter or digit, then up to 95 of letters, digits and _.+-"
 
 
 class VoiceError(Exception):
@@ -42,20 +47,66 @@ class Voice:
     seconds: float
 
 
+def builtin_voice_id(stem: str) -> str:
+    """The voice id of a built-in file: its stem when that is a valid id, else the stem with its accents
+    dropped and each run of other characters made one "-" ("my voice é" → "my-voice-e"); "" when nothing
+    usable is left (e.g. a name of emoji only)."""
+    if VOICE_ID.match(stem):
+        return stem
+    plain = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode("ascii")
+    slug = re.sub(r"[^A-Za-z0-9_.+-]+", "-", plain)
+    slug = re.sub(r"^[^A-Za-z0-9]+", "", slug)[:96].rstrip("-")
+    return slug if VOICE_ID.match(slug) else ""
+
+
+def builtin_files(folder: Path) -> dict[str, Path]:
+    """The built-in voices of a folder: voice id → recording or preset (hidden files skipped).
+
+    A file whose stem is no valid voice id gets one made from it (`builtin_voice_id`), logged; a file of
+    which no id can be made is skipped with a warning.
+
+    Raises:
+        ConfigError: two files that would get one id (the message names both).
+    """
+    files: dict[str, Path] = {}
+    for path in sorted(Path(folder).iterdir()):
+        if path.name.startswith(".") or path.suffix.lower() not in {*AUDIO_SUFFIXES, ".npz"}:
+            continue
+        voice_id = builtin_voice_id(path.stem)
+        if not voice_id:
+            log.warning(
+                "builtin_voices: %s skipped: no voice id (%s) can be made of its name", path, VOICE_ID_RULE
+            )
+            continue
+        if voice_id in files:
+            raise ConfigError(
+                f"builtin_voices={folder}: {files[voice_id].name} and {path.name} would both be voice "
+                f"{voice_id!r}; rename one"
+            )
+        if voice_id != path.stem:
+            log.info("builtin_voices: %s is voice %r (an id is %s)", path.name, voice_id, VOICE_ID_RULE)
+        files[voice_id] = path
+    return files
+
+
 class VoiceStore:
     """Voices by id: built-in (read-only) and uploaded (a folder of presets).
 
     Args:
         folder: where uploads are kept (created if missing).
         codec: the model's codec (uploads are encoded with it; presets must match it).
-        builtin: a folder of recordings (`*.wav`, ...; a `{stem}.txt` beside one is its transcript, unused
-            for cross-utterance prompts) or voice presets, each a voice named by its file stem; or None.
-            Each is encoded here, once.
-
-    Raises:
-        ConfigError: a built-in voice that cannot be read (silent, unreadable, another codec's preset).
+        builtin: a folder of recordings (`*.wav`, ...; each a cross-utterance prompt cropped to
+            `prompt_seconds`) or voice presets (`.npz`, continued from their end when made with a
+            transcript), each a voice named by its file stem (`builtin_files`); or None. Each is encoded
+            here, once.
         prompt_seconds: an upload without transcript is cropped to this, as `infer.py` crops prompts.
         max_seconds: the longest upload accepted.
+        check_transcript: raises a ConfigError (a TextError) for a transcript the model cannot read, as
+            synthesis phonemizes it (`Synthesizer.text_ids` in the server's language); None: no check.
+
+    Raises:
+        ConfigError: a built-in voice that cannot be read (silent, unreadable, another codec's preset, a
+            transcript of no words), or two built-in files that would get one id.
     """
 
     def __init__(
@@ -65,22 +116,21 @@ class VoiceStore:
         builtin: Path | None = None,
         prompt_seconds: float = 3.0,
         max_seconds: float = 30.0,
+        check_transcript: Callable[[str], object] | None = None,
     ) -> None:
         self.folder, self.codec = Path(folder), codec
         self.folder.mkdir(parents=True, exist_ok=True)
         self.prompt_seconds, self.max_seconds = prompt_seconds, max_seconds
+        self.check_transcript = check_transcript or (lambda text: None)
         self.lock = threading.Lock()
         self.cache: dict[str, Prompt] = {}
-        self.builtin: dict[str, Path] = {}
-        if builtin is not None:
-            files = sorted(
-                p for p in Path(builtin).iterdir() if p.suffix.lower() in {*AUDIO_SUFFIXES, ".npz"}
-            )
-            self.builtin = {p.stem: p for p in files if VOICE_ID.match(p.stem)}
+        self.builtin: dict[str, Path] = builtin_files(builtin) if builtin is not None else {}
         for key, path in self.builtin.items():  # encoded now: a broken file stops the start, not a request
             try:
-                self.prompt(key)
-            except (AudioError, ValueError) as error:
+                text = self.prompt(key).text
+                if text:
+                    self.check_transcript(text)
+            except (AudioError, ValueError) as error:  # a ConfigError is a ValueError too
                 raise ConfigError(f"builtin_voices={builtin}: {path.name}: {error}") from None
 
     def list(self) -> list[Voice]:
@@ -117,8 +167,17 @@ class VoiceStore:
         """Encode an uploaded recording and keep it as a new voice.
 
         Raises:
-            VoiceError: not audio, silent, too short or too long (400).
+            VoiceError: a transcript the model cannot read; not audio, silent, too short or too long (400).
         """
+        transcript = (transcript or "").strip() or None
+        if transcript is not None:  # checked first: it is cheap, and encoding is not
+            try:
+                self.check_transcript(transcript)
+            except ConfigError as error:
+                raise VoiceError(
+                    f"transcript: {one_line(error)}, or leave transcript out (it is optional)",
+                    code="invalid_transcript",
+                ) from None
         suffix = Path(filename or "upload.wav").suffix.lower() or ".wav"
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"upload{suffix}"
@@ -132,7 +191,7 @@ class VoiceStore:
                         "(3 to 10 s of one speaker works best)",
                         code="upload_too_long",
                     )
-                prompt = load_prompt(path, self.codec, self.prompt_seconds, transcript or None)
+                prompt = load_prompt(path, self.codec, self.prompt_seconds, transcript)
             except AudioError as error:
                 raise VoiceError(
                     str(error).replace(str(path), filename or "upload"), code="invalid_audio"
@@ -142,7 +201,7 @@ class VoiceStore:
             voice_id,
             (name or Path(filename or "upload").stem)[:100],
             False,
-            transcript or None,
+            transcript,
             round(prompt.codes.shape[1] / self.codec.frame_rate, 2),
         )
         prompt.source = f"upload {filename}"
@@ -166,12 +225,6 @@ class VoiceStore:
         (self.folder / f"{voice_id}.npz").unlink(missing_ok=True)
 
     def _builtin_voice(self, key: str) -> Voice:
-        path = self.builtin[key]
-        transcript = path.with_suffix(".txt")
-        return Voice(
-            key,
-            key,
-            True,
-            transcript.read_text().strip() if transcript.is_file() else None,
-            round(self.prompt(key).codes.shape[1] / self.codec.frame_rate, 2),
-        )
+        prompt = self.prompt(key)  # listed as synthesis uses it: a preset's transcript, a recording's none
+        seconds = round(prompt.codes.shape[1] / self.codec.frame_rate, 2)
+        return Voice(key, self.builtin[key].stem, True, prompt.text, seconds)

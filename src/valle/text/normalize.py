@@ -17,6 +17,10 @@ what this module rewrites (English only; other languages pass through unchanged)
 - units after a number ("10km" reads "ten K M"): "10 kilometers", "1 kilogram", "60 mph" → "60 miles
   per hour", "20°C" → "20 degrees Celsius";
 - "#1": "number 1".
+
+In every language, control characters (NUL, bell, escape, line breaks, ...) become spaces: espeak-ng
+stops reading at a NUL. `period_is_abbreviation` tells the sentence splitter (split.py) which periods
+this module writes out, so that "Jan. 5" stays one sentence.
 """
 
 from __future__ import annotations
@@ -48,8 +52,6 @@ _ABBREVIATIONS = {
     "rd": "road",
 }
 _ENDS_SENTENCES = frozenset({"etc", "ave", "blvd", "rd"})  # rarely before a name, unlike "Dr." or "Mt."
-# every word whose period this module writes out: a period after one does not end a sentence (split.py)
-ABBREVIATED_WORDS = frozenset({*_ABBREVIATIONS, "st", "no"})
 _ABBREVIATION = re.compile(r"\b(" + "|".join(_ABBREVIATIONS) + r")\.(?=\s|$)", re.IGNORECASE)
 _SAINT_OR_STREET = re.compile(r"\bSt\.(?=\s|$)(\s+(?=[A-Z]))?")
 _NUMBER_SIGN = re.compile(r"\bNo\.(?=\s*\d)", re.IGNORECASE)
@@ -82,7 +84,9 @@ _CLOCK = re.compile(r"(?<![:\d])(\d{1,2}):(\d{2})\b(?!:)")
 _MERIDIEM = re.compile(r"(?<=\d)([ap]m)\b", re.IGNORECASE)  # "10:30am", "9pm": espeak needs the space
 
 _MONTHS = "January February March April May June July August September October November December".split()
-_MONTH_ABBREVIATION = re.compile(r"\b(Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept?|Oct|Nov|Dec)\.(?=\s*\d)")
+_MONTH_ABBREVIATIONS = ("Jan", "Feb", "Mar", "Apr", "Jun", "Jul", "Aug", "Sept", "Sep", "Oct", "Nov", "Dec")
+_MONTH_ABBREVIATION = re.compile(r"\b(" + "|".join(_MONTH_ABBREVIATIONS) + r")\.(?=\s*\d)")
+_DOTTED_WORD = re.compile(r"(?:\w\.)+\w")  # "e.g", "U.S", "p.m" (seen without their last period)
 _SLASH_DATE = re.compile(r"(?<![\d/])(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})(?![\d/])")
 _ISO_DATE = re.compile(r"(?<![\d-])(\d{4})-(\d{2})-(\d{2})(?![\d-])")
 _FRACTION = re.compile(r"(?<![\d/])(\d{1,2})/(\d{1,2})(?![\d/])")
@@ -111,14 +115,33 @@ _UNITS = {  # written after a number → (one, many)
 _UNIT = re.compile(
     r"(?<![\w.])(-?\d+(?:\.\d+)?)\s?(" + "|".join(re.escape(u) for u in _UNITS) + r")(?![\w/])"
 )
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode's category Cc: C0, DEL and C1
 _HASH_NUMBER = re.compile(r"#(?=\d)")
 _TENS = "- tens twenties thirties forties fifties sixties seventies eighties nineties".split()
 _DECADE = re.compile(r"\b(\d\d)?(\d)0'?s\b")
 
 
+def period_is_abbreviation(word: str, after: str) -> bool:
+    """Whether the period after `word` is one `normalize` writes out rather than a sentence's end
+    (split.py asks, so that "Jan. 5" or "Dr. Smith" is not split into two utterances).
+
+    Args:
+        word: the word before the period, without it ("Dr", "Jan", "U.S", "J").
+        after: the text after the period.
+    """
+    if word.lower() in _ABBREVIATIONS:  # "pears, etc. Then we left": a capital after these starts one
+        return not (word.lower() in _ENDS_SENTENCES and re.match(r"\s+[A-Z]", after))
+    if word.lower() == "no" or word in _MONTH_ABBREVIATIONS:  # "No. 5", "Jan. 5"; not "I met Jan. Then"
+        return bool(re.match(r"\s*\d", after))
+    is_initial = len(word) == 1 and word.isalpha()  # "J. K. Rowling"
+    return word == "St" or is_initial or bool(_DOTTED_WORD.fullmatch(word))
+
+
 def normalize(text: str, language: str = "en-us") -> str:
     """The text as it is said: abbreviations, currency, clock times and decades written out in words
-    (numbers stay digits: espeak reads them). Only for English (`language` "en" or "en-*")."""
+    (numbers stay digits: espeak reads them). Only for English (`language` "en" or "en-*"); in every
+    language, control characters become spaces (`without_control_characters`)."""
+    text = without_control_characters(text)
     if not (language == "en" or language.startswith("en-")):
         return text
     text = _DOTTED.sub(lambda m: _LATIN_LOWER[m.group(1).lower()] + _period_if_last(m), text)
@@ -139,6 +162,12 @@ def normalize(text: str, language: str = "en-us") -> str:
     return _DECADE.sub(_decade, text)
 
 
+def without_control_characters(text: str) -> str:
+    """The text with each control character (line breaks, tabs, NUL, bell, escape, ...) made a space:
+    espeak-ng stops reading at a NUL, so "Hello\\x00world" would be said "Hello"."""
+    return _CONTROL.sub(" ", text)
+
+
 def _period_if_last(match: re.Match[str]) -> str:
     """The abbreviation's period, kept where it also ends the text (and so the sentence)."""
     return "." if not match.string[match.end() :].strip() else ""
@@ -149,7 +178,7 @@ def _abbreviation(match: re.Match[str]) -> str:
     said = _ABBREVIATIONS[written.lower()]
     said = said.capitalize() if written[0].isupper() else said
     # "pears, etc. Then we left", "on Park Ave. The": a capital after these starts the next sentence
-    ends = written.lower() in _ENDS_SENTENCES and re.match(r"\s+[A-Z]", match.string[match.end() :])
+    ends = not period_is_abbreviation(written, match.string[match.end() :])
     return said + ("." if ends else _period_if_last(match))
 
 

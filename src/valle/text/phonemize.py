@@ -119,7 +119,7 @@ def phonemize_batch(texts: list[str], language: str = "en-us") -> list[list[str]
             )
     from phonemizer.separator import Separator
 
-    texts = [normalize(t.replace("\n", " "), language) for t in texts]  # "Dr." → "Doctor", "$5" → "5 dollars"
+    texts = [normalize(t, language) for t in texts]  # "Dr." → "Doctor", "$5" → "5 dollars", NUL → " "
 
     separator = Separator(phone=_PHONE_SEPARATOR, word=WORD_SEPARATOR, syllable="")
     with _ESPEAK:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from valle.text.normalize import ABBREVIATED_WORDS
+from valle.text.normalize import period_is_abbreviation
 
 # Sentence-ending punctuation, possibly followed by one closing quote or bracket, then whitespace.
 _BOUNDARY = re.compile(r"([.!?…;:][\"'”»)]?)\s+")
 # A blank line ends what comes before it even without a mark (a title, a list item); a single line break
 # does not, since hard-wrapped text (e-mail, a pasted PDF) breaks lines inside its sentences.
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
-_DOTTED = re.compile(r"(?:\w\.)+\w")  # "e.g", "U.S", "p.m" (the last period is the boundary's)
 
 
 def split_sentences(text: str, max_chars: int = 200) -> list[str]:
@@ -20,9 +19,10 @@ def split_sentences(text: str, max_chars: int = 200) -> list[str]:
     split at commas, then at spaces, then anywhere. Short pieces are kept as they are (one word is a
     valid utterance).
 
-    A period after an abbreviation ("Dr.", "etc."), an initial ("J. K.") or a dotted abbreviation
-    ("U.S.", "p.m."), and any mark followed by a lowercase word, does not end a sentence: splitting
-    there would speak "Dr." and "Smith" as two utterances with a pause between them."""
+    A period that `valle.text.normalize` writes out (after "Dr.", "Jan. 5", "No. 5", an initial "J. K."
+    or a dotted abbreviation "U.S.", "p.m."), and any mark followed by a lowercase word, does not end a
+    sentence: splitting there would speak "Dr." and "Smith" as two utterances with a pause between them.
+    "etc.", "Ave.", "Blvd." and "Rd." before a capital do end one, as the normalizer reads them."""
     pieces: list[str] = []
     for paragraph in _PARAGRAPH_BREAK.split(text.strip()):
         for sentence in (s.strip() for s in _sentences(paragraph)):
@@ -46,9 +46,9 @@ def _sentence_goes_on(text: str, boundary: re.Match[str]) -> bool:
     if boundary.group(1) != ".":
         return False
     before = text[: boundary.start(1)].split()
-    word = before[-1].lstrip("\"'“«(").lower() if before else ""
-    # "Dr. Smith", "vs. them": the abbreviations that valle.text.normalize writes out
-    return (len(word) == 1 and word.isalpha()) or word in ABBREVIATED_WORDS or bool(_DOTTED.fullmatch(word))
+    word = before[-1].lstrip("\"'“«(") if before else ""
+    # "Dr. Smith", "Jan. 5", "U.S. Army": the normalizer writes these periods out, so no pause is said
+    return period_is_abbreviation(word, text[boundary.end(1) :])
 
 
 def _split_long(sentence: str, max_chars: int, separators: tuple[str, ...] = (", ", " ")) -> list[str]:
