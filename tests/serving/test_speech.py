@@ -154,6 +154,19 @@ def test_a_request_whose_voice_fails_to_prefill_fails_alone(server: Server, tiny
     assert len(wav_samples(answers[VOICE].content)) == 40 * HOP
 
 
+def test_a_stored_voice_whose_file_broke_is_a_500_that_says_so(server: Server):
+    broken = "voice-overwritten-file"
+    (server.log.parent / "voices" / f"{broken}.npz").write_bytes(b"not a voice preset")
+    try:
+        answer = server.speak(voice=broken, seed=0)
+    finally:
+        requests.delete(f"{server.url}/v1/voices/{broken}", timeout=30)
+    assert answer.status_code == 500, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "voice_unreadable" and broken in error["message"]
+    assert f"voice {broken} cannot be read" in server.log.read_text()  # the file, for whoever runs it
+
+
 def test_a_client_that_leaves_mid_stream_frees_its_row(server: Server):
     cancelled = server.metric('valle_requests_total{status="cancelled"}')
     body = {"input": SENTENCE, "voice": VOICE, "stream": True, "response_format": "pcm"}

@@ -144,19 +144,30 @@ class VoiceStore:
         """The prompt of a voice.
 
         Raises:
-            VoiceError: an id that is malformed or names no voice (400).
+            VoiceError: an id that is malformed or names no voice (400); a voice whose file cannot be
+                read (500, the file named in the log).
         """
         with self.lock:
             if voice_id in self.cache:
                 return self.cache[voice_id]
         if not VOICE_ID.match(voice_id):
             raise VoiceError(f"voice={voice_id!r} is not a voice id; GET /v1/voices lists them")
-        if voice_id in self.builtin:
-            prompt = load_prompt(self.builtin[voice_id], self.codec, self.prompt_seconds)
-        elif (self.folder / f"{voice_id}.npz").is_file():
-            prompt = load_voice(self.folder / f"{voice_id}.npz", self.codec.info)
-        else:
+        stored = self.folder / f"{voice_id}.npz"
+        if voice_id not in self.builtin and not stored.is_file():
             raise VoiceError(f"unknown voice {voice_id!r}; GET /v1/voices lists them", code="voice_not_found")
+        try:
+            if voice_id in self.builtin:
+                prompt = load_prompt(self.builtin[voice_id], self.codec, self.prompt_seconds)
+            else:
+                prompt = load_voice(stored, self.codec.info)
+        except ConfigError as error:  # a file on the server broke or was replaced: its fault
+            log.error("voice %s cannot be read: %s", voice_id, one_line(error))
+            raise VoiceError(
+                f"voice {voice_id!r} cannot be read on this server (its log names the file); "
+                f"upload the recording again as a new voice",
+                status=500,
+                code="voice_unreadable",
+            ) from None
         with self.lock:
             self.cache[voice_id] = prompt
         return prompt
