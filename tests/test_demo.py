@@ -9,7 +9,14 @@ import torch
 
 from valle.cli.demo import main
 from valle.cli.demo.scoring import AudioCache, eval_rows
-from valle.cli.demo.settings import N_SENTENCES, ROWS, SIZES, STAGES
+from valle.cli.demo.settings import (
+    CONTINUATION_BEST_OF_ROW,
+    CONTINUATION_ROWS,
+    N_SENTENCES,
+    ROWS,
+    SIZES,
+    STAGES,
+)
 from valle.cli.demo.speak import Item, continuation_split, read_manifest
 from valle.cli.demo.stages import trained_width
 from valle.corpus.sentences import all_sentences
@@ -79,18 +86,20 @@ def test_shortened_demo_runs_every_stage_writes_its_files_and_scores_every_row(t
     value = lambda row, metric: rows[row][metric]["value"]  # noqa: E731
     for row in rows.values():
         assert row["n_items"] == 6 and 0.0 <= row["wer"]["value"] and 0.0 <= row["cer"]["value"]
-        assert all(-1.0 <= row[k]["value"] <= 1.0 for k in ("sim_prompt", "sim_other"))
+        for sim in (row["sim_prompt"], row["sim_other"]):  # none where the toy model said nothing voiced
+            assert sim["n"] == 0 if sim["value"] is None else -1.0 <= sim["value"] <= 1.0
         assert row["wer"]["low"] <= row["wer"]["value"] <= row["wer"]["high"]  # with its bootstrap interval
         assert row["duration_ratio"]["value"] is None or row["duration_ratio"]["value"] > 0
     continued = {i["key"]: normalize(i["continuation_text"]) for i in manifest}
-    assert all(
-        s["reference"] == continued[s["key"]] for s in rows["continuation"]["items"]
-    )  # the generated part
+    assert all(  # the continuation rows: scored on the generated part
+        s["reference"] == continued[s["key"]] for row in CONTINUATION_ROWS for s in rows[row]["items"]
+    )
     assert (
         value("ground truth", "wer") < 0.5
     )  # pocketsphinx reads festival speech well: the scoring itself works
     assert value("ground truth", "sentence_id") >= 0.8  # and tells the held-out sentences apart
     assert value("ground truth", "sim_prompt") > value("ground truth", "sim_other")  # and the voices too
+    assert rows["ground truth"]["sim_prompt"]["n"] == rows["resynthesis"]["sim_prompt"]["n"] == 6
     assert math.isclose(value("resynthesis", "duration_ratio"), 1.0, abs_tol=0.05)
     report = (tmp_path / "report.md").read_text()
     assert all(f"| {row} |" in report for row in ROWS)
@@ -172,6 +181,7 @@ def test_each_row_is_scored_on_what_it_said_against_the_prompt_it_was_given():
             ("prompt.wav", 300),
             ("resynthesis.wav", 1000),
             ("continuation.wav", 700),
+            ("continuation-best.wav", 600),
             ("cross.wav", 900),
             ("other.wav", 800),
         ]
@@ -180,6 +190,7 @@ def test_each_row_is_scored_on_what_it_said_against_the_prompt_it_was_given():
     outputs = {
         "resynthesis": "resynthesis.wav",
         "continuation": "continuation.wav",
+        CONTINUATION_BEST_OF_ROW: "continuation-best.wav",
         "cross-utterance": "cross.wav",
     }
     items = [
@@ -197,6 +208,9 @@ def test_each_row_is_scored_on_what_it_said_against_the_prompt_it_was_given():
     assert continuation.text == "days ago." and continuation.audio is audio["continuation.wav"][0]
     assert torch.equal(continuation.prompt_audio, truth[:, :250])
     assert torch.equal(continuation.reference_audio, truth[:, 250:])
+    best = rows[CONTINUATION_BEST_OF_ROW][0]  # its best of N: the same, but for the audio
+    assert best.text == "days ago." and best.audio is audio["continuation-best.wav"][0]
+    assert torch.equal(best.reference_audio, truth[:, 250:])
     # cross-utterance: the other recording's prompt, the whole text and recording
     assert (
         cross.text == items[0].text

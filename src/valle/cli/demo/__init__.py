@@ -16,18 +16,18 @@ Stages (each reuses what a previous run finished, so a rerun is quick and `stage
                30 minutes or more trains d_model 256 instead of 128 (it keeps learning where 128 stops)
   4. export    the last checkpoint → one portable file (it carries the mel codebooks)
   5. recognizer  a small CTC recognizer of level-0 codes, trained on the training shards for 4 minutes
-               (python -m valle.recognizer): it judges the best-of row's draws
+               (python -m valle.recognizer): it judges the best-of rows' draws
   6. speak     every held-out voice says held-out sentences: cross-utterance (a 3 s prompt from another
                recording of that voice) and continuation (the recording's own first words, up to 3 s, cut
-               at a word boundary found by forced alignment; the model says the rest); and cross-utterance
-               again as the clearest of 8 draws to the recognizer (`sampler.best_of`)
+               at a word boundary found by forced alignment; the model says the rest); and both again,
+               each output the clearest of 8 draws to the recognizer (`sampler.best_of`)
   7. curve     the learning curve: every snapshot and the exported model speak the same held-out items
                (the first 3 of each voice, cross-utterance, speak's sampler and seed) and are scored as
                below → curve.json (resumable: a scored snapshot is not scored again)
   8. evaluate  ground truth, codec resynthesis and both model modes scored with pocketsphinx (sentence ID
                among the row's sentences, PER, WER, CER) and resemblyzer (SIM), each with a 95 %
                bootstrap interval → report.md, report.html (players beside their prompts, the learning
-               curve), report.json and PNG plots; the continuation row is scored on what it generated only
+               curve), report.json and PNG plots; the continuation rows are scored on what they generated only
 """
 
 from __future__ import annotations
@@ -37,7 +37,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from valle.cli.demo.scoring import evaluate, learning_curve
-from valle.cli.demo.settings import CURVE_ITEMS_PER_VOICE, CURVE_MINUTES, SIZES, STAGES, curve_overrides
+from valle.cli.demo.settings import (
+    CURVE_ITEMS_PER_VOICE,
+    CURVE_MINUTES,
+    ROWS,
+    SIZES,
+    STAGES,
+    curve_overrides,
+)
 from valle.cli.demo.speak import first_per_voice, read_manifest, speak
 from valle.cli.demo.stages import export, make_corpus, make_shards, recognizer, train
 from valle.cli.options import choice, parse_options
@@ -78,7 +85,11 @@ def main(argv: list[str]) -> None:
     if run("recognizer"):
         stage(5, "recognizer", recognizer(out, size))
     if run("speak"):
-        stage(6, "speak", f"{len(speak(out, size))} held-out utterances × 4 rows in {out / 'samples'}")
+        stage(
+            6,
+            "speak",
+            f"{len(speak(out, size))} held-out utterances × {len(ROWS) - 1} rows in {out / 'samples'}",
+        )
     if run("curve"):
         from valle.evaluate.curve import format_curve_markdown
 

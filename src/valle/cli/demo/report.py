@@ -9,6 +9,7 @@ from pathlib import Path
 from valle.cli.demo.settings import (
     BEST_OF,
     BEST_OF_ROW,
+    CONTINUATION_BEST_OF_ROW,
     CURVE_ITEMS_PER_VOICE,
     CURVE_METRICS,
     PROMPT_SECONDS,
@@ -130,8 +131,9 @@ Held-out voices ({len(speakers)}: {", ".join(speakers)}) say held-out sentences 
   recording;
 - **cross-utterance**: a {PROMPT_SECONDS:g} s prompt from another recording of the same voice, and the target
   sentence;
-- **{BEST_OF_ROW}**: the same items, each the clearest of {BEST_OF} draws to a small recognizer of level-0
-  codes trained on the training shards only (`sampler.best_of`; not pocketsphinx, which scores them).
+- **{CONTINUATION_BEST_OF_ROW}**, **{BEST_OF_ROW}**: the same items, each the clearest of {BEST_OF}
+  draws to a small recognizer of level-0 codes trained on the training shards only (`sampler.best_of`; not
+  pocketsphinx, which scores them).
 
 Sentence ID: pocketsphinx decoding constrained to the row's sentences (a JSGF grammar; continuation: the
 sentences' remainders), top-1 accuracy against chance. PER: pocketsphinx phone decoding against the
@@ -197,7 +199,7 @@ def write_report_html(
         Section(
             "Listen",
             listening_html(listen),
-            ["The prompt is the cross-utterance one; the continuation clip is the generated part alone."],
+            ["The prompt is the cross-utterance one; the continuation clips are the generated part alone."],
         ),
     ]
     if points:

@@ -12,6 +12,7 @@ import torch
 
 from valle.cli.demo.report import make_plots, render_report, training_summary, write_report_html
 from valle.cli.demo.settings import (
+    CONTINUATION_ROWS,
     CURVE_ITEMS_PER_VOICE,
     LISTEN_PER_VOICE,
     ROWS,
@@ -148,11 +149,12 @@ def evaluate(out: Path) -> tuple[Path, str]:
 def eval_rows(
     items: list[Item], read: Callable[[str], tuple[torch.Tensor, int]], rows: Sequence[str] = ROWS
 ) -> dict[str, list[EvalItem]]:
-    """The rows' items (default: all four): each scored on what it says, against the prompt it was given.
+    """The rows' items (default: every row): each scored on what it says, against the prompt it was given.
 
-    - continuation: the generated audio alone against the rest of the transcript; SIM (prompt) against
-      the recording's first seconds it continued, SIM (ground truth) and duration against the rest of it;
-    - cross-utterance: against the other recording's prompt and the whole recording;
+    - continuation (and its best of N): the generated audio alone against the rest of the transcript;
+      SIM (prompt) against the recording's first seconds it continued, SIM (ground truth) and duration
+      against the rest of it;
+    - cross-utterance (and its best of N): against the other recording's prompt and the whole recording;
     - ground truth and resynthesis had no prompt: their SIM (prompt) is against the cross-utterance
       prompt (another recording of the voice), what a perfect clone would score.
     """
@@ -164,7 +166,7 @@ def eval_rows(
         cut = round(item.continuation_seconds * rate)
         for row in rows:
             wav, wav_rate = read(item.outputs[row]) if row in item.outputs else (truth, rate)
-            if row == "continuation":
+            if row in CONTINUATION_ROWS:
                 scored[row].append(
                     EvalItem(
                         item.key,

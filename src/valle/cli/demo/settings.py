@@ -17,18 +17,32 @@ N_SENTENCES, N_HELD_OUT_SENTENCES = 560, 60  # the last 60 are never spoken in t
 HELD_OUT = {("kal_diphone", 250, 1.0), ("ked_diphone", -250, 1.0), ("cmu_us_slt_arctic_hts", 0, 1.07)}
 MEL = dict(sample_rate=24_000, hop_length=480, n_mels=80, n_fft=1024, n_levels=4)  # 50 frames/s
 PROMPT_SECONDS = 3.0
-# The best-of row: the cross-utterance items again, each the clearest of BEST_OF draws by the level-0
-# recognizer trained on the training shards (docs/benchmarks.md, "Best of N"); its wavs in samples/BEST_OF_DIR
+# The best-of rows: the continuation and cross-utterance items again, each the clearest of BEST_OF draws by
+# the level-0 recognizer trained on the training shards (docs/benchmarks.md, "Best of N")
 BEST_OF = 8
 BEST_OF_ROW = f"cross-utterance, best of {BEST_OF}"
-BEST_OF_DIR = f"cross-utterance-best-of-{BEST_OF}"
-ROWS = ("ground truth", "resynthesis", "continuation", "cross-utterance", BEST_OF_ROW)
+CONTINUATION_BEST_OF_ROW = f"continuation, best of {BEST_OF}"
+# The rows that say the rest of a sentence after its first words, and are scored on what they generated
+CONTINUATION_ROWS = ("continuation", CONTINUATION_BEST_OF_ROW)
+ROWS = (
+    "ground truth",
+    "resynthesis",
+    "continuation",
+    CONTINUATION_BEST_OF_ROW,
+    "cross-utterance",
+    BEST_OF_ROW,
+)
 CURVE_MINUTES = 3.0  # a training snapshot for the learning curve every 3 minutes (size=ci: by steps)
 CURVE_ITEMS_PER_VOICE = (
     3  # the learning curve's fixed held-out items: 9, under a minute per snapshot on 2 cores
 )
 CURVE_METRICS = ("sentence_id", "per", "wer", "sim_prompt", "duration_ratio")  # the learning curve's panels
 LISTEN_PER_VOICE = 1  # the report's players: the first held-out item of each voice
+
+
+def row_folder(row: str) -> str:
+    """Where a row's wavs go under samples/: "cross-utterance, best of 8" → "cross-utterance-best-of-8"."""
+    return row.replace(",", "").replace(" ", "-")
 
 
 @dataclass(frozen=True)
@@ -42,7 +56,7 @@ class DemoSize:
     minutes: float  # training time budget (the other stages take about 8 minutes on 2 CPU cores)
     max_steps: int
     max_ar_steps_per_phoneme: float  # the runaway guard: an undertrained model may never say stop
-    recognizer_minutes: float = 4.0  # the best-of row's recognizer: its training budget
+    recognizer_minutes: float = 4.0  # the best-of rows' recognizer: its training budget
     recognizer_steps: int = 5000
     train_overrides: tuple[str, ...] = ()  # train.py overrides of `experiment=demo` for this size
 

@@ -13,11 +13,14 @@ import torch
 
 from valle.cli.demo.settings import (
     BEST_OF,
-    BEST_OF_DIR,
     BEST_OF_ROW,
+    CONTINUATION_BEST_OF_ROW,
+    CONTINUATION_ROWS,
     PROMPT_SECONDS,
+    ROWS,
     DemoSize,
     log,
+    row_folder,
     sampler_config,
 )
 from valle.codecs.base import Codec
@@ -114,12 +117,7 @@ def plan_items(out: Path, codec: Codec) -> tuple[list[Item], list[Prompt], list[
         # Cross-utterance: another recording of the voice, trimmed and cropped as infer.py would.
         prompt = prompt_audio(prompt_path, rate, PROMPT_SECONDS)
         cross.append(Prompt(codec.encode(prompt, rate), source=str(prompt_path)))
-        rows = {
-            "resynthesis": f"samples/resynthesis/{key}.wav",
-            "continuation": f"samples/continuation/{key}.wav",
-            "cross-utterance": f"samples/cross-utterance/{key}.wav",
-            BEST_OF_ROW: f"samples/{BEST_OF_DIR}/{key}.wav",
-        }
+        rows = {row: f"samples/{row_folder(row)}/{key}.wav" for row in ROWS[1:]}
         write_wav(out / rows["resynthesis"], codec.decode(truth_codes), rate)
         prompt_wav = f"samples/prompts/{key}.wav"  # the prompt as the model got it, before the codec
         write_wav(out / prompt_wav, prompt, rate)
@@ -145,8 +143,8 @@ def plan_items(out: Path, codec: Codec) -> tuple[list[Item], list[Prompt], list[
 
 @torch.inference_mode()
 def speak(out: Path, size: DemoSize) -> list[Item]:
-    """Synthesize every held-out recording's text in both modes, and cross-utterance again as the best of
-    `BEST_OF` draws (out/recognizer.pt judges them); writes samples/ and its manifest."""
+    """Synthesize every held-out recording's text in both modes, and both again as the best of `BEST_OF`
+    draws (out/recognizer.pt judges them); writes samples/ and its manifest."""
     from dataclasses import replace
 
     import valle
@@ -157,7 +155,7 @@ def speak(out: Path, size: DemoSize) -> list[Item]:
 
     if not (out / RECOGNIZER_FILE).is_file():
         raise ConfigError(
-            f"{out / RECOGNIZER_FILE}: no recognizer for the best-of row; run stage=recognizer first"
+            f"{out / RECOGNIZER_FILE}: no recognizer for the best-of rows; run stage=recognizer first"
         )
     synthesizer = Synthesizer(valle.load(out / "model.pt"), recognizer=load_recognizer(out / RECOGNIZER_FILE))
     rate = synthesizer.codec.sample_rate
@@ -168,9 +166,10 @@ def speak(out: Path, size: DemoSize) -> list[Item]:
         ("cross-utterance", cross, config),
         ("continuation", continuation, config),
         (BEST_OF_ROW, cross, best_of),
+        (CONTINUATION_BEST_OF_ROW, continuation, best_of),
     ):
         started = time.perf_counter()
-        texts = [item.continuation_text if row == "continuation" else item.text for item in items]
+        texts = [item.continuation_text if row in CONTINUATION_ROWS else item.text for item in items]
         results = synthesizer.synthesize(
             texts, prompts, "en-us", settings, prompt_seconds=None, progress=True
         )

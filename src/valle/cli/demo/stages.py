@@ -151,7 +151,7 @@ RECOGNIZER_FILE = "recognizer.pt"
 
 
 def recognizer(out: Path, size: DemoSize) -> str:
-    """out/recognizer.pt: the level-0 recognizer that picks the best-of row's draws, trained on the demo's
+    """out/recognizer.pt: the level-0 recognizer that picks the best-of rows' draws, trained on the demo's
     training shards only (skipped when it is newer than the shards' index). Returns a line about it.
 
     Raises:
