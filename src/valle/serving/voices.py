@@ -127,10 +127,10 @@ class VoiceStore:
         self.builtin: dict[str, Path] = builtin_files(builtin) if builtin is not None else {}
         for key, path in self.builtin.items():  # encoded now: a broken file stops the start, not a request
             try:
-                text = self.prompt(key).text
-                if text:
-                    self.check_transcript(text)
-            except (AudioError, ValueError) as error:  # a ConfigError is a ValueError too
+                prompt = self.cache[key] = self._load(key)
+                if prompt.text:
+                    self.check_transcript(prompt.text)
+            except ConfigError as error:  # an AudioError or a TextError too
                 raise ConfigError(f"builtin_voices={builtin}: {path.name}: {error}") from None
 
     def list(self) -> list[Voice]:
@@ -156,10 +156,7 @@ class VoiceStore:
         if voice_id not in self.builtin and not stored.is_file():
             raise VoiceError(f"unknown voice {voice_id!r}; GET /v1/voices lists them", code="voice_not_found")
         try:
-            if voice_id in self.builtin:
-                prompt = load_prompt(self.builtin[voice_id], self.codec, self.prompt_seconds)
-            else:
-                prompt = load_voice(stored, self.codec.info)
+            prompt = self._load(voice_id)
         except ConfigError as error:  # a file on the server broke or was replaced: its fault
             log.error("voice %s cannot be read: %s", voice_id, one_line(error))
             raise VoiceError(
@@ -171,6 +168,16 @@ class VoiceStore:
         with self.lock:
             self.cache[voice_id] = prompt
         return prompt
+
+    def _load(self, voice_id: str) -> Prompt:
+        """A known voice's prompt, read from its file.
+
+        Raises:
+            ConfigError: the file cannot be read as a prompt (an AudioError for a recording).
+        """
+        if voice_id in self.builtin:
+            return load_prompt(self.builtin[voice_id], self.codec, self.prompt_seconds)
+        return load_voice(self.folder / f"{voice_id}.npz", self.codec.info)
 
     def add(
         self, data: bytes, filename: str, name: str | None = None, transcript: str | None = None
