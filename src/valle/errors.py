@@ -46,14 +46,22 @@ def one_line(error: BaseException) -> str:
 def user_message(error: BaseException) -> str | None:
     """The one-line message of a user error; None for anything else (a bug).
 
-    Besides `UserError`, a mandatory config value left out (`ckpt: ???`) is the user's to give.
+    Besides `UserError`, a mandatory config value left out (`ckpt: ???`) is the user's to give, and so
+    is a value a config schema cannot take (`min_seconds=abc` for a float: omegaconf's ValidationError,
+    or its ConfigTypeError for a value where a group of settings belongs).
     """
     if isinstance(error, UserError):
         return one_line(error)
     omegaconf_errors = sys.modules.get("omegaconf.errors")  # not imported: this module stays dependency-free
-    if omegaconf_errors is not None and isinstance(error, omegaconf_errors.MissingMandatoryValue):
-        key = getattr(error, "full_key", None) or "a mandatory value"
+    if omegaconf_errors is None:
+        return None
+    key = getattr(error, "full_key", None) or getattr(error, "key", None)
+    if isinstance(error, omegaconf_errors.MissingMandatoryValue):
+        key = key or "a mandatory value"
         return f"{key} is required: give {key}=... on the command line"
+    if isinstance(error, (omegaconf_errors.ValidationError, omegaconf_errors.ConfigTypeError)):
+        reason = str(getattr(error, "msg", "") or error).splitlines()[0]
+        return f"{key or 'a setting'}: {reason}; give a value of that type on the command line"
     return None
 
 

@@ -49,10 +49,12 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, dtype: str = "fp32") ->
     """Write the release file for a Lightning checkpoint (or re-save an export in another dtype).
 
     Raises:
-        ValueError: unknown dtype, or a file that is not a valle checkpoint.
+        ValueError: unknown dtype, `out` an existing folder, or a file that is not a valle checkpoint.
     """
     if dtype not in DTYPES:
         raise ConfigError(f"dtype={dtype!r}: choose one of {sorted(DTYPES)}")
+    if Path(out).is_dir():
+        raise ConfigError(f"out={out} is a folder; give a file name such as {Path(out) / 'model.pt'}")
     data = load_file(ckpt)
     card = card_of(data, ckpt)
     lora = data.get("hyper_parameters", {}).get("lora")

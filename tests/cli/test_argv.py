@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from tests.cli.conftest import ROOT, run_entry_point
 from tests.conftest import real_speech_dir
-from valle.cli.argv import INFER_VERBATIM_KEYS, PREPARE_VERBATIM_KEYS, verbatim_overrides
+from valle.cli.argv import INFER_VERBATIM_KEYS, PREPARE_VERBATIM_KEYS, TRAIN_VERBATIM_KEYS, verbatim_overrides
 
 AWKWARD = [
     "Hello there, this is a test.",
@@ -57,9 +57,16 @@ def test_every_verbatim_key_composes_to_exactly_what_was_typed(value):
     prepare = compose_with(
         "prepare", verbatim_overrides([f"{k}={value}" for k in PREPARE_VERBATIM_KEYS], PREPARE_VERBATIM_KEYS)
     )
-    for cfg, keys in ((infer, INFER_VERBATIM_KEYS), (prepare, PREPARE_VERBATIM_KEYS)):
-        resolved = OmegaConf.to_container(cfg, resolve=True)  # no `${...}` in a value may resolve
-        assert all(cfg[k] == value and resolved[k] == value for k in keys), (value, {k: cfg[k] for k in keys})
+    train = compose_with(
+        "train", verbatim_overrides([f"{k}={value}" for k in TRAIN_VERBATIM_KEYS], TRAIN_VERBATIM_KEYS)
+    )
+    for cfg, keys in (
+        (infer, INFER_VERBATIM_KEYS),
+        (prepare, PREPARE_VERBATIM_KEYS),
+        (train, TRAIN_VERBATIM_KEYS),
+    ):
+        typed = {k: OmegaConf.select(cfg, k) for k in keys}  # resolved: no `${...}` in a value may resolve
+        assert all(v == value for v in typed.values()), (value, typed)
 
 
 def test_other_arguments_pass_unchanged():

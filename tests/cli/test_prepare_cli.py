@@ -6,12 +6,16 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from valle.cli.prepare import settings_from_config
+from valle.cli.prepare import check_found_audio, run, settings_from_config
+from valle.data.prepare import PrepareResult
+from valle.errors import ConfigError, user_message
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,8 +54,35 @@ def test_missing_arguments_and_typos_fail_at_composition():
         settings_from_config(compose_prepare("output=/tmp/x"))
     with pytest.raises(ConfigKeyError):
         settings_from_config(compose_prepare("input=/a", "output=/b", "+num_wrokers=3"))
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError) as wrong_type:
         settings_from_config(compose_prepare("input=/a", "output=/b", "max_shard_mb=big"))
+    assert (message := user_message(wrong_type.value)) and message.startswith("max_shard_mb: Value 'big'")
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["num_workers=-1"], "num_workers=-1: give 0"),
+        (["codec=mel", "codec.n_levels=abc"], "codec.n_levels=abc: give an integer"),
+        pytest.param(
+            ["device=cuda"],
+            "device=cuda: no CUDA device",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU"),
+        ),
+    ],
+)
+def test_bad_values_stop_prepare_before_any_work(overrides, message, tmp_path):
+    cfg = compose_prepare(f"input={tmp_path}", f"output={tmp_path}/o", "codec.weights=random", *overrides)
+    with pytest.raises(ConfigError, match=message):
+        run(cfg)
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_layout_that_finds_no_utterance_is_an_error_naming_it(tmp_path):
+    settings = settings_from_config(compose_prepare("layout=libritts", f"input={tmp_path}", "output=/o"))
+    empty = PrepareResult(tmp_path, 0, 0, 0, index=SimpleNamespace(samples=[], skipped=[{}] * 3))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"layout=libritts found no usable utterance .*3 skipped"):
+        check_found_audio(settings, empty)
 
 
 def test_part_override_parses(tmp_path):

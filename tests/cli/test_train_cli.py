@@ -12,9 +12,11 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
-from omegaconf.errors import ConfigKeyError
+from omegaconf.errors import ConfigKeyError, ValidationError
 
 from valle.cli.train import complete, newest_checkpoint, resume_path, typed
+from valle.data.datamodule import DataConfig
+from valle.errors import user_message
 from valle.models.config import ValleConfig
 from valle.plot import plot_run, read_metrics
 
@@ -78,6 +80,12 @@ def test_experiments_live_only_in_conf_and_are_found_through_the_search_path():
 def test_typos_fail_at_start_up():
     with pytest.raises(ConfigKeyError):
         typed(ValleConfig, compose_train("+model.scale.d_modle=512").model)
+    with pytest.raises(ValidationError) as wrong_type:  # one line for the user, naming the key as typed
+        typed(DataConfig, compose_train("data.max_tokens=lots").data)
+    assert user_message(wrong_type.value) == (
+        "data.max_tokens: Value 'lots' of type 'str' could not be converted to Integer; "
+        "give a value of that type on the command line"
+    )
 
 
 @pytest.fixture(scope="module")

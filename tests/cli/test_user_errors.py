@@ -5,10 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from tests.cli.conftest import run_entry_point
 from tests.conftest import real_speech_dir
+from valle.cli import recognizer as recognizer_cli
+from valle.codecs import describe_codec
+from valle.data.index import ShardIndex
 from valle.errors import ConfigError, exit_on_user_error
+from valle.text import SymbolMap
 
 HYDRA_HINT = "HYDRA_FULL_ERROR"
 
@@ -98,6 +103,7 @@ def test_train_py_and_prepare_py_name_a_missing_folder(tmp_path):
         (["valle.voice", "make", "prompt={silent}", "out={tmp}/v.npz", "codec.weights=random"], ["silent"]),
         (["valle.plot", "{tmp}"], ["no CSV log"]),
         (["valle.export", "ckpt={tmp}/none.ckpt", "out={tmp}/m.pt"], ["none.ckpt", "no such checkpoint"]),
+        (["valle.export", "ckpt={tmp}/none.ckpt", "out={tmp}"], ["is a folder", "model.pt"]),
         (["valle.evaluate", "hyp_dir={tmp}/none", "ref_dir={tmp}"], ["hyp_dir=", "no such folder"]),
         (
             ["valle.demo", "out={tmp}", "stage=export"],
@@ -125,3 +131,12 @@ def test_the_wrapper_exits_on_user_errors_only(capsys, monkeypatch):
     monkeypatch.setenv(HYDRA_HINT, "1")
     with pytest.raises(ConfigError):
         exit_on_user_error(mistaken)()
+
+
+def test_recognizer_refuses_shards_without_utterances_and_a_missing_accelerator_up_front(tmp_path):
+    ShardIndex(describe_codec("encodec", weights="random"), SymbolMap([], []), [], []).save(tmp_path)
+    with pytest.raises(ConfigError, match="the shards hold no utterance"):
+        recognizer_cli.main([f"data.root={tmp_path}", f"out={tmp_path}/r.pt", "accelerator=cpu"])
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="accelerator=cuda: no CUDA device"):
+            recognizer_cli.main([f"data.root={tmp_path}", f"out={tmp_path}/r.pt", "accelerator=gpu"])

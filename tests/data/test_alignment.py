@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -97,22 +98,56 @@ def test_audio_without_a_textgrid_is_prepared_unaligned(tiny_shards):
     assert not any(row.aligned for row in index.samples)
 
 
-def test_a_textgrid_without_a_words_tier_is_named_with_the_fix(tmp_path, tiny_codec):
+def _even_words(text: str, seconds: float) -> list[Interval]:
+    words = text.split()
+    return [
+        Interval(i * seconds / len(words), (i + 1) * seconds / len(words), w) for i, w in enumerate(words)
+    ]
+
+
+# A TextGrid beside the audio is optional: one that cannot be used leaves its utterance unaligned (listed
+# with the reason), never stops the run. Each case writes one TextGrid for one real recording.
+TEXTGRID_CASES = {
+    "Word": None,  # another aligner's tier name, read regardless of case
+    "segments": "TextGrid without a words tier",
+    "truncated": "unreadable TextGrid",
+    "too long": "TextGrid not of this utterance",  # 20 s of words on a shorter file
+    "other sentence": "TextGrid not of this utterance",
+}
+
+
+def test_unusable_textgrids_leave_their_utterance_unaligned_and_are_listed(tmp_path, tiny_codec):
     import shutil
 
+    import soundfile as sf
+
     from tests.conftest import prepare_settings, real_speech_dir
-    from valle.data.prepare import prepare
-    from valle.errors import ConfigError
+    from valle.data.prepare import prepare, summarize
     from valle.utils.textgrid import write_textgrid
 
-    wav = sorted(real_speech_dir().glob("*.wav"))[0]
     folder = tmp_path / "corpus" / "lj" / "reader"
     folder.mkdir(parents=True)
-    shutil.copy(wav, folder / wav.name)
-    shutil.copy(wav.with_suffix(".txt"), folder / f"{wav.stem}.txt")
-    write_textgrid(folder / f"{wav.stem}.TextGrid", {"segments": [Interval(0.1, 0.5, "the")]}, end=1.0)
-    with pytest.raises(ConfigError, match=r'\.TextGrid: no interval tier named "words".*name the word tier'):
-        prepare(prepare_settings(tmp_path / "corpus", tmp_path / "shards"), tiny_codec, tiny_codec.info)
+    wav = sorted(real_speech_dir().glob("*.wav"))[0]
+    text, seconds = wav.with_suffix(".txt").read_text().strip(), sf.info(wav).duration
+    for n, case in enumerate(TEXTGRID_CASES):
+        stem = f"u{n}"
+        shutil.copy(wav, folder / f"{stem}.wav")
+        (folder / f"{stem}.txt").write_text(text)
+        words = _even_words("the cat sat on a mat" if case == "other sentence" else text, seconds)
+        end = 20.0 if case == "too long" else seconds
+        words = [Interval(w.start * end / seconds, w.end * end / seconds, w.text) for w in words]
+        grid = folder / f"{stem}.TextGrid"
+        tier = case if case in ("Word", "segments") else "words"
+        write_textgrid(grid, {tier: words}, end=end)
+        if case == "truncated":
+            grid.write_text(grid.read_text()[:300])
+    result = prepare(prepare_settings(tmp_path / "corpus", tmp_path / "shards"), tiny_codec, tiny_codec.info)
+    assert result.index is not None
+    aligned = {row.key.split("/")[-1] for row in result.index.samples if row.aligned}
+    reasons = {Path(u["path"]).stem: u["reason"] for u in result.index.unaligned}
+    assert aligned == {"u0"}
+    assert reasons == {f"u{n}": r for n, r in enumerate(TEXTGRID_CASES.values()) if r}
+    assert "kept unaligned: 4" in summarize(result)
 
 
 def test_shard_durations_that_do_not_fit_the_sample_are_refused():

@@ -17,7 +17,7 @@ from tests.data.test_readers import ljspeech_layout
 from tests.helpers.codes import assert_codes_match_up_to_near_ties, codec_latents, quantizer_for
 from valle.codecs import describe_codec
 from valle.data.index import ShardIndex
-from valle.data.prepare import prepare, summarize
+from valle.data.prepare import PrepareResult, prepare, summarize
 from valle.data.shards import decode_sample
 
 
@@ -135,6 +135,13 @@ def test_bad_inputs_are_skipped_and_listed(tiny_corpus, tiny_codec, tmp_path):
     assert len(result.index.samples) == 15
     summary = summarize(result)
     assert "skipped: 6" in summary and "orphan.wav" in summary and "silent audio" in summary
+
+
+def test_a_long_skipped_list_says_how_many_more_and_where(tmp_path):
+    skipped = [{"path": f"a{n}.wav", "reason": "too short", "detail": "0.10 s"} for n in range(25)]
+    summary = summarize(PrepareResult(tmp_path, 0, 0, 0, skipped=skipped))
+    assert "a19.wav" in summary and "a20.wav" not in summary
+    assert "… and 5 more" in summary
 
 
 def test_real_speech_in_ljspeech_layout(tiny_codec, tmp_path):

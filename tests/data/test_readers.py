@@ -40,6 +40,34 @@ def test_ljspeech_layout_reads_metadata_csv(tmp_path):
     assert utterances[0].text == (real_speech_dir() / "LJ049-0108.txt").read_text().strip()
 
 
+# (metadata line, the text read): LJSpeech's own unquoted fields with stray quotes, and Excel's quoted ones
+METADATA_STYLES = [
+    ('He said "yes|He said "yes', 'He said "yes'),
+    ('"one | two ""three"""|"one | two ""three"""', 'one | two "three"'),
+]
+
+
+@pytest.mark.parametrize("line, text", METADATA_STYLES, ids=["ljspeech", "excel"])
+def test_ljspeech_metadata_bad_rows_and_unlisted_wavs_are_reported(tmp_path, line, text):
+    root = ljspeech_layout(tmp_path / "LJSpeech")
+    lines = (root / "metadata.csv").read_text().splitlines()
+    lines[0] = "LJ049-0108|" + line
+    lines[1] = lines[1] + "|a fourth field"
+    lines[2] = lines[2].split("|")[0] + "|only one text"  # two fields: text, no normalized text (allowed)
+    lines.append("GONE-0001|a row without its wav|a row without its wav")
+    (root / "metadata.csv").write_text("\r\n".join(lines) + "\r\n", encoding="utf-8-sig")
+    utterances, missing = read_corpus("ljspeech", root, "en-us")
+    assert [u.audio_path.stem for u in utterances] == ["LJ049-0108", "LJ049-0124", "LJ049-0185"]
+    assert utterances[0].text == text and utterances[1].text == "only one text"
+    assert {m.audio_path.stem: m.reason for m in missing} == {
+        "LJ049-0110": "bad metadata row",
+        "GONE-0001": "missing audio",
+    }
+    shutil.copy(root / "wavs" / "LJ049-0110.wav", root / "wavs" / "EXTRA-0001.wav")
+    _, missing = read_corpus("ljspeech", root, "en-us")
+    assert {m.audio_path.stem: m.reason for m in missing}["EXTRA-0001"] == "missing transcript"
+
+
 def test_files_saved_by_windows_editors_read_the_same(tmp_path):
     """A byte-order mark and CRLF line ends (Notepad, Excel's "CSV UTF-8") in metadata.csv and in a
     folder corpus's transcripts, and upper-case audio suffixes."""

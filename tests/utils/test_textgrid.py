@@ -85,6 +85,14 @@ def test_short_format_in_utf16_as_praat_saves_non_ascii_labels(tmp_path):
     assert read_textgrid(path) == {"phones": [Interval(0, 0.7, "s"), Interval(0.7, 1.5, "eɪ")]}
 
 
+def test_short_format_with_the_header_p2fa_and_older_praatio_write(tmp_path):
+    path = tmp_path / "p2fa.TextGrid"
+    path.write_text(
+        SHORT.replace('"ooTextFile"', '"ooTextFile short"').replace('Object class = "TextGrid"', '"TextGrid"')
+    )
+    assert read_textgrid(path) == {"phones": [Interval(0, 0.7, "s"), Interval(0.7, 1.5, "eɪ")]}
+
+
 def test_written_files_read_back_with_gaps_filled(tmp_path):
     path = tmp_path / "c.TextGrid"
     words = [Interval(0.2, 0.5, "hello"), Interval(0.6, 1.0, 'the "world"')]

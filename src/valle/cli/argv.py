@@ -20,6 +20,7 @@ from hydra.core.override_parser.types import Quote, QuotedString
 
 INFER_VERBATIM_KEYS = ("text", "prompt_text", "ckpt", "prompt", "texts", "out", "out_dir")
 PREPARE_VERBATIM_KEYS = ("input", "output")
+TRAIN_VERBATIM_KEYS = ("data.root", "run_dir", "init_from", "ckpt_path")
 
 # `key=value`, with Hydra's optional `+` (add) or `++` (force-add) before the key.
 _OVERRIDE = re.compile(r"^(?P<key>\+{0,2}(?P<name>[\w.]+))=(?P<value>.*)$", re.DOTALL)

@@ -11,8 +11,9 @@ Sentence identification picks among the transcripts given (chance 1/N) and PER u
 phone decoder; both need every word in pocketsphinx's dictionary (items with others are left out of
 those columns, with a warning). ASR is PocketSphinx unless `whisper_model` names a local openai-whisper
 checkpoint; SIM is resemblyzer unless `wavlm_model` names a local WavLM x-vector folder (e.g.
-microsoft/wavlm-base-plus-sv, saved). The Markdown table goes to `out` and the full scores (per item) to the
-same path with `.json`.
+microsoft/wavlm-base-plus-sv, saved). The Markdown table goes to `out` with the suffix `.md` and the full
+scores (per item) beside it with `.json`, whatever suffix `out` has (`out=ev/scores.json` writes
+`ev/scores.md` and `ev/scores.json`).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def main(argv: list[str]) -> Path:
     scores = evaluate_rows(
         rows, asr=asr, encoder=encoder, identifier=SentenceIdentifier, phones=PhoneRecognizer()
     )
-    out = Path(options.out)
+    out = Path(options.out).with_suffix(".md")  # out=scores.json must not put the JSON over the table
     out.parent.mkdir(parents=True, exist_ok=True)
     table = format_markdown(scores)
     out.write_text(table, encoding="utf-8")

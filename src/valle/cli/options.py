@@ -34,7 +34,13 @@ def typed(schema: type[T], node: DictConfig | Mapping[str, Any] | None) -> T:
     """
     if node is not None and not isinstance(node, DictConfig):
         node = {str(k): escape_interpolation(v) if isinstance(v, str) else v for k, v in node.items()}
-    value = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node or {}))
+    try:
+        value = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node or {}))
+    except OmegaConfBaseException as error:  # name the key as typed: `data.max_tokens`, not `max_tokens`
+        where = node._get_full_key(None) if isinstance(node, DictConfig) else ""
+        if where and getattr(error, "full_key", None):
+            error.full_key = f"{where}.{error.full_key}"
+        raise
     assert isinstance(value, schema)  # a structured config becomes its dataclass
     return value
 
@@ -120,28 +126,25 @@ def parse_options(
     return options
 
 
-def check_device(device: str) -> None:
+def check_device(device: str, key: str = "device") -> None:
     """Refuse a device this machine does not have, before anything is loaded onto it (torch would
-    fail later, deep inside the model's loading, with a traceback)."""
+    fail later, deep inside the model's loading, with a traceback). `key` names the setting."""
     import torch
 
     try:
         chosen = torch.device(device)
     except RuntimeError as error:  # "gpu", "cuda0"
-        raise ConfigError(
-            f"device={device}: not a device torch knows; use device=cpu or device=cuda"
-        ) from error
+        raise ConfigError(f"{key}={device}: not a device torch knows; use {key}=cpu or {key}=cuda") from error
     if chosen.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(
-            f"device={device}: no CUDA device is available (torch.cuda.is_available() is False); "
-            "use device=cpu"
+            f"{key}={device}: no CUDA device is available (torch.cuda.is_available() is False); use {key}=cpu"
         )
     if chosen.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError(
-            f"device={device}: no MPS device is available (torch.backends.mps.is_available() is False); "
-            "use device=cpu"
+            f"{key}={device}: no MPS device is available (torch.backends.mps.is_available() is False); "
+            f"use {key}=cpu"
         )
     if chosen.type == "cuda" and (chosen.index or 0) >= torch.cuda.device_count():
         raise ConfigError(
-            f"device={device}: this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0"
+            f"{key}={device}: this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0"
         )

@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from valle.cli.options import REQUIRED, choice, parse_options
+from valle.cli.options import REQUIRED, check_device, choice, parse_options
 from valle.models.recognizer import RecognizerConfig
 
 
@@ -36,6 +36,8 @@ def main(argv: list[str]) -> Path:
     from valle.training.recognizer import train_recognizer  # Lightning: only when training
 
     options = parse_options("valle.recognizer", RecognizerOptions, argv, doc=__doc__ or "")
+    if options.accelerator in ("cuda", "gpu", "mps"):  # Lightning's names; it refuses a missing one late
+        check_device("cuda" if options.accelerator == "gpu" else options.accelerator, key="accelerator")
     run = train_recognizer(
         options.data_root,
         options.out,

@@ -16,7 +16,9 @@ pause), else to the word separator; the silence before the first word to `<bos>`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from difflib import SequenceMatcher
 
 import numpy as np
 
@@ -31,6 +33,34 @@ MARKERS_BEFORE = 2  # `<bos>`, `<lang>` come before the symbols in a text's ids;
 def is_pause(symbol: str) -> bool:
     """Punctuation and the word separator: symbols that say no phone (they hold pauses)."""
     return symbol == WORD_SEPARATOR or all(char in PUNCTUATION for char in symbol)
+
+
+END_TOLERANCE_S = 0.5  # how far a TextGrid's end may lie from the audio's, or END_TOLERANCE_RATIO of it
+END_TOLERANCE_RATIO = 0.05
+# Share of words the aligner and the transcript must have in common: aligners write numbers and
+# abbreviations as words ("1963" → "nineteen sixty three"), a TextGrid of another sentence shares few.
+MIN_WORD_AGREEMENT = 0.75
+
+
+def alignment_mismatch(words: Sequence[Interval], transcript: str, audio_seconds: float) -> str | None:
+    """Why a word tier does not belong to this audio and transcript, or None when it does.
+
+    Checked before pairing, since `symbol_durations` pairs any words with any phones by count alone.
+    """
+    end = max((w.end for w in words), default=0.0)
+    if abs(end - audio_seconds) > max(END_TOLERANCE_S, END_TOLERANCE_RATIO * audio_seconds):
+        return f"its words end at {end:.2f} s but the audio lasts {audio_seconds:.2f} s"
+    said = [x for w in words if not _silent(w) for x in _plain_words(w.text)]
+    written = _plain_words(transcript)
+    agreement = SequenceMatcher(None, said, written, autojunk=False).ratio()
+    if agreement < MIN_WORD_AGREEMENT:
+        return f"its words agree with the transcript's for {agreement:.0%} ({' '.join(said[:6])} …)"
+    return None
+
+
+def _plain_words(text: str) -> list[str]:
+    """Lowercased words without punctuation ("Don't," → "dont"), as both sides are compared."""
+    return re.sub(r"[^\w\s-]", "", text.lower()).replace("-", " ").replace("_", " ").split()
 
 
 def symbol_durations(

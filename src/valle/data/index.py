@@ -43,6 +43,9 @@ class ShardIndex:
     shards: list[dict]  # {"name", "samples", "bytes"}
     samples: list[IndexRow]
     skipped: list[dict] = field(default_factory=list)  # {"path", "reason"}
+    unaligned: list[dict] = field(
+        default_factory=list
+    )  # kept without durations: {"path", "reason", "detail"}
     root: Path | None = None
 
     def shard_paths(self) -> list[str]:
@@ -67,6 +70,7 @@ class ShardIndex:
             "shards": self.shards,
             "samples": [vars(row) for row in self.samples],
             "skipped": self.skipped,
+            "unaligned": self.unaligned,
         }
 
     def save(self, root: str | Path) -> Path:
@@ -102,5 +106,6 @@ class ShardIndex:
             shards=data["shards"],
             samples=[IndexRow(**row) for row in data["samples"]],
             skipped=data.get("skipped", []),
+            unaligned=data.get("unaligned", []),
             root=path.parent,
         )

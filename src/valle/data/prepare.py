@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import soundfile as sf
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -31,7 +32,7 @@ from tqdm import tqdm
 from valle.audio import AudioError, load_for_codec
 from valle.codecs.base import Codec, CodecInfo
 from valle.codecs.weights import UNKNOWN_IDENTITY, weights_conflict
-from valle.data.alignment import symbol_durations
+from valle.data.alignment import alignment_mismatch, symbol_durations
 from valle.data.index import INDEX_NAME, IndexRow, ShardIndex
 from valle.data.readers import read_corpus
 from valle.data.records import Utterance
@@ -42,7 +43,7 @@ from valle.text.phonemize import TextError, check_language, phonemize_batch
 from valle.text.symbols import SymbolMap
 from valle.utils.io import atomic_write_json, remove_temporaries
 from valle.utils.lock import exclusive_lock
-from valle.utils.textgrid import read_textgrid
+from valle.utils.textgrid import Interval, read_textgrid
 
 log = logging.getLogger(__name__)
 
@@ -313,7 +314,9 @@ def _phonemize_one(utterance: Utterance) -> list[str] | Problem:
         return Problem("empty transcript", f"{utterance.audio_path}: {error}")
 
 
-def _sample(utterance: Utterance, codes, symbols: list[str], codec: CodecInfo) -> ShardSample:
+def _sample(
+    utterance: Utterance, codes, symbols: list[str], codec: CodecInfo, durations: np.ndarray | None
+) -> ShardSample:
     meta = {
         "speaker": utterance.speaker,
         "group": utterance.group,
@@ -325,21 +328,52 @@ def _sample(utterance: Utterance, codes, symbols: list[str], codec: CodecInfo) -
         "format_version": SHARD_FORMAT_VERSION,
         **utterance.extra,
     }
-    durations = None
     if utterance.alignment is not None:
-        tiers = read_textgrid(utterance.alignment)
-        if "words" not in tiers:
-            raise ConfigError(
-                f'{utterance.alignment}: no interval tier named "words" (it has {sorted(tiers)}); '
-                'name the word tier "words" (as the Montreal Forced Aligner does)'
-            )
-        durations = symbol_durations(
-            symbols, tiers["words"], tiers.get("phones"), int(codes.shape[1]), codec.frame_rate
-        )
         meta["aligned"] = durations is not None
     return ShardSample(
         key=utterance.key, codes=codes, symbols=symbols, text=utterance.text, meta=meta, durations=durations
     )
+
+
+WORD_TIERS = ("words", "word")  # MFA writes "words"; other aligners "word" or "Word"
+PHONE_TIERS = ("phones", "phone")
+
+
+def _durations(
+    utterance: Utterance, symbols: list[str], codes, frame_rate: float
+) -> np.ndarray | Problem | None:
+    """Frames per text id from the TextGrid beside the audio; None without one.
+
+    A Problem when the TextGrid is unusable: the utterance is then kept unaligned (the alignment is optional,
+    its audio and text are fine) and listed with the reason in the summary.
+    """
+    path, frames = utterance.alignment, int(codes.shape[1])
+    if path is None:
+        return None
+    try:
+        tiers = read_textgrid(path)
+    except (ConfigError, OSError, UnicodeError) as error:
+        return Problem("unreadable TextGrid", str(error))
+    words, phones = _tier(tiers, WORD_TIERS), _tier(tiers, PHONE_TIERS)
+    if words is None:
+        return Problem(
+            "TextGrid without a words tier",
+            f'{path}: no interval tier named "words" (it has {sorted(tiers)})',
+        )
+    mismatch = alignment_mismatch(words, utterance.text, frames / frame_rate)
+    if mismatch is not None:
+        return Problem("TextGrid not of this utterance", f"{path}: {mismatch}")
+    durations = symbol_durations(symbols, words, phones, frames, frame_rate)
+    if durations is None:
+        return Problem(
+            "TextGrid not paired", f"{path}: no spoken word to pair with the transcript's phonemes"
+        )
+    return durations
+
+
+def _tier(tiers: dict[str, list[Interval]], names: Sequence[str]) -> list[Interval] | None:
+    """The first tier whose name is one of `names`, ignoring case."""
+    return next((tier for name, tier in tiers.items() if name.strip().lower() in names), None)
 
 
 def prepare_shard(
@@ -364,14 +398,18 @@ def prepare_shard(
     else:
         encoded = {i: u.codes for i, u in enumerate(utterances)}
         progress.update(len(utterances))
-    samples, skipped = [], []
+    samples, skipped, unaligned = [], [], []
     for i, utterance in enumerate(utterances):
         codes, phones = encoded[i], symbols[i]
         if isinstance(codes, Problem) or isinstance(phones, Problem):
             problem = next(x for x in (codes, phones) if isinstance(x, Problem))
             skipped.append(_skip(utterance, problem.reason, problem.detail))
             continue
-        samples.append(_sample(utterance, codes, phones, info))
+        durations = _durations(utterance, phones, codes, info.frame_rate)
+        if isinstance(durations, Problem):
+            unaligned.append(_skip(utterance, durations.reason, durations.detail))
+            durations = None
+        samples.append(_sample(utterance, codes, phones, info, durations))
     size = write_shard(Path(settings.output) / shard_name, samples)
     rows = [
         IndexRow(
@@ -400,6 +438,7 @@ def prepare_shard(
         "bytes": size,
         "rows": [vars(r) for r in rows],
         "skipped": skipped,
+        "unaligned": unaligned,
         "symbols": sorted({x for s in samples for x in s.symbols}),
         "codec": info.to_dict(),
         "unknown_symbols": dict(sorted(unknown.items())),
@@ -448,10 +487,7 @@ def _prepare_part(
         check_language(language)
     _check_imported_codes(utterances, info)
     shards, skipped = plan_shards(utterances, info, settings)
-    skipped += [
-        {"key": "", "path": str(m.audio_path), "reason": "missing transcript", "detail": str(m)}
-        for m in missing
-    ]
+    skipped += [{"key": "", "path": str(m.audio_path), "reason": m.reason, "detail": str(m)} for m in missing]
     names = [SHARD_PATTERN.format(i) for i in range(len(shards))]
     folder_codec = _check_plan(output, shards, info, names)
     mine = [i for i in range(len(shards)) if i % n_parts == part]
@@ -574,6 +610,7 @@ def write_index(
         shards=shards,
         samples=rows,
         skipped=skipped + [s for m in manifests for s in m["skipped"]],
+        unaligned=[s for m in manifests for s in m.get("unaligned", [])],
         root=output,
     )
     index.save(output)
@@ -597,16 +634,29 @@ def summarize(result: PrepareResult) -> str:
             f"aligned: {sum(row.aligned for row in index.samples)} of {len(index.samples)} utterances "
             "(from a `{stem}.TextGrid` beside the audio; model.monotonic_alignment needs them)",
         ]
+        if index.unaligned:
+            lines += _listed("kept unaligned", index.unaligned, str(result.output / INDEX_NAME))
         skipped = index.skipped
+        where = str(result.output / INDEX_NAME)
     else:
         skipped = result.skipped
+        where = f"{result.output / INDEX_NAME} once every part is done"
         lines.append("index: not written yet (other parts still running); rerun any part after they finish")
-    reasons = Counter(s["reason"] for s in skipped)
-    lines.append(
-        f"skipped: {len(skipped)}" + "".join(f"\n  {n} {reason}" for reason, n in reasons.most_common())
-    )
-    lines += [f"    {s['path']}: {s['detail']}" for s in skipped[:20]]
+    lines += _listed("skipped", skipped, where)
     return "\n".join(lines + _unknown_symbol_lines(result) + _length_note_lines(result.length_notes))
+
+
+LISTED = 20  # entries shown per list in the summary; the index keeps them all
+
+
+def _listed(title: str, entries: list[dict], where: str) -> list[str]:
+    """ "skipped: 25", the count per reason, the first entries, and where the rest are."""
+    reasons = Counter(s["reason"] for s in entries)
+    lines = [f"{title}: {len(entries)}"] + [f"  {n} {reason}" for reason, n in reasons.most_common()]
+    lines += [f"    {s['path']}: {s['detail']}" for s in entries[:LISTED]]
+    if len(entries) > LISTED:
+        lines.append(f'    … and {len(entries) - LISTED} more (all in {where}, under "{title.split()[-1]}")')
+    return lines
 
 
 def _unknown_symbol_lines(result: PrepareResult) -> list[str]:

@@ -92,30 +92,53 @@ def read_ljspeech(root: Path, language: str) -> ReaderResult:
             f"{metadata}: missing; an LJSpeech-layout corpus has metadata.csv "
             "with lines `id|text|normalized text` and the audio in wavs/"
         )
-    speaker = root.name
-    rows = sorted(csv.reader(read_utf8(metadata).splitlines(), delimiter="|", quoting=csv.QUOTE_NONE))
-    for row in rows:
-        if not row or not row[0].strip():
+    speaker, wavs = root.name, root / "wavs"
+    listed: set[Path] = set()
+    for line_number, row in _metadata_rows(metadata):
+        utterance_id = row[0].strip() if row else ""
+        if not utterance_id:
             continue
-        utterance_id = row[0].strip()
-        text = (row[2] if len(row) > 2 and row[2].strip() else row[1] if len(row) > 1 else "").strip()
-        audio = next(
-            (
-                root / "wavs" / f"{utterance_id}{s}"
-                for s in AUDIO_SUFFIXES
-                if (root / "wavs" / f"{utterance_id}{s}").is_file()
-            ),
-            root / "wavs" / f"{utterance_id}.wav",
-        )
-        yield Utterance(
-            key=make_key("ljspeech", speaker, utterance_id),
-            speaker=speaker,
-            group="ljspeech",
-            text=text,
-            language=language,
-            audio_path=audio,
-            alignment=sidecar_alignment(audio),
-        )
+        audio = _ljspeech_audio(wavs, utterance_id)
+        listed.add(audio)
+        if len(row) not in (2, 3):
+            detail = f"{metadata}:{line_number}: {len(row)} fields where `id|text|normalized text` has 3"
+            yield MissingTranscript(audio, "", reason="bad metadata row", detail=detail)
+        elif not audio.is_file():
+            detail = f"{metadata}:{line_number}: no such file {audio}"
+            yield MissingTranscript(audio, "", reason="missing audio", detail=detail)
+        else:
+            yield Utterance(
+                key=make_key("ljspeech", speaker, utterance_id),
+                speaker=speaker,
+                group="ljspeech",
+                text=(row[2] if len(row) > 2 and row[2].strip() else row[1]).strip(),
+                language=language,
+                audio_path=audio,
+                alignment=sidecar_alignment(audio),
+            )
+    for audio in _audio_files(wavs) if wavs.is_dir() else []:
+        if audio not in listed:
+            yield MissingTranscript(audio, f"a row `{audio.stem}|text|normalized text` in {metadata.name}")
+
+
+def _ljspeech_audio(wavs: Path, utterance_id: str) -> Path:
+    candidates = [wavs / f"{utterance_id}{suffix}" for suffix in AUDIO_SUFFIXES]
+    return next((c for c in candidates if c.is_file()), wavs / f"{utterance_id}.wav")
+
+
+def _metadata_rows(metadata: Path) -> list[tuple[int, list[str]]]:
+    """(line number, fields) per line of an LJSpeech metadata.csv.
+
+    LJSpeech's own file has unbalanced quotes inside unquoted fields (`He said "yes|He said "yes`), so quotes
+    mean nothing there; a spreadsheet (Excel) quotes a field that holds `|` or `"` and doubles the quotes in
+    it. So a line is read as CSV with quotes only when one of its fields starts with a quote.
+    """
+    rows = []
+    for number, line in enumerate(read_utf8(metadata).lstrip("\ufeff").splitlines(), start=1):
+        plain = next(csv.reader([line], delimiter="|", quoting=csv.QUOTE_NONE), [])
+        quoted = any(field.startswith('"') for field in plain)
+        rows.append((number, next(csv.reader([line], delimiter="|"), []) if quoted else plain))
+    return sorted(rows, key=lambda row: row[1])
 
 
 def _read_seed(root: Path, language: str) -> ReaderResult:

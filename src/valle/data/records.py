@@ -38,8 +38,10 @@ def make_key(group: str, speaker: str, utterance_id: str) -> str:
 
 
 class MissingTranscript(Exception):
-    """An audio file without its transcript; prepare lists these as skipped."""
+    """An audio file without its transcript (or a transcript row without usable audio); prepare lists these
+    as skipped under `reason`."""
 
-    def __init__(self, audio_path: Path, expected: str):
-        super().__init__(f"{audio_path}: no transcript (expected {expected})")
+    def __init__(self, audio_path: Path, expected: str, reason: str = "missing transcript", detail: str = ""):
+        super().__init__(detail or f"{audio_path}: no transcript (expected {expected})")
         self.audio_path = audio_path
+        self.reason = reason

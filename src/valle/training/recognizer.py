@@ -204,7 +204,8 @@ def train_recognizer(
         the file written, its validation loss and the run's size.
 
     Raises:
-        ConfigError: a setting out of range (each named), or shards with fewer than two texts to split.
+        ConfigError: a setting out of range (each named), shards with no utterance, or with fewer than two
+            texts to split.
     """
     problems = [
         message
@@ -223,6 +224,10 @@ def train_recognizer(
     if problems:
         raise ConfigError("recognizer: " + "; ".join(problems))
     index = ShardIndex.load(data_root)
+    if not index.samples:  # webdataset would fail on an empty list of shards with an IndexError
+        raise ConfigError(
+            f"data.root={data_root}: the shards hold no utterance; prepare a corpus with speech into it first"
+        )
     readings = read_shards(index)
     train, val = split_by_sentence(readings, val_share, seed)
     if not train or not val:

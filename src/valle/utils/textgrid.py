@@ -56,8 +56,12 @@ def read_textgrid(path: str | Path) -> dict[str, list[Interval]]:
         ) from None
 
 
+# Praat writes "ooTextFile" for both formats; p2fa and older praatio mark the short one "ooTextFile short"
+_FILE_TYPES = ("ooTextFile", "ooTextFile short")
+
+
 def _tiers(tokens: list[str | float]) -> dict[str, list[Interval]]:
-    if tokens[:2] != ["ooTextFile", "TextGrid"]:
+    if tokens[0] not in _FILE_TYPES or tokens[1] != "TextGrid":
         raise ValueError('it does not start with File type = "ooTextFile", Object class = "TextGrid"')
     at = 5  # xmin, xmax, then the tier count
     count = int(_number(tokens[4]))
