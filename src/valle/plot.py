@@ -17,7 +17,7 @@ from pathlib import Path
 # and the caller's matplotlib backend is left as it was.
 from matplotlib.figure import Figure
 
-from valle.errors import MissingFileError
+from valle.errors import ConfigError, MissingFileError
 
 
 def metrics_files(run_dir: str | Path) -> list[Path]:
@@ -61,9 +61,15 @@ def _figure(series: dict, names: list[str], title: str, path: Path, log_y: bool 
 def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
     """Write the run's figures to `out` (default RUN_DIR/plots); returns their paths."""
     run_dir = Path(run_dir)
-    if not metrics_files(run_dir):
+    launched = any(run_dir.glob("csv/version_*"))  # the CSV logger made its folder: this is a run
+    if not launched:
         raise MissingFileError(f"{run_dir}/csv: no CSV log; is it a valle run directory (logger=default)?")
-    series = read_metrics(run_dir)
+    series = read_metrics(run_dir) if metrics_files(run_dir) else {}
+    if not series:  # Lightning writes rows every trainer.log_every_n_steps steps and at validation
+        raise ConfigError(
+            f"{run_dir}/csv: the run has logged no metrics yet; it logs every trainer.log_every_n_steps "
+            "steps (default 50) and at each validation: train longer, or lower trainer.log_every_n_steps"
+        )
     out = Path(out) if out is not None else run_dir / "plots"
     out.mkdir(parents=True, exist_ok=True)
     names = sorted(series)

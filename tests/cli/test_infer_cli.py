@@ -9,9 +9,10 @@ from omegaconf import OmegaConf
 from tests.cli.test_train_cli import ROOT
 from tests.conftest import real_speech_dir
 from valle.cli.argv import literal_override
-from valle.cli.infer import load_prompts, read_requests, run
+from valle.cli.infer import load_prompts, read_requests, run, write_outputs
 from valle.errors import ConfigError
 from valle.sampling.pipeline import SamplerConfig
+from valle.sampling.synthesize import Synthesis
 
 
 def compose_infer(*overrides: str):
@@ -25,11 +26,29 @@ def test_every_sampler_preset_is_a_valid_sampler_config(sampler):
     OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SamplerConfig), cfg.sampler))
 
 
-def test_texts_file_with_per_line_prompts(tmp_path):
+def test_texts_file_lines_take_a_prompt_file_after_their_last_bar_and_are_otherwise_text(tmp_path, caplog):
     lines = tmp_path / "lines.txt"
-    lines.write_text("First line.|a.wav\n\nSecond line.\n", encoding="utf-8")
+    lines.write_text(
+        "First line.|a.wav\n\nSecond line.\nThird | with a pipe in it.\nA | B | my voices/v.npz\nC|ref.wv\n",
+        encoding="utf-8",
+    )
     cfg = compose_infer("ckpt=m.pt", f"texts={lines}")
-    assert read_requests(cfg) == [("First line.", "a.wav"), ("Second line.", None)]
+    assert read_requests(cfg) == [
+        ("First line.", "a.wav"),
+        ("Second line.", None),
+        ("Third | with a pipe in it.", None),
+        ("A | B", "my voices/v.npz"),
+        ("C|ref.wv", None),  # no prompt file's suffix: text, with a warning
+    ]
+    assert "'ref.wv' after the last '|' is not a prompt file" in caplog.text
+
+
+@pytest.mark.parametrize("suffix", [".flac", ".mp3", ".ogg"])
+def test_out_is_written_in_the_format_its_suffix_names(suffix, tmp_path):
+    cfg = compose_infer("ckpt=m.pt", "text=hi", f"out={tmp_path / ('o' + suffix)}")
+    wav = 0.5 * torch.sin(torch.arange(12_000) / 10)
+    [path] = write_outputs([Synthesis("hi", torch.zeros(2, 37, dtype=torch.long), wav, 24_000, False)], cfg)
+    assert sf.info(str(path)).format == {".flac": "FLAC", ".mp3": "MP3", ".ogg": "OGG"}[suffix]
 
 
 def test_text_and_texts_are_exclusive_and_ckpt_is_required(tmp_path):
@@ -77,9 +96,10 @@ def test_prompt_text_describes_prompt_alone_which_is_then_kept_whole(tiny_codec,
         ("prompt_seconds=-1", "prompt_seconds=-1: give at least 0.5 seconds"),
         ("prompt_seconds=0", "prompt_seconds=0: give at least 0.5 seconds"),
         ("prompt_seconds=0.2", "prompt_seconds=0.2: give at least 0.5 seconds .* or prompt_seconds=null"),
+        ("out=o.m4a", r"out=o.m4a: infer writes .wav, .flac, .mp3, .ogg, .opus files"),
     ],
 )
-def test_a_device_or_prompt_length_this_run_cannot_have_is_refused_before_loading(
+def test_a_device_prompt_length_or_output_format_this_run_cannot_have_is_refused_before_loading(
     override, message, monkeypatch
 ):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a machine without a GPU

@@ -138,5 +138,14 @@ def test_recognizer_refuses_shards_without_utterances_and_a_missing_accelerator_
     with pytest.raises(ConfigError, match="the shards hold no utterance"):
         recognizer_cli.main([f"data.root={tmp_path}", f"out={tmp_path}/r.pt", "accelerator=cpu"])
     if not torch.cuda.is_available():
-        with pytest.raises(ConfigError, match="accelerator=cuda: no CUDA device"):
+        with pytest.raises(ConfigError, match="accelerator=gpu: no CUDA device"):
             recognizer_cli.main([f"data.root={tmp_path}", f"out={tmp_path}/r.pt", "accelerator=gpu"])
+
+
+def test_plotting_a_run_that_has_not_logged_yet_says_why(tmp_path):
+    from valle.plot import plot_run
+
+    (tmp_path / "csv" / "version_0").mkdir(parents=True)  # what the CSV logger leaves before its first row
+    (tmp_path / "csv" / "version_0" / "hparams.yaml").write_text("{}\n")
+    with pytest.raises(ConfigError, match="logged no metrics yet.*log_every_n_steps"):
+        plot_run(tmp_path)

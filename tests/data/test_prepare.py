@@ -121,6 +121,14 @@ def test_bad_inputs_are_skipped_and_listed(tiny_corpus, tiny_codec, tmp_path):
     (speaker / "garbage.wav").write_bytes(b"not audio at all")
     (speaker / "garbage.txt").write_text("Garbage in.")
     sf.write(str(speaker / "orphan.wav"), cases["notext"][0], rate)  # no transcript
+    sf.write(str(speaker / "cut.wav"), cases["notext"][0], rate, subtype="PCM_16")
+    whole = (speaker / "cut.wav").read_bytes()
+    (speaker / "cut.wav").write_bytes(whole[: len(whole) // 2])  # a copy that stopped half-way
+    (speaker / "cut.txt").write_text("Said in full, heard in half.")
+    piped = bytearray(whole)  # what a writer to a pipe leaves: the data size unknown (0xFFFFFFFF)
+    piped[40:44] = b"\xff\xff\xff\xff"
+    (speaker / "piped.wav").write_bytes(bytes(piped))
+    (speaker / "piped.txt").write_text("Kept, its length unknown to its writer.")
 
     result = prepare(prepare_settings(corpus, tmp_path / "out"), tiny_codec, tiny_codec.info)
     reasons = {Path(s["path"]).stem: s["reason"] for s in result.index.skipped}
@@ -131,10 +139,16 @@ def test_bad_inputs_are_skipped_and_listed(tiny_corpus, tiny_codec, tmp_path):
         "notext": "empty transcript",
         "garbage": "unreadable",
         "orphan": "missing transcript",
+        "cut": "truncated",
     }
-    assert len(result.index.samples) == 15
+    assert len(result.index.samples) == 16  # the corpus's 15 and piped.wav
     summary = summarize(result)
-    assert "skipped: 6" in summary and "orphan.wav" in summary and "silent audio" in summary
+    assert (
+        "skipped: 7" in summary
+        and "promises 1.00 s of audio, the file holds 0.50 s" in summary
+        and "orphan.wav" in summary
+        and "silent audio" in summary
+    )
 
 
 def test_a_long_skipped_list_says_how_many_more_and_where(tmp_path):

@@ -7,6 +7,7 @@ import pytest
 
 from tests.conftest import real_speech_dir
 from valle.data.readers import read_corpus
+from valle.errors import ConfigError
 
 
 def ljspeech_layout(root: Path) -> Path:
@@ -132,3 +133,20 @@ def test_a_textgrid_beside_the_audio_is_its_alignment(tmp_path):
     aligned = {u.audio_path.stem: u.alignment for u in utterances}
     assert aligned.pop(first.stem) == first.with_suffix(".TextGrid")
     assert set(aligned.values()) == {None}
+
+
+def test_two_files_under_one_key_are_named_and_a_speaker_name_in_two_groups_is_flagged(tmp_path, caplog):
+    wavs = sorted(real_speech_dir().glob("*.wav"))[:2]
+    for group, wav in zip(("male", "female"), wavs, strict=True):  # two people, one folder name
+        folder = tmp_path / group / "spk1"
+        folder.mkdir(parents=True)
+        shutil.copy(wav, folder / wav.name)
+        shutil.copy(wav.with_suffix(".txt"), folder / wav.with_suffix(".txt").name)
+    with caplog.at_level("WARNING"):
+        utterances, _ = read_corpus("folder", tmp_path, "en-us")
+    assert {u.speaker for u in utterances} == {"spk1"}
+    assert "speaker 'spk1' is in 2 groups (female, male)" in caplog.text
+    twin = tmp_path / "male" / "spk1" / wavs[0].name
+    shutil.copy(twin, twin.with_suffix(".WAV"))  # the same id twice in one folder
+    with pytest.raises(ConfigError, match=rf"names 2 utterances \(.*{wavs[0].stem}\.WAV, .*{wavs[0].name}\)"):
+        read_corpus("folder", tmp_path, "en-us")

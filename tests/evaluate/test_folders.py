@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from valle.audio import prepare_waveform
 from valle.cli import evaluate as evaluate_cli
 from valle.errors import ConfigError, MissingFileError
 from valle.evaluate import asr, phones, sentence_id, sim
-from valle.evaluate.folders import load_rows
+from valle.evaluate.folders import load_rows, read_output
 
 
 @pytest.fixture
@@ -49,3 +50,9 @@ def test_an_empty_output_is_scored_as_an_empty_result_and_the_report_keeps_its_t
     assert out == folders / "ev" / "scores.md" and out.read_text().startswith("|")
     items = json.loads((folders / "ev" / "scores.json").read_text())[1]["items"]
     assert [item["duration_ratio"] for item in items] == [1.0, 0.0]
+
+
+def test_an_empty_output_keeps_its_own_rate_and_resamples_to_nothing(folders):
+    wav, rate = read_output(folders / "hyp" / "b.wav")
+    assert rate == 24_000 and wav.shape[-1] == 0
+    assert prepare_waveform(wav, rate, 16_000).shape == (0,)  # what the recognisers do with it first

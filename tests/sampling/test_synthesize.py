@@ -114,6 +114,21 @@ def test_prompt_audio_is_trimmed_cropped_and_encoded(tiny_codec, tmp_path):
     assert len(trimmed) < len(padded) - rate
 
 
+@pytest.mark.parametrize("silence", ["near_silence_over_a_dc_offset", "a_noise_floor"])
+def test_leading_silence_is_trimmed_over_a_dc_offset_or_a_noise_floor(silence):
+    wav, rate = sf.read(str(real_speech_dir() / "LJ049-0124.wav"), dtype="float32")  # 3.4 s
+    speech = len(trim_silence(torch.from_numpy(wav), rate))
+    padded = np.concatenate([np.zeros(2 * rate, dtype=np.float32), wav])  # 2 s before the speech
+    rng = np.random.default_rng(0)
+    if silence == "near_silence_over_a_dc_offset":  # a -60 dBFS hiss, all of it 0.2 up
+        padded = padded + rng.normal(0, 1e-3, len(padded)) + 0.2
+    else:  # a -34 dBFS hiss under all of it
+        padded = padded + rng.normal(0, 10 ** (-34 / 20), len(padded))
+    trimmed = trim_silence(torch.from_numpy(padded.astype(np.float32)), rate)
+    start = trimmed.storage_offset()  # a slice of `padded`: where it begins
+    assert 2 * rate <= start < 2.3 * rate and abs(len(trimmed) - speech) < 0.25 * rate
+
+
 def test_a_prompt_with_its_transcript_keeps_all_the_speech_the_transcript_describes(
     tiny_codec, tmp_path, caplog
 ):
@@ -168,6 +183,14 @@ def test_a_missing_corrupt_or_foreign_voice_preset_is_named_with_how_to_make_one
             UserError, match=f"prompt=.*{name}: {problem}; make one with python -m valle.voice"
         ):
             load_prompt(tmp_path / name, tiny_codec)
+    wordless = save_voice(
+        tmp_path / "emoji.npz", Prompt(torch.zeros(2, 30, dtype=torch.long), "🍕🍕"), tiny_codec.info
+    )
+    with pytest.raises(
+        UserError, match=r"prompt=.*emoji.npz: the preset's transcript cannot be read \(empty"
+    ):
+        load_prompt(wordless, tiny_codec)  # made before valle.voice make checked transcripts
+    assert load_prompt(wordless, tiny_codec, text="Pizza, pizza.").text == "Pizza, pizza."  # replaced: usable
 
 
 def test_bad_prompts_are_clear_errors(tiny_codec, tmp_path):

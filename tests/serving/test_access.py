@@ -76,10 +76,15 @@ def test_health_and_the_page_need_no_key(keyed: Server):
     assert page.ok and "text/html" in page.headers["content-type"] and 'id="speak"' in page.text
 
 
+def test_without_cors_origins_a_preflight_gets_400_and_no_origin_is_allowed(keyed: Server):
+    refused = preflight(keyed, "http://localhost:3000")
+    assert refused.status_code == 400 and "access-control-allow-origin" not in refused.headers
+
+
 def test_a_full_queue_answers_429_and_the_waiting_request_still_completes(keyed: Server):
     """batching=false decodes one request at a time; max_queue=1 lets one more wait."""
     headers, url = bearer(KEY), keyed.url + "/v1/audio/speech"
-    long = {**SPEAK, "stream": True, "response_format": "pcm", "sampler": {"max_ar_steps": 5000}}
+    long = {**SPEAK, "stream": True, "response_format": "pcm", "sampler": {"max_ar_steps": 4000}}
     waiting: dict[str, requests.Response] = {}
     thread = threading.Thread(
         target=lambda: waiting.update(r=requests.post(url, json=SPEAK, headers=headers, timeout=120))
@@ -101,24 +106,30 @@ def test_a_full_queue_answers_429_and_the_waiting_request_still_completes(keyed:
     assert waiting["r"].status_code == 200 and waiting["r"].content[:4] == b"RIFF"
 
 
-def test_a_web_app_on_an_allowed_origin_may_call_the_api_and_others_may_not(server: Server):
-    def preflight(origin: str) -> requests.Response:
-        headers = {
-            "Origin": origin,
-            "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "authorization, content-type",
-        }
-        return requests.options(server.url + "/v1/audio/speech", headers=headers, timeout=30)
+# what the official openai JS client sends
+SDK_HEADERS = "authorization,content-type,x-stainless-arch,x-stainless-lang,x-stainless-os,x-stainless-package-version,x-stainless-retry-count,x-stainless-runtime,x-stainless-runtime-version,x-stainless-timeout"  # noqa: E501
 
-    allowed = preflight(APP_ORIGIN)
+
+def preflight(server: Server, origin: str) -> requests.Response:
+    headers = {
+        "Origin": origin,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": SDK_HEADERS,
+    }
+    return requests.options(server.url + "/v1/audio/speech", headers=headers, timeout=30)
+
+
+def test_a_web_app_on_an_allowed_origin_may_call_the_api_and_others_may_not(server: Server):
+    allowed = preflight(server, APP_ORIGIN)
     assert allowed.status_code == 200 and allowed.headers["access-control-allow-origin"] == APP_ORIGIN
-    assert "authorization" in allowed.headers["access-control-allow-headers"].lower()
-    other = preflight("http://elsewhere.example")
+    assert allowed.headers["access-control-allow-headers"].lower() == SDK_HEADERS
+    other = preflight(server, "http://elsewhere.example")
     assert other.status_code == 400 and "access-control-allow-origin" not in other.headers
 
     spoken = server.speak(headers={"Origin": APP_ORIGIN})
     assert spoken.ok and spoken.headers["access-control-allow-origin"] == APP_ORIGIN
-    assert "x-sample-rate" in spoken.headers["access-control-expose-headers"].lower()
+    exposed = spoken.headers["access-control-expose-headers"].lower()
+    assert {"x-sample-rate", "x-request-id", "x-hit-step-limit"} <= set(exposed.replace(" ", "").split(","))
     refused = server.speak(headers={"Origin": APP_ORIGIN}, voice="nobody")  # a refusal is readable too
     assert refused.json()["error"]["code"] == "voice_not_found"
     assert refused.headers["access-control-allow-origin"] == APP_ORIGIN

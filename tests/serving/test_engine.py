@@ -30,7 +30,10 @@ def bilingual(tiny_codec, tmp_path_factory) -> Synthesizer:
 
 
 def run_together(
-    synthesizer: Synthesizer, requests: list[tuple[str, str]], config: SamplerConfig
+    synthesizer: Synthesizer,
+    requests: list[tuple[str, str]],
+    config: SamplerConfig,
+    max_steps: int | None = None,
 ) -> tuple[list[Job], dict[int, BaseException | None]]:
     """One job per (text, language), all submitted before the engine starts (so that one turn admits them
     all); the jobs, and how each ended (None: cleanly)."""
@@ -40,7 +43,7 @@ def run_together(
         Job([text], prompt, language, config, lambda chunk: None, lambda error, i=i: done.update({i: error}))
         for i, (text, language) in enumerate(requests)
     ]
-    engine = Engine(synthesizer, max_rows=len(jobs))
+    engine = Engine(synthesizer, max_rows=len(jobs), max_steps=max_steps)
     for job in jobs:
         engine.submit(job)
     engine.start()
@@ -70,3 +73,10 @@ def test_a_request_that_cannot_be_prepared_fails_alone_not_with_those_admitted_b
     jobs, done = run_together(bilingual, [("🍕🍕", "en-us"), (TEXT, "en-us")], config)
     assert isinstance(done[0], TextError) and "nothing to phonemize" in str(done[0]), done
     assert done[1] is None and jobs[1].samples == 10 * HOP
+
+
+def test_the_engine_cuts_every_sentence_at_its_step_bound(bilingual):
+    # the server's default of 20 steps a phoneme would give this text 360 steps: the bound keeps 12
+    config = SamplerConfig(max_ar_steps_per_phoneme=20, seed=0)
+    jobs, done = run_together(bilingual, [(TEXT, "en-us")], config, max_steps=12)
+    assert done == {0: None} and jobs[0].samples == 12 * HOP and jobs[0].hit_limit

@@ -6,6 +6,7 @@ The shared server runs with max_text_chars=200, max_upload_bytes=600000 and max_
 from __future__ import annotations
 
 import io
+import json
 import re
 
 import numpy as np
@@ -67,6 +68,23 @@ def assert_error(response: requests.Response, status: int, code: str, *words: st
         # classifier-free guidance on a model trained without text dropout (the served one)
         ({"sampler": {"cfg_scale": 2.0}}, "invalid_sampler", ["cfg_scale=2.0", "model.text_dropout"]),
         ({"voices": "x"}, "invalid_request", ["voices"]),
+        # what would make the server allocate without bound: 4500 frames is a minute at 75 Hz (serve.yaml)
+        (
+            {"sampler": {"max_ar_steps": 1_000_000_000}},
+            "invalid_sampler",
+            ["sampler.max_ar_steps: at most 4500 on this server"],
+        ),
+        (
+            {"sampler": {"max_ar_steps_per_phoneme": 1e9}},
+            "invalid_sampler",
+            ["sampler.max_ar_steps_per_phoneme: at most 100 on this server"],
+        ),
+        (
+            {"sampler": {"max_ar_context": 10**12}},
+            "invalid_sampler",
+            ["sampler.max_ar_context: at most 4500"],
+        ),
+        ({"sampler": {"medusa_tree": [1] * 100_000}}, "invalid_sampler", ["sampler.medusa_tree: at most 64"]),
     ],
 )
 def test_a_bad_speech_request_is_refused_with_its_reason(server: Server, fields, code, words):
@@ -85,6 +103,31 @@ def test_a_body_that_is_not_json_is_refused(server: Server):
         headers={"Content-Type": "application/json"},
         timeout=30,
     )
+    assert_error(response, 400, "invalid_request", "body: not valid JSON")
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b'{"input": "hi", "voice": "x", "temperature": Infinity}', ["temperature"]),
+        (b'{"input": "hi", "voice": "x", "sampler": {"ar_temperature": NaN}}', ["ar_temperature=nan"]),
+    ],
+)
+def test_a_number_that_is_not_finite_is_refused(server: Server, body: bytes, words: list[str]):
+    # Python's JSON reads NaN and Infinity; in a sampler they would make the logits NaN mid-step
+    response = requests.post(
+        server.url + "/v1/audio/speech", data=body, headers={"Content-Type": "application/json"}, timeout=30
+    )
+    assert response.status_code == 400 and all(w in response.json()["error"]["message"] for w in words)
+
+
+def test_a_json_body_sent_without_a_content_type_is_read_as_json(server: Server):
+    # requests.post(url, data=json.dumps(...)) and curl -H 'content-type:' send no Content-Type
+    body = json.dumps({"input": "The quick brown fox.", "voice": VOICE, "sampler": {"max_ar_steps": 10}})
+    response = requests.post(server.url + "/v1/audio/speech", data=body, timeout=60)
+    assert "content-type" not in response.request.headers
+    assert response.status_code == 200 and response.content[:4] == b"RIFF", response.text
+    response = requests.post(server.url + "/v1/audio/speech", data="input=hello", timeout=30)
     assert_error(response, 400, "invalid_request", "body: not valid JSON")
 
 
@@ -188,6 +231,28 @@ def test_no_refused_upload_leaves_a_voice_behind(server: Server):
     assert all(voice["builtin"] for voice in voices), voices
 
 
+@pytest.mark.parametrize("path", ["/health", "/", "/v1/voices"])
+def test_head_answers_as_get_without_a_body(server: Server, path: str):
+    head, get = requests.head(server.url + path, timeout=30), server.get(path)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-type"] == get.headers["content-type"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("GET", "/v1/audio/speech", "POST"),
+        ("HEAD", "/v1/audio/speech", "POST"),
+        ("PUT", "/health", "GET, HEAD"),
+    ],
+)
+def test_a_method_a_route_does_not_take_gets_405_with_allow(server: Server, method, path, allow):
+    response = requests.request(method, server.url + path, timeout=30)
+    assert response.status_code == 405 and response.headers["allow"] == allow
+    if method != "HEAD":
+        assert_error(response, 405, "http_error")
+
+
 def test_unknown_paths_and_voices_answer_404_in_the_same_shape(server: Server):
     assert_error(server.get("/v1/nothing"), 404, "http_error")
     response = requests.delete(server.url + "/v1/voices/voice-000000000000", timeout=30)
@@ -204,6 +269,7 @@ def test_the_limits_are_published(server: Server):
         "max_text_chars": 200,
         "max_upload_bytes": 600000,
         "max_upload_seconds": 12.0,
+        "max_ar_steps": 4500,
         "sample_rate": 24000,
     }
     [model] = server.get("/v1/models").json()["data"]
@@ -225,6 +291,7 @@ def test_refusals_are_counted(server: Server):
         ("port=99999", "port=99999: choose a TCP port in 1-65535 (e.g. port=8000)"),
         ("port=http", "port: Value 'http' of type 'str' could not be converted to Integer"),
         ("max_rows=0", "max_rows=0: at least 1 (1 decodes one request at a time)"),
+        ("max_sentence_seconds=0", "max_sentence_seconds=0.0: more than 0 (60 lets a sentence be a minute)"),
     ],
 )
 def test_a_bad_serve_option_stops_the_start_with_one_line(option: str, message: str, capsys):

@@ -13,7 +13,7 @@ import torch
 from openai import OpenAI
 
 from tests.serving.conftest import HOP, VOICE, Server
-from valle.serving.app import encode_audio
+from valle.audio import encode_audio
 
 LENGTH = {"sampler": {"max_ar_steps": 40}, "seed": 3}  # a random model runs to max_ar_steps: 40 frames
 

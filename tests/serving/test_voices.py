@@ -116,16 +116,24 @@ def test_a_voice_id_cannot_reach_outside_the_voices_folder(server: Server, voice
 
 
 def test_built_in_file_names_that_are_no_voice_ids_get_one_and_a_clash_is_an_error(tmp_path, caplog):
-    for name in ("a b.wav", "Zoë's take 2.flac", "ok-1.npz", "🍕.wav", ".hidden.wav", "notes.txt"):
+    names = ("a b.wav", "Zoë's take 2.flac", "ok-1.npz", "🍕.wav", ".hidden.wav", "a b.txt", "take.AIFF")
+    for name in (*names, "other.w64", "notes.md", "raw.pcm"):
         (tmp_path / name).write_bytes(b"")
+    (tmp_path / "more.wav").mkdir()
     with caplog.at_level(logging.WARNING, "valle.serving.voices"):
         files = builtin_files(tmp_path)
     assert {key: path.name for key, path in files.items()} == {
         "a-b": "a b.wav",
         "Zoe-s-take-2": "Zoë's take 2.flac",
         "ok-1": "ok-1.npz",
+        "take": "take.AIFF",
+        "other": "other.w64",
     }
     assert "🍕.wav skipped" in caplog.text and "letter or digit" in caplog.text
+    # each other file is named in a warning (a transcript and a hidden file are not)
+    skipped = [r.getMessage() for r in caplog.records if "not a recording" in r.getMessage()]
+    assert [Path(m.split(" skipped")[0]).name for m in skipped] == ["more.wav", "notes.md", "raw.pcm"]
+    assert ".caf" in skipped[0]
     (tmp_path / "a-b.mp3").write_bytes(b"")
     with pytest.raises(ConfigError, match=r"a b\.wav and a-b\.mp3 would both be voice 'a-b'; rename one"):
         builtin_files(tmp_path)

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import importlib
 from collections import Counter
 
 import pytest
 
 from valle.text import SymbolMap, TextError, phonemize, phonemize_batch
 from valle.text.symbols import SPECIALS
+
+phonemize_module = importlib.import_module("valle.text.phonemize")  # the package exports its function
 
 
 def test_phonemize_keeps_stress_punctuation_and_word_boundaries():
@@ -106,3 +109,32 @@ def test_symbol_map_with_other_version_or_edited_ids_is_refused(tmp_path):
         SymbolMap.from_dict({**data, "version": 2})
     with pytest.raises(ValueError, match="inconsistent"):
         SymbolMap.from_dict({**data, "symbols": data["symbols"][::-1]})
+
+
+def test_a_batch_keeps_one_output_per_text_where_phonemizer_cuts_a_decimal():
+    # German is not normalized: phonemizer itself meets "0.5" before the final "." (prepare crashed on zip)
+    texts = ["Es ist 0.5 Meter.", "Ja.", "Es ist 2,5 Meter lang, gut."]
+    out = phonemize_batch(texts, "de")
+    assert len(out) == 3
+    assert "".join(out[0]).endswith("mˈeːtɜ.") and "".join(out[1]) == "jˈɑː."
+
+
+def test_a_text_phonemizer_returns_in_pieces_keeps_all_its_words(monkeypatch):
+    class Cutting:  # a phonemizer that returns "a / b" as two outputs, as 3.4 did with "0.5 now."
+        def phonemize(self, texts, separator, strip):
+            return [piece.strip() for text in texts for piece in text.split("/")]
+
+    monkeypatch.setattr(phonemize_module, "_backend", lambda language: Cutting())
+    assert phonemize_module._espeak(["one / two", "three"], "en-us") == ["one two", "three"]
+
+
+@pytest.mark.parametrize("tag", ["en-GB", "EN-gb", "en_gb"])
+def test_language_tags_are_taken_in_any_case(tag):
+    assert phonemize("Hello", tag) == phonemize("Hello", "en-gb")
+
+
+@pytest.mark.parametrize("tag", ["en", "EN-us", "EN"])
+def test_bare_english_is_the_default_american_english(tag):
+    assert phonemize("Hello", tag) == phonemize("Hello", "en-us")
+    symbol_map = SymbolMap.build([["a"]], ["en-us"])
+    assert symbol_map.encode(["a"], tag) == symbol_map.encode(["a"], "en-us")

@@ -132,8 +132,9 @@ def check_device(device: str, key: str = "device") -> None:
     import torch
 
     try:
-        chosen = torch.device(device)
-    except RuntimeError as error:  # "gpu", "cuda0"
+        # Lightning's accelerator=gpu is CUDA; the messages below keep the user's own spelling.
+        chosen = torch.device("cuda" if device == "gpu" and key == "accelerator" else device)
+    except RuntimeError as error:  # "gpu" as a device=, "cuda0"
         raise ConfigError(f"{key}={device}: not a device torch knows; use {key}=cpu or {key}=cuda") from error
     if chosen.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(

@@ -37,7 +37,7 @@ def main(argv: list[str]) -> Path:
 
     options = parse_options("valle.recognizer", RecognizerOptions, argv, doc=__doc__ or "")
     if options.accelerator in ("cuda", "gpu", "mps"):  # Lightning's names; it refuses a missing one late
-        check_device("cuda" if options.accelerator == "gpu" else options.accelerator, key="accelerator")
+        check_device(options.accelerator, key="accelerator")
     run = train_recognizer(
         options.data_root,
         options.out,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,7 @@ class ServeSettings:
     max_text_chars: int = REQUIRED
     max_upload_bytes: int = REQUIRED
     max_upload_seconds: float = REQUIRED
+    max_sentence_seconds: float = REQUIRED
     chunk_seconds: float = REQUIRED
     log_level: str = REQUIRED
 
@@ -60,6 +62,11 @@ class ServeSettings:
             problems.append(f"max_rows={self.max_rows}: at least 1 (1 decodes one request at a time)")
         if self.max_queue < 0:
             problems.append(f"max_queue={self.max_queue}: at least 0 (0 refuses requests while all rows run)")
+        if not self.max_sentence_seconds > 0:
+            problems.append(
+                f"max_sentence_seconds={self.max_sentence_seconds}: more than 0 "
+                "(60 lets a sentence be a minute)"
+            )
         if problems:
             raise ConfigError("; ".join(problems))
         check_device(self.device)
@@ -120,8 +127,10 @@ def build_server(settings: ServeSettings, sampler: SamplerConfig):  # noqa: ANN2
         check_transcript=lambda text: synthesizer.text_ids(text, s.language),
     )
     stream_settings = StreamSettings.for_codec(codec.frame_rate, s.chunk_seconds, s.chunk_seconds / 2)
-    engine = Engine(synthesizer, s.max_rows if s.batching else 1, s.max_queue, stream_settings).start()
-    limits = Limits(s.max_text_chars, s.max_upload_bytes, s.max_upload_seconds)
+    max_ar_steps = math.ceil(s.max_sentence_seconds * codec.frame_rate)  # a sentence's frames at most
+    limits = Limits(s.max_text_chars, s.max_upload_bytes, s.max_upload_seconds, max_ar_steps)
+    rows = s.max_rows if s.batching else 1
+    engine = Engine(synthesizer, rows, s.max_queue, stream_settings, max_steps=max_ar_steps).start()
     api_key = (os.environ.get(s.api_key_env) or None) if s.api_key_env else None
     origins = tuple(s.cors_origins or ())
     return Server(

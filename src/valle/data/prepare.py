@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from valle.audio import AudioError, load_for_codec
+from valle.audio import AudioError, load_for_codec, wav_truncation
 from valle.codecs.base import Codec, CodecInfo
 from valle.codecs.weights import UNKNOWN_IDENTITY, weights_conflict
 from valle.data.alignment import alignment_mismatch, symbol_durations
@@ -141,6 +141,9 @@ def plan_shards(
             seconds = utterance_seconds(utterance, codec.frame_rate)
         except AudioError as error:
             skipped.append(_skip(utterance, "unreadable", str(error)))
+            continue
+        if utterance.codes is None and utterance.audio_path and (cut := wav_truncation(utterance.audio_path)):
+            skipped.append(_skip(utterance, "truncated", cut))  # its transcript says more than it holds
             continue
         if not settings.min_seconds <= seconds <= settings.max_seconds:
             reason = "too short" if seconds < settings.min_seconds else "too long"

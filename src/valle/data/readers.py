@@ -191,8 +191,29 @@ def read_corpus(
     utterances.sort(key=lambda u: u.key)
     duplicates = sorted(k for k, n in Counter(u.key for u in utterances).items() if n > 1)
     if duplicates:
+        files = [str(u.audio_path) for u in utterances if u.key == duplicates[0]]
         raise ConfigError(
-            f"input={root}: the key {duplicates[0]!r} names two utterances; "
-            "utterance ids must be unique within a speaker"
+            f"input={root}: the key {duplicates[0]!r} names {len(files)} utterances ({', '.join(files)}); "
+            "utterance ids must be unique within a speaker: rename or remove all but one"
         )
+    _warn_shared_speaker_names(utterances)
     return utterances, missing
+
+
+def _warn_shared_speaker_names(utterances: list[Utterance]) -> None:
+    """A speaker is named by its folder alone, so `train/spk1` and `test/spk1` are one speaker (the
+    usual meaning of a seen-speaker split), and so are `male/spk1` and `female/spk1`: say so."""
+    groups: dict[str, set[str]] = {}
+    for u in utterances:
+        groups.setdefault(u.speaker, set()).add(u.group)
+    shared = {speaker: sorted(g) for speaker, g in groups.items() if len(g) > 1}
+    for speaker, names in sorted(shared.items())[:5]:
+        log.warning(
+            "speaker %r is in %d groups (%s): prepare treats them as one speaker (speaker-level splits, "
+            "same-speaker prompts); if they are different people, give their folders different names",
+            speaker,
+            len(names),
+            ", ".join(names),
+        )
+    if len(shared) > 5:
+        log.warning("... and %d more speaker names shared between groups", len(shared) - 5)

@@ -14,7 +14,6 @@ from valle.evaluate.report import EvalItem
 from valle.utils.io import read_utf8
 
 log = logging.getLogger(__name__)
-EMPTY_OUTPUT_RATE = 16_000
 
 
 def audio_by_stem(folder: Path | None) -> dict[str, Path]:
@@ -43,8 +42,7 @@ def read_output(path: Path) -> tuple[torch.Tensor, int]:
         if info is None or info.frames:
             raise
     log.warning("%s: the output holds no samples; scored as an empty result", path)
-    # 0 samples are 0 seconds at any rate; at the recognisers' 16 kHz nothing resamples an empty signal
-    return torch.zeros(max(info.channels, 1), 0), EMPTY_OUTPUT_RATE
+    return torch.zeros(max(info.channels, 1), 0), int(info.samplerate)
 
 
 def load_rows(hyp_dir: Path, ref_dir: Path, prompt_dir: Path | None, name: str) -> dict[str, list[EvalItem]]:

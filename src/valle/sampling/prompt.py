@@ -15,6 +15,7 @@ import torch
 from valle.audio import AudioError, prepare_waveform, read_audio
 from valle.codecs.base import Codec, CodecInfo
 from valle.errors import ConfigError, MissingFileError, one_line
+from valle.text.phonemize import TextError, phonemize
 from valle.utils.io import atomic_output
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,12 @@ log = logging.getLogger(__name__)
 VOICE_SUFFIX = ".npz"
 LONG_CONTINUATION_SECONDS = 10.0  # a continuation prompt longer than this draws a warning
 MIN_PROMPT_SECONDS = 0.5  # of speech: less gives the model too little of the voice
+# trim_silence: a frame within FLOOR_MARGIN_DB of the noise floor is silence (a floor is the FLOOR_QUANTILE
+# of frame levels above DIGITAL_SILENCE_DBFS), but the floor never puts the threshold above FLOOR_CAP_DB
+FLOOR_MARGIN_DB = 10.0
+FLOOR_QUANTILE = 0.05
+FLOOR_CAP_DB = -20.0  # below the peak
+DIGITAL_SILENCE_DBFS = -80.0
 _VOICE_ARRAYS = ("codes", "text", "codec", "source")  # what save_voice writes
 _MAKE_VOICE = "make one with python -m valle.voice make prompt=REF.wav out=VOICE.npz ckpt=MODEL.pt"
 
@@ -33,17 +40,46 @@ class Prompt:
     source: str = ""
 
 
-def trim_silence(wav: torch.Tensor, sample_rate: int, threshold_db: float = -40.0) -> torch.Tensor:
-    """Drop leading and trailing 10 ms frames quieter than `threshold_db` below the peak."""
+def trim_silence(
+    wav: torch.Tensor,
+    sample_rate: int,
+    threshold_db: float = -40.0,
+    floor_margin_db: float = FLOOR_MARGIN_DB,
+) -> torch.Tensor:
+    """Drop leading and trailing 10 ms frames of silence.
+
+    A frame is silence when its level is under `threshold_db` below the peak, or under `floor_margin_db`
+    above the noise floor (the level of the quietest 5 % of the frames louder than digital silence). The
+    floor's threshold is never above `FLOOR_CAP_DB` below the peak, so speech without pauses is not cut
+    into. Each frame's mean is removed before it is measured: a DC offset or a slow drift is not sound.
+
+    Args:
+        wav: [samples] mono audio.
+        sample_rate: its rate, Hz.
+
+    Returns:
+        [samples'] the slice of `wav` from its first frame of sound to its last (empty when all silent).
+    """
     hop = max(1, sample_rate // 100)
     frames = wav[: len(wav) // hop * hop].view(-1, hop)
     if frames.numel() == 0:
         return wav
+    frames = frames - frames.mean(dim=1, keepdim=True)  # a per-frame high-pass: DC and drift removed
     rms = frames.pow(2).mean(dim=1).sqrt()
-    loud = (20 * torch.log10(rms / wav.abs().max().clamp(min=1e-9) + 1e-12) > threshold_db).nonzero()
+    peak = float(frames.abs().max())
+    threshold = peak * _gain(threshold_db)
+    heard = rms[rms > _gain(DIGITAL_SILENCE_DBFS)]
+    if len(heard):  # digital silence (or dither) is no noise floor: the peak's threshold drops it
+        floor = float(torch.quantile(heard.float(), FLOOR_QUANTILE))
+        threshold = max(threshold, min(floor * _gain(floor_margin_db), peak * _gain(FLOOR_CAP_DB)))
+    loud = (rms > threshold).nonzero()
     if len(loud) == 0:
         return wav[:0]
     return wav[int(loud[0]) * hop : (int(loud[-1]) + 1) * hop]
+
+
+def _gain(db: float) -> float:
+    return 10 ** (db / 20)
 
 
 def load_prompt(
@@ -66,13 +102,16 @@ def load_prompt(
 
     Raises:
         AudioError: missing, unreadable, silent or too short (the message names the file and the fix).
-        ConfigError: `prompt_seconds` under `min_seconds`; a voice preset that is not one, or was made
-            with another codec.
+        ConfigError: `prompt_seconds` under `min_seconds`; a voice preset that is not one, was made
+            with another codec, or has a transcript with nothing to phonemize (and no `text` to replace it).
     """
     check_prompt_seconds(prompt_seconds, min_seconds)  # refused even where unused (a preset, a transcript)
     path = Path(path)
     if path.suffix == VOICE_SUFFIX:
-        return load_voice(path, codec.info, text)
+        prompt = load_voice(path, codec.info, text)
+        if prompt.text and not text:
+            _check_saved_transcript(prompt.text, path)
+        return prompt
     wav = prompt_audio(path, codec.sample_rate, None if text else prompt_seconds, min_seconds, trim)
     if text and wav.numel() > LONG_CONTINUATION_SECONDS * codec.sample_rate:
         log.warning(
@@ -106,7 +145,7 @@ def prompt_audio(
         wav = trim_silence(wav, sample_rate)
     if prompt_seconds is not None:
         wav = wav[: int(prompt_seconds * sample_rate)]
-    if wav.numel() == 0 or float(wav.abs().max()) < 1e-3:
+    if wav.numel() == 0 or float((wav - wav.mean()).abs().max()) < 1e-3:  # a DC offset is not sound
         raise AudioError(f"prompt={path}: the recording is silent; give a recording of the voice to imitate")
     seconds = wav.numel() / sample_rate
     if seconds < min_seconds:  # after the crop: what the model gets
@@ -163,6 +202,19 @@ def load_voice(path: Path, info: CodecInfo, text: str | None = None) -> Prompt:
     info.check_compatible(saved, f"voice preset {path}")
     codes = torch.from_numpy(arrays["codes"].astype(np.int64))
     return Prompt(codes, text or str(arrays["text"]) or None, str(arrays["source"]))
+
+
+def _check_saved_transcript(text: str, path: Path) -> None:
+    """Refuse a preset whose transcript synthesis could not phonemize (one saved by `save_voice` directly,
+    or made before `valle.voice make` checked it), naming the file: synthesis would name only the text."""
+    try:
+        phonemize(text)  # what it refuses in any language: no words, bytes that are not UTF-8
+    except TextError as error:
+        raise ConfigError(
+            f"prompt={path}: the preset's transcript cannot be read ({one_line(error)}); pass "
+            'prompt_text="the words the recording says" to replace it, or make the preset again with '
+            "them as text= (or without text=)"
+        ) from None
 
 
 def _voice_arrays(path: Path) -> dict[str, np.ndarray]:

@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import json
 import logging
+import math
 import secrets
 import struct
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, get_args, get_type_hints
 
-import numpy as np
-import soundfile as sf
 import torch
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -31,10 +29,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from valle.audio import resample
+from valle.audio import encode_audio, pcm16
 from valle.errors import ConfigError, one_line
 from valle.sampling.ar import check_guidance
-from valle.sampling.pipeline import SamplerConfig
+from valle.sampling.pipeline import MAX_CANDIDATES, SamplerConfig
 from valle.sampling.synthesize import Synthesizer
 from valle.serving.engine import Engine, Job, QueueFull
 from valle.serving.voices import VoiceError, VoiceStore
@@ -52,19 +50,13 @@ MEDIA_TYPES = {
 }
 FORMATS = tuple(MEDIA_TYPES)
 STREAMABLE = ("wav", "pcm")  # a compressed file is written whole; concatenated pieces would click
-# libsndfile's container and encoding for each file format
-_SOUNDFILE = {
-    "wav": ("WAV", "PCM_16"),
-    "flac": ("FLAC", "PCM_16"),
-    "mp3": ("MP3", "MPEG_LAYER_III"),
-    "opus": ("OGG", "OPUS"),
-}
-OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
 SAMPLER_TYPES = get_type_hints(SamplerConfig)
 JSON_BODY_BYTES = 1 << 20  # a speech request is text (up to 6 bytes a character in JSON) and a few numbers
 FORM_BYTES = 1 << 16  # an upload's multipart framing and its name and transcript fields
 # whole (not streamed) speech: "true" when a sentence reached its AR step limit, so the audio may be cut short
 HIT_STEP_LIMIT = "X-Hit-Step-Limit"
+# a request's max_ar_steps_per_phoneme at most: 5x the default (20), over a second a phoneme at 75 Hz
+MAX_STEPS_PER_PHONEME = 100.0
 
 
 @dataclass(frozen=True)
@@ -74,6 +66,9 @@ class Limits:
     max_text_chars: int = 2000
     max_upload_bytes: int = 10 * 1024 * 1024
     max_upload_seconds: float = 30.0
+    # AR steps (frames) one sentence may take, whatever its sampler asks: each row's cache is sized by its
+    # step limit, so this bounds the memory a request can make the server allocate
+    max_ar_steps: int = 4500
 
 
 @dataclass
@@ -104,6 +99,15 @@ def error_response(status: int, message: str, code: str, kind: str = "invalid_re
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def method_not_allowed_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """A 405's headers, its `Allow` listing HEAD beside GET (`HeadAsGet` answers HEAD on every GET route)."""
+    headers = dict(headers or {})
+    allowed = [m.strip() for m in headers.get("Allow", "").split(",") if m.strip()]
+    if "GET" in allowed and "HEAD" not in allowed:
+        headers["Allow"] = ", ".join([*allowed, "HEAD"])
+    return headers
+
+
 class VoiceRef(BaseModel):
     """OpenAI's custom-voice object, `{"id": "voice_1234"}`: the same id as the plain string."""
 
@@ -115,7 +119,7 @@ class VoiceRef(BaseModel):
 class SpeechRequest(BaseModel):
     """OpenAI's request shape, and valle's sampler settings."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # Python's json reads NaN and Infinity
 
     model: str = "valle"  # one model per server: any name is accepted
     input: str
@@ -137,12 +141,15 @@ class SpeechRequest(BaseModel):
     sampler: dict[str, Any] | None = None
 
 
-def sampler_config(request: SpeechRequest, defaults: SamplerConfig) -> SamplerConfig:
+def sampler_config(request: SpeechRequest, defaults: SamplerConfig, max_ar_steps: int) -> SamplerConfig:
     """The request's settings over the server's defaults.
 
+    Args:
+        max_ar_steps: the server's bound on a sentence's AR steps (`Limits.max_ar_steps`).
+
     Raises:
-        ApiError: an unknown `sampler` key, a value of the wrong type, beam search (not streamable), or an
-            inconsistent setting.
+        ApiError: an unknown `sampler` key, a value of the wrong type, a value over the server's bound, beam
+            search (not streamable), or an inconsistent setting.
     """
     known = {f.name for f in fields(SamplerConfig)}
     extra = dict(request.sampler or {})
@@ -152,6 +159,9 @@ def sampler_config(request: SpeechRequest, defaults: SamplerConfig) -> SamplerCo
     wrong = [f"{k}={v!r} is not {type_name(k)}" for k, v in extra.items() if not fits(v, k)]
     if wrong:
         raise ApiError(400, f"sampler: {'; '.join(wrong)}", "invalid_sampler")
+    over = over_bounds(extra, max_ar_steps)
+    if over:
+        raise ApiError(400, "; ".join(over), "invalid_sampler")
     given = {
         "ar_temperature": request.temperature,
         "top_p": request.top_p,
@@ -180,6 +190,25 @@ def sampler_config(request: SpeechRequest, defaults: SamplerConfig) -> SamplerCo
     return config
 
 
+def over_bounds(extra: dict[str, Any], max_ar_steps: int) -> list[str]:
+    """What in a request's `sampler` asks more than the server gives: the step limits and the context
+    window size the AR's cache (memory), and a long medusa_tree makes its check quadratic (CPU)."""
+    bounds = {
+        "max_ar_steps": max_ar_steps,
+        "max_ar_context": max_ar_steps,  # a window longer than a sentence keeps it all: no window
+        "max_ar_steps_per_phoneme": MAX_STEPS_PER_PHONEME,
+    }
+    over = [
+        f"sampler.{key}: at most {bound:g} on this server"
+        for key, bound in bounds.items()
+        if isinstance(extra.get(key), int | float) and extra[key] > bound
+    ]
+    tree = extra.get("medusa_tree")
+    if isinstance(tree, list) and len(tree) > MAX_CANDIDATES:  # each head adds at least one candidate
+        over.append(f"sampler.medusa_tree: at most {MAX_CANDIDATES} widths on this server")
+    return over
+
+
 def kinds_of(key: str) -> tuple[type, ...]:
     return get_args(SAMPLER_TYPES[key]) or (SAMPLER_TYPES[key],)
 
@@ -197,7 +226,8 @@ def type_name(key: str) -> str:
 
 def fits(value: Any, key: str) -> bool:
     """Whether `value` (from JSON) has the type of `SamplerConfig.<key>`: a wrong one would fail inside
-    the engine's step, and with it every request sharing the batch. An int does for a float."""
+    the engine's step, and with it every request sharing the batch. An int does for a float; NaN and
+    infinity (which Python's JSON reads) do for none."""
     kinds = kinds_of(key)
     if isinstance(value, bool):  # before int: a JSON true is a bool, never a number
         return bool in kinds
@@ -207,12 +237,7 @@ def fits(value: Any, key: str) -> bool:
         return list[int] in kinds and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
     if isinstance(value, int):
         return (int in kinds and -(2**63) <= value < 2**63) or float in kinds
-    return isinstance(value, float) and float in kinds
-
-
-def pcm16(audio: torch.Tensor) -> bytes:
-    """float [-1, 1] → 16-bit signed little-endian PCM."""
-    return (audio.clamp(-1, 1) * 32767).round().to(torch.int16).numpy().astype("<i2").tobytes()
+    return isinstance(value, float) and float in kinds and math.isfinite(value)
 
 
 def streaming_wav_header(sample_rate: int) -> bytes:
@@ -229,21 +254,6 @@ def streaming_wav_header(sample_rate: int) -> bytes:
         + b"data"
         + struct.pack("<I", unknown)
     )
-
-
-def encode_audio(audio: torch.Tensor, sample_rate: int, response_format: str) -> bytes:
-    """The whole audio as a file of `response_format` (one of FORMATS). Opus takes only a few rates, so
-    other rates are resampled to the next one up (48 kHz at most); mp3 keeps the codec's rate."""
-    if response_format == "pcm":
-        return pcm16(audio)
-    if response_format == "opus" and sample_rate not in OPUS_RATES:
-        target = next((r for r in OPUS_RATES if r > sample_rate), OPUS_RATES[-1])
-        audio, sample_rate = resample(audio, sample_rate, target), target
-    container, encoding = _SOUNDFILE[response_format]
-    buffer = io.BytesIO()
-    data = audio.clamp(-1, 1).numpy().astype(np.float32)
-    sf.write(buffer, data, sample_rate, format=container, subtype=encoding)
-    return buffer.getvalue()
 
 
 class BodyLimit:
@@ -318,6 +328,26 @@ class RequestIds:
         await self.app(scope, receive, send_with_id)
 
 
+class HeadAsGet:
+    """Answer HEAD as GET without the body (`curl -I /health`), as HTTP asks of every GET route: FastAPI
+    routes only the methods they name. A route without GET answers HEAD with 405, as it does GET."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":  # Content-Length stays: the size GET would send
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, send_headers_only)
+
+
 def is_json(content_type: str) -> bool:
     """`application/json` or a `+json` type, parameters aside."""
     media = content_type.split(";")[0].strip().lower()
@@ -326,7 +356,8 @@ def is_json(content_type: str) -> bool:
 
 def not_sent_as_json(request: Request, error: RequestValidationError) -> bool:
     """Whether a JSON body was refused for its Content-Type: FastAPI reads the body as JSON only under a
-    JSON type (or none), and otherwise complains that the raw bytes are not an object, hiding the cause."""
+    JSON type (or none: `strict_content_type=False`), and otherwise complains that the raw bytes are not
+    an object, hiding the cause."""
     content_type = request.headers.get("content-type")
     whole_body = any(tuple(e.get("loc", ())) == ("body",) for e in error.errors())
     return whole_body and content_type is not None and not is_json(content_type)
@@ -334,7 +365,14 @@ def not_sent_as_json(request: Request, error: RequestValidationError) -> bool:
 
 def create_app(server: Server) -> FastAPI:
     """The FastAPI app over a started engine."""
-    app = FastAPI(title="valle", summary="VALL-E text-to-speech, OpenAI-compatible", docs_url="/docs")
+    app = FastAPI(
+        title="valle",
+        summary="VALL-E text-to-speech, OpenAI-compatible",
+        docs_url="/docs",
+        # a body with no Content-Type is read as JSON (`requests.post(url, data=json.dumps(...))`, curl
+        # with `-H 'content-type:'`), as OpenAI-compatible servers do; another type gets 415 (`on_invalid`)
+        strict_content_type=False,
+    )
     limits, rate = server.limits, server.synthesizer.codec.sample_rate
     body_limits = {"/v1/voices": limits.max_upload_bytes + FORM_BYTES}
     json_limit = max(JSON_BODY_BYTES, 6 * limits.max_text_chars)
@@ -343,14 +381,17 @@ def create_app(server: Server) -> FastAPI:
         limit_for=lambda path: body_limits.get(path, json_limit),
         on_refuse=lambda: server.engine.metrics.reject("body_too_large"),
     )
-    if server.cors_origins:  # outermost, so refusals (413 and the rest) carry the CORS headers too
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=list(server.cors_origins),
-            allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["Authorization", "Content-Type"],
-            expose_headers=["X-Sample-Rate", "X-Request-Id", HIT_STEP_LIMIT],
-        )
+    app.add_middleware(HeadAsGet)
+    # outside the rest, so refusals (413 and the others) carry the CORS headers too. Always there, so that
+    # a preflight from an origin not listed (any, with no cors_origins) gets one answer: 400
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(server.cors_origins),
+        allow_methods=["GET", "HEAD", "POST", "DELETE"],
+        # any header: SDKs send their own (openai's JS client: x-stainless-*); the origins are the guard
+        allow_headers=["*"],
+        expose_headers=["X-Sample-Rate", "X-Request-Id", HIT_STEP_LIMIT],
+    )
     app.add_middleware(RequestIds)  # outermost: every answer carries its id, CORS preflights included
 
     @app.exception_handler(ApiError)
@@ -380,7 +421,10 @@ def create_app(server: Server) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(_: Request, error: StarletteHTTPException) -> JSONResponse:
-        return error_response(error.status_code, str(error.detail), "http_error")
+        response = error_response(error.status_code, str(error.detail), "http_error")
+        headers = method_not_allowed_headers(error.headers) if error.status_code == 405 else error.headers
+        response.headers.update(headers or {})  # a 405's Allow
+        return response
 
     def authorize(request: Request) -> None:
         if server.api_key is None:
@@ -553,7 +597,7 @@ def make_job(
             f"input: {len(text)} characters; at most {limits.max_text_chars} per request",
             "input_too_long",
         )
-    config = sampler_config(body, server.sampler)
+    config = sampler_config(body, server.sampler, limits.max_ar_steps)
     if config.speed != 1.0 and not server.synthesizer.model.config.monotonic_alignment:
         raise ApiError(
             400, f"speed={config.speed}: this model cannot change its speed; use 1.0", "invalid_speed"

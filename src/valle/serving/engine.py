@@ -92,6 +92,8 @@ class Engine:
         max_queue: requests waiting at most; `submit` raises `QueueFull` past it.
         settings: how each stream is cut.
         metrics: counters for `/metrics`.
+        max_steps: the AR steps a sentence may take at most, whatever its sampler asks (its step limit is
+            cut to this): each row's cache is sized by its limit. None: no bound.
     """
 
     def __init__(
@@ -101,12 +103,14 @@ class Engine:
         max_queue: int = 64,
         settings: StreamSettings | None = None,
         metrics: Metrics | None = None,
+        max_steps: int | None = None,
     ) -> None:
         if max_rows < 1 or max_queue < 0:
             raise ValueError(f"max_rows={max_rows} must be >= 1 and max_queue={max_queue} >= 0")
         self.synthesizer, self.max_rows, self.max_queue = synthesizer, max_rows, max_queue
         self.settings = settings or StreamSettings.for_codec(synthesizer.codec.frame_rate)
         self.metrics = metrics or Metrics()
+        self.max_steps = max_steps
         self.waiting: deque[Job] = deque()
         self.lock = threading.Condition()
         self.batches: dict[tuple, _Batch] = {}  # by sampler settings, the seed aside
@@ -160,14 +164,7 @@ class Engine:
                     for job in admitted:
                         if not any(job in batch.jobs for batch in self.batches.values()):
                             self._finish(job, error)
-                try:
-                    self._step()
-                except Exception as error:  # noqa: BLE001 - a failed step fails its requests, not the server
-                    log.exception("decoding failed")
-                    for batch in self.batches.values():
-                        for job in batch.jobs:
-                            self._finish(job, error)
-                    self.batches.clear()
+                self._step()
         for batch in self.batches.values():
             for job in batch.jobs:
                 self._finish(job, RuntimeError("the server is shutting down"))
@@ -235,13 +232,12 @@ class Engine:
             [job.sentences[job.sentence] for job in group], [job.prompt for job in group], language
         )
         generators = RowGenerators([job.generator for job in group if job.generator is not None])
-        rows = ArRows(
-            model,
-            cond,
-            ArSampler(config, model.config.stop_token),
-            ar_limits(config, cond),
-            generator=generators,
-        )
+        limits = ar_limits(config, cond)
+        if self.max_steps is not None and limits.max_steps > self.max_steps:
+            assert limits.row_limits is not None  # ar_limits gives each row its own
+            cut = limits.row_limits.clamp(max=self.max_steps)
+            limits = replace(limits, max_steps=self.max_steps, row_limits=cut)
+        rows = ArRows(model, cond, ArSampler(config, model.config.stop_token), limits, generator=generators)
         decoders = [
             StreamDecoder(
                 model,
@@ -256,54 +252,64 @@ class Engine:
         return rows, decoders
 
     def _step(self) -> None:
-        """One AR step of every batch; chunks to their jobs; finished and cancelled rows leave."""
+        """One AR step of every batch. A batch whose step fails (e.g. a setting that makes its logits NaN)
+        fails its own requests, not those of the other batches, whose settings differ."""
         for key in list(self.batches):
-            batch = self.batches[key]
-            rows = batch.rows
-            started = time.perf_counter()
-            codes = rows.step().tolist()
-            finished, symbols = rows.finished.tolist(), rows.last_symbols()
-            hits = rows.hit_limit.tolist() if any(finished) else []  # one more read, only when rows end
-            self.metrics.observe_step(rows.size, time.perf_counter() - started)
-            staying, due, uptos, finals = [], [], [], []
-            for index, job in enumerate(batch.jobs):
-                decoder = batch.decoders[index]
-                if job.cancelled.is_set():
-                    self._finish(job, None)
+            try:
+                self._step_batch(key)
+            except Exception as error:  # noqa: BLE001 - a failed step fails its requests, not the server
+                log.exception("decoding failed")
+                for job in self.batches.pop(key).jobs:
+                    self._finish(job, error)
+
+    def _step_batch(self, key: tuple) -> None:
+        """One AR step of a batch; chunks to its jobs; finished and cancelled rows leave."""
+        batch = self.batches[key]
+        rows = batch.rows
+        started = time.perf_counter()
+        codes = rows.step().tolist()
+        finished, symbols = rows.finished.tolist(), rows.last_symbols()
+        hits = rows.hit_limit.tolist() if any(finished) else []  # one more read, only when rows end
+        self.metrics.observe_step(rows.size, time.perf_counter() - started)
+        staying, due, uptos, finals = [], [], [], []
+        for index, job in enumerate(batch.jobs):
+            decoder = batch.decoders[index]
+            if job.cancelled.is_set():
+                self._finish(job, None)
+                continue
+            if not finished[index]:
+                decoder.append(codes[index], symbols[index])
+                staying.append(index)
+                upto = decoder.due()
+                if upto is None:
                     continue
-                if not finished[index]:
-                    decoder.append(codes[index], symbols[index])
-                    staying.append(index)
-                    upto = decoder.due()
-                    if upto is None:
-                        continue
-                    due.append(index)
-                    uptos.append(upto)
-                    finals.append(False)
-                else:
-                    job.hit_limit = job.hit_limit or hits[index]
-                    due.append(index)
-                    uptos.append(decoder.frames)
-                    finals.append(True)
-            # the rows whose chunks fell due at this step share one NAR pass
-            chunks = emit_chunks([batch.decoders[i] for i in due], uptos, finals)
-            for index, chunk, final in zip(due, chunks, finals, strict=True):
-                job = batch.jobs[index]
-                self._send(job, chunk)
-                if not final:
-                    continue
-                job.sentence += 1
-                if job.sentence < len(job.sentences):
-                    with self.lock:  # its next sentence goes first
-                        self.waiting.appendleft(job)
-                else:
-                    self._finish(job, None)
-            if not staying:
-                del self.batches[key]
-            elif len(staying) < rows.size:
-                rows.keep(torch.tensor(staying, device=rows.steps.device))
-                batch.jobs = [batch.jobs[i] for i in staying]
-                batch.decoders = [batch.decoders[i] for i in staying]
+                due.append(index)
+                uptos.append(upto)
+                finals.append(False)
+            else:
+                job.hit_limit = job.hit_limit or hits[index]
+                due.append(index)
+                uptos.append(decoder.frames)
+                finals.append(True)
+        # the rows whose chunks fell due at this step share one NAR pass
+        chunks = emit_chunks([batch.decoders[i] for i in due], uptos, finals)
+        for index, chunk, final in zip(due, chunks, finals, strict=True):
+            job = batch.jobs[index]
+            self._send(job, chunk)
+            if not final:
+                continue
+            job.sentence += 1
+            if job.sentence < len(job.sentences):
+                with self.lock:  # its next sentence goes first
+                    self.waiting.appendleft(job)
+            else:
+                self._finish(job, None)
+        if not staying:
+            del self.batches[key]
+        elif len(staying) < rows.size:
+            rows.keep(torch.tensor(staying, device=rows.steps.device))
+            batch.jobs = [batch.jobs[i] for i in staying]
+            batch.decoders = [batch.decoders[i] for i in staying]
 
     def _send(self, job: Job, chunk: torch.Tensor | None) -> None:
         if chunk is None or chunk.numel() == 0:

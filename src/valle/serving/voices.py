@@ -28,6 +28,9 @@ from valle.utils.io import atomic_write_json
 log = logging.getLogger(__name__)
 VOICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,95}$")
 VOICE_ID_RULE = "a letter or digit, then up to 95 of letters, digits and _.+-"
+PRESET_SUFFIX = ".npz"
+# what may sit beside the recordings of a built-in folder without a warning: transcripts (not used)
+TRANSCRIPT_SUFFIXES = (".txt", ".lab")
 
 
 class VoiceError(Exception):
@@ -63,14 +66,24 @@ def builtin_files(folder: Path) -> dict[str, Path]:
     """The built-in voices of a folder: voice id → recording or preset (hidden files skipped).
 
     A file whose stem is no valid voice id gets one made from it (`builtin_voice_id`), logged; a file of
-    which no id can be made is skipped with a warning.
+    which no id can be made is skipped with a warning, and so is any other file that is neither audio
+    (`AUDIO_SUFFIXES`), a preset nor a transcript, and any subfolder.
 
     Raises:
         ConfigError: two files that would get one id (the message names both).
     """
     files: dict[str, Path] = {}
     for path in sorted(Path(folder).iterdir()):
-        if path.name.startswith(".") or path.suffix.lower() not in {*AUDIO_SUFFIXES, ".npz"}:
+        suffix = path.suffix.lower()
+        if path.name.startswith(".") or (suffix in TRANSCRIPT_SUFFIXES and path.is_file()):
+            continue
+        if suffix not in {*AUDIO_SUFFIXES, PRESET_SUFFIX} or not path.is_file():
+            log.warning(
+                "builtin_voices: %s skipped: not a recording (%s) or a voice preset (%s)",
+                path,
+                ", ".join(AUDIO_SUFFIXES),
+                PRESET_SUFFIX,
+            )
             continue
         voice_id = builtin_voice_id(path.stem)
         if not voice_id:

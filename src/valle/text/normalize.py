@@ -16,9 +16,19 @@ what this module rewrites (English only; other languages pass through unchanged)
 - fractions ("3/4" reads "three slash four"): "3 quarters", "1 half";
 - units after a number ("10km" reads "ten K M"): "10 kilometers", "1 kilogram", "60 mph" → "60 miles
   per hour", "20°C" → "20 degrees Celsius";
-- "#1": "number 1".
+- "#1": "number 1";
+- decimals and versions ("9.5", "2.0.1", "10.5%"): phonemizer cuts a sentence in two at such a "." when
+  the sentence also ends with one (the words after it were lost): "9 point 5", "2 point 0 point 1",
+  "10 point 5 percent" (the digits after a decimal point one by one: "3 point 1 4"); "25.12.2024" is a
+  date, day first;
+- web and e-mail addresses ("john.doe@example.com" kept a full stop inside a word,
+  "https://example.com/a?q=1" read "h t t p s slash slash ..."): "john dot doe at example dot com",
+  "example dot com slash a question mark q equals 1" (no "https://" or "www.").
 
-In every language, control characters (NUL, bell, escape, line breaks, ...) become spaces: espeak-ng
+In every language: Markdown and chat markup is dropped ("**bold**", "_italic_", "`code`", "# " headings,
+"- " bullets, "[text](link)" → its text; espeak said "asterisk asterisk ..."), and so are emoji and other
+pictographs (espeak reads their names: "grinning cat face"); "..." is the ellipsis "…" (a pause, not
+three full stops); control characters (NUL, bell, escape, line breaks, ...) become spaces: espeak-ng
 stops reading at a NUL. `period_is_abbreviation` tells the sentence splitter (split.py) which periods
 this module writes out, so that "Jan. 5" stays one sentence.
 """
@@ -119,6 +129,56 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode's category Cc: C0, DEL
 _HASH_NUMBER = re.compile(r"#(?=\d)")
 _TENS = "- tens twenties thirties forties fifties sixties seventies eighties nineties".split()
 _DECADE = re.compile(r"\b(\d\d)?(\d)0'?s\b")
+# "0.5", ".5", "1,000.25", "10.5%", "2.0.1", "v2.0": not inside a word, not followed by another ".digit"
+_DECIMAL = re.compile(r"(?<![\w.])([vV](?=\d))?(\d{1,3}(?:,\d{3})+|\d+)?((?:\.\d+)+)(%?)(?!\.\d)")
+_DOTTED_DATE = re.compile(r"(?<![\w.])(\d{1,2})\.(\d{1,2})\.(\d{4})(?!\w|\.\d)")  # "25.12.2024"
+
+# Addresses: the end is never a sentence's mark ("Go to www.example.com.", "(see https://x.org/a)")
+_ADDRESS_END = r"[^\s<>\"'()\[\]{}.,;:!?]"
+_URL = re.compile(
+    r"(?:\b(?:https?|ftp)://|\bmailto:|(?<![\w.@])www\.)[^\s<>\"'()\[\]{}]*" + _ADDRESS_END, re.I
+)
+_EMAIL = re.compile(r"(?<![\w.+-])[\w+-]+(?:\.[\w+-]+)*@[\w-]+(?:\.[\w-]+)+")
+_TOP_LEVEL_DOMAINS = "com|org|net|edu|gov|io|ai|dev|app|co|uk|info"
+_DOMAIN = re.compile(  # "example.com", "docs.python.org/3": a bare address, by its top-level domain
+    r"(?<![\w@./-])(?:[a-z0-9][a-z0-9-]*\.)+(?:" + _TOP_LEVEL_DOMAINS + r")"
+    r"(?:/(?:[^\s<>\"'()\[\]{}]*" + _ADDRESS_END + r")?)?(?![\w@-])",
+    re.I,
+)
+_SCHEME = re.compile(r"^(?:(?:https?|ftp)://|mailto:)?(?:www\.)?", re.I)
+_SAID_IN_ADDRESS = {
+    ".": "dot",
+    "@": "at",
+    "/": "slash",
+    ":": "colon",
+    "?": "question mark",
+    "=": "equals",
+    "&": "and",
+    "-": "dash",
+    "_": "underscore",
+    "#": "hash",
+    "+": "plus",
+    "%": "percent",
+    "~": "tilde",
+}
+_ADDRESS_SYMBOL = re.compile("([" + re.escape("".join(_SAID_IN_ADDRESS)) + "])")
+
+# Markdown and chat markup, dropped in every language (lines still apart: before the control characters)
+_CODE_FENCE = re.compile(r"\n?^[ \t]*(?:```|~~~)[\w+-]*[ \t]*$", re.M)  # with its line break
+_HEADING = re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+", re.M)
+_BULLET = re.compile(r"^[ \t]*[-*+•][ \t]+(?=\S)", re.M)
+_LINK = re.compile(r"!?\[([^\]\n]*)\]\([^)\s]*\)")  # "[the docs](https://...)", "![a cat](cat.png)"
+_EMPHASIS = re.compile(  # "**bold**", "*it*", "__bold__", "_it_", "~~struck~~"; not "snake_case", "2*3*4"
+    r"(?<![\w*~])(\*{1,3}|~~)(?=[^\s*~])(.+?)(?<=[^\s*~])\1(?![\w*~])"
+    r"|(?<![\w_])(_{1,3})(?=[^\s_])(.+?)(?<=[^\s_])\3(?![\w_])"
+)
+# Emoji and pictographs (with their joiners, skin tones, variation selectors and flag tags): espeak-ng reads
+# each one's name ("pizza", "grinning cat face"), which is not what a reader says
+_PICTOGRAPH = re.compile(
+    "(?:[\U0001f000-\U0001faff\u2600-\u27bf\u2b00-\u2bff\u231a\u231b\u23e9-\u23fa]"
+    "[\ufe0e\ufe0f\u200d\U0001f3fb-\U0001f3ff\U000e0020-\U000e007f]*)+|[\ufe0e\ufe0f\u20e3]"
+)
+_ELLIPSIS = re.compile(r"\.(?:[ \t]?\.){2,}")  # "...", ". . .": one "…", as typed by a word processor
 
 
 def period_is_abbreviation(word: str, after: str) -> bool:
@@ -138,12 +198,18 @@ def period_is_abbreviation(word: str, after: str) -> bool:
 
 
 def normalize(text: str, language: str = "en-us") -> str:
-    """The text as it is said: abbreviations, currency, clock times and decades written out in words
-    (numbers stay digits: espeak reads them). Only for English (`language` "en" or "en-*"); in every
-    language, control characters become spaces (`without_control_characters`)."""
-    text = without_control_characters(text)
-    if not (language == "en" or language.startswith("en-")):
+    """The text as it is said: abbreviations, currency, clock times, decades, decimals and addresses
+    written out in words (whole numbers stay digits: espeak reads them). Only for English (`language`
+    "en" or "en-*", in any case); in every language, markup and pictographs are dropped (`without_markup`)
+    and control characters become spaces (`without_control_characters`)."""
+    text = without_control_characters(without_markup(text))
+    if not (language.lower() == "en" or language.lower().startswith("en-")):
         return text
+    text = _URL.sub(
+        _address, text
+    )  # first: an address holds dots, digits and "#" that are not what they seem
+    text = _EMAIL.sub(_address, text)
+    text = _DOMAIN.sub(_address, text)
     text = _DOTTED.sub(lambda m: _LATIN_LOWER[m.group(1).lower()] + _period_if_last(m), text)
     text = _SPELLED.sub(lambda m: m.group(1).replace(".", "").upper() + _period_if_last(m), text)
     text = _INITIAL.sub(r"\1", text)
@@ -156,10 +222,31 @@ def normalize(text: str, language: str = "en-us") -> str:
     text = _SLASH_DATE.sub(_slash_date, text)
     text = _FRACTION.sub(_fraction, text)
     text = _UNIT.sub(_unit, text)
+    text = _DOTTED_DATE.sub(lambda m: _date(m.group(2), m.group(1), m.group(3)) or m.group(0), text)
+    text = _DECIMAL.sub(_decimal, text)  # after currency and units, which keep "1.5" as they found it
     text = _HASH_NUMBER.sub("number ", text)
     text = _MERIDIEM.sub(r" \1", text)
     text = _CLOCK.sub(_clock, text)
     return _DECADE.sub(_decade, text)
+
+
+def without_markup(text: str) -> str:
+    """The text without Markdown and chat markup (emphasis, inline code and code fences, "#" headings,
+    "- " bullets, links written as their text), emoji and pictographs, and with "..." as "…"; the same in
+    every language. Line breaks are kept."""
+    text = _CODE_FENCE.sub("", text)
+    text = _LINK.sub(r"\1", text).replace("`", "")
+    text = _BULLET.sub("", _HEADING.sub("", text))
+    for _ in range(3):  # "***both***", "**bold _and italic_**": nested markup, one layer a pass
+        text, found = _EMPHASIS.subn(lambda m: m.group(2) or m.group(4), text)
+        if not found:
+            break
+    text = _ELLIPSIS.sub("…", text)
+    if not _PICTOGRAPH.search(text):
+        return text
+    text = _PICTOGRAPH.sub(" ", text)  # "great🍕pizza": the words stay apart
+    text = re.sub(r"[ \t]+(?=[.,!?;:…)\]]|$)", "", re.sub(r"[ \t]{2,}", " ", text), flags=re.M)
+    return re.sub(r"^[ \t]+", "", text, flags=re.M)
 
 
 def without_control_characters(text: str) -> str:
@@ -247,6 +334,22 @@ def _unit(match: re.Match[str]) -> str:
     amount, unit = match.group(1), match.group(2)
     one, many = _UNITS[unit]
     return f"{amount} {one if amount in ('1', '-1') else many}"
+
+
+def _decimal(match: re.Match[str]) -> str:
+    version, whole, parts, percent = match.groups()
+    numbers = parts[1:].split(".")
+    if len(numbers) == 1 and not version:  # "3.14" → "3 point 1 4": digits after the point one by one
+        numbers = [" ".join(numbers[0])]
+    said = " point ".join([whole or "", *numbers]).strip()
+    return ("version " if version else "") + said + (" percent" if percent else "")
+
+
+def _address(match: re.Match[str]) -> str:
+    """ "https://www.example.com/a?q=1" → "example dot com slash a question mark q equals 1"."""
+    address = _SCHEME.sub("", match.group(0)).rstrip("/")
+    pieces = (piece.strip() for piece in _ADDRESS_SYMBOL.split(address))
+    return " ".join(_SAID_IN_ADDRESS.get(piece, piece) for piece in pieces if piece)
 
 
 def _decade(match: re.Match[str]) -> str:

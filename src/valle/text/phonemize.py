@@ -16,6 +16,7 @@ from typing import Any
 
 from valle.errors import ConfigError, SetupError
 from valle.text.normalize import normalize
+from valle.text.symbols import plain_language
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +45,20 @@ def supported_languages() -> dict[str, str]:
         raise SetupError(f"espeak-ng could not be loaded ({error}); {_INSTALL_HINT}") from error
 
 
-def check_language(language: str) -> None:
-    """Raise TextError when espeak-ng has no voice for `language`, naming the closest ones."""
-    known = supported_languages()
-    if language not in known:
-        near = difflib.get_close_matches(language, list(known), n=5, cutoff=0.4)
-        hint = f"did you mean {', '.join(near)}?" if near else "see `espeak-ng --voices` for the list"
-        raise TextError(f"unknown language {language!r} for espeak-ng; {hint}")
+def check_language(language: str) -> str:
+    """espeak-ng's name for `language`, given as clients send tags: in any case ("en-GB", "EN-us"), with
+    "_" or "-", and a bare "en" meaning "en-us" (the project's default English; `plain_language`).
+
+    Raises:
+        TextError: espeak-ng has no voice for it; the message names the closest ones.
+    """
+    by_tag = {plain_language(name): name for name in supported_languages()}
+    tag = plain_language(language)
+    if tag in by_tag:
+        return by_tag[tag]
+    near = [by_tag[t] for t in difflib.get_close_matches(tag, list(by_tag), n=5, cutoff=0.4)]
+    hint = f"did you mean {', '.join(near)}?" if near else "see `espeak-ng --voices` for the list"
+    raise TextError(f"unknown language {language!r} for espeak-ng; {hint}")
 
 
 class _Demoted(logging.LoggerAdapter):
@@ -78,7 +86,6 @@ def _backend(language: str):
     # One backend per language and process: creating one loads espeak's data, which is slow.
     from phonemizer.backend import EspeakBackend
 
-    check_language(language)
     return EspeakBackend(
         language,
         preserve_punctuation=True,
@@ -95,7 +102,8 @@ def phonemize(text: str, language: str = "en-us") -> list[str]:
 
     Args:
         text: the utterance's text; must contain at least one letter or digit.
-        language: an espeak-ng language code, e.g. "en-us", "de", "fr-fr", "ja".
+        language: an espeak-ng language code, e.g. "en-us", "de", "fr-fr", "ja", in any case; a bare
+            "en" is "en-us".
 
     Returns:
         symbols, e.g. ["h", "ə", "l", "ˈoʊ", ",", " ", "w", "ˈɜː", "l", "d"].
@@ -109,7 +117,8 @@ def phonemize(text: str, language: str = "en-us") -> list[str]:
 
 def phonemize_batch(texts: list[str], language: str = "en-us") -> list[list[str]]:
     """Several texts of one language in one espeak call (much faster than one call each), each first
-    written out as it is said (`valle.text.normalize`: abbreviations, currency, clock times, decades)."""
+    written out as it is said (`valle.text.normalize`: abbreviations, currency, clock times, decades,
+    decimals, addresses, markup). Always one symbol list per text, in order (`_espeak`)."""
     for text in texts:
         if not text or not re.search(r"\w", text):
             raise TextError(f"empty text {text!r}: nothing to phonemize; give the utterance a transcript")
@@ -117,14 +126,40 @@ def phonemize_batch(texts: list[str], language: str = "en-us") -> list[list[str]
             raise TextError(
                 f"text {text!r} holds bytes that are not UTF-8 (shown as \\udcXX); pass UTF-8 text"
             )
+    language = check_language(language)  # "en-GB" → "en-gb", "en" → "en-us"
+    texts = [normalize(t, language) for t in texts]  # "Dr." → "Doctor", "$5" → "5 dollars", NUL → " "
+    with _ESPEAK:
+        outputs = _espeak(texts, language)
+    return [split_symbols(output) for output in outputs]
+
+
+def _espeak(texts: list[str], language: str) -> list[str]:
+    """phonemizer's output for each text: exactly one string per text, whatever phonemizer does.
+
+    With preserve_punctuation, phonemizer 3.4 cuts a text at a punctuation mark by `str.split` on the
+    mark's text, so a mark with no space around it ("." ending the text) is also cut at a decimal point
+    earlier in it ("Es ist 0.5 m."): one text comes back as two, the batch's outputs shift, and the
+    words after the first piece were lost. A space after each text makes the last mark ". ", which no
+    number holds; where phonemizer still returns another count, each text is phonemized on its own and
+    its pieces are joined, so no word is lost.
+    """
     from phonemizer.separator import Separator
 
-    texts = [normalize(t, language) for t in texts]  # "Dr." → "Doctor", "$5" → "5 dollars", NUL → " "
-
+    backend = _backend(language)
     separator = Separator(phone=_PHONE_SEPARATOR, word=WORD_SEPARATOR, syllable="")
-    with _ESPEAK:
-        outputs = _backend(language).phonemize(texts, separator=separator, strip=True)
-    return [split_symbols(output) for output in outputs]
+    outputs = backend.phonemize([f"{t} " for t in texts], separator=separator, strip=True)
+    if len(outputs) == len(texts):
+        return outputs
+    log.debug(
+        "phonemizer returned %d outputs for %d texts; phonemizing one at a time", len(outputs), len(texts)
+    )
+    singles = [backend.phonemize([f"{t} "], separator=separator, strip=True) for t in texts]
+    for text, pieces in zip(texts, singles, strict=True):
+        if len(pieces) != 1:
+            log.warning(
+                "phonemizer cut %r into %d pieces; its punctuation may be misplaced", text, len(pieces)
+            )
+    return [WORD_SEPARATOR.join(pieces) for pieces in singles]
 
 
 def split_symbols(phonemized: str) -> list[str]:

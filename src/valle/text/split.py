@@ -12,6 +12,12 @@ _BOUNDARY = re.compile(r"([.!?…;:][\"'”»)]?)\s+")
 # A blank line ends what comes before it even without a mark (a title, a list item); a single line break
 # does not, since hard-wrapped text (e-mail, a pasted PDF) breaks lines inside its sentences.
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+# A line that starts a list item ("- ", "* ", "• ", "1. ", "2) ") or is a Markdown heading ("# Title") starts
+# a new piece even after a single line break. A numbered marker is taken off (its "." or ")" would be read as
+# a sentence of its own: "1."); bullets and "#" stay for the normalizer, which drops them as markup.
+_BULLET = re.compile(r"[ \t]*[-*+•][ \t]+(?=\S)")
+_NUMBERED = re.compile(r"[ \t]*\d{1,3}[.)][ \t]+(?=\S)")
+_HEADING = re.compile(r"[ \t]{0,3}#{1,6}[ \t]+(?=\S)")
 
 
 def split_sentences(text: str, max_chars: int = 200) -> list[str]:
@@ -22,13 +28,38 @@ def split_sentences(text: str, max_chars: int = 200) -> list[str]:
     A period that `valle.text.normalize` writes out (after "Dr.", "Jan. 5", "No. 5", an initial "J. K."
     or a dotted abbreviation "U.S.", "p.m."), and any mark followed by a lowercase word, does not end a
     sentence: splitting there would speak "Dr." and "Smith" as two utterances with a pause between them.
-    "etc.", "Ave.", "Blvd." and "Rd." before a capital do end one, as the normalizer reads them."""
+    "etc.", "Ave.", "Blvd." and "Rd." before a capital do end one, as the normalizer reads them.
+
+    A line starting with a list marker ("- ", "* ", "• ", or "1. ", "2) " where two or more lines are
+    numbered) or a Markdown heading ("# ") starts a new piece; a numbered marker is taken off ("1." is
+    not said), bullets and "#" are left to the normalizer, which drops them. A piece with nothing to say
+    (only punctuation or emoji: "Great! 🎉") joins the one before it."""
+    numbered = len(re.findall(r"^" + _NUMBERED.pattern, text, flags=re.M)) >= 2
     pieces: list[str] = []
     for paragraph in _PARAGRAPH_BREAK.split(text.strip()):
-        for sentence in (s.strip() for s in _sentences(paragraph)):
-            if sentence:
-                pieces.extend(_split_long(sentence, max_chars))
+        for item in _items(paragraph, numbered):
+            for sentence in (s.strip() for s in _sentences(item)):
+                if sentence and pieces and not re.search(r"\w", sentence):
+                    pieces[-1] = f"{pieces[-1]} {sentence}"
+                elif sentence:
+                    pieces.extend(_split_long(sentence, max_chars))
     return pieces
+
+
+def _items(paragraph: str, numbered: bool) -> Iterator[str]:
+    """The paragraph's list items (a numbered one without its number) and headings, and the text
+    between them."""
+    lines: list[str] = []
+    for line in paragraph.split("\n"):
+        number = _NUMBERED.match(line) if numbered else None
+        if lines and (number or _BULLET.match(line) or _HEADING.match(line)):
+            yield "\n".join(lines)
+            lines = []
+        lines.append(line[number.end() :] if number else line)
+        if _HEADING.match(line):  # a heading is a piece of its own
+            yield lines.pop()
+    if lines:
+        yield "\n".join(lines)
 
 
 def _sentences(text: str) -> Iterator[str]:

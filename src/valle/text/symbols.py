@@ -54,6 +54,13 @@ def language_token(language: str) -> str:
     return f"<lang:{language}>"
 
 
+def plain_language(language: str) -> str:
+    """A language tag as clients send it ("EN-us", "en_GB", "en") → the lowercase, hyphenated tag the
+    project uses ("en-us", "en-gb"); a bare "en" is American English, the project's default English."""
+    tag = language.strip().replace("_", "-").lower()
+    return "en-us" if tag == "en" else tag
+
+
 @dataclass
 class SymbolMap:
     """An immutable vocabulary of phoneme symbols and language tokens.
@@ -111,7 +118,12 @@ class SymbolMap:
         return self._ids[UNK]
 
     def language_id(self, language: str) -> int:
+        """The id of `language`'s token; the tag is matched in any case ("EN-us", "en-GB"), and a bare
+        "en" is "en-us" (`plain_language`)."""
         token = language_token(language)
+        if token not in self._ids:
+            known = {plain_language(lang): lang for lang in self.languages}
+            token = language_token(known.get(plain_language(language), language))
         if token not in self._ids:
             raise ConfigError(
                 f"language {language!r} is not in this symbol map (it knows {self.languages}); "
