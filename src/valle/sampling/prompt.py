@@ -107,7 +107,7 @@ def load_prompt(
     """
     check_prompt_seconds(prompt_seconds, min_seconds)  # refused even where unused (a preset, a transcript)
     path = Path(path)
-    if path.suffix == VOICE_SUFFIX:
+    if path.suffix.lower() == VOICE_SUFFIX:
         prompt = load_voice(path, codec.info, text)
         if prompt.text and not text:
             _check_saved_transcript(prompt.text, path)
