@@ -165,8 +165,9 @@ _ADDRESS_SYMBOL = re.compile("([" + re.escape("".join(_SAID_IN_ADDRESS)) + "])")
 
 # Markdown and chat markup, dropped in every language (lines still apart: before the control characters)
 _CODE_FENCE = re.compile(r"\n?^[ \t]*(?:```|~~~)[\w+-]*[ \t]*$", re.M)  # with its line break
-_HEADING = re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+", re.M)
-_BULLET = re.compile(r"^[ \t]*[-*+•][ \t]+(?=\S)", re.M)
+# a line's "# " heading mark and "- " bullet (split.py also starts a sentence at them)
+HEADING = re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+(?=\S)", re.M)
+BULLET = re.compile(r"^[ \t]*[-*+•][ \t]+(?=\S)", re.M)
 _LINK = re.compile(r"!?\[([^\]\n]*)\]\([^)\s]*\)")  # "[the docs](https://...)", "![a cat](cat.png)"
 _EMPHASIS = re.compile(  # "**bold**", "*it*", "__bold__", "_it_", "~~struck~~"; not "snake_case", "2*3*4"
     r"(?<![\w*~])(\*{1,3}|~~)(?=[^\s*~])(.+?)(?<=[^\s*~])\1(?![\w*~])"
@@ -205,9 +206,8 @@ def normalize(text: str, language: str = "en-us") -> str:
     text = without_control_characters(without_markup(text))
     if not (language.lower() == "en" or language.lower().startswith("en-")):
         return text
-    text = _URL.sub(
-        _address, text
-    )  # first: an address holds dots, digits and "#" that are not what they seem
+    # addresses first: they hold dots, digits and "#" that are not what they seem
+    text = _URL.sub(_address, text)
     text = _EMAIL.sub(_address, text)
     text = _DOMAIN.sub(_address, text)
     text = _DOTTED.sub(lambda m: _LATIN_LOWER[m.group(1).lower()] + _period_if_last(m), text)
@@ -236,7 +236,7 @@ def without_markup(text: str) -> str:
     every language. Line breaks are kept."""
     text = _CODE_FENCE.sub("", text)
     text = _LINK.sub(r"\1", text).replace("`", "")
-    text = _BULLET.sub("", _HEADING.sub("", text))
+    text = BULLET.sub("", HEADING.sub("", text))
     for _ in range(3):  # "***both***", "**bold _and italic_**": nested markup, one layer a pass
         text, found = _EMPHASIS.subn(lambda m: m.group(2) or m.group(4), text)
         if not found:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from valle.text.normalize import period_is_abbreviation
+from valle.text.normalize import BULLET, HEADING, period_is_abbreviation
 
 # Sentence-ending punctuation, possibly followed by one closing quote or bracket, then whitespace.
 _BOUNDARY = re.compile(r"([.!?…;:][\"'”»)]?)\s+")
@@ -15,9 +15,7 @@ _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 # A line that starts a list item ("- ", "* ", "• ", "1. ", "2) ") or is a Markdown heading ("# Title") starts
 # a new piece even after a single line break. A numbered marker is taken off (its "." or ")" would be read as
 # a sentence of its own: "1."); bullets and "#" stay for the normalizer, which drops them as markup.
-_BULLET = re.compile(r"[ \t]*[-*+•][ \t]+(?=\S)")
 _NUMBERED = re.compile(r"[ \t]*\d{1,3}[.)][ \t]+(?=\S)")
-_HEADING = re.compile(r"[ \t]{0,3}#{1,6}[ \t]+(?=\S)")
 
 
 def split_sentences(text: str, max_chars: int = 200) -> list[str]:
@@ -52,11 +50,11 @@ def _items(paragraph: str, numbered: bool) -> Iterator[str]:
     lines: list[str] = []
     for line in paragraph.split("\n"):
         number = _NUMBERED.match(line) if numbered else None
-        if lines and (number or _BULLET.match(line) or _HEADING.match(line)):
+        if lines and (number or BULLET.match(line) or HEADING.match(line)):
             yield "\n".join(lines)
             lines = []
         lines.append(line[number.end() :] if number else line)
-        if _HEADING.match(line):  # a heading is a piece of its own
+        if HEADING.match(line):  # a heading is a piece of its own
             yield lines.pop()
     if lines:
         yield "\n".join(lines)
