@@ -14,7 +14,10 @@ ROOT = Path(__file__).resolve().parents[4]  # the repository: configs/, conf/
 STAGES = ("corpus", "shards", "train", "export", "recognizer", "speak", "curve", "evaluate")
 N_SENTENCES, N_HELD_OUT_SENTENCES = 560, 60  # the last 60 are never spoken in training
 # One variant of each festival voice is held out: the model has heard that voice, never at that pitch/tempo.
-HELD_OUT = {("kal_diphone", 250, 1.0), ("ked_diphone", -250, 1.0), ("cmu_us_slt_arctic_hts", 0, 1.07)}
+# Of each voice's five, the variant pocketsphinx reads best, so that the instrument can tell what the model
+# says: the demo's ground truth reads at 13 % WER with these, 33 % with the pitch-shifted kal +250, ked -250
+# and slt at 1.07 held out before (docs/benchmarks.md, "Held-out voices the instrument can read").
+HELD_OUT = {("kal_diphone", 0, 1.07), ("ked_diphone", 0, 1.07), ("cmu_us_slt_arctic_hts", -250, 1.0)}
 MEL = dict(sample_rate=24_000, hop_length=480, n_mels=80, n_fft=1024, n_levels=4)  # 50 frames/s
 PROMPT_SECONDS = 3.0
 # The best-of rows: the continuation and cross-utterance items again, each the clearest of BEST_OF draws by
