@@ -28,6 +28,7 @@ from valle.evaluate.text import normalize
 
 
 def variant_key(spec: str) -> tuple[str, int, float]:
+    """ "kal_diphone:250:1" → ("kal_diphone", 250, 1.0); argparse reports a malformed one."""
     name, cents, speed = spec.split(":")
     return name, int(cents), float(speed)
 
@@ -50,10 +51,16 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("/tmp/instrument_voices"))
     parser.add_argument("--asr", nargs="*", default=[], help="pocketsphinx options, e.g. lw=5")
-    parser.add_argument("variants", nargs="*", help="NAME:CENTS:SPEED (default: every variant)")
+    parser.add_argument(
+        "variants", nargs="*", type=variant_key, help="NAME:CENTS:SPEED (default: every variant)"
+    )
     args = parser.parse_args()
-    wanted = {variant_key(spec) for spec in args.variants}
-    voices = [v for v in festival_voices() if not wanted or (v.name, v.pitch_cents, v.speed) in wanted]
+    every = {(v.name, v.pitch_cents, v.speed): v for v in festival_voices()}
+    unknown = [":".join(map(str, key)) for key in args.variants if key not in every]
+    if unknown:
+        known = " ".join(f"{name}:{cents}:{speed:g}" for name, cents, speed in every)
+        parser.error(f"no such variant: {' '.join(unknown)}; the variants are {known}")
+    voices = [every[key] for key in args.variants] or list(every.values())
     sentences = all_sentences(N_SENTENCES)[N_SENTENCES - N_HELD_OUT_SENTENCES :]
     build_corpus(args.out, voices, len(sentences), group="voices", sentences=sentences, spread=0, jobs=2)
     asr = PocketSphinxASR(**asr_options(args.asr))
