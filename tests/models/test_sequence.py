@@ -49,8 +49,16 @@ def random_batch(levels: int = 3, codebook: int = 16, n_text: int = 20, seed: in
         ),
         ValleConfig.tiny(segment_positions=4.0),
         ValleConfig.tiny(monotonic_alignment=True),
+        ValleConfig.tiny(monotonic_alignment=True, said_context=True),
     ],
-    ids=["transformer", "transformer-prefixlm", "retnet", "segment-positions", "monotonic-alignment"],
+    ids=[
+        "transformer",
+        "transformer-prefixlm",
+        "retnet",
+        "segment-positions",
+        "monotonic-alignment",
+        "said-context",
+    ],
 )
 def test_training_and_decoding_build_the_same_ar_sequence(config):
     torch.manual_seed(0)
@@ -63,18 +71,36 @@ def test_training_and_decoding_build_the_same_ar_sequence(config):
         steps = [model.ar_logits(hidden)]
         assert batch.frame_symbols is not None
         for t in range(int(batch.code_lengths.max())):
-            # the next frame's text id (the stop position says the last one, as in training)
-            at = torch.where(
-                t + 1 < batch.code_lengths,
-                batch.frame_symbols[:, min(t + 1, batch.frame_symbols.shape[1] - 1)],
-                batch.cond.text_lengths - 1,
-            )
-            said = batch.cond.text.gather(1, at[:, None])[:, 0] if config.monotonic_alignment else None
+            said = said_as_a_pointer_tells_it(model, batch, t + 1) if config.monotonic_alignment else None
             hidden = model.ar.backbone.step(model.ar_step_input(batch.codes[:, 0, t], t, said), cache)
             steps.append(model.ar_logits(hidden[:, 0]))
     incremental = torch.stack(steps, dim=1)  # [B, T_max + 1, V + 1]
     expected = torch.cat([incremental[b, : int(n) + 1] for b, n in enumerate(batch.code_lengths)])
     torch.testing.assert_close(expected, out.logits, atol=1e-4, rtol=1e-4)
+
+
+def said_as_a_pointer_tells_it(model: Valle, batch: Batch, frame: int) -> torch.Tensor:
+    """The said codes [B] of response position `frame` as a text pointer reading the true alignment
+    tells them: the frame's text position (the stop position says the last), and with said_context the
+    frames of it before this one, and the frames left after it except on its first frame (not drawn yet)."""
+    assert batch.frame_symbols is not None and batch.code_lengths is not None
+    rows = []
+    for b in range(batch.cond.size):
+        length, last = int(batch.code_lengths[b]), int(batch.cond.text_lengths[b]) - 1
+        symbols = [min(int(s), last) for s in batch.frame_symbols[b, :length]]
+        at, into, left = last, 0, -1  # the stop position: the pointer has just moved on
+        if frame < length:
+            at = symbols[frame]
+            first = frame
+            while first > 0 and symbols[first - 1] == at:
+                first -= 1
+            end = frame
+            while end + 1 < length and symbols[end + 1] == at:
+                end += 1
+            into, left = frame - first, (end - frame if frame > first else -1)
+        rows.append((at, into, left))
+    at, into, left = (torch.tensor(column) for column in zip(*rows, strict=True))
+    return model.ar.embeddings.said_code(batch.cond.text, at, batch.cond.text_lengths - 1, into, left)
 
 
 @pytest.mark.parametrize("segment_positions", [0.0, 4.0])

@@ -38,6 +38,8 @@ def model_for(kind: str, heads: int = 3) -> Valle:
     overrides: dict = {"medusa": MedusaConfig(heads=heads)}
     if kind == "aligned":
         overrides |= {"monotonic_alignment": True, "segment_positions": 4.0}
+    elif kind == "said-context":  # and each frame told its symbol's neighbours and its place in it
+        overrides |= {"monotonic_alignment": True, "segment_positions": 4.0, "said_context": True}
     elif kind == "retnet":
         overrides |= {"backbone": BackboneConfig(name="retnet", dropout=0.0)}
     return Valle(ValleConfig.tiny(**overrides).with_data(20, 3, 8)).double().eval()
@@ -155,7 +157,7 @@ def plain_decode(kind: str, config_name: str) -> tuple[list[list[int]], list[lis
     return codes, symbols
 
 
-@pytest.mark.parametrize("kind", ["transformer", "aligned"])
+@pytest.mark.parametrize("kind", ["transformer", "aligned", "said-context"])
 @pytest.mark.parametrize("config_name", list(CONFIGS))
 @pytest.mark.parametrize("widths", list(TREES.values()), ids=list(TREES))
 def test_medusa_decoding_gives_the_plain_decodes_frames_in_fewer_passes(kind, config_name, widths):

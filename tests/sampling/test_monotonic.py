@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from valle.models.config import ValleConfig
+from valle.models.said import runs
 from valle.models.sequence import ADVANCE_CLASSES
 from valle.models.valle import Valle
 from valle.sampling.ar import DecodeLimits, decode_ar, decode_ar_beam
@@ -17,11 +18,12 @@ from valle.utils.batch import Conditioning
 TEXT_LENGTHS = (9, 6)
 
 
-def aligned_model(frames_per_symbol: int | None = None) -> Valle:
+def aligned_model(frames_per_symbol: int | None = None, said_context: bool = False) -> Valle:
     """A tiny model with monotonic alignment; `frames_per_symbol` pins its pointer heads to give every
     symbol that many frames and then move on by one."""
     torch.manual_seed(0)
-    model = Valle(ValleConfig.tiny(monotonic_alignment=True).with_data(20, 3, 32)).eval()
+    config = ValleConfig.tiny(monotonic_alignment=True, said_context=said_context)
+    model = Valle(config.with_data(20, 3, 32)).eval()
     assert model.ar.advance is not None
     if frames_per_symbol is not None:
         with torch.no_grad():
@@ -67,6 +69,27 @@ def test_beams_carry_their_pointers():
         frames = int(result.lengths[row])
         expected = torch.clamp(torch.arange(start, start + 6).repeat_interleave(2), max=n - 1)[:frames]
         assert torch.equal(result.frame_symbols[row, :frames], expected)
+
+
+def test_the_pointer_tells_each_frame_its_symbols_context_as_training_tells_it():
+    model = aligned_model(said_context=True)  # random heads: every symbol a drawn length, jumps too
+    cond, fed = conditioning(), []
+    step_input = model.ar_step_input
+
+    def recording(codes, step=0, said=None, text_shown=True):
+        fed.append(said.clone())
+        return step_input(codes, step, said, text_shown)
+
+    model.ar_step_input = recording  # type: ignore[method-assign]
+    result = decode_ar(model, cond, never_stops(model), DecodeLimits(max_steps=600))
+    assert result.frame_symbols is not None and not result.hit_limit.any()
+    into, left = runs(result.frame_symbols, result.lengths)
+    last = (cond.text_lengths - 1)[:, None]
+    trained = model.ar.embeddings.said_code(cond.text, result.frame_symbols, last, into, left)
+    told = torch.stack(fed, dim=1)  # [B, steps]: step t feeds frame t + 1
+    for row, n in enumerate(result.lengths.tolist()):
+        assert torch.equal(told[row, : n - 1], trained[row, 1:n])
+    assert int(into.max()) > 3 and int(left.max()) > 3  # symbols of several frames: the countdown is tested
 
 
 def test_a_trained_style_random_head_only_moves_forward_and_the_nar_hears_the_pointer():

@@ -33,6 +33,8 @@ def model_for(kind: str) -> Valle:
     overrides: dict = {"text_dropout": 0.1}  # so that classifier-free guidance ("guided") may steer it
     if kind == "aligned":  # the text pointer and per-row segment positions both follow each row's step
         overrides |= {"monotonic_alignment": True, "segment_positions": 4.0}
+    elif kind == "said-context":  # and each frame told its symbol's neighbours and its place in it
+        overrides |= {"monotonic_alignment": True, "segment_positions": 4.0, "said_context": True}
     elif kind == "retnet":
         overrides |= {"backbone": BackboneConfig(name="retnet", dropout=0.0)}
     return Valle(ValleConfig.tiny(**overrides).with_data(20, 3, 32)).double().eval()
@@ -75,7 +77,7 @@ CONFIGS = {
 }
 
 
-@pytest.mark.parametrize("kind", ["transformer", "aligned", "retnet"])
+@pytest.mark.parametrize("kind", ["transformer", "aligned", "said-context", "retnet"])
 @pytest.mark.parametrize("config", list(CONFIGS.values()), ids=list(CONFIGS))
 def test_a_row_that_joins_a_running_batch_decodes_as_it_would_alone(kind, config):
     model = model_for(kind)

@@ -58,6 +58,10 @@ class ValleConfig:
     # VALL-E R's monotonic alignment: every response frame also gets the embedding of the text symbol it
     # says, and the AR predicts when the next frame moves on (valle.models.sequence; needs aligned shards)
     monotonic_alignment: bool = False
+    # with monotonic alignment: each frame is also told the symbols before and after the one it says, how
+    # many frames into it it is, and (after the symbol's first frame, once its length is drawn) how many
+    # frames of it are left, as a duration-informed acoustic model is (valle.models.said; aligned shards)
+    said_context: bool = False
     # share of AR training rows shown no text (valle.models.sequence), so that the same model is also the
     # unconditional one classifier-free guidance needs (`sampler.cfg_scale`); 0 = off, 0.1-0.2 typical
     text_dropout: float = 0.0
@@ -80,6 +84,11 @@ class ValleConfig:
             )
         if not 0.0 <= self.text_dropout < 1.0:
             raise ConfigError(f"model.text_dropout={self.text_dropout}: must be in [0, 1) (e.g. 0.15)")
+        if self.said_context and not self.monotonic_alignment:
+            raise ConfigError(
+                "model.said_context=true needs model.monotonic_alignment=true (the context is of the symbol "
+                "each frame says); set both, or said_context=false"
+            )
         if self.n_levels < 1:
             raise ConfigError(f"n_levels must be >= 1, got {self.n_levels}")
 

@@ -8,6 +8,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from valle.models.said import SaidContext
+
 
 def sinusoidal(positions: Tensor, d_model: int) -> Tensor:
     """Absolute sinusoidal embeddings [..., D] of (possibly fractional or negative) `positions` [...]
@@ -30,7 +32,13 @@ class Embeddings(nn.Module):
     offsets: Tensor  # [L] int64 buffer: level l's first row in the code tables
 
     def __init__(
-        self, n_text_tokens: int, n_levels: int, codebook_size: int, d_model: int, said: bool = False
+        self,
+        n_text_tokens: int,
+        n_levels: int,
+        codebook_size: int,
+        d_model: int,
+        said: bool = False,
+        said_context: bool = False,
     ) -> None:
         super().__init__()
         self.n_levels, self.codebook_size = n_levels, codebook_size
@@ -43,6 +51,27 @@ class Embeddings(nn.Module):
         self.register_buffer("offsets", torch.arange(n_levels) * codebook_size, persistent=False)
         # monotonic alignment: the text symbol a response frame says, added to that frame's input
         self.said = nn.Embedding(n_text_tokens, d_model) if said else None
+        # with said_context: its neighbours and the frame's place in it (valle.models.said)
+        self.said_context = SaidContext(n_text_tokens, d_model) if said and said_context else None
+
+    def said_code(self, text: Tensor, at: Tensor, last: Tensor, into: Tensor, left: Tensor) -> Tensor:
+        """What frames say (valle.models.said): text [B, N] ids, `at` [B, ...] the text position each frame
+        says, `last` [B, 1...] (broadcasting against `at`) each row's last position, `into`/`left` like `at`:
+        frames into the symbol and frames left of it (-1: not known yet) → said codes like `at` (the text
+        ids alone without the context tables)."""
+        ids = _gather_rows(text, at)
+        if self.said_context is None:
+            return ids
+        before = _gather_rows(text, (at - 1).clamp(min=0))
+        after = _gather_rows(text, torch.minimum(at + 1, last))
+        return self.said_context.pack(ids, before, after, into, left)
+
+    def embed_said(self, codes: Tensor) -> Tensor:
+        """Said codes [...] → [..., D], what the frames' inputs add."""
+        assert self.said is not None  # only models with monotonic alignment say symbols
+        if self.said_context is None:
+            return self.said(codes)
+        return self.said(codes % self.said_context.n_text_tokens) + self.said_context(codes)
 
     def embed_prompt(self, prompt: Tensor) -> Tensor:
         """prompt [B, L, T] codes → [B, T, D], every frame the sum of its levels' embeddings."""
@@ -57,3 +86,8 @@ class Embeddings(nn.Module):
     def embed_level0(self, codes: Tensor) -> Tensor:
         """Level-0 codes [B, T] → [B, T, D] (the AR's response input)."""
         return self.response(codes)
+
+
+def _gather_rows(table: Tensor, index: Tensor) -> Tensor:
+    """table [B, N], index [B, ...] → table[b, index[b, ...]] shaped like `index`."""
+    return table.gather(1, index.reshape(index.shape[0], -1)).reshape(index.shape)

@@ -23,7 +23,8 @@ forced alignment; the stop position says the last id, `<eos>`), and the AR is tr
 `min(s_{j+1} - s_j, ADVANCE_CLASSES - 1)` at position j (how far the next frame moves on through the
 text) and how many more frames say `s_j` (`REMAINING_CLASSES`). Decoding follows its own prediction (a
 pointer that only moves forward), so the text is read once, in order, and the frame always knows which
-symbol it is saying. The NAR's frames get the same embedding.
+symbol it is saying. The NAR's frames get the same embedding. With `ValleConfig.said_context` a frame is
+also told the symbols around `s_j` and its place in `s_j`'s frames (valle.models.said).
 
 Rows of `cond.text_dropped` are shown no text: the text segment is empty and no frame gets `E_said`. The
 AR is trained on a share of them (`ValleConfig.text_dropout`), so it also learns what comes next from
@@ -39,6 +40,7 @@ import torch
 from torch import Tensor
 
 from valle.models.embeddings import Embeddings, sinusoidal
+from valle.models.said import runs
 from valle.utils.batch import Conditioning
 
 IGNORE = -100  # targets at positions without a loss
@@ -160,7 +162,7 @@ def build_ar(
     said = None
     if emb.said is not None:
         said = _said_positions(cond, codes, code_lengths, frame_symbols)
-        response = response + said_embedding(emb, cond, said)
+        response = response + said_embedding(emb, cond, said, code_lengths)
     segments = _prefix_segments(emb, cond, segment_positions)
     x, lengths, offsets = pack([*segments, (response, response_lengths)])
     x = _add_level(emb, x, torch.zeros(batch, dtype=torch.long, device=device))
@@ -178,11 +180,16 @@ def build_ar(
     return Packed(x, lengths, offsets[-1], targets, advance, remaining)
 
 
-def said_embedding(emb: Embeddings, cond: Conditioning, said: Tensor) -> Tensor:
-    """[B, T, D] the `said` embeddings of text positions `said` [B, T]; zero in rows shown no text
+def said_embedding(
+    emb: Embeddings, cond: Conditioning, said: Tensor, boundary: Tensor | None = None
+) -> Tensor:
+    """[B, T, D] what consecutive frames at text positions `said` [B, T] say (valle.models.said; a run of
+    one position also ends before `boundary` [B], the AR's stop position); zero in rows shown no text
     (`cond.text_dropped`: they must not learn, or be told, which symbol a frame says)."""
-    assert emb.said is not None  # only models with monotonic alignment say symbols
-    out = emb.said(cond.text.gather(1, said))
+    into = left = said
+    if emb.said_context is not None:
+        into, left = runs(said, boundary)
+    out = emb.embed_said(emb.said_code(cond.text, said, cond.last_symbol[:, None], into, left))
     if cond.text_dropped is not None:
         out = out * (~cond.text_dropped)[:, None, None].to(out.dtype)
     return out

@@ -51,6 +51,7 @@ class CodecLM(nn.Module):
             config.codebook_size,
             s.d_model,
             said=config.monotonic_alignment,
+            said_context=config.said_context,
         )
         self.backbone: Backbone = build_backbone(
             backbone.name,
@@ -285,8 +286,9 @@ class Valle(nn.Module):
         position j + 1). Codes [B, n] (with `step` and `said` [B, n]) are n consecutive inputs a row:
         → [B, n, D] (speculative decoding feeds its guesses together).
 
-        `said`: the text ids the next frame says (monotonic alignment; required then, unless
-        `text_shown` is False: rows shown no text, classifier-free guidance's unconditional rows)."""
+        `said`: the said codes of what the next frame says (valle.models.said: the text ids, with
+        `said_context` packed with their context; monotonic alignment: required then, unless `text_shown`
+        is False: rows shown no text, classifier-free guidance's unconditional rows)."""
         emb = self.ar.embeddings
         # a finished row's stop id: its output is unused
         x = emb.embed_level0(codes.clamp(max=self.config.codebook_size - 1)) + emb.level.weight[0]
@@ -298,7 +300,7 @@ class Valle(nn.Module):
         if emb.said is not None and text_shown:
             if said is None:
                 raise ValueError("a model with monotonic alignment needs the text id each step says")
-            x = x + emb.said(said)
+            x = x + emb.embed_said(said)
         return x if codes.dim() == 2 else x[:, None, :]
 
     def ar_logits(self, hidden: Tensor) -> Tensor:

@@ -82,6 +82,7 @@ class TextPointer:
         self.last = cond.last_symbol
         self.at = torch.minimum(cond.starts, self.last)
         self.left = torch.full_like(self.at, -1)  # frames the current symbol lasts after this one; -1: new
+        self.into = torch.zeros_like(self.at)  # frames of the current symbol before the next one
         self.read_all = torch.zeros_like(self.at, dtype=torch.bool)  # `<eos>`'s frames are over
         self.history = torch.zeros(cond.size, max_steps, dtype=torch.long, device=cond.device)
 
@@ -110,30 +111,37 @@ class TextPointer:
         read_all = self.read_all | (moving & (self.at == self.last))
         at = torch.where(moving, torch.minimum(self.at + jump, self.last), self.at)
         left = torch.where(moving, -1, left - 1)
+        into = torch.where(moving, 0, self.into + 1)
         if active is None:
-            self.left, self.read_all, self.at = left, read_all, at
+            self.left, self.read_all, self.at, self.into = left, read_all, at, into
         else:
+            self.into = torch.where(active, into, self.into)
             self.left = torch.where(active, left, self.left)
             self.read_all = torch.where(active, read_all, self.read_all)
             self.at = torch.where(active, at, self.at)
         return self.said()
 
     def guess_said(self, frames: int) -> Tensor:
-        """[B, frames]: the text ids the `frames` frames after the next one probably say: the current
-        symbol while its drawn frames last, then the next one (speculative decoding checks the guess)."""
+        """[B, frames]: the said codes of the `frames` frames after the next one, probably: the current
+        symbol while its drawn frames last, then the first frame of the next one (speculative decoding
+        checks the guess)."""
         ahead = torch.arange(1, frames + 1, device=self.at.device)[None, :]
         stays = self.left[:, None] >= ahead
         at = torch.where(stays, self.at[:, None], torch.minimum(self.at + 1, self.last)[:, None])
-        return self.text.gather(1, at)
+        into = torch.where(stays, self.into[:, None] + ahead, 0)
+        left = torch.where(stays, self.left[:, None] - ahead, -1)
+        return self.model.ar.embeddings.said_code(self.text, at, self.last[:, None], into, left)
 
     def said(self) -> Tensor:
-        """The text ids [B] the next frame says."""
-        return self.text.gather(1, self.at[:, None])[:, 0]
+        """The said codes [B] of the next frame (valle.models.said: its text id, with the model's
+        `said_context` packed with its context)."""
+        return self.model.ar.embeddings.said_code(self.text, self.at, self.last, self.into, self.left)
 
     def reorder(self, parents: Tensor) -> None:
         """The pointers of rows `parents` (beam search: each row continues its parent's reading; serving:
         the rows that stay)."""
         self.at, self.left = self.at.index_select(0, parents), self.left.index_select(0, parents)
+        self.into = self.into.index_select(0, parents)
         self.read_all = self.read_all.index_select(0, parents)
         self.history = self.history.index_select(0, parents)
         self.text, self.last = self.text.index_select(0, parents), self.last.index_select(0, parents)
@@ -143,6 +151,7 @@ class TextPointer:
     def join(self, other: TextPointer) -> None:
         """Append `other`'s rows (their generators: `ArRows.join`)."""
         self.at, self.left = torch.cat([self.at, other.at]), torch.cat([self.left, other.left])
+        self.into = torch.cat([self.into, other.into])
         self.read_all, self.last = (
             torch.cat([self.read_all, other.read_all]),
             torch.cat([self.last, other.last]),
@@ -529,7 +538,7 @@ class Speculation:
         self.children = torch.where(tree.children >= 0, tree.children, tree.size)
         self.rows = torch.arange(rows.size, device=rows.steps.device)
         self.pending: Tensor | None = None  # [B] each row's newest frame, not yet fed
-        self.said: Tensor | None = None  # [B] the text ids the frame after it says (monotonic alignment)
+        self.said: Tensor | None = None  # [B] the said codes of the frame after it (monotonic alignment)
         self.guesses = self._guess(rows.hidden)  # [B, n - 1] the tree's candidates
         self.passes = 0
         self._row_passes = torch.zeros((), dtype=torch.long, device=rows.steps.device)
