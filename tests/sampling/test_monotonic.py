@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from valle.errors import ConfigError
 from valle.models.config import ValleConfig
 from valle.models.said import runs
 from valle.models.sequence import ADVANCE_CLASSES
@@ -90,6 +91,11 @@ def test_the_pointer_tells_each_frame_its_symbols_context_as_training_tells_it()
     for row, n in enumerate(result.lengths.tolist()):
         assert torch.equal(told[row, : n - 1], trained[row, 1:n])
     assert int(into.max()) > 3 and int(left.max()) > 3  # symbols of several frames: the countdown is tested
+
+
+def test_said_context_without_monotonic_alignment_is_refused_naming_both_keys():
+    with pytest.raises(ConfigError, match=r"model.said_context=true needs model.monotonic_alignment=true"):
+        ValleConfig.tiny(said_context=True)
 
 
 def test_a_trained_style_random_head_only_moves_forward_and_the_nar_hears_the_pointer():

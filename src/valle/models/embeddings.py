@@ -54,14 +54,22 @@ class Embeddings(nn.Module):
         # with said_context: its neighbours and the frame's place in it (valle.models.said)
         self.said_context = SaidContext(n_text_tokens, d_model) if said and said_context else None
 
-    def said_code(self, text: Tensor, at: Tensor, last: Tensor, into: Tensor, left: Tensor) -> Tensor:
+    def said_code(
+        self,
+        text: Tensor,
+        at: Tensor,
+        last: Tensor,
+        into: Tensor | None = None,
+        left: Tensor | None = None,
+    ) -> Tensor:
         """What frames say (valle.models.said): text [B, N] ids, `at` [B, ...] the text position each frame
-        says, `last` [B, 1...] (broadcasting against `at`) each row's last position, `into`/`left` like `at`:
-        frames into the symbol and frames left of it (-1: not known yet) → said codes like `at` (the text
-        ids alone without the context tables)."""
+        says, `last` [B, 1...] (broadcasting against `at`) each row's last position, `into`/`left` like `at`
+        (needed with the context tables): frames into the symbol and frames left of it (-1: not known yet)
+        → said codes like `at` (the text ids alone without the context tables)."""
         ids = _gather_rows(text, at)
         if self.said_context is None:
             return ids
+        assert into is not None and left is not None  # the context tables need the frame's place
         before = _gather_rows(text, (at - 1).clamp(min=0))
         after = _gather_rows(text, torch.minimum(at + 1, last))
         return self.said_context.pack(ids, before, after, into, left)

@@ -186,9 +186,7 @@ def said_embedding(
     """[B, T, D] what consecutive frames at text positions `said` [B, T] say (valle.models.said; a run of
     one position also ends before `boundary` [B], the AR's stop position); zero in rows shown no text
     (`cond.text_dropped`: they must not learn, or be told, which symbol a frame says)."""
-    into = left = said
-    if emb.said_context is not None:
-        into, left = runs(said, boundary)
+    into, left = runs(said, boundary) if emb.said_context is not None else (None, None)
     out = emb.embed_said(emb.said_code(cond.text, said, cond.last_symbol[:, None], into, left))
     if cond.text_dropped is not None:
         out = out * (~cond.text_dropped)[:, None, None].to(out.dtype)
