@@ -54,7 +54,7 @@ demo: setup ## the main job on the built-in corpus, offline (see README)
 
 serve: setup ## serve the demo's model: OpenAI-compatible API and web page on http://127.0.0.1:8000
 	@test -f $(DEMO_DIR)/model.pt || { echo "error: no $(DEMO_DIR)/model.pt; run make demo first"; exit 1; }
-	$(PY) -m valle.serve ckpt=$(DEMO_DIR)/model.pt builtin_voices=$(DEMO_DIR)/voices voices_dir=$(DEMO_DIR)/uploaded_voices
+	$(PY) -m valle.serve ckpt=$(DEMO_DIR)/model.pt builtin_voices=$(DEMO_DIR)/voices voices_dir=$(DEMO_DIR)/uploaded_voices sampler.expected_codewords=0.3
 
 experiments: ## list the experiment presets (python train.py experiment=NAME)
 	@ls conf/experiment | sed 's/\.yaml$$//'

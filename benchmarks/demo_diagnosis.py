@@ -9,7 +9,8 @@ sentences it was trained on; `held_out`: neither, and `--voices 3 --items 20` is
 cross-utterance items), each prompted by the voice's next recording (cross-utterance, 3 s), the stages are:
 
 - the recording, and its codec resynthesis (every level);
-- the true level 0 alone, with code 0 at every level above it, and with the NAR's levels above it;
+- the true level 0 alone, with code 0 at every level above it, with the NAR's levels above it, and with
+  the NAR's expected codewords above it (`sampler.expected_codewords`, as the demo decodes);
 - the AR's teacher-forced argmax (each frame predicted from the true frames before it), alone and
   with the NAR's levels;
 - the model's own output (the demo's sampler).
@@ -40,7 +41,7 @@ import torch
 import valle
 from valle.audio import load_for_codec, write_wav
 from valle.cli.demo.scoring import AudioCache, eval_rows, one_thread, scorers
-from valle.cli.demo.settings import PROMPT_SECONDS, SIZES, sampler_config
+from valle.cli.demo.settings import EXPECTED_CODEWORDS, PROMPT_SECONDS, SIZES, sampler_config
 from valle.cli.demo.speak import Item
 from valle.data.alignment import frame_symbols, symbol_durations
 from valle.evaluate.report import RowScores, evaluate_rows, format_markdown
@@ -58,6 +59,7 @@ STAGES = (
     "true level 0",
     "true level 0 + code 0 above",
     "true level 0 + NAR",
+    "true level 0 + NAR, expected codewords",
     "teacher-forced AR",
     "teacher-forced AR + NAR",
     "free running",
@@ -141,14 +143,17 @@ def stage_audio(
 
     def with_nar(level0: torch.Tensor) -> torch.Tensor:
         sampler = NarSampler(SamplerConfig())  # greedy, as the demo's sampler
-        return decode_nar(model, cond, level0[None], lengths, sampler, frame_symbols=said)[0]
+        return decode_nar(model, cond, level0[None], lengths, sampler, frame_symbols=said)[0][0]
 
     nar_on_truth = with_nar(codes[0])
+    expected_sampler = NarSampler(SamplerConfig(expected_codewords=EXPECTED_CODEWORDS))  # as the demo's
+    _, expected = decode_nar(model, cond, codes[:1], lengths, expected_sampler, frame_symbols=said)
     audio = {
         "resynthesis": codec.decode(codes),
         "true level 0": codec.decode_levels(codes[:1]),
         "true level 0 + code 0 above": codec.decode(torch.cat([codes[:1], torch.zeros_like(codes[1:])])),
         "true level 0 + NAR": codec.decode(nar_on_truth),
+        "true level 0 + NAR, expected codewords": codec.decode(nar_on_truth, expected[0]),
         "teacher-forced AR": codec.decode_levels(argmax[None]),
         "teacher-forced AR + NAR": codec.decode(with_nar(argmax)),
     }

@@ -73,9 +73,9 @@ def main() -> None:
             for key, truths, prompt_path in groups:
                 text = " ".join(manifest[t].text for t in truths)
                 prompt = Prompt(codec.encode(prompt_audio(prompt_path, rate, PROMPT_SECONDS), rate))
-                [(codes, hit)] = synthesizer.generate([text], [prompt], "en-us", config)
-                wav = codec.decode(codes.to(synthesizer.device)).cpu()
-                hits += bool(hit)
+                [spoken] = synthesizer.generate([text], [prompt], "en-us", config)
+                wav = codec.decode(spoken.codes, spoken.expected).cpu()
+                hits += spoken.hit_limit
                 seconds += wav.shape[-1] / rate
                 truth_seconds += sum(read(t)[0].shape[-1] / read(t)[1] for t in truths)
                 prompt_wav, prompt_rate = read(str(prompt_path.relative_to(out)))

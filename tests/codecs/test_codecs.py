@@ -26,6 +26,7 @@ from valle.codecs.dac import DacCodec
 from valle.codecs.encodec import EncodecCodec
 from valle.codecs.vocos import ENCODEC_PREFIX, REPO_ID, VocosCodec
 from valle.codecs.weights import WeightsError
+from valle.errors import ConfigError
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "codec"
 ENCODEC_URL = "https://dl.fbaipublicfiles.com/encodec/v0/encodec_24khz-d7cc33bc.th"
@@ -152,6 +153,18 @@ def test_batch_encode_matches_single_items(codec):
             got_latents=batch_latents[i, :checked],
         )
         assert (codes[i, :, n:] == 0).all(), "frames past an item's end are padding (0)"
+
+
+def test_expected_codewords_of_certain_distributions_decode_as_the_codes(codec):
+    """Distributions that put all their weight on one code (`sampler.expected_codewords` at a temperature
+    near 0) decode to the codes' own audio; a shape that does not fit the codes is refused by name."""
+    codes = codec.encode(signal(0.2, codec.sample_rate), codec.sample_rate)
+    certain = torch.nn.functional.one_hot(codes[1:], codec.codebook_size).float()
+    hard, expected = codec.decode(codes), codec.decode(codes, expected=certain)
+    assert expected.shape == hard.shape
+    assert torch.allclose(expected, hard, atol=1e-4 + 1e-3 * float(hard.abs().max()))
+    with pytest.raises(ConfigError, match="levels above 0"):
+        codec.decode(codes, expected=certain[:-1])
 
 
 def test_codec_stays_in_eval_mode_when_parent_trains(codec):

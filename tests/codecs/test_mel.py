@@ -146,6 +146,29 @@ def test_decoding_fewer_levels_keeps_less_of_the_log_mel(speech_codec, real_spee
         speech_codec.decode_levels(codes[None])
 
 
+def test_expected_codewords_decode_each_frame_as_the_distributions_say(speech_codec, real_speech):
+    """Levels above 0 as distributions: certain ones decode as the codes (the contract, test_codecs);
+    spread evenly over the codes, they decode as level 0 plus the codebooks' mean, and only level 0's
+    codewords are left when those means are zero."""
+    wav = real_speech[2]
+    codes = speech_codec.encode(wav, 24_000)
+    levels, size = speech_codec.n_levels - 1, speech_codec.codebook_size
+    even = torch.full((levels, codes.shape[1], size), 1.0 / size)
+    books = speech_codec.codebooks.clone()
+    books[1:] -= books[1:].mean(1, keepdim=True)  # the levels above 0 centred on zero
+    n_mels, hop_length, n_fft = parse_variant(speech_codec.info.variant)
+    centred = MelCodec(
+        weights=MelCodebooks(books, speech_codec.mean, speech_codec.std, 24_000, hop_length, n_mels, n_fft)
+    )
+
+    def distance(a: torch.Tensor, b: torch.Tensor) -> float:  # Griffin-Lim magnifies float32 rounding
+        return float((a - b).norm() / b.norm())
+
+    level0 = centred.decode_levels(codes[:1])
+    assert distance(centred.decode(codes, expected=even), level0) < 0.05
+    assert distance(speech_codec.decode(codes, expected=even), speech_codec.decode(codes)) > 0.3
+
+
 def test_real_speech_round_trip_keeps_the_log_mel(speech_codec, real_speech):
     """Fit on the four LJ Speech fixtures, then encode and decode the ~3 s prompt LJ049-0124.
 

@@ -140,7 +140,7 @@ def test_decode_keeps_one_of_its_own_draws_and_runs_the_nar_on_it_alone(trained,
         model, many, ArSampler(config, model.config.stop_token), ar_limits(config, many), generator=generator
     )
     kept = keep_clearest(recognizer, many, ar, 3)
-    codes = decode_nar(model, cond, kept.codes, kept.lengths, NarSampler(config), generator=generator)
+    codes, _ = decode_nar(model, cond, kept.codes, kept.lengths, NarSampler(config), generator=generator)
     assert torch.equal(got.lengths, kept.lengths) and torch.equal(got.codes, codes)
     scores = recognizer.read_scores(*recognizer_rows(many, ar)).view(2, 3)
     for row in range(2):

@@ -41,7 +41,7 @@ def test_decode_is_the_ar_then_the_nar_with_the_configs_limits_and_generator(con
         ar = decode_ar_beam(model, cond, sampler, limits)
     else:
         ar = decode_ar(model, cond, sampler, limits, generator=generator)
-    codes = decode_nar(model, cond, ar.codes, ar.lengths, NarSampler(config), generator=generator)
+    codes, _ = decode_nar(model, cond, ar.codes, ar.lengths, NarSampler(config), generator=generator)
     assert torch.equal(got.codes, codes) and torch.equal(got.lengths, ar.lengths)
     assert torch.equal(got.hit_limit, ar.hit_limit)
     assert got.codes.shape[:2] == (2, 4) and int(got.lengths.max()) <= limits.max_steps

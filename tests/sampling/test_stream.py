@@ -54,12 +54,15 @@ def test_a_stream_says_the_level0_codes_of_the_same_seed_not_streamed(synthesize
     assert chunks[0].numel() <= (SETTINGS.first_chunk_frames + SETTINGS.lookahead_frames) * hop
 
 
-def test_joined_chunks_are_the_whole_decode_without_clicks(synthesizer, prompt):
-    config = SamplerConfig(ar_temperature=0.9, max_ar_steps=60, seed=1)
+@pytest.mark.parametrize("expected_codewords", [0.0, 0.3])
+def test_joined_chunks_are_the_whole_decode_without_clicks(synthesizer, prompt, expected_codewords):
+    config = SamplerConfig(ar_temperature=0.9, max_ar_steps=60, seed=1, expected_codewords=expected_codewords)
     stream = synthesizer.stream(TEXT, prompt, config=config, settings=SETTINGS)
     chunks = list(stream)
     joined = torch.cat(chunks)
-    whole = synthesizer.codec.decode(stream.codes[0])  # the same codes decoded in one go
+    [expected] = stream.expected
+    assert (expected is None) == (expected_codewords == 0)
+    whole = synthesizer.codec.decode(stream.codes[0], expected)  # the same codes decoded in one go
     assert joined.shape == whole.shape
     # with decoder context and a crossfade, the stream follows the one-go decode closely ...
     error = (joined - whole).pow(2).mean() / whole.pow(2).mean()
@@ -82,11 +85,11 @@ def test_the_nar_keeps_the_levels_of_frames_already_played(synthesizer):
     fixed = torch.randint(0, 1024, (1, 2, 10), generator=g)
     fixed[:, 0] = level0[:, :10]
     sampler = NarSampler(SamplerConfig(nar_temperature=1.0))
-    codes = decode_nar(
+    codes, _ = decode_nar(
         model, cond, level0, torch.tensor([24]), sampler, generator=g, frame_symbols=symbols, fixed=fixed
     )
     assert torch.equal(codes[:, :, :10], fixed) and torch.equal(codes[:, 0], level0)
-    free = decode_nar(model, cond, level0, torch.tensor([24]), sampler, generator=g, frame_symbols=symbols)
+    free, _ = decode_nar(model, cond, level0, torch.tensor([24]), sampler, generator=g, frame_symbols=symbols)
     assert not torch.equal(free[:, 1, :10], fixed[:, 1])  # a random code per frame: the pass kept them
 
 
@@ -112,10 +115,15 @@ def test_chunks_grow_so_a_long_sentence_costs_a_few_nar_passes():
         StreamSettings(growth=0.5)
 
 
-def test_rows_due_at_one_step_share_one_nar_pass_with_the_levels_of_each_alone(synthesizer):
+@pytest.mark.parametrize("expected_codewords", [0.0, 0.3])
+def test_rows_due_at_one_step_share_one_nar_pass_with_the_levels_of_each_alone(
+    synthesizer, expected_codewords
+):
     """The server runs one NAR pass for every row whose chunk fell due at a step (`emit_chunks`); each
-    row gets the levels its own pass would give, its emitted frames kept. In float64, so that padding
-    the rows together cannot flip an argmax at a float32 near-tie."""
+    row gets the levels its own pass would give, its emitted frames kept, and (`expected_codewords`) the
+    distributions its own pass would give. In float64, so that padding the rows together cannot flip an
+    argmax at a float32 near-tie."""
+    config = SamplerConfig(expected_codewords=expected_codewords)
     model = copy.deepcopy(synthesizer.model).double()
     g = torch.Generator().manual_seed(4)
     decoders = []
@@ -124,14 +132,34 @@ def test_rows_due_at_one_step_share_one_nar_pass_with_the_levels_of_each_alone(s
             torch.randint(0, 1024, (2, int(torch.randint(10, 40, (1,), generator=g))), generator=g)
         )
         cond = synthesizer.conditioning([text], [prompt], "en-us")
-        decoder = StreamDecoder(model, synthesizer.codec, cond, NarSampler(SamplerConfig()), SETTINGS)
+        decoder = StreamDecoder(model, synthesizer.codec, cond, NarSampler(config), SETTINGS)
         for code in torch.randint(0, 1024, (frames,), generator=g).tolist():
             decoder.append(code, 3)
         decoder.fixed = torch.randint(0, 1024, (2, frames // 3), generator=g)  # frames already played
         decoder.fixed[0] = torch.tensor(decoder.level0[: frames // 3])  # (their level 0 is the AR's)
         decoders.append(decoder)
     together = nar_levels(decoders)
-    for decoder, levels in zip(decoders, together, strict=True):
-        [alone] = nar_levels([decoder])
+    for decoder, (levels, expected) in zip(decoders, together, strict=True):
+        [(alone, expected_alone)] = nar_levels([decoder])
         assert torch.equal(levels, alone) and levels.shape == (2, decoder.frames)
         assert torch.equal(levels[:, : decoder.fixed.shape[1]], decoder.fixed)
+        if expected_codewords:
+            assert expected is not None and expected.shape == (1, decoder.frames, 1024)
+            assert torch.allclose(expected, expected_alone, atol=1e-9)
+            assert torch.allclose(expected.sum(-1), torch.ones(1, decoder.frames, dtype=expected.dtype))
+        else:
+            assert expected is None and expected_alone is None
+
+
+def test_a_continued_prompts_pointer_starts_on_the_first_sound_it_did_not_say(synthesizer):
+    """With monotonic alignment, a prompt with its transcript is continued from the first symbol after its
+    words, found by aligning its reading to the whole text's (valle.text.continuation)."""
+    said, rest = "The quick brown fox jumps over", "the lazy dog."
+    prompt = Prompt(torch.zeros(2, 30, dtype=torch.long), said)
+    cond = synthesizer.conditioning([rest], [prompt], "en-us")
+    symbols = synthesizer.loaded.card.symbols
+    start = int(cond.starts[0])
+    assert int(cond.text[0, start]) == symbols.id("ð")  # "the", not the boundary before it
+    assert int(cond.text[0, start + 1]) == symbols.id("ə") and int(cond.text[0, start + 2]) == symbols.id(" ")
+    plain = synthesizer.conditioning([rest], [Prompt(torch.zeros(2, 30, dtype=torch.long))], "en-us")
+    assert int(plain.starts[0]) == 0

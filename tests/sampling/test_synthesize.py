@@ -19,7 +19,7 @@ from valle.models.quantize import Int8Heads, Int8Linear
 from valle.models.valle import Valle
 from valle.sampling.pipeline import SamplerConfig
 from valle.sampling.prompt import Prompt, load_prompt, save_voice, trim_silence
-from valle.sampling.synthesize import Synthesizer
+from valle.sampling.synthesize import Synthesis, Synthesizer
 from valle.text import SymbolMap, phonemize
 from valle.text.split import split_sentences
 
@@ -87,6 +87,27 @@ def test_long_text_is_split_and_joined(synthesizer, mode):
         assert result.codes.shape[1] == sum(single)
     else:
         assert result.codes.shape[1] > 0
+
+
+@pytest.mark.parametrize("mode", ["fixed", "sliding"])
+def test_expected_codewords_keep_the_codes_and_decode_the_nars_distributions(synthesizer, mode):
+    prompt = Prompt(torch.randint(0, 1024, (2, 50), generator=torch.Generator().manual_seed(2)))
+    plain = SamplerConfig(max_ar_steps=20, seed=0)
+
+    def say(expected_codewords: float) -> Synthesis:
+        config = replace(plain, expected_codewords=expected_codewords)
+        return synthesizer.synthesize(
+            ["The lazy dog. The brown fox!"], [prompt], config=config, long_text=mode
+        )[0]
+
+    codes_only, sharp, soft = say(0.0), say(1e-4), say(1.0)
+    # the same draws (the distributions take no randomness), each sentence's audio from its own NAR pass
+    assert torch.equal(sharp.codes, codes_only.codes) and torch.equal(soft.codes, codes_only.codes)
+    assert sharp.wav.shape == soft.wav.shape == codes_only.wav.shape
+    # near temperature 0 the distributions are the greedy NAR's codes; at 1 they are heard
+    scale = float(codes_only.wav.abs().max())
+    assert float((sharp.wav - codes_only.wav).abs().max()) <= 1e-3 * scale + 1e-6
+    assert not torch.equal(soft.wav, codes_only.wav)
 
 
 def test_the_long_output_warning_names_the_longest_sentence_not_the_whole_output(synthesizer, caplog):

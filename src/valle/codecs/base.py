@@ -2,7 +2,10 @@
 
 Every codec (EnCodec, Vocos, DAC, ...) subclasses `Codec` and implements two batched primitives,
 `_encode_padded` and `_decode_padded`; this base class does the rest once: mixing to mono,
-resampling, padding a batch, and trimming each item back to its own length.
+resampling, padding a batch, and trimming each item back to its own length. A codec whose decoder starts
+from the sum of its levels' codewords (every built-in one) also implements `_decode_expected`: the levels
+above 0 given as distributions over their codes are decoded from their expected codewords (the NAR's
+`sampler.expected_codewords`, docs/inference.md "Expected codewords").
 """
 
 from __future__ import annotations
@@ -196,17 +199,49 @@ class Codec(nn.Module, abc.ABC):
         return codes[:, :, : int(frames.max())].cpu(), frames
 
     @torch.inference_mode()
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes [n_levels, frames] → wav [frames * hop] float at `sample_rate`."""
-        return self.decode_batch(codes[None], torch.tensor([codes.shape[-1]]))[0]
+    def decode(self, codes: torch.Tensor, expected: torch.Tensor | None = None) -> torch.Tensor:
+        """codes [n_levels, frames] → wav [frames * hop] float at `sample_rate`.
+
+        `expected` [n_levels - 1, frames, codebook_size]: each frame's distribution over the codes of
+        levels 1.. (the NAR's, `NarSampler.expected`); those levels are then decoded from their expected
+        codewords instead of `codes`' (level 0 stays `codes[0]`)."""
+        expected = None if expected is None else expected[None]
+        return self.decode_batch(codes[None], torch.tensor([codes.shape[-1]]), expected)[0]
 
     @torch.inference_mode()
-    def decode_batch(self, codes: torch.Tensor, frames: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """codes [B, n_levels, T] (+ valid frames [B]) → wavs, each trimmed to frames * hop samples."""
+    def decode_batch(
+        self, codes: torch.Tensor, frames: torch.Tensor | None = None, expected: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
+        """codes [B, n_levels, T] (+ valid frames [B], + `expected` [B, n_levels - 1, T, codebook_size]:
+        see `decode`) → wavs, each trimmed to frames * hop samples."""
         self._check_codes(codes)
-        wav = self._decode_padded(codes.to(self.device).long())[:, 0].float().cpu()
+        codes = codes.to(self.device).long()
+        if expected is None:
+            wav = self._decode_padded(codes)
+        else:
+            self._check_expected(codes, expected)
+            wav = self._decode_expected(codes, expected.to(self.device).float())
+        wav = wav[:, 0].float().cpu()
         lengths = frames.tolist() if frames is not None else [codes.shape[-1]] * codes.shape[0]
         return [wav[i, : n * self.hop_length] for i, n in enumerate(lengths)]
+
+    def _decode_expected(self, codes: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
+        """codes [B, L, T] (only level 0 is read) and `expected` [B, L - 1, T, K] → wav [B, 1, T * hop]:
+        the decoder fed level 0's codewords plus, for every level above, its codewords averaged under
+        that frame's distribution. A codec that cannot is refused here, by name."""
+        raise ConfigError(
+            f"codec {self.name!r} cannot decode expected codewords; decode its codes instead "
+            "(sampler.expected_codewords=0)"
+        )
+
+    def _check_expected(self, codes: torch.Tensor, expected: torch.Tensor) -> None:
+        batch, levels, frames = codes.shape
+        want = (batch, levels - 1, frames, self.codebook_size)
+        if tuple(expected.shape) != want:
+            raise ConfigError(
+                f"codec {self.name!r}: expected codewords need distributions shaped {want} "
+                f"(batch, levels above 0, frames, codebook size), got {tuple(expected.shape)}"
+            )
 
     def _check_codes(self, codes: torch.Tensor) -> None:
         if codes.dim() != 3 or codes.shape[1] != self.n_levels:
@@ -219,3 +254,12 @@ class Codec(nn.Module, abc.ABC):
                 f"codec {self.name!r}: codes must lie in [0, {self.codebook_size}); "
                 f"got [{int(codes.min())}, {int(codes.max())}]"
             )
+
+
+def expected_codewords(expected: torch.Tensor, books: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tensor:
+    """Distributions `expected` [B, L', T, K] over the codes of L' levels and their codebooks (L' of
+    [K, D]) → the sum over levels of each frame's expected codeword [B, T, D]."""
+    total = expected[:, 0] @ books[0]
+    for level in range(1, expected.shape[1]):
+        total = total + expected[:, level] @ books[level]
+    return total

@@ -19,7 +19,7 @@ import torch
 from audiotools import AudioSignal
 from torch import nn
 
-from valle.codecs.base import Codec, CodecInfo
+from valle.codecs.base import Codec, CodecInfo, expected_codewords
 from valle.codecs.weights import (
     PRETRAINED,
     RANDOM,
@@ -212,7 +212,20 @@ class DacCodec(Codec):
         return codes
 
     def _decode_padded(self, codes: torch.Tensor) -> torch.Tensor:
-        latent = self.model.quantizer.from_codes(codes)[0]
+        return self._audio(self.model.quantizer.from_codes(codes)[0], codes.shape[-1])
+
+    def _decode_expected(self, codes: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
+        # DAC's `quantizer.from_codes`, each level above 0 from its expected codeword: its out_proj is
+        # linear (a 1x1 convolution), so it maps the expected codeword to the expected projection
+        quantizers = self.model.quantizer.quantizers
+        latent = quantizers[0].out_proj(quantizers[0].decode_code(codes[:, 0]))
+        for level, quantizer in enumerate(quantizers[1 : codes.shape[1]]):
+            mixed = expected_codewords(expected[:, level : level + 1], [quantizer.codebook.weight])
+            latent = latent + quantizer.out_proj(mixed.transpose(1, 2))
+        return self._audio(latent, codes.shape[-1])
+
+    def _audio(self, latent: torch.Tensor, frames: int) -> torch.Tensor:
+        """The quantizer's output [B, D, T] → wav [B, 1, frames * hop]."""
         wav = self.model.decode(latent)
         # The 24 and 16 kHz decoders upsample once by an odd stride (5) and come out 8 samples short.
-        return nn.functional.pad(wav, (0, codes.shape[-1] * self.hop_length - wav.shape[-1]))
+        return nn.functional.pad(wav, (0, frames * self.hop_length - wav.shape[-1]))

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from encodec import EncodecModel
 
-from valle.codecs.base import Codec, CodecInfo
+from valle.codecs.base import Codec, CodecInfo, expected_codewords
 from valle.codecs.weights import (
     PRETRAINED,
     RANDOM,
@@ -148,3 +148,13 @@ class EncodecCodec(Codec):
 
     def _decode_padded(self, codes: torch.Tensor) -> torch.Tensor:
         return self.model.decode([(codes, None)])
+
+    def _decode_expected(self, codes: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
+        # EnCodec's `quantizer.decode`: each level's codeword through its (linear) project_out, summed; a
+        # linear map of the expected codeword is the expected mapped codeword
+        layers: Any = self.model.quantizer.vq.layers[: codes.shape[1]]  # the library's modules carry no types
+        latent = layers[0].decode(codes[:, 0])  # [B, D, T]
+        for level, layer in enumerate(layers[1:]):
+            mixed = expected_codewords(expected[:, level : level + 1], [layer._codebook.embed])
+            latent = latent + layer.project_out(mixed).transpose(1, 2)
+        return self.model.decoder(latent)

@@ -19,7 +19,7 @@ from vocos.feature_extractors import FeatureExtractor
 from vocos.heads import ISTFTHead
 from vocos.models import VocosBackbone
 
-from valle.codecs.base import Codec, CodecInfo
+from valle.codecs.base import Codec, CodecInfo, expected_codewords
 from valle.codecs.encodec import CODEBOOK_SIZE, EncodecCodec, check_bandwidth, levels_for_bandwidth
 from valle.codecs.weights import (
     PRETRAINED,
@@ -73,6 +73,13 @@ class _CodebookFeatures(FeatureExtractor):
         """codes [B, L, T] int64 → features [B, dim, T]."""
         offsets = torch.arange(codes.shape[1], device=codes.device) * self.codebook_size
         features = nn.functional.embedding(codes + offsets[:, None], self.codebook_weights).sum(dim=1)
+        return features.transpose(1, 2)
+
+    def expected(self, codes: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
+        """Level 0 of codes [B, L, T] and distributions [B, L - 1, T, size] over the levels above →
+        features [B, dim, T]: level 0's codeword plus the expected codewords of the others."""
+        books = self.codebook_weights.split(self.codebook_size)
+        features = books[0][codes[:, 0]] + expected_codewords(expected, books[1 : codes.shape[1]])
         return features.transpose(1, 2)
 
 
@@ -189,4 +196,8 @@ class VocosCodec(Codec):
 
     def _decode_padded(self, codes: torch.Tensor) -> torch.Tensor:
         features = self.vocos.feature_extractor(codes)
+        return self.vocos.decode(features, bandwidth_id=self.bandwidth_id)[:, None]
+
+    def _decode_expected(self, codes: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
+        features = self.vocos.feature_extractor.expected(codes, expected)
         return self.vocos.decode(features, bandwidth_id=self.bandwidth_id)[:, None]

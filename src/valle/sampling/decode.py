@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from valle.codecs.base import Codec
 from valle.models.recognizer import CodeRecognizer
 from valle.models.valle import Valle
 from valle.sampling.ar import ArResult, DecodeLimits, decode_ar, decode_ar_beam
@@ -26,6 +27,17 @@ class Decoded:
     codes: Tensor  # [B, L, T] codes of every level, 0 past each row's length
     lengths: Tensor  # [B] frames per row
     hit_limit: Tensor  # [B] bool: the row reached its step limit without a stop token
+    # [B, L - 1, T, K] the NAR's distributions whose expected codewords the codec decodes
+    # (`SamplerConfig.expected_codewords`), else None: decode `codes`
+    expected: Tensor | None = None
+
+    def audio(self, codec: Codec, row: int) -> Tensor:
+        """Row `row`'s waveform: its codes, or with `expected` its expected codewords, through `codec`."""
+        n = int(self.lengths[row])
+        if n == 0:
+            return torch.zeros(0)
+        expected = None if self.expected is None else self.expected[row, :, :n]
+        return codec.decode(self.codes[row, :, :n], expected).cpu()
 
 
 def ar_limits(config: SamplerConfig, cond: Conditioning) -> DecodeLimits:
@@ -74,7 +86,7 @@ def decode(
     if config.best_of > 1:
         assert recognizer is not None  # check_best_of
         ar = keep_clearest(recognizer, rows, ar, config.best_of)
-    codes = decode_nar(
+    codes, expected = decode_nar(
         model,
         cond,
         ar.codes,
@@ -84,4 +96,4 @@ def decode(
         on_level=on_level,
         frame_symbols=ar.frame_symbols,
     )
-    return Decoded(codes, ar.lengths, ar.hit_limit)
+    return Decoded(codes, ar.lengths, ar.hit_limit, expected)

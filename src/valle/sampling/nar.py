@@ -25,7 +25,7 @@ def decode_nar(
     frame_symbols: Tensor | None = None,
     fixed: Tensor | None = None,
     fixed_lengths: Tensor | None = None,
-) -> Tensor:
+) -> tuple[Tensor, Tensor | None]:
     """Fill levels 1..L-1 given level 0.
 
     Args:
@@ -40,14 +40,20 @@ def decode_nar(
             `fixed_lengths[b]` (default: all F).
 
     Returns:
-        codes [B, L, T] (0 past each row's length).
+        codes [B, L, T] (0 past each row's length), and with the sampler's `expected_codewords` the
+        distributions [B, L - 1, T, K] over each level's codes that the codec decodes (`Codec.decode`'s
+        `expected`), else None. Each level hears the codes drawn for the levels below it.
     """
     batch, frames = level0.shape
     codes = torch.zeros(batch, model.config.n_levels, frames, dtype=torch.long, device=level0.device)
     codes[:, 0] = level0
     valid = torch.arange(frames, device=level0.device)[None, :] < lengths[:, None]
+    expected: list[Tensor] = []
     for level in range(1, model.config.n_levels):
         logits = model.nar_logits(cond, codes, lengths, level, frame_symbols)
+        distribution = sampler.expected(logits)
+        if distribution is not None:
+            expected.append(distribution)
         sampled = sampler(logits, generator=generator)
         codes[:, level] = torch.where(valid, sampled, 0)
         if fixed is not None:
@@ -59,4 +65,4 @@ def decode_nar(
                 kept.copy_(fixed[:, level])
         if on_level is not None:
             on_level(level)
-    return codes
+    return codes, torch.stack(expected, dim=1) if expected else None

@@ -35,6 +35,10 @@ class SamplerConfig:
 
     ar_temperature: float = 1.0  # 0 = greedy
     nar_temperature: float = 0.0  # 0 = greedy (argmax), the VALL-E default for the NAR
+    # 0 = the audio is decoded from the NAR's codes; T > 0: levels 1.. are decoded from the codewords
+    # expected under the NAR's distribution at temperature T (a mean-square estimate of the residual
+    # rather than one guess of it; docs/inference.md, "Expected codewords"); the codes stay as drawn
+    expected_codewords: float = 0.0
     min_ar_temperature: float | None = None  # set: dynamic temperature in [min, ar_temperature]
     min_nar_temperature: float | None = None
     top_k: int = 0  # 0 = off
@@ -85,6 +89,8 @@ class SamplerConfig:
                     f"min_{name}_temperature is set but {name}_temperature=0 means greedy; "
                     f"set {name}_temperature > 0 or min_{name}_temperature=null"
                 )
+        if self.expected_codewords < 0:
+            out.append(f"expected_codewords={self.expected_codewords} must be >= 0 (0 = decode the codes)")
         if self.top_k < 0:
             out.append(f"top_k={self.top_k} must be >= 0 (0 = off)")
         if not 0 < self.top_p <= 1:
@@ -393,3 +399,10 @@ class NarSampler:
             tempered = _temper(flat, cfg.nar_temperature, cfg.min_nar_temperature)
             tokens = processors.sample(_truncate(tempered, cfg.top_k, cfg.top_p), generator)
         return tokens.reshape(logits.shape[:-1])
+
+    def expected(self, logits: Tensor) -> Tensor | None:
+        """The distributions [..., V] whose expected codewords the codec decodes (`expected_codewords`
+        > 0: the softmax at that temperature), else None (the codes are decoded)."""
+        if self.cfg.expected_codewords == 0:
+            return None
+        return (logits.float() / self.cfg.expected_codewords).softmax(-1)

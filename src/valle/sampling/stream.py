@@ -130,6 +130,8 @@ class StreamDecoder:
         self.level0: list[int] = []
         self.symbols: list[int] = []
         self.fixed: Tensor | None = None  # [L, F] codes of the frames whose levels are fixed
+        # [L - 1, F, K] their NAR distributions, decoded as expected codewords (`expected_codewords`)
+        self.fixed_expected: Tensor | None = None
         self.emitted = 0  # frames whose audio has been returned (the held-back tail not counted)
         self.chunks = 0  # chunks returned
         self.tail = torch.zeros(0)  # the last emitted span's final crossfade samples, not yet returned
@@ -167,18 +169,21 @@ class StreamDecoder:
             return torch.zeros(self.model.config.n_levels, 0, dtype=torch.long)
         return self.fixed
 
-    def emit(self, levels: Tensor, upto: int, final: bool) -> Tensor:
+    def emit(self, levels: Tensor, expected: Tensor | None, upto: int, final: bool) -> Tensor:
         """Fix the levels of frames up to `upto` (from `levels` [L, frames], a NAR pass over every frame so
-        far that kept the fixed ones) and return their audio, crossfaded onto the last chunk's tail."""
+        far that kept the fixed ones, and its distributions `expected` [L - 1, frames, K] or None) and
+        return their audio, crossfaded onto the last chunk's tail."""
         if self.frames == 0:
             return torch.zeros(0)
         start = 0 if self.fixed is None else self.fixed.shape[1]
-        new = levels[:, start:upto]
-        self.fixed = new if self.fixed is None else torch.cat([self.fixed, new], dim=1)
+        self.fixed = _extend(self.fixed, levels[:, start:upto])
+        if expected is not None:
+            self.fixed_expected = _extend(self.fixed_expected, expected[:, start:upto])
         s, hop = self.settings, self.codec.hop_length
         # Decode the span from `emitted` on (the held-back tail's frames again) with context before it.
         first = max(0, self.emitted - s.context_frames)
-        wav = self.codec.decode(self.fixed[:, first:upto].to(self.codec.device)).cpu()
+        span = None if self.fixed_expected is None else self.fixed_expected[:, first:upto]
+        wav = self.codec.decode(self.fixed[:, first:upto], span).cpu()
         wav = wav[(self.emitted - first) * hop :]
         # Crossfade the re-decoded start with the tail held back last time.
         n = self.tail.numel()
@@ -205,7 +210,7 @@ def emit_chunks(decoders: list[StreamDecoder], uptos: list[int], finals: list[bo
         finals: per row, whether its row has stopped (nothing is held back).
     """
     live = [i for i, d in enumerate(decoders) if d.frames > 0]
-    levels: dict[int, Tensor] = {}
+    levels: dict[int, tuple[Tensor, Tensor | None]] = {}
     greedy = decoders[0].sampler.cfg.nar_temperature == 0 if decoders else True
     groups = [live] if greedy else [[i] for i in live]
     for group in groups:
@@ -213,14 +218,15 @@ def emit_chunks(decoders: list[StreamDecoder], uptos: list[int], finals: list[bo
             for i, filled in zip(group, nar_levels([decoders[i] for i in group]), strict=True):
                 levels[i] = filled
     return [
-        d.emit(levels[i], upto, final) if i in levels else torch.zeros(0)
+        d.emit(*levels[i], upto, final) if i in levels else torch.zeros(0)
         for i, (d, upto, final) in enumerate(zip(decoders, uptos, finals, strict=True))
     ]
 
 
-def nar_levels(decoders: list[StreamDecoder]) -> list[Tensor]:
-    """Every level [L, frames] of each row's frames so far, in one NAR pass over the padded rows; the
-    levels of frames already emitted are kept as they were (`decode_nar`'s `fixed`)."""
+def nar_levels(decoders: list[StreamDecoder]) -> list[tuple[Tensor, Tensor | None]]:
+    """Every level [L, frames] of each row's frames so far, in one NAR pass over the padded rows, and
+    their distributions [L - 1, frames, K] with `expected_codewords` (else None); the levels of frames
+    already emitted are kept as they were (`decode_nar`'s `fixed`)."""
     first = decoders[0]
     model, device = first.model, first.cond.device
     cond = stack_rows([d.cond for d in decoders])
@@ -239,7 +245,7 @@ def nar_levels(decoders: list[StreamDecoder]) -> list[Tensor]:
         if d.fixed is not None:
             fixed[row, :, : d.fixed.shape[1]] = d.fixed.to(device)
             fixed_lengths[row] = d.fixed.shape[1]
-    codes = decode_nar(
+    codes, expected = decode_nar(
         model,
         cond,
         level0,
@@ -250,7 +256,18 @@ def nar_levels(decoders: list[StreamDecoder]) -> list[Tensor]:
         fixed=fixed,
         fixed_lengths=fixed_lengths,
     )
-    return [codes[row, :, : d.frames].cpu() for row, d in enumerate(decoders)]
+    return [
+        (
+            codes[row, :, : d.frames].cpu(),
+            None if expected is None else expected[row, :, : d.frames].cpu(),
+        )
+        for row, d in enumerate(decoders)
+    ]
+
+
+def _extend(fixed: Tensor | None, new: Tensor) -> Tensor:
+    """`fixed` [C, F, ...] with `new` [C, N, ...] after its frames (dim 1)."""
+    return new if fixed is None else torch.cat([fixed, new], dim=1)
 
 
 def stack_rows(conds: list[Conditioning]) -> Conditioning:

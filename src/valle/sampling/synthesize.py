@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from tqdm import tqdm
@@ -31,8 +31,10 @@ from valle.sampling.decode import ar_limits, decode
 from valle.sampling.pipeline import ArSampler, NarSampler, SamplerConfig, make_generator
 from valle.sampling.prompt import Prompt, check_prompt_seconds, load_prompt
 from valle.sampling.stream import StreamDecoder, StreamSettings
+from valle.text.continuation import continuation_start
 from valle.text.phonemize import TextError, phonemize
 from valle.text.split import split_sentences
+from valle.text.symbols import HEAD_IDS, TAIL_IDS
 from valle.utils.batch import Conditioning
 
 log = logging.getLogger(__name__)
@@ -51,14 +53,26 @@ class Synthesis:
     hit_limit: bool  # some sentence reached max_ar_steps without a stop token
 
 
+class Spoken(NamedTuple):
+    """One sentence's decode (`Synthesizer.generate`)."""
+
+    codes: torch.Tensor  # [L, T]
+    # [L - 1, T, K] the NAR's distributions whose expected codewords are decoded
+    # (`SamplerConfig.expected_codewords`), else None
+    expected: torch.Tensor | None
+    hit_limit: bool  # it reached max_ar_steps without a stop token
+
+
 @dataclass
 class SpeechStream:
     """One text being spoken chunk by chunk (`Synthesizer.stream`): iterate it for the audio chunks
-    ([samples] float at `sample_rate`); once a sentence is said, its codes [L, T] are in `codes`."""
+    ([samples] float at `sample_rate`); once a sentence is said, its codes [L, T] are in `codes` (and
+    with `expected_codewords` the distributions [L - 1, T, K] its audio was decoded from, in `expected`)."""
 
     text: str
     sample_rate: int
     codes: list[torch.Tensor] = field(default_factory=list)
+    expected: list[torch.Tensor | None] = field(default_factory=list)
     hit_limit: bool = False  # some sentence reached max_ar_steps without a stop token
     chunks: Iterator[torch.Tensor] = field(default_factory=lambda: iter(()))
 
@@ -154,11 +168,24 @@ class Synthesizer:
         continues = torch.tensor([bool(p.text) for p in prompts])
         starts = None
         if self.model.config.monotonic_alignment:  # a continued prompt's own words are already said
-            starts = torch.tensor([len(self.text_ids(p.text, language)) if p.text else 0 for p in prompts])
+            starts = torch.tensor(
+                [self._continuation_start(row, p.text, language) for row, p in zip(ids, prompts, strict=True)]
+            )
         cond = Conditioning.pad(
             ids, [p.codes for p in prompts], self.loaded.card.symbols.pad_id, continues, starts
         )
         return cond.to(self.device)
+
+    def _continuation_start(self, ids: torch.Tensor, said: str | None, language: str) -> int:
+        """Where the text pointer starts in a row's text `ids`: its first id, or after the words `said`
+        that the prompt has spoken (`valle.text.continuation`)."""
+        if not said:
+            return 0
+        symbols = self.loaded.card.symbols
+        head, tail = HEAD_IDS, len(ids) - TAIL_IDS
+        prompt = self.text_ids(said, language)[HEAD_IDS:-TAIL_IDS].tolist()
+        separators = {symbols.id(" ")} if " " in symbols else set()
+        return head + continuation_start(ids[head:tail].tolist(), prompt, separators)
 
     def stream(
         self,
@@ -223,6 +250,7 @@ class Synthesizer:
                         yield chunk
             yield decoder.finish()
             stream.codes.append(decoder.codes())
+            stream.expected.append(decoder.fixed_expected)
             stream.hit_limit = stream.hit_limit or bool(rows.hit_limit[0])
 
     def generate(
@@ -232,8 +260,8 @@ class Synthesizer:
         language: str,
         config: SamplerConfig,
         progress: bool = False,
-    ) -> list[tuple[torch.Tensor, bool]]:
-        """One AR + NAR pass for a batch of (text, prompt) pairs → (codes [L, T], hit_limit) each."""
+    ) -> list[Spoken]:
+        """One AR + NAR pass for a batch of (text, prompt) pairs → each one's codes (`Spoken`)."""
         check_guidance(self.model, config.cfg_scale)  # before any work: one line, not a half-drawn bar
         check_medusa(self.model, config)
         check_best_of(config.best_of, self.recognizer)
@@ -261,7 +289,14 @@ class Synthesizer:
                 int(out.hit_limit.sum()),
                 len(texts),
             )
-        return [(out.codes[b, :, : int(n)].cpu(), bool(out.hit_limit[b])) for b, n in enumerate(out.lengths)]
+        return [
+            Spoken(
+                out.codes[b, :, : int(n)].cpu(),
+                None if out.expected is None else out.expected[b, :, : int(n)].cpu(),
+                bool(out.hit_limit[b]),
+            )
+            for b, n in enumerate(out.lengths)
+        ]
 
     def synthesize(
         self,
@@ -330,17 +365,20 @@ class Synthesizer:
             outputs = self.generate(
                 [sentences[r][i] for r in rows], [current[r] for r in rows], language, config, progress
             )
-            for r, (codes, hit) in zip(rows, outputs, strict=True):
-                pieces[r].append((codes, hit))
+            for r, spoken in zip(rows, outputs, strict=True):
+                pieces[r].append(spoken)
                 frames = int((prompt_seconds or 3.0) * self.codec.frame_rate)
-                current[r] = Prompt(codes[:, -frames:], None, "previous sentence")
+                current[r] = Prompt(spoken.codes[:, -frames:], None, "previous sentence")
         return pieces
 
-    def _finish(self, text: str, parts: list[tuple[torch.Tensor, bool]]) -> Synthesis:
-        codes = torch.cat([c for c, _ in parts], dim=1)
+    def _finish(self, text: str, parts: list[Spoken]) -> Synthesis:
+        codes = torch.cat([part.codes for part in parts], dim=1)
+        expected = None
+        if all(part.expected is not None for part in parts):
+            expected = torch.cat([part.expected for part in parts], dim=1)  # type: ignore[misc]
         longest = self.loaded.card.stats.get("longest_seconds")
         # each sentence is one AR run: its length, not the joined output's, is what training bounds
-        longest_sentence = max(c.shape[1] for c, _ in parts) / self.codec.frame_rate
+        longest_sentence = max(part.codes.shape[1] for part in parts) / self.codec.frame_rate
         if longest and longest_sentence > longest:
             log.warning(
                 "an output sentence is longer (%.1f s) than the longest utterance seen in training "
@@ -348,8 +386,8 @@ class Synthesizer:
                 longest_sentence,
                 longest,
             )
-        wav = self.codec.decode(codes.to(self.device)).cpu() if codes.shape[1] else torch.zeros(0)
-        return Synthesis(text, codes, wav, self.codec.sample_rate, any(h for _, h in parts))
+        wav = self.codec.decode(codes, expected).cpu() if codes.shape[1] else torch.zeros(0)
+        return Synthesis(text, codes, wav, self.codec.sample_rate, any(part.hit_limit for part in parts))
 
 
 def synthesize(

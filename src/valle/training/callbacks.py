@@ -13,7 +13,7 @@ from matplotlib.figure import Figure  # not pyplot, which would pick a backend f
 from valle.audio import write_wav
 from valle.card import ModelCard
 from valle.codecs.base import Codec, CodecInfo
-from valle.sampling.decode import decode
+from valle.sampling.decode import Decoded, decode
 from valle.sampling.pipeline import SamplerConfig
 from valle.utils.batch import Batch, Conditioning
 
@@ -52,21 +52,20 @@ class SampleAudio(L.Callback):
             self._codec = card.build_codec(self.codec_weights).to(module.device).eval()
         codec = self._codec
         rows = torch.arange(min(self.n_samples, self._batch.size), device=self._batch.cond.device)
-        codes, lengths = self._speak(module.model, self._batch.cond.select(rows), info)
+        spoken = self._speak(module.model, self._batch.cond.select(rows), info)
         folder = Path(trainer.default_root_dir) / "samples" / f"step{trainer.global_step:07d}"
         for i, key in enumerate(self._batch.keys[: len(rows)]):
-            wav = codec.decode(codes[i, :, : int(lengths[i])]).cpu() if int(lengths[i]) else torch.zeros(1)
+            wav = spoken.audio(codec, i) if int(spoken.lengths[i]) else torch.zeros(1)
             write_wav(folder / f"{key.replace('/', '_')}.wav", wav, info.sample_rate)
             self._log(trainer, f"val_samples/{i}", wav, info.sample_rate)
         log.info("validation samples: %s", folder)
 
-    def _speak(self, model, cond: Conditioning, info: CodecInfo) -> tuple[torch.Tensor, torch.Tensor]:
+    def _speak(self, model, cond: Conditioning, info: CodecInfo) -> Decoded:
         max_steps = max(1, int(self.max_seconds * info.frame_rate))
         config = SamplerConfig(ar_temperature=0.0, max_ar_steps=max_steps)
         # each row as training laid it out: a prefix row continues its prompt (its text covers the prompt,
         # its text positions and, with monotonic alignment, its start symbol follow from that)
-        out = decode(model, cond, config)
-        return out.codes, out.lengths
+        return decode(model, cond, config)
 
     @staticmethod
     def _log(trainer: L.Trainer, tag: str, wav: torch.Tensor, sample_rate: int) -> None:

@@ -13,7 +13,7 @@ import torch
 import torchaudio.functional as AF
 from torch import nn
 
-from valle.codecs.base import Codec, CodecInfo
+from valle.codecs.base import Codec, CodecInfo, expected_codewords
 from valle.codecs.mel.books import MelCodebooks, check_settings, codebooks_from, codebooks_identity
 from valle.codecs.weights import RANDOM, Weights
 from valle.errors import ConfigError
@@ -251,5 +251,12 @@ class MelCodec(Codec):
         return quantize(self.features(wav[:, 0]), self.codebooks)
 
     def _decode_padded(self, codes: torch.Tensor) -> torch.Tensor:
-        log_mel = self.features_from_codes(codes) * self.std + self.mean
-        return self.log_mel.invert(log_mel, self.griffin_lim_iters)[:, None]
+        return self._audio(self.features_from_codes(codes))
+
+    def _decode_expected(self, codes: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
+        # the expected residual is the mean-square-error estimate of the log-mel given the distributions
+        return self._audio(self.codebooks[0][codes[:, 0]] + expected_codewords(expected, self.codebooks[1:]))
+
+    def _audio(self, features: torch.Tensor) -> torch.Tensor:
+        """Normalised log-mel [B, T, n_mels] → wav [B, 1, T * hop] (Griffin-Lim)."""
+        return self.log_mel.invert(features * self.std + self.mean, self.griffin_lim_iters)[:, None]
