@@ -12,6 +12,7 @@ from valle.cli.demo.settings import (
     CONTINUATION_BEST_OF_ROW,
     CURVE_ITEMS_PER_VOICE,
     CURVE_METRICS,
+    DECODING,
     PROMPT_SECONDS,
     ROWS,
 )
@@ -145,7 +146,7 @@ recordings of the other held-out voices. The goal: the model's WER within 2× of
 (prompt) above SIM (other voices). `report.html` has the same with players.
 
 {table}
-Training: {training}.
+Training: {training}. Decoding: {DECODING}.
 
 ## Listen
 
@@ -240,6 +241,7 @@ def write_report_html(
         sections,
         [
             f"{len(items)} held-out utterances per row, voices {voices}. Training: {training}. "
+            f"Decoding: {DECODING}. "
             "report.md describes the rows and the columns."
         ],
     )

@@ -24,6 +24,12 @@ PROMPT_SECONDS = 3.0
 # the true level 0 of the 60 held-out items, WER 45.5 % against 59.0 % (docs/benchmarks.md, "Expected
 # codewords")
 EXPECTED_CODEWORDS = 0.3
+AR_TEMPERATURE, TOP_P = 0.8, 0.9  # the AR's draws (docs/benchmarks.md, "The sampler is not the lever")
+DECODING = (
+    f"the AR draws at temperature {AR_TEMPERATURE:g} with top-p {TOP_P:g}; the NAR's levels are decoded as "
+    f"the codewords expected under its distribution at temperature {EXPECTED_CODEWORDS:g} "
+    "(`sampler.expected_codewords`)"
+)
 # The best-of rows: the continuation and cross-utterance items again, each the clearest of BEST_OF draws by
 # the level-0 recognizer trained on the training shards (docs/benchmarks.md, "Best of N")
 BEST_OF = 8
@@ -129,8 +135,8 @@ def sampler_config(size: DemoSize) -> SamplerConfig:
     """The sampler settings the demo speaks with (speak and the learning curve)."""
     return SamplerConfig(
         seed=0,
-        ar_temperature=0.8,
-        top_p=0.9,
+        ar_temperature=AR_TEMPERATURE,
+        top_p=TOP_P,
         max_ar_steps_per_phoneme=size.max_ar_steps_per_phoneme,
         expected_codewords=EXPECTED_CODEWORDS,
     )
