@@ -143,7 +143,8 @@ def stage_audio(
 
     def with_nar(level0: torch.Tensor) -> torch.Tensor:
         sampler = NarSampler(SamplerConfig())  # greedy, as the demo's sampler
-        return decode_nar(model, cond, level0[None], lengths, sampler, frame_symbols=said)[0][0]
+        filled, _ = decode_nar(model, cond, level0[None], lengths, sampler, frame_symbols=said)
+        return filled[0]
 
     nar_on_truth = with_nar(codes[0])
     expected_sampler = NarSampler(SamplerConfig(expected_codewords=EXPECTED_CODEWORDS))  # as the demo's

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from tests.helpers.codes import assert_codes_match_up_to_near_ties, codec_latents, quantizer_for
 from valle.audio import prepare_waveform, read_audio
-from valle.codecs import build_codec, codec_for, describe_codec
+from valle.codecs import Codec, build_codec, codec_for, describe_codec
 from valle.codecs.mel import (
     MelCodebooks,
     MelCodec,
@@ -167,6 +167,19 @@ def test_expected_codewords_decode_each_frame_as_the_distributions_say(speech_co
     level0 = centred.decode_levels(codes[:1])
     assert distance(centred.decode(codes, expected=even), level0) < 0.05
     assert distance(speech_codec.decode(codes, expected=even), speech_codec.decode(codes)) > 0.3
+
+
+def test_a_codec_that_cannot_decode_expected_codewords_is_refused_by_name(small_books):
+    class CodesOnly(MelCodec):  # a codec that implements only the two primitives
+        _decode_expected = Codec._decode_expected
+
+    codec = CodesOnly(weights=small_books, **SMALL)
+    codes = codec.encode(signal(0.2), 24_000)
+    certain = torch.nn.functional.one_hot(codes[1:], codec.codebook_size).float()
+    with pytest.raises(
+        ConfigError, match=r"codec 'mel' cannot decode expected codewords.*expected_codewords=0"
+    ):
+        codec.decode(codes, expected=certain)
 
 
 def test_real_speech_round_trip_keeps_the_log_mel(speech_codec, real_speech):

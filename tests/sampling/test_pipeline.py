@@ -118,6 +118,7 @@ def test_ar_step_limit_defaults_to_frames_per_phoneme():
     ("kwargs", "message"),
     [
         (dict(ar_temperature=-0.1), "ar_temperature=-0.1 must be >= 0"),
+        (dict(expected_codewords=-0.3), "expected_codewords=-0.3 must be >= 0"),
         (dict(nar_temperature=0.5, min_nar_temperature=0.9), r"min_nar_temperature=0.9 must lie in \[0"),
         (dict(ar_temperature=0.0, min_ar_temperature=0.0), "means greedy"),
         (dict(top_p=0.0), r"top_p=0.0 must lie in \(0, 1\]"),

@@ -19,7 +19,7 @@ import torch
 from audiotools import AudioSignal
 from torch import nn
 
-from valle.codecs.base import Codec, CodecInfo, expected_codewords
+from valle.codecs.base import Codec, CodecInfo
 from valle.codecs.weights import (
     PRETRAINED,
     RANDOM,
@@ -220,7 +220,7 @@ class DacCodec(Codec):
         quantizers = self.model.quantizer.quantizers
         latent = quantizers[0].out_proj(quantizers[0].decode_code(codes[:, 0]))
         for level, quantizer in enumerate(quantizers[1 : codes.shape[1]]):
-            mixed = expected_codewords(expected[:, level : level + 1], [quantizer.codebook.weight])
+            mixed = expected[:, level] @ quantizer.codebook.weight  # [B, T, codebook dim]
             latent = latent + quantizer.out_proj(mixed.transpose(1, 2))
         return self._audio(latent, codes.shape[-1])
 

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from encodec import EncodecModel
 
-from valle.codecs.base import Codec, CodecInfo, expected_codewords
+from valle.codecs.base import Codec, CodecInfo
 from valle.codecs.weights import (
     PRETRAINED,
     RANDOM,
@@ -155,6 +155,6 @@ class EncodecCodec(Codec):
         layers: Any = self.model.quantizer.vq.layers[: codes.shape[1]]  # the library's modules carry no types
         latent = layers[0].decode(codes[:, 0])  # [B, D, T]
         for level, layer in enumerate(layers[1:]):
-            mixed = expected_codewords(expected[:, level : level + 1], [layer._codebook.embed])
+            mixed = expected[:, level] @ layer._codebook.embed  # [B, T, codebook dim]
             latent = latent + layer.project_out(mixed).transpose(1, 2)
         return self.model.decoder(latent)
