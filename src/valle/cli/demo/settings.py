@@ -88,9 +88,11 @@ SIZES = {
     "full": FULL,
     # quick: the full corpus and recipe, stopped by steps (the same on every CPU: the schedule does not
     # depend on the budget; the time budget is only a cap), with fewer held-out items to speak and score:
-    # the slow test that checks a short run learns to say the words, and a user's few-minute check.
+    # the slow test that checks a short run learns to say the words, and a user's few-minute check. With
+    # said_context 700 steps identify 37.5 % of 48 items (chance 4.2 %; 3 minutes of steps on a 2-core
+    # EPYC); its recognizer only has to load for the best-of rows, which the test does not score.
     "quick": replace(
-        FULL, held_out_sentences=8, minutes=30.0, max_steps=1500, recognizer_minutes=2.0, recognizer_steps=400
+        FULL, held_out_sentences=8, minutes=30.0, max_steps=700, recognizer_minutes=1.0, recognizer_steps=100
     ),
     "ci": DemoSize(
         train_sentences=5,
