@@ -130,8 +130,8 @@ def test_a_short_run_learns_to_say_held_out_sentences_in_held_out_voices(tmp_pat
     """Does training learn to talk? `size=quick` is the demo's corpus and recipe for 700 steps
     (~6 minutes on 2 cores, half of it training); its cross-utterance outputs (held-out voices, held-out
     sentences, 3 s prompts from other recordings) and continuations are identified among the held-out
-    sentences far above chance. A model that ignores the text, or babbles, scores near chance: the property is the gap,
-    not a tuned number."""
+    sentences far above chance. A model that ignores the text, or babbles, scores near chance: the
+    property is the gap, not a tuned number."""
     for name in ("corpus", "shards", "train", "export", "recognizer", "speak"):
         main([f"out={tmp_path}", "size=quick", f"stage={name}"])
     items = read_manifest(tmp_path)
