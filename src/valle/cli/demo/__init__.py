@@ -4,7 +4,7 @@
         [stage=all|NAME]
 
 Sizes: `full` (`make demo`: 15 minutes of training, 60 held-out items a row), `quick` (the same corpus
-and recipe stopped at 700 steps, 24 held-out items a row: a ~6-minute check that training
+and recipe stopped at 500 steps, 24 held-out items a row: a ~6-minute check that training
 learns to talk), `ci` (a toy run that checks every stage writes its files).
 
 Stages (each reuses what a previous run finished, so a rerun is quick and `stage=NAME` reruns one):
