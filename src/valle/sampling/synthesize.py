@@ -374,7 +374,7 @@ class Synthesizer:
     def _finish(self, text: str, parts: list[Spoken]) -> Synthesis:
         codes = torch.cat([part.codes for part in parts], dim=1)
         found = [part.expected for part in parts if part.expected is not None]
-        expected = torch.cat(found, dim=1) if found and len(found) == len(parts) else None
+        expected = torch.cat(found, dim=1) if len(found) == len(parts) else None  # every part, or none
         longest = self.loaded.card.stats.get("longest_seconds")
         # each sentence is one AR run: its length, not the joined output's, is what training bounds
         longest_sentence = max(part.codes.shape[1] for part in parts) / self.codec.frame_rate
