@@ -9,7 +9,7 @@ DEBIAN_PACKAGES := espeak-ng sox festival festvox-kallpc16k festvox-kdlpc16k fes
 # CI runs the slow end-to-end tests too; a developer's `make test` skips them (`make test-all` runs them).
 MARKS ?= $(if $(CI),not gpu,not slow and not gpu)
 DEMO_DIR ?= outputs/demo
-DEMO_MINUTES ?= 15
+DEMO_MINUTES ?= 20
 
 .DEFAULT_GOAL := help
 .PHONY: help setup system-deps test test-all lint format demo serve experiments clean

@@ -10,12 +10,12 @@ import torch
 from valle.cli.demo import main
 from valle.cli.demo.scoring import AudioCache, eval_rows
 from valle.cli.demo.settings import (
-    CONTINUATION_BEST_OF_ROW,
-    CONTINUATION_ROWS,
     N_SENTENCES,
-    ROWS,
     SIZES,
     STAGES,
+    best_of_row,
+    is_continuation,
+    rows_for,
 )
 from valle.cli.demo.speak import Item, continuation_split, read_manifest
 from valle.cli.demo.stages import trained_width
@@ -34,6 +34,7 @@ from valle.evaluate.text import normalize
         ("size=huge", "size=huge: choose one of full, quick, ci"),
         ("steps_=3", "unknown option steps_"),
         ("minutes=ten", "minutes: Value 'ten'"),
+        ("best_of=1", "best_of=1: pass 0 \\(no best-of rows\\) or the number of draws"),
     ],
 )
 def test_bad_options_name_the_choices(tmp_path, option, message):
@@ -43,6 +44,8 @@ def test_bad_options_name_the_choices(tmp_path, option, message):
 
 @pytest.mark.slow
 def test_shortened_demo_runs_every_stage_writes_its_files_and_scores_every_row(tmp_path, capsys):
+    ROWS = rows_for(SIZES["ci"].best_of)  # size=ci speaks the best-of rows too, with their recognizer
+    assert len(ROWS) == 6
     main([f"out={tmp_path}", "size=ci"])
     output = capsys.readouterr().out
     assert all(f"[{n}/{len(STAGES)}] {name}" in output for n, name in enumerate(STAGES, start=1))
@@ -92,7 +95,9 @@ def test_shortened_demo_runs_every_stage_writes_its_files_and_scores_every_row(t
         assert row["duration_ratio"]["value"] is None or row["duration_ratio"]["value"] > 0
     continued = {i["key"]: normalize(i["continuation_text"]) for i in manifest}
     assert all(  # the continuation rows: scored on the generated part
-        s["reference"] == continued[s["key"]] for row in CONTINUATION_ROWS for s in rows[row]["items"]
+        s["reference"] == continued[s["key"]]
+        for row in filter(is_continuation, ROWS)
+        for s in rows[row]["items"]
     )
     assert (
         value("ground truth", "wer") < 0.5
@@ -190,7 +195,7 @@ def test_each_row_is_scored_on_what_it_said_against_the_prompt_it_was_given():
     outputs = {
         "resynthesis": "resynthesis.wav",
         "continuation": "continuation.wav",
-        CONTINUATION_BEST_OF_ROW: "continuation-best.wav",
+        best_of_row("continuation", 8): "continuation-best.wav",
         "cross-utterance": "cross.wav",
     }
     items = [
@@ -198,7 +203,7 @@ def test_each_row_is_scored_on_what_it_said_against_the_prompt_it_was_given():
         Item("b", "s2", "Other words.", "other.wav", "prompt.wav", "a", 1.0, "words.", outputs),
     ]
     rows = eval_rows(items, audio.__getitem__)
-    assert list(rows) == list(ROWS) and all(len(row) == 2 for row in rows.values())
+    assert list(rows) == ["ground truth", *outputs] and all(len(row) == 2 for row in rows.values())
     continuation, cross, truth_row = (
         rows["continuation"][0],
         rows["cross-utterance"][0],
@@ -208,7 +213,7 @@ def test_each_row_is_scored_on_what_it_said_against_the_prompt_it_was_given():
     assert continuation.text == "days ago." and continuation.audio is audio["continuation.wav"][0]
     assert torch.equal(continuation.prompt_audio, truth[:, :250])
     assert torch.equal(continuation.reference_audio, truth[:, 250:])
-    best = rows[CONTINUATION_BEST_OF_ROW][0]  # its best of N: the same, but for the audio
+    best = rows[best_of_row("continuation", 8)][0]  # its best of N: the same, but for the audio
     assert best.text == "days ago." and best.audio is audio["continuation-best.wav"][0]
     assert torch.equal(best.reference_audio, truth[:, 250:])
     # cross-utterance: the other recording's prompt, the whole text and recording
@@ -258,9 +263,30 @@ def test_curve_overrides_keep_snapshots_by_time_or_for_ci_by_steps(tmp_path):
         assert "checkpoint" in cfg.callbacks  # the resumable checkpoints are kept as they were
 
 
+def test_make_demo_speaks_the_best_of_rows_only_when_asked():
+    """`make demo` spends the recognizer's minutes on training; `best_of=N` adds the rows back."""
+    assert rows_for(SIZES["full"].best_of) == (
+        "ground truth",
+        "resynthesis",
+        "continuation",
+        "cross-utterance",
+    )
+    assert rows_for(SIZES["quick"].best_of) == rows_for(0)
+    assert rows_for(8) == (
+        "ground truth",
+        "resynthesis",
+        "continuation",
+        "continuation, best of 8",
+        "cross-utterance",
+        "cross-utterance, best of 8",
+    )
+    assert [is_continuation(row) for row in rows_for(8)] == [False, False, True, True, False, False]
+
+
 def test_report_html_links_every_clip_and_figure_the_demo_writes(tmp_path):
     """The report pages over real recordings laid out as the demo lays them out, opened in headless
     Chromium."""
+    ROWS = rows_for(8)
     import shutil
 
     from tests.conftest import real_speech_dir

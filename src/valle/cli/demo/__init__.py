@@ -1,9 +1,9 @@
 """`make demo`: the main job on the built-in corpus, offline, scored like the VALL-E paper.
 
-    python -m valle.demo [out=outputs/demo] [size=full|quick|ci] [minutes=15] [steps=N] [curve_minutes=3] \
-        [stage=all|NAME]
+    python -m valle.demo [out=outputs/demo] [size=full|quick|ci] [minutes=20] [steps=N] [curve_minutes=3] \
+        [best_of=0|N] [stage=all|NAME]
 
-Sizes: `full` (`make demo`: 15 minutes of training, 60 held-out items a row), `quick` (the same corpus
+Sizes: `full` (`make demo`: 20 minutes of training, 60 held-out items a row), `quick` (the same corpus
 and recipe stopped at 500 steps, 24 held-out items a row: a ~6-minute check that training
 learns to talk), `ci` (a toy run that checks every stage writes its files).
 
@@ -15,12 +15,12 @@ Stages (each reuses what a previous run finished, so a rerun is quick and `stage
                snapshot every `curve_minutes` of training goes to run/curve/ (callbacks=curve). A budget of
                30 minutes or more trains d_model 256 instead of 128 (it keeps learning where 128 stops)
   4. export    the last checkpoint → one portable file (it carries the mel codebooks)
-  5. recognizer  a small CTC recognizer of level-0 codes, trained on the training shards for 4 minutes
-               (python -m valle.recognizer): it judges the best-of rows' draws
+  5. recognizer  with best_of=N only: a small CTC recognizer of level-0 codes, trained on the training
+               shards for 4 minutes (python -m valle.recognizer): it judges the best-of rows' draws
   6. speak     every held-out voice says held-out sentences: cross-utterance (a 3 s prompt from another
                recording of that voice) and continuation (the recording's own first words, up to 3 s, cut
-               at a word boundary found by forced alignment; the model says the rest); and both again,
-               each output the clearest of 8 draws to the recognizer (`sampler.best_of`)
+               at a word boundary found by forced alignment; the model says the rest); with best_of=N
+               both again, each output the clearest of N draws to the recognizer (`sampler.best_of`)
   7. curve     the learning curve: every snapshot and the exported model speak the same held-out items
                (the first 3 of each voice, cross-utterance, speak's sampler and seed) and are scored as
                below → curve.json (resumable: a scored snapshot is not scored again)
@@ -40,7 +40,6 @@ from valle.cli.demo.scoring import evaluate, learning_curve
 from valle.cli.demo.settings import (
     CURVE_ITEMS_PER_VOICE,
     CURVE_MINUTES,
-    ROWS,
     SIZES,
     STAGES,
     curve_overrides,
@@ -48,6 +47,7 @@ from valle.cli.demo.settings import (
 from valle.cli.demo.speak import first_per_voice, read_manifest, speak
 from valle.cli.demo.stages import export, make_corpus, make_shards, recognizer, train
 from valle.cli.options import choice, parse_options
+from valle.errors import ConfigError
 
 
 def stage(n: int, name: str, detail: object) -> None:
@@ -58,9 +58,10 @@ def stage(n: int, name: str, detail: object) -> None:
 class DemoOptions:
     out: str = "outputs/demo"
     size: str = choice("full", "quick", "ci")
-    minutes: float | None = None  # training time budget (default: the size's, 15 for full)
+    minutes: float | None = None  # training time budget (default: the size's, 20 for full)
     steps: int | None = None  # training step limit (default: the size's)
     curve_minutes: float = CURVE_MINUTES  # a learning-curve snapshot every this many training minutes
+    best_of: int | None = None  # the best-of rows' N (default: the size's; 0 for full: none)
     stage: str = choice("all", *STAGES)  # run one stage (each reuses what earlier runs finished)
 
 
@@ -70,6 +71,9 @@ def main(argv: list[str]) -> None:
     minutes = size.minutes if options.minutes is None else options.minutes
     steps = size.max_steps if options.steps is None else options.steps
     curve_minutes = options.curve_minutes
+    best_of = size.best_of if options.best_of is None else options.best_of
+    if best_of < 0 or best_of == 1:
+        raise ConfigError(f"best_of={best_of}: pass 0 (no best-of rows) or the number of draws, 2 or more")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     out.mkdir(parents=True, exist_ok=True)
     run = lambda name: only in ("all", name)  # noqa: E731
@@ -83,12 +87,11 @@ def main(argv: list[str]) -> None:
     if run("export"):
         stage(4, "export", export(out))
     if run("recognizer"):
-        stage(5, "recognizer", recognizer(out, size))
+        stage(5, "recognizer", recognizer(out, size) if best_of > 1 else "none (best_of=0: no best-of rows)")
     if run("speak"):
+        said = speak(out, size, best_of)
         stage(
-            6,
-            "speak",
-            f"{len(speak(out, size))} held-out utterances × {len(ROWS) - 1} rows in {out / 'samples'}",
+            6, "speak", f"{len(said)} held-out utterances × {len(said[0].outputs)} rows in {out / 'samples'}"
         )
     if run("curve"):
         from valle.evaluate.curve import format_curve_markdown

@@ -7,23 +7,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from valle.cli.demo.settings import (
-    BEST_OF,
-    BEST_OF_ROW,
-    CONTINUATION_BEST_OF_ROW,
+    BEST_OF_MARK,
     CURVE_ITEMS_PER_VOICE,
     CURVE_METRICS,
     DECODING,
     PROMPT_SECONDS,
-    ROWS,
 )
-from valle.cli.demo.speak import Item, first_per_voice
+from valle.cli.demo.speak import Item, first_per_voice, manifest_rows
 from valle.evaluate.curve import CurvePoint
 
 
 def clips(item: Item) -> dict[str, str]:
     """What to hear of one held-out item, label → wav relative to `out`: its prompt, the recording, each
     output."""
-    return {"prompt": item.prompt, "ground truth": item.truth, **{row: item.outputs[row] for row in ROWS[1:]}}
+    return {"prompt": item.prompt, "ground truth": item.truth, **item.outputs}
 
 
 def make_plots(
@@ -99,6 +96,19 @@ def curve_section(points: Sequence[CurvePoint], n_items: int) -> str:
     )
 
 
+def best_of_note(rows: Sequence[str]) -> str:
+    """The report's line on the best-of rows (`best_of=N`), if it has them."""
+    best = [row for row in rows if BEST_OF_MARK in row]
+    if not best:
+        return ""
+    n = best[0].rpartition(" ")[2]
+    return (
+        f"- {', '.join(f'**{row}**' for row in best)}: the same items, each the clearest of {n} draws to a\n"
+        "  small recognizer of level-0 codes trained on the training shards only (`sampler.best_of`; not\n"
+        "  pocketsphinx, which scores them).\n"
+    )
+
+
 def render_report(
     out: Path,
     table: str,
@@ -132,10 +142,7 @@ Held-out voices ({len(speakers)}: {", ".join(speakers)}) say held-out sentences 
   recording;
 - **cross-utterance**: a {PROMPT_SECONDS:g} s prompt from another recording of the same voice, and the target
   sentence;
-- **{CONTINUATION_BEST_OF_ROW}**, **{BEST_OF_ROW}**: the same items, each the clearest of {BEST_OF}
-  draws to a small recognizer of level-0 codes trained on the training shards only (`sampler.best_of`; not
-  pocketsphinx, which scores them).
-
+{best_of_note(manifest_rows(items))}
 Sentence ID: pocketsphinx decoding constrained to the row's sentences (a JSGF grammar; continuation: the
 sentences' remainders), top-1 accuracy against chance. PER: pocketsphinx phone decoding against the
 transcript's CMU-dictionary phones. WER/CER: pocketsphinx (its bundled English model) after text

@@ -12,14 +12,13 @@ import torch
 
 from valle.cli.demo.report import make_plots, render_report, training_summary, write_report_html
 from valle.cli.demo.settings import (
-    CONTINUATION_ROWS,
     CURVE_ITEMS_PER_VOICE,
     LISTEN_PER_VOICE,
-    ROWS,
     DemoSize,
+    is_continuation,
     sampler_config,
 )
-from valle.cli.demo.speak import Item, first_per_voice, read_manifest, speak_cross_utterance
+from valle.cli.demo.speak import Item, first_per_voice, manifest_rows, read_manifest, speak_cross_utterance
 from valle.evaluate.curve import CurvePoint
 from valle.evaluate.report import EvalItem, RowScores
 
@@ -147,9 +146,10 @@ def evaluate(out: Path) -> tuple[Path, str]:
 
 
 def eval_rows(
-    items: list[Item], read: Callable[[str], tuple[torch.Tensor, int]], rows: Sequence[str] = ROWS
+    items: list[Item], read: Callable[[str], tuple[torch.Tensor, int]], rows: Sequence[str] | None = None
 ) -> dict[str, list[EvalItem]]:
-    """The rows' items (default: every row): each scored on what it says, against the prompt it was given.
+    """The rows' items (default: every row the manifest has): each scored on what it says, against the
+    prompt it was given.
 
     - continuation (and its best of N): the generated audio alone against the rest of the transcript;
       SIM (prompt) against the recording's first seconds it continued, SIM (ground truth) and duration
@@ -158,15 +158,15 @@ def eval_rows(
     - ground truth and resynthesis had no prompt: their SIM (prompt) is against the cross-utterance
       prompt (another recording of the voice), what a perfect clone would score.
     """
-    scored: dict[str, list[EvalItem]] = {row: [] for row in rows}
+    scored: dict[str, list[EvalItem]] = {row: [] for row in rows or manifest_rows(items)}
     for item in items:
         truth, rate = read(item.truth)
         prompt, prompt_rate = read(item.prompt)
         others = [read(i.truth) for i in items if i.speaker != item.speaker]
         cut = round(item.continuation_seconds * rate)
-        for row in rows:
+        for row in scored:
             wav, wav_rate = read(item.outputs[row]) if row in item.outputs else (truth, rate)
-            if row in CONTINUATION_ROWS:
+            if is_continuation(row):
                 scored[row].append(
                     EvalItem(
                         item.key,

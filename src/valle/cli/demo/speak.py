@@ -12,15 +12,14 @@ from typing import TYPE_CHECKING
 import torch
 
 from valle.cli.demo.settings import (
-    BEST_OF,
-    BEST_OF_ROW,
-    CONTINUATION_BEST_OF_ROW,
-    CONTINUATION_ROWS,
+    MODEL_ROWS,
     PROMPT_SECONDS,
-    ROWS,
     DemoSize,
+    best_of_row,
+    is_continuation,
     log,
     row_folder,
+    rows_for,
     sampler_config,
 )
 from valle.codecs.base import Codec
@@ -88,10 +87,10 @@ def held_out_items(out: Path) -> list[tuple[str, Path, Path]]:
 
 
 @torch.inference_mode()
-def plan_items(out: Path, codec: Codec) -> tuple[list[Item], list[Prompt], list[Prompt]]:
+def plan_items(out: Path, codec: Codec, rows: Sequence[str]) -> tuple[list[Item], list[Prompt], list[Prompt]]:
     """Every held-out recording's prompts in both modes; writes the prompt and resynthesis wavs, the
-    manifest (samples/manifest.json), whose outputs speak() then fills, and one prompt per held-out voice
-    in voices/ (the built-in voices of `make serve`).
+    manifest (samples/manifest.json), whose outputs (one per row of `rows` after the ground truth) speak()
+    then fills, and one prompt per held-out voice in voices/ (the built-in voices of `make serve`).
 
     Returns:
         (items, cross-utterance prompts, continuation prompts), in the same order.
@@ -117,8 +116,8 @@ def plan_items(out: Path, codec: Codec) -> tuple[list[Item], list[Prompt], list[
         # Cross-utterance: another recording of the voice, trimmed and cropped as infer.py would.
         prompt = prompt_audio(prompt_path, rate, PROMPT_SECONDS)
         cross.append(Prompt(codec.encode(prompt, rate), source=str(prompt_path)))
-        rows = {row: f"samples/{row_folder(row)}/{key}.wav" for row in ROWS[1:]}
-        write_wav(out / rows["resynthesis"], codec.decode(truth_codes), rate)
+        outputs = {row: f"samples/{row_folder(row)}/{key}.wav" for row in rows[1:]}
+        write_wav(out / outputs["resynthesis"], codec.decode(truth_codes), rate)
         prompt_wav = f"samples/prompts/{key}.wav"  # the prompt as the model got it, before the codec
         write_wav(out / prompt_wav, prompt, rate)
         voice = out / "voices" / f"{speaker}.wav"  # each held-out voice's first prompt: `make serve`'s voices
@@ -134,7 +133,7 @@ def plan_items(out: Path, codec: Codec) -> tuple[list[Item], list[Prompt], list[
                 prompt_path.stem,
                 frames / codec.frame_rate,
                 rest,
-                rows,
+                outputs,
             )
         )
     atomic_write_json(out / "samples" / "manifest.json", [asdict(i) for i in items])
@@ -142,9 +141,9 @@ def plan_items(out: Path, codec: Codec) -> tuple[list[Item], list[Prompt], list[
 
 
 @torch.inference_mode()
-def speak(out: Path, size: DemoSize) -> list[Item]:
-    """Synthesize every held-out recording's text in both modes, and both again as the best of `BEST_OF`
-    draws (out/recognizer.pt judges them); writes samples/ and its manifest."""
+def speak(out: Path, size: DemoSize, best_of: int) -> list[Item]:
+    """Synthesize every held-out recording's text in both modes and, with `best_of` > 1, both again as the
+    best of that many draws (out/recognizer.pt judges them); writes samples/ and its manifest."""
     from dataclasses import replace
 
     import valle
@@ -153,23 +152,24 @@ def speak(out: Path, size: DemoSize) -> list[Item]:
     from valle.recognizer_card import load_recognizer
     from valle.sampling.synthesize import Synthesizer
 
-    if not (out / RECOGNIZER_FILE).is_file():
-        raise ConfigError(
-            f"{out / RECOGNIZER_FILE}: no recognizer for the best-of rows; run stage=recognizer first"
-        )
-    synthesizer = Synthesizer(valle.load(out / "model.pt"), recognizer=load_recognizer(out / RECOGNIZER_FILE))
+    judge = None
+    if best_of > 1:
+        if not (out / RECOGNIZER_FILE).is_file():
+            raise ConfigError(
+                f"{out / RECOGNIZER_FILE}: no recognizer for the best-of rows; run stage=recognizer first"
+            )
+        judge = load_recognizer(out / RECOGNIZER_FILE)
+    synthesizer = Synthesizer(valle.load(out / "model.pt"), recognizer=judge)
     rate = synthesizer.codec.sample_rate
     config = sampler_config(size)
-    items, cross, continuation = plan_items(out, synthesizer.codec)
-    best_of = replace(config, best_of=BEST_OF)
-    for row, prompts, settings in (
-        ("cross-utterance", cross, config),
-        ("continuation", continuation, config),
-        (BEST_OF_ROW, cross, best_of),
-        (CONTINUATION_BEST_OF_ROW, continuation, best_of),
-    ):
+    items, cross, continuation = plan_items(out, synthesizer.codec, rows_for(best_of))
+    plans = [(row, row, config) for row in MODEL_ROWS]
+    if best_of > 1:
+        plans += [(best_of_row(row, best_of), row, replace(config, best_of=best_of)) for row in MODEL_ROWS]
+    for row, mode, settings in plans:
         started = time.perf_counter()
-        texts = [item.continuation_text if row in CONTINUATION_ROWS else item.text for item in items]
+        texts = [item.continuation_text if is_continuation(mode) else item.text for item in items]
+        prompts = continuation if is_continuation(mode) else cross
         results = synthesizer.synthesize(
             texts, prompts, "en-us", settings, prompt_seconds=None, progress=True
         )
@@ -212,6 +212,11 @@ def speak_cross_utterance(
 
 def read_manifest(out: Path) -> list[Item]:
     return [Item(**i) for i in json.loads((out / "samples" / "manifest.json").read_text())]
+
+
+def manifest_rows(items: Sequence[Item]) -> tuple[str, ...]:
+    """The report's rows for the speak stage's items: the ground truth, then each output, in order."""
+    return ("ground truth", *items[0].outputs)
 
 
 def first_per_voice(items: Sequence[Item], n: int) -> list[Item]:
