@@ -11,11 +11,13 @@ from valle.cli.demo import main
 from valle.cli.demo.scoring import AudioCache, eval_rows
 from valle.cli.demo.settings import (
     N_SENTENCES,
+    REMAINDERS,
     SIZES,
     STAGES,
     best_of_row,
     is_continuation,
     rows_for,
+    spoken_rows,
 )
 from valle.cli.demo.speak import Item, continuation_split, read_manifest
 from valle.cli.demo.stages import trained_width
@@ -45,7 +47,8 @@ def test_bad_options_name_the_choices(tmp_path, option, message):
 @pytest.mark.slow
 def test_shortened_demo_runs_every_stage_writes_its_files_and_scores_every_row(tmp_path, capsys):
     ROWS = rows_for(SIZES["ci"].best_of)  # size=ci speaks the best-of rows too, with their recognizer
-    assert len(ROWS) == 6
+    OUTPUTS = ("resynthesis", *spoken_rows(SIZES["ci"].best_of))  # the rows with wavs of their own
+    assert len(ROWS) == 8 and len(OUTPUTS) == 5
     main([f"out={tmp_path}", "size=ci"])
     output = capsys.readouterr().out
     assert all(f"[{n}/{len(STAGES)}] {name}" in output for n, name in enumerate(STAGES, start=1))
@@ -64,7 +67,7 @@ def test_shortened_demo_runs_every_stage_writes_its_files_and_scores_every_row(t
     manifest = json.loads((tmp_path / "samples" / "manifest.json").read_text())
     assert len(manifest) == 6
     for item in manifest:
-        assert set(item["outputs"]) == set(ROWS) - {"ground truth"}
+        assert list(item["outputs"]) == list(OUTPUTS)
         assert all((tmp_path / path).stat().st_size > 1000 for path in item["outputs"].values())
         # continuation: the recording's first words as the prompt, cut at a word boundary; the rest to say
         assert 0 < item["continuation_seconds"] <= 3.0 and item["continuation_text"]
@@ -116,13 +119,13 @@ def test_shortened_demo_runs_every_stage_writes_its_files_and_scores_every_row(t
     assert (
         all((tmp_path / link).is_file() for link in links)
         and sum(link.endswith(".wav") for link in links)
-        == 3 * (1 + len(ROWS))  # the prompt and every row, one item per voice
+        == 3 * (2 + len(OUTPUTS))  # the prompt, the recording and every output, one item per voice
     )
     # report.html: every player and image loads in a browser (skips without chromium)
     from tests.helpers.browser import assert_page_loads
 
     media = assert_page_loads(tmp_path / "report.html")
-    assert len(media["audio"]) == 3 * (1 + len(ROWS)) + 3 * len(curve["points"])
+    assert len(media["audio"]) == 3 * (2 + len(OUTPUTS)) + 3 * len(curve["points"])
 
     main([f"out={tmp_path}", "size=ci", "stage=export"])  # one stage alone: reuses the finished export
     assert capsys.readouterr().out.strip() == f"[4/{len(STAGES)}] export: {tmp_path / 'model.pt'}"
@@ -203,7 +206,8 @@ def test_each_row_is_scored_on_what_it_said_against_the_prompt_it_was_given():
         Item("b", "s2", "Other words.", "other.wav", "prompt.wav", "a", 1.0, "words.", outputs),
     ]
     rows = eval_rows(items, audio.__getitem__)
-    assert list(rows) == ["ground truth", *outputs] and all(len(row) == 2 for row in rows.values())
+    assert list(rows) == ["ground truth", "resynthesis", *REMAINDERS, *list(outputs)[1:]]
+    assert all(len(row) == 2 for row in rows.values())
     continuation, cross, truth_row = (
         rows["continuation"][0],
         rows["cross-utterance"][0],
@@ -223,6 +227,13 @@ def test_each_row_is_scored_on_what_it_said_against_the_prompt_it_was_given():
         and cross.reference_audio is truth
     )
     assert truth_row.audio is truth and truth_row.reference_audio is None
+    # the remainders: the recording and its resynthesis from the cut on, scored as the continuation
+    for row, source in REMAINDERS.items():
+        remainder = rows[row][0]
+        whole = truth if source == "ground truth" else audio["resynthesis.wav"][0]
+        assert remainder.text == "days ago." and torch.equal(remainder.audio, whole[:, 250:])
+        assert torch.equal(remainder.prompt_audio, truth[:, :250])
+        assert torch.equal(remainder.reference_audio, truth[:, 250:])
     assert [len(i.others) for i in rows["continuation"]] == [1, 1]
     scores = {row.name: row for row in evaluate_rows(rows)}
     assert scores["continuation"].duration_ratio == pytest.approx((700 / 750 + 700 / 700) / 2)
@@ -265,28 +276,40 @@ def test_curve_overrides_keep_snapshots_by_time_or_for_ci_by_steps(tmp_path):
 
 def test_make_demo_speaks_the_best_of_rows_only_when_asked():
     """`make demo` spends the recognizer's minutes on training; `best_of=N` adds the rows back."""
-    assert rows_for(SIZES["full"].best_of) == (
-        "ground truth",
-        "resynthesis",
-        "continuation",
-        "cross-utterance",
+    assert (
+        spoken_rows(SIZES["full"].best_of)
+        == spoken_rows(SIZES["quick"].best_of)
+        == (
+            "continuation",
+            "cross-utterance",
+        )
     )
-    assert rows_for(SIZES["quick"].best_of) == rows_for(0)
     assert rows_for(8) == (
         "ground truth",
         "resynthesis",
+        "ground truth, remainders",
+        "resynthesis, remainders",
         "continuation",
         "continuation, best of 8",
         "cross-utterance",
         "cross-utterance, best of 8",
     )
-    assert [is_continuation(row) for row in rows_for(8)] == [False, False, True, True, False, False]
+    assert [is_continuation(row) for row in rows_for(8)] == [
+        False,
+        False,
+        True,
+        True,
+        True,
+        True,
+        False,
+        False,
+    ]
 
 
 def test_report_html_links_every_clip_and_figure_the_demo_writes(tmp_path):
     """The report pages over real recordings laid out as the demo lays them out, opened in headless
     Chromium."""
-    ROWS = rows_for(8)
+    OUTPUTS = ("resynthesis", *spoken_rows(8))
     import shutil
 
     from tests.conftest import real_speech_dir
@@ -300,7 +323,7 @@ def test_report_html_links_every_clip_and_figure_the_demo_writes(tmp_path):
     items = []
     for i, wav in enumerate(wavs):  # two "voices" of two recordings each
         speaker, key, text = f"voice{i // 2}", wav.stem, wav.with_suffix(".txt").read_text().strip()
-        outputs = {row: f"samples/{row}/{key}.wav" for row in ROWS[1:]}
+        outputs = {row: f"samples/{row}/{key}.wav" for row in OUTPUTS}
         item = Item(
             key,
             speaker,
@@ -335,7 +358,7 @@ def test_report_html_links_every_clip_and_figure_the_demo_writes(tmp_path):
     table = "| row | n | WER % |\n|---|---:|---:|\n| ground truth | 4 | 20.0 |\n"
     report = render_report(tmp_path, table, plots, items, listened, points, "3 steps")
     links = re.findall(r"\]\(([^)]+)\)", report)
-    assert len(links) == (1 + len(ROWS)) * len(listened) + len(plots) and all(
+    assert len(links) == (2 + len(OUTPUTS)) * len(listened) + len(plots) and all(
         (tmp_path / link).is_file() for link in links
     )
     assert "| step0000002.ckpt | 2 | 0.5 |" in report and "plots/learning_curve.png" in report
@@ -343,6 +366,6 @@ def test_report_html_links_every_clip_and_figure_the_demo_writes(tmp_path):
     write_report_html(tmp_path, table, plots, items, listened, points, "3 steps")
     media = assert_page_loads(tmp_path / "report.html")
     assert (
-        len(media["audio"]) == (1 + len(ROWS)) * len(listened) + len(points) * 2
+        len(media["audio"]) == (2 + len(OUTPUTS)) * len(listened) + len(points) * 2
     )  # the rows, then each model's voices
     assert len(media["images"]) == len(plots) and len(CURVE_METRICS) > 1

@@ -136,6 +136,9 @@ Held-out voices ({len(speakers)}: {", ".join(speakers)}) say held-out sentences 
 
 - **ground truth**: the festival recordings;
 - **resynthesis**: the recordings through the mel codec (encode, decode), the ceiling for the model;
+- **ground truth, remainders**, **resynthesis, remainders**: the same, cut where each continuation's prompt
+  ends and scored as the continuation row is: the floor and the ceiling for the continuations, whose two to
+  five words without their sentence's start read worse than whole sentences;
 - **continuation**: the recording's first words (up to {PROMPT_SECONDS:g} s and half of it, cut at a word
   boundary found by forced alignment) and their transcript as the prompt; the model says the rest of the
   sentence, and only what it generated is scored: against the rest of the transcript and the rest of the
@@ -149,8 +152,9 @@ transcript's CMU-dictionary phones. WER/CER: pocketsphinx (its bundled English m
 normalisation. SIM: cosine of resemblyzer speaker embeddings, against the prompt the row was given
 (continuation: the recording's first words; cross-utterance: the other recording; ground truth and
 resynthesis, which have none: the cross-utterance prompt), the ground truth, and (*other voices*) the
-recordings of the other held-out voices. The goal: the model's WER within 2× of resynthesis, and SIM
-(prompt) above SIM (other voices). `report.html` has the same with players.
+recordings of the other held-out voices. The goal: the model's WER within 2× of its ceiling (the
+resynthesis for cross-utterance, the resynthesised remainders for continuation), and SIM (prompt) above SIM
+(other voices). `report.html` has the same with players.
 
 {table}
 Training: {training}. Decoding: {DECODING}.

@@ -14,6 +14,7 @@ from valle.cli.demo.report import make_plots, render_report, training_summary, w
 from valle.cli.demo.settings import (
     CURVE_ITEMS_PER_VOICE,
     LISTEN_PER_VOICE,
+    REMAINDERS,
     DemoSize,
     is_continuation,
     sampler_config,
@@ -118,7 +119,7 @@ def learning_curve(
 
 
 def evaluate(out: Path) -> tuple[Path, str]:
-    """Score the four rows; write report.md, report.html, report.json and the plots."""
+    """Score every row; write report.md, report.html, report.json and the plots."""
     from valle.evaluate.curve import curve_points, read_curve
     from valle.evaluate.report import evaluate_rows, format_markdown, to_json
 
@@ -154,6 +155,8 @@ def eval_rows(
     - continuation (and its best of N): the generated audio alone against the rest of the transcript;
       SIM (prompt) against the recording's first seconds it continued, SIM (ground truth) and duration
       against the rest of it;
+    - the remainders: the recording, and its resynthesis, after the continuation prompt's cut, scored as
+      the continuation rows (their floor and ceiling);
     - cross-utterance (and its best of N): against the other recording's prompt and the whole recording;
     - ground truth and resynthesis had no prompt: their SIM (prompt) is against the cross-utterance
       prompt (another recording of the voice), what a perfect clone would score.
@@ -165,7 +168,10 @@ def eval_rows(
         others = [read(i.truth) for i in items if i.speaker != item.speaker]
         cut = round(item.continuation_seconds * rate)
         for row in scored:
-            wav, wav_rate = read(item.outputs[row]) if row in item.outputs else (truth, rate)
+            source = REMAINDERS.get(row, row)  # a remainder row cuts its source's audio
+            wav, wav_rate = read(item.outputs[source]) if source in item.outputs else (truth, rate)
+            if row in REMAINDERS:
+                wav = wav[..., round(item.continuation_seconds * wav_rate) :]
             if is_continuation(row):
                 scored[row].append(
                     EvalItem(

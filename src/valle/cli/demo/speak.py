@@ -12,15 +12,15 @@ from typing import TYPE_CHECKING
 import torch
 
 from valle.cli.demo.settings import (
-    MODEL_ROWS,
+    BEST_OF_MARK,
     PROMPT_SECONDS,
     DemoSize,
-    best_of_row,
     is_continuation,
     log,
+    report_rows,
     row_folder,
-    rows_for,
     sampler_config,
+    spoken_rows,
 )
 from valle.codecs.base import Codec
 from valle.errors import ConfigError
@@ -87,9 +87,11 @@ def held_out_items(out: Path) -> list[tuple[str, Path, Path]]:
 
 
 @torch.inference_mode()
-def plan_items(out: Path, codec: Codec, rows: Sequence[str]) -> tuple[list[Item], list[Prompt], list[Prompt]]:
+def plan_items(
+    out: Path, codec: Codec, spoken: Sequence[str]
+) -> tuple[list[Item], list[Prompt], list[Prompt]]:
     """Every held-out recording's prompts in both modes; writes the prompt and resynthesis wavs, the
-    manifest (samples/manifest.json), whose outputs (one per row of `rows` after the ground truth) speak()
+    manifest (samples/manifest.json), whose outputs (the resynthesis, then one per row of `spoken`) speak()
     then fills, and one prompt per held-out voice in voices/ (the built-in voices of `make serve`).
 
     Returns:
@@ -116,7 +118,7 @@ def plan_items(out: Path, codec: Codec, rows: Sequence[str]) -> tuple[list[Item]
         # Cross-utterance: another recording of the voice, trimmed and cropped as infer.py would.
         prompt = prompt_audio(prompt_path, rate, PROMPT_SECONDS)
         cross.append(Prompt(codec.encode(prompt, rate), source=str(prompt_path)))
-        outputs = {row: f"samples/{row_folder(row)}/{key}.wav" for row in rows[1:]}
+        outputs = {row: f"samples/{row_folder(row)}/{key}.wav" for row in ("resynthesis", *spoken)}
         write_wav(out / outputs["resynthesis"], codec.decode(truth_codes), rate)
         prompt_wav = f"samples/prompts/{key}.wav"  # the prompt as the model got it, before the codec
         write_wav(out / prompt_wav, prompt, rate)
@@ -162,11 +164,10 @@ def speak(out: Path, size: DemoSize, best_of: int) -> list[Item]:
     synthesizer = Synthesizer(valle.load(out / "model.pt"), recognizer=judge)
     rate = synthesizer.codec.sample_rate
     config = sampler_config(size)
-    items, cross, continuation = plan_items(out, synthesizer.codec, rows_for(best_of))
-    plans = [(row, row, config) for row in MODEL_ROWS]
-    if best_of > 1:
-        plans += [(best_of_row(row, best_of), row, replace(config, best_of=best_of)) for row in MODEL_ROWS]
-    for row, mode, settings in plans:
+    items, cross, continuation = plan_items(out, synthesizer.codec, spoken_rows(best_of))
+    for row in spoken_rows(best_of):
+        mode = row.partition(BEST_OF_MARK)[0]  # "cross-utterance, best of 8": cross-utterance's items
+        settings = config if mode == row else replace(config, best_of=best_of)
         started = time.perf_counter()
         texts = [item.continuation_text if is_continuation(mode) else item.text for item in items]
         prompts = continuation if is_continuation(mode) else cross
@@ -215,8 +216,8 @@ def read_manifest(out: Path) -> list[Item]:
 
 
 def manifest_rows(items: Sequence[Item]) -> tuple[str, ...]:
-    """The report's rows for the speak stage's items: the ground truth, then each output, in order."""
-    return ("ground truth", *items[0].outputs)
+    """The report's rows for the speak stage's items (`report_rows` of the rows it spoke)."""
+    return report_rows([row for row in items[0].outputs if row != "resynthesis"])
 
 
 def first_per_voice(items: Sequence[Item], n: int) -> list[Item]:
