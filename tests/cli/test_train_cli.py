@@ -126,6 +126,27 @@ def test_train_py_writes_checkpoints_logs_and_plots(uninterrupted):
     assert {p.name for p in plot_run(uninterrupted)} == {"loss.png", "accuracy.png", "lr.png"}
 
 
+def test_a_run_that_stops_between_checkpoints_keeps_its_last_step(tiny_shards, tmp_path):
+    """max_steps (or max_time) between two checkpoint intervals: last.ckpt is the step it stopped at, which
+    the demo exports, not the interval before it (Lightning's own ModelCheckpoint keeps that one)."""
+    args = [
+        "experiment=tiny_cpu",
+        f"data.root={tiny_shards}",
+        "trainer.val_check_interval=3",
+        "trainer.limit_val_batches=1",
+        "trainer.log_every_n_steps=1",
+    ]
+    train_py(tmp_path, *args, "trainer.max_steps=5")
+    run_dir = tmp_path / "runs" / "tiny_cpu"
+    checkpoints = run_dir / "checkpoints"
+    last = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["global_step"] == 5 and newest_checkpoint(checkpoints) == checkpoints / "last.ckpt"
+    assert {p.name[:11] for p in checkpoints.glob("step*.ckpt")} == {"step0000003"}  # top-k as before
+    resumed = train_py(tmp_path, *args, "trainer.max_steps=6")  # and a longer budget goes on from there
+    assert "resuming from" in resumed.stderr + resumed.stdout
+    assert sorted(train_losses(run_dir)) == list(range(6))
+
+
 def test_rerun_resumes_and_continues_exactly_like_an_uninterrupted_run(uninterrupted, tiny_shards, tmp_path):
     args = [
         "experiment=tiny_cpu",

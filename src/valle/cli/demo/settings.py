@@ -120,7 +120,13 @@ SIZES = {
     # the slow test that checks a short run learns to say the words, and a user's few-minute check. With
     # said_context 500 steps identified 52 % of its 48 items and 700 steps 37.5 % (chance 4.2 %; about 2
     # minutes of steps on a 2-core EPYC).
-    "quick": replace(FULL, held_out_sentences=8, minutes=30.0, max_steps=500),
+    "quick": replace(
+        FULL,
+        held_out_sentences=8,
+        minutes=30.0,
+        max_steps=500,
+        train_overrides=("trainer.val_check_interval=250",),  # the full demo validates every 600 steps
+    ),
     "ci": DemoSize(
         train_sentences=5,
         held_out_sentences=2,
