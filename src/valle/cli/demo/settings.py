@@ -108,7 +108,7 @@ FULL = DemoSize(
     held_out_sentences=20,
     codebook_size=256,
     # 20 minutes: with the recognizer and the best-of rows off, what keeps `make demo` within 30 minutes
-    # end to end on 2 cores (docs/benchmarks.md, "Twenty minutes of training in the 30")
+    # end to end on 2 cores (docs/benchmarks.md, "twenty minutes of training in the 30")
     minutes=20.0,
     max_steps=100_000,
     max_ar_steps_per_phoneme=12.0,
