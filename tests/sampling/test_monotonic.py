@@ -93,6 +93,53 @@ def test_the_pointer_tells_each_frame_its_symbols_context_as_training_tells_it()
     assert int(into.max()) > 3 and int(left.max()) > 3  # symbols of several frames: the countdown is tested
 
 
+def likeliest_three_frames() -> Valle:
+    """A tiny aligned model whose frames-left head likes 3 frames a symbol best, 1 and 2 nearly as well."""
+    model = aligned_model(frames_per_symbol=3)
+    assert model.ar.advance is not None
+    with torch.no_grad():
+        model.ar.advance.bias[ADVANCE_CLASSES : ADVANCE_CLASSES + 3] = torch.tensor([1.5, 1.5, 2.0])
+    return model
+
+
+def symbol_lengths(frame_symbols: torch.Tensor, frames: int) -> list[int]:
+    """The frames each symbol of one row's first `frames` lasted (the last, cut by the limit, left out)."""
+    return torch.unique_consecutive(frame_symbols[:frames], return_counts=True)[1][:-1].tolist()
+
+
+def test_duration_temperature_zero_gives_every_symbol_its_likeliest_length_whatever_the_seed():
+    model = likeliest_three_frames()
+    never_stops(model)  # each row ends when its `<eos>`'s frames are over, on any CPU
+    lengths = {}
+    for temperature in (0.0, 1.0):
+        for seed in (0, 1):
+            sampler = ArSampler(
+                SamplerConfig(ar_temperature=0.0, duration_temperature=temperature), model.config.stop_token
+            )
+            generator = torch.Generator().manual_seed(seed)
+            result = decode_ar(
+                model, conditioning(), sampler, DecodeLimits(max_steps=40), generator=generator
+            )
+            assert result.frame_symbols is not None
+            lengths[temperature, seed] = symbol_lengths(result.frame_symbols[0], int(result.lengths[0]))
+    assert lengths[0.0, 0] == lengths[0.0, 1] == [3] * len(lengths[0.0, 0]) and len(lengths[0.0, 0]) >= 5
+    assert {1, 2} & set(lengths[1.0, 0] + lengths[1.0, 1])  # the model's own draw: other lengths too
+
+
+@pytest.mark.parametrize("key", ["speed", "duration_temperature"])
+def test_duration_settings_are_refused_by_a_model_without_durations(key):
+    config = ValleConfig.tiny()
+    model = Valle(config.with_data(20, 3, 32)).eval()
+    sampler = ArSampler(SamplerConfig(ar_temperature=0.0, **{key: 0.5}), model.config.stop_token)
+    with pytest.raises(ConfigError, match=rf"{key}=0.5: this model has no monotonic alignment"):
+        decode_ar(model, conditioning(), sampler, DecodeLimits(max_steps=4))
+
+
+def test_a_duration_temperature_out_of_range_is_refused_with_its_range():
+    with pytest.raises(ConfigError, match=r"duration_temperature=3 must lie in \[0, 2\]"):
+        SamplerConfig(duration_temperature=3)
+
+
 def test_said_context_without_monotonic_alignment_is_refused_naming_both_keys():
     with pytest.raises(ConfigError, match=r"model.said_context=true needs model.monotonic_alignment=true"):
         ValleConfig.tiny(said_context=True)

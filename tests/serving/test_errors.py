@@ -58,6 +58,8 @@ def assert_error(response: requests.Response, status: int, code: str, *words: st
         ({"sampler": {"seed": "x", "top_p": True}}, "invalid_sampler", ["seed='x'", "top_p=True"]),
         ({"sampler": {"beam_width": 2}}, "invalid_sampler", ["beam_width"]),
         ({"sampler": {"best_of": 4}}, "invalid_sampler", ["best_of"]),
+        ({"sampler": {"duration_temperature": 0.5}}, "invalid_sampler", ["duration_temperature=0.5"]),
+        ({"sampler": {"duration_temperature": 5}}, "invalid_sampler", ["duration_temperature=5"]),
         ({"sampler": {"medusa": True}}, "invalid_sampler", ["medusa=true"]),
         (
             {"sampler": {"medusa_tree": [3, "x"]}},

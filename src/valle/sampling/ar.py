@@ -20,7 +20,7 @@ from valle.models.valle import Valle
 from valle.sampling import processors
 from valle.sampling.candidates import CandidateTree, candidate_tree
 from valle.sampling.compiled import fast_step, static_capacity
-from valle.sampling.pipeline import ArSampler
+from valle.sampling.pipeline import ArSampler, SamplerConfig
 from valle.utils.batch import Conditioning
 
 
@@ -77,8 +77,10 @@ class TextPointer:
         max_steps: int,
         generator: processors.Generators = None,
         speed: float = 1.0,
+        duration_temperature: float = 1.0,
     ) -> None:
         self.model, self.text, self.generator, self.speed = model, cond.text, generator, speed
+        self.duration_temperature = duration_temperature
         self.last = cond.last_symbol
         self.at = torch.minimum(cond.starts, self.last)
         self.left = torch.full_like(self.at, -1)  # frames the current symbol lasts after this one; -1: new
@@ -102,7 +104,7 @@ class TextPointer:
         generator = self.generator if generator is None else generator
         _write(self.history, step, self.at)
         advance, remaining = (logits.float() for logits in self.model.ar_pointer(hidden))
-        drawn = processors.multinomial(remaining.softmax(-1), generator)
+        drawn = self._duration(remaining, generator)
         if self.speed != 1.0:  # the symbol's frames, this one included, scaled; at least this one
             drawn = (torch.round((drawn + 1).double() / self.speed).long() - 1).clamp(min=0)
         left = torch.where(self.left < 0, drawn, self.left)
@@ -120,6 +122,14 @@ class TextPointer:
             self.read_all = torch.where(active, read_all, self.read_all)
             self.at = torch.where(active, at, self.at)
         return self.said()
+
+    def _duration(self, remaining: Tensor, generator: processors.Generators) -> Tensor:
+        """The frames-left draw [B] from the frames-left head's logits [B, C] at `duration_temperature`."""
+        if self.duration_temperature == 0.0:
+            return remaining.argmax(-1)
+        if self.duration_temperature != 1.0:
+            remaining = remaining / self.duration_temperature
+        return processors.multinomial(remaining.softmax(-1), generator)
 
     def guess_said(self, frames: int) -> Tensor:
         """[B, frames]: the said codes of the `frames` frames after the next one, probably: the current
@@ -182,20 +192,23 @@ def _pointer(
     cond: Conditioning,
     max_steps: int,
     generator: processors.Generators = None,
-    speed: float = 1.0,
+    cfg: SamplerConfig | None = None,
 ) -> TextPointer | None:
-    """The text pointer of a model with monotonic alignment, else None (and `speed` must be 1).
+    """The text pointer of a model with monotonic alignment, drawing durations as `cfg` says (its `speed`
+    and `duration_temperature`); else None, and those two must be 1.
 
     Raises:
-        ConfigError: `speed` != 1 for a model that has no durations to scale.
+        ConfigError: `speed` or `duration_temperature` != 1 for a model that has no durations.
     """
+    speed, temperature = (cfg.speed, cfg.duration_temperature) if cfg is not None else (1.0, 1.0)
     if model.config.monotonic_alignment:
-        return TextPointer(model, cond, max_steps, generator, speed)
-    if speed != 1.0:
-        raise ConfigError(
-            f"speed={speed}: this model has no monotonic alignment, so no durations to scale; "
-            "use speed=1 (or a model trained with model.monotonic_alignment=true)"
-        )
+        return TextPointer(model, cond, max_steps, generator, speed, temperature)
+    for key, value in (("speed", speed), ("duration_temperature", temperature)):
+        if value != 1.0:
+            raise ConfigError(
+                f"{key}={value}: this model has no monotonic alignment, so no durations to draw; "
+                f"use {key}=1 (or a model trained with model.monotonic_alignment=true)"
+            )
     return None
 
 
@@ -317,7 +330,7 @@ class ArRows:
         self.cache, self.hidden = _start(model, cond, limits, static_capacity if fast_path else None, ahead)
         self.step_fn = fast_path.bind(self.cache) if fast_path else None
         self.logits = model.ar_logits(self.hidden)
-        self.pointer = _pointer(model, cond, limits.max_steps + 1, generator, sampler.cfg.speed)
+        self.pointer = _pointer(model, cond, limits.max_steps + 1, generator, sampler.cfg)
         # one column more than the limit: the step at which a row is stopped by its limit writes there
         self.history = torch.full((batch, limits.max_steps + 1), -1, dtype=torch.long, device=device)
         self.row_limits = torch.full((batch,), limits.max_steps, dtype=torch.long, device=device)
@@ -679,7 +692,7 @@ def decode_ar_beam(
     beams = cond.repeat_rows(width)
     cache, hidden = _start(model, beams, limits)
     guide = _guide(model, beams, limits, sampler)
-    pointer = _pointer(model, beams, max_steps, generator, sampler.cfg.speed)
+    pointer = _pointer(model, beams, max_steps, generator, sampler.cfg)
     logits = model.ar_logits(hidden)
     said = None
     scores = initial_scores(batch, width, device)

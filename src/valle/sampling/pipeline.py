@@ -59,6 +59,9 @@ class SamplerConfig:
     max_ar_context: int | None = None  # keep only the last N response tokens in the context
     seed: int | None = None
     speed: float = 1.0  # > 1 faster speech: each symbol's drawn duration / speed (monotonic alignment only)
+    # the temperature of each symbol's duration draw (monotonic alignment only): 1 = the model's
+    # distribution, < 1 closer to its likeliest length (less spread in the lengths), 0 = the likeliest
+    duration_temperature: float = 1.0
     # classifier-free guidance of the AR by the text: 1 = off; > 1 says the text more firmly (needs a
     # model trained with model.text_dropout > 0); costs a second AR pass per step
     cfg_scale: float = 1.0
@@ -105,6 +108,11 @@ class SamplerConfig:
                 out.append(f"{key}={getattr(self, key)} must be >= 1 or null")
         if not 0.25 <= self.speed <= 4.0:
             out.append(f"speed={self.speed} must lie in [0.25, 4] (1 = as the model speaks)")
+        if not 0.0 <= self.duration_temperature <= 2.0:
+            out.append(
+                f"duration_temperature={self.duration_temperature} must lie in [0, 2] "
+                "(1 = the model's distribution, 0 = its likeliest duration)"
+            )
         if not 0.0 <= self.cfg_scale <= 10.0:
             out.append(f"cfg_scale={self.cfg_scale} must lie in [0, 10] (1 = off; 1.5-3 typical)")
         if self.medusa_tree is not None:

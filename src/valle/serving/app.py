@@ -602,6 +602,13 @@ def make_job(
         raise ApiError(
             400, f"speed={config.speed}: this model cannot change its speed; use 1.0", "invalid_speed"
         )
+    if config.duration_temperature != 1.0 and not server.synthesizer.model.config.monotonic_alignment:
+        raise ApiError(
+            400,
+            f"sampler: duration_temperature={config.duration_temperature}: this model draws no durations; "
+            "use 1.0",
+            "invalid_sampler",
+        )
     try:
         check_guidance(server.synthesizer.model, config.cfg_scale)
     except ConfigError as error:
