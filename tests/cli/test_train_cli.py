@@ -88,34 +88,29 @@ def test_typos_fail_at_start_up():
     )
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(tiny_shards, tmp_path_factory):
-    cwd = tmp_path_factory.mktemp("straight")
-    train_py(
-        cwd,
+def tiny_run(shards: Path, *overrides: str) -> list[str]:
+    """train.py overrides of the tiny CPU runs below: a validation and checkpoint every 3 steps."""
+    return [
         "experiment=tiny_cpu",
-        f"data.root={tiny_shards}",
-        "trainer.max_steps=6",
+        f"data.root={shards}",
         "trainer.val_check_interval=3",
         "trainer.limit_val_batches=1",
         "trainer.log_every_n_steps=1",
-    )
+        *overrides,
+    ]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_shards, tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("straight")
+    train_py(cwd, *tiny_run(tiny_shards, "trainer.max_steps=6"))
     return cwd / "runs" / "tiny_cpu"
 
 
 @pytest.fixture(scope="module")
 def uninterrupted_with_dropout(tiny_shards, tmp_path_factory):
     cwd = tmp_path_factory.mktemp("straight-dropout")
-    train_py(
-        cwd,
-        "experiment=tiny_cpu",
-        f"data.root={tiny_shards}",
-        "trainer.max_steps=6",
-        "trainer.val_check_interval=3",
-        "trainer.limit_val_batches=1",
-        "trainer.log_every_n_steps=1",
-        "model.backbone.dropout=0.1",
-    )
+    train_py(cwd, *tiny_run(tiny_shards, "trainer.max_steps=6", "model.backbone.dropout=0.1"))
     return cwd / "runs" / "tiny_cpu"
 
 
@@ -129,13 +124,7 @@ def test_train_py_writes_checkpoints_logs_and_plots(uninterrupted):
 def test_a_run_that_stops_between_checkpoints_keeps_its_last_step(tiny_shards, tmp_path):
     """max_steps (or max_time) between two checkpoint intervals: last.ckpt is the step it stopped at, which
     the demo exports, not the interval before it (Lightning's own ModelCheckpoint keeps that one)."""
-    args = [
-        "experiment=tiny_cpu",
-        f"data.root={tiny_shards}",
-        "trainer.val_check_interval=3",
-        "trainer.limit_val_batches=1",
-        "trainer.log_every_n_steps=1",
-    ]
+    args = tiny_run(tiny_shards)
     train_py(tmp_path, *args, "trainer.max_steps=5")
     run_dir = tmp_path / "runs" / "tiny_cpu"
     checkpoints = run_dir / "checkpoints"
@@ -148,13 +137,7 @@ def test_a_run_that_stops_between_checkpoints_keeps_its_last_step(tiny_shards, t
 
 
 def test_rerun_resumes_and_continues_exactly_like_an_uninterrupted_run(uninterrupted, tiny_shards, tmp_path):
-    args = [
-        "experiment=tiny_cpu",
-        f"data.root={tiny_shards}",
-        "trainer.val_check_interval=3",
-        "trainer.limit_val_batches=1",
-        "trainer.log_every_n_steps=1",
-    ]
+    args = tiny_run(tiny_shards)
     train_py(tmp_path, *args, "trainer.max_steps=3")  # "killed" after its step-3 checkpoint
     resumed = train_py(tmp_path, *args, "trainer.max_steps=6")
     assert "resuming from" in resumed.stderr + resumed.stdout
@@ -189,12 +172,7 @@ def test_kill_9_after_a_checkpoint_then_rerun_continues_the_run(dropout, request
     args = [
         sys.executable,
         str(ROOT / "train.py"),
-        "experiment=tiny_cpu",
-        f"data.root={tiny_shards}",
-        "trainer.val_check_interval=3",
-        "trainer.limit_val_batches=1",
-        "trainer.log_every_n_steps=1",
-        f"model.backbone.dropout={dropout}",
+        *tiny_run(tiny_shards, f"model.backbone.dropout={dropout}"),
     ]
     process = subprocess.Popen(
         [*args, "trainer.max_steps=200"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

@@ -187,28 +187,40 @@ def _cat_padded(a: Tensor, b: Tensor, fill: int) -> Tensor:
     return torch.cat([pad(a), pad(b)])
 
 
-def _pointer(
-    model: Valle,
-    cond: Conditioning,
-    max_steps: int,
-    generator: processors.Generators = None,
-    cfg: SamplerConfig | None = None,
-) -> TextPointer | None:
-    """The text pointer of a model with monotonic alignment, drawing durations as `cfg` says (its `speed`
-    and `duration_temperature`); else None, and those two must be 1.
+def check_durations(model: Valle, cfg: SamplerConfig) -> None:
+    """Refuse duration settings (`speed`, `duration_temperature`) other than 1 for a model that draws no
+    durations (no monotonic alignment).
 
     Raises:
-        ConfigError: `speed` or `duration_temperature` != 1 for a model that has no durations.
+        ConfigError: naming the setting and the fix.
     """
-    speed, temperature = (cfg.speed, cfg.duration_temperature) if cfg is not None else (1.0, 1.0)
     if model.config.monotonic_alignment:
-        return TextPointer(model, cond, max_steps, generator, speed, temperature)
-    for key, value in (("speed", speed), ("duration_temperature", temperature)):
+        return
+    for key in ("speed", "duration_temperature"):
+        value = getattr(cfg, key)
         if value != 1.0:
             raise ConfigError(
                 f"{key}={value}: this model has no monotonic alignment, so no durations to draw; "
                 f"use {key}=1 (or a model trained with model.monotonic_alignment=true)"
             )
+
+
+def _pointer(
+    model: Valle,
+    cond: Conditioning,
+    max_steps: int,
+    cfg: SamplerConfig,
+    generator: processors.Generators = None,
+) -> TextPointer | None:
+    """The text pointer of a model with monotonic alignment, drawing durations as `cfg` says (its `speed`
+    and `duration_temperature`); else None.
+
+    Raises:
+        ConfigError: `check_durations`'s, for a model that has no durations.
+    """
+    check_durations(model, cfg)
+    if model.config.monotonic_alignment:
+        return TextPointer(model, cond, max_steps, generator, cfg.speed, cfg.duration_temperature)
     return None
 
 
@@ -330,7 +342,7 @@ class ArRows:
         self.cache, self.hidden = _start(model, cond, limits, static_capacity if fast_path else None, ahead)
         self.step_fn = fast_path.bind(self.cache) if fast_path else None
         self.logits = model.ar_logits(self.hidden)
-        self.pointer = _pointer(model, cond, limits.max_steps + 1, generator, sampler.cfg)
+        self.pointer = _pointer(model, cond, limits.max_steps + 1, sampler.cfg, generator)
         # one column more than the limit: the step at which a row is stopped by its limit writes there
         self.history = torch.full((batch, limits.max_steps + 1), -1, dtype=torch.long, device=device)
         self.row_limits = torch.full((batch,), limits.max_steps, dtype=torch.long, device=device)
@@ -692,7 +704,7 @@ def decode_ar_beam(
     beams = cond.repeat_rows(width)
     cache, hidden = _start(model, beams, limits)
     guide = _guide(model, beams, limits, sampler)
-    pointer = _pointer(model, beams, max_steps, generator, sampler.cfg)
+    pointer = _pointer(model, beams, max_steps, sampler.cfg, generator)
     logits = model.ar_logits(hidden)
     said = None
     scores = initial_scores(batch, width, device)

@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from valle.audio import encode_audio, pcm16
 from valle.errors import ConfigError, one_line
-from valle.sampling.ar import check_guidance
+from valle.sampling.ar import check_durations, check_guidance
 from valle.sampling.pipeline import MAX_CANDIDATES, SamplerConfig
 from valle.sampling.synthesize import Synthesizer
 from valle.serving.engine import Engine, Job, QueueFull
@@ -602,15 +602,9 @@ def make_job(
         raise ApiError(
             400, f"speed={config.speed}: this model cannot change its speed; use 1.0", "invalid_speed"
         )
-    if config.duration_temperature != 1.0 and not server.synthesizer.model.config.monotonic_alignment:
-        raise ApiError(
-            400,
-            f"sampler: duration_temperature={config.duration_temperature}: this model draws no durations; "
-            "use 1.0",
-            "invalid_sampler",
-        )
     try:
         check_guidance(server.synthesizer.model, config.cfg_scale)
+        check_durations(server.synthesizer.model, config)
     except ConfigError as error:
         raise ApiError(400, f"sampler: {error}", "invalid_sampler") from None
     try:
