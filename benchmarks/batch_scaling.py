@@ -7,6 +7,9 @@ and fp32 / int8: the time of one AR step of `ArRows` (median of 40 steps after 5
 demo's sampler) and of one NAR pass (`decode_nar`, greedy) over 150 frames per row. Frames/s is B × the
 frames over the time, so B × (batch-1 time) / (batch-B time) is what continuous batching gains at that
 stage; the server's throughput is bounded by the stage that gains least.
+
+`--whole-ff` also times each NAR pass with the feed-forward over all positions at once (the baseline
+of `transformer.INFERENCE_CHUNK_VALUES`'s slices) and prints the ratio.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import time
 
 import torch
 
+from valle.models.backbones.transformer import FeedForward
 from valle.models.config import ValleConfig
 from valle.models.quantize import quantize
 from valle.models.valle import Valle
@@ -65,12 +69,26 @@ def nar_seconds(model: Valle, cond: Conditioning, repeats: int = 3) -> float:
     return statistics.median(times)
 
 
+def whole_ff_seconds(model: Valle, cond: Conditioning) -> float:
+    """`nar_seconds` with every feed-forward over all its positions in one slice; restored after."""
+    layers = [m for m in model.modules() if isinstance(m, FeedForward)]
+    kept = [m.slice_positions for m in layers]
+    for m in layers:
+        m.slice_positions = 2**62
+    try:
+        return nar_seconds(model, cond)
+    finally:
+        for m, n in zip(layers, kept, strict=True):
+            m.slice_positions = n
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--preset", default="small")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--whole-ff", action="store_true", help="also time the NAR without FF slices")
     args = parser.parse_args()
     logging.getLogger("valle").setLevel(logging.ERROR)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.preset}, random weights")
@@ -89,6 +107,13 @@ def main() -> None:
                 f"{batch * FRAMES / nar:5.0f} frames/s ({base_nar * batch / nar:4.2f}x batch 1's)",
                 flush=True,
             )
+            if args.whole_ff:
+                whole = whole_ff_seconds(model, cond)
+                print(
+                    f"{mode} B={batch:2d} | NAR pass, FF over all positions at once: {whole:5.2f} s, "
+                    f"{batch * FRAMES / whole:5.0f} frames/s; slices are {whole / nar:4.2f}x faster",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

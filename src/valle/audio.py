@@ -154,8 +154,12 @@ OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
 
 
 def pcm16(audio: torch.Tensor) -> bytes:
-    """float [-1, 1] → 16-bit signed little-endian PCM."""
-    return (audio.clamp(-1, 1) * 32767).round().to(torch.int16).numpy().astype("<i2").tobytes()
+    """float [-1, 1] → 16-bit signed little-endian PCM.
+
+    In numpy: a server calls this on its event loop's thread, which must run no torch kernels (a torch
+    kernel there would give that thread a pool of OpenMP workers; `valle.utils.threads` says why not).
+    """
+    return np.round(np.clip(audio.numpy(), -1, 1) * 32767).astype("<i2").tobytes()
 
 
 def encode_audio(audio: torch.Tensor, sample_rate: int, file_format: str) -> bytes:
@@ -169,6 +173,6 @@ def encode_audio(audio: torch.Tensor, sample_rate: int, file_format: str) -> byt
         audio, sample_rate = resample(audio, sample_rate, target), target
     container, encoding = _SOUNDFILE[file_format]
     buffer = io.BytesIO()
-    data = audio.clamp(-1, 1).numpy().astype(np.float32)
+    data = np.clip(audio.numpy(), -1, 1).astype(np.float32)
     sf.write(buffer, data, sample_rate, format=container, subtype=encoding)
     return buffer.getvalue()

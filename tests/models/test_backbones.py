@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from valle.models.backbones import BACKBONES, Backbone, ContextWindow, build_backbone
+from valle.models.backbones.transformer import FeedForward
 
 D_MODEL = 64
 TOL = 1e-4
@@ -216,6 +217,30 @@ def test_full_cache_raises_with_a_fix(case: str) -> None:
     backbone.step(torch.randn(1, 4, D_MODEL), cache)
     with pytest.raises(ValueError, match="max_length"):
         backbone.step(torch.randn(1, 1, D_MODEL), cache)
+
+
+TRANSFORMER_CASES = [case for case in CASES if TINY[case][0] == "transformer"]
+
+
+@pytest.mark.parametrize("case", TRANSFORMER_CASES)
+def test_long_inputs_without_gradients_run_the_feed_forward_in_slices_with_the_same_outputs(
+    case: str,
+) -> None:
+    """Inference bounds the feed-forward's intermediate (a NAR pass over many rows would otherwise write
+    one the size of every position at once); each position's output is its own, so nothing changes."""
+    backbone = make_backbone(case)
+    layers = [m for m in backbone.modules() if isinstance(m, FeedForward)]
+    x, lengths = torch.randn(3, 11, D_MODEL), torch.tensor([11, 7, 9])
+    whole = backbone(x, lengths, causal=False).hidden.detach()  # gradients on: one slice
+    for layer in layers:
+        layer.slice_positions = 4  # 33 positions: 9 slices, the last one short
+    calls = []
+    hook = layers[0].up.register_forward_hook(lambda _m, inputs, _o: calls.append(inputs[0].shape[0]))
+    with torch.no_grad():
+        sliced = backbone(x, lengths, causal=False).hidden
+    hook.remove()
+    assert calls == [4] * 8 + [1]
+    assert (sliced - whole).abs().max() < TOL
 
 
 UNSUPPORTED_CASES = [case for case in CASES if UNSUPPORTED.get(TINY[case][0])]

@@ -15,6 +15,7 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 from valle.cli.options import REQUIRED, check_device, typed
 from valle.errors import ConfigError
 from valle.sampling.pipeline import SamplerConfig
+from valle.utils.threads import run_in_own_thread
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[3]
@@ -146,7 +147,8 @@ def main(argv: list[str]) -> None:
     cfg = compose_config(argv)
     settings, sampler = serve_settings(cfg), typed(SamplerConfig, cfg.sampler)
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    server = build_server(settings, sampler)
+    # the main thread serves HTTP and must hold no OpenMP pool: valle.utils.threads says why
+    server = run_in_own_thread(build_server, settings, sampler)
     if server.api_key is None and settings.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning(
             "host=%s serves other machines with no API key: set %s", settings.host, settings.api_key_env

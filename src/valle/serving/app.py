@@ -38,6 +38,7 @@ from valle.serving.engine import Engine, Job, QueueFull
 from valle.serving.voices import VoiceError, VoiceStore
 from valle.text.phonemize import TextError
 from valle.text.split import split_sentences
+from valle.utils.threads import off_loop
 
 log = logging.getLogger(__name__)
 PAGE = Path(__file__).parent / "static" / "index.html"
@@ -473,7 +474,7 @@ def create_app(server: Server) -> FastAPI:
     @app.get("/v1/voices")
     async def list_voices(request: Request) -> dict:
         authorize(request)
-        voices = await asyncio.to_thread(server.voices.list)
+        voices = await off_loop(server.voices.list)
         return {"voices": [asdict(v) for v in voices]}
 
     @app.post("/v1/voices", status_code=201)
@@ -492,9 +493,7 @@ def create_app(server: Server) -> FastAPI:
         if not data:
             raise ApiError(400, "file: the upload is empty; send a recording of the voice", "invalid_audio")
         try:
-            voice = await asyncio.to_thread(
-                server.voices.add, data, file.filename or "upload", name, transcript
-            )
+            voice = await off_loop(server.voices.add, data, file.filename or "upload", name, transcript)
         except VoiceError as error:
             raise ApiError(error.status, str(error), error.code) from None
         return asdict(voice)
@@ -503,7 +502,7 @@ def create_app(server: Server) -> FastAPI:
     async def delete_voice(request: Request, voice_id: str) -> dict:
         authorize(request)
         try:
-            await asyncio.to_thread(server.voices.delete, voice_id)
+            await off_loop(server.voices.delete, voice_id)
         except VoiceError as error:
             raise ApiError(error.status, str(error), error.code) from None
         return {"id": voice_id, "deleted": True}
@@ -513,7 +512,7 @@ def create_app(server: Server) -> FastAPI:
         authorize(request)
         chunks: asyncio.Queue = asyncio.Queue()
         loop = asyncio.get_running_loop()
-        job = await asyncio.to_thread(make_job, server, body, loop, chunks, request.state.request_id)
+        job = await off_loop(make_job, server, body, loop, chunks, request.state.request_id)
         try:
             server.engine.submit(job)
         except QueueFull as error:
@@ -541,7 +540,7 @@ def create_app(server: Server) -> FastAPI:
             if isinstance(item, BaseException):
                 raise failure(job, voice_id(body), item)
             audio.append(item)
-        data = encode_audio(torch.cat(audio), rate, body.response_format)
+        data = await off_loop(lambda: encode_audio(torch.cat(audio), rate, body.response_format))
         headers[HIT_STEP_LIMIT] = "true" if job.hit_limit else "false"  # final once the job is done
         return Response(data, media_type=MEDIA_TYPES[body.response_format], headers=headers)
 
