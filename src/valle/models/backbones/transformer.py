@@ -118,15 +118,16 @@ class Attention(nn.Module):
 # Without gradients, the feed-forward runs over at most this many hidden values at once. A NAR pass over
 # 8 rows of `small` would otherwise write a [8, 417, 4096] fp32 intermediate (54 MB) in each layer: fresh
 # pages from the OS every time, in no cache. In slices of 2^21 values (8 MB) that pass is 1.3x faster with
-# int8 weights and 1.16x in fp32 on 2 CPU cores (benchmarks/batch_scaling.py --whole-ff).
+# int8 weights and 1.1x in fp32 on 2 CPU cores (benchmarks/batch_scaling.py --whole-ff). CPU only: CUDA's
+# caching allocator keeps its blocks, and a GPU wants its matrix products large.
 INFERENCE_CHUNK_VALUES = 2**21
 
 
 class FeedForward(nn.Module):
     """SwiGLU (`silu(x W1) * x W3`, then W2) or a GELU MLP; hidden width ff_mult * d_model either way.
 
-    Each position's output depends on that position alone, so without gradients long inputs run in
-    slices of positions (`INFERENCE_CHUNK_VALUES`): the same function, with a bounded intermediate.
+    Each position's output depends on that position alone, so without gradients long inputs on the CPU
+    run in slices of positions (`INFERENCE_CHUNK_VALUES`): the same function, with a bounded intermediate.
     """
 
     def __init__(self, d_model: int, ff_mult: float, kind: str) -> None:
@@ -142,7 +143,7 @@ class FeedForward(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         positions = x.shape[:-1].numel()
-        if positions <= self.slice_positions or torch.is_grad_enabled():
+        if positions <= self.slice_positions or torch.is_grad_enabled() or x.device.type != "cpu":
             return self._positions(x)
         flat = x.reshape(positions, x.shape[-1])
         out = torch.cat([self._positions(part) for part in flat.split(self.slice_positions)])
