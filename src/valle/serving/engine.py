@@ -12,6 +12,10 @@ Rows with different sampler settings cannot share a step's sampler, so the engin
 distinct setting (the seed aside) and steps each in turn. Every row draws from its own generator
 (`RowGenerators`), seeded per request: a request's audio depends on its own text, voice, settings and
 seed, not on who else was being served (up to float rounding of batched arithmetic).
+
+The engine's thread should be the only long-lived thread of the process that runs torch: a thread that
+decodes while another holds a pool of OpenMP workers runs at half speed on a small machine. Load the
+model and do other torch work in threads that end (`valle.utils.threads`), as `python -m valle.serve` does.
 """
 
 from __future__ import annotations
