@@ -12,6 +12,7 @@ from valle.card import LoadedModel, ModelCard
 from valle.errors import ConfigError
 from valle.models.config import ValleConfig
 from valle.models.valle import Valle
+from valle.sampling import stream
 from valle.sampling.nar import decode_nar
 from valle.sampling.pipeline import NarSampler, SamplerConfig
 from valle.sampling.prompt import Prompt
@@ -149,6 +150,44 @@ def test_rows_due_at_one_step_share_one_nar_pass_with_the_levels_of_each_alone(
             assert torch.allclose(expected.sum(-1), torch.ones(1, decoder.frames, dtype=expected.dtype))
         else:
             assert expected is None and expected_alone is None
+
+
+def test_on_the_cpu_rows_share_nar_passes_of_bounded_size_with_the_chunks_of_one_pass(
+    synthesizer, monkeypatch
+):
+    """A CPU's NAR pass over many rows costs more a row than over few (`CPU_NAR_PASS_POSITIONS`), so the
+    rows due at one step share passes of bounded size; each row's chunk is what one shared pass gives."""
+    model = copy.deepcopy(synthesizer.model).double()  # float64: no near-tie flips between pass shapes
+    g = torch.Generator().manual_seed(7)
+    decoders = []
+    for frames, text in ((20, "The lazy dog."), (12, "A fox."), (30, "Twice!")):
+        prompt = Prompt(torch.randint(0, 1024, (2, 25), generator=g))
+        cond = synthesizer.conditioning([text], [prompt], "en-us")
+        decoder = StreamDecoder(model, synthesizer.codec, cond, NarSampler(SamplerConfig()), SETTINGS)
+        for code in torch.randint(0, 1024, (frames,), generator=g).tolist():
+            decoder.append(code, 3)
+        decoders.append(decoder)
+    positions = [d.positions for d in decoders]
+    assert positions[2] > max(positions[:2])  # the third row widens the pass
+    budget = 2 * max(positions[:2])  # the first two fit together, the third does not join them
+    assert 3 * positions[2] > budget >= positions[2]
+    passes: list[int] = []
+
+    def counted(*args, **kwargs):
+        passes.append(args[2].shape[0])  # the rows of this pass's level 0
+        return decode_nar(*args, **kwargs)
+
+    monkeypatch.setattr(stream, "decode_nar", counted)
+    one_pass = copy.deepcopy(decoders)
+    monkeypatch.setattr(stream, "CPU_NAR_PASS_POSITIONS", budget)
+    chunks = stream.emit_chunks(decoders, [d.frames for d in decoders], [True] * 3)
+    assert passes == [2, 1]
+    monkeypatch.setattr(stream, "CPU_NAR_PASS_POSITIONS", 10**9)
+    alone = stream.emit_chunks(one_pass, [d.frames for d in one_pass], [True] * 3)
+    assert passes == [2, 1, 3]
+    for grouped, shared, d, o in zip(chunks, alone, decoders, one_pass, strict=True):
+        assert torch.equal(d.codes(), o.codes())
+        assert torch.allclose(grouped, shared, atol=1e-5)
 
 
 def test_a_continued_prompts_pointer_starts_on_the_first_sound_it_did_not_say(synthesizer):

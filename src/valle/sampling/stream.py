@@ -26,6 +26,12 @@ from valle.sampling.nar import decode_nar
 from valle.sampling.pipeline import NarSampler
 from valle.utils.batch import Conditioning
 
+# On the CPU, rows share a greedy NAR pass up to this many positions (text, prompt and frames, times the
+# rows). There a pass is compute-bound, so a batch buys nothing a row, and past the caches it costs more a
+# row: 8 rows of `small` (417 positions each) run at 0.75x one row's frames/s, 2 rows at 1.04x
+# (benchmarks/batch_scaling.py). A GPU's pass is bound by reading the weights: there all rows share one.
+CPU_NAR_PASS_POSITIONS = 1024
+
 
 @dataclass(frozen=True)
 class StreamSettings:
@@ -140,6 +146,11 @@ class StreamDecoder:
     def frames(self) -> int:
         return len(self.level0)
 
+    @property
+    def positions(self) -> int:
+        """The positions of this row's NAR pass: its text, its prompt and its frames so far."""
+        return int(self.cond.text_lengths[0]) + int(self.cond.prompt_lengths[0]) + self.frames
+
     def push(self, code: int, symbol: int | None = None) -> Tensor | None:
         """Add one level-0 frame (and the text id it says, with monotonic alignment); returns an audio
         chunk when one is due, else None."""
@@ -200,9 +211,9 @@ class StreamDecoder:
 
 @torch.inference_mode()
 def emit_chunks(decoders: list[StreamDecoder], uptos: list[int], finals: list[bool]) -> list[Tensor]:
-    """The due chunks of several rows: one NAR pass for all of them when it draws nothing (a greedy NAR,
-    the default; the server's rows that fall due at one step), else one per row (each row's own NAR
-    generator); then each row's own codec decode and crossfade.
+    """The due chunks of several rows: shared NAR passes when they draw nothing (a greedy NAR, the
+    default; the server's rows that fall due at one step; `shared_passes`), else one per row (each row's
+    own NAR generator); then each row's own codec decode and crossfade.
 
     Args:
         decoders: the rows, sharing a model and NAR sampler.
@@ -212,7 +223,7 @@ def emit_chunks(decoders: list[StreamDecoder], uptos: list[int], finals: list[bo
     live = [i for i, d in enumerate(decoders) if d.frames > 0]
     levels: dict[int, tuple[Tensor, Tensor | None]] = {}
     greedy = decoders[0].sampler.cfg.nar_temperature == 0 if decoders else True
-    groups = [live] if greedy else [[i] for i in live]
+    groups = shared_passes([decoders[i] for i in live], live) if greedy else [[i] for i in live]
     for group in groups:
         if group:
             for i, filled in zip(group, nar_levels([decoders[i] for i in group]), strict=True):
@@ -221,6 +232,25 @@ def emit_chunks(decoders: list[StreamDecoder], uptos: list[int], finals: list[bo
         d.emit(*levels[i], upto, final) if i in levels else torch.zeros(0)
         for i, (d, upto, final) in enumerate(zip(decoders, uptos, finals, strict=True))
     ]
+
+
+def shared_passes(decoders: list[StreamDecoder], rows: list[int]) -> list[list[int]]:
+    """`rows` (the indices of `decoders`, in order) grouped into the greedy NAR passes they share: one on
+    a GPU; on the CPU, consecutive rows while the padded pass has at most `CPU_NAR_PASS_POSITIONS`
+    positions (a row longer than that alone)."""
+    if not decoders or decoders[0].cond.device.type != "cpu":
+        return [rows]
+    groups: list[list[int]] = []
+    widest = 0
+    for row, decoder in zip(rows, decoders, strict=True):
+        width = max(widest, decoder.positions)
+        if groups and (len(groups[-1]) + 1) * width <= CPU_NAR_PASS_POSITIONS:
+            groups[-1].append(row)
+            widest = width
+        else:
+            groups.append([row])
+            widest = decoder.positions
+    return groups
 
 
 def nar_levels(decoders: list[StreamDecoder]) -> list[tuple[Tensor, Tensor | None]]:
