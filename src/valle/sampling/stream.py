@@ -29,7 +29,7 @@ from valle.utils.batch import Conditioning
 # On the CPU, rows share a greedy NAR pass up to this many positions (text, prompt and frames, times the
 # rows). There a pass is compute-bound, so a batch buys nothing a row, and past the caches it costs more a
 # row: 8 rows of `small` (417 positions each) run at 0.75x one row's frames/s, 2 rows at 1.04x
-# (benchmarks/batch_scaling.py). A GPU's pass is bound by reading the weights: there all rows share one.
+# (benchmarks/batch_scaling.py). A GPU has compute to spare for many rows: there all rows share one.
 CPU_NAR_PASS_POSITIONS = 1024
 
 
