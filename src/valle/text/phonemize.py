@@ -121,7 +121,9 @@ def phonemize_batch(texts: list[str], language: str = "en-us") -> list[list[str]
     decimals, addresses, markup). Always one symbol list per text, in order (`_espeak`)."""
     for text in texts:
         if not text or not re.search(r"\w", text):
-            raise TextError(f"empty text {text!r}: nothing to phonemize; give the utterance a transcript")
+            raise TextError(
+                f"empty text {text!r}: nothing to phonemize (no letters or digits); give words to say"
+            )
         if re.search("[\udc80-\udcff]", text):  # how Python decodes bytes that are not UTF-8 (command lines)
             raise TextError(
                 f"text {text!r} holds bytes that are not UTF-8 (shown as \\udcXX); pass UTF-8 text"
