@@ -223,7 +223,7 @@ def emit_chunks(decoders: list[StreamDecoder], uptos: list[int], finals: list[bo
     live = [i for i, d in enumerate(decoders) if d.frames > 0]
     levels: dict[int, tuple[Tensor, Tensor | None]] = {}
     greedy = decoders[0].sampler.cfg.nar_temperature == 0 if decoders else True
-    groups = shared_passes([decoders[i] for i in live], live) if greedy else [[i] for i in live]
+    groups = shared_passes(decoders, live) if greedy else [[i] for i in live]
     for group in groups:
         if group:
             for i, filled in zip(group, nar_levels([decoders[i] for i in group]), strict=True):
@@ -235,21 +235,21 @@ def emit_chunks(decoders: list[StreamDecoder], uptos: list[int], finals: list[bo
 
 
 def shared_passes(decoders: list[StreamDecoder], rows: list[int]) -> list[list[int]]:
-    """`rows` (the indices of `decoders`, in order) grouped into the greedy NAR passes they share: one on
-    a GPU; on the CPU, consecutive rows while the padded pass has at most `CPU_NAR_PASS_POSITIONS`
-    positions (a row longer than that alone)."""
-    if not decoders or decoders[0].cond.device.type != "cpu":
+    """The greedy NAR passes that `rows` (indices into `decoders`) share: one on a GPU; on the CPU,
+    consecutive rows while the padded pass has at most `CPU_NAR_PASS_POSITIONS` positions (a row longer
+    than that alone)."""
+    if not rows or decoders[rows[0]].cond.device.type != "cpu":
         return [rows]
     groups: list[list[int]] = []
     widest = 0
-    for row, decoder in zip(rows, decoders, strict=True):
-        width = max(widest, decoder.positions)
-        if groups and (len(groups[-1]) + 1) * width <= CPU_NAR_PASS_POSITIONS:
+    for row in rows:
+        positions = decoders[row].positions
+        if groups and (len(groups[-1]) + 1) * max(widest, positions) <= CPU_NAR_PASS_POSITIONS:
             groups[-1].append(row)
-            widest = width
+            widest = max(widest, positions)
         else:
             groups.append([row])
-            widest = decoder.positions
+            widest = positions
     return groups
 
 
