@@ -9,7 +9,7 @@ frames over the time, so B × (batch-1 time) / (batch-B time) is what continuous
 stage; the server's throughput is bounded by the stage that gains least.
 
 `--whole-ff` also times each NAR pass with the feed-forward over all positions at once (the baseline
-of `transformer.INFERENCE_CHUNK_VALUES`'s slices) and prints the ratio.
+of `transformer.INFERENCE_SLICE_VALUES`'s slices) and prints the ratio.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ for each thread that ever ran a parallel region, for as long as that thread live
 holds more of them than the machine has cores, libgomp stops letting idle workers spin and puts them to
 sleep after each region: every small kernel of a decode step then waits for a sleeping worker to wake.
 On 2 cores, a thread that decodes while the main thread holds a pool runs a `small` model's one-token
-step 2.8x slower and a whole synthesis 1.85x slower (docs/benchmarks.md, "One pool of OpenMP workers").
+step 2.65x slower (benchmarks/thread_pools.py; docs/benchmarks.md, "One pool of OpenMP workers").
 
 So a server keeps one long-lived thread for torch, its engine, and gives any other torch work
 (loading the model at startup, encoding an uploaded voice) a thread that ends when the work does: the

@@ -120,14 +120,14 @@ class Attention(nn.Module):
 # pages from the OS every time, in no cache. In slices of 2^21 values (8 MB) that pass is 1.3x faster with
 # int8 weights and 1.1x in fp32 on 2 CPU cores (benchmarks/batch_scaling.py --whole-ff). CPU only: CUDA's
 # caching allocator keeps its blocks, and a GPU wants its matrix products large.
-INFERENCE_CHUNK_VALUES = 2**21
+INFERENCE_SLICE_VALUES = 2**21
 
 
 class FeedForward(nn.Module):
     """SwiGLU (`silu(x W1) * x W3`, then W2) or a GELU MLP; hidden width ff_mult * d_model either way.
 
     Each position's output depends on that position alone, so without gradients long inputs on the CPU
-    run in slices of positions (`INFERENCE_CHUNK_VALUES`): the same function, with a bounded intermediate.
+    run in slices of positions (`INFERENCE_SLICE_VALUES`): the same function, with a bounded intermediate.
     """
 
     def __init__(self, d_model: int, ff_mult: float, kind: str) -> None:
@@ -139,7 +139,7 @@ class FeedForward(nn.Module):
         self.up = nn.Linear(d_model, 2 * hidden if self.gated else hidden, bias=False)
         self.down = nn.Linear(hidden, d_model, bias=False)
         # Positions a slice holds without gradients (`up` may become an int8 or a LoRA layer later).
-        self.slice_positions = max(1, INFERENCE_CHUNK_VALUES // (2 * hidden if self.gated else hidden))
+        self.slice_positions = max(1, INFERENCE_SLICE_VALUES // (2 * hidden if self.gated else hidden))
 
     def forward(self, x: Tensor) -> Tensor:
         positions = x.shape[:-1].numel()
