@@ -62,11 +62,14 @@ def main() -> None:
     )
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
+    if args.sentences < 1 or (args.stride is not None and args.stride < 1):
+        parser.error("--sentences and --stride count sentences: give 1 or more")
     out = args.out.resolve()
     manifest = {item.truth: item for item in read_manifest(out)}
     groups = long_items(out, args.sentences, args.stride or args.sentences)
     read = AudioCache(out)
     truth_seconds = sum(read(t)[0].shape[-1] / read(t)[1] for _, truths, _ in groups for t in truths)
+    texts = {key: " ".join(manifest[t].text for t in truths) for key, truths, _ in groups}
 
     def score(name: str, context: object, row: list[EvalItem], seconds: float, hits: int) -> None:
         with one_thread():
@@ -83,13 +86,18 @@ def main() -> None:
     for key, truths, prompt_path in groups:
         joined = torch.cat([read(t)[0] for t in truths], dim=-1)
         prompt_wav, prompt_rate = read(str(prompt_path.relative_to(out)))
-        text = " ".join(manifest[t].text for t in truths)
-        recordings.append(EvalItem(key, text, joined, read(truths[0])[1], prompt_wav, None, prompt_rate))
+        recordings.append(
+            EvalItem(key, texts[key], joined, read(truths[0])[1], prompt_wav, None, prompt_rate)
+        )
     score("recordings", "-", recordings, truth_seconds, 0)
     for spec in args.models:
         name, path = spec.split("=", 1)
         synthesizer = Synthesizer(valle.load(path))
         codec, rate = synthesizer.codec, synthesizer.codec.sample_rate
+        prompts = {  # each group's prompt, encoded once with this model's codec for all its decodes
+            key: Prompt(codec.encode(prompt_audio(prompt_path, rate, PROMPT_SECONDS), rate))
+            for key, _, prompt_path in groups
+        }
         # (label, max_ar_context, split into sentences): one AR run with the whole context, one with a
         # sliding window, and what `Synthesizer.synthesize` does with long text (a run per sentence)
         for label, context, split in (
@@ -99,9 +107,8 @@ def main() -> None:
         ):
             config = replace(sampler_config(SIZES["full"]), max_ar_context=context)
             row, hits, seconds = [], 0, 0.0
-            for key, truths, prompt_path in groups:
-                text = " ".join(manifest[t].text for t in truths)
-                prompt = Prompt(codec.encode(prompt_audio(prompt_path, rate, PROMPT_SECONDS), rate))
+            for key, _, prompt_path in groups:
+                text, prompt = texts[key], prompts[key]
                 if split:
                     [said] = synthesizer.synthesize([text], [prompt], "en-us", config)
                     wav, hit = said.wav, said.hit_limit
