@@ -1,5 +1,5 @@
 """Outputs past the trained lengths: PER and WER of ~30 s utterances, each decoded as one AR run, with the
-whole context and with a sliding one (`max_ar_context`), for models trained with and without
+whole context and with sliding ones (`max_ar_context`, one decode per `--context`), for models trained with and without
 `training.sliding_context` (docs/benchmarks.md, "Sliding context").
 
     python benchmarks/long_outputs.py --out outputs/demo --context 150 --sentences 12 --stride 4 \\
@@ -55,15 +55,17 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"), help="a `make demo` folder")
     parser.add_argument("--models", nargs="+", required=True, metavar="NAME=PATH")
-    parser.add_argument("--context", type=int, default=300, help="max_ar_context of the sliding decode")
+    parser.add_argument(
+        "--context", type=int, nargs="+", default=[300], help="max_ar_context of the sliding decodes"
+    )
     parser.add_argument("--sentences", type=int, default=4, help="held-out sentences joined per text")
     parser.add_argument(
         "--stride", type=int, help="a text starts every STRIDE sentences (default: --sentences)"
     )
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
-    if args.sentences < 1 or (args.stride is not None and args.stride < 1):
-        parser.error("--sentences and --stride count sentences: give 1 or more")
+    if args.sentences < 1 or (args.stride is not None and args.stride < 1) or min(args.context) < 1:
+        parser.error("--sentences, --stride and --context count sentences or frames: give 1 or more")
     out = args.out.resolve()
     manifest = {item.truth: item for item in read_manifest(out)}
     groups = long_items(out, args.sentences, args.stride or args.sentences)
@@ -102,7 +104,7 @@ def main() -> None:
         # sliding window, and what `Synthesizer.synthesize` does with long text (a run per sentence)
         for label, context, split in (
             ("whole", None, False),
-            (args.context, args.context, False),
+            *((size, size, False) for size in args.context),
             ("split", None, True),
         ):
             config = replace(sampler_config(SIZES["full"]), max_ar_context=context)

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from valle.data.batching import collate
+from valle.models.cache import ContextWindow
 from valle.models.config import BackboneConfig, ValleConfig
-from valle.models.sequence import IGNORE
+from valle.models.sequence import IGNORE, build_ar
 from valle.models.valle import Valle, _rows
 from valle.sampling.ar import DecodeLimits, _start
 from valle.utils.batch import Batch
@@ -310,3 +311,45 @@ def test_a_training_window_is_what_decoding_with_max_ar_context_sees():
     expected = torch.cat([incremental[b, : int(n) + 1] for b, n in enumerate(batch.code_lengths)])
     torch.testing.assert_close(expected, out.logits, atol=1e-4, rtol=1e-4)
     assert (full.logits - out.logits).abs().max() > 1e-3  # the window hides something
+
+
+@pytest.mark.parametrize("positions", ["rotary", "sinusoidal"])
+def test_a_shifted_training_row_is_what_decoding_sees_that_far_into_an_output(positions):
+    """`training.sliding_context.max_shift`: a training row moved s frames on (its response and text,
+    not its prompt) gives the logits of a decode whose response starts s positions later, through the
+    same window: the positions a long output reaches are the ones the shifted row trained on."""
+    torch.manual_seed(0)
+    backbone = BackboneConfig("transformer", 0.0, {"positions": positions})
+    config = ValleConfig.tiny(segment_positions=4.0, backbone=backbone)
+    model = Valle(config.with_data(20, 3, 16)).eval()
+    batch, window = random_batch(), 3
+    shift = torch.tensor([40, 0, 700])
+    levels = torch.zeros(3, dtype=torch.long)
+    with torch.no_grad():
+        [out] = model(batch, levels, ar_context=window, position_shift=shift).levels
+        [unmoved] = model(batch, levels, ar_context=window).levels
+    ends = (batch.code_lengths + 1).cumsum(0)
+    for b, s in enumerate(shift.tolist()):
+        cond, n = batch.cond.select(torch.tensor([b])), int(batch.code_lengths[b])
+        with torch.no_grad():
+            packed = build_ar(
+                model.ar.embeddings, cond, segment_positions=4.0, position_shift=torch.tensor([s])
+            )
+            prefix = int(packed.lengths[0]) - 1  # text ; sep ; prompt ; sep, then the start vector
+            if s:  # the text moves on with the response it is said in; the prompt stays where it was
+                still = build_ar(model.ar.embeddings, cond, segment_positions=4.0)
+                text, prompt = int(cond.text_lengths[0]), slice(int(cond.text_lengths[0]) + 1, prefix - 1)
+                assert (packed.x[0, :text] - still.x[0, :text]).abs().amax(-1).min() > 1e-3
+                assert torch.equal(packed.x[0, prompt], still.x[0, prompt])
+            kept = ContextWindow(window, packed.lengths + s)  # the prefix and the moved start vector
+            cache = model.ar.backbone.new_cache(1, prefix + n + 2, window=kept)
+            model.ar.backbone.step(packed.x[:, :prefix], cache)
+            cache.next_position += s  # the response starts s positions later
+            steps = [model.ar_logits(model.ar.backbone.step(packed.x[:, prefix:], cache)[:, 0])]
+            for t in range(n):
+                x = model.ar_step_input(batch.codes[b : b + 1, 0, t], t + s)
+                steps.append(model.ar_logits(model.ar.backbone.step(x, cache)[:, 0]))
+        rows = slice(int(ends[b]) - n - 1, int(ends[b]))
+        torch.testing.assert_close(torch.cat(steps), out.logits[rows], atol=1e-4, rtol=1e-4)
+        moved = (out.logits[rows] - unmoved.logits[rows]).abs().max()
+        assert moved > 1e-3 if s else moved < 1e-5  # only a moved row's logits change

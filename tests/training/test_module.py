@@ -277,15 +277,20 @@ def test_sliding_context_training_draws_a_window_in_a_share_of_the_steps(tiny_dm
     from valle.training.module import SlidingContext
 
     always, never = SlidingContext(p=1.0, min_frames=5, max_frames=9), SlidingContext(p=0.0)
-    assert all(5 <= (always.draw() or 0) <= 9 for _ in range(20)) and never.draw() is None
+    assert all(5 <= (always.draw(3)[0] or 0) <= 9 and always.draw(3)[1] is None for _ in range(20))
+    assert never.draw(3) == (None, None)
+    shifted = [SlidingContext(p=1.0, max_shift=50).draw(4)[1] for _ in range(20)]
+    assert all(s is not None and s.shape == (4,) and 0 <= int(s.min()) <= int(s.max()) <= 50 for s in shifted)
+    assert len({int(v) for s in shifted for v in s}) > 10  # drawn per row, not one shift for all
     with pytest.raises(ConfigError, match="sliding_context"):
         SlidingContext(p=0.5, min_frames=10, max_frames=5)
-    trainer = cpu_trainer(tmp_path, max_steps=2)
-    trainer.fit(
-        tiny_module(tiny_dm, training={"sliding_context": {"p": 1.0, "min_frames": 2, "max_frames": 4}}),
-        tiny_dm,
-    )
-    assert math.isfinite(float(trainer.callback_metrics["train/loss"]))
+    with pytest.raises(ConfigError, match="max_shift=100: .* set p > 0"):
+        SlidingContext(max_shift=100)
+    window = {"p": 1.0, "min_frames": 2, "max_frames": 4}
+    for sliding in (window, {**window, "max_shift": 300}):
+        trainer = cpu_trainer(tmp_path, max_steps=2)
+        trainer.fit(tiny_module(tiny_dm, training={"sliding_context": sliding}), tiny_dm)
+        assert math.isfinite(float(trainer.callback_metrics["train/loss"]))
     retnet = ValleConfig.tiny(
         backbone=BackboneConfig("retnet", 0.0), shared=False, nar_backbone=BackboneConfig()
     )

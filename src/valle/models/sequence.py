@@ -17,6 +17,12 @@ symbol it says have similar positions. In a continuation row (the prompt is the 
 beginning, which the text covers too) the text is shifted by -Tp, so the response's first frame lines
 up with the first symbol it still has to say.
 
+A training row may be placed as if deep into a long output (`position_shift`, the
+`training.sliding_context.max_shift` key): its response's positions, and its text's, move on by s frames
+while the prompt stays at -Tp .. -1, and the backbone moves the response's rotary (or sinusoidal)
+positions on by s too (`shifted_positions`). Decoding a long output then meets positions and distances to
+the prompt that training has shown.
+
 With monotonic alignment (`ValleConfig.monotonic_alignment`, VALL-E R), every response position also
 gets `E_said(text[s_j])`, the embedding of the text id `s_j` that frame j says (`frame_symbols`, from a
 forced alignment; the stop position says the last id, `<eos>`), and the AR is trained to predict
@@ -91,7 +97,9 @@ def pack(segments: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor, list[Te
     return out[:, :size], total, offsets
 
 
-def _prefix_segments(emb: Embeddings, cond: Conditioning, scale: float = 0.0) -> list[tuple[Tensor, Tensor]]:
+def _prefix_segments(
+    emb: Embeddings, cond: Conditioning, scale: float = 0.0, position_shift: Tensor | None = None
+) -> list[tuple[Tensor, Tensor]]:
     text, prompt = cond.text, cond.prompt
     batch = cond.size
     ones = torch.ones(batch, dtype=torch.long, device=text.device)
@@ -99,6 +107,8 @@ def _prefix_segments(emb: Embeddings, cond: Conditioning, scale: float = 0.0) ->
     text_x, prompt_x = emb.text(text), emb.embed_prompt(prompt)
     if scale > 0:
         shift = torch.where(cond.continuing, cond.prompt_lengths, 0)
+        if position_shift is not None:  # the text moves on with the response it is said in
+            shift = shift - position_shift
         text_at = torch.arange(text.shape[1], device=text.device)[None, :] * scale - shift[:, None]
         prompt_at = torch.arange(prompt.shape[2], device=text.device)[None, :] - cond.prompt_lengths[:, None]
         text_x = text_x + sinusoidal(text_at, text_x.shape[-1]).to(text_x.dtype)
@@ -106,9 +116,20 @@ def _prefix_segments(emb: Embeddings, cond: Conditioning, scale: float = 0.0) ->
     return [(text_x, cond.shown_text_lengths), (sep, ones), (prompt_x, cond.prompt_lengths), (sep, ones)]
 
 
-def response_positions(emb_dim: int, first: int, length: int, device: torch.device) -> Tensor:
-    """[1, length, D] sinusoidal positions first .. first + length - 1 of the response segment."""
-    return sinusoidal(torch.arange(first, first + length, device=device)[None, :], emb_dim)
+def response_positions(
+    emb_dim: int, first: int, length: int, device: torch.device, shift: Tensor | None = None
+) -> Tensor:
+    """[1 or B, length, D] sinusoidal positions first .. first + length - 1 of the response segment,
+    each row's moved on by `shift` [B] when given (`position_shift`)."""
+    at = torch.arange(first, first + length, device=device)[None, :]
+    return sinusoidal(at if shift is None else at + shift[:, None], emb_dim)
+
+
+def shifted_positions(position_shift: Tensor, prefix_lengths: Tensor, size: int) -> Tensor:
+    """[B, size] the backbone's position offsets (`Backbone.forward`'s `position_offsets`) for a
+    `position_shift` [B]: 0 on the prefix, the row's shift from its response on."""
+    steps = torch.arange(size, device=position_shift.device)[None, :]
+    return torch.where(steps >= prefix_lengths[:, None], position_shift[:, None], 0)
 
 
 def _add_level(emb: Embeddings, packed: Tensor, levels: Tensor) -> Tensor:
@@ -126,6 +147,7 @@ def build_ar(
     input_dropout: float = 0.0,
     frame_symbols: Tensor | None = None,
     input_codes: Tensor | None = None,
+    position_shift: Tensor | None = None,
 ) -> Packed:
     """AR inputs (and targets when `codes` is given) for level 0.
 
@@ -143,6 +165,9 @@ def build_ar(
             `codes` when the embeddings have a `said` table; decoding starts at `cond.starts`).
         input_codes: training only: [B, T] level-0 codes fed as the response's inputs in place of
             `codes[:, 0]` (scheduled sampling feeds some of the model's own draws); the targets stay.
+        position_shift: training only: [B] int64, each row's response (and, with `segment_positions`,
+            its text) placed that many frames further on, as deep into a long output (module
+            docstring); the backbone moves the response's own positions with `shifted_positions`.
     """
     batch, device = cond.size, cond.device
     start = emb.start.expand(batch, 1, -1)
@@ -158,12 +183,14 @@ def build_ar(
         response = torch.cat([start, inputs], dim=1)
         response_lengths = code_lengths + 1
     if segment_positions > 0:
-        response = response + response_positions(response.shape[-1], 0, response.shape[1], device)
+        response = response + response_positions(
+            response.shape[-1], 0, response.shape[1], device, position_shift
+        )
     said = None
     if emb.said is not None:
         said = _said_positions(cond, codes, code_lengths, frame_symbols)
         response = response + said_embedding(emb, cond, said, code_lengths)
-    segments = _prefix_segments(emb, cond, segment_positions)
+    segments = _prefix_segments(emb, cond, segment_positions, position_shift)
     x, lengths, offsets = pack([*segments, (response, response_lengths)])
     x = _add_level(emb, x, torch.zeros(batch, dtype=torch.long, device=device))
     targets = advance = remaining = None
@@ -230,6 +257,7 @@ def build_nar(
     with_targets: bool = True,
     segment_positions: float = 0.0,
     frame_symbols: Tensor | None = None,
+    position_shift: Tensor | None = None,
 ) -> Packed:
     """NAR inputs for level `levels[b]` of each row (>= 1): the response sums the levels below it.
 
@@ -239,6 +267,7 @@ def build_nar(
         with_targets: also place `codes[b, levels[b]]` as targets at the response positions.
         segment_positions: as in `build_ar`.
         frame_symbols: [B, T] the text id each frame says (needed when the embeddings have `said`).
+        position_shift: as in `build_ar`.
     """
     response = emb.embed_levels_below(codes, levels)
     if emb.said is not None:
@@ -247,8 +276,10 @@ def build_nar(
         said = torch.minimum(frame_symbols[:, : codes.shape[2]], cond.last_symbol[:, None])
         response = response + said_embedding(emb, cond, said)
     if segment_positions > 0:  # frame j at j + 1, where the AR feeds it
-        response = response + response_positions(response.shape[-1], 1, response.shape[1], codes.device)
-    segments = _prefix_segments(emb, cond, segment_positions)
+        response = response + response_positions(
+            response.shape[-1], 1, response.shape[1], codes.device, position_shift
+        )
+    segments = _prefix_segments(emb, cond, segment_positions, position_shift)
     x, lengths, offsets = pack([*segments, (response, code_lengths)])
     x = _add_level(emb, x, levels)
     targets = None

@@ -21,6 +21,7 @@ from valle.models.sequence import (
     build_nar,
     prefix_targets,
     response_positions,
+    shifted_positions,
 )
 from valle.utils.batch import Batch, Conditioning
 
@@ -124,7 +125,13 @@ class Valle(nn.Module):
         return self.nar_stack if self.nar_stack is not None else self.ar
 
     # ---------------------------------------------------------------------------------------- training
-    def ar_packed(self, rows: _Rows, input_dropout: float = 0.0, input_codes: Tensor | None = None) -> Packed:
+    def ar_packed(
+        self,
+        rows: _Rows,
+        input_dropout: float = 0.0,
+        input_codes: Tensor | None = None,
+        position_shift: Tensor | None = None,
+    ) -> Packed:
         return build_ar(
             self.ar.embeddings,
             rows.cond,
@@ -135,6 +142,7 @@ class Valle(nn.Module):
             input_dropout=input_dropout,
             frame_symbols=rows.frame_symbols,
             input_codes=input_codes,
+            position_shift=position_shift,
         )
 
     def ar_self_fed_inputs(self, rows: _Rows, share: float) -> Tensor:
@@ -157,7 +165,7 @@ class Valle(nn.Module):
         fed = torch.rand(codes.shape, device=codes.device) < share
         return torch.where(fed, drawn, codes)
 
-    def nar_packed(self, rows: _Rows, levels: Tensor) -> Packed:
+    def nar_packed(self, rows: _Rows, levels: Tensor, position_shift: Tensor | None = None) -> Packed:
         return build_nar(
             self.nar.embeddings,
             rows.cond,
@@ -166,6 +174,7 @@ class Valle(nn.Module):
             levels,
             segment_positions=self.config.segment_positions,
             frame_symbols=rows.frame_symbols,
+            position_shift=position_shift,
         )
 
     def forward(
@@ -178,6 +187,7 @@ class Valle(nn.Module):
         ar_self_feed: float = 0.0,
         ar_context: int | None = None,
         medusa_distill: bool = False,
+        position_shift: Tensor | None = None,
     ) -> TrainOutput:
         """Teacher-forced logits for every row at its level.
 
@@ -195,6 +205,8 @@ class Valle(nn.Module):
                 most recent response positions (its own included): the window decoding slides with
                 `max_ar_context`, positions unchanged, so training on it teaches what decoding sees.
             medusa_distill: Medusa heads learn the base head's own argmax, not the recording's codes.
+            position_shift: [B] int64: each row's response (and text) positions moved that many frames
+                on, as deep into a long output (`valle.models.sequence`; training only).
 
         Returns:
             per-level logits and targets at response positions, and the auxiliary loss.
@@ -209,7 +221,8 @@ class Valle(nn.Module):
                 rows = _drop_text(rows, self.config.text_dropout)
             cond = rows.cond
             fed = self.ar_self_fed_inputs(rows, ar_self_feed) if ar_self_feed > 0 else None
-            packed = self.ar_packed(rows, ar_input_dropout, fed)
+            shift = None if position_shift is None else position_shift[ar_rows]
+            packed = self.ar_packed(rows, ar_input_dropout, fed, shift)
             # the prefix and the start vector are always kept, as decoding keeps them (`ar_prefix`)
             window = ContextWindow(ar_context, packed.prefix_lengths + 1) if ar_context else None
             h = self.ar.backbone(
@@ -219,6 +232,7 @@ class Valle(nn.Module):
                 prefix_lengths=packed.prefix_lengths if self.config.prefix_lm else None,
                 window=window,
                 **({"attention_layers": attention_layers} if attention_layers else {}),
+                **_moved(shift, packed),
             )
             attention = h.attention
             assert packed.targets is not None  # training batches carry their codes
@@ -237,8 +251,9 @@ class Valle(nn.Module):
                 text_out, prompt_out = self._prefix_outputs(cond, h.hidden)
         nar_rows = (levels > 0).nonzero().squeeze(1)
         if len(nar_rows):
-            packed = self.nar_packed(_rows(batch, nar_rows), levels[nar_rows])
-            h = self.nar.backbone(packed.x, packed.lengths, causal=False)
+            shift = None if position_shift is None else position_shift[nar_rows]
+            packed = self.nar_packed(_rows(batch, nar_rows), levels[nar_rows], shift)
+            h = self.nar.backbone(packed.x, packed.lengths, causal=False, **_moved(shift, packed))
             aux = aux + h.aux_loss
             assert packed.targets is not None  # training batches carry their codes
             row_levels = levels[nar_rows]
@@ -351,6 +366,14 @@ class _Rows:
     code_lengths: Tensor
     frame_symbols: Tensor | None
     aligned: Tensor | None
+
+
+def _moved(shift: Tensor | None, packed: Packed) -> dict[str, Tensor]:
+    """The backbone's `position_offsets` keyword for rows moved on by `shift` (none when not moved, so a
+    backbone without movable positions is only asked when a run moves them)."""
+    if shift is None:
+        return {}
+    return {"position_offsets": shifted_positions(shift, packed.prefix_lengths, packed.x.shape[1])}
 
 
 def _rows(batch: Batch, rows: Tensor) -> _Rows:

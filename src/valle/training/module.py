@@ -63,11 +63,16 @@ class MedusaTraining:
 class SlidingContext:
     """Training the AR for `max_ar_context` (the `training.sliding_context` keys, docs/training.md): in a
     share `p` of the steps, every AR response position sees the text, the prompt and only the last W
-    response positions, W drawn uniformly from [min_frames, max_frames] each such step."""
+    response positions, W drawn uniformly from [min_frames, max_frames] each such step. With
+    `max_shift` > 0, each row of such a step is also placed as if deep into a long output: its response
+    and text positions move on by a shift drawn per row from [0, max_shift] frames, the prompt's stay
+    (`valle.models.sequence`, "position_shift"), so that decoding far past the training lengths meets
+    positions training has shown."""
 
     p: float = 0.0  # 0 = off
     min_frames: int = 100
     max_frames: int = 400
+    max_shift: int = 0  # frames; 0 = positions unchanged
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.p <= 1.0 or not 1 <= self.min_frames <= self.max_frames:
@@ -75,12 +80,21 @@ class SlidingContext:
                 f"training.sliding_context: p={self.p} must be in [0, 1] and 1 <= min_frames="
                 f"{self.min_frames} <= max_frames={self.max_frames}"
             )
+        if self.max_shift < 0 or (self.max_shift > 0 and self.p == 0):
+            raise ConfigError(
+                f"training.sliding_context.max_shift={self.max_shift}: a shift in frames >= 0 that the "
+                "sliding steps draw; with max_shift > 0 set p > 0 too (e.g. p: 0.5, max_shift: 1600)"
+            )
 
-    def draw(self) -> int | None:
-        """This step's window, or None (the whole context); from torch's generator (restored per step)."""
+    def draw(self, rows: int) -> tuple[int | None, Tensor | None]:
+        """This step's window (None: the whole context) and its `rows` rows' position shifts [rows]
+        (None: unmoved); from torch's generator (restored per step)."""
         if self.p <= 0 or float(torch.rand(())) >= self.p:
-            return None
-        return int(torch.randint(self.min_frames, self.max_frames + 1, ()))
+            return None, None
+        window = int(torch.randint(self.min_frames, self.max_frames + 1, ()))
+        if self.max_shift == 0:
+            return window, None
+        return window, torch.randint(0, self.max_shift + 1, (rows,))
 
 
 @dataclass
@@ -290,6 +304,7 @@ class ValleModule(L.LightningModule):
         tc = self.training_config
         prefix = tc.text_loss_weight > 0 or tc.prompt_loss_weight > 0
         guided = tc.guided_attention
+        window, shifts = tc.sliding_context.draw(batch.size)
         output = self.model(
             batch,
             self.sample_levels(batch.size),
@@ -297,8 +312,9 @@ class ValleModule(L.LightningModule):
             attention_layers=guided.layers if guided.weight > 0 else (),
             ar_input_dropout=tc.ar_input_dropout,
             ar_self_feed=tc.ar_self_feed,
-            ar_context=tc.sliding_context.draw(),
+            ar_context=window,
             medusa_distill=tc.medusa.targets == "model",
+            position_shift=None if shifts is None else shifts.to(self.device),
         )
         loss = (
             self._train_loss(output, batch)

@@ -104,6 +104,7 @@ class Backbone(nn.Module, abc.ABC):
         prefix_lengths: Tensor | None = None,
         window: ContextWindow | None = None,
         attention_layers: Sequence[int] = (),
+        position_offsets: Tensor | None = None,
     ) -> BackboneOutput:
         """Hidden states of whole right-padded rows.
 
@@ -117,6 +118,10 @@ class Backbone(nn.Module, abc.ABC):
                 with `max_ar_context` matches.
             attention_layers: layers whose attention probabilities to return (for the guided-attention
                 loss); a backbone without attention weights raises ValueError when asked.
+            position_offsets: [B, T] int64 added to each position where its position is encoded (rotary
+                angles, sinusoidal inputs), not where the mask compares positions: training rows placed
+                deep into a long output (`valle.models.sequence.shifted_positions`). A backbone whose
+                positions cannot move raises ValueError.
 
         Returns:
             BackboneOutput(hidden [B, T, D], aux_loss scalar).

@@ -25,6 +25,7 @@ Not supported, with an error saying so (retention is causal by construction):
 - `prefix_lengths` (prefix-LM mask): the text and prompt are read causally instead.
 - `ContextWindow` (`max_ar_context`): the recurrent state has constant size whatever the context length,
   and its decay already fades old positions; there is no cache to evict from.
+- `position_offsets` (`training.sliding_context.max_shift`): retention has no positions to move on.
 """
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ NO_PREFIX_LM = "RetNet reads the text and prompt causally; prefix_lengths (prefi
 NO_WINDOW = (
     "RetNet keeps a constant-size recurrent state and its decay already fades old positions; "
     "a ContextWindow (max_ar_context) is not supported"
+)
+
+NO_SHIFT = (
+    "RetNet's positions are its retention decay, which cannot be moved on; training.sliding_context "
+    "(max_shift) needs model/backbone=transformer"
 )
 
 RetentionState = dict[str, Tensor]  # one layer: "kv" [B,H,Dk,Dv], "key_sum" [B,H,Dk], "scale" [B,H]
@@ -332,6 +338,7 @@ class RetNetBackbone(Backbone):
         prefix_lengths: Tensor | None = None,
         window: ContextWindow | None = None,
         attention_layers: Sequence[int] = (),
+        position_offsets: Tensor | None = None,
     ) -> BackboneOutput:
         """See `Backbone.forward`. x [B, T, D] → hidden [B, T, D], aux_loss = MoE loss summed over layers.
 
@@ -339,9 +346,12 @@ class RetNetBackbone(Backbone):
         ones (they only count in the MoE balancing loss).
 
         Raises:
-            ValueError: causal=False, prefix_lengths or window (see the module docstring).
+            ValueError: causal=False, prefix_lengths, window or position_offsets (see the module
+                docstring).
         """
         check_causal_only(causal, prefix_lengths, window)
+        if position_offsets is not None:
+            raise ValueError(NO_SHIFT)
         if attention_layers:
             raise ValueError(
                 "RetNet has retention, not attention probabilities: the guided-attention loss "

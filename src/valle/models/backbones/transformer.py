@@ -229,12 +229,13 @@ class TransformerBackbone(Backbone):
         prefix_lengths: Tensor | None = None,
         window: ContextWindow | None = None,
         attention_layers: Sequence[int] = (),
+        position_offsets: Tensor | None = None,
     ) -> BackboneOutput:
         """See `Backbone.forward`. x [B, T, D], lengths [B] → hidden [B, T, D], aux_loss 0, and the
         attention probabilities [B, H, T, T] of `attention_layers`."""
         positions, key_positions = padded_positions(lengths, x.shape[1])
         mask = attention_mask(positions, key_positions, causal, prefix_lengths, window)
-        h, rope = self._inputs(x, positions)
+        h, rope = self._inputs(x, positions if position_offsets is None else positions + position_offsets)
         weights: list[Tensor] = []
         for i, block in enumerate(self.blocks):
             h = block(h, rope, mask, weights=weights if i in attention_layers else None)
