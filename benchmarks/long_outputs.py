@@ -1,8 +1,8 @@
 """Outputs past the trained lengths: PER and WER of ~30 s utterances, each decoded as one AR run, with the
-whole context and with sliding ones (`max_ar_context`, one decode per `--context`), for models trained with and without
-`training.sliding_context` (docs/benchmarks.md, "Sliding context").
+whole context and with sliding ones (`max_ar_context`, a decode per `--context`), for models trained with
+and without `training.sliding_context` (docs/benchmarks.md, "Sliding context").
 
-    python benchmarks/long_outputs.py --out outputs/demo --context 150 --sentences 12 --stride 4 \\
+    python benchmarks/long_outputs.py --out outputs/demo --context 100 150 --sentences 12 --stride 4 \\
         --models plain=outputs/demo/model.pt sliding=outputs/demo/recipes/sliding/run/checkpoints/last.ckpt
 
 The texts are the demo's held-out sentences (OUT/samples/manifest.json, from `make demo`), `--sentences`
