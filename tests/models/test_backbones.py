@@ -34,6 +34,7 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
         "bidirectional": "retention is causal by construction; the NAR runs on a transformer",
         "prefix_lm": "retention is causal by construction; no bidirectional prefix",
         "window": "a constant-size recurrent state has no positions to evict",
+        "position_offsets": "retention's decay has no positions to move on",
     },
 }
 
@@ -267,6 +268,9 @@ def test_unsupported_options_raise(case: str) -> None:
             backbone(x, lengths, causal=True, window=window)
         with pytest.raises(ValueError, match="ContextWindow"):
             backbone.new_cache(2, 8, window=window)
+    if "position_offsets" in unsupported:  # training.sliding_context.max_shift
+        with pytest.raises(ValueError, match="max_shift"):
+            backbone(x, lengths, causal=True, position_offsets=torch.ones(2, 5, dtype=torch.long))
 
 
 def test_every_registered_backbone_has_a_tiny_case() -> None:
