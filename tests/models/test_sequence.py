@@ -13,6 +13,7 @@ from valle.models.config import BackboneConfig, ValleConfig
 from valle.models.sequence import IGNORE, build_ar
 from valle.models.valle import Valle, _rows
 from valle.sampling.ar import DecodeLimits, _start
+from valle.training.text_before import precede_with_text
 from valle.utils.batch import Batch
 
 
@@ -313,34 +314,48 @@ def test_a_training_window_is_what_decoding_with_max_ar_context_sees():
     assert (full.logits - out.logits).abs().max() > 1e-3  # the window hides something
 
 
+@pytest.mark.parametrize("text_before", [False, True])
 @pytest.mark.parametrize("positions", ["rotary", "sinusoidal"])
-def test_a_shifted_training_row_is_what_decoding_sees_that_far_into_an_output(positions):
+def test_a_shifted_training_row_is_what_decoding_sees_that_far_into_an_output(positions, text_before):
     """`training.sliding_context.max_shift`: a training row moved s frames on (its response and text,
     not its prompt) gives the logits of a decode whose response starts s positions later, through the
-    same window: the positions a long output reaches are the ones the shifted row trained on."""
+    same window: the positions a long output reaches are the ones the shifted row trained on. With
+    `text_before` the row's text is preceded by the text said before it and keeps its own positions, as
+    the text of one long output does."""
     torch.manual_seed(0)
     backbone = BackboneConfig("transformer", 0.0, {"positions": positions})
     config = ValleConfig.tiny(segment_positions=4.0, backbone=backbone)
     model = Valle(config.with_data(20, 3, 16)).eval()
     batch, window = random_batch(), 3
     shift = torch.tensor([40, 0, 700])
+    if text_before:
+        batch = precede_with_text(batch, shift)
+        assert batch.cond.text_lengths.tolist() != random_batch().cond.text_lengths.tolist()
     levels = torch.zeros(3, dtype=torch.long)
     with torch.no_grad():
-        [out] = model(batch, levels, ar_context=window, position_shift=shift).levels
+        [out] = model(
+            batch, levels, ar_context=window, position_shift=shift, shift_text=not text_before
+        ).levels
         [unmoved] = model(batch, levels, ar_context=window).levels
     ends = (batch.code_lengths + 1).cumsum(0)
     for b, s in enumerate(shift.tolist()):
         cond, n = batch.cond.select(torch.tensor([b])), int(batch.code_lengths[b])
         with torch.no_grad():
             packed = build_ar(
-                model.ar.embeddings, cond, segment_positions=4.0, position_shift=torch.tensor([s])
+                model.ar.embeddings,
+                cond,
+                segment_positions=4.0,
+                position_shift=torch.tensor([s]),
+                shift_text=not text_before,
             )
             prefix = int(packed.lengths[0]) - 1  # text ; sep ; prompt ; sep, then the start vector
-            if s:  # the text moves on with the response it is said in; the prompt stays where it was
-                still = build_ar(model.ar.embeddings, cond, segment_positions=4.0)
-                text, prompt = int(cond.text_lengths[0]), slice(int(cond.text_lengths[0]) + 1, prefix - 1)
+            still = build_ar(model.ar.embeddings, cond, segment_positions=4.0)
+            text, prompt = int(cond.text_lengths[0]), slice(int(cond.text_lengths[0]) + 1, prefix - 1)
+            assert torch.equal(packed.x[0, prompt], still.x[0, prompt])  # the prompt stays where it was
+            if s and not text_before:  # the text moves on with the response it is said in
                 assert (packed.x[0, :text] - still.x[0, :text]).abs().amax(-1).min() > 1e-3
-                assert torch.equal(packed.x[0, prompt], still.x[0, prompt])
+            else:  # the text said before it already placed it
+                assert torch.equal(packed.x[0, :text], still.x[0, :text])
             kept = ContextWindow(window, packed.lengths + s)  # the prefix and the moved start vector
             cache = model.ar.backbone.new_cache(1, prefix + n + 2, window=kept)
             model.ar.backbone.step(packed.x[:, :prefix], cache)

@@ -21,7 +21,9 @@ A training row may be placed as if deep into a long output (`position_shift`, th
 `training.sliding_context.max_shift` key): its response's positions, and its text's, move on by s frames
 while the prompt stays at -Tp .. -1, and the backbone moves the response's rotary (or sinusoidal)
 positions on by s too (`shifted_positions`). Decoding a long output then meets positions and distances to
-the prompt that training has shown.
+the prompt that training has shown. With `shift_text=False` the text keeps its own positions: the row's
+text is then preceded by about s frames' worth of other text (`training.sliding_context.text_before`),
+so its symbols already sit where a long text puts them.
 
 With monotonic alignment (`ValleConfig.monotonic_alignment`, VALL-E R), every response position also
 gets `E_said(text[s_j])`, the embedding of the text id `s_j` that frame j says (`frame_symbols`, from a
@@ -98,7 +100,11 @@ def pack(segments: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor, list[Te
 
 
 def _prefix_segments(
-    emb: Embeddings, cond: Conditioning, scale: float = 0.0, position_shift: Tensor | None = None
+    emb: Embeddings,
+    cond: Conditioning,
+    scale: float = 0.0,
+    position_shift: Tensor | None = None,
+    shift_text: bool = True,
 ) -> list[tuple[Tensor, Tensor]]:
     text, prompt = cond.text, cond.prompt
     batch = cond.size
@@ -107,7 +113,7 @@ def _prefix_segments(
     text_x, prompt_x = emb.text(text), emb.embed_prompt(prompt)
     if scale > 0:
         shift = torch.where(cond.continuing, cond.prompt_lengths, 0)
-        if position_shift is not None:  # the text moves on with the response it is said in
+        if position_shift is not None and shift_text:  # the text moves on with the response it says
             shift = shift - position_shift
         text_at = torch.arange(text.shape[1], device=text.device)[None, :] * scale - shift[:, None]
         prompt_at = torch.arange(prompt.shape[2], device=text.device)[None, :] - cond.prompt_lengths[:, None]
@@ -148,6 +154,7 @@ def build_ar(
     frame_symbols: Tensor | None = None,
     input_codes: Tensor | None = None,
     position_shift: Tensor | None = None,
+    shift_text: bool = True,
 ) -> Packed:
     """AR inputs (and targets when `codes` is given) for level 0.
 
@@ -168,6 +175,8 @@ def build_ar(
         position_shift: training only: [B] int64, each row's response (and, with `segment_positions`,
             its text) placed that many frames further on, as deep into a long output (module
             docstring); the backbone moves the response's own positions with `shifted_positions`.
+        shift_text: False: the text keeps its own positions under `position_shift`, because the text
+            said before the row already precedes it (`training.sliding_context.text_before`).
     """
     batch, device = cond.size, cond.device
     start = emb.start.expand(batch, 1, -1)
@@ -190,7 +199,7 @@ def build_ar(
     if emb.said is not None:
         said = _said_positions(cond, codes, code_lengths, frame_symbols)
         response = response + said_embedding(emb, cond, said, code_lengths)
-    segments = _prefix_segments(emb, cond, segment_positions, position_shift)
+    segments = _prefix_segments(emb, cond, segment_positions, position_shift, shift_text)
     x, lengths, offsets = pack([*segments, (response, response_lengths)])
     x = _add_level(emb, x, torch.zeros(batch, dtype=torch.long, device=device))
     targets = advance = remaining = None
@@ -258,6 +267,7 @@ def build_nar(
     segment_positions: float = 0.0,
     frame_symbols: Tensor | None = None,
     position_shift: Tensor | None = None,
+    shift_text: bool = True,
 ) -> Packed:
     """NAR inputs for level `levels[b]` of each row (>= 1): the response sums the levels below it.
 
@@ -267,7 +277,7 @@ def build_nar(
         with_targets: also place `codes[b, levels[b]]` as targets at the response positions.
         segment_positions: as in `build_ar`.
         frame_symbols: [B, T] the text id each frame says (needed when the embeddings have `said`).
-        position_shift: as in `build_ar`.
+        position_shift, shift_text: as in `build_ar`.
     """
     response = emb.embed_levels_below(codes, levels)
     if emb.said is not None:
@@ -279,7 +289,7 @@ def build_nar(
         response = response + response_positions(
             response.shape[-1], 1, response.shape[1], codes.device, position_shift
         )
-    segments = _prefix_segments(emb, cond, segment_positions, position_shift)
+    segments = _prefix_segments(emb, cond, segment_positions, position_shift, shift_text)
     x, lengths, offsets = pack([*segments, (response, code_lengths)])
     x = _add_level(emb, x, levels)
     targets = None

@@ -131,6 +131,7 @@ class Valle(nn.Module):
         input_dropout: float = 0.0,
         input_codes: Tensor | None = None,
         position_shift: Tensor | None = None,
+        shift_text: bool = True,
     ) -> Packed:
         return build_ar(
             self.ar.embeddings,
@@ -143,6 +144,7 @@ class Valle(nn.Module):
             frame_symbols=rows.frame_symbols,
             input_codes=input_codes,
             position_shift=position_shift,
+            shift_text=shift_text,
         )
 
     def ar_self_fed_inputs(self, rows: _Rows, share: float) -> Tensor:
@@ -165,7 +167,13 @@ class Valle(nn.Module):
         fed = torch.rand(codes.shape, device=codes.device) < share
         return torch.where(fed, drawn, codes)
 
-    def nar_packed(self, rows: _Rows, levels: Tensor, position_shift: Tensor | None = None) -> Packed:
+    def nar_packed(
+        self,
+        rows: _Rows,
+        levels: Tensor,
+        position_shift: Tensor | None = None,
+        shift_text: bool = True,
+    ) -> Packed:
         return build_nar(
             self.nar.embeddings,
             rows.cond,
@@ -175,6 +183,7 @@ class Valle(nn.Module):
             segment_positions=self.config.segment_positions,
             frame_symbols=rows.frame_symbols,
             position_shift=position_shift,
+            shift_text=shift_text,
         )
 
     def forward(
@@ -188,6 +197,7 @@ class Valle(nn.Module):
         ar_context: int | None = None,
         medusa_distill: bool = False,
         position_shift: Tensor | None = None,
+        shift_text: bool = True,
     ) -> TrainOutput:
         """Teacher-forced logits for every row at its level.
 
@@ -207,6 +217,8 @@ class Valle(nn.Module):
             medusa_distill: Medusa heads learn the base head's own argmax, not the recording's codes.
             position_shift: [B] int64: each row's response (and text) positions moved that many frames
                 on, as deep into a long output (`valle.models.sequence`; training only).
+            shift_text: False: `position_shift` leaves the text's positions alone (the batch's text
+                already starts with what was said before: `valle.training.text_before`).
 
         Returns:
             per-level logits and targets at response positions, and the auxiliary loss.
@@ -222,7 +234,7 @@ class Valle(nn.Module):
             cond = rows.cond
             fed = self.ar_self_fed_inputs(rows, ar_self_feed) if ar_self_feed > 0 else None
             shift = None if position_shift is None else position_shift[ar_rows]
-            packed = self.ar_packed(rows, ar_input_dropout, fed, shift)
+            packed = self.ar_packed(rows, ar_input_dropout, fed, shift, shift_text)
             # the prefix and the start vector are always kept, as decoding keeps them (`ar_prefix`)
             window = ContextWindow(ar_context, packed.prefix_lengths + 1) if ar_context else None
             h = self.ar.backbone(
@@ -252,7 +264,7 @@ class Valle(nn.Module):
         nar_rows = (levels > 0).nonzero().squeeze(1)
         if len(nar_rows):
             shift = None if position_shift is None else position_shift[nar_rows]
-            packed = self.nar_packed(_rows(batch, nar_rows), levels[nar_rows], shift)
+            packed = self.nar_packed(_rows(batch, nar_rows), levels[nar_rows], shift, shift_text)
             h = self.nar.backbone(packed.x, packed.lengths, causal=False, **_moved(shift, packed))
             aux = aux + h.aux_loss
             assert packed.targets is not None  # training batches carry their codes

@@ -32,6 +32,7 @@ from valle.training.alignment import (
 )
 from valle.training.optim import OptimConfig, build_optimizer
 from valle.training.rng import capture_rng_state, gather_from_ranks, restore_rng_state
+from valle.training.text_before import precede_with_text
 from valle.utils.batch import Batch
 
 log = logging.getLogger(__name__)
@@ -67,12 +68,15 @@ class SlidingContext:
     `max_shift` > 0, each row of such a step is also placed as if deep into a long output: its response
     and text positions move on by a shift drawn per row from [0, max_shift] frames, the prompt's stay
     (`valle.models.sequence`, "position_shift"), so that decoding far past the training lengths meets
-    positions training has shown."""
+    positions training has shown. With `text_before`, a shifted row's text is also preceded by what the
+    other rows say, about as much as the row would say in its shift (`valle.training.text_before`), and
+    keeps its own positions: the view decoding has in the middle of one long text."""
 
     p: float = 0.0  # 0 = off
     min_frames: int = 100
     max_frames: int = 400
     max_shift: int = 0  # frames; 0 = positions unchanged
+    text_before: bool = False  # precede a shifted row's text with the text said in its shift
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.p <= 1.0 or not 1 <= self.min_frames <= self.max_frames:
@@ -84,6 +88,11 @@ class SlidingContext:
             raise ConfigError(
                 f"training.sliding_context.max_shift={self.max_shift}: a shift in frames >= 0 that the "
                 "sliding steps draw; with max_shift > 0 set p > 0 too (e.g. p: 0.5, max_shift: 1600)"
+            )
+        if self.text_before and self.max_shift == 0:
+            raise ConfigError(
+                "training.sliding_context.text_before=true precedes a shifted row's text with what is "
+                "said in its shift: set max_shift > 0 too (e.g. p: 0.5, max_shift: 1600)"
             )
 
     def draw(self, rows: int) -> tuple[int | None, Tensor | None]:
@@ -127,6 +136,12 @@ class TrainingConfig:
             self.medusa = MedusaTraining(**self.medusa)
         if isinstance(self.sliding_context, dict):
             self.sliding_context = SlidingContext(**self.sliding_context)
+        if self.sliding_context.text_before and self.guided_attention.weight > 0:
+            raise ConfigError(
+                "training.sliding_context.text_before=true with training.guided_attention.weight="
+                f"{self.guided_attention.weight}: the guided diagonal starts at a row's own text, which "
+                "text_before moves; set one of them off"
+            )
         if not 0.0 <= self.ar_self_feed <= 1.0:
             raise ConfigError(f"training.ar_self_feed={self.ar_self_feed}: must be in [0, 1] (e.g. 0.3)")
         if not 0.0 <= self.ar_input_dropout < 1.0:
@@ -305,8 +320,11 @@ class ValleModule(L.LightningModule):
         prefix = tc.text_loss_weight > 0 or tc.prompt_loss_weight > 0
         guided = tc.guided_attention
         window, shifts = tc.sliding_context.draw(batch.size)
+        # what the model reads; the losses and counts stay those of the batch itself
+        text_before = tc.sliding_context.text_before and shifts is not None
+        read = precede_with_text(batch, shifts) if shifts is not None and text_before else batch
         output = self.model(
-            batch,
+            read,
             self.sample_levels(batch.size),
             prefix_losses=prefix,
             attention_layers=guided.layers if guided.weight > 0 else (),
@@ -315,6 +333,7 @@ class ValleModule(L.LightningModule):
             ar_context=window,
             medusa_distill=tc.medusa.targets == "model",
             position_shift=None if shifts is None else shifts.to(self.device),
+            shift_text=not text_before,
         )
         loss = (
             self._train_loss(output, batch)
