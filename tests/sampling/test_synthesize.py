@@ -13,7 +13,7 @@ import torch
 from tests.conftest import needs_int8_kernels, real_speech_dir
 from valle.audio import AudioError
 from valle.card import LoadedModel, ModelCard
-from valle.errors import UserError
+from valle.errors import ConfigError, UserError
 from valle.models.config import ValleConfig
 from valle.models.quantize import Int8Heads, Int8Linear
 from valle.models.valle import Valle
@@ -87,6 +87,19 @@ def test_long_text_is_split_and_joined(synthesizer, mode):
         assert result.codes.shape[1] == sum(single)
     else:
         assert result.codes.shape[1] > 0
+
+
+def test_long_text_whole_is_one_ar_run_over_every_sentence(synthesizer):
+    prompt = Prompt(torch.randint(0, 1024, (2, 50)))
+    config = SamplerConfig(max_ar_steps=30, seed=0)
+    text = "The lazy dog. The brown fox!"
+    [result] = synthesizer.synthesize([text], [prompt], config=config, long_text="whole")
+    [one_run] = synthesizer.generate([text], [synthesizer.prompt(prompt, 3.0)], "en-us", config)
+    assert torch.equal(result.codes, one_run.codes)
+    [split] = synthesizer.synthesize([text], [prompt], config=config, long_text="fixed")
+    assert not torch.equal(split.codes, result.codes)
+    with pytest.raises(ConfigError, match="long_text='one'"):
+        synthesizer.synthesize([text], [prompt], config=config, long_text="one")
 
 
 @pytest.mark.parametrize("mode", ["fixed", "sliding"])

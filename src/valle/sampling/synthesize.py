@@ -38,7 +38,7 @@ from valle.text.symbols import HEAD_IDS, TAIL_IDS
 from valle.utils.batch import Conditioning
 
 log = logging.getLogger(__name__)
-LONG_TEXT_MODES = ("fixed", "sliding")
+LONG_TEXT_MODES = ("fixed", "sliding", "whole")
 PromptSource = str | Path | Prompt  # an audio file, a voice preset (.npz) or a loaded prompt
 
 
@@ -317,8 +317,10 @@ class Synthesizer:
                 or `Prompt`s.
             language: espeak-ng language of the texts.
             config: sampler settings (defaults: `SamplerConfig()`).
-            long_text: "fixed" (every sentence gets the same prompt) or "sliding" (each sentence is
-                prompted by the end of the previous one's output).
+            long_text: "fixed" (every sentence gets the same prompt), "sliding" (each sentence is
+                prompted by the end of the previous one's output) or "whole" (the whole text in one AR
+                run: for a model trained with `training.sliding_context` with `max_shift` and
+                `text_before`, decoding with a `max_ar_context` inside its windows; docs/inference.md).
             prompt_seconds: audio prompts are cropped to this many seconds (None: kept whole); with
                 "sliding", the length of the previous output that prompts the next sentence.
 
@@ -347,10 +349,15 @@ class Synthesizer:
         for text, parts in zip(texts, sentences, strict=True):
             if not parts:
                 raise TextError(f"empty text {text!r}: nothing to say")
-        pieces = (self._fixed if long_text == "fixed" else self._sliding)(
+        if long_text == "whole":
+            sentences = [[" ".join(parts)] for parts in sentences]
+        pieces = (self._sliding if long_text == "sliding" else self._fixed)(
             sentences, loaded_prompts, language, config, prompt_seconds, progress
         )
-        return [self._finish(text, parts) for text, parts in zip(texts, pieces, strict=True)]
+        return [
+            self._finish(text, parts, whole=long_text == "whole")
+            for text, parts in zip(texts, pieces, strict=True)
+        ]
 
     def _fixed(self, sentences, prompts, language, config, prompt_seconds, progress):
         flat = [(s, p) for parts, p in zip(sentences, prompts, strict=True) for s in parts]
@@ -371,7 +378,7 @@ class Synthesizer:
                 current[r] = Prompt(spoken.codes[:, -frames:], None, "previous sentence")
         return pieces
 
-    def _finish(self, text: str, parts: list[Spoken]) -> Synthesis:
+    def _finish(self, text: str, parts: list[Spoken], whole: bool = False) -> Synthesis:
         codes = torch.cat([part.codes for part in parts], dim=1)
         found = [part.expected for part in parts if part.expected is not None]
         expected = torch.cat(found, dim=1) if len(found) == len(parts) else None  # every part, or none
@@ -380,10 +387,15 @@ class Synthesizer:
         longest_sentence = max(part.codes.shape[1] for part in parts) / self.codec.frame_rate
         if longest and longest_sentence > longest:
             log.warning(
-                "an output sentence is longer (%.1f s) than the longest utterance seen in training "
-                "(%.1f s); quality may drop: split the text further",
+                "%s is longer (%.1f s) than the longest utterance seen in training (%.1f s); quality may "
+                "drop: %s",
+                "an AR run over the whole text" if whole else "an output sentence",
                 longest_sentence,
                 longest,
+                "unless the model was trained for long runs (training.sliding_context with text_before) "
+                "and decodes with sampler.max_ar_context, say it sentence by sentence (long_text=fixed)"
+                if whole
+                else "split the text further",
             )
         wav = self.codec.decode(codes, expected).cpu() if codes.shape[1] else torch.zeros(0)
         return Synthesis(text, codes, wav, self.codec.sample_rate, any(part.hit_limit for part in parts))
