@@ -321,8 +321,9 @@ class ValleModule(L.LightningModule):
         guided = tc.guided_attention
         window, shifts = tc.sliding_context.draw(batch.size)
         # what the model reads; the losses and counts stay those of the batch itself
-        text_before = tc.sliding_context.text_before and shifts is not None
-        read = precede_with_text(batch, shifts) if shifts is not None and text_before else batch
+        read, shift_text = batch, True
+        if shifts is not None and tc.sliding_context.text_before:
+            read, shift_text = precede_with_text(batch, shifts), False
         output = self.model(
             read,
             self.sample_levels(batch.size),
@@ -333,7 +334,7 @@ class ValleModule(L.LightningModule):
             ar_context=window,
             medusa_distill=tc.medusa.targets == "model",
             position_shift=None if shifts is None else shifts.to(self.device),
-            shift_text=not text_before,
+            shift_text=shift_text,
         )
         loss = (
             self._train_loss(output, batch)

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from valle.text.symbols import HEAD_IDS, PAD, SPECIALS, TAIL_IDS
 from valle.utils.batch import Batch
+from valle.utils.padding import pad_1d
 
 
 def symbols_before(batch: Batch, shifts: Tensor) -> Tensor:
@@ -44,10 +45,7 @@ def precede_with_text(batch: Batch, shifts: Tensor) -> Batch:
     for b, n in enumerate(lengths):
         own = cond.text[b, :n]
         texts.append(torch.cat([own[:HEAD_IDS], _said_before(bodies, b, wanted[b]), own[HEAD_IDS:]]))
-    text = cond.text.new_full((cond.size, max(len(t) for t in texts)), SPECIALS.index(PAD))
-    for b, t in enumerate(texts):
-        text[b, : len(t)] = t
-    new_lengths = torch.tensor([len(t) for t in texts], device=cond.text.device)
+    text, new_lengths = (t.to(cond.text.device) for t in pad_1d(texts, SPECIALS.index(PAD)))
     counts = new_lengths - cond.text_lengths
     return replace(
         batch,
